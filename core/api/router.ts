@@ -1,0 +1,112 @@
+/**
+ * A small router for the Docker-shaped API: routes are regexes over the unversioned path
+ * (`/v1.43/images/json` and `/images/json` reach the same handler), and every error becomes
+ * Docker's `{"message": "..."}` with the error's status code.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { BerthError, InvalidArgumentError } from '../contracts/errors';
+
+export const API_VERSION = '1.43';
+export const MIN_API_VERSION = '1.24';
+/** JSON request bodies above this are refused (Docker's create bodies are a few KB). */
+export const MAX_JSON_BODY = 4 * 1024 * 1024;
+
+export interface ApiRequest {
+  raw: IncomingMessage;
+  method: string;
+  path: string;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  /** API version from the path, or the newest. */
+  version: string;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+}
+
+export type Handler = (req: ApiRequest, res: ServerResponse) => Promise<unknown> | unknown;
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  handler: Handler;
+}
+
+export class Router {
+  private readonly routes: Route[] = [];
+
+  add(method: string, pattern: string, handler: Handler): this {
+    // `{name}` matches one segment; `{name*}` matches the rest (image names contain slashes).
+    const re = pattern.replace(/\{(\w+)(\*?)\}/g, (_, n, star) => (star ? `(?<${n}>.+)` : `(?<${n}>[^/]+)`));
+    this.routes.push({ method, pattern: new RegExp(`^${re}$`), handler });
+    return this;
+  }
+
+  match(method: string, path: string): { handler: Handler; params: Record<string, string> } | 'method' | undefined {
+    let pathMatched = false;
+    for (const r of this.routes) {
+      const m = r.pattern.exec(path);
+      if (!m) continue;
+      pathMatched = true;
+      if (r.method === method || (method === 'HEAD' && r.method === 'GET')) {
+        const params = Object.fromEntries(Object.entries(m.groups ?? {}).map(([k, v]) => [k, decodeURIComponent(v)]));
+        return { handler: r.handler, params };
+      }
+    }
+    return pathMatched ? 'method' : undefined;
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const data = JSON.stringify(body);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(data) });
+  res.end(data);
+}
+
+export function sendError(res: ServerResponse, err: unknown): void {
+  const status = err instanceof BerthError ? err.status : 500;
+  const message = err instanceof Error ? err.message : String(err);
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  sendJson(res, status, { message });
+}
+
+/** Read and parse a JSON body (bounded); an empty body is `undefined`. */
+export async function readJsonBody<T>(req: ApiRequest): Promise<T | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req.raw) {
+    size += chunk.length;
+    if (size > MAX_JSON_BODY) throw new BerthError(`request body larger than ${MAX_JSON_BODY} bytes`, 413);
+    chunks.push(chunk);
+  }
+  if (!size) return undefined;
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
+  } catch (err) {
+    throw new InvalidArgumentError(`invalid JSON body: ${(err as Error).message}`);
+  }
+}
+
+export function boolParam(q: URLSearchParams, name: string): boolean {
+  const v = q.get(name);
+  return v !== null && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
+}
+
+/** Docker's `filters` query parameter: JSON of {key: [values]} or the older {key: {value: true}}. */
+export function filtersParam(q: URLSearchParams): Record<string, string[]> {
+  const raw = q.get('filters');
+  if (!raw) return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new InvalidArgumentError(`invalid filters: ${raw}`);
+  }
+  const out: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+    out[k] = Array.isArray(v) ? v.map(String) : v && typeof v === 'object' ? Object.keys(v) : [String(v)];
+  }
+  return out;
+}

@@ -1,0 +1,11 @@
+import type { Engine } from '../../kernel/engine';
+import { Router } from '../router';
+import { imageRoutes } from './images';
+import { systemRoutes } from './system';
+
+export function buildRouter(engine: Engine): Router {
+  const router = new Router();
+  systemRoutes(router, engine);
+  imageRoutes(router, engine);
+  return router;
+}

@@ -1,0 +1,96 @@
+import * as os from 'node:os';
+import type { Engine } from '../../kernel/engine';
+import { ENGINE_VERSION } from '../../kernel/engine';
+import { BerthError } from '../../contracts/errors';
+import { parseReference } from '../../images/reference';
+import { API_VERSION, MIN_API_VERSION, type Router, readJsonBody, sendJson } from '../router';
+
+export function systemRoutes(router: Router, engine: Engine): void {
+  router.add('GET', '/_ping', (req, res) => {
+    res.writeHead(200, {
+      'Content-Type': 'text/plain; charset=utf-8',
+      'API-Version': API_VERSION,
+      'Cache-Control': 'no-cache, no-store, must-revalidate',
+      'Docker-Experimental': 'false',
+      OSType: 'linux',
+      Pragma: 'no-cache',
+    });
+    res.end(req.method === 'HEAD' ? undefined : 'OK');
+  });
+
+  router.add('GET', '/version', (_req, res) => {
+    sendJson(res, 200, {
+      Platform: { Name: 'berth' },
+      Components: [{ Name: 'Engine', Version: ENGINE_VERSION, Details: { ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION } }],
+      Version: ENGINE_VERSION,
+      ApiVersion: API_VERSION,
+      MinAPIVersion: MIN_API_VERSION,
+      GitCommit: '',
+      GoVersion: `node ${process.version}`,
+      Os: 'linux',
+      Arch: os.arch() === 'x64' ? 'amd64' : os.arch(),
+      KernelVersion: os.release(),
+      BuildTime: '',
+    });
+  });
+
+  router.add('GET', '/info', async (_req, res) => {
+    const storage = engine.storage();
+    sendJson(res, 200, {
+      ID: '',
+      Name: os.hostname(),
+      ServerVersion: ENGINE_VERSION,
+      Driver: storage?.name ?? engine.config.storage.driver,
+      DriverStatus: storage ? [] : [['Status', engine.plugins.whyMissing('storage')]],
+      Images: engine.imageStore.list().length,
+      Containers: 0,
+      ContainersRunning: 0,
+      ContainersPaused: 0,
+      ContainersStopped: 0,
+      DockerRootDir: engine.config.root,
+      OperatingSystem: osName(),
+      OSType: 'linux',
+      Architecture: os.machine(),
+      KernelVersion: os.release(),
+      NCPU: os.cpus().length,
+      MemTotal: os.totalmem(),
+      IndexServerAddress: 'https://index.docker.io/v1/',
+      RegistryConfig: {
+        IndexConfigs: Object.fromEntries(
+          Object.entries(engine.config.registries).map(([host, c]) => [host, { Name: host, Mirrors: c.mirrors ?? [], Secure: !c.insecure, Official: host === 'docker.io' }]),
+        ),
+        InsecureRegistryCIDRs: ['127.0.0.0/8', '::1/128'],
+      },
+      Plugins: { Volume: [], Network: [], Authorization: null, Log: ['json-file'] },
+      BerthPlugins: engine.plugins.infos,
+      Runtimes: { [engine.config.runtime]: { path: engine.config.runtime } },
+      DefaultRuntime: engine.config.runtime,
+      SecurityOptions: [],
+      Warnings: [],
+    });
+  });
+
+  // docker login / berth login: the daemon checks the credentials against the registry.
+  router.add('POST', '/auth', async (req, res) => {
+    const body = (await readJsonBody<{ username?: string; password?: string; serveraddress?: string; identitytoken?: string }>(req)) ?? {};
+    const host = (body.serveraddress || 'docker.io').replace(/^https?:\/\//, '').replace(/\/(v1|v2)?\/?$/, '');
+    const ref = parseReference(`${host === 'index.docker.io' ? 'docker.io' : host}/login-check`);
+    const registry = engine.images.registryFor(ref);
+    if (!registry.login) throw new BerthError(`the registry plugin for ${host} does not support login`, 501);
+    await registry.login(ref.domain, { username: body.username, password: body.password, identitytoken: body.identitytoken }, { signal: req.signal });
+    sendJson(res, 200, { Status: 'Login Succeeded', IdentityToken: '' });
+  });
+
+  router.add('GET', '/berth/plugins', (_req, res) => sendJson(res, 200, engine.plugins.infos));
+
+  router.add('POST', '/berth/system/check', async (_req, res) => sendJson(res, 200, await engine.images.check()));
+}
+
+function osName(): string {
+  try {
+    const text = require('node:fs').readFileSync('/etc/os-release', 'utf8') as string;
+    return /^PRETTY_NAME="?([^"\n]*)"?/m.exec(text)?.[1] ?? 'Linux';
+  } catch {
+    return 'Linux';
+  }
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS node
+/**
+ * berth: the client. It parses argv and talks to berthd's API; it loads no engine code, and each
+ * command's module is loaded only when that command runs, so the client starts fast.
+ */
+import { ApiError, Client, DaemonUnreachable } from './client';
+
+export interface CommandContext {
+  client: Client;
+  argv: string[];
+  out: NodeJS.WriteStream;
+  err: NodeJS.WriteStream;
+}
+
+export type Command = (ctx: CommandContext) => Promise<number | void>;
+
+/** Usage errors print the message and exit 125 like docker; the command's own failures exit 1. */
+export class UsageError extends Error {}
+
+/** command name -> [module under ./commands, export name, one-line help] */
+const COMMANDS: Record<string, [string, string, string]> = {
+  pull: ['images', 'pull', 'Download an image from a registry'],
+  images: ['images', 'images', 'List images'],
+  history: ['images', 'history', 'Show the history of an image'],
+  tag: ['images', 'tag', 'Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE'],
+  rmi: ['images', 'rmi', 'Remove one or more images'],
+  login: ['auth', 'login', 'Log in to a registry'],
+  logout: ['auth', 'logout', 'Log out from a registry'],
+  plugins: ['system', 'plugins', 'List plugins and their status'],
+  version: ['system', 'version', 'Show the berth version information'],
+  info: ['system', 'info', 'Display system-wide information'],
+};
+
+/** `berth image ls`, `berth system check` ... : management commands mapped onto the flat ones. */
+const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
+  image: {
+    ls: ['images', 'images', 'List images'],
+    list: ['images', 'images', 'List images'],
+    pull: COMMANDS.pull,
+    inspect: ['images', 'inspect', 'Display detailed information on one or more images'],
+    history: COMMANDS.history,
+    tag: COMMANDS.tag,
+    rm: COMMANDS.rmi,
+  },
+  system: {
+    check: ['system', 'check', 'Re-hash every stored blob and report corrupt or orphaned ones'],
+    info: COMMANDS.info,
+  },
+  plugin: { ls: COMMANDS.plugins },
+};
+
+const INSPECT: [string, string, string] = ['system', 'inspect', 'Return low-level information on berth objects'];
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([n, [, , help]]) => `  ${n.padEnd(10)} ${help}`);
+  const mgmt = Object.entries(SUBCOMMANDS).map(([n, subs]) => `  ${n.padEnd(10)} ${Object.keys(subs).join(', ')}`);
+  return `Usage: berth [-H unix:///path/to/berth.sock] COMMAND [ARGS...]
+
+A container engine: berthd owns images and containers; berth talks to it.
+
+Commands:
+${lines.join('\n')}
+  inspect    Return low-level information on berth objects
+
+Management commands:
+${mgmt.join('\n')}
+
+Environment: BERTH_HOST=unix:///path/to/berth.sock (default unix:///run/berth/berth.sock)
+`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let host = process.env.BERTH_HOST;
+  while (argv[0] === '-H' || argv[0] === '--host' || argv[0]?.startsWith('--host=')) {
+    if (argv[0].startsWith('--host=')) host = argv.shift()!.slice('--host='.length);
+    else {
+      argv.shift();
+      host = argv.shift();
+    }
+  }
+  const name = argv.shift();
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name ? 0 : 1;
+  }
+  let entry: [string, string, string] | undefined = name === 'inspect' ? INSPECT : name === '--version' || name === '-v' ? COMMANDS.version : COMMANDS[name];
+  if (!entry && SUBCOMMANDS[name]) {
+    const sub = argv.shift();
+    entry = sub ? SUBCOMMANDS[name][sub] : undefined;
+    if (!entry) {
+      process.stderr.write(`berth ${name}: unknown subcommand${sub ? ` "${sub}"` : ''}; one of: ${Object.keys(SUBCOMMANDS[name]).join(', ')}\n`);
+      return 125;
+    }
+  }
+  if (!entry) {
+    process.stderr.write(`berth: '${name}' is not a berth command.\nSee 'berth --help'\n`);
+    return 125;
+  }
+  const [moduleName, exportName] = entry;
+  try {
+    const client = Client.fromHost(host);
+    const mod = require(`./commands/${moduleName}`) as Record<string, Command>;
+    const code = await mod[exportName]({ client, argv, out: process.stdout, err: process.stderr });
+    return code ?? 0;
+  } catch (err) {
+    if (err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
+      process.stderr.write(`berth ${name}: ${(err as Error).message}\n`);
+      return 125;
+    }
+    if (err instanceof DaemonUnreachable) {
+      process.stderr.write(`${err.message}\n`);
+      return 1;
+    }
+    if (err instanceof ApiError) {
+      process.stderr.write(`Error response from daemon: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`berth ${name}: ${(err as Error).message}\n`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => (process.exitCode = code),
+    (err) => {
+      process.stderr.write(`berth: ${err?.message ?? err}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,208 @@
+/**
+ * Content-addressed blob store: `<root>/content/blobs/sha256/<hex>`.
+ * Blobs arrive through an ingest file that is hashed while it is written, checked for size and
+ * digest, fsynced and atomically renamed into place; committed blobs are read-only. Half-written
+ * ingests (a crash, a failed download) are never visible as blobs and are dropped when the store opens.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { PassThrough, Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Descriptor } from '../contracts/types';
+import { BerthError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import type { BlobReader } from '../contracts/services';
+import { ensureDir, fsyncDir } from '../util/fs';
+
+const SHA256 = /^sha256:([a-f0-9]{64})$/;
+
+/** Validate a digest string before it touches a path; returns its hex part. */
+export function digestHex(digest: string): string {
+  const m = SHA256.exec(digest);
+  if (!m) throw new InvalidArgumentError(`invalid digest "${digest}": expected sha256:<64 lowercase hex>`);
+  return m[1];
+}
+
+export function sha256Digest(data: Buffer | string): string {
+  return 'sha256:' + createHash('sha256').update(data).digest('hex');
+}
+
+export class DigestMismatchError extends BerthError {
+  constructor(readonly expected: string, readonly actual: string, what = 'blob') {
+    super(`${what} digest mismatch: expected ${expected}, got ${actual}`, 500);
+  }
+}
+
+export class SizeMismatchError extends BerthError {
+  constructor(readonly digest: string, readonly expected: number, readonly actual: number) {
+    super(`blob ${digest} size mismatch: expected ${expected} bytes, got ${actual}${actual > expected ? ' or more' : ''}`, 500);
+  }
+}
+
+/**
+ * A pass-through stream that hashes and counts what flows through it and fails at the end
+ * (before signalling end-of-stream) when the digest or size differs from what was expected.
+ * Readers downstream therefore never see a clean end of unverified content.
+ */
+export class VerifyingStream extends Transform {
+  private readonly hash = createHash('sha256');
+  bytes = 0;
+  constructor(private readonly expected: { digest: string; size?: number }, private readonly what = 'blob') {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.expected.size !== undefined && this.bytes > this.expected.size) {
+      cb(new SizeMismatchError(this.expected.digest, this.expected.size, this.bytes));
+      return;
+    }
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.expected.size !== undefined && this.bytes !== this.expected.size) {
+      cb(new SizeMismatchError(this.expected.digest, this.expected.size, this.bytes));
+      return;
+    }
+    const actual = 'sha256:' + this.hash.digest('hex');
+    cb(actual === this.expected.digest ? null : new DigestMismatchError(this.expected.digest, actual, this.what));
+  }
+}
+
+export interface IngestOptions {
+  /** Called with the running byte count as data arrives. */
+  onProgress?: (received: number) => void;
+  /** Receives the same bytes as they are written (e.g. to unpack while downloading). Ended on success, destroyed with the error on failure. */
+  tap?: PassThrough;
+}
+
+export class ContentStore implements BlobReader {
+  readonly blobsDir: string;
+  readonly ingestDir: string;
+  /** Ingests in flight, by digest: two pulls of one blob at once share one download. */
+  private readonly inflight = new Map<string, Promise<void>>();
+
+  constructor(readonly root: string) {
+    this.blobsDir = path.join(root, 'content', 'blobs', 'sha256');
+    this.ingestDir = path.join(root, 'content', 'ingest');
+  }
+
+  /** Create the directories and drop ingests a crash left behind. */
+  async init(): Promise<void> {
+    await ensureDir(this.blobsDir);
+    await fs.promises.rm(this.ingestDir, { recursive: true, force: true });
+    await ensureDir(this.ingestDir);
+  }
+
+  blobPath(digest: string): string {
+    return path.join(this.blobsDir, digestHex(digest));
+  }
+
+  async has(digest: string): Promise<boolean> {
+    try {
+      await fs.promises.access(this.blobPath(digest));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async stat(digest: string): Promise<Descriptor | undefined> {
+    try {
+      const st = await fs.promises.stat(this.blobPath(digest));
+      return { mediaType: 'application/octet-stream', digest, size: st.size };
+    } catch {
+      return undefined;
+    }
+  }
+
+  open(digest: string): Readable {
+    return fs.createReadStream(this.blobPath(digest));
+  }
+
+  async read(digest: string): Promise<Buffer> {
+    try {
+      return await fs.promises.readFile(this.blobPath(digest));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`blob ${digest} not found in the content store`);
+      throw err;
+    }
+  }
+
+  /** Store bytes already in memory (manifests, configs); returns the digest. */
+  async put(data: Buffer, expectedDigest?: string): Promise<string> {
+    const digest = sha256Digest(data);
+    if (expectedDigest && expectedDigest !== digest) throw new DigestMismatchError(expectedDigest, digest);
+    if (!(await this.has(digest))) await this.ingest({ digest, size: data.length }, async () => Readable.from([data]));
+    return digest;
+  }
+
+  /**
+   * Stream a blob into the store, verifying size and digest. A blob already stored is not fetched
+   * again; concurrent ingests of one digest share the first one's download.
+   */
+  ingest(expected: { digest: string; size?: number }, source: () => Promise<Readable>, opts: IngestOptions = {}): Promise<void> {
+    digestHex(expected.digest);
+    const running = this.inflight.get(expected.digest);
+    if (running && !opts.tap) return running;
+    const job = this.ingestOnce(expected, source, opts).finally(() => {
+      if (this.inflight.get(expected.digest) === job) this.inflight.delete(expected.digest);
+    });
+    this.inflight.set(expected.digest, job);
+    return job;
+  }
+
+  private async ingestOnce(expected: { digest: string; size?: number }, source: () => Promise<Readable>, opts: IngestOptions): Promise<void> {
+    const final = this.blobPath(expected.digest);
+    if (!opts.tap && (await this.has(expected.digest))) return;
+    const tmp = path.join(this.ingestDir, `${digestHex(expected.digest)}-${randomBytes(4).toString('hex')}`);
+    const verify = new VerifyingStream(expected);
+    let received = 0;
+    try {
+      const input = await source();
+      const counter = new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          received += chunk.length;
+          opts.onProgress?.(received);
+          // Respect the tap's backpressure so a slow unpacker never makes the download buffer in memory.
+          if (opts.tap && !opts.tap.write(chunk)) opts.tap.once('drain', () => cb(null, chunk));
+          else cb(null, chunk);
+        },
+      });
+      const fh = await fs.promises.open(tmp, 'w', 0o600);
+      try {
+        await pipeline(input, counter, verify, fh.createWriteStream({ autoClose: false }));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.promises.chmod(tmp, 0o444);
+      await fs.promises.rename(tmp, final);
+      await fsyncDir(this.blobsDir);
+      opts.tap?.end();
+    } catch (err) {
+      await fs.promises.rm(tmp, { force: true });
+      opts.tap?.destroy(err as Error);
+      throw err;
+    }
+  }
+
+  async delete(digest: string): Promise<void> {
+    await fs.promises.rm(this.blobPath(digest), { force: true });
+  }
+
+  async *list(): AsyncGenerator<{ digest: string; size: number }> {
+    for (const name of await fs.promises.readdir(this.blobsDir)) {
+      if (!/^[a-f0-9]{64}$/.test(name)) continue;
+      const st = await fs.promises.stat(path.join(this.blobsDir, name));
+      yield { digest: `sha256:${name}`, size: st.size };
+    }
+  }
+
+  /** Re-hash one stored blob; returns the actual digest. */
+  async rehash(digest: string): Promise<string> {
+    const hash = createHash('sha256');
+    await pipeline(this.open(digest), hash);
+    return 'sha256:' + hash.digest('hex');
+  }
+}

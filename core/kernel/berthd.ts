@@ -1,0 +1,121 @@
+#!/usr/bin/env node
+/**
+ * berthd: the daemon. Loads config, takes the root's lock (one daemon per root), starts the
+ * engine and serves the API on the Unix socket until SIGTERM/SIGINT.
+ */
+import 'reflect-metadata';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs } from 'node:util';
+import { ApiServer } from '../api/server';
+import { buildRouter } from '../api/routes';
+import { BerthError } from '../contracts/errors';
+import { LOCK_EX, LOCK_NB, syscalls } from '../sys/syscalls';
+import { createLogger } from '../util/log';
+import { ensureDir } from '../util/fs';
+import { loadConfig } from './config';
+import { Engine } from './engine';
+
+const USAGE = `Usage: berthd [--root DIR] [--socket PATH] [--config FILE] [--storage-driver NAME]
+
+Runs the berth daemon in the foreground; logs go to stderr.
+  --root DIR             state directory (default /var/lib/berth)
+  --socket PATH          API socket (default /run/berth/berth.sock)
+  --config FILE          config file (default: berth.config.* found from the working directory, or BERTH_CONFIG)
+  --storage-driver NAME  storage driver plugin (overlay, vfs, ...)
+  --log-level LEVEL      debug, info, warn, error`;
+
+/** Hold an exclusive flock on `<root>/berthd.lock` for the daemon's lifetime. */
+async function lockRoot(root: string): Promise<number> {
+  await ensureDir(root);
+  const file = path.join(root, 'berthd.lock');
+  const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
+  if (!syscalls.flock(fd, LOCK_EX | LOCK_NB)) {
+    const holder = fs.readFileSync(file, 'utf8').trim();
+    fs.closeSync(fd);
+    throw new BerthError(`another berthd${holder ? ` (pid ${holder})` : ''} is already using ${root}`);
+  }
+  fs.ftruncateSync(fd);
+  fs.writeSync(fd, `${process.pid}\n`, 0);
+  return fd;
+}
+
+export async function main(argv = process.argv.slice(2)): Promise<void> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        root: { type: 'string' },
+        socket: { type: 'string' },
+        config: { type: 'string' },
+        'storage-driver': { type: 'string' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`berthd: ${(err as Error).message}\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (args.help) {
+    process.stdout.write(USAGE + '\n');
+    return;
+  }
+  const log = createLogger('berthd', (args['log-level'] as never) ?? undefined);
+  let config;
+  try {
+    config = await loadConfig(args.config ?? process.env.BERTH_CONFIG, {
+      root: args.root,
+      socket: args.socket,
+      storageDriver: args['storage-driver'],
+    });
+  } catch (err) {
+    process.stderr.write(`berthd: invalid configuration: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+
+  let lockFd: number;
+  try {
+    lockFd = await lockRoot(config.root);
+  } catch (err) {
+    process.stderr.write(`berthd: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+
+  const engine = new Engine(config, log);
+  let server: ApiServer;
+  try {
+    await engine.start();
+    server = new ApiServer(buildRouter(engine), log);
+    await server.listen(config.socket);
+  } catch (err) {
+    process.stderr.write(`berthd: cannot start: ${(err as Error).message}\n`);
+    process.exit(1);
+  }
+  log.info('berthd ready', { root: config.root, socket: config.socket, storage: engine.storage()?.name ?? 'none', config: config.configFile ?? 'defaults' });
+
+  let stopping = false;
+  const shutdown = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('shutting down', { signal });
+    try {
+      await server.close();
+      await engine.stop();
+      await fs.promises.rm(config.socket, { force: true });
+    } catch (err) {
+      log.error('shutdown failed', { error: (err as Error).message });
+    }
+    fs.closeSync(lockFd);
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+  // A bug in one request must not take the daemon down with every container's bookkeeping.
+  process.on('uncaughtException', (err) => log.error('uncaught exception', { error: err.stack ?? err.message }));
+  process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: (err as Error)?.stack ?? String(err) }));
+}
+
+if (require.main === module) void main();

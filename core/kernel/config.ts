@@ -1,0 +1,165 @@
+/**
+ * berth's configuration: found by cosmiconfig (module name `berth`), or named by --config /
+ * BERTH_CONFIG, then validated key by key. A bad value is a ConfigError naming the file and the
+ * key, and nothing starts.
+ */
+import * as path from 'node:path';
+import { ConfigError } from '../contracts/errors';
+
+export interface RegistryHostConfig {
+  insecure?: boolean;
+  mirrors?: string[];
+}
+
+export interface BerthConfig {
+  root: string;
+  socket: string;
+  storage: { driver: string };
+  isolators: string[];
+  runtime: string;
+  registries: Record<string, RegistryHostConfig>;
+  defaultRegistry: string;
+  /** Third-party plugin modules: paths (resolved from the config file's folder) or package names. */
+  plugins: string[];
+  /** Plugins that must initialise, or berthd refuses to start. */
+  requiredPlugins: string[];
+  /** Plugin URIs to leave out. */
+  disabledPlugins: string[];
+  pluginConfig: Record<string, Record<string, unknown>>;
+  /** Folder third-party plugin paths are resolved from (the config file's folder, else cwd). */
+  configDir: string;
+  /** The config file in use, if any. */
+  configFile?: string;
+}
+
+export const DEFAULT_CONFIG: Omit<BerthConfig, 'configDir'> = {
+  root: '/var/lib/berth',
+  socket: '/run/berth/berth.sock',
+  storage: { driver: 'overlay' },
+  isolators: ['namespaces', 'cgroups'],
+  runtime: 'native',
+  registries: {},
+  defaultRegistry: 'docker.io',
+  plugins: [],
+  requiredPlugins: [],
+  disabledPlugins: [],
+  pluginConfig: {},
+};
+
+const KNOWN_KEYS = new Set(Object.keys(DEFAULT_CONFIG));
+
+/** Command-line and environment overrides; they win over the file. */
+export interface ConfigOverrides {
+  root?: string;
+  socket?: string;
+  storageDriver?: string;
+}
+
+type Raw = Record<string, unknown>;
+
+const isObject = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Validate a raw config object. `file` is only used in error messages. */
+export function validateConfig(raw: unknown, file?: string, overrides: ConfigOverrides = {}): BerthConfig {
+  const fail = (key: string, msg: string) => new ConfigError(key, msg, file);
+  if (raw === null || raw === undefined) raw = {};
+  if (!isObject(raw)) throw fail('(top level)', `expected an object, got ${describe(raw)}`);
+  for (const key of Object.keys(raw)) {
+    if (!KNOWN_KEYS.has(key)) throw fail(key, `unknown key (known: ${[...KNOWN_KEYS].join(', ')})`);
+  }
+  const str = (key: string, v: unknown, fallback: string): string => {
+    if (v === undefined) return fallback;
+    if (typeof v !== 'string' || !v) throw fail(key, `expected a non-empty string, got ${describe(v)}`);
+    return v;
+  };
+  const strList = (key: string, v: unknown, fallback: string[]): string[] => {
+    if (v === undefined) return [...fallback];
+    if (!Array.isArray(v)) throw fail(key, `expected a list of strings, got ${describe(v)}`);
+    v.forEach((item, i) => {
+      if (typeof item !== 'string' || !item) throw fail(`${key}[${i}]`, `expected a non-empty string, got ${describe(item)}`);
+    });
+    return [...(v as string[])];
+  };
+  const absPath = (key: string, v: string): string => {
+    if (!path.isAbsolute(v)) throw fail(key, `expected an absolute path, got "${v}"`);
+    return path.normalize(v);
+  };
+
+  let storage = DEFAULT_CONFIG.storage;
+  if (raw.storage !== undefined) {
+    if (!isObject(raw.storage)) throw fail('storage', `expected an object like { driver: 'overlay' }, got ${describe(raw.storage)}`);
+    for (const k of Object.keys(raw.storage)) if (k !== 'driver') throw fail(`storage.${k}`, 'unknown key (known: driver)');
+    storage = { driver: str('storage.driver', raw.storage.driver, DEFAULT_CONFIG.storage.driver) };
+  }
+
+  const registries: Record<string, RegistryHostConfig> = {};
+  if (raw.registries !== undefined) {
+    if (!isObject(raw.registries)) throw fail('registries', `expected an object keyed by registry host, got ${describe(raw.registries)}`);
+    for (const [host, v] of Object.entries(raw.registries)) {
+      const key = `registries.${host}`;
+      if (!isObject(v)) throw fail(key, `expected an object like { insecure: true, mirrors: [...] }, got ${describe(v)}`);
+      for (const k of Object.keys(v)) if (k !== 'insecure' && k !== 'mirrors') throw fail(`${key}.${k}`, 'unknown key (known: insecure, mirrors)');
+      if (v.insecure !== undefined && typeof v.insecure !== 'boolean') throw fail(`${key}.insecure`, `expected true or false, got ${describe(v.insecure)}`);
+      registries[host] = { insecure: v.insecure as boolean | undefined, mirrors: strList(`${key}.mirrors`, v.mirrors, []) };
+    }
+  }
+
+  const pluginConfig: Record<string, Record<string, unknown>> = {};
+  if (raw.pluginConfig !== undefined) {
+    if (!isObject(raw.pluginConfig)) throw fail('pluginConfig', `expected an object keyed by plugin URI, got ${describe(raw.pluginConfig)}`);
+    for (const [uri, v] of Object.entries(raw.pluginConfig)) {
+      if (!/^[a-z0-9-]+\.[a-z0-9-]+$/i.test(uri)) throw fail(`pluginConfig.${uri}`, 'expected a plugin URI like "runtime.oci"');
+      if (!isObject(v)) throw fail(`pluginConfig.${uri}`, `expected an object, got ${describe(v)}`);
+      pluginConfig[uri] = v;
+    }
+  }
+
+  const configDir = file ? path.dirname(path.resolve(file)) : process.cwd();
+  const root = overrides.root ?? str('root', raw.root, DEFAULT_CONFIG.root);
+  const socket = overrides.socket ?? str('socket', raw.socket, DEFAULT_CONFIG.socket);
+  return {
+    root: absPath(overrides.root ? '--root' : 'root', path.resolve(root)),
+    socket: absPath(overrides.socket ? '--socket' : 'socket', path.resolve(socket)),
+    storage: overrides.storageDriver ? { driver: overrides.storageDriver } : storage,
+    isolators: strList('isolators', raw.isolators, DEFAULT_CONFIG.isolators),
+    runtime: str('runtime', raw.runtime, DEFAULT_CONFIG.runtime),
+    registries,
+    defaultRegistry: str('defaultRegistry', raw.defaultRegistry, DEFAULT_CONFIG.defaultRegistry),
+    plugins: strList('plugins', raw.plugins, []),
+    requiredPlugins: strList('requiredPlugins', raw.requiredPlugins, []),
+    disabledPlugins: strList('disabledPlugins', raw.disabledPlugins, []),
+    pluginConfig,
+    configDir,
+    configFile: file,
+  };
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'object') return 'an object';
+  return `${typeof v} ${String(v)}`;
+}
+
+/**
+ * Find and load the config: `file` (from --config or BERTH_CONFIG) when given, else cosmiconfig's
+ * search from the working directory, else /etc/berth. No file at all means the defaults.
+ */
+export async function loadConfig(file?: string, overrides: ConfigOverrides = {}): Promise<BerthConfig> {
+  const { cosmiconfig } = await import('cosmiconfig');
+  const explorer = cosmiconfig('berth');
+  let result;
+  try {
+    if (file) {
+      result = await explorer.load(path.resolve(file));
+    } else {
+      result = (await explorer.search(process.cwd())) ?? (await explorer.search('/etc/berth'));
+    }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code === 'ENOENT') throw new ConfigError('--config', `config file not found: ${file}`, file);
+    throw new ConfigError('(file)', `cannot read config: ${e.message}`, file ?? e.path);
+  }
+  return validateConfig(result?.config, result?.filepath, overrides);
+}

@@ -1,0 +1,62 @@
+/**
+ * The engine: everything berthd owns, wired once. Core services are registered in the DI
+ * container under their contract tokens so plugins resolve them from their child containers.
+ */
+import 'reflect-metadata';
+import * as path from 'node:path';
+import { container as rootContainer, type DependencyContainer } from 'tsyringe';
+import type { Logger } from '../contracts/types';
+import { BlobReader, CredentialStore } from '../contracts/services';
+import type { Registry } from '../contracts/registry';
+import type { StorageDriver } from '../contracts/storage';
+import { ContentStore } from '../content/store';
+import { ImageStore } from '../images/store';
+import { ImageService } from '../images/service';
+import { Puller } from '../images/pull';
+import type { BerthConfig } from './config';
+import { DockerConfigCredentials } from './credentials';
+import { type LoadedPlugins, builtinPluginDirs, loadPlugins } from './plugins';
+import { ensureDir } from '../util/fs';
+
+/** Where the built-in plugins live: `<package>/plugins` next to `<package>/core`. */
+export const BUILTIN_PLUGINS_DIR = path.resolve(__dirname, '..', '..', 'plugins');
+
+export const ENGINE_VERSION = '0.1.0';
+
+export class Engine {
+  readonly container: DependencyContainer;
+  readonly content: ContentStore;
+  readonly imageStore: ImageStore;
+  readonly images: ImageService;
+  plugins!: LoadedPlugins;
+
+  constructor(readonly config: BerthConfig, readonly log: Logger, container: DependencyContainer = rootContainer.createChildContainer()) {
+    this.container = container;
+    this.content = new ContentStore(config.root);
+    this.imageStore = new ImageStore(config.root);
+    const puller = new Puller(
+      this.content,
+      this.imageStore,
+      () => this.plugins.getAll<Registry>('registry'),
+      () => undefined,
+    );
+    this.images = new ImageService(this.content, this.imageStore, puller);
+    this.container.registerInstance(BlobReader, this.content);
+    this.container.registerInstance(CredentialStore, new DockerConfigCredentials());
+  }
+
+  async start(builtins = builtinPluginDirs(BUILTIN_PLUGINS_DIR)): Promise<void> {
+    await ensureDir(this.config.root);
+    await this.content.init();
+    await this.imageStore.open();
+    this.plugins = await loadPlugins({ config: this.config, container: this.container, log: this.log, builtins });
+  }
+
+  storage(): StorageDriver | undefined {
+    return this.plugins.getSingle<StorageDriver>('storage');
+  }
+
+  async stop(): Promise<void> {
+    await this.storage()?.close?.();
+  }
+}

@@ -1,0 +1,224 @@
+/**
+ * The plugin kernel: collects manifests (built-ins plus config `plugins`), checks them, drops the
+ * disabled ones, orders them by `requires`, and initialises each with its own context. Each
+ * plugin's outcome is recorded (ok / skipped / failed / disabled) for `berth plugins`.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { DependencyContainer } from 'tsyringe';
+import type { Logger } from '../contracts/types';
+import { ConfigError, SkipPlugin } from '../contracts/errors';
+import type { PluginContext, PluginInfo, PluginManifest } from '../contracts/plugin';
+import type { BerthConfig } from './config';
+import { ensureDir } from '../util/fs';
+
+/** Single-slot types: exactly one implementation is chosen by config. */
+const SINGLE_SLOTS: Record<string, (c: BerthConfig) => string> = {
+  storage: (c) => c.storage.driver,
+  runtime: (c) => c.runtime,
+};
+
+export class PluginLoadError extends Error {}
+
+interface Candidate {
+  manifest: PluginManifest<any, any>;
+  uri: string;
+  source: string;
+}
+
+export interface LoadedPlugins {
+  infos: PluginInfo[];
+  getSingle<T>(type: string): T | undefined;
+  getAll<T>(type: string): T[];
+  /** Why a single slot is empty, for clear errors ("no storage driver: storage.overlay skipped: ..."). */
+  whyMissing(type: string): string;
+}
+
+function isManifest(m: any): m is PluginManifest {
+  return m && typeof m === 'object' && typeof m.type === 'string' && typeof m.id === 'string' && typeof m.init === 'function';
+}
+
+/** A module's default export, whether it was written as ESM or compiled to CommonJS. */
+function manifestOf(mod: any): unknown {
+  let m = mod?.default ?? mod;
+  if (!isManifest(m) && isManifest(m?.default)) m = m.default;
+  return m;
+}
+
+async function importManifest(specifier: string, source: string): Promise<Candidate> {
+  let mod: unknown;
+  try {
+    mod = await import(specifier);
+  } catch (err) {
+    throw new PluginLoadError(`cannot load plugin ${source}: ${(err as Error).message}`);
+  }
+  const manifest = manifestOf(mod);
+  if (!isManifest(manifest)) {
+    throw new PluginLoadError(`plugin ${source} does not default-export a manifest (definePlugin({ type, id, init }))`);
+  }
+  if (!/^[a-z0-9][a-z0-9-]*$/.test(manifest.id) || !/^[a-z0-9][a-z0-9-]*$/.test(manifest.type)) {
+    throw new PluginLoadError(`plugin ${source}: type and id must be lowercase words (got "${manifest.type}.${manifest.id}")`);
+  }
+  return { manifest, uri: `${manifest.type}.${manifest.id}`, source };
+}
+
+/** The built-in plugins: every folder under <package>/plugins with an index module. */
+export function builtinPluginDirs(pluginsDir: string): string[] {
+  if (!fs.existsSync(pluginsDir)) return [];
+  return fs
+    .readdirSync(pluginsDir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && ['index.js', 'index.ts'].some((f) => fs.existsSync(path.join(pluginsDir, d.name, f))))
+    .map((d) => path.join(pluginsDir, d.name))
+    .sort();
+}
+
+/** Resolve a config `plugins` entry: a path (relative to the config's folder) or a package name. */
+export function resolvePluginSpecifier(entry: string, configDir: string): string {
+  if (entry.startsWith('.') || path.isAbsolute(entry)) return path.resolve(configDir, entry);
+  try {
+    return require.resolve(entry, { paths: [configDir, process.cwd()] });
+  } catch {
+    throw new PluginLoadError(`plugin package "${entry}" not found from ${configDir}`);
+  }
+}
+
+/** Order plugins so that each comes after what it requires; a cycle is an error naming it. */
+export function orderPlugins<T extends { uri: string; manifest: { type: string; requires?: string[] } }>(plugins: T[]): T[] {
+  const byUri = new Map(plugins.map((p) => [p.uri, p]));
+  const deps = (p: T) =>
+    (p.manifest.requires ?? []).flatMap((r) => (r.includes('.') ? (byUri.has(r) ? [byUri.get(r)!] : []) : plugins.filter((q) => q.manifest.type === r && q !== p)));
+  const state = new Map<string, 'visiting' | 'done'>();
+  const out: T[] = [];
+  const visit = (p: T, trail: string[]) => {
+    const s = state.get(p.uri);
+    if (s === 'done') return;
+    if (s === 'visiting') {
+      const cycle = [...trail.slice(trail.indexOf(p.uri)), p.uri];
+      throw new PluginLoadError(`plugin dependency cycle: ${cycle.join(' -> ')}`);
+    }
+    state.set(p.uri, 'visiting');
+    for (const d of deps(p)) visit(d, [...trail, p.uri]);
+    state.set(p.uri, 'done');
+    out.push(p);
+  };
+  for (const p of plugins) visit(p, []);
+  return out;
+}
+
+export interface LoadPluginsOptions {
+  config: BerthConfig;
+  container: DependencyContainer;
+  log: Logger;
+  /** Folders of built-in plugins. */
+  builtins: string[];
+}
+
+export async function loadPlugins({ config, container, log, builtins }: LoadPluginsOptions): Promise<LoadedPlugins> {
+  const infos: PluginInfo[] = [];
+  const candidates: Candidate[] = [];
+  for (const dir of builtins) candidates.push(await importManifest(dir, 'builtin'));
+  for (const entry of config.plugins) {
+    try {
+      candidates.push(await importManifest(resolvePluginSpecifier(entry, config.configDir), entry));
+    } catch (err) {
+      if (config.requiredPlugins.length) throw err;
+      // The URI is unknown until the module loads; report it under its config entry.
+      infos.push({ uri: entry, type: '?', id: '?', status: 'failed', reason: (err as Error).message, source: entry });
+      log.error('plugin failed to load', { plugin: entry, error: (err as Error).message });
+    }
+  }
+  const seen = new Map<string, Candidate>();
+  for (const c of candidates) {
+    const prior = seen.get(c.uri);
+    if (prior) throw new PluginLoadError(`two plugins claim ${c.uri}: ${prior.source} and ${c.source}`);
+    seen.set(c.uri, c);
+  }
+
+  const enabled: Candidate[] = [];
+  for (const c of candidates) {
+    const reason = disabledReason(c, config);
+    if (reason) infos.push({ uri: c.uri, type: c.manifest.type, id: c.manifest.id, status: 'disabled', reason, source: c.source });
+    else enabled.push(c);
+  }
+
+  const impls = new Map<string, unknown>();
+  const byType = new Map<string, string[]>();
+  const api = {
+    getSingle<T>(type: string): T | undefined {
+      const choose = SINGLE_SLOTS[type];
+      return (choose ? impls.get(`${type}.${choose(config)}`) : (byType.get(type) ?? []).map((u) => impls.get(u))[0]) as T | undefined;
+    },
+    getAll<T>(type: string): T[] {
+      let uris = byType.get(type) ?? [];
+      if (type === 'isolator') uris = config.isolators.map((id) => `isolator.${id}`).filter((u) => impls.has(u));
+      return uris.map((u) => impls.get(u) as T);
+    },
+  };
+
+  for (const c of orderPlugins(enabled)) {
+    const info: PluginInfo = { uri: c.uri, type: c.manifest.type, id: c.manifest.id, status: 'ok', source: c.source };
+    infos.push(info);
+    try {
+      const raw: Record<string, unknown> = {
+        ...(c.manifest.defaults ?? {}),
+        ...(c.manifest.type === 'registry' ? { registries: config.registries } : {}),
+        ...(config.pluginConfig[c.uri] ?? {}),
+      };
+      let pluginConfig: unknown = raw;
+      if (c.manifest.parseConfig) {
+        try {
+          pluginConfig = c.manifest.parseConfig(raw);
+        } catch (err) {
+          if (err instanceof ConfigError) throw new ConfigError(`pluginConfig.${c.uri}.${err.key}`, err.message.replace(/^.*?: /, ''), config.configFile);
+          throw err;
+        }
+      }
+      const stateDir = path.join(config.root, 'plugins', c.uri);
+      await ensureDir(stateDir);
+      const ctx: PluginContext<unknown> = {
+        uri: c.uri,
+        config: pluginConfig,
+        root: config.root,
+        stateDir,
+        container: container.createChildContainer(),
+        log: log.child(c.uri),
+        getSingle: api.getSingle,
+        getAll: api.getAll,
+      };
+      impls.set(c.uri, await c.manifest.init(ctx));
+      byType.set(c.manifest.type, [...(byType.get(c.manifest.type) ?? []), c.uri]);
+    } catch (err) {
+      if (err instanceof ConfigError) throw err;
+      info.status = err instanceof SkipPlugin ? 'skipped' : 'failed';
+      info.reason = err instanceof SkipPlugin ? err.reason : `init failed: ${(err as Error).message}`;
+      (info.status === 'skipped' ? log.warn : log.error)(`plugin ${info.status}`, { plugin: c.uri, reason: info.reason });
+      if (config.requiredPlugins.includes(c.uri)) throw new PluginLoadError(`required plugin ${c.uri} ${info.status}: ${info.reason}`);
+    }
+  }
+  for (const uri of config.requiredPlugins) {
+    if (!impls.has(uri)) throw new PluginLoadError(`required plugin ${uri} is not available (${infos.find((i) => i.uri === uri)?.reason ?? 'not found'})`);
+  }
+  // Specific registries are consulted before the catch-all one.
+  const regs = byType.get('registry');
+  if (regs) byType.set('registry', [...regs].sort((a, b) => Number((impls.get(a) as any)?.fallback ?? false) - Number((impls.get(b) as any)?.fallback ?? false)));
+
+  return {
+    infos,
+    ...api,
+    whyMissing(type: string): string {
+      const choose = SINGLE_SLOTS[type];
+      const uri = choose ? `${type}.${choose(config)}` : undefined;
+      const info = infos.find((i) => (uri ? i.uri === uri : i.type === type));
+      if (!info) return uri ? `no plugin ${uri} is installed` : `no ${type} plugin is installed`;
+      return `${info.uri} ${info.status}${info.reason ? `: ${info.reason}` : ''}`;
+    },
+  };
+}
+
+function disabledReason(c: Candidate, config: BerthConfig): string | undefined {
+  if (config.disabledPlugins.includes(c.uri)) return 'disabled by config';
+  const choose = SINGLE_SLOTS[c.manifest.type];
+  if (choose && choose(config) !== c.manifest.id) return `not selected (${c.manifest.type} is ${choose(config)})`;
+  if (c.manifest.type === 'isolator' && !config.isolators.includes(c.manifest.id)) return 'not in config isolators';
+  return undefined;
+}

@@ -1,0 +1,260 @@
+/**
+ * Applying an OCI layer changeset (an uncompressed tar stream) to a directory, treating every
+ * byte as hostile (DESIGN.md section 4). Two whiteout modes:
+ * - `overlay`: the directory is the layer alone; `.wh.NAME` becomes an overlay whiteout (char
+ *   device 0:0) and `.wh..wh..opq` sets `trusted.overlay.opaque=y` on its directory.
+ * - `merge`: the directory already holds the parent layers (vfs); whiteouts delete, opaque
+ *   directories lose every entry this layer did not add.
+ * The stream is consumed to its end; an error from it (the core's diff ID check) fails the apply.
+ */
+import { promises as fs, constants as fsc } from 'node:fs';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import * as tar from 'tar-stream';
+import { InvalidLayerError } from './errors';
+import { entryComponents, hasDotDot, OVERLAY_OPAQUE_XATTR, whiteoutOf } from './names';
+import { ensureDirs, resolveInRoot } from './resolve';
+import { MAX_MAJOR, MAX_MINOR, S_IFBLK, S_IFCHR, S_IFIFO, syscalls as defaultSyscalls, type Syscalls } from '../sys/syscalls';
+
+export type WhiteoutMode = 'overlay' | 'merge';
+
+export interface ApplyOptions {
+  whiteouts: WhiteoutMode;
+  /** Apply entry uid/gid with lchown (default: when running as root). */
+  chown?: boolean;
+  syscalls?: Syscalls;
+}
+
+export interface ApplyResult {
+  entries: number;
+  /** Bytes of the tar stream consumed. */
+  tarBytes: number;
+}
+
+const PAX_XATTR = 'SCHILY.xattr.';
+const BLOCK = 512;
+
+/** Counts bytes on their way into the tar parser (for the end-of-archive check). */
+class ByteCounter extends Transform {
+  bytes = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void) {
+    this.bytes += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+export async function applyLayerTar(root: string, source: Readable, opts: ApplyOptions): Promise<ApplyResult> {
+  const applier = new Applier(root, opts);
+  const counter = new ByteCounter();
+  const extract = tar.extract();
+  let lastEntryEnd = 0;
+  let entries = 0;
+  const consume = (async () => {
+    for await (const entry of extract) {
+      const header = entry.header as Partial<tar.Header> & { name: string; byteOffset?: number; pax?: Record<string, string> };
+      entries++;
+      try {
+        await applier.entry(header, entry as unknown as Readable);
+      } finally {
+        entry.resume();
+      }
+      const size = header.type === 'directory' ? 0 : header.size ?? 0;
+      lastEntryEnd = (header.byteOffset ?? 0) + Math.ceil(size / BLOCK) * BLOCK;
+    }
+  })();
+  const feed = pipeline(source, counter, extract);
+  const [fed, consumed] = await Promise.allSettled([feed, consume]);
+  if (consumed.status === 'rejected') {
+    source.destroy();
+    throw consumed.reason;
+  }
+  if (fed.status === 'rejected') {
+    const err = fed.reason as Error;
+    if (/Unexpected end of data|Invalid tar header|Invalid header|Header exceeds/.test(err.message)) {
+      throw new InvalidLayerError(`${err.message.replace(/\. Maybe.*$/, '')} (after ${entries} entries)`, { cause: err });
+    }
+    throw err;
+  }
+  // tar-stream ends happily at an entry boundary; a real archive ends with two zero blocks.
+  if (counter.bytes < lastEntryEnd + 2 * BLOCK) {
+    throw new InvalidLayerError(`truncated tar: no end-of-archive marker after ${entries} entries`);
+  }
+  await applier.finish();
+  return { entries, tarBytes: counter.bytes };
+}
+
+interface DirTimes {
+  components: string[];
+  mtime: Date;
+}
+
+class Applier {
+  private readonly sys: Syscalls;
+  private readonly chown: boolean;
+  /** Paths (joined components) this layer created, which an opaque whiteout in merge mode keeps. */
+  private readonly added = new Set<string>();
+  private readonly dirTimes: DirTimes[] = [];
+
+  constructor(private readonly root: string, private readonly opts: ApplyOptions) {
+    this.sys = opts.syscalls ?? defaultSyscalls;
+    this.chown = opts.chown ?? process.getuid?.() === 0;
+  }
+
+  async entry(header: Partial<tar.Header> & { name: string; pax?: Record<string, string> }, body: Readable): Promise<void> {
+    const name = header.name;
+    const components = entryComponents(name);
+    if (components.length === 0) {
+      // The root itself ("./"): only its metadata could change; ignore like Docker does for "/".
+      return;
+    }
+    const base = components[components.length - 1];
+    const wh = whiteoutOf(base, name);
+    if (wh) {
+      if (hasDotDot(name)) throw new InvalidLayerError(`whiteout ${JSON.stringify(name)} contains ".."`);
+      await this.whiteout(components.slice(0, -1), wh.kind === 'opaque' ? null : wh.target, name);
+      return;
+    }
+    const parent = await resolveInRoot(this.root, components.slice(0, -1), true);
+    await ensureDirs(this.root, parent.components);
+    const components2 = [...parent.components, base];
+    const target = path.join(parent.hostPath, base);
+    const xattrs = this.xattrsOf(header, name);
+    const existing = await lstatOrNull(target);
+    const type = header.type ?? 'file';
+    if (existing && !(existing.isDirectory() && type === 'directory')) {
+      await fs.rm(target, { recursive: true, force: true });
+    }
+    const mode = (header.mode ?? 0o644) & 0o7777;
+    switch (type) {
+      case 'directory':
+        if (!existing || !existing.isDirectory()) await fs.mkdir(target, 0o700);
+        break;
+      case 'file':
+      case 'contiguous-file': {
+        const handle = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+        try {
+          await pipeline(body, handle.createWriteStream({ autoClose: false }));
+        } finally {
+          await handle.close();
+        }
+        break;
+      }
+      case 'symlink':
+        if (!header.linkname) throw new InvalidLayerError(`symlink ${JSON.stringify(name)} has no target`);
+        await fs.symlink(header.linkname, target);
+        break;
+      case 'link': {
+        const linkComponents = entryComponents(header.linkname ?? '');
+        if (linkComponents.length === 0) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} has no target`);
+        const source = await resolveInRoot(this.root, linkComponents, false);
+        const st = await lstatOrNull(source.hostPath);
+        if (!st) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} points to missing ${JSON.stringify(header.linkname)}`);
+        if (st.isDirectory()) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} points to a directory`);
+        await fs.link(source.hostPath, target);
+        // The link shares its target's inode and metadata: no chmod/chown (it may be a symlink).
+        this.added.add(components2.join('/'));
+        return;
+      }
+      case 'character-device':
+      case 'block-device': {
+        const major = header.devmajor ?? 0;
+        const minor = header.devminor ?? 0;
+        if (major > MAX_MAJOR || minor > MAX_MINOR || major < 0 || minor < 0) {
+          throw new InvalidLayerError(`device ${JSON.stringify(name)} has out-of-range number ${major}:${minor}`);
+        }
+        if (type === 'character-device' && major === 0 && minor === 0) {
+          throw new InvalidLayerError(`device ${JSON.stringify(name)} is 0:0, which is reserved for overlay whiteouts`);
+        }
+        this.sys.mknod(target, (type === 'character-device' ? S_IFCHR : S_IFBLK) | mode, major, minor);
+        break;
+      }
+      case 'fifo':
+        this.sys.mknod(target, S_IFIFO | mode, 0, 0);
+        break;
+      default:
+        throw new InvalidLayerError(`entry ${JSON.stringify(name)} has unsupported type ${String(type)}`);
+    }
+    this.added.add(components2.join('/'));
+    if (this.chown) await fs.lchown(target, header.uid ?? 0, header.gid ?? 0);
+    // chown clears setuid/setgid, so the mode comes after it; symlinks have no mode of their own.
+    if (type !== 'symlink') {
+      const st = await fs.lstat(target);
+      if (!st.isSymbolicLink()) await fs.chmod(target, mode);
+    }
+    for (const [key, value] of xattrs) this.sys.lsetxattr(target, key, value);
+    const mtime = header.mtime ?? new Date(0);
+    if (type === 'directory') this.dirTimes.push({ components: components2, mtime });
+    else await fs.lutimes(target, mtime, mtime);
+  }
+
+  /** `.wh.NAME` (target set) or `.wh..wh..opq` (target null) inside `dirComponents`. */
+  private async whiteout(dirComponents: string[], target: string | null, name: string): Promise<void> {
+    const dir = await resolveInRoot(this.root, dirComponents, true);
+    if (this.opts.whiteouts === 'overlay') {
+      await ensureDirs(this.root, dir.components);
+      if (target === null) {
+        if (dir.components.length === 0) throw new InvalidLayerError(`opaque whiteout ${JSON.stringify(name)} at the root`);
+        this.sys.lsetxattr(dir.hostPath, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
+      } else {
+        const hostPath = path.join(dir.hostPath, target);
+        await fs.rm(hostPath, { recursive: true, force: true });
+        this.sys.mknod(hostPath, S_IFCHR | 0o000, 0, 0);
+      }
+      return;
+    }
+    const st = await lstatOrNull(dir.hostPath);
+    if (!st || !st.isDirectory()) return; // whiteout for something that is not there: nothing to hide
+    if (target !== null) {
+      await fs.rm(path.join(dir.hostPath, target), { recursive: true, force: true });
+    } else {
+      await this.emptyExceptAdded(dir.hostPath, dir.components);
+    }
+  }
+
+  /** Removes every entry below a directory that this layer did not itself add. */
+  private async emptyExceptAdded(hostDir: string, components: string[]): Promise<void> {
+    for (const child of await fs.readdir(hostDir, { withFileTypes: true })) {
+      const childComponents = [...components, child.name];
+      const key = childComponents.join('/');
+      const childPath = path.join(hostDir, child.name);
+      if (!this.added.has(key)) await fs.rm(childPath, { recursive: true, force: true });
+      else if (child.isDirectory()) await this.emptyExceptAdded(childPath, childComponents);
+    }
+  }
+
+  private xattrsOf(header: { pax?: Record<string, string> }, name: string): Array<[string, Buffer]> {
+    const out: Array<[string, Buffer]> = [];
+    for (const [key, value] of Object.entries(header.pax ?? {})) {
+      if (!key.startsWith(PAX_XATTR)) continue;
+      const attr = key.slice(PAX_XATTR.length);
+      if (attr.startsWith('trusted.')) {
+        throw new InvalidLayerError(`entry ${JSON.stringify(name)} carries a trusted.* xattr (${attr})`);
+      }
+      // tar-stream decodes PAX values as UTF-8, so only text-valued user.* attributes survive
+      // intact; binary ones (security.capability, ACLs) are skipped rather than corrupted.
+      if (attr.startsWith('user.')) out.push([attr, Buffer.from(value, 'utf8')]);
+    }
+    return out;
+  }
+
+  /** Directory mtimes last, deepest first, after their contents stopped changing. */
+  async finish(): Promise<void> {
+    this.dirTimes.sort((a, b) => b.components.length - a.components.length);
+    for (const { components, mtime } of this.dirTimes) {
+      // Re-resolve: a later entry may have replaced a parent with a symlink.
+      const r = await resolveInRoot(this.root, components, false);
+      const st = await lstatOrNull(r.hostPath);
+      if (st?.isDirectory()) await fs.lutimes(r.hostPath, mtime, mtime);
+    }
+  }
+}
+
+export async function lstatOrNull(p: string) {
+  try {
+    return await fs.lstat(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return null;
+    throw err;
+  }
+}

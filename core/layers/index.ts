@@ -1,0 +1,28 @@
+/**
+ * Layer tooling core exports for storage plugins: safe changeset application, path resolution
+ * inside a root, OCI <-> overlay whiteouts, tree diffs and writing OCI layer tars.
+ */
+export { InvalidLayerError } from './errors';
+export {
+  chainIdHex,
+  checkContainerId,
+  entryComponents,
+  whiteoutOf,
+  WHITEOUT_PREFIX,
+  OPAQUE_WHITEOUT,
+  OVERLAY_OPAQUE_XATTR,
+} from './names';
+export { resolveInRoot, ensureDirs, type Resolved } from './resolve';
+export { applyLayerTar, lstatOrNull, type ApplyOptions, type ApplyResult, type WhiteoutMode } from './apply';
+export { openLayerStream, layerCompression, type LayerCompression } from './compression';
+export {
+  diffTrees,
+  overlayUpperChanges,
+  existsInLowers,
+  isOverlayWhiteout,
+  sameContent,
+  type LayerItem,
+  type TreeDiff,
+} from './tree';
+export { writeLayerTar } from './write';
+export { diskUsage, drain } from './util';
