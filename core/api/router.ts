@@ -48,11 +48,20 @@ export class Router {
       if (!m) continue;
       pathMatched = true;
       if (r.method === method || (method === 'HEAD' && r.method === 'GET')) {
-        const params = Object.fromEntries(Object.entries(m.groups ?? {}).map(([k, v]) => [k, decodeURIComponent(v)]));
+        const params = Object.fromEntries(Object.entries(m.groups ?? {}).map(([k, v]) => [k, decodeParam(k, v)]));
         return { handler: r.handler, params };
       }
     }
     return pathMatched ? 'method' : undefined;
+  }
+}
+
+/** A malformed %-escape in a path parameter is the client's error (400), not a crash (500). */
+function decodeParam(name: string, value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    throw new InvalidArgumentError(`invalid escape in path parameter ${name}: ${value}`);
   }
 }
 
@@ -90,8 +99,9 @@ export async function readJsonBody<T>(req: ApiRequest): Promise<T | undefined> {
 }
 
 export function boolParam(q: URLSearchParams, name: string): boolean {
-  const v = q.get(name);
-  return v !== null && v !== '' && v !== '0' && v.toLowerCase() !== 'false';
+  // Docker's BoolValue: "", 0, no, false and none are false; anything else is true.
+  const v = (q.get(name) ?? '').trim().toLowerCase();
+  return !['', '0', 'no', 'false', 'none'].includes(v);
 }
 
 /** Docker's `filters` query parameter: JSON of {key: [values]} or the older {key: {value: true}}. */
@@ -103,6 +113,9 @@ export function filtersParam(q: URLSearchParams): Record<string, string[]> {
     parsed = JSON.parse(raw);
   } catch {
     throw new InvalidArgumentError(`invalid filters: ${raw}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new InvalidArgumentError(`invalid filters: ${raw}: expected a JSON object`);
   }
   const out: Record<string, string[]> = {};
   for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {

@@ -142,7 +142,12 @@ export class ContentStore implements BlobReader {
    * again; concurrent ingests of one digest share the first one's download.
    */
   ingest(expected: { digest: string; size?: number }, source: () => Promise<Readable>, opts: IngestOptions = {}): Promise<void> {
-    digestHex(expected.digest);
+    // A bad digest rejects like any other ingest failure instead of throwing synchronously.
+    try {
+      digestHex(expected.digest);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const running = this.inflight.get(expected.digest);
     if (running && !opts.tap) return running;
     const job = this.ingestOnce(expected, source, opts).finally(() => {
@@ -169,13 +174,8 @@ export class ContentStore implements BlobReader {
           else cb(null, chunk);
         },
       });
-      const fh = await fs.promises.open(tmp, 'w', 0o600);
-      try {
-        await pipeline(input, counter, verify, fh.createWriteStream({ autoClose: false }));
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
+      // flush: fsync before close, so a renamed blob is on disk whatever happens next.
+      await pipeline(input, counter, verify, fs.createWriteStream(tmp, { mode: 0o600, flush: true }));
       await fs.promises.chmod(tmp, 0o444);
       await fs.promises.rename(tmp, final);
       await fsyncDir(this.blobsDir);

@@ -27,8 +27,8 @@ function looksLikeDomain(first: string): boolean {
 
 function validDomain(domain: string): boolean {
   if (domain.startsWith('[')) {
-    // IPv6 literal with optional port: [::1]:5000
-    return /^\[[0-9a-fA-F:.]+\](?::\d+)?$/.test(domain);
+    // IPv6 literal with optional port: [::1]:5000 (hex and colons only, as distribution/reference)
+    return /^\[[0-9a-fA-F:]+\](?::\d+)?$/.test(domain);
   }
   const [host, port, ...rest] = domain.split(':');
   if (rest.length || (port !== undefined && !/^\d+$/.test(port))) return false;
@@ -39,6 +39,8 @@ function validDomain(domain: string): boolean {
 export function parseReference(input: string, opts: { defaultTag?: boolean; defaultDomain?: string } = {}): ImageRef {
   const bad = (why: string) => new InvalidArgumentError(`invalid reference format: "${input}": ${why}`);
   if (!input) throw bad('empty');
+  // A bare 64-hex string is an image ID, never a repository name (Docker refuses it the same way).
+  if (/^[a-f0-9]{64}$/.test(input)) throw bad('cannot specify 64-byte hexadecimal strings as a repository name');
   let rest = input;
   let digest: string | undefined;
   const at = rest.indexOf('@');
@@ -63,9 +65,9 @@ export function parseReference(input: string, opts: { defaultTag?: boolean; defa
     path = rest.slice(slash + 1);
     if (!validDomain(domain)) throw bad(`registry host "${domain}" is not valid`);
   }
+  if (!path) throw bad('repository name is empty');
   if (domain === LEGACY_DOMAIN) domain = DEFAULT_DOMAIN;
   if (domain === DEFAULT_DOMAIN && !path.includes('/')) path = OFFICIAL_PREFIX + path;
-  if (!path) throw bad('repository name is empty');
   for (const component of path.split('/')) {
     if (!PATH_COMPONENT.test(component)) {
       throw bad(
@@ -93,7 +95,9 @@ export function formatReference(ref: ImageRef): string {
 /** Docker's short display form: `busybox:latest`, `myuser/app:1`, `127.0.0.1:5000/app:1`. */
 export function familiarName(ref: ImageRef): string {
   if (ref.domain !== DEFAULT_DOMAIN) return repositoryName(ref);
-  return ref.path.startsWith(OFFICIAL_PREFIX) ? ref.path.slice(OFFICIAL_PREFIX.length) : ref.path;
+  // Only `library/<name>` is shortened: `library/foo/bar` must stay as is to parse back to itself.
+  const rest = ref.path.startsWith(OFFICIAL_PREFIX) ? ref.path.slice(OFFICIAL_PREFIX.length) : undefined;
+  return rest !== undefined && !rest.includes('/') ? rest : ref.path;
 }
 
 export function familiarReference(ref: ImageRef): string {

@@ -99,25 +99,32 @@ export class ImageStore {
 
   find(name: string): ImageRecord | undefined {
     const idLike = /^(?:sha256:)?([a-f0-9]{4,64})$/.exec(name);
-    if (idLike) {
-      const full = `sha256:${idLike[1]}`;
-      if (this.records.has(full)) return this.records.get(full);
-      const matches = this.list().filter((r) => r.id.startsWith(full));
-      if (matches.length === 1) return matches[0];
-      if (matches.length > 1) throw new ConflictError(`image ID prefix ${name} is ambiguous`);
-      if (idLike[1].length === 64) return undefined;
-    }
-    let ref: ImageRef;
+    // A full ID is never a name (parseReference refuses 64 hex), so it is looked up directly.
+    if (idLike && idLike[1].length === 64) return this.records.get(`sha256:${idLike[1]}`);
+    let ref: ImageRef | undefined;
     try {
       ref = parseReference(name);
     } catch {
-      return undefined;
+      ref = undefined;
     }
-    if (ref.digest) {
-      const want = `${repositoryName(ref)}@${ref.digest}`;
-      return this.list().find((r) => r.repoDigests.includes(want) || (r.manifestDigest === ref.digest && r.repoDigests.some((d) => d.startsWith(repositoryName(ref) + '@'))));
+    // As in Docker, a tag wins over an ID prefix: `cafe` names the image tagged cafe:latest even
+    // when some image ID starts with cafe.
+    if (ref && !ref.digest) {
+      const tagged = this.byTag(ref);
+      if (tagged) return tagged;
     }
-    return this.byTag(ref);
+    if (idLike) {
+      const prefix = `sha256:${idLike[1]}`;
+      const matches = this.list().filter((r) => r.id.startsWith(prefix));
+      if (matches.length === 1) return matches[0];
+      if (matches.length > 1) throw new ConflictError(`image ID prefix ${name} is ambiguous`);
+    }
+    if (ref?.digest) {
+      const repo = repositoryName(ref);
+      const want = `${repo}@${ref.digest}`;
+      return this.list().find((r) => r.repoDigests.includes(want) || (r.manifestDigest === ref.digest && r.repoDigests.some((d) => d.startsWith(repo + '@'))));
+    }
+    return undefined;
   }
 
   /** Record an image and optionally tag it; the record is written before the tag. */

@@ -82,7 +82,7 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
   };
   const absPath = (key: string, v: string): string => {
     if (!path.isAbsolute(v)) throw fail(key, `expected an absolute path, got "${v}"`);
-    return path.normalize(v);
+    return path.resolve(v); // normalised, without a trailing slash
   };
 
   let storage = DEFAULT_CONFIG.storage;
@@ -115,11 +115,13 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
   }
 
   const configDir = file ? path.dirname(path.resolve(file)) : process.cwd();
-  const root = overrides.root ?? str('root', raw.root, DEFAULT_CONFIG.root);
-  const socket = overrides.socket ?? str('socket', raw.socket, DEFAULT_CONFIG.socket);
+  // Command-line paths are relative to the working directory; a relative path in a config file is
+  // ambiguous (cwd of whoever starts berthd), so it is refused rather than silently resolved.
+  const root = overrides.root ? path.resolve(overrides.root) : absPath('root', str('root', raw.root, DEFAULT_CONFIG.root));
+  const socket = overrides.socket ? path.resolve(overrides.socket) : absPath('socket', str('socket', raw.socket, DEFAULT_CONFIG.socket));
   return {
-    root: absPath(overrides.root ? '--root' : 'root', path.resolve(root)),
-    socket: absPath(overrides.socket ? '--socket' : 'socket', path.resolve(socket)),
+    root,
+    socket,
     storage: overrides.storageDriver ? { driver: overrides.storageDriver } : storage,
     isolators: strList('isolators', raw.isolators, DEFAULT_CONFIG.isolators),
     runtime: str('runtime', raw.runtime, DEFAULT_CONFIG.runtime),
@@ -147,8 +149,11 @@ function describe(v: unknown): string {
  * search from the working directory, else /etc/berth. No file at all means the defaults.
  */
 export async function loadConfig(file?: string, overrides: ConfigOverrides = {}): Promise<BerthConfig> {
-  const { cosmiconfig } = await import('cosmiconfig');
-  const explorer = cosmiconfig('berth');
+  const { cosmiconfig, getDefaultSearchPlaces } = await import('cosmiconfig');
+  // cosmiconfig's defaults have berth.config.{js,ts,cjs,mjs} but not the JSON and YAML forms.
+  const explorer = cosmiconfig('berth', {
+    searchPlaces: [...getDefaultSearchPlaces('berth'), 'berth.config.json', 'berth.config.yaml', 'berth.config.yml'],
+  });
   let result;
   try {
     if (file) {

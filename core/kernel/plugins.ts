@@ -5,6 +5,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { DependencyContainer } from 'tsyringe';
 import type { Logger } from '../contracts/types';
 import { ConfigError, SkipPlugin } from '../contracts/errors';
@@ -48,7 +49,7 @@ function manifestOf(mod: any): unknown {
 async function importManifest(specifier: string, source: string): Promise<Candidate> {
   let mod: unknown;
   try {
-    mod = await import(specifier);
+    mod = await import(path.isAbsolute(specifier) ? pathToFileURL(specifier).href : specifier);
   } catch (err) {
     throw new PluginLoadError(`cannot load plugin ${source}: ${(err as Error).message}`);
   }
@@ -62,19 +63,27 @@ async function importManifest(specifier: string, source: string): Promise<Candid
   return { manifest, uri: `${manifest.type}.${manifest.id}`, source };
 }
 
-/** The built-in plugins: every folder under <package>/plugins with an index module. */
+/** The built-in plugins: the index module of every folder under <package>/plugins. */
 export function builtinPluginDirs(pluginsDir: string): string[] {
   if (!fs.existsSync(pluginsDir)) return [];
   return fs
     .readdirSync(pluginsDir, { withFileTypes: true })
-    .filter((d) => d.isDirectory() && ['index.js', 'index.ts'].some((f) => fs.existsSync(path.join(pluginsDir, d.name, f))))
-    .map((d) => path.join(pluginsDir, d.name))
+    .filter((d) => d.isDirectory())
+    .map((d) => ['index.js', 'index.ts'].map((f) => path.join(pluginsDir, d.name, f)).find((f) => fs.existsSync(f)))
+    .filter((f): f is string => !!f)
     .sort();
 }
 
 /** Resolve a config `plugins` entry: a path (relative to the config's folder) or a package name. */
 export function resolvePluginSpecifier(entry: string, configDir: string): string {
-  if (entry.startsWith('.') || path.isAbsolute(entry)) return path.resolve(configDir, entry);
+  if (entry.startsWith('.') || path.isAbsolute(entry)) {
+    const abs = path.resolve(configDir, entry);
+    try {
+      return require.resolve(abs); // a folder resolves through its package.json or index.js
+    } catch {
+      throw new PluginLoadError(`plugin path ${entry} not found (resolved to ${abs})`);
+    }
+  }
   try {
     return require.resolve(entry, { paths: [configDir, process.cwd()] });
   } catch {
@@ -191,7 +200,8 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
       if (err instanceof ConfigError) throw err;
       info.status = err instanceof SkipPlugin ? 'skipped' : 'failed';
       info.reason = err instanceof SkipPlugin ? err.reason : `init failed: ${(err as Error).message}`;
-      (info.status === 'skipped' ? log.warn : log.error)(`plugin ${info.status}`, { plugin: c.uri, reason: info.reason });
+      // Called as a method: a class-based Logger needs its `this`.
+      log[info.status === 'skipped' ? 'warn' : 'error'](`plugin ${info.status}`, { plugin: c.uri, reason: info.reason });
       if (config.requiredPlugins.includes(c.uri)) throw new PluginLoadError(`required plugin ${c.uri} ${info.status}: ${info.reason}`);
     }
   }

@@ -69,6 +69,21 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef MOVE_MOUNT_T_EMPTY_PATH
+#define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
 #ifndef PR_SET_CHILD_SUBREAPER
 #define PR_SET_CHILD_SUBREAPER 36
 #endif
@@ -80,7 +95,7 @@
 
 /* ---------------------------------------------------------------- plan */
 
-struct mountspec { char *dest, *type, *src, *opts; };
+struct mountspec { char *dest, *type, *src, *opts; int srcfd; };
 struct devspec { char *path; char kind; unsigned maj, min, mode; uid_t uid; gid_t gid; };
 struct linkspec { char *target, *path; };
 struct rlimspec { int res; rlim_t soft, hard; };
@@ -267,7 +282,7 @@ static void parse_plan(const char *file) {
     } else if (!strcmp(key, "mount")) {
       nf = split_fields(value, f, 8);
       if (nf != 4) die("plan: mount needs DEST TYPE SOURCE OPTIONS (line %d)", lineno);
-      PUSH(mounts, ((struct mountspec){f[0], f[1], f[2], f[3]}));
+      PUSH(mounts, ((struct mountspec){f[0], f[1], f[2], f[3], -1}));
     } else if (!strcmp(key, "device")) {
       nf = split_fields(value, f, 8);
       if (nf != 7 || (f[1][0] != 'c' && f[1][0] != 'b')) die("plan: bad device line %d", lineno);
@@ -516,8 +531,10 @@ static void do_mounts(int rootfd) {
     int bind = (flags & MS_BIND) != 0;
     int dir = 1;
     if (bind) {
+      /* The monitor cloned the source into a detached mount (open_tree) as host root: in a
+       * user namespace the child may not reach it by path (a 0700 state dir, say). */
       struct stat st;
-      if (stat(m->src, &st) < 0) child_fail("mount %s: bind source %s", m->dest, m->src);
+      if (m->srcfd < 0 || fstat(m->srcfd, &st) < 0) child_fail("mount %s: bind source %s", m->dest, m->src);
       dir = S_ISDIR(st.st_mode);
     }
     int fd = make_in_root(rootfd, m->dest, dir);
@@ -525,8 +542,9 @@ static void do_mounts(int rootfd) {
     char target[64];
     snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
     if (bind) {
-      if (mount(m->src, target, NULL, flags & (MS_BIND | MS_REC), NULL) < 0)
+      if (syscall(SYS_move_mount, m->srcfd, "", fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
         child_fail("mount %s: bind %s", m->dest, m->src);
+      close(m->srcfd);
     } else if (mount(m->src, target, m->type, flags, data[0] ? data : NULL) < 0) {
       child_fail("mount %s: %s (%s)", m->dest, m->type, data);
     }
@@ -859,6 +877,7 @@ struct client {
   unsigned char type;
   unsigned char ctl[4];
   int ctl_got;
+  int stdin_user; /* sent stdin data or a close: only such a client's leaving closes a StdinOnce stdin */
   unsigned char *out; /* pending output frame */
   size_t out_len, out_off;
 };
@@ -976,7 +995,7 @@ static void log_bytes(struct stream *s, const char *data, size_t n) {
 static void drop_client(int i) {
   close(clients[i].fd);
   free(clients[i].out);
-  if (P.stdin_once && stdin_wr >= 0 && pty_master < 0) stdin_close_pending = 1;
+  if (P.stdin_once && clients[i].stdin_user && stdin_wr >= 0 && pty_master < 0) stdin_close_pending = 1;
   clients[i] = clients[--n_clients];
 }
 
@@ -1041,6 +1060,7 @@ static int client_read(struct client *c) {
         c->type = c->hdr[0];
         c->remaining = ((uint32_t)c->hdr[1] << 24) | ((uint32_t)c->hdr[2] << 16) | ((uint32_t)c->hdr[3] << 8) | c->hdr[4];
         c->ctl_got = 0;
+        if (c->type <= 1) c->stdin_user = 1;
         if (c->type == 1) stdin_close_pending = 1;
         if (c->type > 3 || (c->type >= 2 && c->remaining != 4)) return -1; /* protocol error */
         if (c->remaining == 0) c->hdr_got = 0;
@@ -1189,6 +1209,16 @@ int main(int argc, char **argv) {
     } else {
       in_p[0] = devnull;
     }
+  }
+  for (int i = 0; i < P.n_mounts; i++) {
+    char opts[4096], data[4096];
+    unsigned long flags, prop;
+    snprintf(opts, sizeof opts, "%s", P.mounts[i].opts);
+    parse_mount_opts(opts, &flags, &prop, data, sizeof data);
+    if (!(flags & MS_BIND)) continue;
+    P.mounts[i].srcfd = (int)syscall(SYS_open_tree, AT_FDCWD, P.mounts[i].src,
+                                     OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (flags & MS_REC ? AT_RECURSIVE : 0));
+    if (P.mounts[i].srcfd < 0) die("mount %s: bind source %s: %s", P.mounts[i].dest, P.mounts[i].src, strerror(errno));
   }
   int listen_fd = listen_attach();
   long oom_before = oom_kills(P.oom_cgroup);

@@ -467,22 +467,29 @@ export class DistributionRegistry implements Registry {
   private async doPing(ep: Endpoint, signal?: AbortSignal): Promise<PingState> {
     const candidates: { scheme: 'http' | 'https'; insecureTls: boolean }[] = ep.scheme
       ? [{ scheme: ep.scheme, insecureTls: ep.insecure }]
-      : isLoopbackHost(ep.host)
-        ? [{ scheme: 'http', insecureTls: false }]
-        : ep.insecure
-          ? [{ scheme: 'https', insecureTls: true }, { scheme: 'http', insecureTls: false }]
+      : ep.insecure
+        ? [{ scheme: 'https', insecureTls: true }, { scheme: 'http', insecureTls: false }]
+        : isLoopbackHost(ep.host)
+          ? [{ scheme: 'http', insecureTls: false }]
           : [{ scheme: 'https', insecureTls: false }];
     for (let i = 0; ; i++) {
       const { scheme, insecureTls } = candidates[i];
       const base = new URL(`${scheme}://${ep.host}/`);
       let res: IncomingMessage;
       try {
-        res = await this.withRetries(ep.display, signal, () =>
-          sendOnce(this.agents, { method: 'GET', url: new URL('/v2/', base), signal, timeoutMs: this.config.timeoutMs, insecureTls }),
+        // Insecure registries: HTTPS first (one try, no retries), then plain HTTP, as Docker does.
+        const last = i === candidates.length - 1;
+        res = await this.withRetries(
+          ep.display,
+          signal,
+          () => sendOnce(this.agents, { method: 'GET', url: new URL('/v2/', base), signal, timeoutMs: this.config.timeoutMs, insecureTls }),
+          last ? this.config.retries : 0,
         );
       } catch (err) {
-        // Insecure registries: HTTPS first, then plain HTTP (what Docker does).
-        if (i < candidates.length - 1 && !signal?.aborted) continue;
+        if (i < candidates.length - 1 && !signal?.aborted) {
+          this.log.debug(`${scheme.toUpperCase()} failed for ${ep.display}, trying ${candidates[i + 1].scheme.toUpperCase()}`, { error: (err as Error).message });
+          continue;
+        }
         throw err;
       }
       const status = res.statusCode ?? 0;
@@ -596,18 +603,23 @@ export class DistributionRegistry implements Registry {
   }
 
   /** Sends with retries on connection failures and retryable statuses (ping, token requests). */
-  private async withRetries(host: string, signal: AbortSignal | undefined, send: () => Promise<IncomingMessage>): Promise<IncomingMessage> {
+  private async withRetries(
+    host: string,
+    signal: AbortSignal | undefined,
+    send: () => Promise<IncomingMessage>,
+    retries = this.config.retries,
+  ): Promise<IncomingMessage> {
     for (let attempt = 0; ; attempt++) {
       let res: IncomingMessage;
       try {
         res = await send();
       } catch (err) {
         if (!(err instanceof TransportError)) throw err;
-        if (attempt >= this.config.retries) throw unreachable(host, err);
+        if (attempt >= retries) throw unreachable(host, err);
         await sleep(backoffMs(attempt, this.config.retryDelayMs), signal);
         continue;
       }
-      if (isRetryableStatus(res.statusCode ?? 0) && attempt < this.config.retries) {
+      if (isRetryableStatus(res.statusCode ?? 0) && attempt < retries) {
         discard(res);
         await sleep(backoffMs(attempt, this.config.retryDelayMs, res.headers['retry-after']), signal);
         continue;

@@ -2,7 +2,8 @@ import { ConfigError } from '../../core/contracts';
 
 /** Per-host settings, from the global `registries` config section. */
 export interface HostConfig {
-  /** HTTPS without certificate checks, falling back to plain HTTP (Docker's "insecure registry"). */
+  /** HTTPS without certificate checks, falling back to plain HTTP (Docker's "insecure registry").
+   *  Loopback hosts not marked insecure are spoken to in plain HTTP only. */
   insecure: boolean;
   /** Hosts (`host[:port]`, or `http(s)://host[:port]`) tried first, in order, for pulls. */
   mirrors: string[];

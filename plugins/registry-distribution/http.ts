@@ -104,6 +104,10 @@ export function sendOnce(agents: HttpAgents, req: RawRequest): Promise<http.Inco
     else if (Buffer.isBuffer(body)) outgoing.end(body);
     else {
       body.on('error', (err) => outgoing.destroy(err));
+      // A failed request must not leave the body's source (a file, a blob) open.
+      outgoing.on('close', () => {
+        if (!body.readableEnded) body.destroy();
+      });
       body.pipe(outgoing);
     }
   });

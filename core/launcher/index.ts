@@ -1,0 +1,6 @@
+/** What core exports for runtimes about the native launcher (see launcher.c for the C side). */
+export * from './plan';
+export * from './caps';
+export * from './binary';
+export * from './state';
+export * from './attach';

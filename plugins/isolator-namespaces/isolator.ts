@@ -1,0 +1,201 @@
+/**
+ * `isolator.namespaces`: namespaces, the container's root filesystem view, /dev, Docker's masked
+ * and read-only paths, capabilities, and the per-container /etc/hostname, /etc/hosts and
+ * /etc/resolv.conf. It decides; the launcher only carries the plan out.
+ */
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname as hostHostname } from 'node:os';
+import { join } from 'node:path';
+import { InvalidArgumentError } from '../../core/contracts/errors';
+import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
+import type { IdMapping, LaunchPlan, MountSpec } from '../../core/contracts/launch';
+import { CAPABILITIES, normalizeCapability } from '../../core/launcher/caps';
+import { parseBind } from './binds';
+import {
+  DEFAULT_CAPABILITIES, DEFAULT_DEVICES, DEFAULT_HOSTS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
+  DEFAULT_SYMLINKS, defaultMounts,
+} from './defaults';
+
+export interface NamespacesConfig {
+  /** Give containers a user namespace with these maps (written from the host side in attach). */
+  userNamespace?: { uidMappings: IdMapping[]; gidMappings: IdMapping[] } | null;
+  /** Nameservers for /etc/resolv.conf when HostConfig.Dns is empty; default: the host's, minus loopback ones. */
+  dns?: string[];
+}
+
+export const CONTAINER_FILES = ['hostname', 'hosts', 'resolv.conf'] as const;
+
+type NetworkMode = 'none' | 'host';
+
+interface Settings {
+  privileged: boolean;
+  network: NetworkMode;
+  readonlyRootfs: boolean;
+  binds: MountSpec[];
+  capAdd: string[];
+  capDrop: string[];
+  dns: string[];
+  dnsSearch: string[];
+  dnsOptions: string[];
+  extraHosts: string[];
+}
+
+function stringList(hc: Record<string, unknown>, key: string): string[] {
+  const v = hc[key];
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v) || v.some((x) => typeof x !== 'string')) {
+    throw new InvalidArgumentError(`HostConfig.${key}: expected a list of strings`);
+  }
+  return v as string[];
+}
+
+/** Read and check the parts of HostConfig this isolator acts on; bad input names the key. */
+export function parseHostConfig(hc: Record<string, unknown>): Settings {
+  const mode = (hc.NetworkMode ?? 'default') as unknown;
+  if (typeof mode !== 'string') throw new InvalidArgumentError('HostConfig.NetworkMode: expected a string');
+  let network: NetworkMode;
+  if (mode === 'host') network = 'host';
+  // Without a network plugin there is no bridge: default and bridge get a namespace with lo only.
+  else if (mode === 'none' || mode === 'default' || mode === 'bridge' || mode === '') network = 'none';
+  else throw new InvalidArgumentError(`HostConfig.NetworkMode: unsupported network mode ${JSON.stringify(mode)} (none, host, bridge/default)`);
+  const capList = (key: string) =>
+    stringList(hc, key).map((c) => {
+      if (c.toUpperCase() === 'ALL') return 'ALL';
+      try {
+        return normalizeCapability(c);
+      } catch {
+        throw new InvalidArgumentError(`HostConfig.${key}: unknown capability ${JSON.stringify(c)}`);
+      }
+    });
+  for (const host of stringList(hc, 'ExtraHosts')) {
+    if (!/^[^:\s]+:\S+$/.test(host)) throw new InvalidArgumentError(`HostConfig.ExtraHosts: invalid entry ${JSON.stringify(host)} (expected host:ip)`);
+  }
+  return {
+    privileged: hc.Privileged === true,
+    network,
+    readonlyRootfs: hc.ReadonlyRootfs === true,
+    binds: stringList(hc, 'Binds').map(parseBind),
+    capAdd: capList('CapAdd'),
+    capDrop: capList('CapDrop'),
+    dns: stringList(hc, 'Dns'),
+    dnsSearch: stringList(hc, 'DnsSearch'),
+    dnsOptions: stringList(hc, 'DnsOptions'),
+    extraHosts: stringList(hc, 'ExtraHosts'),
+  };
+}
+
+/** Docker's rule: start from the defaults (or all when ALL is added), add, then drop. */
+export function effectiveCapabilities(s: Pick<Settings, 'privileged' | 'capAdd' | 'capDrop'>): string[] {
+  if (s.privileged) return [...CAPABILITIES];
+  let caps = new Set<string>(s.capAdd.includes('ALL') ? CAPABILITIES : DEFAULT_CAPABILITIES);
+  for (const c of s.capAdd) if (c !== 'ALL') caps.add(c);
+  if (s.capDrop.includes('ALL')) caps = new Set(s.capAdd.filter((c) => c !== 'ALL'));
+  for (const c of s.capDrop) caps.delete(c);
+  return CAPABILITIES.filter((c) => caps.has(c));
+}
+
+function mapFile(maps: IdMapping[]): string {
+  return maps.map((m) => `${m.containerID} ${m.hostID} ${m.size}\n`).join('');
+}
+
+export class NamespacesIsolator implements Isolator {
+  readonly name = 'namespaces';
+
+  constructor(private readonly config: NamespacesConfig) {}
+
+  async setup(target: IsolationTarget): Promise<void> {
+    const s = parseHostConfig(target.hostConfig); // refuse bad input before anything exists
+    // Docker creates a missing bind source directory.
+    for (const b of s.binds) await mkdir(b.source, { recursive: true });
+  }
+
+  async plan(target: IsolationTarget, plan: LaunchPlan): Promise<void> {
+    const s = parseHostConfig(target.hostConfig);
+    const ns = new Set(plan.namespaces);
+    for (const n of ['mount', 'pid', 'uts', 'ipc', 'cgroup']) ns.add(n);
+    if (s.network === 'none') ns.add('net');
+    else ns.delete('net');
+    const userns = this.config.userNamespace;
+    if (userns) {
+      ns.add('user');
+      plan.uidMappings = userns.uidMappings;
+      plan.gidMappings = userns.gidMappings;
+    }
+    plan.namespaces = [...ns];
+    plan.loopbackUp = s.network === 'none';
+    plan.hostname ||= s.network === 'host' ? hostHostname() : target.containerId.slice(0, 12);
+
+    // Mounts: the defaults first (unless the plan already has that destination), then the
+    // container's /etc files, then the user's binds, which may cover anything before them.
+    const taken = new Set(plan.mounts.map((m) => m.destination));
+    const mounts = defaultMounts({ privileged: s.privileged }).filter((m) => !taken.has(m.destination));
+    await this.writeContainerFiles(target, plan.hostname, s);
+    for (const f of CONTAINER_FILES) {
+      const destination = `/etc/${f}`;
+      if (taken.has(destination) || s.binds.some((b) => b.destination === destination)) continue;
+      mounts.push({ destination, type: 'bind', source: join(target.stateDir, f), options: ['rbind', 'rprivate'] });
+    }
+    plan.mounts = [...mounts, ...plan.mounts, ...s.binds];
+    plan.devices = [...(plan.devices ?? []), ...DEFAULT_DEVICES];
+    plan.symlinks = [...(plan.symlinks ?? []), ...DEFAULT_SYMLINKS];
+    if (!s.privileged) {
+      plan.maskedPaths = [...new Set([...plan.maskedPaths, ...DEFAULT_MASKED_PATHS])];
+      plan.readonlyPaths = [...new Set([...plan.readonlyPaths, ...DEFAULT_READONLY_PATHS])];
+    } else {
+      plan.maskedPaths = [];
+      plan.readonlyPaths = [];
+    }
+    plan.capabilities = effectiveCapabilities(s);
+    plan.readonlyRootfs = plan.readonlyRootfs || s.readonlyRootfs;
+  }
+
+  async attach(_target: IsolationTarget, pid: number): Promise<void> {
+    const userns = this.config.userNamespace;
+    if (!userns) return;
+    // The child waits in its new user namespace; as the host's root we may write any map.
+    await writeFile(`/proc/${pid}/uid_map`, mapFile(userns.uidMappings));
+    await writeFile(`/proc/${pid}/gid_map`, mapFile(userns.gidMappings));
+  }
+
+  async cleanup(target: IsolationTarget): Promise<void> {
+    await Promise.all(CONTAINER_FILES.map((f) => rm(join(target.stateDir, f), { force: true })));
+  }
+
+  private async writeContainerFiles(target: IsolationTarget, name: string, s: Settings): Promise<void> {
+    await mkdir(target.stateDir, { recursive: true, mode: 0o700 });
+    let hosts: string;
+    let resolv: string;
+    if (s.network === 'host') {
+      hosts = await readFile('/etc/hosts', 'utf8').catch(() => `${DEFAULT_HOSTS.join('\n')}\n`);
+      resolv = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+    } else {
+      hosts = [...DEFAULT_HOSTS, ...s.extraHosts.map((h) => `${h.slice(h.indexOf(':') + 1)}\t${h.slice(0, h.indexOf(':'))}`)].join('\n') + '\n';
+      resolv = await this.resolvConf(s);
+    }
+    await Promise.all([
+      writeFile(join(target.stateDir, 'hostname'), `${name}\n`, { mode: 0o644 }),
+      writeFile(join(target.stateDir, 'hosts'), hosts, { mode: 0o644 }),
+      writeFile(join(target.stateDir, 'resolv.conf'), resolv, { mode: 0o644 }),
+    ]);
+  }
+
+  /** Docker's rule: the host's resolv.conf without loopback nameservers (they mean nothing in a
+   * network namespace); HostConfig.Dns/DnsSearch/DnsOptions replace the matching lines. */
+  private async resolvConf(s: Settings): Promise<string> {
+    const host = await readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+    const lines = host.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#'));
+    const keep = (kind: string) => lines.filter((l) => l.trim().split(/\s+/)[0] === kind);
+    const nameservers = s.dns.length
+      ? s.dns
+      : this.config.dns?.length
+        ? this.config.dns
+        : keep('nameserver').map((l) => l.trim().split(/\s+/)[1]).filter((ip) => ip && !/^127\.|^::1$/.test(ip));
+    const out: string[] = [];
+    if (s.dnsSearch.length) out.push(`search ${s.dnsSearch.join(' ')}`);
+    else out.push(...keep('search'), ...keep('domain'));
+    out.push(...nameservers.map((ip) => `nameserver ${ip}`));
+    if (s.dnsOptions.length) out.push(`options ${s.dnsOptions.join(' ')}`);
+    else out.push(...keep('options'));
+    return out.length ? `${out.join('\n')}\n` : '';
+  }
+}

@@ -1,0 +1,31 @@
+import { promises as fs } from 'node:fs';
+import { definePlugin } from '../../core/contracts/plugin';
+import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
+import type { StorageDriver } from '../../core/contracts/storage';
+import { syscalls } from '../../core/sys/syscalls';
+import { OverlayDriver, type OverlayConfig } from './driver';
+
+export default definePlugin<OverlayConfig, StorageDriver>({
+  type: 'storage',
+  id: 'overlay',
+  defaults: { mountOptions: [] },
+  parseConfig(raw) {
+    const mountOptions = raw.mountOptions ?? [];
+    if (!Array.isArray(mountOptions) || !mountOptions.every((o) => typeof o === 'string' && /^[a-z_]+(=[A-Za-z0-9_]+)?$/.test(o))) {
+      throw new ConfigError('mountOptions', `expected a list of simple overlay options like "index=off", got ${JSON.stringify(mountOptions)}`);
+    }
+    return { mountOptions: mountOptions as string[] };
+  },
+  async init(ctx) {
+    const filesystems = await fs.readFile('/proc/filesystems', 'utf8').catch(() => '');
+    if (!/\toverlay$/m.test(filesystems)) throw new SkipPlugin('overlayfs not available: the kernel lists no overlay filesystem');
+    const driver = new OverlayDriver(ctx.stateDir, syscalls, ctx.config);
+    await driver.init();
+    try {
+      await driver.probe();
+    } catch (err) {
+      throw new SkipPlugin(`overlayfs not available: test mount under ${ctx.stateDir} failed: ${(err as Error).message}`);
+    }
+    return driver;
+  },
+});

@@ -1,0 +1,147 @@
+/**
+ * A root filesystem made from the host's static busybox, and a small harness that runs containers
+ * in it through the real runtime.native plugin and isolator.namespaces plugin (no daemon).
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
+import type { LaunchPlan, ProcessSpec } from '../../core/contracts/launch';
+import type { PluginContext, PluginManifest } from '../../core/contracts/plugin';
+import type { ExitStatus, Runtime, RuntimeProcess } from '../../core/contracts/runtime';
+import type { Logger } from '../../core/contracts/types';
+import namespacesPlugin from '../../plugins/isolator-namespaces/index';
+import nativePlugin from '../../plugins/runtime-native/index';
+
+export const BUSYBOX = '/bin/busybox';
+
+/** Applets linked when busybox has them. */
+const APPLETS = [
+  'sh', 'cat', 'echo', 'ls', 'hostname', 'id', 'mount', 'umount', 'grep', 'sleep', 'true', 'false', 'ps',
+  'ip', 'ifconfig', 'tty', 'test', 'touch', 'mkdir', 'rm', 'wc', 'head', 'env', 'stat', 'readlink', 'dd',
+  'pwd', 'stty', 'kill', 'whoami', 'od', 'tr', 'cut',
+];
+
+/** Build a busybox rootfs at `dir`: /bin with applet links, /etc/passwd with `app` (uid 1000). */
+export function buildBusyboxRootfs(dir: string): string {
+  if (!existsSync(BUSYBOX)) throw new Error(`${BUSYBOX} is missing: install busybox-static`);
+  for (const d of ['bin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'home/app', 'root', 'data']) mkdirSync(join(dir, d), { recursive: true });
+  chmodSync(join(dir, 'tmp'), 0o1777);
+  copyFileSync(BUSYBOX, join(dir, 'bin', 'busybox'));
+  chmodSync(join(dir, 'bin', 'busybox'), 0o755);
+  const available = new Set(execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n'));
+  for (const applet of APPLETS) if (available.has(applet)) symlinkSync('busybox', join(dir, 'bin', applet));
+  writeFileSync(join(dir, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
+  writeFileSync(join(dir, 'etc', 'group'), 'root:x:0:\ntty:x:5:\napp:x:1000:\nnogroup:x:65534:\n');
+  return dir;
+}
+
+const quietLog: Logger = {
+  debug() {}, info() {}, warn() {}, error() {},
+  child() {
+    return quietLog;
+  },
+};
+
+async function initPlugin<C, I>(manifest: PluginManifest<C, I>, root: string, config: Record<string, unknown> = {}): Promise<I> {
+  const raw = { ...(manifest.defaults ?? {}), ...config } as Record<string, unknown>;
+  const ctx: PluginContext<C> = {
+    uri: `${manifest.type}.${manifest.id}`,
+    config: manifest.parseConfig ? manifest.parseConfig(raw) : (raw as C),
+    root,
+    stateDir: join(root, 'plugins', `${manifest.type}.${manifest.id}`),
+    container: undefined as never,
+    log: quietLog,
+    getSingle: () => undefined,
+    getAll: () => [],
+  };
+  return manifest.init(ctx);
+}
+
+export interface RunOptions {
+  hostConfig?: Record<string, unknown>;
+  process?: Partial<ProcessSpec>;
+  /** Called with the started process before waiting (e.g. to attach). */
+  afterStart?: (proc: RuntimeProcess, stateDir: string, id: string) => Promise<void> | void;
+}
+
+export interface RunResult {
+  id: string;
+  stateDir: string;
+  exit: ExitStatus;
+  /** The json-file log, parsed. */
+  log: { log: string; stream: string; time: string }[];
+  stdout: string;
+  stderr: string;
+}
+
+/** A temp dir with a busybox rootfs plus the two plugins, for running real containers. */
+export class ContainerHarness {
+  readonly base = mkdtempSync('/tmp/berth-rt-');
+  readonly rootfs = buildBusyboxRootfs(join(this.base, 'rootfs'));
+  runtime!: Runtime;
+  isolator!: Isolator;
+
+  async init(namespacesConfig: Record<string, unknown> = {}): Promise<this> {
+    this.runtime = await initPlugin(nativePlugin, this.base);
+    this.isolator = await initPlugin(namespacesPlugin, this.base, namespacesConfig);
+    return this;
+  }
+
+  basePlan(args: string[], process: Partial<ProcessSpec> = {}): LaunchPlan {
+    return {
+      namespaces: [],
+      rootfs: this.rootfs,
+      mounts: [],
+      maskedPaths: [],
+      readonlyPaths: [],
+      capabilities: [],
+      noNewPrivileges: false,
+      process: {
+        args, env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root'],
+        cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false, ...process,
+      },
+    };
+  }
+
+  /** Setup + plan phases, then start through the runtime with the isolator's attach as hook. */
+  async start(args: string[], opts: RunOptions = {}): Promise<{ id: string; stateDir: string; proc: RuntimeProcess; target: IsolationTarget }> {
+    const id = randomBytes(32).toString('hex'); // Docker's shape: 64 hex digits, hostname = first 12
+    const stateDir = join(this.base, 'containers', id);
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const target: IsolationTarget = { containerId: id, stateDir, hostConfig: opts.hostConfig ?? {} };
+    const plan = this.basePlan(args, opts.process);
+    await this.isolator.setup?.(target);
+    await this.isolator.plan?.(target, plan);
+    const proc = await this.runtime.start(id, stateDir, plan, { attach: (pid) => this.isolator.attach?.(target, pid) });
+    return { id, stateDir, proc, target };
+  }
+
+  async run(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+    const { id, stateDir, proc, target } = await this.start(args, opts);
+    await opts.afterStart?.(proc, stateDir, id);
+    const exit = await this.runtime.wait(id, stateDir);
+    await this.isolator.cleanup?.(target);
+    const log = readLog(this.runtime.logPath(id, stateDir));
+    return {
+      id, stateDir, exit, log,
+      stdout: log.filter((l) => l.stream === 'stdout').map((l) => l.log).join(''),
+      stderr: log.filter((l) => l.stream === 'stderr').map((l) => l.log).join(''),
+    };
+  }
+
+  /** Mount points under this harness's temp dir (there must be none after a container exits). */
+  leftoverMounts(): string[] {
+    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(this.base));
+  }
+
+  dispose(): void {
+    rmSync(this.base, { recursive: true, force: true });
+  }
+}
+
+export function readLog(file: string): { log: string; stream: string; time: string }[] {
+  if (!existsSync(file)) return [];
+  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
