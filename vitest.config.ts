@@ -10,5 +10,7 @@ export default defineConfig({
     fileParallelism: true,
     maxWorkers: 2,
     setupFiles: ['test/helpers/setup.ts'],
+    // Integration tests run the compiled berthd and CLI: compile dist/ once when it is stale.
+    globalSetup: ['test/helpers/global-setup.ts'],
   },
 });

@@ -23,7 +23,8 @@ export class ApiServer {
       s.on('close', () => this.sockets.delete(s));
     });
     // Hijacked connections (attach, exec) are handed to handlers through 'upgrade'.
-    this.server.on('upgrade', (req, socket) => {
+    this.server.on('upgrade', (req, socket, head) => {
+      (req as http.IncomingMessage & { head?: Buffer }).head = head;
       const res = new http.ServerResponse(req);
       res.assignSocket(socket as import('node:net').Socket);
       void this.handle(req, res);

@@ -46,6 +46,7 @@ export class Client {
       const req = http.request(
         {
           socketPath: this.socketPath,
+          agent: false,
           path: this.url(path, opts.query),
           method: opts.method ?? 'GET',
           headers: { ...(body ? { 'Content-Type': 'application/json', 'Content-Length': body.length } : {}), ...opts.headers },

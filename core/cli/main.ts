@@ -19,6 +19,20 @@ export class UsageError extends Error {}
 
 /** command name -> [module under ./commands, export name, one-line help] */
 const COMMANDS: Record<string, [string, string, string]> = {
+  run: ['containers', 'run', 'Create and run a new container from an image'],
+  create: ['containers', 'create', 'Create a new container'],
+  start: ['containers', 'start', 'Start one or more stopped containers'],
+  stop: ['containers', 'stop', 'Stop one or more running containers'],
+  restart: ['containers', 'restart', 'Restart one or more containers'],
+  kill: ['containers', 'kill', 'Kill one or more running containers'],
+  rm: ['containers', 'rm', 'Remove one or more containers'],
+  ps: ['containers', 'ps', 'List containers'],
+  logs: ['containers', 'logs', 'Fetch the logs of a container'],
+  wait: ['containers', 'wait', 'Block until containers stop, then print their exit codes'],
+  attach: ['containers', 'attach', "Attach to a running container's output (and input)"],
+  rename: ['containers', 'rename', 'Rename a container'],
+  export: ['containers', 'exportFs', "Export a container's filesystem as a tar archive"],
+  diff: ['containers', 'diff', "Inspect changes to files on a container's filesystem"],
   pull: ['images', 'pull', 'Download an image from a registry'],
   images: ['images', 'images', 'List images'],
   history: ['images', 'history', 'Show the history of an image'],
@@ -47,6 +61,11 @@ const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
     info: COMMANDS.info,
   },
   plugin: { ls: COMMANDS.plugins },
+  container: {
+    ls: COMMANDS.ps, list: COMMANDS.ps, run: COMMANDS.run, create: COMMANDS.create, start: COMMANDS.start, stop: COMMANDS.stop,
+    restart: COMMANDS.restart, kill: COMMANDS.kill, rm: COMMANDS.rm, logs: COMMANDS.logs, wait: COMMANDS.wait, attach: COMMANDS.attach,
+    rename: COMMANDS.rename, export: COMMANDS.export, diff: COMMANDS.diff, inspect: ['system', 'inspect', 'Display detailed information on one or more containers'],
+  },
 };
 
 const INSPECT: [string, string, string] = ['system', 'inspect', 'Return low-level information on berth objects'];

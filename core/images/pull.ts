@@ -84,7 +84,8 @@ export class Puller {
       throw new NotFoundError(`${what} is ${config.os}/${config.architecture}, not ${formatPlatform(platform)}`);
     }
     const chains = chainIds(config.rootfs.diff_ids);
-    const previous = ref.tag ? this.images.byTag(ref) : undefined;
+    // By digest, an image already pulled from this repository is "up to date", as in Docker.
+    const previous = ref.tag ? this.images.byTag(ref) : this.images.find(formatReference(ref));
 
     const unpacker = this.unpacker();
     const ids = manifest.layers.map((l) => shortId(l.digest));
@@ -140,6 +141,7 @@ export class Puller {
       architecture: config.architecture,
       os: config.os,
       size: sizes.reduce((a, b) => a + b, 0),
+      layerSizes: unpacker ? sizes : undefined,
       recorded: new Date().toISOString(),
     };
     await this.images.add(record, ref.tag ? ref : undefined);

@@ -33,6 +33,8 @@ export interface ImageRecord {
   os: string;
   /** Bytes of the layers (uncompressed on disk once unpacked; compressed until then). */
   size: number;
+  /** Bytes each layer occupies in the storage driver, when unpacked. */
+  layerSizes?: number[];
   /** When berth recorded it. */
   recorded: string;
 }
@@ -74,6 +76,15 @@ export class ImageStore {
 
   get(id: string): ImageRecord | undefined {
     return this.records.get(id);
+  }
+
+  /** Bytes a layer occupies on disk, as recorded when some image unpacked it. */
+  layerSize(chainId: string): number | undefined {
+    for (const r of this.records.values()) {
+      const i = r.chainIds.indexOf(chainId);
+      if (i >= 0 && r.layerSizes) return r.layerSizes[i];
+    }
+    return undefined;
   }
 
   /** Fully qualified tags pointing at an image, e.g. `docker.io/library/busybox:latest`. */

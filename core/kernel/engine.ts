@@ -13,6 +13,11 @@ import { ContentStore } from '../content/store';
 import { ImageStore } from '../images/store';
 import { ImageService } from '../images/service';
 import { Puller } from '../images/pull';
+import { StorageUnpacker } from '../images/layers';
+import { ContainerManager } from '../containers/manager';
+import { ContainerStore } from '../containers/record';
+import type { Isolator } from '../contracts/isolator';
+import type { Runtime } from '../contracts/runtime';
 import type { BerthConfig } from './config';
 import { DockerConfigCredentials } from './credentials';
 import { type LoadedPlugins, builtinPluginDirs, loadPlugins } from './plugins';
@@ -28,7 +33,10 @@ export class Engine {
   readonly content: ContentStore;
   readonly imageStore: ImageStore;
   readonly images: ImageService;
+  readonly containers: ContainerManager;
   plugins!: LoadedPlugins;
+  /** Unpacks layers into the configured storage driver; absent when no driver initialised. */
+  unpacker?: StorageUnpacker;
 
   constructor(readonly config: BerthConfig, readonly log: Logger, container: DependencyContainer = rootContainer.createChildContainer()) {
     this.container = container;
@@ -38,9 +46,20 @@ export class Engine {
       this.content,
       this.imageStore,
       () => this.plugins.getAll<Registry>('registry'),
-      () => undefined,
+      () => this.unpacker,
     );
     this.images = new ImageService(this.content, this.imageStore, puller);
+    this.containers = new ContainerManager({
+      store: new ContainerStore(config.root),
+      images: this.images,
+      storage: () => this.storage(),
+      runtime: () => this.plugins.getSingle<Runtime>('runtime'),
+      isolators: () => this.config.isolators.map((id) => ({ uri: `isolator.${id}`, impl: this.plugins.get<Isolator>(`isolator.${id}`)! })).filter((i) => i.impl),
+      unpacker: () => this.unpacker,
+      missing: (type) => this.plugins.whyMissing(type),
+      log: log.child('containers'),
+    });
+    this.images.imageUsers = (id) => this.containers.usersOf(id);
     this.container.registerInstance(BlobReader, this.content);
     this.container.registerInstance(CredentialStore, new DockerConfigCredentials());
   }
@@ -50,6 +69,15 @@ export class Engine {
     await this.content.init();
     await this.imageStore.open();
     this.plugins = await loadPlugins({ config: this.config, container: this.container, log: this.log, builtins });
+    await this.containers.open();
+    const storage = this.storage();
+    if (storage) {
+      this.unpacker = new StorageUnpacker(this.content, storage, (chain) => this.imageStore.layerSize(chain));
+      this.images.onLayersReleased = async (chains) => {
+        for (const c of chains) await storage.removeLayer(c);
+      };
+    }
+    await this.containers.recover();
   }
 
   storage(): StorageDriver | undefined {

@@ -31,6 +31,8 @@ export interface LoadedPlugins {
   infos: PluginInfo[];
   getSingle<T>(type: string): T | undefined;
   getAll<T>(type: string): T[];
+  /** An initialised plugin's implementation by URI. */
+  get<T>(uri: string): T | undefined;
   /** Why a single slot is empty, for clear errors ("no storage driver: storage.overlay skipped: ..."). */
   whyMissing(type: string): string;
 }
@@ -215,6 +217,7 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
   return {
     infos,
     ...api,
+    get: <T>(uri: string) => impls.get(uri) as T | undefined,
     whyMissing(type: string): string {
       const choose = SINGLE_SLOTS[type];
       const uri = choose ? `${type}.${choose(config)}` : undefined;

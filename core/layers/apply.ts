@@ -132,12 +132,10 @@ class Applier {
         break;
       case 'file':
       case 'contiguous-file': {
-        const handle = await fs.open(target, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
-        try {
-          await pipeline(body, handle.createWriteStream({ autoClose: false }));
-        } finally {
-          await handle.close();
-        }
+        // O_EXCL|O_NOFOLLOW: never write through a link planted at the name (we removed what was there).
+        const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+        const handle = await fs.open(target, flags, 0o600);
+        await pipeline(body, handle.createWriteStream());
         break;
       }
       case 'symlink':
@@ -191,6 +189,10 @@ class Applier {
   /** `.wh.NAME` (target set) or `.wh..wh..opq` (target null) inside `dirComponents`. */
   private async whiteout(dirComponents: string[], target: string | null, name: string): Promise<void> {
     const dir = await resolveInRoot(this.root, dirComponents, true);
+    const dirSt = await lstatOrNull(dir.hostPath);
+    // Whiteouts below something this layer made a non-directory hide nothing more (umoci writes
+    // `x/.wh.y` next to a file `x` that replaced directory `x`).
+    if (dirSt && !dirSt.isDirectory()) return;
     if (this.opts.whiteouts === 'overlay') {
       await ensureDirs(this.root, dir.components);
       if (target === null) {
@@ -203,8 +205,7 @@ class Applier {
       }
       return;
     }
-    const st = await lstatOrNull(dir.hostPath);
-    if (!st || !st.isDirectory()) return; // whiteout for something that is not there: nothing to hide
+    if (!dirSt) return; // whiteout for something that is not there: nothing to hide
     if (target !== null) {
       await fs.rm(path.join(dir.hostPath, target), { recursive: true, force: true });
     } else {

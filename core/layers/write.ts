@@ -75,6 +75,9 @@ export function writeLayerTar(root: string, items: LayerItem[], sys: Syscalls = 
 
 function addEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }): Promise<void> {
   return new Promise((resolve, reject) => {
-    pack.entry(header, (err) => (err ? reject(err) : resolve()));
+    const done = (err?: Error | null) => (err ? reject(err) : resolve());
+    // A file entry without a body waits for one: give empty files an empty buffer.
+    if (header.type === 'file') pack.entry(header, Buffer.alloc(0), done);
+    else pack.entry(header, done);
   });
 }

@@ -1,10 +1,10 @@
 import { it } from 'vitest';
-import { tarOf, makeUmociImage } from '../helpers/layer-fixtures';
+import fs from 'node:fs';
+import { tarOf, streamOf } from '../helpers/layer-fixtures';
+import { applyLayerTar } from '../../core/layers';
 it('scratch', async () => {
-  console.log('empty', (await tarOf([])).length);
-  console.log('one', (await tarOf([{ name: 'a', content: 'x' }])).length);
-  const t = Date.now();
-  require('fs').rmSync('/tmp/fx', { recursive: true, force: true });
-  const img = await makeUmociImage('/tmp/fx');
-  console.log(Date.now() - t, img.layers);
-}, 20000);
+  fs.rmSync('/tmp/ap', { recursive: true, force: true }); fs.mkdirSync('/tmp/ap');
+  const t = await tarOf([{ name: 'd/', type: 'directory' }, { name: 'd/f', content: 'hello' }, { name: 'e' }]);
+  console.log(await applyLayerTar('/tmp/ap', streamOf(t), { whiteouts: 'merge' }));
+  console.log(fs.readdirSync('/tmp/ap', { recursive: true }));
+}, 5000);

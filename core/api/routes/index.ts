@@ -1,5 +1,6 @@
 import type { Engine } from '../../kernel/engine';
 import { Router } from '../router';
+import { containerRoutes } from './containers';
 import { imageRoutes } from './images';
 import { systemRoutes } from './system';
 
@@ -7,5 +8,6 @@ export function buildRouter(engine: Engine): Router {
   const router = new Router();
   systemRoutes(router, engine);
   imageRoutes(router, engine);
+  containerRoutes(router, engine);
   return router;
 }

@@ -36,6 +36,7 @@ export function systemRoutes(router: Router, engine: Engine): void {
 
   router.add('GET', '/info', async (_req, res) => {
     const storage = engine.storage();
+    const containers = engine.containers.list();
     sendJson(res, 200, {
       ID: '',
       Name: os.hostname(),
@@ -43,10 +44,10 @@ export function systemRoutes(router: Router, engine: Engine): void {
       Driver: storage?.name ?? engine.config.storage.driver,
       DriverStatus: storage ? [] : [['Status', engine.plugins.whyMissing('storage')]],
       Images: engine.imageStore.list().length,
-      Containers: 0,
-      ContainersRunning: 0,
-      ContainersPaused: 0,
-      ContainersStopped: 0,
+      Containers: containers.length,
+      ContainersRunning: containers.filter((c) => c.State.Running && !c.State.Paused).length,
+      ContainersPaused: containers.filter((c) => c.State.Paused).length,
+      ContainersStopped: containers.filter((c) => !c.State.Running).length,
       DockerRootDir: engine.config.root,
       OperatingSystem: osName(),
       OSType: 'linux',

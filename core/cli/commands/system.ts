@@ -51,15 +51,20 @@ export async function check({ client, out }: CommandContext): Promise<number> {
   return r.corrupt.length || r.missing.length ? 1 : 0;
 }
 
-/** `berth inspect NAME`: images now; containers join when they exist. */
+/** `berth inspect NAME`: a container when one has that name or id, else an image (docker's order). */
 export async function inspect({ client, argv, out }: CommandContext): Promise<number> {
   const { positionals } = parse(argv, { type: { type: 'string' }, format: { type: 'string', short: 'f' } }, 'berth inspect NAME|ID [NAME|ID...]', { min: 1 });
   const found = [];
   let code = 0;
   for (const name of positionals) {
-    try {
-      found.push(await client.json(`/images/${encodeURIComponent(name)}/json`));
-    } catch {
+    const paths = [`/containers/${encodeURIComponent(name)}/json`, `/images/${encodeURIComponent(name)}/json`];
+    let obj;
+    for (const p of paths) {
+      obj = await client.json(p).catch((e) => (e.status === 404 ? undefined : Promise.reject(e)));
+      if (obj) break;
+    }
+    if (obj) found.push(obj);
+    else {
       process.stderr.write(`Error: No such object: ${name}\n`);
       code = 1;
     }

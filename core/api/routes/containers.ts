@@ -1,0 +1,199 @@
+/**
+ * Container routes in the Docker Engine API's shape, including the hijacked attach stream:
+ * `Upgrade: tcp` -> 101, then raw bytes (TTY) or 8-byte-header frames (no TTY) out, stdin in.
+ */
+import type { ServerResponse } from 'node:http';
+import { type Socket, connect } from 'node:net';
+import { ConflictError, InvalidArgumentError } from '../../contracts/errors';
+import type { Engine } from '../../kernel/engine';
+import type { CreateRequest, WaitCondition } from '../../containers/manager';
+import { muxFrame, readLogs } from '../../containers/logs';
+import { FrameDecoder, MonitorFrame, closeStdinFrame, resizeFrame, stdinFrame } from '../../launcher/attach';
+import { type ApiRequest, type Router, boolParam, filtersParam, readJsonBody, sendJson } from '../router';
+
+export function containerRoutes(router: Router, engine: Engine): void {
+  const containers = engine.containers;
+
+  router.add('POST', '/containers/create', async (req, res) => {
+    const body = await readJsonBody<CreateRequest>(req);
+    sendJson(res, 201, await containers.create(body as CreateRequest, req.query.get('name') ?? undefined));
+  });
+
+  router.add('GET', '/containers/json', (req, res) => {
+    const all = boolParam(req.query, 'all');
+    const filters = filtersParam(req.query);
+    let list = containers.list().filter((c) => all || c.State.Running);
+    if (filters.status) list = containers.list().filter((c) => filters.status.includes(c.State.Status));
+    if (filters.name) list = list.filter((c) => filters.name.some((n) => c.Name.includes(n)));
+    if (filters.id) list = list.filter((c) => filters.id.some((i) => c.Id.startsWith(i)));
+    if (filters.label) list = list.filter((c) => filters.label.every((l) => { const [k, v] = l.split('='); return c.Config.Labels?.[k] !== undefined && (v === undefined || c.Config.Labels[k] === v); }));
+    list.sort((a, b) => Date.parse(b.Created) - Date.parse(a.Created));
+    const limit = Number(req.query.get('limit') ?? -1);
+    if (limit > 0) list = list.slice(0, limit);
+    sendJson(res, 200, list.map((c) => containers.summary(c)));
+  });
+
+  router.add('GET', '/containers/{id}/json', (req, res) => sendJson(res, 200, containers.inspect(req.params.id)));
+
+  router.add('POST', '/containers/{id}/start', async (req, res) => {
+    const before = containers.get(req.params.id).State.Running;
+    await containers.start(req.params.id);
+    res.writeHead(before ? 304 : 204).end();
+  });
+
+  router.add('POST', '/containers/{id}/stop', async (req, res) => {
+    const t = req.query.get('t') ?? req.query.get('timeout');
+    const stopped = await containers.stop(req.params.id, t !== null ? Number(t) : undefined, req.query.get('signal') ?? undefined);
+    res.writeHead(stopped ? 204 : 304).end();
+  });
+
+  router.add('POST', '/containers/{id}/restart', async (req, res) => {
+    const t = req.query.get('t');
+    await containers.restart(req.params.id, t !== null ? Number(t) : undefined);
+    res.writeHead(204).end();
+  });
+
+  router.add('POST', '/containers/{id}/kill', async (req, res) => {
+    await containers.kill(req.params.id, req.query.get('signal') || 'SIGKILL');
+    res.writeHead(204).end();
+  });
+
+  router.add('POST', '/containers/{id}/wait', async (req, res) => {
+    const condition = (req.query.get('condition') || 'not-running') as WaitCondition;
+    if (!['not-running', 'next-exit', 'removed'].includes(condition)) throw new InvalidArgumentError(`invalid condition: "${condition}"`);
+    const waiting = containers.waitFor(req.params.id, condition, req.signal);
+    // Headers go out at once so clients know the wait is registered (docker run relies on it).
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.flushHeaders();
+    try {
+      res.end(JSON.stringify(await waiting));
+    } catch (err) {
+      res.end(JSON.stringify({ StatusCode: -1, Error: { Message: (err as Error).message } }));
+    }
+  });
+
+  router.add('DELETE', '/containers/{id}', async (req, res) => {
+    await containers.remove(req.params.id, { force: boolParam(req.query, 'force') });
+    res.writeHead(204).end();
+  });
+
+  router.add('POST', '/containers/{id}/rename', async (req, res) => {
+    await containers.rename(req.params.id, req.query.get('name') ?? '');
+    res.writeHead(204).end();
+  });
+
+  router.add('GET', '/containers/{id}/changes', async (req, res) => {
+    const kinds = { C: 0, A: 1, D: 2 } as const;
+    sendJson(res, 200, (await containers.changes(req.params.id)).map((c) => ({ Path: c.path, Kind: kinds[c.kind] })));
+  });
+
+  router.add('GET', '/containers/{id}/export', async (req, res) => {
+    const stream = await containers.export(req.params.id);
+    res.writeHead(200, { 'Content-Type': 'application/x-tar' });
+    stream.on('error', () => res.destroy());
+    req.signal.addEventListener('abort', () => stream.destroy());
+    stream.pipe(res);
+  });
+
+  router.add('GET', '/containers/{id}/logs', async (req, res) => {
+    const rec = containers.get(req.params.id);
+    const q = req.query;
+    const tail = q.get('tail');
+    const tty = !!rec.Config.Tty;
+    res.writeHead(200, { 'Content-Type': tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream' });
+    const entries = readLogs(containers.logPath(rec.Id), {
+      stdout: boolParam(q, 'stdout'),
+      stderr: boolParam(q, 'stderr'),
+      tail: tail && tail !== 'all' ? Number(tail) : undefined,
+      since: q.get('since') ? Number(q.get('since')) : undefined,
+      until: q.get('until') ? Number(q.get('until')) : undefined,
+      follow: boolParam(q, 'follow'),
+      isLive: () => !!containers.list().find((c) => c.Id === rec.Id)?.State.Running,
+      signal: req.signal,
+    });
+    for await (const e of entries) {
+      const text = (boolParam(q, 'timestamps') ? `${e.time} ` : '') + e.log;
+      const payload = Buffer.from(text);
+      if (!res.write(tty ? payload : muxFrame(e.stream === 'stderr' ? 2 : 1, payload))) await new Promise((r) => res.once('drain', r));
+    }
+    res.end();
+  });
+
+  router.add('POST', '/containers/{id}/resize', async (req, res) => {
+    const sock = containers.connectAttach(req.params.id);
+    if (sock) {
+      sock.on('error', () => undefined);
+      sock.end(resizeFrame(Number(req.query.get('h') ?? 24), Number(req.query.get('w') ?? 80)));
+    }
+    res.writeHead(200).end();
+  });
+
+  router.add('POST', '/containers/{id}/attach', (req, res) => attach(engine, req, res));
+}
+
+/** Take over the connection: 101 (or 200 for clients that did not ask to upgrade), then raw I/O. */
+export function hijack(req: ApiRequest, res: ServerResponse, contentType: string): Socket {
+  const socket = req.raw.socket as Socket;
+  const upgrade = /upgrade/i.test(String(req.raw.headers.connection ?? '')) || !!req.raw.headers.upgrade;
+  res.detachSocket(socket);
+  socket.write(
+    upgrade
+      ? `HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`
+      : `HTTP/1.1 200 OK\r\nContent-Type: ${contentType}\r\n\r\n`,
+  );
+  const head = (req.raw as { head?: Buffer }).head;
+  if (head?.length) process.nextTick(() => socket.unshift(head));
+  return socket;
+}
+
+async function attach(engine: Engine, req: ApiRequest, res: ServerResponse): Promise<void> {
+  const containers = engine.containers;
+  const rec = containers.get(req.params.id);
+  const q = req.query;
+  const tty = !!rec.Config.Tty;
+  const wantStdin = boolParam(q, 'stdin') && !!rec.Config.OpenStdin;
+  const wantOut = boolParam(q, 'stdout');
+  const wantErr = boolParam(q, 'stderr');
+  if (!boolParam(q, 'stream') && !boolParam(q, 'logs')) throw new InvalidArgumentError('attach needs stream=1 or logs=1');
+  const client = hijack(req, res, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
+  client.on('error', () => undefined);
+
+  const relay = (monitor: Socket) => {
+    monitor.on('error', () => client.end());
+    const decoder = new FrameDecoder(({ type, payload }) => {
+      if (type === MonitorFrame.exit) {
+        client.end();
+        monitor.end();
+        return;
+      }
+      const stream = type === MonitorFrame.stderr ? 2 : 1;
+      if ((stream === 1 && !wantOut) || (stream === 2 && !wantErr)) return;
+      client.write(tty ? payload : muxFrame(stream, payload));
+    });
+    monitor.on('data', (chunk: Buffer) => decoder.push(chunk));
+    monitor.on('close', () => client.end());
+    if (wantStdin) {
+      client.on('data', (chunk: Buffer) => monitor.write(stdinFrame(chunk)));
+      client.on('end', () => monitor.write(closeStdinFrame()));
+    } else client.resume();
+    client.on('close', () => monitor.end());
+  };
+
+  if (rec.State.Running) {
+    const monitor = containers.connectAttach(rec.Id);
+    if (!monitor) throw new ConflictError(`container ${rec.Id} cannot be attached to`);
+    relay(monitor);
+    return;
+  }
+  // Not started yet (docker run attaches first): connect while the process waits to exec, so
+  // not one byte of its output is missed.
+  const cancel = containers.onBeforeExec(rec.Id, (socketPath) => relay(connect(socketPath)));
+  const onExitBeforeAttach = (id: string) => {
+    if (id === rec.Id) client.end();
+  };
+  containers.once('destroy', onExitBeforeAttach);
+  client.on('close', () => {
+    cancel();
+    containers.off('destroy', onExitBeforeAttach);
+  });
+}

@@ -1,0 +1,336 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { CommandContext } from '../main';
+import { UsageError } from '../main';
+import { parse, registryHost } from '../args';
+import { ApiError, type Client } from '../client';
+import { registryAuthHeader } from '../credentials';
+import { ProgressRenderer, ago, table, truncate } from '../render';
+import { demux, hijack } from '../stream';
+
+/** Flags of `run`/`create`: name -> [takes a value, repeatable]. */
+const RUN_FLAGS: Record<string, [boolean, boolean]> = {
+  detach: [false, false], interactive: [false, false], tty: [false, false], rm: [false, false], name: [true, false], env: [true, true], 'env-file': [true, true],
+  workdir: [true, false], user: [true, false], hostname: [true, false], entrypoint: [true, false], volume: [true, true], network: [true, false],
+  privileged: [false, false], 'cap-add': [true, true], 'cap-drop': [true, true], 'read-only': [false, false], init: [false, false], label: [true, true],
+  platform: [true, false], pull: [true, false], 'stop-signal': [true, false], 'stop-timeout': [true, false], restart: [true, false], quiet: [false, false],
+  memory: [true, false], 'memory-swap': [true, false], cpus: [true, false], 'pids-limit': [true, false], 'cpu-shares': [true, false],
+};
+const SHORT: Record<string, string> = { d: 'detach', i: 'interactive', t: 'tty', e: 'env', w: 'workdir', u: 'user', h: 'hostname', v: 'volume', l: 'label', q: 'quiet', m: 'memory' };
+
+type RunOpts = Record<string, string | boolean | string[]>;
+
+/** Docker-style parsing: flags up to the image, then the image, then the command untouched. */
+export function parseRunArgs(argv: string[]): { opts: RunOpts; image: string; cmd: string[] } {
+  const opts: RunOpts = {};
+  const set = (name: string, value: string | boolean) => {
+    const spec = RUN_FLAGS[name];
+    if (!spec) throw new UsageError(`unknown flag: --${name}`);
+    if (spec[1]) ((opts[name] as string[]) ??= []).push(value as string);
+    else opts[name] = value;
+  };
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') {
+      i++;
+      break;
+    }
+    if (!a.startsWith('-') || a === '-') break;
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=');
+      const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
+      const spec = RUN_FLAGS[name];
+      if (!spec) throw new UsageError(`unknown flag: ${a}`);
+      if (!spec[0]) set(name, eq > 0 ? a.slice(eq + 1) !== 'false' : true);
+      else if (eq > 0) set(name, a.slice(eq + 1));
+      else if (i + 1 < argv.length) set(name, argv[++i]);
+      else throw new UsageError(`flag needs an argument: ${a}`);
+      continue;
+    }
+    const letters = a.slice(1);
+    for (let j = 0; j < letters.length; j++) {
+      const name = SHORT[letters[j]];
+      if (!name) throw new UsageError(`unknown shorthand flag: '${letters[j]}' in ${a}`);
+      if (!RUN_FLAGS[name][0]) set(name, true);
+      else {
+        const rest = letters.slice(j + 1);
+        if (rest) set(name, rest.startsWith('=') ? rest.slice(1) : rest);
+        else if (i + 1 < argv.length) set(name, argv[++i]);
+        else throw new UsageError(`flag needs an argument: '${letters[j]}' in ${a}`);
+        break;
+      }
+    }
+  }
+  if (i >= argv.length) throw new UsageError('requires at least 1 argument\nUsage: berth run [OPTIONS] IMAGE [COMMAND] [ARG...]');
+  return { opts, image: argv[i], cmd: argv.slice(i + 1) };
+}
+
+function envFrom(opts: RunOpts): string[] {
+  const env: string[] = [];
+  for (const file of (opts['env-file'] as string[]) ?? []) {
+    for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+      const t = line.trim();
+      if (!t || t.startsWith('#')) continue;
+      env.push(t.includes('=') ? t : `${t}=${process.env[t] ?? ''}`);
+    }
+  }
+  for (const e of (opts.env as string[]) ?? []) env.push(e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`);
+  return env;
+}
+
+function createBody(opts: RunOpts, image: string, cmd: string[]) {
+  const interactive = !!opts.interactive;
+  const restart = typeof opts.restart === 'string' ? opts.restart.split(':') : undefined;
+  const labels = Object.fromEntries(((opts.label as string[]) ?? []).map((l) => [l.split('=')[0], l.split('=').slice(1).join('=')]));
+  const binds = ((opts.volume as string[]) ?? []).map((v) => {
+    const [src] = v.split(':');
+    return src.startsWith('.') ? path.resolve(src) + v.slice(src.length) : v;
+  });
+  return {
+    Image: image,
+    Cmd: cmd.length ? cmd : undefined,
+    Entrypoint: typeof opts.entrypoint === 'string' ? (opts.entrypoint ? [opts.entrypoint] : []) : undefined,
+    Env: envFrom(opts),
+    WorkingDir: (opts.workdir as string) ?? '',
+    User: (opts.user as string) ?? '',
+    Hostname: (opts.hostname as string) ?? '',
+    Tty: !!opts.tty,
+    OpenStdin: interactive,
+    StdinOnce: interactive,
+    AttachStdin: interactive,
+    AttachStdout: !opts.detach,
+    AttachStderr: !opts.detach,
+    Labels: labels,
+    StopSignal: opts['stop-signal'] as string | undefined,
+    StopTimeout: opts['stop-timeout'] !== undefined ? Number(opts['stop-timeout']) : undefined,
+    HostConfig: {
+      Binds: binds,
+      NetworkMode: (opts.network as string) ?? 'default',
+      Privileged: !!opts.privileged,
+      CapAdd: opts['cap-add'] ?? [],
+      CapDrop: opts['cap-drop'] ?? [],
+      ReadonlyRootfs: !!opts['read-only'],
+      AutoRemove: !!opts.rm,
+      Init: opts.init ? true : null,
+      RestartPolicy: restart ? { Name: restart[0], MaximumRetryCount: Number(restart[1] ?? 0) } : { Name: 'no' },
+    },
+  };
+}
+
+async function pullImage(client: Client, image: string, err: NodeJS.WriteStream, platform?: string): Promise<void> {
+  const at = image.lastIndexOf('@');
+  const colon = image.lastIndexOf(':');
+  const hasTag = at < 0 && colon > image.lastIndexOf('/');
+  const [fromImage, tag] = at > 0 ? [image.slice(0, at), image.slice(at + 1)] : hasTag ? [image.slice(0, colon), image.slice(colon + 1)] : [image, 'latest'];
+  const renderer = new ProgressRenderer(err);
+  await client.stream('/images/create', { method: 'POST', query: { fromImage, tag, platform }, headers: registryAuthHeader(registryHost(image)) }, (m) => renderer.handle(m));
+  if (renderer.error) throw new ApiError(500, renderer.error);
+}
+
+/** Create, pulling the image first when it is missing (docker's behaviour). */
+async function createContainer(client: Client, opts: RunOpts, image: string, cmd: string[], err: NodeJS.WriteStream): Promise<string> {
+  const body = createBody(opts, image, cmd);
+  const create = () => client.json<{ Id: string }>('/containers/create', { method: 'POST', query: { name: opts.name as string | undefined }, body });
+  if (opts.pull === 'always') await pullImage(client, image, err, opts.platform as string | undefined);
+  try {
+    return (await create()).Id;
+  } catch (e) {
+    if (!(e instanceof ApiError && e.status === 404 && /No such image/.test(e.message)) || opts.pull === 'never') throw e;
+    err.write(`Unable to find image '${image}' locally\n`);
+    await pullImage(client, image, err, opts.platform as string | undefined);
+    return (await create()).Id;
+  }
+}
+
+export async function create({ client, argv, out, err }: CommandContext): Promise<void> {
+  const { opts, image, cmd } = parseRunArgs(argv);
+  out.write((await createContainer(client, opts, image, cmd, err)) + '\n');
+}
+
+export async function run({ client, argv, out, err }: CommandContext): Promise<number> {
+  const { opts, image, cmd } = parseRunArgs(argv);
+  const id = await createContainer(client, opts, image, cmd, err);
+  if (opts.detach) {
+    await client.request(`/containers/${id}/start`, { method: 'POST' });
+    out.write(id + '\n');
+    return 0;
+  }
+  return attachAndStart(client, id, { tty: !!opts.tty, stdin: !!opts.interactive, autoRemove: !!opts.rm, start: true });
+}
+
+/** The `docker run` sequence: attach, wait (registered first), start, relay until exit. */
+async function attachAndStart(client: Client, id: string, o: { tty: boolean; stdin: boolean; autoRemove: boolean; start: boolean }): Promise<number> {
+  const socket = await hijack(client, `/containers/${id}/attach`, { stream: 1, stdin: o.stdin ? 1 : undefined, stdout: 1, stderr: 1 });
+  const waitRes = await client.request(`/containers/${id}/wait`, { method: 'POST', query: { condition: o.autoRemove ? 'removed' : 'next-exit' } });
+  const waitBody = (async () => {
+    const chunks: Buffer[] = [];
+    for await (const c of waitRes) chunks.push(c);
+    return JSON.parse(Buffer.concat(chunks).toString() || '{}') as { StatusCode: number; Error?: { Message: string } };
+  })();
+  // process.stdin is touched only when used: opening it keeps a handle that delays exit.
+  const stdin = o.stdin ? process.stdin : undefined;
+  const rawMode = !!(o.tty && stdin?.isTTY);
+  const resize = () => {
+    if (process.stdout.isTTY) void client.request(`/containers/${id}/resize`, { method: 'POST', query: { h: process.stdout.rows, w: process.stdout.columns } }).catch(() => undefined);
+  };
+  const onSigint = () => void client.request(`/containers/${id}/kill`, { method: 'POST', query: { signal: 'SIGINT' } }).catch(() => undefined);
+  const onSigterm = () => void client.request(`/containers/${id}/kill`, { method: 'POST', query: { signal: 'SIGTERM' } }).catch(() => undefined);
+  if (!rawMode) {
+    process.on('SIGINT', onSigint);
+    process.on('SIGTERM', onSigterm);
+  }
+  try {
+    if (o.start) await client.request(`/containers/${id}/start`, { method: 'POST' });
+    if (rawMode) stdin!.setRawMode(true);
+    if (o.tty) {
+      resize();
+      process.stdout.on('resize', resize);
+    }
+    if (stdin) {
+      stdin.pipe(socket);
+      stdin.on('end', () => socket.end());
+    }
+    const output = o.tty ? new Promise<void>((r) => { socket.pipe(process.stdout, { end: false }); socket.on('close', r); socket.on('end', r); }) : demux(socket, process.stdout, process.stderr);
+    await output;
+    const result = await waitBody;
+    if (result.Error?.Message) process.stderr.write(`berth: ${result.Error.Message}\n`);
+    return result.StatusCode;
+  } finally {
+    if (rawMode) stdin!.setRawMode(false);
+    stdin?.unpipe(socket);
+    stdin?.pause();
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
+    process.stdout.off('resize', resize);
+    socket.destroy();
+  }
+}
+
+export async function start({ client, argv, out }: CommandContext): Promise<number> {
+  const { values, positionals } = parse(argv, { attach: { type: 'boolean', short: 'a' }, interactive: { type: 'boolean', short: 'i' } }, 'berth start [-a] [-i] CONTAINER [CONTAINER...]', { min: 1 });
+  if (values.attach || values.interactive) {
+    const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
+    return attachAndStart(client, info.Id, { tty: !!info.Config.Tty, stdin: !!values.interactive && !!info.Config.OpenStdin, autoRemove: !!info.HostConfig.AutoRemove, start: true });
+  }
+  return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/start`, { method: 'POST' }));
+}
+
+async function forEach(names: string[], out: NodeJS.WriteStream, fn: (name: string) => Promise<unknown>): Promise<number> {
+  let code = 0;
+  for (const n of names) {
+    try {
+      await fn(n);
+      out.write(n + '\n');
+    } catch (e) {
+      process.stderr.write(`Error response from daemon: ${(e as Error).message}\n`);
+      code = 1;
+    }
+  }
+  return code;
+}
+
+export async function stop({ client, argv, out }: CommandContext): Promise<number> {
+  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't' }, signal: { type: 'string', short: 's' } }, 'berth stop [-t SECONDS] CONTAINER [CONTAINER...]', { min: 1 });
+  return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/stop`, { method: 'POST', query: { t: values.time, signal: values.signal } }));
+}
+
+export async function restart({ client, argv, out }: CommandContext): Promise<number> {
+  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't' } }, 'berth restart [-t SECONDS] CONTAINER [CONTAINER...]', { min: 1 });
+  return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/restart`, { method: 'POST', query: { t: values.time } }));
+}
+
+export async function kill({ client, argv, out }: CommandContext): Promise<number> {
+  const { values, positionals } = parse(argv, { signal: { type: 'string', short: 's' } }, 'berth kill [-s SIGNAL] CONTAINER [CONTAINER...]', { min: 1 });
+  return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/kill`, { method: 'POST', query: { signal: values.signal } }));
+}
+
+export async function rm({ client, argv, out }: CommandContext): Promise<number> {
+  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f' }, volumes: { type: 'boolean', short: 'v' } }, 'berth rm [-f] CONTAINER [CONTAINER...]', { min: 1 });
+  return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}`, { method: 'DELETE', query: { force: values.force, v: values.volumes } }));
+}
+
+export async function rename({ client, argv }: CommandContext): Promise<void> {
+  const { positionals } = parse(argv, {}, 'berth rename CONTAINER NEW_NAME', { min: 2, max: 2 });
+  await client.request(`/containers/${encodeURIComponent(positionals[0])}/rename`, { method: 'POST', query: { name: positionals[1] } });
+}
+
+export async function wait({ client, argv, out }: CommandContext): Promise<number> {
+  const { positionals } = parse(argv, {}, 'berth wait CONTAINER [CONTAINER...]', { min: 1 });
+  let code = 0;
+  for (const c of positionals) {
+    const r = await client.json(`/containers/${encodeURIComponent(c)}/wait`, { method: 'POST' });
+    out.write(`${r.StatusCode}\n`);
+    code = r.StatusCode;
+  }
+  return code;
+}
+
+export async function ps({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, { all: { type: 'boolean', short: 'a' }, quiet: { type: 'boolean', short: 'q' }, 'no-trunc': { type: 'boolean' }, filter: { type: 'string', short: 'f', multiple: true }, last: { type: 'string', short: 'n' }, latest: { type: 'boolean', short: 'l' } }, 'berth ps [-a] [-q] [--filter KEY=VALUE]', { max: 0 });
+  const filters: Record<string, string[]> = {};
+  for (const f of values.filter ?? []) {
+    const i = f.indexOf('=');
+    (filters[f.slice(0, i)] ??= []).push(f.slice(i + 1));
+  }
+  const limit = values.latest ? 1 : values.last ? Number(values.last) : undefined;
+  const list = await client.json<any[]>('/containers/json', { query: { all: values.all || limit !== undefined, limit, filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
+  const id = (s: string) => (values['no-trunc'] ? s : s.slice(0, 12));
+  if (values.quiet) {
+    out.write(list.map((c) => id(c.Id) + '\n').join(''));
+    return;
+  }
+  out.write(
+    table(
+      ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
+      list.map((c) => [id(c.Id), c.Image, JSON.stringify(values['no-trunc'] ? c.Command : truncate(c.Command, 20)), ago(c.Created), c.Status, '', c.Names.map((n: string) => n.replace(/^\//, '')).join(',')]),
+    ),
+  );
+}
+
+export async function logs({ client, argv, out }: CommandContext): Promise<void> {
+  const { values, positionals } = parse(argv, { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string', short: 'n' }, timestamps: { type: 'boolean', short: 't' }, since: { type: 'string' }, until: { type: 'string' } }, 'berth logs [-f] [--tail N] [-t] CONTAINER', { min: 1, max: 1 });
+  const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
+  const res = await client.request(`/containers/${info.Id}/logs`, { query: { stdout: 1, stderr: 1, follow: values.follow, tail: values.tail ?? 'all', timestamps: values.timestamps, since: toUnix(values.since), until: toUnix(values.until) } });
+  if (info.Config.Tty) {
+    res.pipe(out);
+    await new Promise((r) => res.on('end', r));
+    return;
+  }
+  await demux(res.socket as never, out, process.stderr).catch(() => undefined);
+}
+
+function toUnix(v: string | undefined): number | undefined {
+  if (!v) return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v);
+  const rel = /^(\d+)([smh])$/.exec(v);
+  if (rel) return Math.floor(Date.now() / 1000) - Number(rel[1]) * { s: 1, m: 60, h: 3600 }[rel[2] as 's' | 'm' | 'h'];
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new UsageError(`invalid time "${v}"`);
+  return Math.floor(t / 1000);
+}
+
+export async function attach({ client, argv }: CommandContext): Promise<number> {
+  const { values, positionals } = parse(argv, { 'no-stdin': { type: 'boolean' } }, 'berth attach CONTAINER', { min: 1, max: 1 });
+  const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
+  if (!info.State.Running) throw new ApiError(409, 'You cannot attach to a stopped container, start it first');
+  return attachAndStart(client, info.Id, { tty: !!info.Config.Tty, stdin: !values['no-stdin'] && !!info.Config.OpenStdin, autoRemove: false, start: false });
+}
+
+export async function exportFs({ client, argv, out }: CommandContext): Promise<void> {
+  const { values, positionals } = parse(argv, { output: { type: 'string', short: 'o' } }, 'berth export [-o FILE] CONTAINER', { min: 1, max: 1 });
+  if (!values.output && out.isTTY) throw new UsageError('cowardly refusing to write a tar to a terminal: use -o FILE or redirect');
+  const res = await client.request(`/containers/${encodeURIComponent(positionals[0])}/export`);
+  const dest = values.output ? fs.createWriteStream(values.output) : out;
+  await new Promise<void>((resolve, reject) => {
+    res.pipe(dest);
+    res.on('end', resolve);
+    res.on('error', reject);
+  });
+}
+
+export async function diff({ client, argv, out }: CommandContext): Promise<void> {
+  const { positionals } = parse(argv, {}, 'berth diff CONTAINER', { min: 1, max: 1 });
+  const changes = await client.json<{ Path: string; Kind: number }[]>(`/containers/${encodeURIComponent(positionals[0])}/changes`);
+  out.write(changes.map((c) => `${'CAD'[c.Kind]} ${c.Path}\n`).join(''));
+}

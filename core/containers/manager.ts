@@ -1,0 +1,561 @@
+/**
+ * Containers: create (record + writable layer), start (the launch sequence of DESIGN.md section
+ * 5), stop/kill/restart, wait, remove, logs, attach, export, diff, and re-adoption of running
+ * containers when berthd restarts. Exits are observed through the runtime and fan out as events.
+ */
+import { EventEmitter } from 'node:events';
+import * as net from 'node:net';
+import type { Readable } from 'node:stream';
+import type { Logger } from '../contracts/types';
+import { BerthError, ConflictError, InvalidArgumentError } from '../contracts/errors';
+import type { Isolator, IsolationTarget } from '../contracts/isolator';
+import type { LaunchPlan } from '../contracts/launch';
+import type { ExitStatus, Runtime } from '../contracts/runtime';
+import type { Change, StorageDriver } from '../contracts/storage';
+import type { ImageService } from '../images/service';
+import type { ImageRecord } from '../images/store';
+import type { LayerUnpacker } from '../images/pull';
+import { humanDuration } from '../util/format';
+import { diffTrees } from '../layers/tree';
+import { writeLayerTar } from '../layers/write';
+import { familiarTags } from '../images/store';
+import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
+import { resolveUser } from './user';
+
+export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const DEFAULT_STOP_TIMEOUT = 10;
+
+export interface CreateRequest extends ContainerConfigSpec {
+  HostConfig?: HostConfigSpec;
+}
+
+export interface ManagerDeps {
+  store: ContainerStore;
+  images: ImageService;
+  storage: () => StorageDriver | undefined;
+  runtime: () => Runtime | undefined;
+  isolators: () => { uri: string; impl: Isolator }[];
+  unpacker: () => LayerUnpacker | undefined;
+  missing: (type: string) => string;
+  log: Logger;
+}
+
+export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
+
+/** Events: 'exit' (id, status), 'start' (id), 'destroy' (id), 'create' (id) — also fed to /events. */
+export class ContainerManager extends EventEmitter {
+  private readonly store: ContainerStore;
+  /** Containers whose exit is being watched, so each exit is handled once. */
+  private readonly watching = new Set<string>();
+  /** Serialises lifecycle operations per container. */
+  private readonly busy = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly deps: ManagerDeps) {
+    super();
+    this.setMaxListeners(0);
+    this.store = deps.store;
+  }
+
+  open(): Promise<void> {
+    return this.store.open();
+  }
+
+  private storage(): StorageDriver {
+    const s = this.deps.storage();
+    if (!s) throw new BerthError(`no storage driver: ${this.deps.missing('storage')}`, 500);
+    return s;
+  }
+
+  private runtime(): Runtime {
+    const r = this.deps.runtime();
+    if (!r) throw new BerthError(`no runtime: ${this.deps.missing('runtime')}`, 500);
+    return r;
+  }
+
+  private serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.busy.get(id) ?? Promise.resolve();
+    const next = prev.then(fn, fn);
+    this.busy.set(id, next.catch(() => undefined));
+    return next;
+  }
+
+  get(ref: string): ContainerRecord {
+    return this.store.get(ref);
+  }
+
+  list(): ContainerRecord[] {
+    return this.store.list();
+  }
+
+  /** Image IDs in use by containers (an image in use cannot be deleted). */
+  usersOf(imageId: string): string[] {
+    return this.store.list().filter((c) => c.Image === imageId).map((c) => c.Id);
+  }
+
+  // ---- create ------------------------------------------------------------------------------
+
+  async create(req: CreateRequest, name?: string): Promise<{ Id: string; Warnings: string[] }> {
+    if (!req || typeof req !== 'object') throw new InvalidArgumentError('config cannot be empty in order to create a container');
+    if (!req.Image) throw new InvalidArgumentError('Config.Image is required');
+    const image = this.deps.images.store.resolve(req.Image);
+    const imageConfig = (await this.deps.images.config(image)).config ?? {};
+    const storage = this.storage();
+    await this.ensureUnpacked(image);
+
+    const id = this.store.newId();
+    const recName = this.store.reserveName(name, id);
+    const hostConfig: HostConfigSpec = { NetworkMode: 'default', ...(req.HostConfig ?? {}) };
+    validateHostConfig(hostConfig);
+    const entrypoint = req.Entrypoint !== undefined && req.Entrypoint !== null ? req.Entrypoint : (imageConfig.Entrypoint ?? []);
+    const cmd = req.Cmd?.length ? req.Cmd : req.Entrypoint !== undefined && req.Entrypoint !== null ? [] : (imageConfig.Cmd ?? []);
+    const argv = [...(entrypoint ?? []), ...(cmd ?? [])];
+    if (!argv.length) throw new InvalidArgumentError('no command specified');
+    const env = mergeEnv(imageConfig.Env ?? [], req.Env ?? []);
+    const config: ContainerConfigSpec = {
+      ...req,
+      Hostname: req.Hostname || id.slice(0, 12),
+      Env: env,
+      Cmd: cmd,
+      Entrypoint: entrypoint?.length ? entrypoint : null,
+      Image: req.Image,
+      WorkingDir: req.WorkingDir || imageConfig.WorkingDir || '',
+      User: req.User ?? imageConfig.User ?? '',
+      Labels: { ...(imageConfig.Labels ?? {}), ...(req.Labels ?? {}) },
+      StopSignal: req.StopSignal ?? imageConfig.StopSignal,
+    };
+    delete (config as { HostConfig?: unknown }).HostConfig;
+    const top = image.chainIds[image.chainIds.length - 1] ?? null;
+    const rec: ContainerRecord = {
+      Id: id,
+      Name: recName,
+      Created: new Date().toISOString(),
+      Image: image.id,
+      TopLayer: top,
+      Path: argv[0],
+      Args: argv.slice(1),
+      Config: config,
+      HostConfig: hostConfig,
+      State: initialState(),
+      RestartCount: 0,
+      Driver: storage.name,
+      Process: { env, cwd: config.WorkingDir || '/', user: config.User || '' },
+    };
+    await storage.create(id, top);
+    try {
+      await this.store.save(rec);
+    } catch (err) {
+      await storage.remove(id).catch(() => undefined);
+      throw err;
+    }
+    this.emit('create', id);
+    return { Id: id, Warnings: [] };
+  }
+
+  /** Layers are unpacked at pull; after a storage driver switch they are unpacked again here. */
+  private async ensureUnpacked(image: ImageRecord): Promise<void> {
+    const storage = this.storage();
+    const missing = [];
+    for (const c of image.chainIds) if (!(await storage.hasLayer(c))) missing.push(c);
+    if (!missing.length) return;
+    const unpacker = this.deps.unpacker();
+    if (!unpacker) throw new BerthError('no layer unpacker configured', 500);
+    await unpacker.unpack(
+      image.layers.map((blob, i) => ({ blob, diffId: image.diffIds[i], chainId: image.chainIds[i], parent: i ? image.chainIds[i - 1] : null })),
+      () => undefined,
+    );
+  }
+
+  // ---- start -------------------------------------------------------------------------------
+
+  /** Callers that want the process's output from its first byte connect here before it execs. */
+  private readonly earlyAttach = new Map<string, ((socketPath: string) => void)[]>();
+
+  onBeforeExec(id: string, fn: (socketPath: string) => void): () => void {
+    const list = this.earlyAttach.get(id) ?? [];
+    list.push(fn);
+    this.earlyAttach.set(id, list);
+    return () => this.earlyAttach.set(id, (this.earlyAttach.get(id) ?? []).filter((f) => f !== fn));
+  }
+
+  start(ref: string): Promise<void> {
+    const rec = this.store.get(ref);
+    return this.serial(rec.Id, () => this.startNow(rec.Id));
+  }
+
+  private async startNow(id: string): Promise<void> {
+    const rec = this.store.get(id);
+    if (rec.State.Running) {
+      if (rec.State.Paused) throw new ConflictError(`cannot start a paused container, try unpause instead`);
+      return; // Docker answers 304: already started
+    }
+    const storage = this.storage();
+    const runtime = this.runtime();
+    const stateDir = this.store.stateDir(id);
+    const target: IsolationTarget = { containerId: id, stateDir, hostConfig: { ...rec.HostConfig, Hostname: rec.Config.Hostname } };
+    const isolators = this.deps.isolators();
+    const done: { uri: string; impl: Isolator }[] = [];
+    let mounted = false;
+    try {
+      // 1. The storage driver prepares the rootfs.
+      const rootfs = await storage.mount(id);
+      mounted = true;
+      const user = await resolveUser(rootfs, rec.Config.User);
+      const plan: LaunchPlan = {
+        namespaces: [],
+        rootfs,
+        mounts: [],
+        maskedPaths: [],
+        readonlyPaths: [],
+        capabilities: [],
+        noNewPrivileges: false,
+        hostname: rec.Config.Hostname,
+        process: {
+          args: [rec.Path, ...rec.Args],
+          env: withDefaults(rec.Process.env, rec.Config.Hostname!, !!rec.Config.Tty, user.home),
+          cwd: rec.Process.cwd || '/',
+          uid: user.uid,
+          gid: user.gid,
+          additionalGids: user.additionalGids,
+          terminal: !!rec.Config.Tty,
+          openStdin: !!rec.Config.OpenStdin,
+          stdinOnce: !!rec.Config.StdinOnce,
+        },
+      };
+      // 2. Each isolator, in config order: host-side setup, then its part of the plan.
+      for (const iso of isolators) {
+        await phase(iso, 'setup', () => iso.impl.setup?.(target));
+        done.push(iso);
+        await phase(iso, 'plan', () => iso.impl.plan?.(target, plan));
+      }
+      // 3-5. The launcher clones the child; while it waits, isolators attach; then it execs.
+      const proc = await runtime.start(id, stateDir, plan, {
+        attach: async (pid) => {
+          for (const iso of isolators) await phase(iso, 'attach', () => iso.impl.attach?.(target, pid));
+          const socket = runtime.attachSocket?.(id, stateDir);
+          if (socket) for (const fn of this.earlyAttach.get(id) ?? []) fn(socket);
+          this.earlyAttach.delete(id);
+        },
+      });
+      for (const iso of isolators) await phase(iso, 'started', () => iso.impl.started?.(target, proc.pid));
+      Object.assign(rec.State, { Status: 'running', Running: true, Paused: false, OOMKilled: false, Pid: proc.pid, ExitCode: 0, Error: '', StartedAt: proc.startedAt, FinishedAt: '0001-01-01T00:00:00Z' });
+      await this.store.save(rec);
+      this.watchExit(id);
+      this.emit('start', id);
+    } catch (err) {
+      for (const iso of done.reverse()) await iso.impl.cleanup?.(target).catch(() => undefined);
+      if (mounted) await storage.unmount(id).catch(() => undefined);
+      rec.State.Error = (err as Error).message;
+      rec.State.ExitCode = (err as BerthError).status === 400 ? 127 : 128;
+      await this.store.save(rec).catch(() => undefined);
+      this.earlyAttach.delete(id);
+      throw err;
+    }
+  }
+
+  private watchExit(id: string): void {
+    if (this.watching.has(id)) return;
+    this.watching.add(id);
+    const stateDir = this.store.stateDir(id);
+    this.runtime()
+      .wait(id, stateDir)
+      .then(
+        (exit) => this.serial(id, () => this.handleExit(id, exit)),
+        (err) => this.serial(id, () => this.handleExit(id, { exitCode: 255, signal: null, oomKilled: false, finishedAt: new Date().toISOString(), error: (err as Error).message })),
+      )
+      .catch((err) => this.deps.log.error('exit handling failed', { container: id, error: (err as Error).message }))
+      .finally(() => this.watching.delete(id));
+  }
+
+  private async handleExit(id: string, exit: ExitStatus): Promise<void> {
+    const rec = this.store.find(id);
+    if (!rec) return;
+    const target: IsolationTarget = { containerId: id, stateDir: this.store.stateDir(id), hostConfig: rec.HostConfig };
+    for (const iso of [...this.deps.isolators()].reverse()) {
+      await phase(iso, 'cleanup', () => iso.impl.cleanup?.(target)).catch((err) => this.deps.log.warn('isolator cleanup failed', { container: id, error: (err as Error).message }));
+    }
+    await this.deps.storage()?.unmount(id).catch(() => undefined);
+    Object.assign(rec.State, {
+      Status: 'exited',
+      Running: false,
+      Paused: false,
+      Pid: 0,
+      ExitCode: exit.exitCode,
+      OOMKilled: exit.oomKilled,
+      Error: exit.error ?? '',
+      FinishedAt: exit.finishedAt,
+    });
+    await this.store.save(rec);
+    this.emit('exit', id, exit);
+    if (rec.HostConfig.AutoRemove) await this.removeNow(id, { force: true }).catch((err) => this.deps.log.warn('auto-remove failed', { container: id, error: (err as Error).message }));
+  }
+
+  // ---- stop / kill / restart / wait --------------------------------------------------------
+
+  async kill(ref: string, signal: string | number = 'SIGKILL'): Promise<void> {
+    const rec = this.store.get(ref);
+    if (!rec.State.Running) throw new ConflictError(`Cannot kill container: ${ref}: Container ${rec.Id} is not running`);
+    await this.runtime().kill(rec.Id, this.store.stateDir(rec.Id), signal);
+  }
+
+  /** SIGTERM (or the image's StopSignal), then SIGKILL after `timeout` seconds. */
+  async stop(ref: string, timeout?: number, signal?: string): Promise<boolean> {
+    const rec = this.store.get(ref);
+    if (!rec.State.Running) return false;
+    const exited = this.waitFor(rec.Id, 'not-running');
+    const t = timeout ?? rec.Config.StopTimeout ?? DEFAULT_STOP_TIMEOUT;
+    try {
+      await this.runtime().kill(rec.Id, this.store.stateDir(rec.Id), signal || rec.Config.StopSignal || 'SIGTERM');
+    } catch (err) {
+      if (!(err instanceof ConflictError)) throw err;
+    }
+    const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), Math.max(0, t) * 1000).unref());
+    if ((await Promise.race([exited, timer])) === 'timeout') {
+      await this.runtime().kill(rec.Id, this.store.stateDir(rec.Id), 'SIGKILL').catch(() => undefined);
+      await exited;
+    }
+    return true;
+  }
+
+  async restart(ref: string, timeout?: number): Promise<void> {
+    await this.stop(ref, timeout);
+    await this.start(ref);
+  }
+
+  /** Resolves with the exit code per Docker's wait conditions. */
+  async waitFor(ref: string, condition: WaitCondition = 'not-running', signal?: AbortSignal): Promise<{ StatusCode: number; Error?: { Message: string } }> {
+    const rec = this.store.get(ref);
+    const id = rec.Id;
+    const result = () => {
+      const r = this.store.find(id) ?? rec;
+      return { StatusCode: r.State.ExitCode, ...(r.State.Error ? { Error: { Message: r.State.Error } } : {}) };
+    };
+    if (condition === 'not-running' && !rec.State.Running) return result();
+    return new Promise((resolve, reject) => {
+      const cleanup = () => {
+        this.off('exit', onExit);
+        this.off('destroy', onDestroy);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const onExit = (eid: string, exit: ExitStatus) => {
+        if (eid !== id || condition === 'removed') return;
+        cleanup();
+        resolve({ StatusCode: exit.exitCode, ...(exit.error ? { Error: { Message: exit.error } } : {}) });
+      };
+      const onDestroy = (eid: string) => {
+        if (eid !== id) return;
+        cleanup();
+        resolve(result());
+      };
+      const onAbort = () => {
+        cleanup();
+        reject(new BerthError('wait cancelled', 499));
+      };
+      this.on('exit', onExit);
+      this.on('destroy', onDestroy);
+      signal?.addEventListener('abort', onAbort);
+    });
+  }
+
+  // ---- remove / rename ---------------------------------------------------------------------
+
+  remove(ref: string, opts: { force?: boolean } = {}): Promise<void> {
+    const rec = this.store.get(ref);
+    return this.serial(rec.Id, () => this.removeNow(rec.Id, opts));
+  }
+
+  private async removeNow(id: string, opts: { force?: boolean }): Promise<void> {
+    const rec = this.store.find(id);
+    if (!rec) return;
+    if (rec.State.Running) {
+      if (!opts.force) throw new ConflictError(`You cannot remove a running container ${rec.Id}. Stop the container before attempting removal or force remove`);
+      const exited = this.waitFor(id, 'next-exit');
+      await this.runtime().kill(id, this.store.stateDir(id), 'SIGKILL').catch(() => undefined);
+      // The exit handler runs in this container's queue, after us: finish its work here.
+      await Promise.race([exited, this.runtime().wait(id, this.store.stateDir(id))]);
+      const target: IsolationTarget = { containerId: id, stateDir: this.store.stateDir(id), hostConfig: rec.HostConfig };
+      for (const iso of [...this.deps.isolators()].reverse()) await iso.impl.cleanup?.(target).catch(() => undefined);
+    }
+    rec.State.Status = 'removing';
+    await this.runtime().delete(id, this.store.stateDir(id)).catch(() => undefined);
+    await this.storage().remove(id);
+    await this.store.delete(id);
+    this.emit('destroy', id);
+  }
+
+  async rename(ref: string, newName: string): Promise<void> {
+    const rec = this.store.get(ref);
+    if (!newName) throw new InvalidArgumentError('Neither old nor new names may be empty');
+    rec.Name = this.store.reserveName(newName, rec.Id);
+    await this.store.save(rec);
+  }
+
+  // ---- filesystem --------------------------------------------------------------------------
+
+  async changes(ref: string): Promise<Change[]> {
+    return this.storage().changes(this.store.get(ref).Id);
+  }
+
+  /** The container's whole filesystem as a tar stream; the rootfs stays mounted until it ends. */
+  async export(ref: string): Promise<Readable> {
+    const rec = this.store.get(ref);
+    const storage = this.storage();
+    const rootfs = await storage.mount(rec.Id);
+    try {
+      const { items } = await diffTrees(null, rootfs);
+      const stream = writeLayerTar(rootfs, items);
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        storage.unmount(rec.Id).catch(() => undefined);
+      };
+      stream.once('end', release);
+      stream.once('close', release);
+      stream.once('error', release);
+      return stream;
+    } catch (err) {
+      await storage.unmount(rec.Id).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  // ---- logs and attach ---------------------------------------------------------------------
+
+  logPath(ref: string): string {
+    const rec = this.store.get(ref);
+    return this.runtime().logPath(rec.Id, this.store.stateDir(rec.Id));
+  }
+
+  /** Connect to the running container's attach socket (monitor protocol, core/launcher/attach.ts). */
+  connectAttach(ref: string): net.Socket | undefined {
+    const rec = this.store.get(ref);
+    if (!rec.State.Running) return undefined;
+    const socket = this.runtime().attachSocket?.(rec.Id, this.store.stateDir(rec.Id));
+    return socket ? net.connect(socket) : undefined;
+  }
+
+  // ---- restart of berthd -------------------------------------------------------------------
+
+  /** Re-adopt containers after a berthd restart: running ones are watched again, exits learnt. */
+  async recover(): Promise<void> {
+    const runtime = this.deps.runtime();
+    const live: string[] = [];
+    for (const rec of this.store.list()) {
+      if (!rec.State.Running || !runtime) continue;
+      const state = await runtime.state(rec.Id, this.store.stateDir(rec.Id));
+      if (state.status === 'running') {
+        live.push(rec.Id);
+        this.watchExit(rec.Id);
+      } else {
+        const exit = state.exit ?? { exitCode: 255, signal: null, oomKilled: false, finishedAt: new Date().toISOString(), error: 'the container ended while berthd was down and left no exit status' };
+        await this.serial(rec.Id, () => this.handleExit(rec.Id, exit));
+      }
+    }
+    await this.deps.storage()?.recover?.(live);
+    // Running containers keep their rootfs mounted; count the mount so stop releases it.
+    for (const id of live) await this.deps.storage()?.mount(id).catch(() => undefined);
+  }
+
+  summary(rec: ContainerRecord) {
+    const image = this.deps.images.store.get(rec.Image);
+    const tags = image ? familiarTags(this.deps.images.store.tagsOf(image.id)) : [];
+    return {
+      Id: rec.Id,
+      Names: [rec.Name],
+      Image: tags.includes(rec.Config.Image) || !tags.length ? rec.Config.Image : tags[0],
+      ImageID: rec.Image,
+      Command: [rec.Path, ...rec.Args].map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' '),
+      Created: Math.floor(Date.parse(rec.Created) / 1000),
+      Ports: [],
+      Labels: rec.Config.Labels ?? {},
+      State: rec.State.Status,
+      Status: statusText(rec),
+      HostConfig: { NetworkMode: rec.HostConfig.NetworkMode ?? 'default' },
+      NetworkSettings: { Networks: {} },
+      Mounts: [],
+    };
+  }
+
+  inspect(ref: string) {
+    const rec = this.store.get(ref);
+    return {
+      Id: rec.Id,
+      Created: rec.Created,
+      Path: rec.Path,
+      Args: rec.Args,
+      State: rec.State,
+      Image: rec.Image,
+      ResolvConfPath: `${this.store.stateDir(rec.Id)}/resolv.conf`,
+      HostnamePath: `${this.store.stateDir(rec.Id)}/hostname`,
+      HostsPath: `${this.store.stateDir(rec.Id)}/hosts`,
+      LogPath: this.deps.runtime()?.logPath(rec.Id, this.store.stateDir(rec.Id)) ?? '',
+      Name: rec.Name,
+      RestartCount: rec.RestartCount,
+      Driver: rec.Driver,
+      Platform: 'linux',
+      MountLabel: '',
+      ProcessLabel: '',
+      AppArmorProfile: '',
+      HostConfig: rec.HostConfig,
+      GraphDriver: { Name: rec.Driver, Data: null },
+      Mounts: (rec.HostConfig.Binds ?? []).map((b) => {
+        const [Source, Destination, mode = ''] = b.split(':');
+        return { Type: 'bind', Source, Destination, Mode: mode, RW: !mode.split(',').includes('ro'), Propagation: 'rprivate' };
+      }),
+      Config: rec.Config,
+      NetworkSettings: { Networks: {}, Ports: {}, IPAddress: '', Gateway: '', MacAddress: '' },
+    };
+  }
+}
+
+async function phase<T>(iso: { uri: string }, name: string, fn: () => Promise<T> | T | undefined): Promise<T | undefined> {
+  try {
+    return await fn();
+  } catch (err) {
+    const e = err as BerthError;
+    throw new BerthError(`${iso.uri} ${name}: ${e.message}`, e.status ?? 500, { cause: err });
+  }
+}
+
+function validateHostConfig(h: HostConfigSpec): void {
+  const mode = h.NetworkMode ?? 'default';
+  if (!['default', 'none', 'host', 'bridge'].includes(mode)) throw new InvalidArgumentError(`HostConfig.NetworkMode: unsupported network mode "${mode}" (none, host)`);
+  for (const b of h.Binds ?? []) {
+    const [src, dst] = b.split(':');
+    if (!src?.startsWith('/') || !dst?.startsWith('/')) throw new InvalidArgumentError(`invalid bind "${b}": expected /host/path:/container/path[:ro]`);
+  }
+}
+
+/** Image env first, then the request's, a later KEY replacing an earlier one in place. */
+export function mergeEnv(base: string[], extra: string[]): string[] {
+  const out = new Map<string, string>();
+  for (const e of [...base, ...extra]) {
+    const i = e.indexOf('=');
+    out.set(i < 0 ? e : e.slice(0, i), e);
+  }
+  return [...out.values()].filter((e) => e.includes('='));
+}
+
+function withDefaults(env: string[], hostname: string, tty: boolean, home: string): string[] {
+  const keys = new Set(env.map((e) => e.split('=')[0]));
+  const out = [...env];
+  if (!keys.has('PATH')) out.unshift(DEFAULT_PATH);
+  if (!keys.has('HOSTNAME')) out.push(`HOSTNAME=${hostname}`);
+  if (tty && !keys.has('TERM')) out.push('TERM=xterm');
+  if (!keys.has('HOME')) out.push(`HOME=${home}`);
+  return out;
+}
+
+function statusText(rec: ContainerRecord): string {
+  const since = (t: string) => humanDuration(Date.now() - Date.parse(t));
+  switch (rec.State.Status) {
+    case 'running':
+      return `Up ${since(rec.State.StartedAt)}${rec.State.Paused ? ' (Paused)' : ''}`;
+    case 'exited':
+      return `Exited (${rec.State.ExitCode}) ${since(rec.State.FinishedAt)} ago`;
+    case 'created':
+      return 'Created';
+    default:
+      return rec.State.Status;
+  }
+}

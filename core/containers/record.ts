@@ -1,0 +1,168 @@
+/**
+ * Container records: Docker's Config/HostConfig/State shapes, one `config.json` per container in
+ * `<root>/containers/<id>/` (written atomically), indexed in memory by id and name.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import { ensureDir, readJson, writeJsonAtomic } from '../util/fs';
+
+export interface ContainerState {
+  Status: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
+  Running: boolean;
+  Paused: boolean;
+  Restarting: boolean;
+  OOMKilled: boolean;
+  Dead: boolean;
+  Pid: number;
+  ExitCode: number;
+  Error: string;
+  StartedAt: string;
+  FinishedAt: string;
+}
+
+/** The parts of Docker's container Config berth honours. */
+export interface ContainerConfigSpec {
+  Hostname?: string;
+  Domainname?: string;
+  User?: string;
+  AttachStdin?: boolean;
+  AttachStdout?: boolean;
+  AttachStderr?: boolean;
+  Tty?: boolean;
+  OpenStdin?: boolean;
+  StdinOnce?: boolean;
+  Env?: string[] | null;
+  Cmd?: string[] | null;
+  Entrypoint?: string[] | null;
+  Image: string;
+  WorkingDir?: string;
+  Labels?: Record<string, string> | null;
+  StopSignal?: string;
+  StopTimeout?: number;
+  ExposedPorts?: Record<string, object>;
+  Volumes?: Record<string, object> | null;
+}
+
+export interface HostConfigSpec {
+  Binds?: string[] | null;
+  NetworkMode?: string;
+  Privileged?: boolean;
+  CapAdd?: string[] | null;
+  CapDrop?: string[] | null;
+  ReadonlyRootfs?: boolean;
+  AutoRemove?: boolean;
+  RestartPolicy?: { Name: string; MaximumRetryCount?: number };
+  Init?: boolean | null;
+  [key: string]: unknown;
+}
+
+export interface ContainerRecord {
+  Id: string;
+  Name: string;
+  Created: string;
+  /** Image ID (config digest). */
+  Image: string;
+  /** The chain ID of the image's top layer (null for an empty image). */
+  TopLayer: string | null;
+  Path: string;
+  Args: string[];
+  Config: ContainerConfigSpec;
+  HostConfig: HostConfigSpec;
+  State: ContainerState;
+  RestartCount: number;
+  Driver: string;
+  /** Process spec details the start needs (resolved at create). */
+  Process: { env: string[]; cwd: string; user: string };
+}
+
+export function initialState(): ContainerState {
+  return { Status: 'created', Running: false, Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: 0, ExitCode: 0, Error: '', StartedAt: '0001-01-01T00:00:00Z', FinishedAt: '0001-01-01T00:00:00Z' };
+}
+
+const NAME = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
+const ADJECTIVES = ['brave', 'calm', 'eager', 'fond', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nifty', 'proud', 'quiet', 'sharp', 'sunny', 'witty'];
+const NOUNS = ['anchor', 'buoy', 'capstan', 'dinghy', 'ferry', 'galley', 'harbor', 'jetty', 'keel', 'lighthouse', 'mooring', 'pier', 'quay', 'rudder', 'schooner', 'wharf'];
+
+export class ContainerStore {
+  readonly dir: string;
+  private readonly byId = new Map<string, ContainerRecord>();
+
+  constructor(root: string) {
+    this.dir = path.join(root, 'containers');
+  }
+
+  async open(): Promise<void> {
+    await ensureDir(this.dir);
+    for (const name of await fs.promises.readdir(this.dir)) {
+      if (!/^[a-f0-9]{64}$/.test(name)) continue;
+      const rec = await readJson<ContainerRecord>(path.join(this.dir, name, 'config.json'));
+      if (rec) this.byId.set(rec.Id, rec);
+      else await fs.promises.rm(path.join(this.dir, name), { recursive: true, force: true }); // create never finished
+    }
+  }
+
+  stateDir(id: string): string {
+    return path.join(this.dir, id);
+  }
+
+  list(): ContainerRecord[] {
+    return [...this.byId.values()];
+  }
+
+  /** By full id, unique id prefix, or name (with or without the leading slash). */
+  find(ref: string): ContainerRecord | undefined {
+    if (this.byId.has(ref)) return this.byId.get(ref);
+    const name = ref.startsWith('/') ? ref : `/${ref}`;
+    const byName = this.list().find((c) => c.Name === name);
+    if (byName) return byName;
+    if (/^[a-f0-9]{1,64}$/.test(ref)) {
+      const matches = this.list().filter((c) => c.Id.startsWith(ref));
+      if (matches.length > 1) throw new ConflictError(`multiple containers found with provided prefix: ${ref}`);
+      return matches[0];
+    }
+    return undefined;
+  }
+
+  get(ref: string): ContainerRecord {
+    const c = this.find(ref);
+    if (!c) throw new NotFoundError(`No such container: ${ref}`);
+    return c;
+  }
+
+  newId(): string {
+    let id: string;
+    do id = randomBytes(32).toString('hex');
+    while (this.byId.has(id) || /^\d+$/.test(id.slice(0, 12)));
+    return id;
+  }
+
+  /** Validate a requested name, or make one up; names are unique (409 otherwise). */
+  reserveName(requested: string | undefined, forId: string): string {
+    if (requested) {
+      if (!NAME.test(requested)) throw new InvalidArgumentError(`Invalid container name (${requested}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+      const name = requested.startsWith('/') ? requested : `/${requested}`;
+      const holder = this.list().find((c) => c.Name === name && c.Id !== forId);
+      if (holder) throw new ConflictError(`Conflict. The container name "${name}" is already in use by container "${holder.Id}". You have to remove (or rename) that container to be able to reuse that name.`);
+      return name;
+    }
+    for (;;) {
+      const pick = (a: string[]) => a[Math.floor(Math.random() * a.length)];
+      const name = `/${pick(ADJECTIVES)}_${pick(NOUNS)}${this.list().length > 100 ? Math.floor(Math.random() * 1000) : ''}`;
+      if (!this.list().some((c) => c.Name === name)) return name;
+    }
+  }
+
+  async save(rec: ContainerRecord): Promise<void> {
+    await ensureDir(this.stateDir(rec.Id));
+    await writeJsonAtomic(path.join(this.stateDir(rec.Id), 'config.json'), rec);
+    this.byId.set(rec.Id, rec);
+  }
+
+  async delete(id: string): Promise<void> {
+    this.byId.delete(id);
+    await fs.promises.rm(this.stateDir(id), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Unpacking image layers into the storage driver. Each layer blob is read from the content
+ * store, decompressed, hashed against its diff ID and handed to the driver as one stream; the
+ * stream fails at its end when the hash differs, so the driver discards the layer. Layers of one
+ * image unpack in parallel when the driver allows it; one chain ID is never applied twice at once.
+ */
+import { Transform, pipeline } from 'node:stream';
+import type { StorageDriver } from '../contracts/storage';
+import { openLayerStream } from '../layers/compression';
+import { type ContentStore, VerifyingStream } from '../content/store';
+import { type LayerUnpacker, runLimited, shortId } from './pull';
+import type { Descriptor } from '../contracts/types';
+
+export interface LayerToUnpack {
+  blob: Descriptor;
+  diffId: string;
+  chainId: string;
+  parent: string | null;
+}
+
+const PARALLEL_LAYERS = 4;
+
+export class StorageUnpacker implements LayerUnpacker {
+  private readonly inflight = new Map<string, Promise<number>>();
+
+  constructor(private readonly content: ContentStore, private readonly driver: StorageDriver, private readonly knownSize: (chainId: string) => number | undefined) {}
+
+  has(chainId: string): Promise<boolean> {
+    return this.driver.hasLayer(chainId);
+  }
+
+  async unpack(layers: LayerToUnpack[], onLayer: (index: number, state: 'extracting' | 'done', current?: number) => void): Promise<number[]> {
+    const sizes: number[] = new Array(layers.length).fill(0);
+    const one = (i: number) => async () => {
+      sizes[i] = await this.applyOnce(layers[i], (n) => onLayer(i, 'extracting', n));
+      onLayer(i, 'done');
+    };
+    const tasks = layers.map((_, i) => one(i));
+    if (this.driver.parallelApply) await runLimited(tasks, PARALLEL_LAYERS);
+    else for (const t of tasks) await t();
+    return sizes;
+  }
+
+  private applyOnce(layer: LayerToUnpack, progress: (read: number) => void): Promise<number> {
+    const running = this.inflight.get(layer.chainId);
+    if (running) return running;
+    const job = this.apply(layer, progress).finally(() => this.inflight.delete(layer.chainId));
+    this.inflight.set(layer.chainId, job);
+    return job;
+  }
+
+  private async apply(layer: LayerToUnpack, progress: (read: number) => void): Promise<number> {
+    if (await this.driver.hasLayer(layer.chainId)) return this.knownSize(layer.chainId) ?? layer.blob.size;
+    let read = 0;
+    let last = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _e, cb) {
+        read += chunk.length;
+        const now = Date.now();
+        if (now - last > 100) {
+          last = now;
+          progress(read);
+        }
+        cb(null, chunk);
+      },
+    });
+    const blob = this.content.open(layer.blob.digest);
+    pipeline(blob, counter, () => undefined);
+    const verify = new VerifyingStream({ digest: layer.diffId }, `layer ${shortId(layer.blob.digest)} (diff ID)`);
+    // pipeline destroys every stage when one fails, so the driver sees decompression errors too.
+    pipeline(openLayerStream(counter, layer.blob.mediaType), verify, () => undefined);
+    const { size } = await this.driver.applyLayer(layer.chainId, layer.parent, verify);
+    return size;
+  }
+}

@@ -1,0 +1,257 @@
+/**
+ * A real berthd for integration tests: the compiled daemon (`dist/core/kernel/berthd.js`) started
+ * as a child process on a temp root and socket, plus the real CLI (`dist/core/cli/main.js`) and
+ * raw HTTP over the socket. Nothing is built here: test/helpers/global-setup.ts keeps dist/ current.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs, readFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+export const BERTHD_JS = path.join(REPO_ROOT, 'dist', 'core', 'kernel', 'berthd.js');
+export const CLI_JS = path.join(REPO_ROOT, 'dist', 'core', 'cli', 'main.js');
+
+export interface StartDaemonOptions {
+  /** State root; default `<tempdir>/root`. A root given here is not removed by stop(). */
+  root?: string;
+  /** Socket path; default `<tempdir>/berth.sock` (kept short: unix socket paths stop at 107 bytes). */
+  socket?: string;
+  /** Written to `<tempdir>/berth.config.json` and passed with --config. */
+  config?: object;
+  storageDriver?: string;
+  /** Extra environment for berthd, and the default extra environment of cli(). */
+  env?: Record<string, string>;
+  /** Extra berthd arguments. */
+  args?: string[];
+  /** How long to wait for `/_ping` (default 20 s). */
+  readyTimeoutMs?: number;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ApiResponse {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  /** The body parsed as JSON (undefined when it is not JSON). */
+  json: any;
+}
+
+export interface ApiInit {
+  method?: string;
+  /** A string or Buffer is sent as is; anything else as JSON. */
+  body?: unknown;
+  headers?: Record<string, string>;
+}
+
+export interface RunningDaemon {
+  root: string;
+  socket: string;
+  pid: number;
+  /** The helper's own temp dir (config file, default root and socket, DOCKER_CONFIG). */
+  dir: string;
+  /** The environment berthd got on top of process.env (DOCKER_CONFIG included). */
+  env: Record<string, string>;
+  cli(args: string[], opts?: { input?: string; env?: Record<string, string>; timeoutMs?: number }): Promise<CliResult>;
+  api(urlPath: string, init?: ApiInit): Promise<ApiResponse>;
+  /** Signal berthd (SIGTERM by default; SIGKILL after 10 s), then unmount and remove the temp dir. */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** SIGKILL berthd and wait for it to die; the temp dir stays (restart on the same root, then stop()). */
+  kill9(): Promise<void>;
+  /** What berthd wrote to stdout and stderr so far. */
+  logs(): string;
+  /** Resolves when berthd exits. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Run a child to completion, collecting output; stdin gets `input` (or is closed). */
+export function runNode(
+  args: string[],
+  opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c) => (stdout += c));
+    child.stderr.on('data', (c) => (stderr += c));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`node ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 120_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+    }, opts.timeoutMs ?? 120_000);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? (signal ? 128 : 1), stdout, stderr });
+    });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Run the berth CLI against a socket (also usable with no daemon at all). */
+export function runCli(socket: string, args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return runNode([CLI_JS, '-H', `unix://${socket}`, ...args], opts);
+}
+
+/** Run berthd to completion (for start-up failures: it must exit by itself within the timeout). */
+export function runBerthd(args: string[], opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<CliResult> {
+  return runNode([BERTHD_JS, ...args], { timeoutMs: 20_000, ...opts });
+}
+
+/** HTTP over a unix socket; the whole body is read. */
+export function apiRequest(socket: string, urlPath: string, init: ApiInit = {}): Promise<ApiResponse> {
+  let body: Buffer | undefined;
+  const headers: Record<string, string> = { ...init.headers };
+  if (typeof init.body === 'string' || Buffer.isBuffer(init.body)) body = Buffer.from(init.body);
+  else if (init.body !== undefined) {
+    body = Buffer.from(JSON.stringify(init.body));
+    headers['Content-Type'] ??= 'application/json';
+  }
+  if (body) headers['Content-Length'] = String(body.length);
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: socket, path: urlPath, method: init.method ?? 'GET', headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown;
+        try {
+          json = text ? JSON.parse(text) : undefined;
+        } catch {
+          json = undefined;
+        }
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, json });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo, octal escapes decoded). */
+export function mountsUnder(dir: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  const prefix = dir.endsWith('/') ? dir : dir + '/';
+  const points = text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => line.split(' ')[4].replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => p === dir || p.startsWith(prefix));
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
+
+/** Lazily unmount everything at or below `dir`, deepest first. */
+export function unmountUnder(dir: string): void {
+  for (const point of mountsUnder(dir)) {
+    try {
+      execFileSync('umount', ['-l', point], { stdio: 'ignore' });
+    } catch {
+      /* already gone with its parent */
+    }
+  }
+}
+
+export async function startDaemon(opts: StartDaemonOptions = {}): Promise<RunningDaemon> {
+  // Short prefix under /tmp: the socket path must stay well under 108 bytes.
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bd-'));
+  const root = opts.root ?? path.join(dir, 'root');
+  const socket = opts.socket ?? path.join(dir, 'berth.sock');
+  // Each daemon gets its own Docker config dir, so tests never read the host's ~/.docker.
+  const env: Record<string, string> = { DOCKER_CONFIG: path.join(dir, 'docker-config'), ...opts.env };
+  const args = ['--root', root, '--socket', socket];
+  if (opts.config) {
+    const configFile = path.join(dir, 'berth.config.json');
+    await fs.writeFile(configFile, JSON.stringify(opts.config, null, 2));
+    args.push('--config', configFile);
+  }
+  if (opts.storageDriver) args.push('--storage-driver', opts.storageDriver);
+  args.push(...(opts.args ?? []));
+
+  let output = '';
+  const child: ChildProcess = spawn(process.execPath, [BERTHD_JS, ...args], {
+    // cwd = the temp dir, so cosmiconfig's search finds no stray berth.config.* of the checkout.
+    cwd: dir,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (c) => (output += c));
+  child.stderr!.on('data', (c) => (output += c));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  let dead = false;
+  void exited.then(() => (dead = true));
+
+  const removeDir = async () => {
+    unmountUnder(dir);
+    if (!opts.root) unmountUnder(root);
+    await fs.rm(dir, { recursive: true, force: true });
+  };
+
+  const deadline = Date.now() + (opts.readyTimeoutMs ?? 20_000);
+  for (;;) {
+    if (dead) {
+      await removeDir();
+      throw new Error(`berthd exited before answering /_ping (args: ${args.join(' ')}):\n${output}`);
+    }
+    try {
+      const res = await apiRequest(socket, '/_ping');
+      if (res.status === 200) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      await exited;
+      await removeDir();
+      throw new Error(`berthd did not answer /_ping on ${socket} in time:\n${output}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+
+  let stopped: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined;
+  return {
+    root,
+    socket,
+    pid: child.pid!,
+    dir,
+    env,
+    exited,
+    logs: () => output,
+    cli: (cliArgs, cliOpts = {}) => runCli(socket, cliArgs, { ...cliOpts, env: { ...env, ...cliOpts.env } }),
+    api: (urlPath, init) => apiRequest(socket, urlPath, init),
+    async kill9() {
+      if (!dead) child.kill('SIGKILL');
+      await exited;
+    },
+    stop(signal: NodeJS.Signals = 'SIGTERM') {
+      stopped ??= (async () => {
+        if (!dead) {
+          child.kill(signal);
+          const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+          await exited;
+          clearTimeout(timer);
+        }
+        const result = await exited;
+        await removeDir();
+        return result;
+      })();
+      return stopped;
+    },
+  };
+}
