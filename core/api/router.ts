@@ -85,7 +85,8 @@ export function sendError(res: ServerResponse, err: unknown): void {
 export async function readJsonBody<T>(req: ApiRequest): Promise<T | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req.raw) {
+  const upgradeBody = (req.raw as { upgradeBody?: Buffer }).upgradeBody;
+  for await (const chunk of upgradeBody ? [upgradeBody] : req.raw) {
     size += chunk.length;
     if (size > MAX_JSON_BODY) throw new BerthError(`request body larger than ${MAX_JSON_BODY} bytes`, 413);
     chunks.push(chunk);

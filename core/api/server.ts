@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import type { Logger } from '../contracts/types';
 import { NotFoundError } from '../contracts/errors';
-import { API_VERSION, MIN_API_VERSION, type ApiRequest, Router, sendError, sendJson } from './router';
+import { API_VERSION, MAX_JSON_BODY, MIN_API_VERSION, type ApiRequest, Router, sendError, sendJson } from './router';
 
 const VERSIONED = /^\/v(\d+\.\d+)(\/.*)$/;
 
@@ -23,11 +23,15 @@ export class ApiServer {
       s.on('close', () => this.sockets.delete(s));
     });
     // Hijacked connections (attach, exec) are handed to handlers through 'upgrade'.
+    // Node leaves an upgrade request's body on the socket: split it from the stream that follows.
     this.server.on('upgrade', (req, socket, head) => {
-      (req as http.IncomingMessage & { head?: Buffer }).head = head;
-      const res = new http.ServerResponse(req);
-      res.assignSocket(socket as import('node:net').Socket);
-      void this.handle(req, res);
+      const length = Number(req.headers['content-length'] ?? 0);
+      void readExactly(socket as import('node:net').Socket, head, Math.min(length, MAX_JSON_BODY)).then(({ body, rest }) => {
+        Object.assign(req, { head: rest, upgradeBody: body });
+        const res = new http.ServerResponse(req);
+        res.assignSocket(socket as import('node:net').Socket);
+        void this.handle(req, res);
+      }, () => socket.destroy());
     });
     this.server.on('clientError', (_err, socket) => socket.destroy());
   }
@@ -92,6 +96,24 @@ export class ApiServer {
     for (const s of this.sockets) s.destroy();
     await closed;
   }
+}
+
+/** The first `n` bytes of `head` + socket data, and whatever arrived after them. */
+function readExactly(socket: import('node:net').Socket, head: Buffer, n: number): Promise<{ body: Buffer; rest: Buffer }> {
+  if (head.length >= n) return Promise.resolve({ body: head.subarray(0, n), rest: head.subarray(n) });
+  return new Promise((resolve, reject) => {
+    let buf = head;
+    const onData = (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      if (buf.length < n) return;
+      socket.off('data', onData);
+      socket.off('error', reject);
+      socket.pause();
+      resolve({ body: buf.subarray(0, n), rest: buf.subarray(n) });
+    };
+    socket.on('data', onData);
+    socket.once('error', reject);
+  });
 }
 
 export function compareVersions(a: string, b: string): number {

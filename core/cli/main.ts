@@ -33,6 +33,7 @@ const COMMANDS: Record<string, [string, string, string]> = {
   rename: ['containers', 'rename', 'Rename a container'],
   export: ['containers', 'exportFs', "Export a container's filesystem as a tar archive"],
   diff: ['containers', 'diff', "Inspect changes to files on a container's filesystem"],
+  exec: ['containers', 'exec', 'Execute a command in a running container'],
   pull: ['images', 'pull', 'Download an image from a registry'],
   images: ['images', 'images', 'List images'],
   history: ['images', 'history', 'Show the history of an image'],
@@ -64,7 +65,7 @@ const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
   container: {
     ls: COMMANDS.ps, list: COMMANDS.ps, run: COMMANDS.run, create: COMMANDS.create, start: COMMANDS.start, stop: COMMANDS.stop,
     restart: COMMANDS.restart, kill: COMMANDS.kill, rm: COMMANDS.rm, logs: COMMANDS.logs, wait: COMMANDS.wait, attach: COMMANDS.attach,
-    rename: COMMANDS.rename, export: COMMANDS.export, diff: COMMANDS.diff, inspect: ['system', 'inspect', 'Display detailed information on one or more containers'],
+    rename: COMMANDS.rename, export: COMMANDS.export, diff: COMMANDS.diff, exec: COMMANDS.exec, inspect: ['system', 'inspect', 'Display detailed information on one or more containers'],
   },
 };
 

@@ -21,6 +21,10 @@ import { writeLayerTar } from '../layers/write';
 import { familiarTags } from '../images/store';
 import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
 import { resolveUser } from './user';
+import { mergeEnv } from './env';
+import { type ExecConfig, ExecSessions } from './exec';
+import { readJson, writeJsonAtomic } from '../util/fs';
+import * as path from 'node:path';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_STOP_TIMEOUT = 10;
@@ -30,6 +34,7 @@ export interface CreateRequest extends ContainerConfigSpec {
 }
 
 export interface ManagerDeps {
+  root: string;
   store: ContainerStore;
   images: ImageService;
   storage: () => StorageDriver | undefined;
@@ -47,6 +52,9 @@ export class ContainerManager extends EventEmitter {
   private readonly store: ContainerStore;
   /** Containers whose exit is being watched, so each exit is handled once. */
   private readonly watching = new Set<string>();
+  /** Launch plans of running containers (exec derives its plan from them). */
+  private readonly plans = new Map<string, LaunchPlan>();
+  readonly execs: ExecSessions;
   /** Serialises lifecycle operations per container. */
   private readonly busy = new Map<string, Promise<unknown>>();
 
@@ -54,6 +62,7 @@ export class ContainerManager extends EventEmitter {
     super();
     this.setMaxListeners(0);
     this.store = deps.store;
+    this.execs = new ExecSessions(deps.root);
   }
 
   open(): Promise<void> {
@@ -237,6 +246,9 @@ export class ContainerManager extends EventEmitter {
         },
       });
       for (const iso of isolators) await phase(iso, 'started', () => iso.impl.started?.(target, proc.pid));
+      // Exec sessions join with the same capabilities, env and cgroups: keep the plan.
+      this.plans.set(id, plan);
+      await writeJsonAtomic(path.join(stateDir, 'launch.json'), plan);
       Object.assign(rec.State, { Status: 'running', Running: true, Paused: false, OOMKilled: false, Pid: proc.pid, ExitCode: 0, Error: '', StartedAt: proc.startedAt, FinishedAt: '0001-01-01T00:00:00Z' });
       await this.store.save(rec);
       this.watchExit(id);
@@ -379,6 +391,8 @@ export class ContainerManager extends EventEmitter {
     await this.runtime().delete(id, this.store.stateDir(id)).catch(() => undefined);
     await this.storage().remove(id);
     await this.store.delete(id);
+    this.plans.delete(id);
+    this.execs.dropContainer(id);
     this.emit('destroy', id);
   }
 
@@ -432,6 +446,20 @@ export class ContainerManager extends EventEmitter {
     if (!rec.State.Running) return undefined;
     const socket = this.runtime().attachSocket?.(rec.Id, this.store.stateDir(rec.Id));
     return socket ? net.connect(socket) : undefined;
+  }
+
+  // ---- exec --------------------------------------------------------------------------------
+
+  execCreate(ref: string, config: ExecConfig): string {
+    return this.execs.create(this.store.get(ref), config);
+  }
+
+  async execStart(execId: string, beforeExec?: (socketPath: string) => void): Promise<{ exited: Promise<ExitStatus> }> {
+    const session = this.execs.get(execId);
+    const rec = this.store.get(session.ContainerID);
+    const plan = this.plans.get(rec.Id) ?? (await readJson<LaunchPlan>(path.join(this.store.stateDir(rec.Id), 'launch.json')));
+    if (!plan || !rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
+    return this.execs.start(session, rec, plan, { runtime: this.runtime(), storage: this.storage() }, beforeExec);
   }
 
   // ---- restart of berthd -------------------------------------------------------------------
@@ -524,16 +552,6 @@ function validateHostConfig(h: HostConfigSpec): void {
     const [src, dst] = b.split(':');
     if (!src?.startsWith('/') || !dst?.startsWith('/')) throw new InvalidArgumentError(`invalid bind "${b}": expected /host/path:/container/path[:ro]`);
   }
-}
-
-/** Image env first, then the request's, a later KEY replacing an earlier one in place. */
-export function mergeEnv(base: string[], extra: string[]): string[] {
-  const out = new Map<string, string>();
-  for (const e of [...base, ...extra]) {
-    const i = e.indexOf('=');
-    out.set(i < 0 ? e : e.slice(0, i), e);
-  }
-  return [...out.values()].filter((e) => e.includes('='));
 }
 
 function withDefaults(env: string[], hostname: string, tty: boolean, home: string): string[] {

@@ -104,7 +104,8 @@ export class ImageService {
     let layer = 0;
     const rows = history.map((h) => {
       const empty = !!h.empty_layer;
-      const size = empty ? 0 : (rec.layers[layer]?.size ?? 0);
+      // Docker shows each layer's size on disk (unpacked), not its compressed blob size.
+      const size = empty ? 0 : (rec.layerSizes?.[layer] ?? rec.layers[layer]?.size ?? 0);
       if (!empty) layer++;
       return {
         Id: '<missing>',

@@ -50,6 +50,7 @@ export class Engine {
     );
     this.images = new ImageService(this.content, this.imageStore, puller);
     this.containers = new ContainerManager({
+      root: config.root,
       store: new ContainerStore(config.root),
       images: this.images,
       storage: () => this.storage(),

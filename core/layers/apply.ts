@@ -50,22 +50,31 @@ export async function applyLayerTar(root: string, source: Readable, opts: ApplyO
   const extract = tar.extract();
   let lastEntryEnd = 0;
   let entries = 0;
+  let current: Readable | null = null;
+  let feedError: Error | null = null;
   const consume = (async () => {
     for await (const entry of extract) {
       const header = entry.header as Partial<tar.Header> & { name: string; byteOffset?: number; pax?: Record<string, string> };
       entries++;
+      current = entry as unknown as Readable;
       try {
-        await applier.entry(header, entry as unknown as Readable);
+        await applier.entry(header, current);
       } finally {
-        entry.resume();
+        current.resume();
+        current = null;
       }
       const size = header.type === 'directory' ? 0 : header.size ?? 0;
       lastEntryEnd = (header.byteOffset ?? 0) + Math.ceil(size / BLOCK) * BLOCK;
     }
   })();
-  const feed = pipeline(source, counter, extract);
+  const feed = pipeline(source, counter, extract).catch((err: Error) => {
+    // A broken stream (truncated, corrupt, diff ID mismatch) also ends the entry being written.
+    feedError ??= err;
+    current?.destroy(err);
+    throw err;
+  });
   const [fed, consumed] = await Promise.allSettled([feed, consume]);
-  if (consumed.status === 'rejected') {
+  if (consumed.status === 'rejected' && !(feedError && isFeedFailure(consumed.reason, feedError))) {
     source.destroy();
     throw consumed.reason;
   }
@@ -76,6 +85,7 @@ export async function applyLayerTar(root: string, source: Readable, opts: ApplyO
     }
     throw err;
   }
+  if (consumed.status === 'rejected') throw consumed.reason;
   // tar-stream ends happily at an entry boundary; a real archive ends with two zero blocks.
   if (counter.bytes < lastEntryEnd + 2 * BLOCK) {
     throw new InvalidLayerError(`truncated tar: no end-of-archive marker after ${entries} entries`);
@@ -87,6 +97,12 @@ export async function applyLayerTar(root: string, source: Readable, opts: ApplyO
 interface DirTimes {
   components: string[];
   mtime: Date;
+}
+
+/** Whether the consumer failed only because the tar stream itself broke. */
+function isFeedFailure(reason: unknown, feedError: Error): boolean {
+  const code = (reason as NodeJS.ErrnoException | undefined)?.code;
+  return reason === feedError || code === 'ERR_STREAM_PREMATURE_CLOSE' || (reason as Error)?.message === feedError.message;
 }
 
 class Applier {

@@ -161,6 +161,16 @@ describe('berthd API', () => {
     expect(res.json.message).toContain('/no/such/route');
   });
 
+  it('refuses a malformed image reference with 400 before any pull starts', async () => {
+    const res = await daemon.api('/v1.43/images/create?fromImage=127.0.0.1:1/x&tag=bad%20tag', { method: 'POST' });
+    expect(res.status).toBe(400);
+    expect(res.json.message).toContain('bad tag');
+    const cli = await daemon.cli(['pull', '127.0.0.1:1/Bad-Repo:latest']);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr).toContain('Bad-Repo');
+    expect(cli.stderr).toMatch(/invalid reference/);
+  });
+
   it('answers a malformed JSON body with 400 and keeps serving', async () => {
     const res = await daemon.api('/v1.43/auth', {
       method: 'POST',

@@ -136,6 +136,10 @@ describe('berth image commands', () => {
     const idx = (n: number) => createdBy.findIndex((r) => r.includes(`berth fixture layer ${n}`));
     expect(idx(3)).toBeLessThan(idx(2));
     expect(idx(2)).toBeLessThan(idx(1));
+    // Layer sizes add up to the image's size (both unpacked sizes, not compressed blob sizes).
+    const apiRows = (await daemon.api(`/images/${encodeURIComponent(app.ref)}/history`)).json as { Size: number }[];
+    const inspected = (await daemon.api(`/images/${encodeURIComponent(app.ref)}/json`)).json;
+    expect(apiRows.reduce((n, r) => n + r.Size, 0)).toBe(inspected.Size);
   });
 
   it('tags an image, and rmi of that tag only untags it', async () => {

@@ -269,6 +269,43 @@ describe('berth pull from a real registry', () => {
     }
   });
 
+  it('shares one download between two pulls of the same image at once', async () => {
+    const layout = path.join(work, 'concurrent');
+    const built = await buildBusyboxLayout(layout, { layers: 2, extraFiles: { 'concurrent.txt': crypto.randomUUID() } });
+    await pushImage(built.ref, host, 'test/concurrent:latest');
+    const image = await readLayoutImage(layout, 'latest');
+    const proxy = await startProxy(host);
+    try {
+      const ref = `${proxy.host}/test/concurrent:latest`;
+      const [one, two] = await Promise.all([daemon.cli(['pull', ref]), daemon.cli(['pull', ref])]);
+      expectOk(one);
+      expectOk(two);
+      for (const layer of image.layers) {
+        const fetches = [...proxy.gets].filter(([url]) => url.endsWith(`/blobs/${layer.digest}`)).reduce((n, [, c]) => n + c, 0);
+        expect(fetches, `GETs of ${layer.digest}`).toBe(1);
+        expect(storedBlobs(daemon)).toContain(hexOf(layer.digest));
+      }
+      const [info] = JSON.parse((await daemon.cli(['image', 'inspect', ref])).stdout);
+      expect(info.Id).toBe(image.config.digest);
+    } finally {
+      await proxy.stop();
+    }
+  });
+
+  it('lists an image pulled only by digest with its repository and a <none> tag', async () => {
+    const layout = path.join(work, 'digest-only');
+    const built = await buildBusyboxLayout(layout, { extraFiles: { 'digest-only.txt': crypto.randomUUID() } });
+    const { digest } = await pushImage(built.ref, host, 'test/digest-only:v1');
+    const ref = `${host}/test/digest-only@${digest}`;
+    const res = await daemon.cli(['pull', ref]);
+    expectOk(res);
+    expect(res.stdout).toContain(`Status: Downloaded newer image for ${ref}`);
+    const images = await daemon.cli(['images', '--digests']);
+    const row = images.stdout.split('\n').find((l) => l.startsWith(`${host}/test/digest-only `));
+    expect(row, images.stdout).toBeDefined();
+    expect(row!.split(/\s{3,}/).slice(1, 3)).toEqual(['<none>', digest]);
+  });
+
   it('fails for a missing image, naming the reference, exit 1', async () => {
     const ref = `${host}/test/nothere:latest`;
     const res = await daemon.cli(['pull', ref]);

@@ -8,7 +8,8 @@ import { ConflictError, InvalidArgumentError } from '../../contracts/errors';
 import type { Engine } from '../../kernel/engine';
 import type { CreateRequest, WaitCondition } from '../../containers/manager';
 import { muxFrame, readLogs } from '../../containers/logs';
-import { FrameDecoder, MonitorFrame, closeStdinFrame, resizeFrame, stdinFrame } from '../../launcher/attach';
+import { resizeFrame } from '../../launcher/attach';
+import { hijack, relayMonitor } from '../hijack';
 import { type ApiRequest, type Router, boolParam, filtersParam, readJsonBody, sendJson } from '../router';
 
 export function containerRoutes(router: Router, engine: Engine): void {
@@ -131,21 +132,6 @@ export function containerRoutes(router: Router, engine: Engine): void {
   router.add('POST', '/containers/{id}/attach', (req, res) => attach(engine, req, res));
 }
 
-/** Take over the connection: 101 (or 200 for clients that did not ask to upgrade), then raw I/O. */
-export function hijack(req: ApiRequest, res: ServerResponse, contentType: string): Socket {
-  const socket = req.raw.socket as Socket;
-  const upgrade = /upgrade/i.test(String(req.raw.headers.connection ?? '')) || !!req.raw.headers.upgrade;
-  res.detachSocket(socket);
-  socket.write(
-    upgrade
-      ? `HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`
-      : `HTTP/1.1 200 OK\r\nContent-Type: ${contentType}\r\n\r\n`,
-  );
-  const head = (req.raw as { head?: Buffer }).head;
-  if (head?.length) process.nextTick(() => socket.unshift(head));
-  return socket;
-}
-
 async function attach(engine: Engine, req: ApiRequest, res: ServerResponse): Promise<void> {
   const containers = engine.containers;
   const rec = containers.get(req.params.id);
@@ -158,26 +144,7 @@ async function attach(engine: Engine, req: ApiRequest, res: ServerResponse): Pro
   const client = hijack(req, res, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
   client.on('error', () => undefined);
 
-  const relay = (monitor: Socket) => {
-    monitor.on('error', () => client.end());
-    const decoder = new FrameDecoder(({ type, payload }) => {
-      if (type === MonitorFrame.exit) {
-        client.end();
-        monitor.end();
-        return;
-      }
-      const stream = type === MonitorFrame.stderr ? 2 : 1;
-      if ((stream === 1 && !wantOut) || (stream === 2 && !wantErr)) return;
-      client.write(tty ? payload : muxFrame(stream, payload));
-    });
-    monitor.on('data', (chunk: Buffer) => decoder.push(chunk));
-    monitor.on('close', () => client.end());
-    if (wantStdin) {
-      client.on('data', (chunk: Buffer) => monitor.write(stdinFrame(chunk)));
-      client.on('end', () => monitor.write(closeStdinFrame()));
-    } else client.resume();
-    client.on('close', () => monitor.end());
-  };
+  const relay = (monitor: Socket) => relayMonitor(client, monitor, { tty, stdin: wantStdin, stdout: wantOut, stderr: wantErr });
 
   if (rec.State.Running) {
     const monitor = containers.connectAttach(rec.Id);

@@ -2,6 +2,7 @@ import type { RegistryCredentials } from '../../contracts/registry';
 import { InvalidArgumentError } from '../../contracts/errors';
 import type { Engine } from '../../kernel/engine';
 import { parsePlatform } from '../../images/manifest';
+import { parseReference } from '../../images/reference';
 import { progressStream } from '../progress';
 import { type ApiRequest, type Router, boolParam, filtersParam, sendJson } from '../router';
 
@@ -34,6 +35,8 @@ export function imageRoutes(router: Router, engine: Engine): void {
     const name = tag ? (tag.startsWith('sha256:') ? `${fromImage}@${tag}` : `${fromImage}:${tag}`) : fromImage;
     const platform = req.query.get('platform') ? parsePlatform(req.query.get('platform')!) : undefined;
     const credentials = registryAuth(req);
+    // A malformed reference is the client's error (400), answered before the 200 of the stream.
+    parseReference(name);
     const out = progressStream(res);
     try {
       await images.pull(name, { platform, credentials, progress: out.progress, signal: req.signal });

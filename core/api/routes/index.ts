@@ -1,6 +1,7 @@
 import type { Engine } from '../../kernel/engine';
 import { Router } from '../router';
 import { containerRoutes } from './containers';
+import { execRoutes } from './exec';
 import { imageRoutes } from './images';
 import { systemRoutes } from './system';
 
@@ -9,5 +10,6 @@ export function buildRouter(engine: Engine): Router {
   systemRoutes(router, engine);
   imageRoutes(router, engine);
   containerRoutes(router, engine);
+  execRoutes(router, engine);
   return router;
 }

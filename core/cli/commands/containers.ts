@@ -20,11 +20,21 @@ const SHORT: Record<string, string> = { d: 'detach', i: 'interactive', t: 'tty',
 
 type RunOpts = Record<string, string | boolean | string[]>;
 
-/** Docker-style parsing: flags up to the image, then the image, then the command untouched. */
+const EXEC_FLAGS: Record<string, [boolean, boolean]> = {
+  detach: [false, false], interactive: [false, false], tty: [false, false], env: [true, true], 'env-file': [true, true],
+  workdir: [true, false], user: [true, false], privileged: [false, false],
+};
+
 export function parseRunArgs(argv: string[]): { opts: RunOpts; image: string; cmd: string[] } {
+  const { opts, first, rest } = parseInterspersed(argv, RUN_FLAGS, 'berth run [OPTIONS] IMAGE [COMMAND] [ARG...]');
+  return { opts, image: first, cmd: rest };
+}
+
+/** Docker-style parsing: flags up to the first operand (image, container), then the command untouched. */
+function parseInterspersed(argv: string[], FLAGS: Record<string, [boolean, boolean]>, usage: string): { opts: RunOpts; first: string; rest: string[] } {
   const opts: RunOpts = {};
   const set = (name: string, value: string | boolean) => {
-    const spec = RUN_FLAGS[name];
+    const spec = FLAGS[name];
     if (!spec) throw new UsageError(`unknown flag: --${name}`);
     if (spec[1]) ((opts[name] as string[]) ??= []).push(value as string);
     else opts[name] = value;
@@ -40,7 +50,7 @@ export function parseRunArgs(argv: string[]): { opts: RunOpts; image: string; cm
     if (a.startsWith('--')) {
       const eq = a.indexOf('=');
       const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
-      const spec = RUN_FLAGS[name];
+      const spec = FLAGS[name];
       if (!spec) throw new UsageError(`unknown flag: ${a}`);
       if (!spec[0]) set(name, eq > 0 ? a.slice(eq + 1) !== 'false' : true);
       else if (eq > 0) set(name, a.slice(eq + 1));
@@ -51,8 +61,8 @@ export function parseRunArgs(argv: string[]): { opts: RunOpts; image: string; cm
     const letters = a.slice(1);
     for (let j = 0; j < letters.length; j++) {
       const name = SHORT[letters[j]];
-      if (!name) throw new UsageError(`unknown shorthand flag: '${letters[j]}' in ${a}`);
-      if (!RUN_FLAGS[name][0]) set(name, true);
+      if (!name || !FLAGS[name]) throw new UsageError(`unknown shorthand flag: '${letters[j]}' in ${a}`);
+      if (!FLAGS[name][0]) set(name, true);
       else {
         const rest = letters.slice(j + 1);
         if (rest) set(name, rest.startsWith('=') ? rest.slice(1) : rest);
@@ -62,8 +72,8 @@ export function parseRunArgs(argv: string[]): { opts: RunOpts; image: string; cm
       }
     }
   }
-  if (i >= argv.length) throw new UsageError('requires at least 1 argument\nUsage: berth run [OPTIONS] IMAGE [COMMAND] [ARG...]');
-  return { opts, image: argv[i], cmd: argv.slice(i + 1) };
+  if (i >= argv.length) throw new UsageError(`requires at least 1 argument\nUsage: ${usage}`);
+  return { opts, first: argv[i], rest: argv.slice(i + 1) };
 }
 
 function envFrom(opts: RunOpts): string[] {
@@ -333,4 +343,39 @@ export async function diff({ client, argv, out }: CommandContext): Promise<void>
   const { positionals } = parse(argv, {}, 'berth diff CONTAINER', { min: 1, max: 1 });
   const changes = await client.json<{ Path: string; Kind: number }[]>(`/containers/${encodeURIComponent(positionals[0])}/changes`);
   out.write(changes.map((c) => `${'CAD'[c.Kind]} ${c.Path}\n`).join(''));
+}
+
+export async function exec({ client, argv, out }: CommandContext): Promise<number> {
+  const { opts, first: container, rest: cmd } = parseInterspersed(argv, EXEC_FLAGS, 'berth exec [OPTIONS] CONTAINER COMMAND [ARG...]');
+  if (!cmd.length) throw new UsageError('requires at least 2 arguments\nUsage: berth exec [OPTIONS] CONTAINER COMMAND [ARG...]');
+  const tty = !!opts.tty;
+  const interactive = !!opts.interactive;
+  const { Id } = await client.json<{ Id: string }>(`/containers/${encodeURIComponent(container)}/exec`, {
+    method: 'POST',
+    body: { Cmd: cmd, Env: envFrom(opts), WorkingDir: opts.workdir ?? '', User: opts.user ?? '', Tty: tty, Privileged: !!opts.privileged, AttachStdin: interactive && !opts.detach, AttachStdout: !opts.detach, AttachStderr: !opts.detach },
+  });
+  if (opts.detach) {
+    await client.request(`/exec/${Id}/start`, { method: 'POST', body: { Detach: true, Tty: tty } });
+    return 0;
+  }
+  const socket = await hijack(client, `/exec/${Id}/start`, {}, { Detach: false, Tty: tty });
+  const stdin = interactive ? process.stdin : undefined;
+  const rawMode = !!(tty && stdin?.isTTY);
+  try {
+    if (rawMode) stdin!.setRawMode(true);
+    if (tty && process.stdout.isTTY) void client.request(`/exec/${Id}/resize`, { method: 'POST', query: { h: process.stdout.rows, w: process.stdout.columns } }).catch(() => undefined);
+    if (stdin) {
+      stdin.pipe(socket);
+      stdin.on('end', () => socket.end());
+    }
+    if (tty) await new Promise<void>((r) => { socket.pipe(out, { end: false }); socket.on('close', r); socket.on('end', r); });
+    else await demux(socket, out, process.stderr);
+  } finally {
+    if (rawMode) stdin!.setRawMode(false);
+    stdin?.unpipe(socket);
+    stdin?.pause();
+    socket.destroy();
+  }
+  const info = await client.json(`/exec/${Id}/json`);
+  return info.ExitCode ?? 0;
 }

@@ -48,12 +48,14 @@ export async function images({ client, argv, out }: CommandContext): Promise<voi
   }
   const rows: string[][] = [];
   for (const img of list) {
-    const tags: string[] = img.RepoTags?.length ? img.RepoTags : ['<none>:<none>'];
-    for (const t of tags) {
-      const i = t.lastIndexOf(':');
-      const repo = t.slice(0, i);
-      const digest = img.RepoDigests?.find((d: string) => d.startsWith(repo + '@'))?.split('@')[1] ?? '<none>';
-      rows.push([repo, t.slice(i + 1), ...(values.digests ? [digest] : []), id(img), ago(img.Created), humanSize(img.Size)]);
+    const digestOf = (repo: string) => img.RepoDigests?.find((d: string) => d.startsWith(repo + '@'))?.split('@')[1] ?? '<none>';
+    const named: [string, string][] = img.RepoTags?.length
+      ? img.RepoTags.map((t: string) => [t.slice(0, t.lastIndexOf(':')), t.slice(t.lastIndexOf(':') + 1)])
+      : // Pulled by digest only: Docker still shows the repository, with a <none> tag.
+        [...new Set<string>((img.RepoDigests ?? []).map((d: string) => d.split('@')[0]))].map((repo) => [repo, '<none>']);
+    if (!named.length) named.push(['<none>', '<none>']);
+    for (const [repo, tagName] of named) {
+      rows.push([repo, tagName, ...(values.digests ? [digestOf(repo)] : []), id(img), ago(img.Created), humanSize(img.Size)]);
     }
   }
   out.write(table(['REPOSITORY', 'TAG', ...(values.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'], rows));

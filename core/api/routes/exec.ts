@@ -1,0 +1,63 @@
+/** Exec routes in the Docker Engine API's shape: create, start (hijacked or detached), inspect, resize. */
+import { type Socket, connect } from 'node:net';
+import type { Engine } from '../../kernel/engine';
+import type { ExecConfig } from '../../containers/exec';
+import { resizeFrame } from '../../launcher/attach';
+import { hijack, relayMonitor } from '../hijack';
+import { type Router, readJsonBody, sendJson } from '../router';
+
+export function execRoutes(router: Router, engine: Engine): void {
+  const containers = engine.containers;
+
+  router.add('POST', '/containers/{id}/exec', async (req, res) => {
+    const body = (await readJsonBody<ExecConfig>(req)) ?? ({} as ExecConfig);
+    sendJson(res, 201, { Id: containers.execCreate(req.params.id, body) });
+  });
+
+  router.add('POST', '/exec/{id}/start', async (req, res) => {
+    const body = (await readJsonBody<{ Detach?: boolean; Tty?: boolean }>(req)) ?? {};
+    const session = containers.execs.get(req.params.id);
+    if (body.Detach) {
+      await containers.execStart(session.ID);
+      res.writeHead(200).end();
+      return;
+    }
+    const tty = body.Tty ?? !!session.Config.Tty;
+    // Connect while the process waits to exec (no output is missed; the socket buffers it), and
+    // hijack only once it runs, so start errors still get a normal HTTP error response.
+    let monitor: Socket | undefined;
+    const { exited } = await containers.execStart(session.ID, (path) => {
+      monitor = connect(path);
+      monitor.on('error', () => undefined);
+    });
+    const client = hijack(req, res, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
+    client.on('error', () => undefined);
+    if (!monitor) {
+      client.end();
+      return;
+    }
+    relayMonitor(client, monitor, {
+      tty,
+      stdin: !!session.Config.AttachStdin,
+      stdout: session.Config.AttachStdout !== false,
+      stderr: session.Config.AttachStderr !== false,
+      onExit: (exit) => {
+        session.Running = false;
+        session.ExitCode = exit.exitCode;
+      },
+    });
+    exited.catch(() => client.end());
+  });
+
+  router.add('GET', '/exec/{id}/json', (req, res) => sendJson(res, 200, containers.execs.inspect(req.params.id)));
+
+  router.add('POST', '/exec/{id}/resize', (req, res) => {
+    const session = containers.execs.get(req.params.id);
+    if (session.Running) {
+      const sock = connect(`${session.stateDir}/attach.sock`);
+      sock.on('error', () => undefined);
+      sock.end(resizeFrame(Number(req.query.get('h') ?? 24), Number(req.query.get('w') ?? 80)));
+    }
+    res.writeHead(201).end();
+  });
+}
