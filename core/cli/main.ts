@@ -56,16 +56,20 @@ const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
     history: COMMANDS.history,
     tag: COMMANDS.tag,
     rm: COMMANDS.rmi,
+    prune: ['system', 'imagePrune', 'Remove unused images'],
   },
   system: {
     check: ['system', 'check', 'Re-hash every stored blob and report corrupt or orphaned ones'],
+    df: ['system', 'df', 'Show disk usage (a layer shared by images counted once)'],
+    prune: ['system', 'prune', 'Remove stopped containers and unused images'],
     info: COMMANDS.info,
   },
   plugin: { ls: COMMANDS.plugins },
   container: {
     ls: COMMANDS.ps, list: COMMANDS.ps, run: COMMANDS.run, create: COMMANDS.create, start: COMMANDS.start, stop: COMMANDS.stop,
     restart: COMMANDS.restart, kill: COMMANDS.kill, rm: COMMANDS.rm, logs: COMMANDS.logs, wait: COMMANDS.wait, attach: COMMANDS.attach,
-    rename: COMMANDS.rename, export: COMMANDS.export, diff: COMMANDS.diff, exec: COMMANDS.exec, inspect: ['system', 'inspect', 'Display detailed information on one or more containers'],
+    rename: COMMANDS.rename, export: COMMANDS.export, diff: COMMANDS.diff, exec: COMMANDS.exec,
+    prune: ['system', 'containerPrune', 'Remove all stopped containers'], inspect: ['system', 'inspect', 'Display detailed information on one or more containers'],
   },
 };
 

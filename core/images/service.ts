@@ -8,7 +8,7 @@ import type { ContentStore } from '../content/store';
 import type { ImageRecord, ImageStore } from './store';
 import { familiarTags } from './store';
 import { type Puller, type PullOptions, parseConfig } from './pull';
-import { familiarReference, parseReference } from './reference';
+import { familiarReference, parseReference, repositoryName } from './reference';
 
 export interface RemoveResult {
   Untagged?: string;
@@ -145,7 +145,21 @@ export class ImageService {
     const users = this.imageUsers(rec.id);
     if (!byId) {
       const ref = parseReference(name);
-      if (!ref.digest) {
+      if (ref.digest) {
+        // As in Docker, removing one digest reference keeps an image other references still name.
+        const key = `${repositoryName(ref)}@${ref.digest}`;
+        const others = rec.repoDigests.filter((d) => d !== key);
+        if (others.length < rec.repoDigests.length && (tags.length || others.length)) {
+          await this.store.update(rec.id, (r) => {
+            r.repoDigests = others;
+          });
+          const digest = ref.digest;
+          const stillUsed = this.store.list().some((r) => r.manifestDigest === digest || r.repoDigests.some((d) => d.endsWith('@' + digest)));
+          if (!stillUsed) await this.content.delete(digest); // an index blob kept only for this reference
+          results.push({ Untagged: familiarReference(ref) });
+          return results;
+        }
+      } else {
         if (tags.length === 1 && users.length && !opts.force) {
           throw new ConflictError(`conflict: unable to remove repository reference "${name}" (must force) - container ${users[0].slice(0, 12)} is using its referenced image ${short(rec.id)}`);
         }

@@ -142,6 +142,23 @@ describe('berth image commands', () => {
     expect(apiRows.reduce((n, r) => n + r.Size, 0)).toBe(inspected.Size);
   });
 
+  it('rmi of a digest reference only drops that reference while a tag still names the image', async () => {
+    const byDigest = `${registry.host}/test/app@${app.digest}`;
+    const res = await daemon.cli(['rmi', byDigest]);
+    expectOk(res);
+    expect(res.stdout).toBe(`Untagged: ${byDigest}\n`);
+    const [info] = JSON.parse((await daemon.cli(['image', 'inspect', app.ref])).stdout);
+    expect(info.Id).toBe(app.config.digest);
+    expect(info.RepoDigests).toEqual([]);
+    for (const layer of app.config.layers) expect(hasBlob(daemon, layer)).toBe(true);
+    // Pulling the tag again brings the digest reference back, with nothing to download.
+    const again = await daemon.cli(['pull', app.ref]);
+    expectOk(again);
+    expect(again.stdout).toContain('Image is up to date');
+    const [after] = JSON.parse((await daemon.cli(['image', 'inspect', app.ref])).stdout);
+    expect(after.RepoDigests).toEqual([byDigest]);
+  });
+
   it('tags an image, and rmi of that tag only untags it', async () => {
     const extra = `${registry.host}/test/app-copy:v1`;
     expectOk(await daemon.cli(['tag', app.ref, extra]));

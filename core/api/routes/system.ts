@@ -3,7 +3,8 @@ import type { Engine } from '../../kernel/engine';
 import { ENGINE_VERSION } from '../../kernel/engine';
 import { BerthError } from '../../contracts/errors';
 import { parseReference } from '../../images/reference';
-import { API_VERSION, MIN_API_VERSION, type Router, readJsonBody, sendJson } from '../router';
+import { diskUsage, pruneContainers, pruneImages } from '../../kernel/disk-usage';
+import { API_VERSION, MIN_API_VERSION, type Router, filtersParam, readJsonBody, sendJson } from '../router';
 
 export function systemRoutes(router: Router, engine: Engine): void {
   router.add('GET', '/_ping', (req, res) => {
@@ -80,6 +81,13 @@ export function systemRoutes(router: Router, engine: Engine): void {
     if (!registry.login) throw new BerthError(`the registry plugin for ${host} does not support login`, 501);
     await registry.login(ref.domain, { username: body.username, password: body.password, identitytoken: body.identitytoken }, { signal: req.signal });
     sendJson(res, 200, { Status: 'Login Succeeded', IdentityToken: '' });
+  });
+
+  router.add('GET', '/system/df', async (_req, res) => sendJson(res, 200, await diskUsage(engine)));
+  router.add('POST', '/containers/prune', async (_req, res) => sendJson(res, 200, await pruneContainers(engine)));
+  router.add('POST', '/images/prune', async (req, res) => {
+    const dangling = filtersParam(req.query).dangling?.[0];
+    sendJson(res, 200, await pruneImages(engine, dangling === 'false' || dangling === '0'));
   });
 
   router.add('GET', '/berth/plugins', (_req, res) => sendJson(res, 200, engine.plugins.infos));

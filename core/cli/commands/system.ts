@@ -72,3 +72,94 @@ export async function inspect({ client, argv, out }: CommandContext): Promise<nu
   out.write(JSON.stringify(found, null, 4) + '\n');
   return code;
 }
+
+export async function df({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, { verbose: { type: 'boolean', short: 'v' } }, 'berth system df [-v]', { max: 0 });
+  const d = await client.json('/system/df');
+  const activeImages = d.Images.filter((i: any) => i.Containers > 0);
+  // docker's own formula: what active images use, less what they share, is not reclaimable.
+  const imagesReclaimable = Math.max(0, d.LayersSize - activeImages.reduce((a: number, i: any) => a + i.Size - i.SharedSize, 0));
+  const containersSize = d.Containers.reduce((a: number, c: any) => a + c.SizeRw, 0);
+  const stoppedSize = d.Containers.filter((c: any) => c.State !== 'running').reduce((a: number, c: any) => a + c.SizeRw, 0);
+  const pct = (part: number, whole: number) => (whole ? ` (${Math.round((part / whole) * 100)}%)` : '');
+  out.write(
+    table(
+      ['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'],
+      [
+        ['Images', String(d.Images.length), String(activeImages.length), humanSize(d.LayersSize), humanSize(imagesReclaimable) + pct(imagesReclaimable, d.LayersSize)],
+        ['Containers', String(d.Containers.length), String(d.Containers.filter((c: any) => c.State === 'running').length), humanSize(containersSize), humanSize(stoppedSize) + pct(stoppedSize, containersSize)],
+        ['Local Volumes', '0', '0', '0B', '0B'],
+        ['Build Cache', '0', '0', '0B', '0B'],
+      ],
+    ),
+  );
+  if (values.verbose) {
+    out.write('\nImages space usage:\n\n');
+    out.write(
+      table(
+        ['REPOSITORY', 'TAG', 'IMAGE ID', 'SIZE', 'SHARED SIZE', 'UNIQUE SIZE', 'CONTAINERS'],
+        d.Images.flatMap((i: any) => (i.RepoTags.length ? i.RepoTags : ['<none>:<none>']).map((t: string) => {
+          const k = t.lastIndexOf(':');
+          return [t.slice(0, k), t.slice(k + 1), i.Id.replace('sha256:', '').slice(0, 12), humanSize(i.Size), humanSize(i.SharedSize), humanSize(i.Size - i.SharedSize), String(i.Containers)];
+        })),
+      ),
+    );
+    out.write('\nContainers space usage:\n\n');
+    out.write(table(['CONTAINER ID', 'IMAGE', 'SIZE', 'STATUS', 'NAMES'], d.Containers.map((c: any) => [c.Id.slice(0, 12), c.Image, humanSize(c.SizeRw), c.Status, c.Names[0].replace(/^\//, '')])));
+  }
+}
+
+async function confirm(message: string, force: boolean | undefined): Promise<boolean> {
+  if (force) return true;
+  process.stdout.write(`${message}\nAre you sure you want to continue? [y/N] `);
+  const line = await new Promise<string>((resolve) => {
+    let data = '';
+    process.stdin.on('data', (c) => {
+      data += c;
+      if (data.includes('\n')) resolve(data);
+    });
+    process.stdin.on('end', () => resolve(data));
+  });
+  process.stdin.pause();
+  return /^y(es)?$/i.test(line.trim());
+}
+
+async function printImagePrune(client: CommandContext['client'], all: boolean, out: NodeJS.WriteStream): Promise<number> {
+  const r = await client.json('/images/prune', { method: 'POST', query: { filters: JSON.stringify({ dangling: [all ? 'false' : 'true'] }) } });
+  if (r.ImagesDeleted.length) {
+    out.write('Deleted Images:\n');
+    for (const d of r.ImagesDeleted) out.write(d.Untagged ? `untagged: ${d.Untagged}\n` : `deleted: ${d.Deleted}\n`);
+    out.write('\n');
+  }
+  return r.SpaceReclaimed;
+}
+
+async function printContainerPrune(client: CommandContext['client'], out: NodeJS.WriteStream): Promise<number> {
+  const r = await client.json('/containers/prune', { method: 'POST' });
+  if (r.ContainersDeleted.length) out.write(`Deleted Containers:\n${r.ContainersDeleted.join('\n')}\n\n`);
+  return r.SpaceReclaimed;
+}
+
+export async function prune({ client, argv, out }: CommandContext): Promise<number> {
+  const { values } = parse(argv, { all: { type: 'boolean', short: 'a' }, force: { type: 'boolean', short: 'f' } }, 'berth system prune [-a] [-f]', { max: 0 });
+  const what = `WARNING! This will remove:\n  - all stopped containers\n  - ${values.all ? 'all images without at least one container associated to them' : 'all dangling images'}`;
+  if (!(await confirm(what, values.force))) return 1;
+  const reclaimed = (await printContainerPrune(client, out)) + (await printImagePrune(client, !!values.all, out));
+  out.write(`Total reclaimed space: ${humanSize(reclaimed)}\n`);
+  return 0;
+}
+
+export async function imagePrune({ client, argv, out }: CommandContext): Promise<number> {
+  const { values } = parse(argv, { all: { type: 'boolean', short: 'a' }, force: { type: 'boolean', short: 'f' } }, 'berth image prune [-a] [-f]', { max: 0 });
+  const what = values.all ? 'WARNING! This will remove all images without at least one container associated to them.' : 'WARNING! This will remove all dangling images.';
+  if (!(await confirm(what, values.force))) return 1;
+  out.write(`Total reclaimed space: ${humanSize(await printImagePrune(client, !!values.all, out))}\n`);
+  return 0;
+}
+
+export async function containerPrune({ client, argv, out }: CommandContext): Promise<number> {
+  const { values } = parse(argv, { force: { type: 'boolean', short: 'f' } }, 'berth container prune [-f]', { max: 0 });
+  if (!(await confirm('WARNING! This will remove all stopped containers.', values.force))) return 1;
+  out.write(`Total reclaimed space: ${humanSize(await printContainerPrune(client, out))}\n`);
+  return 0;
+}
