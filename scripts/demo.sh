@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # berth demo, end to end with no internet: build a small busybox image from Debian's busybox-static
 # with umoci, serve it from a local docker-registry on a loopback port, start berthd, pull it with
-# per-layer progress, list it, show its history; then stop everything it started.
+# per-layer progress, list it, show its history, run containers from it (each writes into its own
+# layer; the image stays read-only), and show a second image sharing the base layer stored once.
+# Then it stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO_DIR=$PWD
@@ -25,7 +27,7 @@ cleanup() {
 trap cleanup EXIT
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-berth() { printf '$ berth %s\n' "$*"; "$REPO_DIR/dist/core/cli/main.js" -H "unix://$SOCK" "$@"; }
+berth() { printf '$ berth %s\n' "$*" >&2; "$REPO_DIR/dist/core/cli/main.js" -H "unix://$SOCK" "$@"; }
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
 say "Building images from busybox-static with umoci (two layers: busybox, then a motd)"
@@ -35,14 +37,23 @@ umoci new --image "$OCI:busybox"
 umoci unpack --image "$OCI:busybox" "$WORK/bundle" >/dev/null
 mkdir -p "$WORK/bundle/rootfs/bin" "$WORK/bundle/rootfs/etc" "$WORK/bundle/rootfs/tmp"
 cp /bin/busybox "$WORK/bundle/rootfs/bin/busybox"
-for applet in sh ls cat echo true false sleep hostname id ps mount grep wc env uname date; do
+for applet in sh ls cat echo true false sleep hostname id ps mount grep wc env uname date tr rm mkdir touch head tail sed awk cp mv ln chmod seq wget tar; do
   ln -sf busybox "$WORK/bundle/rootfs/bin/$applet"
 done
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$WORK/bundle/rootfs/etc/passwd"
 umoci repack --image "$OCI:busybox" --history.created_by "COPY busybox-static /bin/" "$WORK/bundle"
 umoci config --image "$OCI:busybox" --config.cmd sh --history.created_by 'CMD ["sh"]'
+# repack diffs against the image the bundle was unpacked from: unpack again for each new layer.
+rm -rf "$WORK/bundle" && umoci unpack --image "$OCI:busybox" "$WORK/bundle" >/dev/null
 echo "Welcome to berth" > "$WORK/bundle/rootfs/etc/motd"
 umoci repack --image "$OCI:busybox" --history.created_by "COPY motd /etc/motd" "$WORK/bundle"
+# A second image on the same base: the busybox layer is shared, only the app layer differs.
+umoci tag --image "$OCI:busybox" app
+umoci unpack --image "$OCI:app" "$WORK/app" >/dev/null
+printf '#!/bin/sh\necho "hello from the app layer"\n' > "$WORK/app/rootfs/bin/app"
+chmod +x "$WORK/app/rootfs/bin/app"
+umoci repack --image "$OCI:app" --history.created_by "COPY app /bin/app" "$WORK/app"
+umoci config --image "$OCI:app" --config.cmd /bin/app --history.created_by 'CMD ["/bin/app"]'
 
 say "Serving it from a local docker-registry"
 PORT=$(free_port)
@@ -57,7 +68,8 @@ docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
 REGISTRY_PID=$!
 for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$PORT/v2/" >/dev/null 2>&1 && break; sleep 0.1; done
 skopeo copy --quiet --dest-tls-verify=false "oci:$OCI:busybox" "docker://127.0.0.1:$PORT/demo/busybox:latest"
-echo "registry on 127.0.0.1:$PORT holds demo/busybox:latest"
+skopeo copy --quiet --dest-tls-verify=false "oci:$OCI:app" "docker://127.0.0.1:$PORT/demo/app:latest"
+echo "registry on 127.0.0.1:$PORT holds demo/busybox:latest and demo/app:latest"
 
 say "Starting berthd (root $ROOT, socket $SOCK)"
 "$REPO_DIR/dist/core/kernel/berthd.js" --root "$ROOT" --socket "$SOCK" 2>"$WORK/berthd.log" &
@@ -78,6 +90,33 @@ say "Tagging, and pulling again (nothing to download)"
 berth tag "127.0.0.1:$PORT/demo/busybox" demo:v1
 berth pull "127.0.0.1:$PORT/demo/busybox"
 berth images
+
+say "Running a container: the image's Cmd, the container's own hostname, isolated pids"
+IMG=127.0.0.1:$PORT/demo/busybox
+berth run --rm "$IMG" sh -c 'cat /etc/motd; echo "hostname: $(hostname)"; echo "processes:"; ps'
+
+say "A container writes into its own layer; the image and other containers do not see it"
+berth run --name writer "$IMG" sh -c 'echo "written by writer" > /note; rm /etc/motd'
+berth diff writer
+echo "--- a new container of the same image:"
+berth run --rm "$IMG" sh -c 'cat /note 2>&1; cat /etc/motd'
+echo "--- the writer's filesystem, exported:"
+berth export writer | tar -xO note
+berth rm writer
+
+say "A detached container, its logs, and exec into it"
+berth run -d --name ticker "$IMG" sh -c 'i=0; while true; do echo "tick $i"; i=$((i+1)); sleep 0.2; done'
+sleep 1
+berth ps
+berth logs --tail 3 ticker
+berth exec ticker sh -c 'echo "exec sees pid 1 as: $(cat /proc/1/cmdline | tr "\0" " ")"'
+berth stop -t 1 ticker
+berth rm ticker
+
+say "A second image on the same base: the shared layer is downloaded and stored once"
+berth pull "127.0.0.1:$PORT/demo/app"
+berth run --rm "127.0.0.1:$PORT/demo/app"
+berth system df -v
 
 say "Plugins and the store check"
 berth plugins

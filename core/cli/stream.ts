@@ -38,7 +38,7 @@ export function hijack(client: Client, path: string, query: Record<string, strin
 }
 
 /** Split Docker's 8-byte-header frames into stdout/stderr writes. */
-export function demux(socket: Socket, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<void> {
+export function demux(socket: NodeJS.ReadableStream, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): Promise<void> {
   let buf: Buffer = Buffer.alloc(0);
   return new Promise((resolve) => {
     socket.on('data', (chunk: Buffer) => {

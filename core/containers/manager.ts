@@ -4,7 +4,8 @@
  * containers when berthd restarts. Exits are observed through the runtime and fan out as events.
  */
 import { EventEmitter } from 'node:events';
-import * as net from 'node:net';
+import type * as net from 'node:net';
+import { connectUnix } from '../util/unix-socket';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../contracts/types';
 import { BerthError, ConflictError, InvalidArgumentError } from '../contracts/errors';
@@ -28,6 +29,8 @@ import * as path from 'node:path';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_STOP_TIMEOUT = 10;
+/** Mount points the launcher creates in a container's writable layer. */
+const INIT_PATHS = ['/dev', '/proc', '/sys', '/etc/hostname', '/etc/hosts', '/etc/resolv.conf', '/dev/shm', '/dev/pts', '/dev/mqueue'];
 
 export interface CreateRequest extends ContainerConfigSpec {
   HostConfig?: HostConfigSpec;
@@ -405,8 +408,13 @@ export class ContainerManager extends EventEmitter {
 
   // ---- filesystem --------------------------------------------------------------------------
 
+  /**
+   * The container's changes, less the mount points berth itself made for it (Docker keeps those
+   * in a hidden init layer, so they never show in `docker diff` either).
+   */
   async changes(ref: string): Promise<Change[]> {
-    return this.storage().changes(this.store.get(ref).Id);
+    const changes = await this.storage().changes(this.store.get(ref).Id);
+    return changes.filter((c) => !(c.kind === 'A' && INIT_PATHS.some((p) => c.path === p || c.path.startsWith(p + '/'))));
   }
 
   /** The container's whole filesystem as a tar stream; the rootfs stays mounted until it ends. */
@@ -445,7 +453,7 @@ export class ContainerManager extends EventEmitter {
     const rec = this.store.get(ref);
     if (!rec.State.Running) return undefined;
     const socket = this.runtime().attachSocket?.(rec.Id, this.store.stateDir(rec.Id));
-    return socket ? net.connect(socket) : undefined;
+    return socket ? connectUnix(socket) : undefined;
   }
 
   // ---- exec --------------------------------------------------------------------------------
@@ -492,7 +500,7 @@ export class ContainerManager extends EventEmitter {
       Names: [rec.Name],
       Image: tags.includes(rec.Config.Image) || !tags.length ? rec.Config.Image : tags[0],
       ImageID: rec.Image,
-      Command: [rec.Path, ...rec.Args].map((a) => (/\s/.test(a) ? JSON.stringify(a) : a)).join(' '),
+      Command: [rec.Path, ...rec.Args].join(' '),
       Created: Math.floor(Date.parse(rec.Created) / 1000),
       Ports: [],
       Labels: rec.Config.Labels ?? {},

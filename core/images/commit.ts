@@ -272,7 +272,7 @@ export function buildManifest(config: Descriptor, layers: Descriptor[], format: 
  */
 export async function recordImage(
   deps: { content: ContentStore; images: ImageService; unpacker: () => LayerUnpacker | undefined },
-  parts: { config: ImageConfig; configBytes?: Buffer; layers: Descriptor[]; format: ManifestFormat; manifest?: { bytes: Buffer; mediaType: string }; knownSizes?: (number | undefined)[]; tags?: ImageRef[] },
+  parts: { config: ImageConfig; configBytes?: Buffer; layers: Descriptor[]; format: ManifestFormat; manifest?: { bytes: Buffer; mediaType: string }; tags?: ImageRef[] },
 ): Promise<ImageRecord> {
   const configBytes = parts.configBytes ?? Buffer.from(JSON.stringify(parts.config));
   const configDigest = await deps.content.put(configBytes);
@@ -281,8 +281,16 @@ export async function recordImage(
   const chains = chainIds(diffIds);
   const unpacker = deps.unpacker();
   if (!unpacker) throw new BerthError('no storage driver is configured: cannot unpack the image layers', 500);
-  const built = parts.manifest ?? buildManifest({ mediaType: '', digest: configDigest, size: configBytes.length }, parts.layers, parts.format);
-  const layers = parts.manifest ? parts.layers : (built as ReturnType<typeof buildManifest>).layers;
+  let built: { bytes: Buffer; mediaType: string };
+  let layers: Descriptor[];
+  if (parts.manifest) {
+    built = parts.manifest;
+    layers = parts.layers;
+  } else {
+    const m = buildManifest({ mediaType: '', digest: configDigest, size: configBytes.length }, parts.layers, parts.format);
+    built = m;
+    layers = m.layers;
+  }
   const sizes = await unpacker.unpack(
     layers.map((blob, i) => ({ blob, diffId: diffIds[i], chainId: chains[i], parent: i ? chains[i - 1] : null })),
     () => undefined,

@@ -3,6 +3,7 @@
  * layer shared by several images counted once, and what removing unused things would reclaim.
  */
 import type { Engine } from './engine';
+import { familiarTags } from '../images/store';
 
 export async function diskUsage(engine: Engine) {
   const storage = engine.storage();
@@ -25,7 +26,7 @@ export async function diskUsage(engine: Engine) {
     return {
       Id: img.id,
       ParentId: '',
-      RepoTags: engine.imageStore.tagsOf(img.id),
+      RepoTags: familiarTags(engine.imageStore.tagsOf(img.id)),
       RepoDigests: img.repoDigests,
       Created: Math.floor(Date.parse(img.created ?? img.recorded) / 1000) || 0,
       Size: size,

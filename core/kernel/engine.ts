@@ -14,6 +14,10 @@ import { ImageStore } from '../images/store';
 import { ImageService } from '../images/service';
 import { Puller } from '../images/pull';
 import { StorageUnpacker } from '../images/layers';
+import { ImageCommitter } from '../images/commit';
+import { ImagePusher } from '../images/push';
+import { ImageArchiver } from '../images/archive';
+import { ImageImporter } from '../images/import';
 import { ContainerManager } from '../containers/manager';
 import { ContainerStore } from '../containers/record';
 import type { Isolator } from '../contracts/isolator';
@@ -34,6 +38,10 @@ export class Engine {
   readonly imageStore: ImageStore;
   readonly images: ImageService;
   readonly containers: ContainerManager;
+  readonly committer: ImageCommitter;
+  readonly pusher: ImagePusher;
+  readonly archiver: ImageArchiver;
+  readonly importer: ImageImporter;
   plugins!: LoadedPlugins;
   /** Unpacks layers into the configured storage driver; absent when no driver initialised. */
   unpacker?: StorageUnpacker;
@@ -61,6 +69,11 @@ export class Engine {
       log: log.child('containers'),
     });
     this.images.imageUsers = (id) => this.containers.usersOf(id);
+    const making = { content: this.content, images: this.images, unpacker: () => this.unpacker };
+    this.committer = new ImageCommitter({ ...making, container: (ref) => this.containers.get(ref), storage: () => this.storage() });
+    this.pusher = new ImagePusher(making);
+    this.archiver = new ImageArchiver(making);
+    this.importer = new ImageImporter(making);
     this.container.registerInstance(BlobReader, this.content);
     this.container.registerInstance(CredentialStore, new DockerConfigCredentials());
   }

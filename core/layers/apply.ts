@@ -38,6 +38,13 @@ const BLOCK = 512;
 /** Counts bytes on their way into the tar parser (for the end-of-archive check). */
 class ByteCounter extends Transform {
   bytes = 0;
+  ended = false;
+  onEnd: () => void = () => {};
+  override _flush(cb: (err?: Error | null) => void) {
+    this.ended = true;
+    this.onEnd();
+    cb();
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null, data?: Buffer) => void) {
     this.bytes += chunk.length;
     cb(null, chunk);
@@ -51,12 +58,27 @@ export async function applyLayerTar(root: string, source: Readable, opts: ApplyO
   let lastEntryEnd = 0;
   let entries = 0;
   let current: Readable | null = null;
+  let currentEnd = 0;
+  let currentName = '';
   let feedError: Error | null = null;
+  // tar-stream waits forever for the rest of an entry cut short by the end of the stream: once
+  // every byte has arrived, an entry that needs more than that is a truncated tar.
+  const checkTruncated = () => {
+    if (!counter.ended || current === null || counter.bytes >= currentEnd) return;
+    const err = new InvalidLayerError(`truncated tar: entry ${JSON.stringify(currentName)} is cut short by the end of the stream`);
+    feedError ??= err;
+    current.destroy(err);
+    extract.destroy(err);
+  };
+  counter.onEnd = checkTruncated;
   const consume = (async () => {
     for await (const entry of extract) {
       const header = entry.header as Partial<tar.Header> & { name: string; byteOffset?: number; pax?: Record<string, string> };
       entries++;
       current = entry as unknown as Readable;
+      currentName = header.name;
+      currentEnd = (header.byteOffset ?? 0) + (header.type === 'directory' ? 0 : header.size ?? 0);
+      checkTruncated();
       try {
         await applier.entry(header, current);
       } finally {

@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
-import { connect } from 'node:net';
+import { connectUnix } from '../../core/util/unix-socket';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { BerthError, ConflictError, InvalidArgumentError } from '../../core/contracts/errors';
@@ -229,7 +229,7 @@ export class NativeRuntime implements Runtime {
 /** Connect, send one frame, close. Rejects when no monitor listens. */
 function sendToMonitor(socketPath: string, frame: Buffer): Promise<void> {
   return new Promise((resolve, reject) => {
-    const sock = connect(socketPath);
+    const sock = connectUnix(socketPath);
     sock.once('error', reject);
     sock.once('connect', () => {
       sock.end(frame);

@@ -5,7 +5,7 @@
  * still emits), but a missing daemon afterwards does.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -47,6 +47,9 @@ export default function setup(): void {
   if (!mtime(BERTHD_JS)) {
     throw new Error(`npx tsc -p . produced no ${BERTHD_JS}:\n${res.stdout}${res.stderr}`);
   }
+  // A run that found nothing to emit (sources touched, not changed) still leaves dist/ current:
+  // mark it, so the next run does not compile again.
+  if (mtime(BUILD_INFO)) utimesSync(BUILD_INFO, new Date(started), new Date(started));
   if (res.status !== 0) {
     const errors = (res.stdout + res.stderr).split('\n').filter((l) => l.includes('error TS'));
     console.warn(`[global-setup] tsc reported ${errors.length} type error(s); dist/ was emitted anyway:\n${errors.slice(0, 10).join('\n')}`);

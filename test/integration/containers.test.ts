@@ -21,12 +21,12 @@ const PASSWD = 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bi
 const GROUP = 'root:x:0:\napp:x:1000:\nnobody:x:65534:\n';
 
 /** Poll until `fn` returns a truthy value (or fail naming what was awaited). */
-async function until<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 10_000): Promise<T> {
+async function until<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 10_000, show?: () => unknown): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
     if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${show ? `: ${JSON.stringify(await show())}` : ''}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
@@ -178,7 +178,7 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
       expect(info.Config.Cmd).toEqual(['sh', '-c', script]);
       expect(info.Name).toBe('/talker');
 
-      await until('the first lines in the log', async () => (await cli(['logs', 'talker'])).stdout.includes('two'));
+      await until('the first lines in the log', async () => (await cli(['logs', 'talker'])).stdout.includes('two'), 10_000, () => cli(['logs', 'talker']));
       const logs = expectOk(await cli(['logs', 'talker']));
       expect(logs.stdout).toBe('one\ntwo\n');
       expect(logs.stderr).toBe('three\n');

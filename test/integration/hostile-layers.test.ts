@@ -131,7 +131,7 @@ const cases: Case[] = [
   {
     name: 'tar truncated inside an entry',
     layers: async () => [(await t([{ name: 'f', content: 'y'.repeat(5000) }])).subarray(0, 3000)],
-    expect: /invalid layer: Unexpected end of data/,
+    expect: /invalid layer: truncated tar: entry "f" is cut short by the end of the stream/,
   },
   {
     name: 'tar without its end-of-archive marker',

@@ -91,7 +91,7 @@ describe('ContentStore', () => {
   });
 
   it('concurrent ingests of one digest call the source once', async () => {
-    const data = Buffer.alloc(256 * 1024, 7);
+    const data = Buffer.alloc(64 * 1024, 7);
     let calls = 0;
     const source = async () => {
       calls++;

@@ -3,7 +3,8 @@
  * `Upgrade: tcp` -> 101, then raw bytes (TTY) or 8-byte-header frames (no TTY) out, stdin in.
  */
 import type { ServerResponse } from 'node:http';
-import { type Socket, connect } from 'node:net';
+import type { Socket } from 'node:net';
+import { connectUnix } from '../../util/unix-socket';
 import { ConflictError, InvalidArgumentError } from '../../contracts/errors';
 import type { Engine } from '../../kernel/engine';
 import type { CreateRequest, WaitCondition } from '../../containers/manager';
@@ -154,7 +155,7 @@ async function attach(engine: Engine, req: ApiRequest, res: ServerResponse): Pro
   }
   // Not started yet (docker run attaches first): connect while the process waits to exec, so
   // not one byte of its output is missed.
-  const cancel = containers.onBeforeExec(rec.Id, (socketPath) => relay(connect(socketPath)));
+  const cancel = containers.onBeforeExec(rec.Id, (socketPath) => relay(connectUnix(socketPath)));
   const onExitBeforeAttach = (id: string) => {
     if (id === rec.Id) client.end();
   };

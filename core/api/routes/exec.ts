@@ -1,5 +1,6 @@
 /** Exec routes in the Docker Engine API's shape: create, start (hijacked or detached), inspect, resize. */
-import { type Socket, connect } from 'node:net';
+import type { Socket } from 'node:net';
+import { connectUnix } from '../../util/unix-socket';
 import type { Engine } from '../../kernel/engine';
 import type { ExecConfig } from '../../containers/exec';
 import { resizeFrame } from '../../launcher/attach';
@@ -27,7 +28,7 @@ export function execRoutes(router: Router, engine: Engine): void {
     // hijack only once it runs, so start errors still get a normal HTTP error response.
     let monitor: Socket | undefined;
     const { exited } = await containers.execStart(session.ID, (path) => {
-      monitor = connect(path);
+      monitor = connectUnix(path);
       monitor.on('error', () => undefined);
     });
     const client = hijack(req, res, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
@@ -54,7 +55,7 @@ export function execRoutes(router: Router, engine: Engine): void {
   router.add('POST', '/exec/{id}/resize', (req, res) => {
     const session = containers.execs.get(req.params.id);
     if (session.Running) {
-      const sock = connect(`${session.stateDir}/attach.sock`);
+      const sock = connectUnix(`${session.stateDir}/attach.sock`);
       sock.on('error', () => undefined);
       sock.end(resizeFrame(Number(req.query.get('h') ?? 24), Number(req.query.get('w') ?? 80)));
     }

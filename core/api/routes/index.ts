@@ -3,11 +3,14 @@ import { Router } from '../router';
 import { containerRoutes } from './containers';
 import { execRoutes } from './exec';
 import { imageRoutes } from './images';
+import { imageBuildRoutes } from './image-build';
 import { systemRoutes } from './system';
 
 export function buildRouter(engine: Engine): Router {
   const router = new Router();
   systemRoutes(router, engine);
+  // Before imageRoutes: it takes POST /images/create with fromSrc and passes pulls on.
+  imageBuildRoutes(router, engine);
   imageRoutes(router, engine);
   containerRoutes(router, engine);
   execRoutes(router, engine);

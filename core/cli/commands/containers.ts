@@ -307,7 +307,7 @@ export async function logs({ client, argv, out }: CommandContext): Promise<void>
     await new Promise((r) => res.on('end', r));
     return;
   }
-  await demux(res.socket as never, out, process.stderr).catch(() => undefined);
+  await demux(res, out, process.stderr);
 }
 
 function toUnix(v: string | undefined): number | undefined {

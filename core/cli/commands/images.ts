@@ -15,9 +15,17 @@ export async function pull({ client, argv, out }: CommandContext): Promise<numbe
   const renderer = new ProgressRenderer(out);
   if (!quiet && at < 0 && !hasTag) out.write('Using default tag: latest\n');
   const query = { fromImage, tag, platform: values.platform };
-  await client.stream('/images/create', { method: 'POST', query, headers: registryAuthHeader(registryHost(name)) }, (msg) => {
-    if (!quiet || msg.error || msg.errorDetail) renderer.handle(msg);
-  });
+  try {
+    await client.stream('/images/create', { method: 'POST', query, headers: registryAuthHeader(registryHost(name)) }, (msg) => {
+      if (!quiet || msg.error || msg.errorDetail) renderer.handle(msg);
+    });
+  } catch (err) {
+    // The stream broke off (berthd stopped or crashed mid-pull): say so rather than "aborted".
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'ECONNRESET' && (err as Error).message !== 'aborted') throw err;
+    process.stderr.write(`Error: berthd at unix://${client.socketPath} closed the connection before the pull of ${name} finished (did it stop?)\n`);
+    return 1;
+  }
   if (renderer.error) {
     process.stderr.write(`Error response from daemon: ${renderer.error}\n`);
     return 1;
