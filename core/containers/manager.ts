@@ -191,6 +191,7 @@ export class ContainerManager extends EventEmitter {
 
   start(ref: string): Promise<void> {
     const rec = this.store.get(ref);
+    rec.ManuallyStopped = false;
     return this.serial(rec.Id, () => this.startNow(rec.Id));
   }
 
@@ -263,6 +264,8 @@ export class ContainerManager extends EventEmitter {
       rec.State.ExitCode = (err as BerthError).status === 400 ? 127 : 128;
       await this.store.save(rec).catch(() => undefined);
       this.earlyAttach.delete(id);
+      // Docker removes an AutoRemove container whose start failed: `run --rm` leaves nothing.
+      if (rec.HostConfig.AutoRemove) await this.removeNow(id, { force: true }).catch((e) => this.deps.log.warn('auto-remove failed', { container: id, error: (e as Error).message }));
       throw err;
     }
   }
@@ -302,6 +305,40 @@ export class ContainerManager extends EventEmitter {
     await this.store.save(rec);
     this.emit('exit', id, exit);
     if (rec.HostConfig.AutoRemove) await this.removeNow(id, { force: true }).catch((err) => this.deps.log.warn('auto-remove failed', { container: id, error: (err as Error).message }));
+    else if (this.shouldRestart(rec, exit.exitCode)) this.scheduleRestart(rec);
+  }
+
+  /** Docker's restart policies: no, always, unless-stopped, on-failure[:max]. */
+  private shouldRestart(rec: ContainerRecord, exitCode: number, daemonStart = false): boolean {
+    const policy = rec.HostConfig.RestartPolicy ?? { Name: 'no' };
+    if (rec.ManuallyStopped && !(daemonStart && policy.Name === 'always')) return false;
+    switch (policy.Name) {
+      case 'always':
+      case 'unless-stopped':
+        return true;
+      case 'on-failure':
+        return exitCode !== 0 && (!policy.MaximumRetryCount || rec.RestartCount < policy.MaximumRetryCount);
+      default:
+        return false;
+    }
+  }
+
+  /** Restart with Docker's back-off: 100 ms doubling per consecutive restart, at most a minute. */
+  private scheduleRestart(rec: ContainerRecord): void {
+    const delay = Math.min(60_000, 100 * 2 ** Math.min(rec.RestartCount, 10));
+    rec.State.Restarting = true;
+    rec.State.Status = 'restarting';
+    setTimeout(() => {
+      const current = this.store.find(rec.Id);
+      if (!current || current.State.Running || current.ManuallyStopped) return;
+      current.RestartCount++;
+      current.State.Restarting = false;
+      this.serial(current.Id, () => this.startNow(current.Id)).catch((err) => {
+        this.deps.log.warn('restart failed', { container: current.Id, error: (err as Error).message });
+        current.State.Restarting = false;
+        current.State.Status = 'exited';
+      });
+    }, delay).unref();
   }
 
   // ---- stop / kill / restart / wait --------------------------------------------------------
@@ -309,13 +346,16 @@ export class ContainerManager extends EventEmitter {
   async kill(ref: string, signal: string | number = 'SIGKILL'): Promise<void> {
     const rec = this.store.get(ref);
     if (!rec.State.Running) throw new ConflictError(`Cannot kill container: ${ref}: Container ${rec.Id} is not running`);
+    rec.ManuallyStopped = true;
     await this.runtime().kill(rec.Id, this.store.stateDir(rec.Id), signal);
+    this.emit('kill', rec.Id);
   }
 
   /** SIGTERM (or the image's StopSignal), then SIGKILL after `timeout` seconds. */
   async stop(ref: string, timeout?: number, signal?: string): Promise<boolean> {
     const rec = this.store.get(ref);
     if (!rec.State.Running) return false;
+    rec.ManuallyStopped = true;
     const exited = this.waitFor(rec.Id, 'not-running');
     const t = timeout ?? rec.Config.StopTimeout ?? DEFAULT_STOP_TIMEOUT;
     try {
@@ -328,6 +368,7 @@ export class ContainerManager extends EventEmitter {
       await this.runtime().kill(rec.Id, this.store.stateDir(rec.Id), 'SIGKILL').catch(() => undefined);
       await exited;
     }
+    this.emit('stop', rec.Id);
     return true;
   }
 
@@ -396,7 +437,7 @@ export class ContainerManager extends EventEmitter {
     await this.store.delete(id);
     this.plans.delete(id);
     this.execs.dropContainer(id);
-    this.emit('destroy', id);
+    this.emit('destroy', id, { ...(rec.Config.Labels ?? {}), image: rec.Config.Image, name: rec.Name.replace(/^\//, '') });
   }
 
   async rename(ref: string, newName: string): Promise<void> {
@@ -404,6 +445,7 @@ export class ContainerManager extends EventEmitter {
     if (!newName) throw new InvalidArgumentError('Neither old nor new names may be empty');
     rec.Name = this.store.reserveName(newName, rec.Id);
     await this.store.save(rec);
+    this.emit('rename', rec.Id);
   }
 
   // ---- filesystem --------------------------------------------------------------------------
@@ -459,7 +501,10 @@ export class ContainerManager extends EventEmitter {
   // ---- exec --------------------------------------------------------------------------------
 
   execCreate(ref: string, config: ExecConfig): string {
-    return this.execs.create(this.store.get(ref), config);
+    const rec = this.store.get(ref);
+    const id = this.execs.create(rec, config);
+    this.emit('exec_create', rec.Id);
+    return id;
   }
 
   async execStart(execId: string, beforeExec?: (socketPath: string) => void): Promise<{ exited: Promise<ExitStatus> }> {
@@ -467,7 +512,9 @@ export class ContainerManager extends EventEmitter {
     const rec = this.store.get(session.ContainerID);
     const plan = this.plans.get(rec.Id) ?? (await readJson<LaunchPlan>(path.join(this.store.stateDir(rec.Id), 'launch.json')));
     if (!plan || !rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
-    return this.execs.start(session, rec, plan, { runtime: this.runtime(), storage: this.storage() }, beforeExec);
+    const started = await this.execs.start(session, rec, plan, { runtime: this.runtime(), storage: this.storage() }, beforeExec);
+    this.emit('exec_start', rec.Id);
+    return started;
   }
 
   // ---- restart of berthd -------------------------------------------------------------------
@@ -490,6 +537,12 @@ export class ContainerManager extends EventEmitter {
     await this.deps.storage()?.recover?.(live);
     // Running containers keep their rootfs mounted; count the mount so stop releases it.
     for (const id of live) await this.deps.storage()?.mount(id).catch(() => undefined);
+    // Containers whose policy says so come back with the daemon.
+    for (const rec of this.store.list()) {
+      if (!rec.State.Running && this.shouldRestart(rec, rec.State.ExitCode, true) && rec.State.StartedAt !== initialState().StartedAt) {
+        this.serial(rec.Id, () => this.startNow(rec.Id)).catch((err) => this.deps.log.warn('restart at daemon start failed', { container: rec.Id, error: (err as Error).message }));
+      }
+    }
   }
 
   summary(rec: ContainerRecord) {

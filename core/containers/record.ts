@@ -72,6 +72,8 @@ export interface ContainerRecord {
   HostConfig: HostConfigSpec;
   State: ContainerState;
   RestartCount: number;
+  /** Set by stop/kill: restart policies leave such a container alone until started again. */
+  ManuallyStopped?: boolean;
   Driver: string;
   /** Process spec details the start needs (resolved at create). */
   Process: { env: string[]; cwd: string; user: string };

@@ -87,6 +87,28 @@ export class ContentStore implements BlobReader {
     this.ingestDir = path.join(root, 'content', 'ingest');
   }
 
+  /** Digests held by operations in progress (a pull) that garbage collection must not delete. */
+  private readonly leases = new Map<string, number>();
+
+  /** Hold digests until the returned function is called. */
+  lease(digests: string[]): () => void {
+    for (const d of digests) this.leases.set(d, (this.leases.get(d) ?? 0) + 1);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      for (const d of digests) {
+        const n = (this.leases.get(d) ?? 1) - 1;
+        if (n > 0) this.leases.set(d, n);
+        else this.leases.delete(d);
+      }
+    };
+  }
+
+  isLeased(digest: string): boolean {
+    return this.leases.has(digest);
+  }
+
   /** Create the directories and drop ingests a crash left behind. */
   async init(): Promise<void> {
     await ensureDir(this.blobsDir);

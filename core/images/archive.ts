@@ -271,39 +271,42 @@ async function spool(input: Readable, dir: string): Promise<SpooledArchive> {
   const files = new Map<string, SpooledFile>();
   const links = new Map<string, string>();
   const extract = tar.extract();
-  const feeding = pipeline(input, extract).catch((err) => {
-    extract.destroy(err);
-    throw err;
-  });
   let n = 0;
-  try {
-    for await (const entry of extract) {
-      const name = normalizeName(entry.header.name);
-      const type = entry.header.type;
-      if ((type === 'file' || type === 'contiguous-file') && name && !name.startsWith('../')) {
-        const file = path.join(dir, String(n++));
-        const hash = createHash('sha256');
-        let size = 0;
-        const hasher = new Transform({
-          transform(chunk: Buffer, _e, cb) {
-            hash.update(chunk);
-            size += chunk.length;
-            cb(null, chunk);
-          },
-        });
-        await pipeline(entry, hasher, fs.createWriteStream(file, { mode: 0o600 }));
-        files.set(name, { file, size, digest: 'sha256:' + hash.digest('hex') });
-        continue;
-      }
-      if ((type === 'symlink' || type === 'link') && entry.header.linkname) {
-        const target = type === 'symlink' ? path.posix.join(path.posix.dirname(name), entry.header.linkname) : entry.header.linkname;
-        links.set(name, normalizeName(target));
-      }
-      entry.resume();
+  const onEntry = async (header: tar.Header, entry: Readable): Promise<void> => {
+    const name = normalizeName(header.name);
+    const type = header.type;
+    if ((type === 'file' || type === 'contiguous-file') && name && !name.startsWith('../')) {
+      const file = path.join(dir, String(n++));
+      const hash = createHash('sha256');
+      let size = 0;
+      const hasher = new Transform({
+        transform(chunk: Buffer, _e, cb) {
+          hash.update(chunk);
+          size += chunk.length;
+          cb(null, chunk);
+        },
+      });
+      await pipeline(entry, hasher, fs.createWriteStream(file, { mode: 0o600 }));
+      files.set(name, { file, size, digest: 'sha256:' + hash.digest('hex') });
+      return;
     }
-    await feeding;
+    if ((type === 'symlink' || type === 'link') && header.linkname) {
+      const target = type === 'symlink' ? path.posix.join(path.posix.dirname(name), header.linkname) : header.linkname;
+      links.set(name, normalizeName(target));
+    }
+    // As tar-stream's README drains: listen for the end first, then let it flow.
+    const ended = new Promise((resolve) => entry.once('end', resolve));
+    entry.resume();
+    await ended;
+  };
+  // The entry event with its `next` callback (not the async iterator, whose end can race the
+  // last entry of a small archive that arrived in one chunk).
+  extract.on('entry', (header, entry, next) => {
+    onEntry(header, entry as unknown as Readable).then(() => next(), (err: Error) => next(err));
+  });
+  try {
+    await pipeline(input, extract);
   } catch (err) {
-    await feeding.catch(() => undefined);
     throw new InvalidArgumentError(`the archive is not a valid tar: ${(err as Error).message}`, { cause: err });
   }
   if (!files.size) throw new InvalidArgumentError('the archive holds no files: not an image archive');

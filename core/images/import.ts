@@ -3,7 +3,7 @@
  * becomes a one-layer image whose config carries the host's os/architecture, the `-c` changes and
  * a history row "Imported from -".
  */
-import type { Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import zlib from 'node:zlib';
 import type { ImageConfig } from '../contracts/types';
 import { InvalidArgumentError } from '../contracts/errors';
@@ -30,50 +30,48 @@ export interface ImportOptions {
  * refused by name (Docker accepts xz and bzip2 too; Node has no decoder for them).
  */
 export async function decompressIfNeeded(input: Readable, what: string): Promise<Readable> {
-  const head = await peek(input, 6);
+  const { head, stream } = await sniff(input, 6);
   if (!head.length) throw new InvalidArgumentError(`${what} is empty`);
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
     const gunzip = zlib.createGunzip();
-    input.on('error', (err) => gunzip.destroy(err));
-    return input.pipe(gunzip);
+    pipeline(stream, gunzip, () => undefined);
+    return gunzip;
   }
   if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) throw new InvalidArgumentError(`${what} is zstd-compressed, which berth cannot read: decompress it first`);
   if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) throw new InvalidArgumentError(`${what} is xz-compressed, which berth cannot read: decompress it first`);
   if (head.length >= 3 && head.subarray(0, 3).toString('latin1') === 'BZh') throw new InvalidArgumentError(`${what} is bzip2-compressed, which berth cannot read: decompress it first`);
-  return input;
+  return stream;
 }
 
-/** Read up to `n` bytes from the start of a stream and put them back. */
-async function peek(input: Readable, n: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
+/**
+ * The first `n` bytes of a stream, and a stream of all its bytes (those included). Read through
+ * the stream's iterator rather than with unshift, which loses data on a body that already ended.
+ */
+async function sniff(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
+  const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const first: Buffer[] = [];
   let got = 0;
-  await new Promise<void>((resolve, reject) => {
-    const onReadable = () => {
-      let chunk: Buffer | null;
-      while (got < n && (chunk = input.read()) !== null) {
-        chunks.push(chunk);
-        got += chunk.length;
-      }
-      if (got >= n) finish();
-    };
-    const finish = () => {
-      input.off('readable', onReadable);
-      input.off('end', finish);
-      input.off('error', fail);
-      resolve();
-    };
-    const fail = (err: Error) => {
-      input.off('readable', onReadable);
-      input.off('end', finish);
-      reject(err);
-    };
-    input.on('readable', onReadable);
-    input.once('end', finish);
-    input.once('error', fail);
-  });
-  const head = Buffer.concat(chunks);
-  if (head.length) input.unshift(head);
-  return head.subarray(0, n);
+  let done = false;
+  while (got < n) {
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    first.push(r.value);
+    got += r.value.length;
+  }
+  const head = Buffer.concat(first);
+  async function* all() {
+    if (head.length) yield head;
+    if (done) return;
+    for (;;) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
+    }
+  }
+  return { head: head.subarray(0, n), stream: Readable.from(all(), { objectMode: false }) };
 }
 
 export class ImageImporter {

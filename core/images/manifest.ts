@@ -62,6 +62,7 @@ export function parseManifest(bytes: Buffer, servedMediaType: string, what: stri
     return { kind: 'index', mediaType, manifests: doc.manifests.map((d: unknown, i: number) => descriptor(d, `${what} manifests[${i}]`)) };
   }
   if (!doc.config) throw new BerthError(`manifest for ${what} has no config`, 500);
+  if (doc.layers !== undefined && !Array.isArray(doc.layers)) throw new BerthError(`manifest for ${what}: layers is not a list`, 500);
   const layers: Descriptor[] = (doc.layers ?? []).map((d: unknown, i: number) => descriptor(d, `${what} layers[${i}]`));
   for (const l of layers) {
     if (!LAYER_TYPES.has(l.mediaType)) throw new BerthError(`${what}: layer ${l.digest} has unsupported media type ${l.mediaType}`, 500);

@@ -56,8 +56,9 @@ export class Puller {
     const reqOpts = { signal: opts.signal, credentials: opts.credentials };
     const platform = opts.platform ?? hostPlatform();
 
-    progress({ id: ref.tag ?? ref.digest, status: `Pulling from ${ref.path}` });
+    // Nothing is reported before the manifest resolves, so a missing image can still be a plain 404.
     let fetched = await registry.getManifest(ref, ref.digest ?? ref.tag!, reqOpts);
+    progress({ id: ref.tag ?? ref.digest, status: `Pulling from ${ref.path}` });
     let manifestDigest = sha256Digest(fetched.bytes);
     if (ref.digest && manifestDigest !== ref.digest) throw new DigestMismatchError(ref.digest, manifestDigest, `manifest of ${what}`);
     let parsed = parseManifest(fetched.bytes, fetched.mediaType, what);
@@ -74,6 +75,44 @@ export class Puller {
     const manifest = parsed as ImageManifest;
     const repoDigest = `${repositoryName(ref)}@${ref.digest ?? sha256Digest(indexBytes ?? fetched.bytes)}`;
 
+    // Every blob this pull needs is leased: a failed pull removes what it fetched and nothing
+    // else uses, so it leaves no half image behind, and a concurrent rmi cannot take them away.
+    const blobs = [manifest.config.digest, ...manifest.layers.map((l) => l.digest)];
+    const release = this.content.lease(blobs);
+    let record: ImageRecord;
+    let upToDate: boolean;
+    try {
+      ({ record, upToDate } = await this.fetchAndRecord(ref, registry, reqOpts, manifest, fetched.bytes, indexBytes, manifestDigest, repoDigest, platform, opts, progress, what));
+    } catch (err) {
+      release();
+      await this.dropUnreferenced(blobs);
+      throw err;
+    }
+    release();
+    progress({ status: `Digest: ${ref.digest ?? repoDigest.split('@')[1]}` });
+    progress({ status: upToDate ? `Status: Image is up to date for ${what}` : `Status: Downloaded newer image for ${what}` });
+    return record;
+  }
+
+  private async dropUnreferenced(digests: string[]): Promise<void> {
+    const used = new Set(this.images.list().flatMap((r) => [r.configDigest, ...r.layers.map((l) => l.digest)]));
+    for (const d of digests) if (!used.has(d) && !this.content.isLeased(d)) await this.content.delete(d);
+  }
+
+  private async fetchAndRecord(
+    ref: ImageRef,
+    registry: Registry,
+    reqOpts: { signal?: AbortSignal; credentials?: RegistryCredentials },
+    manifest: ImageManifest,
+    manifestBytes: Buffer,
+    indexBytes: Buffer | undefined,
+    manifestDigest: string,
+    repoDigest: string,
+    platform: Platform,
+    opts: PullOptions,
+    progress: ProgressSink,
+    what: string,
+  ): Promise<{ record: ImageRecord; upToDate: boolean }> {
     // Config first: it names the diff IDs every layer must unpack to.
     await this.content.ingest(manifest.config, () => registry.getBlob(ref, manifest.config, reqOpts));
     const config = parseConfig(await this.content.read(manifest.config.digest), what);
@@ -126,7 +165,7 @@ export class Puller {
     }
 
     // Every blob is committed; now the manifest(s), the record, and last the tag.
-    await this.content.put(fetched.bytes);
+    await this.content.put(manifestBytes);
     if (indexBytes) await this.content.put(indexBytes);
     const record: ImageRecord = {
       id: manifest.config.digest,
@@ -145,10 +184,7 @@ export class Puller {
       recorded: new Date().toISOString(),
     };
     await this.images.add(record, ref.tag ? ref : undefined);
-    progress({ status: `Digest: ${ref.digest ?? repoDigest.split('@')[1]}` });
-    const upToDate = previous?.id === record.id && present.every(Boolean);
-    progress({ status: upToDate ? `Status: Image is up to date for ${what}` : `Status: Downloaded newer image for ${what}` });
-    return record;
+    return { record, upToDate: previous?.id === record.id && present.every(Boolean) };
   }
 }
 

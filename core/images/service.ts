@@ -29,6 +29,8 @@ export class ImageService {
   /** Layers a removed image may have released; called with the chain IDs no image uses any more. */
   onLayersReleased: (chainIds: string[]) => Promise<void> = async () => undefined;
   imageUsers: ImageUsers = () => [];
+  /** Image events for /events: pull, tag, untag, delete. */
+  onEvent: (action: string, id: string, name?: string) => void = () => undefined;
 
   constructor(private readonly content: ContentStore, readonly store: ImageStore, private readonly puller: Puller) {}
 
@@ -37,7 +39,10 @@ export class ImageService {
   }
 
   async pull(name: string, opts: PullOptions): Promise<ImageRecord> {
-    return this.puller.pull(parseReference(name), opts);
+    const ref = parseReference(name);
+    const rec = await this.puller.pull(ref, opts);
+    this.onEvent('pull', familiarReference(ref), familiarReference(ref));
+    return rec;
   }
 
   async config(rec: ImageRecord): Promise<ImageConfig> {
@@ -131,6 +136,7 @@ export class ImageService {
     const ref = parseReference(tag ? `${repo}:${tag}` : repo);
     if (ref.digest) throw new InvalidArgumentError(`refusing to create a tag with a digest reference: ${repo}`);
     await this.store.tag(rec.id, ref);
+    this.onEvent('tag', rec.id, familiarReference(ref));
   }
 
   /**
@@ -165,6 +171,7 @@ export class ImageService {
         }
         await this.store.untag(ref);
         results.push({ Untagged: familiarReference(ref) });
+        this.onEvent('untag', rec.id, familiarReference(ref));
         if (tags.length > 1) return results;
       }
     } else if (tags.length > 1 && !opts.force) {
@@ -179,6 +186,7 @@ export class ImageService {
     await this.store.delete(rec.id);
     await this.collect(rec);
     results.push({ Deleted: rec.id });
+    this.onEvent('delete', rec.id);
     return results;
   }
 

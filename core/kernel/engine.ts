@@ -19,6 +19,7 @@ import { ImagePusher } from '../images/push';
 import { ImageArchiver } from '../images/archive';
 import { ImageImporter } from '../images/import';
 import { ContainerManager } from '../containers/manager';
+import { EventBus } from './events';
 import { ContainerStore } from '../containers/record';
 import type { Isolator } from '../contracts/isolator';
 import type { Runtime } from '../contracts/runtime';
@@ -38,6 +39,7 @@ export class Engine {
   readonly imageStore: ImageStore;
   readonly images: ImageService;
   readonly containers: ContainerManager;
+  readonly events = new EventBus();
   readonly committer: ImageCommitter;
   readonly pusher: ImagePusher;
   readonly archiver: ImageArchiver;
@@ -69,6 +71,7 @@ export class Engine {
       log: log.child('containers'),
     });
     this.images.imageUsers = (id) => this.containers.usersOf(id);
+    this.publishContainerEvents();
     const making = { content: this.content, images: this.images, unpacker: () => this.unpacker };
     this.committer = new ImageCommitter({ ...making, container: (ref) => this.containers.get(ref), storage: () => this.storage() });
     this.pusher = new ImagePusher(making);
@@ -92,6 +95,21 @@ export class Engine {
       };
     }
     await this.containers.recover();
+  }
+
+  /** Container lifecycle events, with the attributes docker clients show and filter on. */
+  private publishContainerEvents(): void {
+    const attrs = (id: string, extra: Record<string, string> = {}) => {
+      const rec = this.containers.list().find((c) => c.Id === id);
+      return rec ? { ...(rec.Config.Labels ?? {}), image: rec.Config.Image, name: rec.Name.replace(/^\//, ''), ...extra } : extra;
+    };
+    const publish = (action: string) => (id: string) => this.events.publish('container', action, id, attrs(id));
+    this.containers.on('create', publish('create'));
+    this.containers.on('start', publish('start'));
+    this.containers.on('destroy', (id: string, last?: Record<string, string>) => this.events.publish('container', 'destroy', id, last ?? {}));
+    this.containers.on('exit', (id: string, exit: { exitCode: number }) => this.events.publish('container', 'die', id, attrs(id, { exitCode: String(exit.exitCode) })));
+    for (const action of ['kill', 'stop', 'rename', 'pause', 'unpause', 'exec_create', 'exec_start']) this.containers.on(action, publish(action));
+    this.images.onEvent = (action, id, name) => this.events.publish('image', action, id, name ? { name } : {});
   }
 
   storage(): StorageDriver | undefined {

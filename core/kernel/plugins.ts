@@ -132,7 +132,6 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
     try {
       candidates.push(await importManifest(resolvePluginSpecifier(entry, config.configDir), entry));
     } catch (err) {
-      if (config.requiredPlugins.length) throw err;
       // The URI is unknown until the module loads; report it under its config entry.
       infos.push({ uri: entry, type: '?', id: '?', status: 'failed', reason: (err as Error).message, source: entry });
       log.error('plugin failed to load', { plugin: entry, error: (err as Error).message });
@@ -180,7 +179,12 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
         try {
           pluginConfig = c.manifest.parseConfig(raw);
         } catch (err) {
-          if (err instanceof ConfigError) throw new ConfigError(`pluginConfig.${c.uri}.${err.key}`, err.message.replace(/^.*?: /, ''), config.configFile);
+          if (err instanceof ConfigError) {
+            // Keep the plugin's own words: drop the "<file>: <key>: " prefix ConfigError put in front.
+            const prefix = `${err.file ? `${err.file}: ` : ''}${err.key}: `;
+            const what = err.message.startsWith(prefix) ? err.message.slice(prefix.length) : err.message;
+            throw new ConfigError(`pluginConfig.${c.uri}.${err.key}`, what, config.configFile);
+          }
           throw err;
         }
       }

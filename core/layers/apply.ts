@@ -63,14 +63,18 @@ export async function applyLayerTar(root: string, source: Readable, opts: ApplyO
   let feedError: Error | null = null;
   // tar-stream waits forever for the rest of an entry cut short by the end of the stream: once
   // every byte has arrived, an entry that needs more than that is a truncated tar.
-  const checkTruncated = () => {
-    if (!counter.ended || current === null || counter.bytes >= currentEnd) return;
-    const err = new InvalidLayerError(`truncated tar: entry ${JSON.stringify(currentName)} is cut short by the end of the stream`);
-    feedError ??= err;
-    current.destroy(err);
-    extract.destroy(err);
+  const checkTruncated = (): Error | null => {
+    if (!counter.ended || current === null || counter.bytes >= currentEnd) return null;
+    return new InvalidLayerError(`truncated tar: entry ${JSON.stringify(currentName)} is cut short by the end of the stream`);
   };
-  counter.onEnd = checkTruncated;
+  counter.onEnd = () => {
+    const err = checkTruncated();
+    if (err) {
+      feedError ??= err;
+      current?.destroy(err);
+      extract.destroy(err);
+    }
+  };
   const consume = (async () => {
     for await (const entry of extract) {
       const header = entry.header as Partial<tar.Header> & { name: string; byteOffset?: number; pax?: Record<string, string> };
@@ -78,7 +82,8 @@ export async function applyLayerTar(root: string, source: Readable, opts: ApplyO
       current = entry as unknown as Readable;
       currentName = header.name;
       currentEnd = (header.byteOffset ?? 0) + (header.type === 'directory' ? 0 : header.size ?? 0);
-      checkTruncated();
+      const truncated = checkTruncated();
+      if (truncated) throw truncated;
       try {
         await applier.entry(header, current);
       } finally {

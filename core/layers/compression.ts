@@ -46,6 +46,9 @@ export function openLayerStream(blob: Readable, mediaType: string): Readable {
       else cb();
     },
   });
+  // Errors reach the consumer through the stream; this keeps one that arrives after the
+  // consumer gave up from becoming an uncaught exception.
+  out.on('error', () => {});
   pipeline(blob, counter, gunzip, (err) => {
     if (err && !out.destroyed) out.destroy(wrapZlib(err));
   });

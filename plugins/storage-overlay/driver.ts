@@ -190,7 +190,6 @@ export class OverlayDriver implements StorageDriver {
       } catch {
         throw new NotFoundError(`layer ${current} is not stored`);
       }
-      await this.ensureLink(chainIdHex(current), link);
       links.push(link);
       current = parent === '' ? null : parent;
     }
@@ -349,6 +348,12 @@ export class OverlayDriver implements StorageDriver {
     }
     for (const name of await fs.readdir(this.linksDir)) {
       if (!(await exists(path.join(this.linksDir, name, '.')))) await fs.rm(path.join(this.linksDir, name), { force: true });
+    }
+    // A crash between a layer's rename and its short link leaves the link missing: remake it.
+    for (const hex of await fs.readdir(this.layersDir)) {
+      if (hex.startsWith('tmp-')) continue;
+      const link = await fs.readFile(path.join(this.layersDir, hex, 'link'), 'utf8').catch(() => null);
+      if (link && /^[A-Z0-9]+$/.test(link)) await this.ensureLink(hex, link);
     }
   }
 

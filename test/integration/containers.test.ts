@@ -182,7 +182,10 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
       const logs = expectOk(await cli(['logs', 'talker']));
       expect(logs.stdout).toBe('one\ntwo\n');
       expect(logs.stderr).toBe('three\n');
-      expect(expectOk(await cli(['logs', '--tail', '1', 'talker'])).stdout).toBe('two\n');
+      // --tail counts lines of both streams, as they were written.
+      const tail = expectOk(await cli(['logs', '--tail', '2', 'talker']));
+      expect(tail.stdout).toBe('two\n');
+      expect(tail.stderr).toBe('three\n');
 
       // -f follows until the process exits, then ends by itself.
       const followed = expectOk(await cli(['logs', '-f', 'talker']));
@@ -260,7 +263,7 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
       expect(existsSync(path.join(daemon.root, 'containers', id))).toBe(false);
       const gone = await cli(['inspect', 'busy']);
       expect(gone.code).not.toBe(0);
-      expect(gone.stderr).toMatch(/No such container: busy/);
+      expect(gone.stderr).toMatch(/No such object: busy/);
     });
 
     it('wait prints the exit code', async () => {

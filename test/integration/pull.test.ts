@@ -11,7 +11,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
-import { buildBusyboxLayout, buildMultiPlatformLayout, makeTempDir, pushImage } from '../helpers/fixtures';
+import { isRoot } from '../helpers/env';
+import { buildBusyboxLayout, buildMultiPlatformLayout, makeTempDir, pushImage, skopeoInspect } from '../helpers/fixtures';
 import { freePort, pidAlive, startRegistry, startTestServer, type RunningRegistry, type TestServer } from '../helpers/registry';
 import { startTokenIssuer, type TokenIssuer } from '../helpers/token-issuer';
 
@@ -23,7 +24,7 @@ async function deriveImage(dir: string, from: string, to: string, files: Record<
   const work = await makeTempDir('berth-derive-');
   try {
     const bundle = path.join(work, 'bundle');
-    await execFileP('umoci', ['unpack', '--image', `${dir}:${from}`, bundle]);
+    await execFileP('umoci', ['unpack', ...(isRoot ? [] : ['--rootless']), '--image', `${dir}:${from}`, bundle]);
     for (const [file, content] of Object.entries(files)) await fs.writeFile(path.join(bundle, 'rootfs', file), content);
     await execFileP('umoci', ['repack', '--image', `${dir}:${to}`, '--history.created_by', `add ${Object.keys(files).join(' ')}`, bundle], {
       maxBuffer: 16 * 1024 * 1024,
@@ -219,7 +220,7 @@ describe('berth pull from a real registry', () => {
 
   it('pulls a Docker schema2 (v2s2) image', async () => {
     const ref = `${host}/test/busybox-v2s2:latest`;
-    const manifest = JSON.parse((await execFileP('skopeo', ['inspect', '--raw', '--tls-verify=false', '--no-creds', `docker://${ref}`])).stdout);
+    const manifest = JSON.parse(await skopeoInspect(ref, { raw: true }));
     expect(manifest.mediaType).toBe('application/vnd.docker.distribution.manifest.v2+json');
     const res = await daemon.cli(['pull', ref]);
     expectOk(res);

@@ -110,6 +110,7 @@ describe('parseManifest', () => {
     ['a negative size', { ...ociManifest, config: { mediaType: MediaTypes.ociConfig, digest: d('c'), size: -1 } }, /invalid size -1/],
     ['a fractional size', { ...ociManifest, layers: [{ mediaType: MediaTypes.ociLayerGzip, digest: d('1'), size: 1.5 }] }, /invalid size 1.5/],
     ['an unsupported layer media type', { ...ociManifest, layers: [{ mediaType: 'application/vnd.example.weird', digest: d('1'), size: 1 }] }, /unsupported media type application\/vnd.example.weird/],
+    ['layers that are not a list', { ...ociManifest, layers: { 0: 'x' } }, /layers is not a list/],
     ['no config', { schemaVersion: 2, mediaType: MediaTypes.ociManifest, layers: [] }, /has no config/],
     ['a bad index entry digest', { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [{ mediaType: MediaTypes.ociManifest, digest: 'nope', size: 1 }] }, /manifests\[0\]: unsupported or invalid digest/],
     ['an index without manifests', { schemaVersion: 2, mediaType: MediaTypes.ociIndex }, /no manifests list/],

@@ -228,6 +228,19 @@ describe('loadPlugins', () => {
     expect(harness.__berthPluginTest.inits).toEqual([]);
   });
 
+  it('a parseConfig ConfigError whose key holds a host:port keeps the whole key and message', async () => {
+    const plugins = [
+      writePlugin('reg', pluginSource({
+        type: 'registry',
+        id: 'reg',
+        parseConfig: 'throw new h.ConfigError("registries.[::1]:5000.mirrors[0]", "expected a host: got nothing", "/elsewhere/file.json");',
+      })),
+    ];
+    const err = (await load({ plugins }).catch((e: unknown) => e)) as ConfigError;
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.message).toBe(`${path.join(configDir, 'berth.config.json')}: pluginConfig.registry.reg.registries.[::1]:5000.mirrors[0]: expected a host: got nothing`);
+  });
+
   it('parseConfig output is what init receives', async () => {
     const plugins = [
       writePlugin('parsed', pluginSource({ type: 'misc', id: 'parsed', defaults: { n: '3' }, parseConfig: 'return { n: Number(raw.n) * 2 };' })),

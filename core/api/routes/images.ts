@@ -37,13 +37,17 @@ export function imageRoutes(router: Router, engine: Engine): void {
     const credentials = registryAuth(req);
     // A malformed reference is the client's error (400), answered before the 200 of the stream.
     parseReference(name);
-    const out = progressStream(res);
+    // The stream starts with the first progress message: an error before it (no such image,
+    // unauthorized) is a plain HTTP error with Docker's status code; later ones go in-stream.
+    let out: ReturnType<typeof progressStream> | undefined;
     try {
-      await images.pull(name, { platform, credentials, progress: out.progress, signal: req.signal });
+      await images.pull(name, { platform, credentials, progress: (e) => (out ??= progressStream(res)).progress(e), signal: req.signal });
     } catch (err) {
+      if (!out) throw err;
       out.error(err);
     }
-    out.end();
+    out?.end();
+    if (!out) res.writeHead(200, { 'Content-Type': 'application/json' }).end();
   });
 
   router.add('GET', '/images/json', async (req, res) => {

@@ -2,6 +2,7 @@ import type { Engine } from '../../kernel/engine';
 import { Router } from '../router';
 import { containerRoutes } from './containers';
 import { execRoutes } from './exec';
+import { eventRoutes } from './events';
 import { imageRoutes } from './images';
 import { imageBuildRoutes } from './image-build';
 import { systemRoutes } from './system';
@@ -14,5 +15,6 @@ export function buildRouter(engine: Engine): Router {
   imageRoutes(router, engine);
   containerRoutes(router, engine);
   execRoutes(router, engine);
+  eventRoutes(router, engine);
   return router;
 }

@@ -161,12 +161,32 @@ export async function create({ client, argv, out, err }: CommandContext): Promis
 export async function run({ client, argv, out, err }: CommandContext): Promise<number> {
   const { opts, image, cmd } = parseRunArgs(argv);
   const id = await createContainer(client, opts, image, cmd, err);
-  if (opts.detach) {
-    await client.request(`/containers/${id}/start`, { method: 'POST' });
-    out.write(id + '\n');
-    return 0;
+  try {
+    if (opts.detach) {
+      try {
+        await client.request(`/containers/${id}/start`, { method: 'POST' });
+      } catch (e) {
+        throw e instanceof ApiError ? new StartError(e.status, e.message) : e;
+      }
+      out.write(id + '\n');
+      return 0;
+    }
+    return await attachAndStart(client, id, { tty: !!opts.tty, stdin: !!opts.interactive, autoRemove: !!opts.rm, start: true });
+  } catch (e) {
+    if (!(e instanceof StartError)) throw e;
+    err.write(`berth: Error response from daemon: ${e.message}\n`);
+    return startFailureCode(e.message);
   }
-  return attachAndStart(client, id, { tty: !!opts.tty, stdin: !!opts.interactive, autoRemove: !!opts.rm, start: true });
+}
+
+/** The start of a created container failed (as opposed to the create or the attach). */
+class StartError extends ApiError {}
+
+/** docker run's exit codes for a process that never ran: 127 not found, 126 not runnable, else 125. */
+function startFailureCode(message: string): number {
+  if (/executable file not found|no such file or directory/i.test(message)) return 127;
+  if (/permission denied|is a directory/i.test(message)) return 126;
+  return 125;
 }
 
 /** The `docker run` sequence: attach, wait (registered first), start, relay until exit. */
@@ -190,8 +210,23 @@ async function attachAndStart(client: Client, id: string, o: { tty: boolean; std
     process.on('SIGINT', onSigint);
     process.on('SIGTERM', onSigterm);
   }
+  // Read the output from now on: a process that exits at once may end the stream (and close the
+  // socket) while the start request is still in flight, and a stream nobody listens to then
+  // leaves nothing to keep the CLI alive, so it would exit 0 without the output or the status.
+  const output = o.tty
+    ? new Promise<void>((r) => { socket.pipe(process.stdout, { end: false }); socket.on('close', r); socket.on('end', r); })
+    : demux(socket, process.stdout, process.stderr);
   try {
-    if (o.start) await client.request(`/containers/${id}/start`, { method: 'POST' });
+    if (o.start) {
+      try {
+        await client.request(`/containers/${id}/start`, { method: 'POST' });
+      } catch (e) {
+        // Nothing will run: stop waiting (with --rm, berthd has removed the container already).
+        waitRes.destroy();
+        void waitBody.catch(() => undefined);
+        throw e instanceof ApiError ? new StartError(e.status, e.message) : e;
+      }
+    }
     if (rawMode) stdin!.setRawMode(true);
     if (o.tty) {
       resize();
@@ -201,7 +236,6 @@ async function attachAndStart(client: Client, id: string, o: { tty: boolean; std
       stdin.pipe(socket);
       stdin.on('end', () => socket.end());
     }
-    const output = o.tty ? new Promise<void>((r) => { socket.pipe(process.stdout, { end: false }); socket.on('close', r); socket.on('end', r); }) : demux(socket, process.stdout, process.stderr);
     await output;
     const result = await waitBody;
     if (result.Error?.Message) process.stderr.write(`berth: ${result.Error.Message}\n`);
@@ -267,13 +301,12 @@ export async function rename({ client, argv }: CommandContext): Promise<void> {
 
 export async function wait({ client, argv, out }: CommandContext): Promise<number> {
   const { positionals } = parse(argv, {}, 'berth wait CONTAINER [CONTAINER...]', { min: 1 });
-  let code = 0;
+  // Like docker wait: the codes are printed, the command itself succeeds (scripts read the output).
   for (const c of positionals) {
     const r = await client.json(`/containers/${encodeURIComponent(c)}/wait`, { method: 'POST' });
     out.write(`${r.StatusCode}\n`);
-    code = r.StatusCode;
   }
-  return code;
+  return 0;
 }
 
 export async function ps({ client, argv, out }: CommandContext): Promise<void> {

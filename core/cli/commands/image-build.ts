@@ -7,7 +7,7 @@ import { UsageError } from '../main';
 import { parse, registryHost } from '../args';
 import { registryAuthHeader } from '../credentials';
 import { ApiError, type Client, type RequestOptions } from '../client';
-import { ProgressRenderer, shortId } from '../render';
+import { ProgressRenderer } from '../render';
 
 /** `repo:tag` -> [repo, tag]; a colon inside the host part is not a tag. */
 function splitTag(name: string): [string, string | undefined] {
@@ -73,37 +73,35 @@ function openInput(file: string | undefined, what: string): Readable {
 }
 
 export async function commit({ client, argv, out }: CommandContext): Promise<void> {
+  // -p/--pause is a boolean that takes `-p=false` (docker's flag syntax), which parseArgs does not.
+  let pause = true;
+  const rest: string[] = [];
+  for (const a of argv) {
+    const m = /^(?:-p|--pause)(?:=(.*))?$/.exec(a);
+    if (!m) {
+      rest.push(a);
+      continue;
+    }
+    const v = (m[1] ?? 'true').toLowerCase();
+    if (!['true', 'false', '1', '0'].includes(v)) throw new UsageError(`invalid value "${m[1]}" for -p/--pause: true or false`);
+    pause = v === 'true' || v === '1';
+  }
   const { values, positionals } = parse(
-    argv,
-    {
-      message: { type: 'string', short: 'm' },
-      author: { type: 'string', short: 'a' },
-      change: { type: 'string', short: 'c', multiple: true },
-      pause: { type: 'string', short: 'p' },
-    },
+    rest,
+    { message: { type: 'string', short: 'm' }, author: { type: 'string', short: 'a' }, change: { type: 'string', short: 'c', multiple: true } },
     "berth commit [-m MSG] [-a AUTHOR] [-c 'INSTRUCTION']... [-p=false] CONTAINER [REPOSITORY[:TAG]]",
     { min: 1, max: 2 },
   );
-  // `-p=false` arrives as the value "=false" with the short form.
-  const pauseText = (values.pause ?? 'true').replace(/^=/, '').toLowerCase();
-  if (!['true', 'false', '1', '0'].includes(pauseText)) throw new UsageError(`invalid value "${values.pause}" for -p/--pause: true or false`);
   const [repo, tag] = positionals[1] ? splitTag(positionals[1]) : [undefined, undefined];
-  const query: RequestOptions['query'] = {
-    container: positionals[0],
-    repo,
-    tag,
-    comment: values.message,
-    author: values.author,
-    pause: pauseText === 'true' || pauseText === '1' ? '1' : '0',
-  };
+  const qs = new URLSearchParams({ container: positionals[0], pause: pause ? '1' : '0' });
+  if (repo) qs.set('repo', repo);
+  if (tag) qs.set('tag', tag);
+  if (values.message) qs.set('comment', values.message);
+  if (values.author) qs.set('author', values.author);
   // Repeated `changes` parameters, as the docker CLI sends them.
-  const qs = new URLSearchParams();
   for (const c of values.change ?? []) qs.append('changes', c);
-  const res = await client.json<{ Id: string }>(`/commit${qs.size ? `?${qs}` : ''}`.replace('?', '?') as string, { method: 'POST', query: qs.size ? undefined : query, body: {} }).catch((err) => {
-    throw err;
-  }, );
-  void res;
-  out.write('');
+  const res = await client.json<{ Id: string }>(`/commit?${qs}`, { method: 'POST', body: {} });
+  out.write(`${res.Id}\n`);
 }
 
 export async function push({ client, argv, out }: CommandContext): Promise<number> {
@@ -193,5 +191,3 @@ export async function importImage({ client, argv, out }: CommandContext): Promis
   }
   return 0;
 }
-
-export { shortId };

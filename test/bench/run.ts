@@ -1,0 +1,807 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: berth measured side by side with the peers installed here (skopeo, docker,
+ * podman, runc), in one run, as medians and ratios berth/peer. Prints a table; writes every raw
+ * sample to a JSON file (default ./bench-results.json).
+ *
+ *   node dist/test/bench/run.js [--quick] [--json PATH] [--only pull,run,exec,storage,burst]
+ *
+ * Needs root (real mounts and namespaces) and a built tree (`npm run build`). Everything it starts
+ * lives below one temp dir and is stopped by pid; at the end it checks that no mount below that
+ * dir and none of its processes is left.
+ */
+import crypto from 'node:crypto';
+import { existsSync, promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import overlayPlugin from '../../plugins/storage-overlay/index';
+import type { Logger } from '../../core/contracts/types';
+import { startRegistry, type RunningRegistry } from '../helpers/registry';
+import { apiRemove, apiRunOnce, type Berthd, expectStatus, startBerthd } from './berth';
+import { buildAndPushImages, type BenchImages, DEFAULT_BIG, type BigImageShape } from './images';
+import { BERTHD_JS, CLI_JS, Cleanup, type CmdResult, median, mountsUnder, mustRun, pidAlive, removeTree, rssMB, runCmd, sleep, timed, which } from './lib';
+import { dockerMissing, type Dockerd, podmanInstance, podmanMissing, runcBundle, startDockerd } from './peers';
+
+// ---- results -------------------------------------------------------------------------------------
+
+type Unit = 's' | 'ms' | 'MB' | 'count';
+
+interface Measure {
+  id: string;
+  section: string;
+  what: string;
+  tool: string;
+  unit: Unit;
+  samples: number[];
+  median: number;
+  note?: string;
+}
+
+interface Comparison {
+  section: string;
+  what: string;
+  berth: string;
+  peer: string;
+  /** berth/peer must be <= target. */
+  target?: number;
+}
+
+interface AbsoluteTarget {
+  section: string;
+  what: string;
+  measure: string;
+  /** median must be <= max (in the measure's unit). */
+  max: number;
+}
+
+interface Skip {
+  section: string;
+  tool: string;
+  reason: string;
+}
+
+const measures = new Map<string, Measure>();
+const comparisons: Comparison[] = [];
+const absoluteTargets: AbsoluteTarget[] = [];
+const skips: Skip[] = [];
+
+function record(id: string, section: string, what: string, tool: string, unit: Unit, samples: number[], note?: string): void {
+  measures.set(id, { id, section, what, tool, unit, samples, median: median(samples), note });
+}
+
+function skip(section: string, tool: string, reason: string): void {
+  const one = reason.replace(/\s+/g, ' ').slice(0, 400);
+  skips.push({ section, tool, reason: one });
+  log(`  skipped ${tool} in ${section}: ${one}`);
+}
+
+function log(line: string): void {
+  process.stderr.write(line + '\n');
+}
+
+/** Run `fn`, and turn a failure into a printed skip instead of ending the bench. */
+async function attempt(section: string, tool: string, fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    skip(section, tool, (err as Error).message);
+  }
+}
+
+function ok(res: CmdResult, what: string): CmdResult {
+  if (res.code !== 0) throw new Error(`${what} exited ${res.code}: ${(res.stderr.trim() || res.stdout.trim()).split('\n').slice(-3).join(' | ')}`);
+  return res;
+}
+
+// ---- context -------------------------------------------------------------------------------------
+
+interface Ctx {
+  base: string;
+  quick: boolean;
+  images: BenchImages;
+  registry: RunningRegistry;
+  cleanup: Cleanup;
+  docker?: Dockerd;
+  /** Why docker is not measured, when it is not. */
+  dockerWhy?: string;
+  podmanWhy?: string;
+  runcWhy?: string;
+  skopeoWhy?: string;
+  /** The long-lived overlay berthd used by run, exec, storage and burst. */
+  berth?: Berthd;
+  versions: Record<string, string>;
+  n: { pull: number; run: number; exec: number; create: number; vfs: number; burst: number };
+}
+
+let dirCounter = 0;
+function dirFor(ctx: Ctx, name: string): string {
+  return path.join(ctx.base, `${name}-${++dirCounter}`);
+}
+
+// ---- 1. pull -------------------------------------------------------------------------------------
+
+async function benchPull(ctx: Ctx): Promise<void> {
+  const S = 'pull';
+  const size = `${Math.round(ctx.images.bigDataBytes / 1e6)} MB`;
+  const what = `cold pull, 5 layers (${size} random + busybox)`;
+  log(`[pull] ${ctx.n.pull} cold pull(s) of ${ctx.images.big} per tool`);
+  const samples: Record<string, number[]> = { berth: [], skopeo: [], docker: [], podman: [] };
+  const failed = new Set<string>();
+  const once = async (tool: string, fn: () => Promise<number>) => {
+    if (failed.has(tool)) return;
+    try {
+      samples[tool].push(await fn());
+    } catch (err) {
+      failed.add(tool);
+      skip(S, tool, (err as Error).message);
+    }
+  };
+  // Iterations are interleaved across tools, so background load hits them all alike.
+  for (let i = 0; i < ctx.n.pull; i++) {
+    await once('berth', async () => {
+      const d = await startBerthd(dirFor(ctx, 'pull-berth'));
+      try {
+        return ok(await d.cli(['pull', ctx.images.big], 300_000), 'berth pull').seconds;
+      } finally {
+        await d.stop();
+      }
+    });
+    if (!ctx.skopeoWhy) {
+      await once('skopeo', async () => {
+        const dest = dirFor(ctx, 'pull-skopeo');
+        try {
+          const res = await runCmd('skopeo', ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', '--src-no-creds', `docker://${ctx.images.big}`, `oci:${dest}:latest`], { timeoutMs: 300_000 });
+          return ok(res, 'skopeo copy').seconds;
+        } finally {
+          await removeTree(dest);
+        }
+      });
+    }
+    if (ctx.docker) {
+      const docker = ctx.docker;
+      await once('docker', async () => {
+        try {
+          return ok(await docker.cli(['pull', '-q', ctx.images.big], 300_000), 'docker pull').seconds;
+        } finally {
+          await docker.cli(['rmi', '-f', ctx.images.big]);
+        }
+      });
+    }
+    if (!ctx.podmanWhy) {
+      await once('podman', async () => {
+        const p = await podmanInstance(dirFor(ctx, 'pull-podman'));
+        try {
+          return ok(await p.run(['pull', '-q', '--tls-verify=false', ctx.images.big], 300_000), 'podman pull').seconds;
+        } finally {
+          await p.stop();
+        }
+      });
+    }
+  }
+  const tools: [string, string, string][] = [
+    ['berth', 'berth pull (fresh root)', ''],
+    ['skopeo', 'skopeo copy -> oci: (download only, floor)', ''],
+    ['docker', 'docker pull (private dockerd, after rmi)', ''],
+    ['podman', 'podman pull (fresh root)', ''],
+  ];
+  for (const [tool, label] of tools) if (samples[tool].length && !failed.has(tool)) record(`pull.${tool}`, S, what, label, 's', samples[tool]);
+  comparisons.push({ section: S, what, berth: 'pull.berth', peer: 'pull.skopeo' });
+  comparisons.push({ section: S, what, berth: 'pull.berth', peer: 'pull.docker', target: 0.7 });
+  comparisons.push({ section: S, what, berth: 'pull.berth', peer: 'pull.podman', target: 0.6 });
+  if (ctx.skopeoWhy) skip(S, 'skopeo', ctx.skopeoWhy);
+  if (ctx.dockerWhy) skip(S, 'docker', ctx.dockerWhy);
+  if (ctx.podmanWhy) skip(S, 'podman', ctx.podmanWhy);
+}
+
+// ---- shared: the long-lived berthd and peer images -------------------------------------------------
+
+async function berthMain(ctx: Ctx): Promise<Berthd> {
+  if (ctx.berth) return ctx.berth;
+  const d = await startBerthd(dirFor(ctx, 'berth'));
+  ctx.cleanup.add('stop berthd (main)', () => d.stop());
+  ok(await d.cli(['pull', '-q', ctx.images.busybox], 120_000), 'berth pull busybox');
+  ctx.berth = d;
+  return d;
+}
+
+let podmanShared: Awaited<ReturnType<typeof podmanInstance>> | undefined;
+async function podmanMain(ctx: Ctx) {
+  if (podmanShared) return podmanShared;
+  const p = await podmanInstance(dirFor(ctx, 'podman'));
+  ctx.cleanup.add('remove podman root', () => p.stop());
+  ok(await p.run(['pull', '-q', '--tls-verify=false', ctx.images.busybox], 120_000), 'podman pull busybox');
+  podmanShared = p;
+  return p;
+}
+
+let dockerHasBusybox = false;
+async function dockerMain(ctx: Ctx): Promise<Dockerd> {
+  const docker = ctx.docker!;
+  if (!dockerHasBusybox) ok(await docker.cli(['pull', '-q', ctx.images.busybox], 120_000), 'docker pull busybox');
+  dockerHasBusybox = true;
+  return docker;
+}
+
+/** Time `fn` n times after `warmup` untimed calls; each call returns seconds. */
+async function repeat(n: number, warmup: number, fn: () => Promise<number>): Promise<number[]> {
+  for (let i = 0; i < warmup; i++) await fn();
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(await fn());
+  return out;
+}
+
+/** One tool in an interleaved contest: prepared once, timed `n` times, torn down once. */
+interface Contender {
+  tool: string;
+  id: string;
+  label: string;
+  unit: Unit;
+  /** Why it cannot take part (printed as a skip), if it cannot. */
+  missing?: string;
+  prepare?: () => Promise<void>;
+  /** One timed call; returns the figure in `unit`. */
+  once: () => Promise<number>;
+  teardown?: () => Promise<void>;
+}
+
+/**
+ * Time every contender `n` times, interleaved (A B C, A B C ...), after `warmup` untimed rounds,
+ * so background load on the machine hits them all alike. A contender that fails is dropped
+ * with a printed reason; the others go on.
+ */
+async function contest(section: string, what: string, n: number, warmup: number, contenders: Contender[]): Promise<void> {
+  const live: Contender[] = [];
+  const samples = new Map<Contender, number[]>();
+  const drop = (c: Contender, err: unknown) => {
+    live.splice(live.indexOf(c), 1);
+    skip(section, c.tool, (err as Error).message);
+  };
+  for (const c of contenders) {
+    if (c.missing) {
+      skip(section, c.tool, c.missing);
+      continue;
+    }
+    try {
+      await c.prepare?.();
+      live.push(c);
+      samples.set(c, []);
+    } catch (err) {
+      skip(section, c.tool, (err as Error).message);
+    }
+  }
+  for (let round = 0; round < warmup + n; round++) {
+    for (const c of [...live]) {
+      try {
+        const v = await c.once();
+        if (round >= warmup) samples.get(c)!.push(v);
+      } catch (err) {
+        drop(c, err);
+      }
+    }
+  }
+  for (const c of contenders) {
+    if (live.includes(c)) record(c.id, section, what, c.label, c.unit, samples.get(c)!);
+    if (samples.has(c)) await c.teardown?.().catch((err) => log(`  ${c.tool}: teardown failed: ${(err as Error).message}`));
+  }
+}
+
+// ---- 2. run --------------------------------------------------------------------------------------
+
+async function benchRun(ctx: Ctx): Promise<void> {
+  const S = 'run';
+  const what = '`run --rm IMG true`, CLI wall time';
+  const img = ctx.images.busybox;
+  log(`[run] ${ctx.n.run} x run --rm ${img} true per tool`);
+  let berth: Berthd | undefined;
+  let podman: Awaited<ReturnType<typeof podmanInstance>> | undefined;
+  let docker: Dockerd | undefined;
+  let bundle: Awaited<ReturnType<typeof runcBundle>> | undefined;
+  let runcCount = 0;
+  await contest(S, what, ctx.n.run, 2, [
+    { tool: 'berth', id: 'run.berth', label: 'berth run --rm', unit: 's', prepare: async () => void (berth = await berthMain(ctx)), once: async () => ok(await berth!.cli(['run', '--rm', img, 'true']), 'berth run').seconds },
+    { tool: 'podman', id: 'run.podman', label: 'podman --runtime runc run --rm', unit: 's', missing: ctx.podmanWhy, prepare: async () => void (podman = await podmanMain(ctx)), once: async () => ok(await podman!.run(['run', '--rm', '--network', 'none', img, 'true']), 'podman run').seconds },
+    { tool: 'docker', id: 'run.docker', label: 'docker run --rm', unit: 's', missing: ctx.dockerWhy, prepare: async () => void (docker = await dockerMain(ctx)), once: async () => ok(await docker!.cli(['run', '--rm', '--network', 'none', img, 'true']), 'docker run').seconds },
+    {
+      tool: 'runc', id: 'run.runc', label: 'runc run (ready bundle, floor)', unit: 's', missing: ctx.runcWhy,
+      prepare: async () => {
+        const dir = dirFor(ctx, 'runc');
+        ctx.cleanup.add('remove runc bundle', () => removeTree(dir));
+        bundle = await runcBundle(dir, `${ctx.images.layoutDir}:busybox`);
+      },
+      once: async () => ok(await bundle!.run(`bench-${process.pid}-${runcCount++}`), 'runc run').seconds,
+    },
+  ]);
+  comparisons.push({ section: S, what, berth: 'run.berth', peer: 'run.podman', target: 0.5 });
+  comparisons.push({ section: S, what, berth: 'run.berth', peer: 'run.docker', target: 0.35 });
+  comparisons.push({ section: S, what, berth: 'run.berth', peer: 'run.runc' });
+
+  // Daemon side: create + start + wait over the API socket, no CLI start-up in it.
+  const whatApi = 'API create+start+wait of `true` (daemon side)';
+  const apiOnce = async (api: Berthd['api'], prefix: string) => {
+    const { seconds, value } = await timed(() => apiRunOnce(api, img, ['true'], prefix));
+    await apiRemove(api, value.id, prefix);
+    if (value.exitCode !== 0) throw new Error(`container exited ${value.exitCode}`);
+    return seconds * 1000;
+  };
+  await contest(S, whatApi, ctx.n.run, 2, [
+    { tool: 'berth', id: 'runapi.berth', label: 'berthd API', unit: 'ms', prepare: async () => void (berth = await berthMain(ctx)), once: () => apiOnce(berth!.api, '') },
+    { tool: 'docker', id: 'runapi.docker', label: 'dockerd API v1.41', unit: 'ms', missing: ctx.dockerWhy, prepare: async () => void (docker = await dockerMain(ctx)), once: () => apiOnce(docker!.api, '/v1.41') },
+  ]);
+  comparisons.push({ section: S, what: whatApi, berth: 'runapi.berth', peer: 'runapi.docker' });
+
+  // Idle RSS: a second of quiet after the runs, then VmRSS.
+  await sleep(1000);
+  const whatRss = 'daemon idle RSS (VmRSS)';
+  if (ctx.berth) record('rss.berth', S, whatRss, 'berthd', 'MB', [rssMB(ctx.berth.pid)]);
+  if (ctx.docker) {
+    const r = ctx.docker.idleRss();
+    record('rss.docker', S, whatRss, 'dockerd + containerd', 'MB', [r.dockerd + r.containerd], `dockerd ${r.dockerd.toFixed(1)} MB + containerd ${r.containerd.toFixed(1)} MB`);
+  }
+  comparisons.push({ section: S, what: whatRss, berth: 'rss.berth', peer: 'rss.docker' });
+}
+
+// ---- 3. exec -------------------------------------------------------------------------------------
+
+async function benchExec(ctx: Ctx): Promise<void> {
+  const S = 'exec';
+  const what = '`exec C true` in a running container, CLI wall time';
+  const img = ctx.images.busybox;
+  log(`[exec] ${ctx.n.exec} x exec C true per tool`);
+  let berth: Berthd | undefined;
+  let podman: Awaited<ReturnType<typeof podmanInstance>> | undefined;
+  let docker: Dockerd | undefined;
+  const ids: Record<string, string> = {};
+  await contest(S, what, ctx.n.exec, 2, [
+    {
+      tool: 'berth', id: 'exec.berth', label: 'berth exec', unit: 's',
+      prepare: async () => {
+        berth = await berthMain(ctx);
+        ids.berth = ok(await berth.cli(['run', '-d', img, 'sleep', '3600']), 'berth run -d').stdout.trim();
+      },
+      once: async () => ok(await berth!.cli(['exec', ids.berth, 'true']), 'berth exec').seconds,
+      teardown: async () => void ok(await berth!.cli(['rm', '-f', ids.berth]), 'berth rm -f'),
+    },
+    {
+      tool: 'podman', id: 'exec.podman', label: 'podman exec', unit: 's', missing: ctx.podmanWhy,
+      prepare: async () => {
+        podman = await podmanMain(ctx);
+        ids.podman = ok(await podman.run(['run', '-d', '--network', 'none', img, 'sleep', '3600']), 'podman run -d').stdout.trim();
+      },
+      once: async () => ok(await podman!.run(['exec', ids.podman, 'true']), 'podman exec').seconds,
+      teardown: async () => void ok(await podman!.run(['rm', '-f', '-t', '0', ids.podman]), 'podman rm -f'),
+    },
+    {
+      tool: 'docker', id: 'exec.docker', label: 'docker exec', unit: 's', missing: ctx.dockerWhy,
+      prepare: async () => {
+        docker = await dockerMain(ctx);
+        ids.docker = ok(await docker.cli(['run', '-d', '--network', 'none', img, 'sleep', '3600']), 'docker run -d').stdout.trim();
+      },
+      once: async () => ok(await docker!.cli(['exec', ids.docker, 'true']), 'docker exec').seconds,
+      teardown: async () => void ok(await docker!.cli(['rm', '-f', ids.docker]), 'docker rm -f'),
+    },
+  ]);
+  comparisons.push({ section: S, what, berth: 'exec.berth', peer: 'exec.podman', target: 0.5 });
+  comparisons.push({ section: S, what, berth: 'exec.berth', peer: 'exec.docker' });
+}
+
+// ---- 4. storage ----------------------------------------------------------------------------------
+
+/** The top layer of a vfs root: the one no other layer names as its parent. */
+async function vfsTopLayerTree(root: string): Promise<string> {
+  const layers = path.join(root, 'plugins', 'storage.vfs', 'layers');
+  const names = (await fs.readdir(layers)).filter((n) => /^[0-9a-f]{64}$/.test(n));
+  const parents = new Set<string>();
+  for (const n of names) {
+    const p = (await fs.readFile(path.join(layers, n, 'parent'), 'utf8').catch(() => '')).trim();
+    if (p) parents.add(p.replace(/^sha256:/, ''));
+  }
+  const tops = names.filter((n) => !parents.has(n));
+  if (tops.length !== 1) throw new Error(`expected one top layer under ${layers}, found ${tops.length}`);
+  return path.join(layers, tops[0], 'root');
+}
+
+async function benchStorage(ctx: Ctx): Promise<void> {
+  const S = 'storage';
+  log(`[storage] overlay create x${ctx.n.create}; vfs create of the big image x${ctx.n.vfs} vs cp -a`);
+  // overlay: POST /containers/create, which makes the container's layer (the mount is at start).
+  const whatOverlay = 'overlay: POST /containers/create (5-layer image), daemon side';
+  await attempt(S, 'berth', async () => {
+    const d = await berthMain(ctx);
+    ok(await d.cli(['pull', '-q', ctx.images.big], 300_000), 'berth pull big');
+    const samples = await repeat(ctx.n.create, 3, async () => {
+      const { seconds, value } = await timed(() => d.api('/containers/create', { method: 'POST', body: { Image: ctx.images.big, Cmd: ['true'] } }));
+      expectStatus(value, 'create', 201);
+      await apiRemove(d.api, value.json.Id);
+      return seconds * 1000;
+    });
+    record('create.overlay.api', S, whatOverlay, 'berthd API', 'ms', samples);
+    absoluteTargets.push({ section: S, what: whatOverlay, measure: 'create.overlay.api', max: 10 });
+    // The rootfs itself: the storage driver's create + mount, in process on a root of its own.
+    await overlayDriverTiming(ctx, d);
+  });
+
+  // vfs: create copies the image's top layer; compare with cp -a of that same tree.
+  const whatVfs = `vfs: container create of the big image vs cp -a of its tree`;
+  await attempt(S, 'berth', async () => {
+    const dir = dirFor(ctx, 'berth-vfs');
+    const d = await startBerthd(dir, { storageDriver: 'vfs' });
+    const stop = ctx.cleanup.add('stop berthd (vfs)', () => d.stop());
+    try {
+      const pulled = ok(await d.cli(['pull', '-q', ctx.images.big], 600_000), 'berth pull big (vfs)');
+      record('pull.vfs.berth', S, 'pull of the big image onto vfs (info)', 'berth pull --storage-driver vfs', 's', [pulled.seconds]);
+      const tree = await vfsTopLayerTree(d.root);
+      const bytes = Number((await mustRun('du', ['-sb', tree])).stdout.split(/\s/)[0]);
+      const files = Number((await mustRun('sh', ['-c', `find "${tree}" | wc -l`])).stdout.trim());
+      const note = `tree of ${(bytes / 1e6).toFixed(0)} MB, ${files} entries`;
+      const samples: number[] = [];
+      const cpSamples: number[] = [];
+      for (let i = 0; i < ctx.n.vfs; i++) {
+        await mustRun('sync', []);
+        const { seconds, value } = await timed(() => d.api('/containers/create', { method: 'POST', body: { Image: ctx.images.big, Cmd: ['true'] } }));
+        expectStatus(value, 'create (vfs)', 201);
+        samples.push(seconds);
+        await apiRemove(d.api, value.json.Id);
+        await mustRun('sync', []);
+        const dest = dirFor(ctx, 'cp');
+        try {
+          cpSamples.push(ok(await runCmd('cp', ['-a', tree, dest], { timeoutMs: 300_000 }), 'cp -a').seconds);
+        } finally {
+          await removeTree(dest);
+        }
+      }
+      record('create.vfs.berth', S, whatVfs, 'berthd API create (vfs)', 's', samples, note);
+      record('create.vfs.cp', S, whatVfs, 'cp -a of the same tree', 's', cpSamples, note);
+      comparisons.push({ section: S, what: whatVfs, berth: 'create.vfs.berth', peer: 'create.vfs.cp', target: 1.0 });
+    } finally {
+      await stop();
+    }
+  });
+}
+
+/** Time the overlay driver's create + mount (rootfs ready) in this process, on a throwaway root. */
+async function overlayDriverTiming(ctx: Ctx, d: Berthd): Promise<void> {
+  const S = 'storage';
+  const what = 'overlay: driver create + mount = rootfs ready (in process)';
+  await attempt(S, 'berth', async () => {
+    // The plugin as berthd loads it; a container id the daemon does not know, removed at once.
+    const manifest = overlayPlugin;
+    const stateDir = path.join(d.root, 'plugins', 'storage.overlay');
+    const noop = () => undefined;
+    const logger: Logger = { debug: noop, info: noop, warn: noop, error: noop, child: () => logger };
+    const driver = await manifest.init({
+      uri: 'storage.overlay', config: manifest.parseConfig!({}), root: d.root, stateDir, container: undefined as never, log: logger,
+      getSingle: () => undefined, getAll: () => [],
+    });
+    const images = expectStatus(await d.api('/images/json'), 'images', 200).json as { RepoTags?: string[]; Id: string }[];
+    if (!images.some((i) => i.RepoTags?.includes(ctx.images.big))) throw new Error(`${ctx.images.big} not in berthd's image list`);
+    const top = await overlayTopChain(stateDir);
+    const samples = await repeat(ctx.n.create, 3, async () => {
+      const id = crypto.randomBytes(32).toString('hex');
+      const { seconds } = await timed(async () => {
+        await driver.create(id, top);
+        await driver.mount(id);
+      });
+      await driver.unmount(id);
+      await driver.remove(id);
+      return seconds * 1000;
+    });
+    record('create.overlay.driver', S, what, 'storage.overlay create+mount', 'ms', samples);
+    absoluteTargets.push({ section: S, what, measure: 'create.overlay.driver', max: 10 });
+  });
+}
+
+/** The deepest chain in the overlay store (the big image's top layer): the layer no one names as parent. */
+async function overlayTopChain(stateDir: string): Promise<string> {
+  const layers = path.join(stateDir, 'layers');
+  const names = (await fs.readdir(layers)).filter((n) => /^[0-9a-f]{64}$/.test(n));
+  const parentOf = new Map<string, string>();
+  for (const n of names) parentOf.set(n, (await fs.readFile(path.join(layers, n, 'parent'), 'utf8').catch(() => '')).trim().replace(/^sha256:/, ''));
+  const depth = (n: string): number => (parentOf.get(n) ? 1 + depth(parentOf.get(n)!) : 0);
+  const deepest = names.sort((a, b) => depth(b) - depth(a))[0];
+  if (!deepest) throw new Error(`no layers under ${layers}`);
+  return `sha256:${deepest}`;
+}
+
+// ---- 5. burst ------------------------------------------------------------------------------------
+
+async function benchBurst(ctx: Ctx): Promise<void> {
+  const S = 'burst';
+  const N = ctx.n.burst;
+  const img = ctx.images.busybox;
+  log(`[burst] ${N} containers started at once, per tool`);
+  const whatApi = `${N} x create+start+wait of \`true\` at once, over the API`;
+  const whatCli = `${N} x \`run --rm IMG true\` at once, CLI processes`;
+  const apiBurst = async (tool: string, api: Berthd['api'], prefix: string) => {
+    const { seconds, value } = await timed(() => Promise.allSettled(Array.from({ length: N }, () => apiRunOnce(api, img, ['true'], prefix))));
+    const okCount = value.filter((r) => r.status === 'fulfilled' && r.value.exitCode === 0).length;
+    const ids = value.flatMap((r) => (r.status === 'fulfilled' ? [r.value.id] : []));
+    await Promise.allSettled(ids.map((id) => apiRemove(api, id, prefix)));
+    const firstError = value.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
+    record(`burstapi.${tool}`, S, whatApi, `${tool} API`, 's', [seconds], `${okCount}/${N} exited 0${firstError ? `; first error: ${String(firstError.reason?.message ?? firstError.reason).slice(0, 200)}` : ''}`);
+    record(`burstapi.${tool}.ok`, S, `${whatApi}: succeeded`, `${tool} API`, 'count', [okCount]);
+  };
+  const cliBurst = async (tool: string, run: (args: string[]) => Promise<CmdResult>, extra: string[]) => {
+    const { seconds, value } = await timed(() => Promise.all(Array.from({ length: N }, () => run(['run', '--rm', ...extra, img, 'true']))));
+    const okCount = value.filter((r) => r.code === 0).length;
+    const firstError = value.find((r) => r.code !== 0);
+    record(`burstcli.${tool}`, S, whatCli, `${tool} run --rm`, 's', [seconds], `${okCount}/${N} exited 0${firstError ? `; first error: ${firstError.stderr.trim().split('\n').pop()?.slice(0, 200)}` : ''}`);
+    record(`burstcli.${tool}.ok`, S, `${whatCli}: succeeded`, `${tool} run --rm`, 'count', [okCount]);
+  };
+  await attempt(S, 'berth', async () => {
+    const d = await berthMain(ctx);
+    await apiBurst('berth', d.api, '');
+    await cliBurst('berth', (a) => d.cli(a, 300_000), []);
+  });
+  if (ctx.docker) {
+    await attempt(S, 'docker', async () => {
+      const docker = await dockerMain(ctx);
+      await apiBurst('docker', docker.api, '/v1.41');
+      await cliBurst('docker', (a) => docker.cli(a, 300_000), ['--network', 'none']);
+    });
+  } else skip(S, 'docker', ctx.dockerWhy!);
+  if (ctx.podmanWhy) skip(S, 'podman', ctx.podmanWhy);
+  else {
+    await attempt(S, 'podman', async () => {
+      const p = await podmanMain(ctx);
+      await cliBurst('podman', (a) => p.run(a, 300_000), ['--network', 'none']);
+    });
+  }
+  comparisons.push({ section: S, what: whatApi, berth: 'burstapi.berth', peer: 'burstapi.docker' });
+  comparisons.push({ section: S, what: whatCli, berth: 'burstcli.berth', peer: 'burstcli.podman' });
+  comparisons.push({ section: S, what: whatCli, berth: 'burstcli.berth', peer: 'burstcli.docker' });
+}
+
+// ---- report --------------------------------------------------------------------------------------
+
+function fmt(m: Measure | undefined): string {
+  if (!m) return '-';
+  const v = m.median;
+  if (m.unit === 's') return v < 1 ? `${(v * 1000).toFixed(0)} ms` : `${v.toFixed(2)} s`;
+  if (m.unit === 'ms') return `${v.toFixed(v < 10 ? 2 : 1)} ms`;
+  if (m.unit === 'MB') return `${v.toFixed(1)} MB`;
+  return String(v);
+}
+
+interface Row {
+  section: string;
+  what: string;
+  berth: string;
+  peerTool: string;
+  peer: string;
+  ratio: string;
+  target: string;
+  verdict: string;
+}
+
+function buildRows(): { rows: Row[]; targetResults: { what: string; against: string; value: number | null; target: string; met: boolean | null }[] } {
+  const rows: Row[] = [];
+  const targetResults: { what: string; against: string; value: number | null; target: string; met: boolean | null }[] = [];
+  const shownBerth = new Set<string>();
+  for (const c of comparisons) {
+    const b = measures.get(c.berth);
+    const p = measures.get(c.peer);
+    const ratio = b && p ? b.median / p.median : NaN;
+    const peerTool = p?.tool ?? c.peer.split('.').slice(1).join('.') + ' (skipped)';
+    const verdict = c.target === undefined ? '' : Number.isNaN(ratio) ? 'n/a' : ratio <= c.target ? 'met' : 'MISSED';
+    rows.push({
+      section: c.section,
+      what: shownBerth.has(c.berth) ? '' : c.what,
+      berth: shownBerth.has(c.berth) ? '' : fmt(b),
+      peerTool,
+      peer: fmt(p),
+      ratio: Number.isNaN(ratio) ? '-' : `${ratio.toFixed(2)}x`,
+      target: c.target === undefined ? '' : `<= ${c.target.toFixed(2)}x`,
+      verdict,
+    });
+    shownBerth.add(c.berth);
+    if (c.target !== undefined) targetResults.push({ what: c.what, against: peerTool, value: Number.isNaN(ratio) ? null : ratio, target: `<= ${c.target}x`, met: Number.isNaN(ratio) ? null : ratio <= c.target });
+  }
+  for (const t of absoluteTargets) {
+    const m = measures.get(t.measure);
+    const met = m ? m.median <= t.max : null;
+    rows.push({ section: t.section, what: t.what, berth: fmt(m), peerTool: '(absolute target)', peer: '', ratio: '', target: `<= ${t.max} ms`, verdict: met === null ? 'n/a' : met ? 'met' : 'MISSED' });
+    targetResults.push({ what: t.what, against: 'absolute', value: m?.median ?? null, target: `<= ${t.max} ms`, met });
+  }
+  return { rows, targetResults };
+}
+
+function printTable(rows: Row[]): void {
+  const header: Row = { section: 'section', what: 'what', berth: 'berth', peerTool: 'peer', peer: 'peer median', ratio: 'berth/peer', target: 'target', verdict: '' };
+  const cols: (keyof Row)[] = ['section', 'what', 'berth', 'peerTool', 'peer', 'ratio', 'target', 'verdict'];
+  const width = Object.fromEntries(cols.map((c) => [c, Math.max(...[header, ...rows].map((r) => r[c].length))])) as Record<keyof Row, number>;
+  const line = (r: Row) => cols.map((c) => (c === 'berth' || c === 'peer' || c === 'ratio' ? r[c].padStart(width[c]) : r[c].padEnd(width[c]))).join('  ').trimEnd();
+  console.log(line(header));
+  console.log(cols.map((c) => '-'.repeat(width[c])).join('  '));
+  let section = '';
+  for (const r of rows) {
+    console.log(line({ ...r, section: r.section === section ? '' : r.section }));
+    section = r.section;
+  }
+}
+
+// ---- main ----------------------------------------------------------------------------------------
+
+const SECTIONS = ['pull', 'run', 'exec', 'storage', 'burst'] as const;
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      json: { type: 'string', default: path.resolve('bench-results.json') },
+      only: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    console.log('Usage: npm run bench -- [--quick] [--json PATH] [--only pull,run,exec,storage,burst]');
+    return 0;
+  }
+  const only = values.only ? values.only.split(',').map((s) => s.trim()) : [...SECTIONS];
+  for (const s of only) if (!(SECTIONS as readonly string[]).includes(s)) throw new Error(`--only: unknown section "${s}" (one of ${SECTIONS.join(', ')})`);
+  if (process.getuid?.() !== 0) throw new Error('the bench needs root (real mounts, namespaces, cgroups, and the peers run as root)');
+  for (const f of [BERTHD_JS, CLI_JS]) if (!existsSync(f)) throw new Error(`${f} is missing: run \`npm run build\` first`);
+  for (const tool of ['umoci', 'skopeo', 'docker-registry']) if (!which(tool)) throw new Error(`${tool} is needed to build and serve the bench images, and is not installed`);
+
+  const quick = values.quick!;
+  const n = quick
+    ? { pull: 1, run: 5, exec: 5, create: 10, vfs: 1, burst: 50 }
+    : { pull: 3, run: 15, exec: 15, create: 30, vfs: 3, burst: 50 };
+  const started = Date.now();
+  const cleanup = new Cleanup();
+  // Short base path: unix socket paths stop at 107 bytes.
+  const base = await fs.mkdtemp(path.join(os.tmpdir(), 'bb-'));
+  cleanup.add(`remove ${base}`, () => removeTree(base));
+  let interrupted = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interrupted) return;
+    interrupted = true;
+    log(`\n${sig}: cleaning up...`);
+    void cleanup.run().then((problems) => {
+      for (const p of problems) log(`cleanup: ${p}`);
+      process.exit(130);
+    });
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const versions: Record<string, string> = {
+    node: process.version,
+    kernel: os.release(),
+    cpus: String(os.cpus().length),
+    NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS ? 'set' : 'unset',
+  };
+  const loadStart = os.loadavg();
+  let exitCode = 0;
+  const startedPids: number[] = [];
+  try {
+    log(`bench: ${quick ? 'quick' : 'full'} run, sections ${only.join(', ')}, work dir ${base}`);
+    const registry = await startRegistry();
+    startedPids.push(registry.pid);
+    cleanup.add('stop docker-registry', () => registry.stop());
+    log(`registry on ${registry.host}; building images with umoci (busybox + 4 x ${DEFAULT_BIG.bytesPerLayer / 1048576} MiB of random data) ...`);
+    const shape: BigImageShape = DEFAULT_BIG;
+    const { seconds: buildSeconds, value: images } = await timed(() => buildAndPushImages(path.join(base, 'images'), registry.host, shape));
+    log(`images built and pushed in ${buildSeconds.toFixed(1)} s`);
+
+    const ctx: Ctx = { base, quick, images, registry, cleanup, versions, n };
+    ctx.skopeoWhy = which('skopeo') ? undefined : 'skopeo not installed';
+    ctx.runcWhy = which('runc') ? undefined : 'runc not installed';
+    ctx.podmanWhy = podmanMissing();
+    ctx.dockerWhy = dockerMissing();
+    versions.skopeo = (await runCmd('skopeo', ['--version'])).stdout.trim();
+    if (!ctx.runcWhy) versions.runc = (await runCmd('runc', ['--version'])).stdout.split('\n')[0].trim();
+    if (!ctx.podmanWhy) {
+      // podman is usable only if it starts on a temp root with the flags used below.
+      await attempt('setup', 'podman', async () => {
+        const p = await podmanInstance(dirFor(ctx, 'podman-probe'));
+        try {
+          ok(await p.run(['info', '--format', '{{.Version.Version}}']), 'podman info');
+          versions.podman = p.version;
+        } finally {
+          await p.stop();
+        }
+      });
+      if (skips.some((s) => s.tool === 'podman')) ctx.podmanWhy = `podman did not start: ${skips.find((s) => s.tool === 'podman')!.reason}`;
+    }
+    const needDocker = only.some((s) => s !== 'storage');
+    if (!ctx.dockerWhy && needDocker) {
+      try {
+        const docker = await startDockerd(dirFor(ctx, 'docker'));
+        ctx.docker = docker;
+        startedPids.push(docker.pid);
+        cleanup.add('stop dockerd', () => docker.stop());
+        versions.dockerd = docker.version;
+        versions.docker = (await runCmd('docker', ['--version'])).stdout.trim();
+        log(`dockerd ${docker.version} on ${docker.socket} (pid ${docker.pid})`);
+      } catch (err) {
+        ctx.dockerWhy = `dockerd failed to start: ${(err as Error).message}`;
+      }
+    }
+    if (ctx.dockerWhy) log(`docker: skipped (${ctx.dockerWhy})`);
+    if (ctx.podmanWhy) log(`podman: skipped (${ctx.podmanWhy})`);
+
+    const sections: Record<(typeof SECTIONS)[number], (c: Ctx) => Promise<void>> = { pull: benchPull, run: benchRun, exec: benchExec, storage: benchStorage, burst: benchBurst };
+    for (const s of SECTIONS) {
+      if (!only.includes(s)) continue;
+      const t = await timed(() => sections[s](ctx));
+      log(`[${s}] done in ${t.seconds.toFixed(1)} s`);
+      if (interrupted) break;
+    }
+    if (ctx.berth) startedPids.push(ctx.berth.pid);
+  } catch (err) {
+    log(`bench failed: ${(err as Error).stack ?? err}`);
+    exitCode = 1;
+  }
+
+  // ---- cleanup, then the check that nothing is left ----
+  const problems = await cleanup.run();
+  const leftMounts = mountsUnder(base);
+  const leftPids = startedPids.filter(pidAlive);
+  const leftDir = existsSync(base);
+  for (const p of problems) log(`cleanup: ${p}`);
+  const cleanupReport = {
+    mountsLeft: leftMounts,
+    pidsLeft: leftPids,
+    workDirLeft: leftDir,
+    problems,
+  };
+  if (leftMounts.length || leftPids.length || leftDir) {
+    log(`cleanup INCOMPLETE: mounts ${JSON.stringify(leftMounts)}, pids ${JSON.stringify(leftPids)}, work dir left: ${leftDir}`);
+    exitCode = exitCode || 1;
+  }
+
+  const { rows, targetResults } = buildRows();
+  console.log(`\nberth bench (${quick ? 'quick' : 'full'}), medians; ratio = berth / peer (lower is better for berth)`);
+  console.log(Object.entries(versions).map(([k, v]) => `${k}: ${v}`).join('; '));
+  const loadEnd = os.loadavg();
+  console.log(`load average (1 min) at start ${loadStart[0].toFixed(2)}, at end ${loadEnd[0].toFixed(2)} on ${os.cpus().length} CPUs: other work on the machine skews every figure, the ratios less so (tools are interleaved)`);
+  console.log('');
+  printTable(rows);
+  const notes = [...measures.values()].filter((m) => m.note);
+  if (notes.length) {
+    console.log('\nnotes:');
+    for (const m of notes) console.log(`  ${m.tool} (${m.what}): ${m.note}`);
+  }
+  const info = [...measures.values()].filter((m) => !comparisons.some((c) => c.berth === m.id || c.peer === m.id) && !absoluteTargets.some((t) => t.measure === m.id));
+  if (info.length) {
+    console.log('\nother figures:');
+    for (const m of info) console.log(`  ${m.what} - ${m.tool}: ${fmt(m)}`);
+  }
+  if (skips.length) {
+    console.log('\nskipped:');
+    for (const s of skips) console.log(`  ${s.section}: ${s.tool}: ${s.reason}`);
+  }
+  console.log(`\ncleanup: ${leftMounts.length || leftPids.length || leftDir ? 'INCOMPLETE' : 'no mounts, processes or temp dirs left'}; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
+
+  const out = {
+    date: new Date().toISOString(),
+    mode: quick ? 'quick' : 'full',
+    host: { hostname: os.hostname(), cpus: os.cpus().length, memoryMB: Math.round(os.totalmem() / 1048576), loadavgStart: loadStart, loadavgEnd: loadEnd },
+    versions,
+    iterations: n,
+    measures: [...measures.values()],
+    comparisons: comparisons.map((c) => {
+      const b = measures.get(c.berth);
+      const p = measures.get(c.peer);
+      return { ...c, berthMedian: b?.median ?? null, peerMedian: p?.median ?? null, ratio: b && p ? b.median / p.median : null };
+    }),
+    targets: targetResults,
+    skipped: skips,
+    cleanup: cleanupReport,
+    seconds: (Date.now() - started) / 1000,
+  };
+  await fs.writeFile(values.json!, JSON.stringify(out, null, 2) + '\n');
+  console.log(`raw samples: ${values.json}`);
+  return exitCode;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    process.stderr.write(`bench: ${(err as Error).message}\n`);
+    process.exit(1);
+  },
+);
+

@@ -1,0 +1,110 @@
+/**
+ * ContainerHarness with a second isolator: runtime.native + isolator.namespaces + isolator.cgroups,
+ * driven in the container manager's order (setup -> plan per isolator, attach while the child
+ * waits, cleanup in reverse).
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
+import type { PluginContext } from '../../core/contracts/plugin';
+import type { RuntimeProcess } from '../../core/contracts/runtime';
+import type { Logger } from '../../core/contracts/types';
+import cgroupsPlugin from '../../plugins/isolator-cgroups/index';
+import type { CgroupsIsolator } from '../../plugins/isolator-cgroups/isolator';
+import { ContainerHarness, type RunOptions, type RunResult, readLog } from './rootfs';
+
+const quietLog: Logger = {
+  debug() {}, info() {}, warn() {}, error() {},
+  child() {
+    return quietLog;
+  },
+};
+
+export class CgroupsHarness extends ContainerHarness {
+  cgroups!: CgroupsIsolator;
+
+  override async init(namespacesConfig: Record<string, unknown> = {}, cgroupsConfig: Record<string, unknown> = {}): Promise<this> {
+    await super.init(namespacesConfig);
+    const raw = { ...(cgroupsPlugin.defaults ?? {}), ...cgroupsConfig } as Record<string, unknown>;
+    const ctx = {
+      uri: 'isolator.cgroups',
+      config: cgroupsPlugin.parseConfig!(raw),
+      root: this.base,
+      stateDir: join(this.base, 'plugins', 'isolator.cgroups'),
+      container: undefined as never,
+      log: quietLog,
+      getSingle: () => undefined,
+      getAll: () => [],
+    } satisfies PluginContext<unknown>;
+    this.cgroups = await cgroupsPlugin.init(ctx as never);
+    return this;
+  }
+
+  get isolators(): Isolator[] {
+    return [this.isolator, this.cgroups];
+  }
+
+  override async start(args: string[], opts: RunOptions = {}): Promise<{ id: string; stateDir: string; proc: RuntimeProcess; target: IsolationTarget }> {
+    const id = randomBytes(32).toString('hex');
+    const stateDir = join(this.base, 'containers', id);
+    mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+    const target: IsolationTarget = { containerId: id, stateDir, hostConfig: opts.hostConfig ?? {} };
+    const plan = this.basePlan(args, opts.process);
+    const done: Isolator[] = [];
+    try {
+      for (const iso of this.isolators) {
+        await iso.setup?.(target);
+        done.push(iso);
+        await iso.plan?.(target, plan);
+      }
+      const proc = await this.runtime.start(id, stateDir, plan, {
+        attach: async (pid) => {
+          for (const iso of this.isolators) await iso.attach?.(target, pid);
+        },
+      });
+      return { id, stateDir, proc, target };
+    } catch (err) {
+      for (const iso of done.reverse()) await iso.cleanup?.(target).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async cleanup(target: IsolationTarget): Promise<void> {
+    for (const iso of [...this.isolators].reverse()) await iso.cleanup?.(target);
+  }
+
+  override async run(args: string[], opts: RunOptions = {}): Promise<RunResult> {
+    const { id, stateDir, proc, target } = await this.start(args, opts);
+    await opts.afterStart?.(proc, stateDir, id);
+    const exit = await this.runtime.wait(id, stateDir);
+    await this.cleanup(target);
+    const log = readLog(this.runtime.logPath(id, stateDir));
+    return {
+      id, stateDir, exit, log,
+      stdout: log.filter((l) => l.stream === 'stdout').map((l) => l.log).join(''),
+      stderr: log.filter((l) => l.stream === 'stderr').map((l) => l.log).join(''),
+    };
+  }
+}
+
+/** Every directory named `name` anywhere under /sys/fs/cgroup (all hierarchies). */
+export function findCgroupDirs(name: string, root = '/sys/fs/cgroup'): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const p = join(dir, e.name);
+      if (e.name === name) found.push(p);
+      if (depth < 8) walk(p, depth + 1);
+    }
+  };
+  if (statSync(root, { throwIfNoEntry: false })) walk(root, 0);
+  return found;
+}
