@@ -21,3 +21,11 @@ export function registryHost(name: string): string {
   if (name.includes('/') && (first.includes('.') || first.includes(':') || first === 'localhost')) return first;
   return 'docker.io';
 }
+
+/** Docker's RAMInBytes: 32m, 1g, 512k, 1024 (bytes); binary units. */
+export function parseBytes(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([bkmgt]?)i?b?$/i.exec(s.trim());
+  if (!m) throw new UsageError(`invalid size: '${s}'`);
+  const mult = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase() as 'k'];
+  return Math.round(Number(m[1]) * mult);
+}

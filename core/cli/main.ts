@@ -34,6 +34,11 @@ const COMMANDS: Record<string, [string, string, string]> = {
   export: ['containers', 'exportFs', "Export a container's filesystem as a tar archive"],
   diff: ['containers', 'diff', "Inspect changes to files on a container's filesystem"],
   exec: ['containers', 'exec', 'Execute a command in a running container'],
+  pause: ['resources', 'pause', 'Pause all processes within one or more containers'],
+  unpause: ['resources', 'unpause', 'Unpause all processes within one or more containers'],
+  top: ['resources', 'top', 'Display the running processes of a container'],
+  stats: ['resources', 'stats', 'Display a live stream of container resource usage statistics'],
+  update: ['resources', 'update', 'Update configuration of one or more containers'],
   pull: ['images', 'pull', 'Download an image from a registry'],
   images: ['images', 'images', 'List images'],
   history: ['images', 'history', 'Show the history of an image'],
@@ -78,7 +83,8 @@ const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
     ls: COMMANDS.ps, list: COMMANDS.ps, run: COMMANDS.run, create: COMMANDS.create, start: COMMANDS.start, stop: COMMANDS.stop,
     restart: COMMANDS.restart, kill: COMMANDS.kill, rm: COMMANDS.rm, logs: COMMANDS.logs, wait: COMMANDS.wait, attach: COMMANDS.attach,
     rename: COMMANDS.rename, export: COMMANDS.export, diff: COMMANDS.diff, exec: COMMANDS.exec,
-    prune: ['system', 'containerPrune', 'Remove all stopped containers'], inspect: ['system', 'inspect', 'Display detailed information on one or more containers'],
+    prune: ['system', 'containerPrune', 'Remove all stopped containers'],
+    pause: COMMANDS.pause, unpause: COMMANDS.unpause, top: COMMANDS.top, stats: COMMANDS.stats, update: COMMANDS.update, inspect: ['system', 'inspect', 'Display detailed information on one or more containers'],
   },
 };
 

@@ -77,7 +77,7 @@ export class ExecSessions {
     session: ExecSession,
     container: ContainerRecord,
     containerPlan: LaunchPlan,
-    deps: { runtime: Runtime; storage: StorageDriver },
+    deps: { runtime: Runtime; storage: StorageDriver; attach: (pid: number) => Promise<void> },
     beforeExec?: (socketPath: string) => void,
   ): Promise<{ exited: Promise<ExitStatus> }> {
     if (session.Running || session.ExitCode !== null) throw new ConflictError(`exec ${session.ID} has already been started`);
@@ -125,7 +125,8 @@ export class ExecSessions {
     await fs.promises.mkdir(session.stateDir, { recursive: true, mode: 0o700 });
     const name = `exec-${session.ID.slice(0, 12)}`;
     const proc = await deps.runtime.start(name, session.stateDir, plan, {
-      attach: () => {
+      attach: async (pid) => {
+        await deps.attach(pid);
         const socket = deps.runtime.attachSocket?.(name, session.stateDir);
         if (socket && beforeExec) beforeExec(socket);
       },

@@ -347,6 +347,7 @@ export class ContainerManager extends EventEmitter {
     const rec = this.store.get(ref);
     if (!rec.State.Running) throw new ConflictError(`Cannot kill container: ${ref}: Container ${rec.Id} is not running`);
     rec.ManuallyStopped = true;
+    await this.thaw(rec);
     await this.runtime().kill(rec.Id, this.store.stateDir(rec.Id), signal);
     this.emit('kill', rec.Id);
   }
@@ -356,6 +357,7 @@ export class ContainerManager extends EventEmitter {
     const rec = this.store.get(ref);
     if (!rec.State.Running) return false;
     rec.ManuallyStopped = true;
+    await this.thaw(rec);
     const exited = this.waitFor(rec.Id, 'not-running');
     const t = timeout ?? rec.Config.StopTimeout ?? DEFAULT_STOP_TIMEOUT;
     try {
@@ -424,6 +426,7 @@ export class ContainerManager extends EventEmitter {
     if (!rec) return;
     if (rec.State.Running) {
       if (!opts.force) throw new ConflictError(`You cannot remove a running container ${rec.Id}. Stop the container before attempting removal or force remove`);
+      await this.thaw(rec);
       const exited = this.waitFor(id, 'next-exit');
       await this.runtime().kill(id, this.store.stateDir(id), 'SIGKILL').catch(() => undefined);
       // The exit handler runs in this container's queue, after us: finish its work here.
@@ -498,6 +501,76 @@ export class ContainerManager extends EventEmitter {
     return socket ? connectUnix(socket) : undefined;
   }
 
+  // ---- resources: pause, stats, top, update -----------------------------------------------
+
+  private target(rec: ContainerRecord): IsolationTarget {
+    return { containerId: rec.Id, stateDir: this.store.stateDir(rec.Id), hostConfig: rec.HostConfig };
+  }
+
+  /** The first isolator that offers `method`, or a clear error naming what is missing. */
+  private isolatorWith<K extends keyof Isolator>(method: K, what: string): { uri: string; impl: Isolator } {
+    const iso = this.deps.isolators().find((i) => typeof i.impl[method] === 'function');
+    if (!iso) throw new BerthError(`${what} needs an isolator that supports it (isolator.cgroups); configured: ${this.deps.isolators().map((i) => i.uri).join(', ') || 'none'}`, 501);
+    return iso;
+  }
+
+  async pause(ref: string): Promise<void> {
+    const rec = this.store.get(ref);
+    if (!rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
+    if (rec.State.Paused) throw new ConflictError(`Container ${rec.Id} is already paused`);
+    const iso = this.isolatorWith('pause', 'pause');
+    await phase(iso, 'pause', () => iso.impl.pause!(this.target(rec)));
+    Object.assign(rec.State, { Paused: true, Status: 'paused' });
+    await this.store.save(rec);
+    this.emit('pause', rec.Id);
+  }
+
+  async unpause(ref: string): Promise<void> {
+    const rec = this.store.get(ref);
+    if (!rec.State.Paused) throw new ConflictError(`Container ${rec.Id} is not paused`);
+    await this.thaw(rec);
+    this.emit('unpause', rec.Id);
+  }
+
+  /** A frozen process ignores even SIGKILL on cgroup v1: thaw before signalling. */
+  private async thaw(rec: ContainerRecord): Promise<void> {
+    if (!rec.State.Paused) return;
+    const iso = this.isolatorWith('resume', 'unpause');
+    await phase(iso, 'resume', () => iso.impl.resume!(this.target(rec)));
+    Object.assign(rec.State, { Paused: false, Status: rec.State.Running ? 'running' : rec.State.Status });
+    await this.store.save(rec);
+  }
+
+  /** Host pids of the container's processes. */
+  async pids(ref: string): Promise<number[]> {
+    const rec = this.store.get(ref);
+    if (!rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
+    const iso = this.deps.isolators().find((i) => i.impl.pids);
+    return iso ? await iso.impl.pids!(this.target(rec)) : [rec.State.Pid];
+  }
+
+  /** Raw resource figures from every isolator that reports them, merged. */
+  async rawStats(ref: string): Promise<Record<string, unknown>> {
+    const rec = this.store.get(ref);
+    const out: Record<string, unknown> = {};
+    if (!rec.State.Running) return out;
+    for (const iso of this.deps.isolators()) if (iso.impl.stats) Object.assign(out, await iso.impl.stats(this.target(rec)));
+    return out;
+  }
+
+  /** POST /containers/{id}/update: new limits for a running (or stopped) container. */
+  async update(ref: string, resources: Record<string, unknown>): Promise<string[]> {
+    const rec = this.store.get(ref);
+    const { RestartPolicy, ...limits } = resources as { RestartPolicy?: HostConfigSpec['RestartPolicy'] } & Record<string, unknown>;
+    if (rec.State.Running && Object.keys(limits).length) {
+      const iso = this.isolatorWith('update', 'update');
+      await phase(iso, 'update', () => iso.impl.update!(this.target(rec), limits));
+    }
+    Object.assign(rec.HostConfig, limits, RestartPolicy ? { RestartPolicy } : {});
+    await this.store.save(rec);
+    return [];
+  }
+
   // ---- exec --------------------------------------------------------------------------------
 
   execCreate(ref: string, config: ExecConfig): string {
@@ -512,7 +585,11 @@ export class ContainerManager extends EventEmitter {
     const rec = this.store.get(session.ContainerID);
     const plan = this.plans.get(rec.Id) ?? (await readJson<LaunchPlan>(path.join(this.store.stateDir(rec.Id), 'launch.json')));
     if (!plan || !rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
-    const started = await this.execs.start(session, rec, plan, { runtime: this.runtime(), storage: this.storage() }, beforeExec);
+    // The launcher joins namespaces; the isolators put the exec'd process into the container's cgroups.
+    const attach = async (pid: number) => {
+      for (const iso of this.deps.isolators()) await phase(iso, 'attach', () => iso.impl.attach?.({ ...this.target(rec), joining: true }, pid));
+    };
+    const started = await this.execs.start(session, rec, plan, { runtime: this.runtime(), storage: this.storage(), attach }, beforeExec);
     this.emit('exec_start', rec.Id);
     return started;
   }
@@ -629,6 +706,7 @@ function statusText(rec: ContainerRecord): string {
   const since = (t: string) => humanDuration(Date.now() - Date.parse(t));
   switch (rec.State.Status) {
     case 'running':
+    case 'paused':
       return `Up ${since(rec.State.StartedAt)}${rec.State.Paused ? ' (Paused)' : ''}`;
     case 'exited':
       return `Exited (${rec.State.ExitCode}) ${since(rec.State.FinishedAt)} ago`;

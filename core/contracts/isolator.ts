@@ -7,6 +7,8 @@ export interface IsolationTarget {
   stateDir: string;
   /** Host config as Docker shapes it (resources, privileged, network mode ...). */
   hostConfig: Record<string, unknown>;
+  /** Set in `attach` when the process joins a running container (exec) instead of starting it. */
+  joining?: boolean;
 }
 
 /**
@@ -23,6 +25,17 @@ export interface Isolator {
   started?(target: IsolationTarget, pid: number): Promise<void>;
   stats?(target: IsolationTarget): Promise<Record<string, unknown>>;
   cleanup?(target: IsolationTarget): Promise<void>;
+
+  // Optional capabilities of resource isolators (isolator.cgroups has them all).
+  /** What the isolator found on this host, for `berth info` (e.g. cgroup version and controllers). */
+  info?(): object;
+  /** Freeze every process of the container; resolves once the kernel reports it frozen. */
+  pause?(target: IsolationTarget): Promise<void>;
+  resume?(target: IsolationTarget): Promise<void>;
+  /** Host pids of the container's processes (`berth top`). */
+  pids?(target: IsolationTarget): number[] | Promise<number[]>;
+  /** Change limits of a running container; only the fields present change (Docker's update body). */
+  update?(target: IsolationTarget, resources: Record<string, unknown>): Promise<void>;
 }
 
 export const Isolator = Symbol.for('berth.Isolator');

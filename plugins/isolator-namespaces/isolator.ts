@@ -149,9 +149,10 @@ export class NamespacesIsolator implements Isolator {
     plan.readonlyRootfs = plan.readonlyRootfs || s.readonlyRootfs;
   }
 
-  async attach(_target: IsolationTarget, pid: number): Promise<void> {
+  async attach(target: IsolationTarget, pid: number): Promise<void> {
     const userns = this.config.userNamespace;
-    if (!userns) return;
+    // An exec joins the container's user namespace, whose maps are already written.
+    if (!userns || target.joining) return;
     // The child waits in its new user namespace; as the host's root we may write any map.
     await writeFile(`/proc/${pid}/uid_map`, mapFile(userns.uidMappings));
     await writeFile(`/proc/${pid}/gid_map`, mapFile(userns.gidMappings));

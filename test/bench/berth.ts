@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { apiRequest, type ApiInit, type ApiResponse } from '../helpers/daemon';
-import { BERTHD_JS, CLI_JS, type CmdResult, pidAlive, removeTree, runCmd, sleep, waitGone } from './lib';
+import { BERTHD_JS, CLI_JS, type CmdResult, pidAlive, removeTree, runCmd, sleep, trackedPids, waitGone } from './lib';
 
 export interface Berthd {
   pid: number;
@@ -31,6 +31,7 @@ export async function startBerthd(dir: string, opts: { storageDriver?: string } 
   const child = spawn(process.execPath, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.on('data', (c) => (output += c));
   child.stderr.on('data', (c) => (output += c));
+  trackedPids.add(child.pid!);
   let exited = false;
   const exitP = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
   const stop = async () => {

@@ -197,3 +197,21 @@ export function seeded(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Pids of long-lived processes the bench started (daemons, registry); checked gone at the end. */
+export const trackedPids = new Set<number>();
+
+/** Processes (other than this one) whose command line names `text`, e.g. the bench's work dir. */
+export function processesMentioning(text: string): { pid: number; cmdline: string }[] {
+  const out: { pid: number; cmdline: string }[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${name}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+      if (cmdline.includes(text)) out.push({ pid: Number(name), cmdline: cmdline.slice(0, 200) });
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  return out;
+}

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { apiRequest, type ApiInit, type ApiResponse } from '../helpers/daemon';
-import { type CmdResult, childPids, commOf, mustRun, pidAlive, removeTree, rssMB, runCmd, sleep, waitGone, which } from './lib';
+import { type CmdResult, childPids, commOf, mustRun, pidAlive, removeTree, rssMB, runCmd, sleep, trackedPids, waitGone, which } from './lib';
 
 // ---- docker ------------------------------------------------------------------------------------
 
@@ -53,9 +53,11 @@ export async function startDockerd(dir: string): Promise<Dockerd> {
   let exited = false;
   const exitP = new Promise<void>((resolve) => child.once('exit', () => ((exited = true), resolve())));
   const pid = child.pid!;
+  trackedPids.add(pid);
   let containerdPid = 0;
   const findContainerd = () => {
     if (!containerdPid || !pidAlive(containerdPid)) containerdPid = childPids(pid).find((p) => commOf(p) === 'containerd') ?? 0;
+    if (containerdPid) trackedPids.add(containerdPid);
     return containerdPid;
   };
   const stop = async () => {
@@ -87,6 +89,7 @@ export async function startDockerd(dir: string): Promise<Dockerd> {
     }
     await sleep(100);
   }
+  findContainerd();
   const version = (await api('/version')).json?.Version ?? '?';
   const env = { ...process.env, DOCKER_HOST: `unix://${socket}`, DOCKER_CONFIG: path.join(dir, 'cfg'), DOCKER_CLI_HINTS: 'false' };
   return {

@@ -20,7 +20,8 @@ import type { Logger } from '../../core/contracts/types';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 import { apiRemove, apiRunOnce, type Berthd, expectStatus, startBerthd } from './berth';
 import { buildAndPushImages, type BenchImages, DEFAULT_BIG, type BigImageShape } from './images';
-import { BERTHD_JS, CLI_JS, Cleanup, type CmdResult, median, mountsUnder, mustRun, pidAlive, removeTree, rssMB, runCmd, sleep, timed, which } from './lib';
+import { hostResidueBefore, removeHostResidue } from './residue';
+import { BERTHD_JS, CLI_JS, Cleanup, processesMentioning, trackedPids, type CmdResult, median, mountsUnder, mustRun, pidAlive, removeTree, rssMB, runCmd, sleep, timed, which } from './lib';
 import { dockerMissing, type Dockerd, podmanInstance, podmanMissing, runcBundle, startDockerd } from './peers';
 
 // ---- results -------------------------------------------------------------------------------------
@@ -36,9 +37,12 @@ interface Measure {
   samples: number[];
   median: number;
   note?: string;
+  /** For bursts: [exited 0, started]. */
+  succeeded?: [number, number];
 }
 
 interface Comparison {
+  seq?: number;
   section: string;
   what: string;
   berth: string;
@@ -48,6 +52,7 @@ interface Comparison {
 }
 
 interface AbsoluteTarget {
+  seq?: number;
   section: string;
   what: string;
   measure: string;
@@ -64,10 +69,20 @@ interface Skip {
 const measures = new Map<string, Measure>();
 const comparisons: Comparison[] = [];
 const absoluteTargets: AbsoluteTarget[] = [];
+/** Comparisons and absolute targets share one sequence, so the table keeps the sections' order. */
+let seq = 0;
+function compare(c: Comparison): void {
+  compare({ ...c, seq: seq++ });
+}
+function absolute(t: AbsoluteTarget): void {
+  absolute({ ...t, seq: seq++ });
+}
 const skips: Skip[] = [];
 
-function record(id: string, section: string, what: string, tool: string, unit: Unit, samples: number[], note?: string): void {
-  measures.set(id, { id, section, what, tool, unit, samples, median: median(samples), note });
+function record(id: string, section: string, what: string, tool: string, unit: Unit, samples: number[], note?: string, succeeded?: [number, number]): Measure {
+  const m: Measure = { id, section, what, tool, unit, samples, median: median(samples), note, succeeded };
+  measures.set(id, m);
+  return m;
 }
 
 function skip(section: string, tool: string, reason: string): void {
@@ -186,9 +201,9 @@ async function benchPull(ctx: Ctx): Promise<void> {
     ['podman', 'podman pull (fresh root)', ''],
   ];
   for (const [tool, label] of tools) if (samples[tool].length && !failed.has(tool)) record(`pull.${tool}`, S, what, label, 's', samples[tool]);
-  comparisons.push({ section: S, what, berth: 'pull.berth', peer: 'pull.skopeo' });
-  comparisons.push({ section: S, what, berth: 'pull.berth', peer: 'pull.docker', target: 0.7 });
-  comparisons.push({ section: S, what, berth: 'pull.berth', peer: 'pull.podman', target: 0.6 });
+  compare({ section: S, what, berth: 'pull.berth', peer: 'pull.skopeo' });
+  compare({ section: S, what, berth: 'pull.berth', peer: 'pull.docker', target: 0.7 });
+  compare({ section: S, what, berth: 'pull.berth', peer: 'pull.podman', target: 0.6 });
   if (ctx.skopeoWhy) skip(S, 'skopeo', ctx.skopeoWhy);
   if (ctx.dockerWhy) skip(S, 'docker', ctx.dockerWhy);
   if (ctx.podmanWhy) skip(S, 'podman', ctx.podmanWhy);
@@ -312,9 +327,9 @@ async function benchRun(ctx: Ctx): Promise<void> {
       once: async () => ok(await bundle!.run(`bench-${process.pid}-${runcCount++}`), 'runc run').seconds,
     },
   ]);
-  comparisons.push({ section: S, what, berth: 'run.berth', peer: 'run.podman', target: 0.5 });
-  comparisons.push({ section: S, what, berth: 'run.berth', peer: 'run.docker', target: 0.35 });
-  comparisons.push({ section: S, what, berth: 'run.berth', peer: 'run.runc' });
+  compare({ section: S, what, berth: 'run.berth', peer: 'run.podman', target: 0.5 });
+  compare({ section: S, what, berth: 'run.berth', peer: 'run.docker', target: 0.35 });
+  compare({ section: S, what, berth: 'run.berth', peer: 'run.runc' });
 
   // Daemon side: create + start + wait over the API socket, no CLI start-up in it.
   const whatApi = 'API create+start+wait of `true` (daemon side)';
@@ -328,7 +343,7 @@ async function benchRun(ctx: Ctx): Promise<void> {
     { tool: 'berth', id: 'runapi.berth', label: 'berthd API', unit: 'ms', prepare: async () => void (berth = await berthMain(ctx)), once: () => apiOnce(berth!.api, '') },
     { tool: 'docker', id: 'runapi.docker', label: 'dockerd API v1.41', unit: 'ms', missing: ctx.dockerWhy, prepare: async () => void (docker = await dockerMain(ctx)), once: () => apiOnce(docker!.api, '/v1.41') },
   ]);
-  comparisons.push({ section: S, what: whatApi, berth: 'runapi.berth', peer: 'runapi.docker' });
+  compare({ section: S, what: whatApi, berth: 'runapi.berth', peer: 'runapi.docker' });
 
   // Idle RSS: a second of quiet after the runs, then VmRSS.
   await sleep(1000);
@@ -338,7 +353,7 @@ async function benchRun(ctx: Ctx): Promise<void> {
     const r = ctx.docker.idleRss();
     record('rss.docker', S, whatRss, 'dockerd + containerd', 'MB', [r.dockerd + r.containerd], `dockerd ${r.dockerd.toFixed(1)} MB + containerd ${r.containerd.toFixed(1)} MB`);
   }
-  comparisons.push({ section: S, what: whatRss, berth: 'rss.berth', peer: 'rss.docker' });
+  compare({ section: S, what: whatRss, berth: 'rss.berth', peer: 'rss.docker' });
 }
 
 // ---- 3. exec -------------------------------------------------------------------------------------
@@ -381,8 +396,8 @@ async function benchExec(ctx: Ctx): Promise<void> {
       teardown: async () => void ok(await docker!.cli(['rm', '-f', ids.docker]), 'docker rm -f'),
     },
   ]);
-  comparisons.push({ section: S, what, berth: 'exec.berth', peer: 'exec.podman', target: 0.5 });
-  comparisons.push({ section: S, what, berth: 'exec.berth', peer: 'exec.docker' });
+  compare({ section: S, what, berth: 'exec.berth', peer: 'exec.podman', target: 0.5 });
+  compare({ section: S, what, berth: 'exec.berth', peer: 'exec.docker' });
 }
 
 // ---- 4. storage ----------------------------------------------------------------------------------
@@ -416,7 +431,7 @@ async function benchStorage(ctx: Ctx): Promise<void> {
       return seconds * 1000;
     });
     record('create.overlay.api', S, whatOverlay, 'berthd API', 'ms', samples);
-    absoluteTargets.push({ section: S, what: whatOverlay, measure: 'create.overlay.api', max: 10 });
+    absolute({ section: S, what: whatOverlay, measure: 'create.overlay.api', max: 10 });
     // The rootfs itself: the storage driver's create + mount, in process on a root of its own.
     await overlayDriverTiming(ctx, d);
   });
@@ -452,7 +467,7 @@ async function benchStorage(ctx: Ctx): Promise<void> {
       }
       record('create.vfs.berth', S, whatVfs, 'berthd API create (vfs)', 's', samples, note);
       record('create.vfs.cp', S, whatVfs, 'cp -a of the same tree', 's', cpSamples, note);
-      comparisons.push({ section: S, what: whatVfs, berth: 'create.vfs.berth', peer: 'create.vfs.cp', target: 1.0 });
+      compare({ section: S, what: whatVfs, berth: 'create.vfs.berth', peer: 'create.vfs.cp', target: 1.0 });
     } finally {
       await stop();
     }
@@ -487,7 +502,7 @@ async function overlayDriverTiming(ctx: Ctx, d: Berthd): Promise<void> {
       return seconds * 1000;
     });
     record('create.overlay.driver', S, what, 'storage.overlay create+mount', 'ms', samples);
-    absoluteTargets.push({ section: S, what, measure: 'create.overlay.driver', max: 10 });
+    absolute({ section: S, what, measure: 'create.overlay.driver', max: 10 });
   });
 }
 
@@ -518,15 +533,15 @@ async function benchBurst(ctx: Ctx): Promise<void> {
     const ids = value.flatMap((r) => (r.status === 'fulfilled' ? [r.value.id] : []));
     await Promise.allSettled(ids.map((id) => apiRemove(api, id, prefix)));
     const firstError = value.find((r) => r.status === 'rejected') as PromiseRejectedResult | undefined;
-    record(`burstapi.${tool}`, S, whatApi, `${tool} API`, 's', [seconds], `${okCount}/${N} exited 0${firstError ? `; first error: ${String(firstError.reason?.message ?? firstError.reason).slice(0, 200)}` : ''}`);
-    record(`burstapi.${tool}.ok`, S, `${whatApi}: succeeded`, `${tool} API`, 'count', [okCount]);
+    const why = firstError ? `first error: ${String(firstError.reason?.message ?? firstError.reason).slice(0, 200)}` : undefined;
+    record(`burstapi.${tool}`, S, whatApi, `${tool} API`, 's', [seconds], why, [okCount, N]);
   };
   const cliBurst = async (tool: string, run: (args: string[]) => Promise<CmdResult>, extra: string[]) => {
     const { seconds, value } = await timed(() => Promise.all(Array.from({ length: N }, () => run(['run', '--rm', ...extra, img, 'true']))));
     const okCount = value.filter((r) => r.code === 0).length;
     const firstError = value.find((r) => r.code !== 0);
-    record(`burstcli.${tool}`, S, whatCli, `${tool} run --rm`, 's', [seconds], `${okCount}/${N} exited 0${firstError ? `; first error: ${firstError.stderr.trim().split('\n').pop()?.slice(0, 200)}` : ''}`);
-    record(`burstcli.${tool}.ok`, S, `${whatCli}: succeeded`, `${tool} run --rm`, 'count', [okCount]);
+    const why = firstError ? `first error: ${firstError.stderr.trim().split('\n').pop()?.slice(0, 200)}` : undefined;
+    record(`burstcli.${tool}`, S, whatCli, `${tool} run --rm`, 's', [seconds], why, [okCount, N]);
   };
   await attempt(S, 'berth', async () => {
     const d = await berthMain(ctx);
@@ -547,15 +562,20 @@ async function benchBurst(ctx: Ctx): Promise<void> {
       await cliBurst('podman', (a) => p.run(a, 300_000), ['--network', 'none']);
     });
   }
-  comparisons.push({ section: S, what: whatApi, berth: 'burstapi.berth', peer: 'burstapi.docker' });
-  comparisons.push({ section: S, what: whatCli, berth: 'burstcli.berth', peer: 'burstcli.podman' });
-  comparisons.push({ section: S, what: whatCli, berth: 'burstcli.berth', peer: 'burstcli.docker' });
+  compare({ section: S, what: whatApi, berth: 'burstapi.berth', peer: 'burstapi.docker' });
+  compare({ section: S, what: whatCli, berth: 'burstcli.berth', peer: 'burstcli.podman' });
+  compare({ section: S, what: whatCli, berth: 'burstcli.berth', peer: 'burstcli.docker' });
 }
 
 // ---- report --------------------------------------------------------------------------------------
 
 function fmt(m: Measure | undefined): string {
   if (!m) return '-';
+  if (m.succeeded) return `${fmtValue(m)} (${m.succeeded[0]}/${m.succeeded[1]} ok)`;
+  return fmtValue(m);
+}
+
+function fmtValue(m: Measure): string {
   const v = m.median;
   if (m.unit === 's') return v < 1 ? `${(v * 1000).toFixed(0)} ms` : `${v.toFixed(2)} s`;
   if (m.unit === 'ms') return `${v.toFixed(v < 10 ? 2 : 1)} ms`;
@@ -578,30 +598,32 @@ function buildRows(): { rows: Row[]; targetResults: { what: string; against: str
   const rows: Row[] = [];
   const targetResults: { what: string; against: string; value: number | null; target: string; met: boolean | null }[] = [];
   const shownBerth = new Set<string>();
-  for (const c of comparisons) {
-    const b = measures.get(c.berth);
-    const p = measures.get(c.peer);
-    const ratio = b && p ? b.median / p.median : NaN;
-    const peerTool = p?.tool ?? c.peer.split('.').slice(1).join('.') + ' (skipped)';
-    const verdict = c.target === undefined ? '' : Number.isNaN(ratio) ? 'n/a' : ratio <= c.target ? 'met' : 'MISSED';
-    rows.push({
-      section: c.section,
-      what: shownBerth.has(c.berth) ? '' : c.what,
-      berth: shownBerth.has(c.berth) ? '' : fmt(b),
-      peerTool,
-      peer: fmt(p),
-      ratio: Number.isNaN(ratio) ? '-' : `${ratio.toFixed(2)}x`,
-      target: c.target === undefined ? '' : `<= ${c.target.toFixed(2)}x`,
-      verdict,
-    });
-    shownBerth.add(c.berth);
-    if (c.target !== undefined) targetResults.push({ what: c.what, against: peerTool, value: Number.isNaN(ratio) ? null : ratio, target: `<= ${c.target}x`, met: Number.isNaN(ratio) ? null : ratio <= c.target });
-  }
-  for (const t of absoluteTargets) {
-    const m = measures.get(t.measure);
-    const met = m ? m.median <= t.max : null;
-    rows.push({ section: t.section, what: t.what, berth: fmt(m), peerTool: '(absolute target)', peer: '', ratio: '', target: `<= ${t.max} ms`, verdict: met === null ? 'n/a' : met ? 'met' : 'MISSED' });
-    targetResults.push({ what: t.what, against: 'absolute', value: m?.median ?? null, target: `<= ${t.max} ms`, met });
+  const items = [...comparisons.map((c) => ({ seq: c.seq!, c, t: undefined })), ...absoluteTargets.map((t) => ({ seq: t.seq!, c: undefined, t }))].sort((x, y) => x.seq - y.seq);
+  for (const { c, t } of items) {
+    if (c) {
+      const b = measures.get(c.berth);
+      const p = measures.get(c.peer);
+      const ratio = b && p ? b.median / p.median : NaN;
+      const peerTool = p?.tool ?? c.peer.split('.').slice(1).join('.') + ' (skipped)';
+      const verdict = c.target === undefined ? '' : Number.isNaN(ratio) ? 'n/a' : ratio <= c.target ? 'met' : 'MISSED';
+      rows.push({
+        section: c.section,
+        what: shownBerth.has(c.berth) ? '' : c.what,
+        berth: shownBerth.has(c.berth) ? '' : fmt(b),
+        peerTool,
+        peer: fmt(p),
+        ratio: Number.isNaN(ratio) ? '-' : `${ratio.toFixed(2)}x`,
+        target: c.target === undefined ? '' : `<= ${c.target.toFixed(2)}x`,
+        verdict,
+      });
+      shownBerth.add(c.berth);
+      if (c.target !== undefined) targetResults.push({ what: c.what, against: peerTool, value: Number.isNaN(ratio) ? null : ratio, target: `<= ${c.target}x`, met: Number.isNaN(ratio) ? null : ratio <= c.target });
+    } else if (t) {
+      const m = measures.get(t.measure);
+      const met = m ? m.median <= t.max : null;
+      rows.push({ section: t.section, what: t.what, berth: fmt(m), peerTool: '(absolute target)', peer: '', ratio: '', target: `<= ${t.max} ms`, verdict: met === null ? 'n/a' : met ? 'met' : 'MISSED' });
+      targetResults.push({ what: t.what, against: 'absolute', value: m?.median ?? null, target: `<= ${t.max} ms`, met });
+    }
   }
   return { rows, targetResults };
 }
@@ -674,11 +696,11 @@ async function main(): Promise<number> {
   };
   const loadStart = os.loadavg();
   let exitCode = 0;
-  const startedPids: number[] = [];
+  const residueBefore = hostResidueBefore();
   try {
     log(`bench: ${quick ? 'quick' : 'full'} run, sections ${only.join(', ')}, work dir ${base}`);
     const registry = await startRegistry();
-    startedPids.push(registry.pid);
+    trackedPids.add(registry.pid);
     cleanup.add('stop docker-registry', () => registry.stop());
     log(`registry on ${registry.host}; building images with umoci (busybox + 4 x ${DEFAULT_BIG.bytesPerLayer / 1048576} MiB of random data) ...`);
     const shape: BigImageShape = DEFAULT_BIG;
@@ -710,7 +732,6 @@ async function main(): Promise<number> {
       try {
         const docker = await startDockerd(dirFor(ctx, 'docker'));
         ctx.docker = docker;
-        startedPids.push(docker.pid);
         cleanup.add('stop dockerd', () => docker.stop());
         versions.dockerd = docker.version;
         versions.docker = (await runCmd('docker', ['--version'])).stdout.trim();
@@ -729,26 +750,35 @@ async function main(): Promise<number> {
       log(`[${s}] done in ${t.seconds.toFixed(1)} s`);
       if (interrupted) break;
     }
-    if (ctx.berth) startedPids.push(ctx.berth.pid);
   } catch (err) {
     log(`bench failed: ${(err as Error).stack ?? err}`);
     exitCode = 1;
   }
 
   // ---- cleanup, then the check that nothing is left ----
+  // Processes still naming the work dir (conmon, containerd-shim ...) would hold mounts: note them first.
+  const strays = processesMentioning(base);
   const problems = await cleanup.run();
+  const residue = await removeHostResidue(residueBefore);
   const leftMounts = mountsUnder(base);
-  const leftPids = startedPids.filter(pidAlive);
+  const leftPids = [...trackedPids].filter(pidAlive);
+  const leftStrays = processesMentioning(base);
   const leftDir = existsSync(base);
   for (const p of problems) log(`cleanup: ${p}`);
+  for (const f of residue.failed) log(`cleanup: could not remove ${f}`);
   const cleanupReport = {
     mountsLeft: leftMounts,
     pidsLeft: leftPids,
+    processesLeft: leftStrays,
+    processesBeforeCleanup: strays,
     workDirLeft: leftDir,
+    hostPathsRemoved: residue.removed,
+    hostPathsNotRemoved: residue.failed,
     problems,
   };
-  if (leftMounts.length || leftPids.length || leftDir) {
-    log(`cleanup INCOMPLETE: mounts ${JSON.stringify(leftMounts)}, pids ${JSON.stringify(leftPids)}, work dir left: ${leftDir}`);
+  const clean = !leftMounts.length && !leftPids.length && !leftStrays.length && !leftDir && !residue.failed.length;
+  if (!clean) {
+    log(`cleanup INCOMPLETE: mounts ${JSON.stringify(leftMounts)}, pids ${JSON.stringify(leftPids)}, processes ${JSON.stringify(leftStrays)}, work dir left: ${leftDir}`);
     exitCode = exitCode || 1;
   }
 
@@ -773,7 +803,7 @@ async function main(): Promise<number> {
     console.log('\nskipped:');
     for (const s of skips) console.log(`  ${s.section}: ${s.tool}: ${s.reason}`);
   }
-  console.log(`\ncleanup: ${leftMounts.length || leftPids.length || leftDir ? 'INCOMPLETE' : 'no mounts, processes or temp dirs left'}; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log(`\ncleanup: ${clean ? 'no mounts (checked /proc/self/mountinfo), processes or temp dirs left' : 'INCOMPLETE (see above)'}${residue.removed.length ? `; removed peer leftovers outside the work dir: ${residue.removed.join(', ')}` : ''}; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
   const out = {
     date: new Date().toISOString(),

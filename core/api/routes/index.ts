@@ -3,6 +3,7 @@ import { Router } from '../router';
 import { containerRoutes } from './containers';
 import { execRoutes } from './exec';
 import { eventRoutes } from './events';
+import { resourceRoutes } from './resources';
 import { imageRoutes } from './images';
 import { imageBuildRoutes } from './image-build';
 import { systemRoutes } from './system';
@@ -16,5 +17,6 @@ export function buildRouter(engine: Engine): Router {
   containerRoutes(router, engine);
   execRoutes(router, engine);
   eventRoutes(router, engine);
+  resourceRoutes(router, engine);
   return router;
 }

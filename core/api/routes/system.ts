@@ -38,7 +38,12 @@ export function systemRoutes(router: Router, engine: Engine): void {
   router.add('GET', '/info', async (_req, res) => {
     const storage = engine.storage();
     const containers = engine.containers.list();
+    const cgroups = engine.plugins.get<{ info?(): { version: string; driver: string; controllers: string[] } }>('isolator.cgroups')?.info?.();
     sendJson(res, 200, {
+      // Docker reports a hybrid host as cgroup v1; berth's own field says hybrid.
+      CgroupVersion: cgroups ? (cgroups.version === '2' ? '2' : '1') : '',
+      CgroupDriver: cgroups?.driver ?? 'none',
+      BerthCgroups: cgroups ?? null,
       ID: '',
       Name: os.hostname(),
       ServerVersion: ENGINE_VERSION,

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CommandContext } from '../main';
 import { UsageError } from '../main';
-import { parse, registryHost } from '../args';
+import { parse, parseBytes, registryHost } from '../args';
 import { ApiError, type Client } from '../client';
 import { registryAuthHeader } from '../credentials';
 import { ProgressRenderer, ago, table, truncate } from '../render';
@@ -14,7 +14,8 @@ const RUN_FLAGS: Record<string, [boolean, boolean]> = {
   workdir: [true, false], user: [true, false], hostname: [true, false], entrypoint: [true, false], volume: [true, true], network: [true, false],
   privileged: [false, false], 'cap-add': [true, true], 'cap-drop': [true, true], 'read-only': [false, false], init: [false, false], label: [true, true],
   platform: [true, false], pull: [true, false], 'stop-signal': [true, false], 'stop-timeout': [true, false], restart: [true, false], quiet: [false, false],
-  memory: [true, false], 'memory-swap': [true, false], cpus: [true, false], 'pids-limit': [true, false], 'cpu-shares': [true, false],
+  memory: [true, false], 'memory-swap': [true, false], 'memory-reservation': [true, false], cpus: [true, false], 'pids-limit': [true, false],
+  'cpu-shares': [true, false], 'cpu-quota': [true, false], 'cpu-period': [true, false], 'cpuset-cpus': [true, false], 'blkio-weight': [true, false],
 };
 const SHORT: Record<string, string> = { d: 'detach', i: 'interactive', t: 'tty', e: 'env', w: 'workdir', u: 'user', h: 'hostname', v: 'volume', l: 'label', q: 'quiet', m: 'memory' };
 
@@ -124,8 +125,26 @@ function createBody(opts: RunOpts, image: string, cmd: string[]) {
       AutoRemove: !!opts.rm,
       Init: opts.init ? true : null,
       RestartPolicy: restart ? { Name: restart[0], MaximumRetryCount: Number(restart[1] ?? 0) } : { Name: 'no' },
+      ...resources(opts),
     },
   };
+}
+
+/** Resource flags as HostConfig fields (Docker's names and units). */
+function resources(opts: RunOpts): Record<string, number | string> {
+  const out: Record<string, number | string> = {};
+  const str = (k: string) => opts[k] as string | undefined;
+  if (str('memory')) out.Memory = parseBytes(str('memory')!);
+  if (str('memory-swap')) out.MemorySwap = str('memory-swap') === '-1' ? -1 : parseBytes(str('memory-swap')!);
+  if (str('memory-reservation')) out.MemoryReservation = parseBytes(str('memory-reservation')!);
+  if (str('cpus')) out.NanoCpus = Math.round(Number(str('cpus')) * 1e9);
+  if (str('cpu-shares')) out.CpuShares = Number(str('cpu-shares'));
+  if (str('cpu-quota')) out.CpuQuota = Number(str('cpu-quota'));
+  if (str('cpu-period')) out.CpuPeriod = Number(str('cpu-period'));
+  if (str('cpuset-cpus')) out.CpusetCpus = str('cpuset-cpus')!;
+  if (str('pids-limit')) out.PidsLimit = Number(str('pids-limit'));
+  if (str('blkio-weight')) out.BlkioWeight = Number(str('blkio-weight'));
+  return out;
 }
 
 async function pullImage(client: Client, image: string, err: NodeJS.WriteStream, platform?: string): Promise<void> {

@@ -26,7 +26,7 @@ export async function info({ client, out }: CommandContext): Promise<void> {
     ` Paused: ${i.ContainersPaused}`,
     ` Stopped: ${i.ContainersStopped}`,
     `Images: ${i.Images}`,
-    ...(i.CgroupVersion ? [`Cgroup Version: ${i.CgroupVersion}`, `Cgroup Driver: ${i.CgroupDriver ?? 'cgroupfs'}`] : []),
+    ...(i.CgroupVersion ? [`Cgroup Version: ${i.BerthCgroups?.version ?? i.CgroupVersion}`, `Cgroup Driver: ${i.CgroupDriver ?? 'cgroupfs'}`, ...(i.BerthCgroups ? [` Controllers: ${i.BerthCgroups.controllers.join(' ')}`] : [])] : []),
     `Default Runtime: ${i.DefaultRuntime}`,
     `Plugins:`,
     ...(i.BerthPlugins ?? []).map((p: any) => ` ${p.uri}: ${p.status}${p.reason ? ` (${p.reason})` : ''}`),

@@ -1,0 +1,103 @@
+import type { CommandContext } from '../main';
+import { parse, parseBytes } from '../args';
+import { table } from '../render';
+import { humanSize } from '../../util/format';
+
+export async function pause({ client, argv, out }: CommandContext): Promise<number> {
+  const { positionals } = parse(argv, {}, 'berth pause CONTAINER [CONTAINER...]', { min: 1 });
+  return each(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/pause`, { method: 'POST' }));
+}
+
+export async function unpause({ client, argv, out }: CommandContext): Promise<number> {
+  const { positionals } = parse(argv, {}, 'berth unpause CONTAINER [CONTAINER...]', { min: 1 });
+  return each(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/unpause`, { method: 'POST' }));
+}
+
+async function each(names: string[], out: NodeJS.WriteStream, fn: (n: string) => Promise<unknown>): Promise<number> {
+  let code = 0;
+  for (const n of names) {
+    try {
+      await fn(n);
+      out.write(n + '\n');
+    } catch (e) {
+      process.stderr.write(`Error response from daemon: ${(e as Error).message}\n`);
+      code = 1;
+    }
+  }
+  return code;
+}
+
+export async function top({ client, argv, out }: CommandContext): Promise<void> {
+  const { positionals } = parse(argv, {}, 'berth top CONTAINER [ps OPTIONS]', { min: 1 });
+  const [container, ...psArgs] = positionals;
+  const r = await client.json(`/containers/${encodeURIComponent(container)}/top`, { query: { ps_args: psArgs.join(' ') || undefined } });
+  out.write(table(r.Titles, r.Processes));
+}
+
+/** Docker's CPU %: the container's share of all CPU time between two samples, times the CPU count. */
+export function cpuPercent(s: any): number {
+  const cpuDelta = (s.cpu_stats?.cpu_usage?.total_usage ?? 0) - (s.precpu_stats?.cpu_usage?.total_usage ?? 0);
+  const sysDelta = (s.cpu_stats?.system_cpu_usage ?? 0) - (s.precpu_stats?.system_cpu_usage ?? 0);
+  return sysDelta > 0 && cpuDelta > 0 ? (cpuDelta / sysDelta) * (s.cpu_stats?.online_cpus ?? 1) * 100 : 0;
+}
+
+function statsRow(s: any): string[] {
+  const mem = s.memory_stats ?? {};
+  const cache = mem.stats?.inactive_file ?? mem.stats?.total_inactive_file ?? mem.stats?.cache ?? 0;
+  const usage = Math.max(0, (mem.usage ?? 0) - cache);
+  const limit = mem.limit ?? 0;
+  const blk = (s.blkio_stats?.io_service_bytes_recursive ?? []) as { op: string; value: number }[];
+  const sum = (op: string) => blk.filter((b) => b.op.toLowerCase() === op).reduce((a, b) => a + b.value, 0);
+  return [
+    s.id.slice(0, 12),
+    String(s.name).replace(/^\//, ''),
+    `${cpuPercent(s).toFixed(2)}%`,
+    `${humanSize(usage)} / ${limit ? humanSize(limit) : '--'}`,
+    limit ? `${((usage / limit) * 100).toFixed(2)}%` : '--',
+    '0B / 0B',
+    `${humanSize(sum('read'))} / ${humanSize(sum('write'))}`,
+    String(s.pids_stats?.current ?? 0),
+  ];
+}
+
+const STATS_HEADERS = ['CONTAINER ID', 'NAME', 'CPU %', 'MEM USAGE / LIMIT', 'MEM %', 'NET I/O', 'BLOCK I/O', 'PIDS'];
+
+export async function stats({ client, argv, out }: CommandContext): Promise<void> {
+  const { values, positionals } = parse(argv, { 'no-stream': { type: 'boolean' }, all: { type: 'boolean', short: 'a' } }, 'berth stats [--no-stream] [CONTAINER...]');
+  const names = positionals.length ? positionals : (await client.json<any[]>('/containers/json', { query: { all: values.all } })).map((c) => c.Id);
+  const sampleAll = () => Promise.all(names.map((n) => client.json(`/containers/${encodeURIComponent(n)}/stats`, { query: { stream: 0 } })));
+  if (values['no-stream']) {
+    out.write(table(STATS_HEADERS, (await sampleAll()).map(statsRow)));
+    return;
+  }
+  for (;;) {
+    const rows = (await sampleAll()).map(statsRow);
+    if (out.isTTY) out.write('\x1b[2J\x1b[H');
+    out.write(table(STATS_HEADERS, rows));
+    await new Promise((r) => setTimeout(r, 750));
+  }
+}
+
+export async function update({ client, argv, out }: CommandContext): Promise<number> {
+  const { values, positionals } = parse(argv, {
+    memory: { type: 'string', short: 'm' }, 'memory-swap': { type: 'string' }, 'memory-reservation': { type: 'string' }, cpus: { type: 'string' },
+    'cpu-shares': { type: 'string', short: 'c' }, 'cpu-quota': { type: 'string' }, 'cpu-period': { type: 'string' }, 'cpuset-cpus': { type: 'string' },
+    'pids-limit': { type: 'string' }, 'blkio-weight': { type: 'string' }, restart: { type: 'string' },
+  }, 'berth update [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
+  const body: Record<string, unknown> = {};
+  if (values.memory) body.Memory = parseBytes(values.memory);
+  if (values['memory-swap']) body.MemorySwap = values['memory-swap'] === '-1' ? -1 : parseBytes(values['memory-swap']);
+  if (values['memory-reservation']) body.MemoryReservation = parseBytes(values['memory-reservation']);
+  if (values.cpus) body.NanoCpus = Math.round(Number(values.cpus) * 1e9);
+  if (values['cpu-shares']) body.CpuShares = Number(values['cpu-shares']);
+  if (values['cpu-quota']) body.CpuQuota = Number(values['cpu-quota']);
+  if (values['cpu-period']) body.CpuPeriod = Number(values['cpu-period']);
+  if (values['cpuset-cpus']) body.CpusetCpus = values['cpuset-cpus'];
+  if (values['pids-limit']) body.PidsLimit = Number(values['pids-limit']);
+  if (values['blkio-weight']) body.BlkioWeight = Number(values['blkio-weight']);
+  if (values.restart) {
+    const [Name, max] = values.restart.split(':');
+    body.RestartPolicy = { Name, MaximumRetryCount: Number(max ?? 0) };
+  }
+  return each(positionals, out, (c) => client.json(`/containers/${encodeURIComponent(c)}/update`, { method: 'POST', body }));
+}
