@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(docker-registry umoci skopeo busybox-static runc apache2-utils openssl gcc libc6-dev iproute2 procps)
+PACKAGES=(docker-registry umoci skopeo busybox-static runc apache2-utils openssl gcc libc6-dev iproute2 procps containernetworking-plugins)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -54,6 +54,7 @@ const COMMANDS: Record<string, [string, string, string]> = {
   plugins: ['system', 'plugins', 'List plugins and their status'],
   version: ['system', 'version', 'Show the berth version information'],
   info: ['system', 'info', 'Display system-wide information'],
+  bench: ['bench', 'bench', 'Compare configs: start latency, memory, escape probes (bench isolation)'],
 };
 
 /** `berth image ls`, `berth system check` ... : management commands mapped onto the flat ones. */

@@ -61,3 +61,18 @@ export class ProgressRenderer {
     this.out.write(`\x1b[${up}A\r\x1b[2K${text}\x1b[${up}B\r`);
   }
 }
+
+/** Run `fn` for each name, echo the names that succeeded, report the others; exit 1 if any failed. */
+export async function forEachName(names: string[], out: NodeJS.WriteStream, fn: (name: string) => Promise<unknown>): Promise<number> {
+  let code = 0;
+  for (const n of names) {
+    try {
+      await fn(n);
+      out.write(n + '\n');
+    } catch (e) {
+      process.stderr.write(`Error response from daemon: ${(e as Error).message}\n`);
+      code = 1;
+    }
+  }
+  return code;
+}

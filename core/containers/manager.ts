@@ -26,6 +26,8 @@ import { mergeEnv } from './env';
 import { type ExecConfig, ExecSessions } from './exec';
 import { readJson, writeJsonAtomic } from '../util/fs';
 import * as path from 'node:path';
+import type { NetworkManager } from '../networks/manager';
+import { type VolumeManager, parseMounts } from '../volumes/manager';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_STOP_TIMEOUT = 10;
@@ -34,6 +36,7 @@ const INIT_PATHS = ['/dev', '/proc', '/sys', '/etc/hostname', '/etc/hosts', '/et
 
 export interface CreateRequest extends ContainerConfigSpec {
   HostConfig?: HostConfigSpec;
+  NetworkingConfig?: { EndpointsConfig?: Record<string, { Aliases?: string[] | null; IPAMConfig?: { IPv4Address?: string } | null }> | null };
 }
 
 export interface ManagerDeps {
@@ -46,6 +49,9 @@ export interface ManagerDeps {
   unpacker: () => LayerUnpacker | undefined;
   missing: (type: string) => string;
   log: Logger;
+  /** Networks (bridges, published ports, DNS) and volumes; absent in tests that need neither. */
+  networks?: NetworkManager;
+  volumes?: VolumeManager;
 }
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
@@ -107,6 +113,16 @@ export class ContainerManager extends EventEmitter {
   // ---- create ------------------------------------------------------------------------------
 
   async create(req: CreateRequest, name?: string): Promise<{ Id: string; Warnings: string[] }> {
+    const id = this.store.newId();
+    try {
+      return await this.createNow(id, req, name);
+    } finally {
+      // Saved, the record holds the name; failed, the name is free again.
+      this.store.releaseName(id);
+    }
+  }
+
+  private async createNow(id: string, req: CreateRequest, name?: string): Promise<{ Id: string; Warnings: string[] }> {
     if (!req || typeof req !== 'object') throw new InvalidArgumentError('config cannot be empty in order to create a container');
     if (!req.Image) throw new InvalidArgumentError('Config.Image is required');
     const image = this.deps.images.store.resolve(req.Image);
@@ -114,10 +130,13 @@ export class ContainerManager extends EventEmitter {
     const storage = this.storage();
     await this.ensureUnpacked(image);
 
-    const id = this.store.newId();
     const recName = this.store.reserveName(name, id);
     const hostConfig: HostConfigSpec = { NetworkMode: 'default', ...(req.HostConfig ?? {}) };
-    validateHostConfig(hostConfig);
+    validateHostConfig(hostConfig, !!this.deps.networks, !!this.deps.volumes);
+    // Networks and volumes are checked before anything exists: a port conflict leaves no container.
+    const exposed = Object.keys({ ...(imageConfig.ExposedPorts ?? {}), ...(req.ExposedPorts ?? {}) });
+    const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed);
+    const volumeMounts = this.deps.volumes ? parseMounts(hostConfig, Object.keys(imageConfig.Volumes ?? {})).mounts : [];
     const entrypoint = req.Entrypoint !== undefined && req.Entrypoint !== null ? req.Entrypoint : (imageConfig.Entrypoint ?? []);
     const cmd = req.Cmd?.length ? req.Cmd : req.Entrypoint !== undefined && req.Entrypoint !== null ? [] : (imageConfig.Cmd ?? []);
     const argv = [...(entrypoint ?? []), ...(cmd ?? [])];
@@ -136,6 +155,8 @@ export class ContainerManager extends EventEmitter {
       StopSignal: req.StopSignal ?? imageConfig.StopSignal,
     };
     delete (config as { HostConfig?: unknown }).HostConfig;
+    delete (config as { NetworkingConfig?: unknown }).NetworkingConfig;
+    if (exposed.length) config.ExposedPorts = Object.fromEntries(exposed.map((p) => [p, {}]));
     const top = image.chainIds[image.chainIds.length - 1] ?? null;
     const rec: ContainerRecord = {
       Id: id,
@@ -155,7 +176,12 @@ export class ContainerManager extends EventEmitter {
     await storage.create(id, top);
     try {
       await this.store.save(rec);
+      if (netConfig) await this.deps.networks!.save(netConfig);
+      if (this.deps.volumes) await this.deps.volumes.attach(id, volumeMounts);
     } catch (err) {
+      await this.deps.networks?.forget(id).catch(() => undefined);
+      await this.deps.volumes?.detach(id, true).catch(() => undefined);
+      await this.store.delete(id).catch(() => undefined);
       await storage.remove(id).catch(() => undefined);
       throw err;
     }
@@ -178,6 +204,13 @@ export class ContainerManager extends EventEmitter {
   }
 
   // ---- start -------------------------------------------------------------------------------
+
+  /** Per-phase milliseconds of each container's last start, keyed `<isolator uri> <phase>`. */
+  private readonly startTimings = new Map<string, Record<string, number>>();
+
+  timings(ref: string): Record<string, number> {
+    return { ...(this.startTimings.get(this.store.get(ref).Id) ?? {}) };
+  }
 
   /** Callers that want the process's output from its first byte connect here before it execs. */
   private readonly earlyAttach = new Map<string, ((socketPath: string) => void)[]>();
@@ -204,10 +237,15 @@ export class ContainerManager extends EventEmitter {
     const storage = this.storage();
     const runtime = this.runtime();
     const stateDir = this.store.stateDir(id);
-    const target: IsolationTarget = { containerId: id, stateDir, hostConfig: { ...rec.HostConfig, Hostname: rec.Config.Hostname } };
+    // Isolators see host-path binds only: volumes, --mount and --tmpfs come in through the plan.
+    const binds = this.deps.volumes ? parseMounts({ Binds: rec.HostConfig.Binds }, []).binds : rec.HostConfig.Binds;
+    const target: IsolationTarget = { containerId: id, stateDir, hostConfig: { ...rec.HostConfig, Binds: binds, Hostname: rec.Config.Hostname } };
     const isolators = this.deps.isolators();
     const done: { uri: string; impl: Isolator }[] = [];
     let mounted = false;
+    // Milliseconds per isolator phase of this start (GET /berth/containers/{id}/timings).
+    const timings: Record<string, number> = {};
+    const startedAt = performance.now();
     try {
       // 1. The storage driver prepares the rootfs.
       const rootfs = await storage.mount(id);
@@ -234,22 +272,25 @@ export class ContainerManager extends EventEmitter {
           stdinOnce: !!rec.Config.StdinOnce,
         },
       };
+      if (this.deps.volumes) plan.mounts.push(...(await this.deps.volumes.planMounts(id, rootfs)));
       // 2. Each isolator, in config order: host-side setup, then its part of the plan.
       for (const iso of isolators) {
-        await phase(iso, 'setup', () => iso.impl.setup?.(target));
+        await phase(iso, 'setup', () => iso.impl.setup?.(target), timings);
         done.push(iso);
-        await phase(iso, 'plan', () => iso.impl.plan?.(target, plan));
+        await phase(iso, 'plan', () => iso.impl.plan?.(target, plan), timings);
       }
       // 3-5. The launcher clones the child; while it waits, isolators attach; then it execs.
       const proc = await runtime.start(id, stateDir, plan, {
         attach: async (pid) => {
-          for (const iso of isolators) await phase(iso, 'attach', () => iso.impl.attach?.(target, pid));
+          for (const iso of isolators) await phase(iso, 'attach', () => iso.impl.attach?.(target, pid), timings);
           const socket = runtime.attachSocket?.(id, stateDir);
           if (socket) for (const fn of this.earlyAttach.get(id) ?? []) fn(socket);
           this.earlyAttach.delete(id);
         },
       });
-      for (const iso of isolators) await phase(iso, 'started', () => iso.impl.started?.(target, proc.pid));
+      for (const iso of isolators) await phase(iso, 'started', () => iso.impl.started?.(target, proc.pid), timings);
+      timings['total start'] = performance.now() - startedAt;
+      this.startTimings.set(id, timings);
       // Exec sessions join with the same capabilities, env and cgroups: keep the plan.
       this.plans.set(id, plan);
       await writeJsonAtomic(path.join(stateDir, 'launch.json'), plan);
@@ -292,6 +333,7 @@ export class ContainerManager extends EventEmitter {
       await phase(iso, 'cleanup', () => iso.impl.cleanup?.(target)).catch((err) => this.deps.log.warn('isolator cleanup failed', { container: id, error: (err as Error).message }));
     }
     await this.deps.storage()?.unmount(id).catch(() => undefined);
+    await this.deps.volumes?.release(id).catch(() => undefined);
     Object.assign(rec.State, {
       Status: 'exited',
       Running: false,
@@ -416,12 +458,12 @@ export class ContainerManager extends EventEmitter {
 
   // ---- remove / rename ---------------------------------------------------------------------
 
-  remove(ref: string, opts: { force?: boolean } = {}): Promise<void> {
+  remove(ref: string, opts: { force?: boolean; volumes?: boolean } = {}): Promise<void> {
     const rec = this.store.get(ref);
     return this.serial(rec.Id, () => this.removeNow(rec.Id, opts));
   }
 
-  private async removeNow(id: string, opts: { force?: boolean }): Promise<void> {
+  private async removeNow(id: string, opts: { force?: boolean; volumes?: boolean }): Promise<void> {
     const rec = this.store.find(id);
     if (!rec) return;
     if (rec.State.Running) {
@@ -438,7 +480,11 @@ export class ContainerManager extends EventEmitter {
     await this.runtime().delete(id, this.store.stateDir(id)).catch(() => undefined);
     await this.storage().remove(id);
     await this.store.delete(id);
+    await this.deps.networks?.forget(id).catch((e) => this.deps.log.warn('network cleanup failed', { container: id, error: (e as Error).message }));
+    // `rm -v` (and `run --rm`, as Docker does) removes the container's anonymous volumes.
+    await this.deps.volumes?.detach(id, !!opts.volumes || !!rec.HostConfig.AutoRemove);
     this.plans.delete(id);
+    this.startTimings.delete(id);
     this.execs.dropContainer(id);
     this.emit('destroy', id, { ...(rec.Config.Labels ?? {}), image: rec.Config.Image, name: rec.Name.replace(/^\//, '') });
   }
@@ -632,13 +678,13 @@ export class ContainerManager extends EventEmitter {
       ImageID: rec.Image,
       Command: [rec.Path, ...rec.Args].join(' '),
       Created: Math.floor(Date.parse(rec.Created) / 1000),
-      Ports: [],
+      Ports: this.deps.networks?.summaryPorts(rec.Id) ?? [],
       Labels: rec.Config.Labels ?? {},
       State: rec.State.Status,
       Status: statusText(rec),
       HostConfig: { NetworkMode: rec.HostConfig.NetworkMode ?? 'default' },
-      NetworkSettings: { Networks: {} },
-      Mounts: [],
+      NetworkSettings: { Networks: this.deps.networks?.settings(rec.Id).Networks ?? {} },
+      Mounts: this.deps.volumes?.inspectMounts(rec.Id) ?? [],
     };
   }
 
@@ -667,25 +713,32 @@ export class ContainerManager extends EventEmitter {
       Mounts: (rec.HostConfig.Binds ?? []).map((b) => {
         const [Source, Destination, mode = ''] = b.split(':');
         return { Type: 'bind', Source, Destination, Mode: mode, RW: !mode.split(',').includes('ro'), Propagation: 'rprivate' };
-      }),
+      }).filter((m) => m.Source?.startsWith('/') && m.Destination?.startsWith('/')).concat(this.deps.volumes?.inspectMounts(rec.Id) ?? []),
       Config: rec.Config,
-      NetworkSettings: { Networks: {}, Ports: {}, IPAddress: '', Gateway: '', MacAddress: '' },
+      NetworkSettings: this.deps.networks?.settings(rec.Id) ?? { Networks: {}, Ports: {}, IPAddress: '', Gateway: '', MacAddress: '' },
     };
   }
 }
 
-async function phase<T>(iso: { uri: string }, name: string, fn: () => Promise<T> | T | undefined): Promise<T | undefined> {
+async function phase<T>(iso: { uri: string }, name: string, fn: () => Promise<T> | T | undefined, timings?: Record<string, number>): Promise<T | undefined> {
+  const t0 = performance.now();
   try {
     return await fn();
   } catch (err) {
     const e = err as BerthError;
     throw new BerthError(`${iso.uri} ${name}: ${e.message}`, e.status ?? 500, { cause: err });
+  } finally {
+    if (timings) timings[`${iso.uri} ${name}`] = (timings[`${iso.uri} ${name}`] ?? 0) + performance.now() - t0;
   }
 }
 
-function validateHostConfig(h: HostConfigSpec): void {
+function validateHostConfig(h: HostConfigSpec, networks: boolean, volumes: boolean): void {
   const mode = h.NetworkMode ?? 'default';
-  if (!['default', 'none', 'host', 'bridge'].includes(mode)) throw new InvalidArgumentError(`HostConfig.NetworkMode: unsupported network mode "${mode}" (none, host)`);
+  // With a network manager any network name is checked there (it must exist).
+  if (!['default', 'none', 'host', 'bridge'].includes(mode) && (!networks || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(mode))) {
+    throw new InvalidArgumentError(`HostConfig.NetworkMode: unsupported network mode "${mode}" (none, host, bridge${networks ? ', or a network name' : ''})`);
+  }
+  if (volumes) return; // Binds (host paths and volume names) are checked by parseMounts
   for (const b of h.Binds ?? []) {
     const [src, dst] = b.split(':');
     if (!src?.startsWith('/') || !dst?.startsWith('/')) throw new InvalidArgumentError(`invalid bind "${b}": expected /host/path:/container/path[:ro]`);

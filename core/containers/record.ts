@@ -91,6 +91,8 @@ const NOUNS = ['anchor', 'buoy', 'capstan', 'dinghy', 'ferry', 'galley', 'harbor
 export class ContainerStore {
   readonly dir: string;
   private readonly byId = new Map<string, ContainerRecord>();
+  /** Names handed out to creates that have not saved their record yet: name -> container id. */
+  private readonly reserved = new Map<string, string>();
 
   constructor(root: string) {
     this.dir = path.join(root, 'containers');
@@ -141,26 +143,41 @@ export class ContainerStore {
     return id;
   }
 
-  /** Validate a requested name, or make one up; names are unique (409 otherwise). */
+  /**
+   * Validate a requested name, or make one up; names are unique (409 otherwise). The name stays
+   * reserved for `forId` until releaseName: a create has awaits between choosing the name and
+   * saving the record, and two creates of one name at once must not both get it.
+   */
   reserveName(requested: string | undefined, forId: string): string {
+    const holderOf = (name: string) => this.list().find((c) => c.Name === name && c.Id !== forId)?.Id ?? [...this.reserved].find(([n, id]) => n === name && id !== forId)?.[1];
     if (requested) {
       if (!NAME.test(requested)) throw new InvalidArgumentError(`Invalid container name (${requested}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
       const name = requested.startsWith('/') ? requested : `/${requested}`;
-      const holder = this.list().find((c) => c.Name === name && c.Id !== forId);
-      if (holder) throw new ConflictError(`Conflict. The container name "${name}" is already in use by container "${holder.Id}". You have to remove (or rename) that container to be able to reuse that name.`);
+      const holder = holderOf(name);
+      if (holder) throw new ConflictError(`Conflict. The container name "${name}" is already in use by container "${holder}". You have to remove (or rename) that container to be able to reuse that name.`);
+      this.reserved.set(name, forId);
       return name;
     }
     for (;;) {
       const pick = (a: string[]) => a[Math.floor(Math.random() * a.length)];
       const name = `/${pick(ADJECTIVES)}_${pick(NOUNS)}${this.list().length > 100 ? Math.floor(Math.random() * 1000) : ''}`;
-      if (!this.list().some((c) => c.Name === name)) return name;
+      if (!holderOf(name)) {
+        this.reserved.set(name, forId);
+        return name;
+      }
     }
+  }
+
+  /** Drop the names reserved for `id` (its record, once saved, holds its name itself). */
+  releaseName(id: string): void {
+    for (const [name, holder] of this.reserved) if (holder === id) this.reserved.delete(name);
   }
 
   async save(rec: ContainerRecord): Promise<void> {
     await ensureDir(this.stateDir(rec.Id));
     await writeJsonAtomic(path.join(this.stateDir(rec.Id), 'config.json'), rec);
     this.byId.set(rec.Id, rec);
+    this.releaseName(rec.Id); // the record holds its name now (a rename reserved the new one)
   }
 
   async delete(id: string): Promise<void> {

@@ -7,3 +7,5 @@ export * from './launch';
 export * from './isolator';
 export * from './runtime';
 export * from './services';
+export * from './volume';
+export * from './network';

@@ -36,7 +36,7 @@ export const DEFAULT_CONFIG: Omit<BerthConfig, 'configDir'> = {
   root: '/var/lib/berth',
   socket: '/run/berth/berth.sock',
   storage: { driver: 'overlay' },
-  isolators: ['namespaces', 'cgroups'],
+  isolators: ['namespaces', 'network', 'cgroups'],
   runtime: 'native',
   registries: {},
   defaultRegistry: 'docker.io',

@@ -18,6 +18,7 @@ import { ImageCommitter } from '../images/commit';
 import { ImagePusher } from '../images/push';
 import { ImageArchiver } from '../images/archive';
 import { ImageImporter } from '../images/import';
+import { ImageBuilder } from '../build/builder';
 import { ContainerManager } from '../containers/manager';
 import { EventBus } from './events';
 import { ContainerStore } from '../containers/record';
@@ -27,6 +28,10 @@ import type { BerthConfig } from './config';
 import { DockerConfigCredentials } from './credentials';
 import { type LoadedPlugins, builtinPluginDirs, loadPlugins } from './plugins';
 import { ensureDir } from '../util/fs';
+import { NetworkService } from '../contracts/network';
+import type { VolumeDriver } from '../contracts/volume';
+import { NetworkManager } from '../networks/manager';
+import { VolumeManager } from '../volumes/manager';
 
 /** Where the built-in plugins live: `<package>/plugins` next to `<package>/core`. */
 export const BUILTIN_PLUGINS_DIR = path.resolve(__dirname, '..', '..', 'plugins');
@@ -39,11 +44,14 @@ export class Engine {
   readonly imageStore: ImageStore;
   readonly images: ImageService;
   readonly containers: ContainerManager;
+  readonly networks: NetworkManager;
+  readonly volumes: VolumeManager;
   readonly events = new EventBus();
   readonly committer: ImageCommitter;
   readonly pusher: ImagePusher;
   readonly archiver: ImageArchiver;
   readonly importer: ImageImporter;
+  readonly builder: ImageBuilder;
   plugins!: LoadedPlugins;
   /** Unpacks layers into the configured storage driver; absent when no driver initialised. */
   unpacker?: StorageUnpacker;
@@ -59,6 +67,15 @@ export class Engine {
       () => this.unpacker,
     );
     this.images = new ImageService(this.content, this.imageStore, puller);
+    const nameOf = (id: string) => this.containers.list().find((c) => c.Id === id)?.Name.replace(/^\//, '');
+    this.networks = new NetworkManager({
+      root: config.root,
+      log: log.child('networks'),
+      nameOf,
+      hostnameOf: (id) => this.containers.list().find((c) => c.Id === id)?.Config.Hostname,
+      isRunning: (id) => !!this.containers.list().find((c) => c.Id === id)?.State.Running,
+    });
+    this.volumes = new VolumeManager({ root: config.root, log: log.child('volumes'), nameOf, driver: (name) => this.plugins?.get<VolumeDriver>(`volume.${name}`) });
     this.containers = new ContainerManager({
       root: config.root,
       store: new ContainerStore(config.root),
@@ -69,6 +86,8 @@ export class Engine {
       unpacker: () => this.unpacker,
       missing: (type) => this.plugins.whyMissing(type),
       log: log.child('containers'),
+      networks: this.networks,
+      volumes: this.volumes,
     });
     this.images.imageUsers = (id) => this.containers.usersOf(id);
     this.publishContainerEvents();
@@ -77,8 +96,10 @@ export class Engine {
     this.pusher = new ImagePusher(making);
     this.archiver = new ImageArchiver(making);
     this.importer = new ImageImporter(making);
+    this.builder = new ImageBuilder({ ...making, root: config.root, containers: this.containers, storage: () => this.storage(), log: log.child('build') });
     this.container.registerInstance(BlobReader, this.content);
     this.container.registerInstance(CredentialStore, new DockerConfigCredentials());
+    this.container.registerInstance(NetworkService, this.networks);
   }
 
   async start(builtins = builtinPluginDirs(BUILTIN_PLUGINS_DIR)): Promise<void> {
@@ -87,6 +108,8 @@ export class Engine {
     await this.imageStore.open();
     this.plugins = await loadPlugins({ config: this.config, container: this.container, log: this.log, builtins });
     await this.containers.open();
+    await this.networks.open();
+    await this.volumes.open();
     const storage = this.storage();
     if (storage) {
       this.unpacker = new StorageUnpacker(this.content, storage, (chain) => this.imageStore.layerSize(chain));
@@ -95,6 +118,8 @@ export class Engine {
       };
     }
     await this.containers.recover();
+    // Running containers get their published ports and DNS names back; stale bridges go.
+    await this.networks.recover(this.containers.list().filter((c) => c.State.Running).map((c) => c.Id));
   }
 
   /** Container lifecycle events, with the attributes docker clients show and filter on. */
@@ -117,6 +142,7 @@ export class Engine {
   }
 
   async stop(): Promise<void> {
+    await this.networks.close();
     await this.storage()?.close?.();
   }
 }

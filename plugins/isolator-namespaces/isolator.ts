@@ -55,8 +55,10 @@ export function parseHostConfig(hc: Record<string, unknown>): Settings {
   if (typeof mode !== 'string') throw new InvalidArgumentError('HostConfig.NetworkMode: expected a string');
   let network: NetworkMode;
   if (mode === 'host') network = 'host';
-  // Without a network plugin there is no bridge: default and bridge get a namespace with lo only.
+  // A namespace with lo up; isolator.network (when configured) adds the bridge network's interface.
   else if (mode === 'none' || mode === 'default' || mode === 'bridge' || mode === '') network = 'none';
+  // A user-defined network (isolator.network puts its interfaces in): a namespace of its own, lo up.
+  else if (/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(mode)) network = 'none';
   else throw new InvalidArgumentError(`HostConfig.NetworkMode: unsupported network mode ${JSON.stringify(mode)} (none, host, bridge/default)`);
   const capList = (key: string) =>
     stringList(hc, key).map((c) => {

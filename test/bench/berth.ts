@@ -2,10 +2,23 @@
  * berthd for the bench: the compiled daemon on a temp root and socket, its CLI and its API.
  */
 import { spawn } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { accessSync, constants, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { apiRequest, type ApiInit, type ApiResponse } from '../helpers/daemon';
 import { BERTHD_JS, CLI_JS, type CmdResult, pidAlive, removeTree, runCmd, sleep, trackedPids, waitGone } from './lib';
+
+/**
+ * The CLI as users run it: the `berth` bin (dist/core/cli/main.js) executed through its own
+ * shebang, which starts node without NODE_EXTRA_CA_CERTS; `node main.js` only if it is not executable.
+ */
+export const CLI_COMMAND: string[] = (() => {
+  try {
+    accessSync(CLI_JS, constants.X_OK);
+    return readFileSync(CLI_JS, 'utf8').startsWith('#!') ? [CLI_JS] : [process.execPath, CLI_JS];
+  } catch {
+    return [process.execPath, CLI_JS];
+  }
+})();
 
 export interface Berthd {
   pid: number;
@@ -61,7 +74,7 @@ export async function startBerthd(dir: string, opts: { storageDriver?: string } 
     pid: child.pid!,
     root,
     socket,
-    cli: (cliArgs, timeoutMs) => runCmd(process.execPath, [CLI_JS, '-H', `unix://${socket}`, ...cliArgs], { env, timeoutMs }),
+    cli: (cliArgs, timeoutMs) => runCmd(CLI_COMMAND[0], [...CLI_COMMAND.slice(1), '-H', `unix://${socket}`, ...cliArgs], { env, timeoutMs }),
     api: (urlPath, init) => apiRequest(socket, urlPath, init),
     stop,
     logs: () => output,

@@ -11,14 +11,14 @@
  * dir and none of its processes is left.
  */
 import crypto from 'node:crypto';
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import overlayPlugin from '../../plugins/storage-overlay/index';
 import type { Logger } from '../../core/contracts/types';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
-import { apiRemove, apiRunOnce, type Berthd, expectStatus, startBerthd } from './berth';
+import { apiRemove, apiRunOnce, type Berthd, CLI_COMMAND, expectStatus, startBerthd } from './berth';
 import { buildAndPushImages, type BenchImages, DEFAULT_BIG, type BigImageShape } from './images';
 import { hostResidueBefore, removeHostResidue } from './residue';
 import { BERTHD_JS, CLI_JS, Cleanup, processesMentioning, trackedPids, type CmdResult, median, mountsUnder, mustRun, pidAlive, removeTree, rssMB, runCmd, sleep, timed, which } from './lib';
@@ -72,10 +72,10 @@ const absoluteTargets: AbsoluteTarget[] = [];
 /** Comparisons and absolute targets share one sequence, so the table keeps the sections' order. */
 let seq = 0;
 function compare(c: Comparison): void {
-  compare({ ...c, seq: seq++ });
+  comparisons.push({ ...c, seq: seq++ });
 }
 function absolute(t: AbsoluteTarget): void {
-  absolute({ ...t, seq: seq++ });
+  absoluteTargets.push({ ...t, seq: seq++ });
 }
 const skips: Skip[] = [];
 
@@ -642,6 +642,18 @@ function printTable(rows: Row[]): void {
   }
 }
 
+/** `/sys/fs/cgroup/X/docker` for every hierarchy X reads as one entry: `cgroup docker/ (10 hierarchies)`. */
+function summarisePaths(paths: string[]): string {
+  const cgroups = new Map<string, number>();
+  const other: string[] = [];
+  for (const p of paths) {
+    const m = /^\/sys\/fs\/cgroup\/(?:[^/]+\/)?([^/]+)$/.exec(p);
+    if (m) cgroups.set(m[1], (cgroups.get(m[1]) ?? 0) + 1);
+    else other.push(p);
+  }
+  return [...other, ...[...cgroups].map(([name, n]) => `cgroup ${name}/ (${n} hierarchies)`)].join(', ');
+}
+
 // ---- main ----------------------------------------------------------------------------------------
 
 const SECTIONS = ['pull', 'run', 'exec', 'storage', 'burst'] as const;
@@ -669,7 +681,7 @@ async function main(): Promise<number> {
   const quick = values.quick!;
   const n = quick
     ? { pull: 1, run: 5, exec: 5, create: 10, vfs: 1, burst: 50 }
-    : { pull: 3, run: 15, exec: 15, create: 30, vfs: 3, burst: 50 };
+    : { pull: 5, run: 15, exec: 15, create: 30, vfs: 3, burst: 50 };
   const started = Date.now();
   const cleanup = new Cleanup();
   // Short base path: unix socket paths stop at 107 bytes.
@@ -693,6 +705,7 @@ async function main(): Promise<number> {
     kernel: os.release(),
     cpus: String(os.cpus().length),
     NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS ? 'set' : 'unset',
+    'berth CLI': CLI_COMMAND.length === 1 ? `${CLI_JS} via its shebang (${readFileSync(CLI_JS, 'utf8').split('\n')[0].slice(2)})` : `${process.execPath} ${CLI_JS}`,
   };
   const loadStart = os.loadavg();
   let exitCode = 0;
@@ -803,7 +816,7 @@ async function main(): Promise<number> {
     console.log('\nskipped:');
     for (const s of skips) console.log(`  ${s.section}: ${s.tool}: ${s.reason}`);
   }
-  console.log(`\ncleanup: ${clean ? 'no mounts (checked /proc/self/mountinfo), processes or temp dirs left' : 'INCOMPLETE (see above)'}${residue.removed.length ? `; removed peer leftovers outside the work dir: ${residue.removed.join(', ')}` : ''}; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log(`\ncleanup: ${clean ? 'no mounts (checked /proc/self/mountinfo), processes or temp dirs left' : 'INCOMPLETE (see above)'}${residue.removed.length ? `; removed peer leftovers outside the work dir: ${summarisePaths(residue.removed)}` : ''}; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
 
   const out = {
     date: new Date().toISOString(),

@@ -75,7 +75,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('DELETE', '/containers/{id}', async (req, res) => {
-    await containers.remove(req.params.id, { force: boolParam(req.query, 'force') });
+    await containers.remove(req.params.id, { force: boolParam(req.query, 'force'), volumes: boolParam(req.query, 'v') });
     res.writeHead(204).end();
   });
 

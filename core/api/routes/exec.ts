@@ -4,6 +4,7 @@ import { connectUnix } from '../../util/unix-socket';
 import type { Engine } from '../../kernel/engine';
 import type { ExecConfig } from '../../containers/exec';
 import { resizeFrame } from '../../launcher/attach';
+import { muxFrame } from '../../containers/logs';
 import { hijack, relayMonitor } from '../hijack';
 import { type Router, readJsonBody, sendJson } from '../router';
 
@@ -27,10 +28,29 @@ export function execRoutes(router: Router, engine: Engine): void {
     // Connect while the process waits to exec (no output is missed; the socket buffers it), and
     // hijack only once it runs, so start errors still get a normal HTTP error response.
     let monitor: Socket | undefined;
-    const { exited } = await containers.execStart(session.ID, (path) => {
-      monitor = connectUnix(path);
-      monitor.on('error', () => undefined);
-    });
+    let started: Awaited<ReturnType<typeof containers.execStart>>;
+    try {
+      started = await containers.execStart(session.ID, (path) => {
+        monitor = connectUnix(path);
+        monitor.on('error', () => undefined);
+      });
+    } catch (err) {
+      // A process that could not start (no such executable, bad user): a client that asked to
+      // upgrade gets the stream anyway with the reason on it, and the exec's exit code says
+      // 126/127, as dockerd does — the docker CLI shows nothing but "unable to upgrade" otherwise.
+      const upgrade = !!req.raw.headers.upgrade;
+      const status = (err as { status?: number }).status ?? 500;
+      if (!upgrade || status === 409 || session.Running || session.ExitCode !== null) throw err;
+      monitor?.destroy();
+      const message = (err as Error).message;
+      session.ExitCode = /not found|no such file/i.test(message) ? 127 : 126;
+      const client = hijack(req, res, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
+      client.on('error', () => undefined);
+      const line = Buffer.from(`${message}\r\n`);
+      client.end(tty ? line : muxFrame(2, line));
+      return;
+    }
+    const { exited } = started;
     const client = hijack(req, res, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
     client.on('error', () => undefined);
     if (!monitor) {

@@ -20,18 +20,24 @@ export function systemRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('GET', '/version', (_req, res) => {
-    sendJson(res, 200, {
-      Platform: { Name: 'berth' },
-      Components: [{ Name: 'Engine', Version: ENGINE_VERSION, Details: { ApiVersion: API_VERSION, MinAPIVersion: MIN_API_VERSION } }],
-      Version: ENGINE_VERSION,
+    // `docker version` prints the Server section from the Engine component's Details.
+    const details = {
       ApiVersion: API_VERSION,
       MinAPIVersion: MIN_API_VERSION,
-      GitCommit: '',
+      GitCommit: GIT_COMMIT,
       GoVersion: `node ${process.version}`,
       Os: 'linux',
-      Arch: os.arch() === 'x64' ? 'amd64' : os.arch(),
+      Arch: goArch(),
       KernelVersion: os.release(),
-      BuildTime: '',
+      Experimental: 'false',
+      BuildTime: BUILD_TIME,
+    };
+    sendJson(res, 200, {
+      Platform: { Name: 'berth' },
+      Components: [{ Name: 'Engine', Version: ENGINE_VERSION, Details: details }],
+      Version: ENGINE_VERSION,
+      ...details,
+      Experimental: false,
     });
   });
 
@@ -69,6 +75,8 @@ export function systemRoutes(router: Router, engine: Engine): void {
         InsecureRegistryCIDRs: ['127.0.0.0/8', '::1/128'],
       },
       Plugins: { Volume: [], Network: [], Authorization: null, Log: ['json-file'] },
+      // Without LocalNodeState the docker CLI prints an empty Swarm block instead of "inactive".
+      Swarm: { LocalNodeState: 'inactive', NodeID: '', NodeAddr: '', ControlAvailable: false, Error: '', RemoteManagers: null },
       BerthPlugins: engine.plugins.infos,
       Runtimes: { [engine.config.runtime]: { path: engine.config.runtime } },
       DefaultRuntime: engine.config.runtime,
@@ -99,6 +107,22 @@ export function systemRoutes(router: Router, engine: Engine): void {
 
   router.add('POST', '/berth/system/check', async (_req, res) => sendJson(res, 200, await engine.images.check()));
 }
+
+/** Go's GOARCH names, which docker clients expect (amd64, arm64, ...). */
+function goArch(): string {
+  const arch = os.arch();
+  return arch === 'x64' ? 'amd64' : arch === 'ia32' ? '386' : arch;
+}
+
+/** When this build of berthd was compiled (the mtime of this module), RFC 3339 like dockerd's. */
+const BUILD_TIME = (() => {
+  try {
+    return require('node:fs').statSync(__filename).mtime.toISOString() as string;
+  } catch {
+    return '';
+  }
+})();
+const GIT_COMMIT = 'unknown';
 
 function osName(): string {
   try {

@@ -7,6 +7,7 @@ import { ApiError, type Client } from '../client';
 import { registryAuthHeader } from '../credentials';
 import { ProgressRenderer, ago, table, truncate } from '../render';
 import { demux, hijack } from '../stream';
+import { forEachName as forEach } from '../render';
 
 /** Flags of `run`/`create`: name -> [takes a value, repeatable]. */
 const RUN_FLAGS: Record<string, [boolean, boolean]> = {
@@ -179,6 +180,8 @@ export async function create({ client, argv, out, err }: CommandContext): Promis
 
 export async function run({ client, argv, out, err }: CommandContext): Promise<number> {
   const { opts, image, cmd } = parseRunArgs(argv);
+  // A terminal's input never ends: piped stdin would reach EOF and leave the process waiting (docker refuses too).
+  if (opts.tty && opts.interactive && !opts.detach && !process.stdin.isTTY) throw new Error('the input device is not a TTY');
   const id = await createContainer(client, opts, image, cmd, err);
   try {
     if (opts.detach) {
@@ -277,20 +280,6 @@ export async function start({ client, argv, out }: CommandContext): Promise<numb
     return attachAndStart(client, info.Id, { tty: !!info.Config.Tty, stdin: !!values.interactive && !!info.Config.OpenStdin, autoRemove: !!info.HostConfig.AutoRemove, start: true });
   }
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/start`, { method: 'POST' }));
-}
-
-async function forEach(names: string[], out: NodeJS.WriteStream, fn: (name: string) => Promise<unknown>): Promise<number> {
-  let code = 0;
-  for (const n of names) {
-    try {
-      await fn(n);
-      out.write(n + '\n');
-    } catch (e) {
-      process.stderr.write(`Error response from daemon: ${(e as Error).message}\n`);
-      code = 1;
-    }
-  }
-  return code;
 }
 
 export async function stop({ client, argv, out }: CommandContext): Promise<number> {

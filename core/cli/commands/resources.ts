@@ -1,6 +1,6 @@
 import type { CommandContext } from '../main';
 import { parse, parseBytes } from '../args';
-import { table } from '../render';
+import { forEachName as each, table } from '../render';
 import { humanSize } from '../../util/format';
 
 export async function pause({ client, argv, out }: CommandContext): Promise<number> {
@@ -11,20 +11,6 @@ export async function pause({ client, argv, out }: CommandContext): Promise<numb
 export async function unpause({ client, argv, out }: CommandContext): Promise<number> {
   const { positionals } = parse(argv, {}, 'berth unpause CONTAINER [CONTAINER...]', { min: 1 });
   return each(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/unpause`, { method: 'POST' }));
-}
-
-async function each(names: string[], out: NodeJS.WriteStream, fn: (n: string) => Promise<unknown>): Promise<number> {
-  let code = 0;
-  for (const n of names) {
-    try {
-      await fn(n);
-      out.write(n + '\n');
-    } catch (e) {
-      process.stderr.write(`Error response from daemon: ${(e as Error).message}\n`);
-      code = 1;
-    }
-  }
-  return code;
 }
 
 export async function top({ client, argv, out }: CommandContext): Promise<void> {

@@ -1,0 +1,103 @@
+/** `berth network ...` and `berth port`, plus the parsing of `run -p`. */
+import type { CommandContext } from '../main';
+import { UsageError } from '../main';
+import { parse } from '../args';
+import { forEachName, table } from '../render';
+
+/** `-p [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]` -> Docker's PortBindings entries. */
+export function parsePublish(spec: string): { key: string; binding: { HostIp: string; HostPort: string } } {
+  const m = /^(?:(?:(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d{0,5}):)?(\d{1,5})(?:\/(tcp|udp))?$/.exec(spec);
+  if (!m) throw new UsageError(`invalid publish spec ${JSON.stringify(spec)}: expected [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]`);
+  const [, hostIp = '', hostPort = '', port, proto = 'tcp'] = m;
+  if (Number(port) < 1 || Number(port) > 65535 || (hostPort && Number(hostPort) > 65535)) throw new UsageError(`invalid port in ${JSON.stringify(spec)}: ports run from 1 to 65535`);
+  return { key: `${port}/${proto}`, binding: { HostIp: hostIp, HostPort: hostPort } };
+}
+
+/** `ps`'s PORTS column: 127.0.0.1:8080->80/tcp, 80/tcp for exposed-only ports. */
+export function formatPorts(ports: { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[]): string {
+  return (ports ?? [])
+    .map((p) => (p.PublicPort ? `${p.IP ?? '0.0.0.0'}:${p.PublicPort}->${p.PrivatePort}/${p.Type}` : `${p.PrivatePort}/${p.Type}`))
+    .join(', ');
+}
+
+export async function port({ client, argv, out }: CommandContext): Promise<number> {
+  const { positionals } = parse(argv, {}, 'berth port CONTAINER [PRIVATE_PORT[/PROTO]]', { min: 1, max: 2 });
+  const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
+  const ports = (info.NetworkSettings?.Ports ?? {}) as Record<string, { HostIp: string; HostPort: string }[] | null>;
+  if (positionals[1]) {
+    const key = positionals[1].includes('/') ? positionals[1] : `${positionals[1]}/tcp`;
+    const list = ports[key];
+    if (!list?.length) {
+      process.stderr.write(`Error: No public port '${key}' published for ${positionals[0]}\n`);
+      return 1;
+    }
+    out.write(list.map((b) => `${b.HostIp}:${b.HostPort}\n`).join(''));
+    return 0;
+  }
+  for (const [key, list] of Object.entries(ports)) for (const b of list ?? []) out.write(`${key} -> ${b.HostIp}:${b.HostPort}\n`);
+  return 0;
+}
+
+export async function networkCreate({ client, argv, out }: CommandContext): Promise<void> {
+  const { values, positionals } = parse(argv, { subnet: { type: 'string' }, gateway: { type: 'string' }, driver: { type: 'string', short: 'd' }, label: { type: 'string', multiple: true } }, 'berth network create [--subnet CIDR] [--gateway IP] NAME', { min: 1, max: 1 });
+  const labels = Object.fromEntries((values.label ?? []).map((l) => [l.split('=')[0], l.split('=').slice(1).join('=')]));
+  const body = {
+    Name: positionals[0],
+    Driver: values.driver ?? 'bridge',
+    IPAM: values.subnet || values.gateway ? { Driver: 'default', Config: [{ Subnet: values.subnet, Gateway: values.gateway }] } : undefined,
+    Labels: labels,
+  };
+  const res = await client.json('/networks/create', { method: 'POST', body });
+  out.write(`${res.Id}\n`);
+}
+
+export async function networkLs({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, { quiet: { type: 'boolean', short: 'q' }, 'no-trunc': { type: 'boolean' } }, 'berth network ls [-q]', { max: 0 });
+  const list = await client.json<any[]>('/networks');
+  const id = (s: string) => (values['no-trunc'] ? s : s.slice(0, 12));
+  if (values.quiet) {
+    out.write(list.map((n) => id(n.Id) + '\n').join(''));
+    return;
+  }
+  out.write(table(['NETWORK ID', 'NAME', 'DRIVER', 'SUBNET', 'SCOPE'], list.map((n) => [id(n.Id), n.Name, n.Driver, n.IPAM?.Config?.[0]?.Subnet ?? '', n.Scope])));
+}
+
+export async function networkInspect({ client, argv, out }: CommandContext): Promise<number> {
+  const { positionals } = parse(argv, {}, 'berth network inspect NETWORK [NETWORK...]', { min: 1 });
+  const found: unknown[] = [];
+  let code = 0;
+  for (const n of positionals) {
+    try {
+      found.push(await client.json(`/networks/${encodeURIComponent(n)}`));
+    } catch (e) {
+      process.stderr.write(`Error response from daemon: ${(e as Error).message}\n`);
+      code = 1;
+    }
+  }
+  out.write(JSON.stringify(found, null, 4) + '\n');
+  return code;
+}
+
+export async function networkRm({ client, argv, out }: CommandContext): Promise<number> {
+  const { positionals } = parse(argv, {}, 'berth network rm NETWORK [NETWORK...]', { min: 1 });
+  return forEachName(positionals, out, (n) => client.request(`/networks/${encodeURIComponent(n)}`, { method: 'DELETE' }));
+}
+
+export async function networkConnect({ client, argv }: CommandContext): Promise<void> {
+  const { values, positionals } = parse(argv, { alias: { type: 'string', multiple: true }, ip: { type: 'string' } }, 'berth network connect [--alias NAME] [--ip IP] NETWORK CONTAINER (stopped containers only)', { min: 2, max: 2 });
+  await client.request(`/networks/${encodeURIComponent(positionals[0])}/connect`, {
+    method: 'POST',
+    body: { Container: positionals[1], EndpointConfig: { Aliases: values.alias ?? [], IPAMConfig: values.ip ? { IPv4Address: values.ip } : undefined } },
+  });
+}
+
+export async function networkDisconnect({ client, argv }: CommandContext): Promise<void> {
+  const { positionals } = parse(argv, {}, 'berth network disconnect NETWORK CONTAINER (stopped containers only)', { min: 2, max: 2 });
+  await client.request(`/networks/${encodeURIComponent(positionals[0])}/disconnect`, { method: 'POST', body: { Container: positionals[1] } });
+}
+
+export async function networkPrune({ client, argv, out }: CommandContext): Promise<void> {
+  parse(argv, { force: { type: 'boolean', short: 'f' } }, 'berth network prune [-f]', { max: 0 });
+  const res = await client.json('/networks/prune', { method: 'POST' });
+  if (res.NetworksDeleted?.length) out.write(`Deleted Networks:\n${res.NetworksDeleted.join('\n')}\n`);
+}

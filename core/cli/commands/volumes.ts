@@ -1,0 +1,102 @@
+/** `berth volume ...`, plus the parsing of `run --mount` and `--tmpfs`. */
+import type { CommandContext } from '../main';
+import { UsageError } from '../main';
+import { parse, parseBytes } from '../args';
+import { forEachName, table } from '../render';
+
+/** `--mount type=volume|bind|tmpfs,source=,target=,readonly[,tmpfs-size=,tmpfs-mode=]` -> a HostConfig.Mounts entry. */
+export function parseMountFlag(spec: string): Record<string, unknown> {
+  const m: Record<string, any> = { Type: 'volume' };
+  for (const field of spec.split(',')) {
+    const eq = field.indexOf('=');
+    const key = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase();
+    const value = eq < 0 ? undefined : field.slice(eq + 1);
+    switch (key) {
+      case 'type':
+        m.Type = value;
+        break;
+      case 'source':
+      case 'src':
+        m.Source = value;
+        break;
+      case 'target':
+      case 'destination':
+      case 'dst':
+        m.Target = value;
+        break;
+      case 'readonly':
+      case 'ro':
+        m.ReadOnly = value === undefined || value === 'true' || value === '1';
+        break;
+      case 'volume-nocopy':
+        m.VolumeOptions = { NoCopy: value === undefined || value === 'true' };
+        break;
+      case 'bind-propagation':
+        m.BindOptions = { Propagation: value };
+        break;
+      case 'tmpfs-size':
+        m.TmpfsOptions = { ...(m.TmpfsOptions ?? {}), SizeBytes: parseBytes(value ?? '') };
+        break;
+      case 'tmpfs-mode':
+        m.TmpfsOptions = { ...(m.TmpfsOptions ?? {}), Mode: parseInt(value ?? '', 8) };
+        break;
+      default:
+        throw new UsageError(`invalid --mount field ${JSON.stringify(key)} in ${JSON.stringify(spec)} (type, source, target, readonly, volume-nocopy, bind-propagation, tmpfs-size, tmpfs-mode)`);
+    }
+  }
+  if (!m.Target) throw new UsageError(`invalid --mount ${JSON.stringify(spec)}: target is required`);
+  return m;
+}
+
+/** `--tmpfs /path[:opts]` -> [path, opts]. */
+export function parseTmpfsFlag(spec: string): [string, string] {
+  const i = spec.indexOf(':');
+  return i < 0 ? [spec, ''] : [spec.slice(0, i), spec.slice(i + 1)];
+}
+
+export async function volumeCreate({ client, argv, out }: CommandContext): Promise<void> {
+  const { values, positionals } = parse(argv, { driver: { type: 'string', short: 'd' }, opt: { type: 'string', short: 'o', multiple: true }, label: { type: 'string', multiple: true }, name: { type: 'string' } }, 'berth volume create [-d DRIVER] [-o KEY=VALUE] [NAME]', { max: 1 });
+  const kv = (list: string[] | undefined) => Object.fromEntries((list ?? []).map((l) => [l.split('=')[0], l.split('=').slice(1).join('=')]));
+  const res = await client.json('/volumes/create', { method: 'POST', body: { Name: positionals[0] ?? values.name ?? '', Driver: values.driver ?? 'local', DriverOpts: kv(values.opt), Labels: kv(values.label) } });
+  out.write(`${res.Name}\n`);
+}
+
+export async function volumeLs({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, { quiet: { type: 'boolean', short: 'q' }, filter: { type: 'string', short: 'f', multiple: true } }, 'berth volume ls [-q] [--filter dangling=true]', { max: 0 });
+  const filters: Record<string, string[]> = {};
+  for (const f of values.filter ?? []) (filters[f.split('=')[0]] ??= []).push(f.split('=').slice(1).join('='));
+  const res = await client.json('/volumes', { query: { filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
+  if (values.quiet) {
+    out.write(res.Volumes.map((v: any) => v.Name + '\n').join(''));
+    return;
+  }
+  out.write(table(['DRIVER', 'VOLUME NAME'], res.Volumes.map((v: any) => [v.Driver, v.Name])));
+}
+
+export async function volumeInspect({ client, argv, out }: CommandContext): Promise<number> {
+  const { positionals } = parse(argv, {}, 'berth volume inspect VOLUME [VOLUME...]', { min: 1 });
+  const found: unknown[] = [];
+  let code = 0;
+  for (const n of positionals) {
+    try {
+      found.push(await client.json(`/volumes/${encodeURIComponent(n)}`));
+    } catch (e) {
+      process.stderr.write(`Error response from daemon: ${(e as Error).message}\n`);
+      code = 1;
+    }
+  }
+  out.write(JSON.stringify(found, null, 4) + '\n');
+  return code;
+}
+
+export async function volumeRm({ client, argv, out }: CommandContext): Promise<number> {
+  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f' } }, 'berth volume rm [-f] VOLUME [VOLUME...]', { min: 1 });
+  return forEachName(positionals, out, (n) => client.request(`/volumes/${encodeURIComponent(n)}`, { method: 'DELETE', query: { force: values.force } }));
+}
+
+export async function volumePrune({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, { all: { type: 'boolean', short: 'a' }, force: { type: 'boolean', short: 'f' } }, 'berth volume prune [-a] [-f]', { max: 0 });
+  const res = await client.json('/volumes/prune', { method: 'POST', query: { filters: values.all ? JSON.stringify({ all: ['true'] }) : undefined } });
+  if (res.VolumesDeleted?.length) out.write(`Deleted Volumes:\n${res.VolumesDeleted.join('\n')}\n`);
+  out.write(`\nTotal reclaimed space: ${res.SpaceReclaimed ?? 0}B\n`);
+}

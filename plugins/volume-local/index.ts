@@ -1,0 +1,12 @@
+import { definePlugin } from '../../core/contracts/plugin';
+import type { VolumeDriver } from '../../core/contracts/volume';
+import { LocalVolumeDriver } from './driver';
+
+/** `volume.local`: named and anonymous volumes as directories under `<root>/volumes`. */
+export default definePlugin<Record<string, never>, VolumeDriver>({
+  type: 'volume',
+  id: 'local',
+  init(ctx) {
+    return new LocalVolumeDriver(ctx.root);
+  },
+});
