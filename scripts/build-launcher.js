@@ -1,15 +1,15 @@
 #!/usr/bin/env node
-// Compiles core/launcher/launcher.c into dist/launcher/berth-launch with the machine's gcc.
-// Static when the C library allows it (smaller monitor RSS, no loader work at each start).
+// Compiles berth's C programs with the machine's gcc: core/launcher/launcher.c into
+// dist/launcher/berth-launch (the launcher and monitor) and core/launcher/init.c into
+// dist/launcher/berth-init (the reaper `run --init` puts at pid 1). Static when the C library
+// allows it (smaller monitor RSS, no loader work at each start, and init works in any rootfs).
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.resolve(__dirname, '..');
-const source = path.join(root, 'core', 'launcher', 'launcher.c');
 const outDir = path.join(root, 'dist', 'launcher');
-const output = path.join(outDir, 'berth-launch');
 const cc = process.env.CC || 'gcc';
 
 function fail(message) {
@@ -17,20 +17,28 @@ function fail(message) {
   process.exit(1);
 }
 
-if (!fs.existsSync(source)) fail(`missing source ${source}`);
 const probe = spawnSync(cc, ['--version'], { stdio: 'ignore' });
 if (probe.error || probe.status !== 0) {
   fail(`the C compiler \`${cc}\` was not found; install gcc (Debian: apt-get install gcc libc6-dev) or set CC`);
 }
 fs.mkdirSync(outDir, { recursive: true });
-const flags = ['-O2', '-Wall', '-Wextra', '-std=gnu11', '-D_FORTIFY_SOURCE=2', '-o', `${output}.tmp`, source];
-let result = spawnSync(cc, [...flags, '-static'], { stdio: ['ignore', 'inherit', 'pipe'] });
-if (result.status !== 0) {
-  // No static libc on this machine: a dynamic binary works the same, with a little more RSS.
-  result = spawnSync(cc, flags, { stdio: ['ignore', 'inherit', 'pipe'] });
+
+function build(sourceName, outputName) {
+  const source = path.join(root, 'core', 'launcher', sourceName);
+  const output = path.join(outDir, outputName);
+  if (!fs.existsSync(source)) fail(`missing source ${source}`);
+  const flags = ['-O2', '-Wall', '-Wextra', '-std=gnu11', '-D_FORTIFY_SOURCE=2', '-o', `${output}.tmp`, source];
+  let result = spawnSync(cc, [...flags, '-static'], { stdio: ['ignore', 'inherit', 'pipe'] });
+  if (result.status !== 0) {
+    // No static libc on this machine: a dynamic binary works the same, with a little more RSS.
+    result = spawnSync(cc, flags, { stdio: ['ignore', 'inherit', 'pipe'] });
+  }
+  if (result.stderr?.length) process.stderr.write(result.stderr);
+  if (result.error || result.status !== 0) fail(`${cc} failed to compile ${path.relative(root, source)}`);
+  fs.renameSync(`${output}.tmp`, output);
+  fs.chmodSync(output, 0o755);
+  console.log(`build-launcher: ${path.relative(root, output)}`);
 }
-if (result.stderr?.length) process.stderr.write(result.stderr);
-if (result.error || result.status !== 0) fail(`${cc} failed to compile ${path.relative(root, source)}`);
-fs.renameSync(`${output}.tmp`, output);
-fs.chmodSync(output, 0o755);
-console.log(`build-launcher: ${path.relative(root, output)}`);
+
+build('launcher.c', 'berth-launch');
+build('init.c', 'berth-init');

@@ -23,6 +23,7 @@ import { familiarTags } from '../images/store';
 import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
 import { resolveUser } from './user';
 import { mergeEnv } from './env';
+import { initBinary } from '../launcher/binary';
 import { type ExecConfig, ExecSessions } from './exec';
 import { readJson, writeJsonAtomic } from '../util/fs';
 import * as path from 'node:path';
@@ -278,6 +279,11 @@ export class ContainerManager extends EventEmitter {
         await phase(iso, 'setup', () => iso.impl.setup?.(target), timings);
         done.push(iso);
         await phase(iso, 'plan', () => iso.impl.plan?.(target, plan), timings);
+      }
+      // --init: a minimal reaper at pid 1, bound in after the isolators' /dev mounts.
+      if (rec.HostConfig.Init) {
+        plan.mounts.push({ destination: '/dev/init', type: 'bind', source: initBinary(), options: ['bind', 'ro', 'nosuid', 'nodev'] });
+        plan.process.args = ['/dev/init', '--', ...plan.process.args];
       }
       // 3-5. The launcher clones the child; while it waits, isolators attach; then it execs.
       const proc = await runtime.start(id, stateDir, plan, {
