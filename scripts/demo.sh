@@ -125,4 +125,12 @@ berth system check
 say "Removing the extra tag"
 berth rmi demo:v1
 
+say "A web server on the default bridge, published on a loopback port"
+WEB_PORT=$(free_port)
+berth run -d --name web -p "127.0.0.1:$WEB_PORT:80" "$IMG" sh -c 'mkdir -p /www && echo "hello over a published port" > /www/index.html && exec busybox httpd -f -p 80 -h /www'
+berth port web
+berth ps
+for _ in $(seq 50); do busybox wget -qO- "http://127.0.0.1:$WEB_PORT/" 2>/dev/null && break; sleep 0.1; done
+berth rm -f web
+
 say "Demo finished; stopping berthd and the registry"

@@ -105,6 +105,22 @@ export function boolParam(q: URLSearchParams, name: string): boolean {
   return !['', '0', 'no', 'false', 'none'].includes(v);
 }
 
+/** An integer query parameter (absent or empty: undefined); anything else is a 400 naming it. */
+export function intParam(q: URLSearchParams, name: string): number | undefined {
+  const raw = q.get(name);
+  if (raw === null || raw.trim() === '') return undefined;
+  if (!/^[+-]?\d+$/.test(raw.trim())) throw new InvalidArgumentError(`invalid value for ${name}: ${JSON.stringify(raw)} is not an integer`);
+  return Number(raw);
+}
+
+/** A UNIX timestamp query parameter (seconds, optionally with a fraction, as the docker CLI sends). */
+export function timestampParam(q: URLSearchParams, name: string): number | undefined {
+  const raw = q.get(name);
+  if (raw === null || raw.trim() === '') return undefined;
+  if (!/^[+-]?\d+(\.\d+)?$/.test(raw.trim())) throw new InvalidArgumentError(`invalid value for ${name}: ${JSON.stringify(raw)} is not a UNIX timestamp`);
+  return Number(raw);
+}
+
 /** Docker's `filters` query parameter: JSON of {key: [values]} or the older {key: {value: true}}. */
 export function filtersParam(q: URLSearchParams): Record<string, string[]> {
   const raw = q.get('filters');

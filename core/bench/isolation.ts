@@ -42,8 +42,10 @@ export interface Probes {
   canWriteProcSys: boolean;
   /** CAP_SYS_MODULE is in the effective set. */
   canLoadModule: boolean;
-  /** A network interface other than lo is visible. */
+  /** A routed network (the host's) is visible: /proc/net/route has entries. */
   seesHostNetwork: boolean;
+  /** The root filesystem is writable (a file can be made in /). */
+  writesRootfs: boolean;
   /** A process allocated more than its 32 MiB memory limit and lived. */
   exceedsMemoryLimit: boolean;
   /** The probe script's raw output, for the curious. */
@@ -108,15 +110,19 @@ function monitorRss(containerPid: number, berthdPid: number): number {
   return total;
 }
 
+// Uses only applets every test image links (sh, grep, cat, mkdir, mount, touch, echo): the
+// probes assume a busybox-like image. `berth[d]` keeps the probe from matching its own cmdline.
 const PROBE_SCRIPT = [
   'y() { if "$@" >/dev/null 2>&1; then echo yes; else echo no; fi; }',
-  'echo "hostpids=$(y sh -c \'cat /proc/[0-9]*/cmdline 2>/dev/null | tr "\\0" " " | grep -q berthd\')"',
+  'echo "hostpids=$(y grep -q "berth[d]" /proc/[0-9]*/cmdline)"',
   'mkdir -p /tmp/probe-mnt 2>/dev/null',
   'echo "mount=$(y mount -t tmpfs probe /tmp/probe-mnt)"',
-  'echo "procsys=$(y sh -c \'cat /proc/sys/kernel/hostname > /proc/sys/kernel/hostname\')"',
-  'cap=$(sed -n "s/^CapEff:[[:space:]]*//p" /proc/self/status)',
+  'echo "procsys=$(y sh -c "cat /proc/sys/kernel/hostname > /proc/sys/kernel/hostname")"',
+  'cap=$(grep CapEff /proc/self/status); cap=$(echo ${cap#CapEff:})',
   'echo "module=$([ $(( (0x$cap >> 16) & 1 )) = 1 ] && echo yes || echo no)"',
-  'echo "hostnet=$(y sh -c \'tail -n +3 /proc/net/dev | grep -v "^ *lo:" | grep -q :\')"',
+  'echo "rootfs=$(y touch /probe-rootfs-write)"', 'cat /proc/net/route; ls /sys/class/net; readlink /proc/self/ns/net',
+  // Tunnel devices (sit0, tunl0) appear in every netns; a route only where a real link is up.
+  'echo "hostnet=$(y sh -c "[ \\$(grep -c . /proc/net/route) -gt 1 ]")"',
 ].join('\n');
 
 /** Doubles a string to 64 MiB; under a 32 MiB limit the kernel should kill it first. */
@@ -140,6 +146,19 @@ async function readAll(res: NodeJS.ReadableStream): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/** Daemons this process started: a Ctrl-C still stops them and removes their temp roots. */
+const live = new Set<Daemon>();
+let handlersInstalled = false;
+function stopAllOnSignal(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      void Promise.all([...live].map((d) => d.stop().catch(() => undefined))).finally(() => process.exit(130));
+    });
+  }
+}
+
 class Daemon {
   private constructor(readonly dir: string, readonly client: Client, readonly child: ChildProcess, readonly logFile: string) {}
 
@@ -154,6 +173,8 @@ class Daemon {
     });
     closeSync(log);
     const d = new Daemon(dir, new Client(socket), child, logFile);
+    live.add(d);
+    stopAllOnSignal();
     let exited = false;
     child.once('exit', () => (exited = true));
     const deadline = Date.now() + 30_000;
@@ -191,6 +212,7 @@ class Daemon {
   }
 
   private async cleanup(): Promise<void> {
+    live.delete(this);
     // Whatever berthd left mounted under its temp root goes before the dir does.
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((p) => p && p.startsWith(this.dir + '/'));
     for (const m of mounts.sort((a, b) => b.length - a.length)) await execFileP('umount', ['-l', m]).catch(() => undefined);
@@ -245,7 +267,7 @@ async function benchConfig(configFile: string, opts: IsolationBenchOptions): Pro
         for (const [k, v] of Object.entries(Timings as Record<string, number>)) (phases[k] ??= []).push(v);
         const inspect = await client.json(`/containers/${Id}/json`);
         monitors.push(monitorRss(inspect.State.Pid, daemon.child.pid!));
-        const stats = await client.json(`/containers/${Id}/stats`, { query: { stream: false } }).catch(() => undefined);
+        const stats = await client.json(`/containers/${Id}/stats`, { query: { stream: 'false' } }).catch(() => undefined);
         const usage = Number(stats?.memory_stats?.usage ?? 0);
         memories.push(usage > 0 ? Math.round(usage / 1024) : rssKiB(inspect.State.Pid));
       } finally {
@@ -274,6 +296,7 @@ async function benchConfig(configFile: string, opts: IsolationBenchOptions): Pro
         canWriteProcSys: answer('procsys'),
         canLoadModule: answer('module'),
         seesHostNetwork: answer('hostnet'),
+        writesRootfs: answer('rootfs'),
         exceedsMemoryLimit: mem.code === 0 && /allocated/.test(mem.output),
         output: probe.output.trim(),
       },
@@ -314,7 +337,7 @@ export function renderIsolation(r: IsolationBenchResult, table: (head: string[],
   out.push('\nescape probes (YES = the container could):\n');
   const probes: [string, keyof Probes][] = [
     ['sees host pids', 'seesHostPids'], ['can mount', 'canMount'], ['can write /proc/sys', 'canWriteProcSys'],
-    ['can load a module', 'canLoadModule'], ['sees host network', 'seesHostNetwork'], ['exceeds memory limit', 'exceedsMemoryLimit'],
+    ['can load a module', 'canLoadModule'], ['sees host network', 'seesHostNetwork'], ['writes its rootfs', 'writesRootfs'], ['exceeds memory limit', 'exceedsMemoryLimit'],
   ];
   out.push(table(['PROBE', ...r.configs.map(name)], probes.map(([label, k]) => [label, ...r.configs.map((c) => yesNo(c.probes[k] as boolean))])));
   return out.join('');

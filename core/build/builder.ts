@@ -55,6 +55,7 @@ import {
 } from './context';
 import { type Dockerfile, type Instruction, type Stage, DockerfileError, parseDockerfile, parseInstructionLine } from './dockerfile';
 import { IgnoreMatcher } from './ignore';
+import { baseName, declareArgs, envValue, metaArgValues, stageLookup } from './args';
 import { type Lookup, keyValuePairs, processWord, processWords } from './words';
 
 export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -138,6 +139,7 @@ const short = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
 
 export class ImageBuilder {
   readonly cache: BuildCache;
+  private staleCleaned: Promise<void> | undefined;
 
   constructor(private readonly deps: BuilderDeps) {
     this.cache = new BuildCache(deps.root);
@@ -163,6 +165,8 @@ export class ImageBuilder {
       return ref;
     });
     const tmpRoot = path.join(this.deps.root, 'build-tmp');
+    // Contexts left by a daemon that died mid-build: removed once, before the first build.
+    await (this.staleCleaned ??= fs.rm(tmpRoot, { recursive: true, force: true }));
     await ensureDir(tmpRoot);
     const ctxDir = await fs.mkdtemp(path.join(tmpRoot, 'ctx-'));
     try {
@@ -286,7 +290,7 @@ class BuildRun {
       targetIndex = found.index;
     }
     // ARGs before the first FROM: visible to FROM lines (and to stages that declare them again).
-    for (const ins of this.dockerfile.metaArgs) this.declareArgs(ins, this.metaArgs, (n) => this.metaArgs.get(n));
+    for (const [k, v] of metaArgValues(this.dockerfile, this.buildArgs, this.consumedArgs)) this.metaArgs.set(k, v);
     const labelStep = Object.keys(this.opts.labels ?? {}).length ? 1 : 0;
     this.totalSteps = stages.slice(0, targetIndex + 1).reduce((n, s) => n + 1 + s.instructions.length, 0) + labelStep;
 
@@ -347,9 +351,7 @@ class BuildRun {
   }
 
   private async from(stage: Stage): Promise<StageState> {
-    const words = processWords(stage.from.args, (n) => this.metaArgs.get(n), this.escape, 'FROM');
-    const name = words[0];
-    if (!name) throw new DockerfileError('Dockerfile', stage.from.line, `FROM: base name (${stage.from.args}) should not be blank`);
+    const name = baseName(stage, this.metaArgs, this.escape);
     const fresh = (s: Omit<StageState, 'args' | 'cmdSet'>): StageState => ({ ...s, args: new Map(), cmdSet: false });
     if (name.toLowerCase() === 'scratch') {
       const platform = hostPlatform();
@@ -397,25 +399,7 @@ class BuildRun {
 
   /** ENV wins over ARG of the same name (Docker's rule). */
   private lookup(state: StageState): Lookup {
-    return (name) => {
-      const env = envValue(state.config.config?.Env ?? [], name);
-      if (env !== undefined) return env;
-      return state.args.get(name);
-    };
-  }
-
-  /** `ARG a=1 b` -> declare each; a value comes from --build-arg, else the default. */
-  private declareArgs(ins: Instruction, into: Map<string, string | undefined>, lookup: Lookup, fromMeta?: Map<string, string | undefined>): void {
-    for (const word of rawArgWords(ins.args, this.escape)) {
-      const eq = word.indexOf('=');
-      const name = eq < 0 ? word : word.slice(0, eq);
-      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) throw new DockerfileError('Dockerfile', ins.line, `ARG names must be letters, digits and _, got ${JSON.stringify(name)}`);
-      this.consumedArgs.add(name);
-      let value: string | undefined = eq < 0 ? undefined : processWord(word.slice(eq + 1), lookup, this.escape, 'ARG');
-      if (eq < 0 && fromMeta?.has(name)) value = fromMeta.get(name);
-      if (this.buildArgs.has(name)) value = this.buildArgs.get(name);
-      into.set(name, value);
-    }
+    return stageLookup(state.config.config?.Env ?? [], state.args);
   }
 
   /** Build args in scope and not shadowed by ENV: the env a RUN gets on top of the config's. */
@@ -446,7 +430,7 @@ class BuildRun {
 
     switch (ins.name) {
       case 'ARG': {
-        this.declareArgs(ins, state.args, lookup, this.metaArgs);
+        declareArgs(ins, this.escape, state.args, lookup, this.buildArgs, this.consumedArgs, this.metaArgs);
         this.out.stream(` ---> ${state.imageId ? short(state.imageId) : 'scratch'}\n`);
         return;
       }
@@ -483,7 +467,7 @@ class BuildRun {
       }
       case 'VOLUME': {
         const vols = ins.json ?? processWords(ins.args, lookup, this.escape, what);
-        if (!vols.length || vols.some((v) => !v)) throw new DockerfileError('Dockerfile', ins.line, 'VOLUME specified can not be an empty string');
+        if (!vols.length || vols.some((v) => !v)) throw new DockerfileError(this.dockerfile.file, ins.line, 'VOLUME specified can not be an empty string');
         return meta(`VOLUME [${vols.join(' ')}]`, (c) => Object.assign(c, applyChanges(c, [`VOLUME ${JSON.stringify(vols)}`])));
       }
       case 'STOPSIGNAL': {
@@ -521,7 +505,7 @@ class BuildRun {
       case 'ADD':
         return this.copy(state, ins, stage, lookup);
       case 'FROM':
-        throw new DockerfileError('Dockerfile', ins.line, 'FROM is not allowed as an ONBUILD trigger');
+        throw new DockerfileError(this.dockerfile.file, ins.line, 'FROM is not allowed as an ONBUILD trigger');
     }
   }
 
@@ -538,7 +522,8 @@ class BuildRun {
         onHit?.();
         await this.builder.ensureUnpacked(rec);
         await this.moveTo(state, rec);
-        this.out.stream(` ---> Using cache\n ---> ${short(rec.id)}\n`);
+        this.out.stream(' ---> Using cache\n');
+        this.out.stream(` ---> ${short(rec.id)}\n`);
         return;
       }
     }
@@ -611,7 +596,7 @@ class BuildRun {
   private async run(state: StageState, ins: Instruction, shell: string[]): Promise<void> {
     if (Object.keys(ins.flags).length) throw new BuildError(`RUN --${Object.keys(ins.flags)[0]} needs BuildKit; berth's builder is the classic one`);
     const cmd = ins.json ?? [...shell, ins.args];
-    if (!cmd.length) throw new DockerfileError('Dockerfile', ins.line, 'RUN requires at least one argument');
+    if (!cmd.length) throw new DockerfileError(this.dockerfile.file, ins.line, 'RUN requires at least one argument');
     const argEnv = this.argEnv(state);
     const createdBy = (argEnv.length ? `|${argEnv.length} ${argEnv.join(' ')} ` : '') + cmd.join(' ');
     await this.commit(state, ['RUN', JSON.stringify(cmd), JSON.stringify(argEnv)], async () => {
@@ -798,38 +783,6 @@ function credentialsFor(config: Record<string, RegistryCredentials> | undefined,
   const keys = domain === 'docker.io' ? ['docker.io', 'index.docker.io', 'https://index.docker.io/v1/', 'registry-1.docker.io'] : [domain, `https://${domain}`, `http://${domain}`];
   for (const k of keys) if (config[k]) return config[k];
   return undefined;
-}
-
-function envValue(env: string[], name: string): string | undefined {
-  for (let i = env.length - 1; i >= 0; i--) {
-    const e = env[i];
-    const eq = e.indexOf('=');
-    if ((eq < 0 ? e : e.slice(0, eq)) === name) return eq < 0 ? '' : e.slice(eq + 1);
-  }
-  return undefined;
-}
-
-/** ARG words, quotes kept for processWord (`ARG a="x y" b`). */
-function rawArgWords(args: string, escape: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  let quote: string | null = null;
-  for (let i = 0; i < args.length; i++) {
-    const c = args[i];
-    if (quote) {
-      if (c === quote) quote = null;
-      cur += c;
-    } else if (c === escape && i + 1 < args.length) cur += c + args[++i];
-    else if (c === '"' || c === "'") {
-      quote = c;
-      cur += c;
-    } else if (/\s/.test(c)) {
-      if (cur) out.push(cur);
-      cur = '';
-    } else cur += c;
-  }
-  if (cur) out.push(cur);
-  return out;
 }
 
 /** `--chown=user[:group]`: names from the image's own passwd/group; a lone user means gid = uid. */

@@ -51,6 +51,8 @@ export interface Stage {
 }
 
 export interface Dockerfile {
+  /** The name errors use (`Dockerfile`). */
+  file: string;
   escape: string;
   /** `ARG` instructions before the first FROM: usable in FROM lines only (unless re-declared). */
   metaArgs: Instruction[];
@@ -122,7 +124,7 @@ export function parseDockerfile(text: string, file = 'Dockerfile'): Dockerfile {
     if (names.has(s.name)) throw new DockerfileError(file, s.from.line, `duplicate stage name "${s.name}"`);
     names.add(s.name);
   }
-  return { escape, metaArgs, stages };
+  return { file, escape, metaArgs, stages };
 }
 
 /** One instruction on its own (ONBUILD triggers, build labels); `what` names it in errors. */

@@ -49,11 +49,13 @@ const COMMANDS: Record<string, [string, string, string]> = {
   save: ['image-build', 'save', 'Save one or more images to a tar archive (streamed to STDOUT by default)'],
   load: ['image-build', 'load', 'Load an image from a tar archive or STDIN'],
   import: ['image-build', 'importImage', 'Import the contents from a tarball to create a filesystem image'],
+  build: ['build', 'build', 'Build an image from a Dockerfile'],
   login: ['auth', 'login', 'Log in to a registry'],
   logout: ['auth', 'logout', 'Log out from a registry'],
   plugins: ['system', 'plugins', 'List plugins and their status'],
   version: ['system', 'version', 'Show the berth version information'],
   info: ['system', 'info', 'Display system-wide information'],
+  port: ['networks', 'port', 'List port mappings or a specific mapping for the container'],
   bench: ['bench', 'bench', 'Compare configs: start latency, memory, escape probes (bench isolation)'],
 };
 
@@ -71,6 +73,7 @@ const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
     save: COMMANDS.save,
     load: COMMANDS.load,
     import: COMMANDS.import,
+    build: COMMANDS.build,
     prune: ['system', 'imagePrune', 'Remove unused images'],
   },
   system: {
@@ -80,6 +83,24 @@ const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
     info: COMMANDS.info,
   },
   plugin: { ls: COMMANDS.plugins },
+  network: {
+    create: ['networks', 'networkCreate', 'Create a bridge network'],
+    ls: ['networks', 'networkLs', 'List networks'],
+    list: ['networks', 'networkLs', 'List networks'],
+    inspect: ['networks', 'networkInspect', 'Display detailed information on one or more networks'],
+    rm: ['networks', 'networkRm', 'Remove one or more networks'],
+    connect: ['networks', 'networkConnect', 'Connect a stopped container to a network'],
+    disconnect: ['networks', 'networkDisconnect', 'Disconnect a stopped container from a network'],
+    prune: ['networks', 'networkPrune', 'Remove all unused networks'],
+  },
+  volume: {
+    create: ['volumes', 'volumeCreate', 'Create a volume'],
+    ls: ['volumes', 'volumeLs', 'List volumes'],
+    list: ['volumes', 'volumeLs', 'List volumes'],
+    inspect: ['volumes', 'volumeInspect', 'Display detailed information on one or more volumes'],
+    rm: ['volumes', 'volumeRm', 'Remove one or more volumes'],
+    prune: ['volumes', 'volumePrune', 'Remove unused volumes (anonymous ones; -a: all)'],
+  },
   container: {
     ls: COMMANDS.ps, list: COMMANDS.ps, run: COMMANDS.run, create: COMMANDS.create, start: COMMANDS.start, stop: COMMANDS.stop,
     restart: COMMANDS.restart, kill: COMMANDS.kill, rm: COMMANDS.rm, logs: COMMANDS.logs, wait: COMMANDS.wait, attach: COMMANDS.attach,

@@ -151,7 +151,8 @@ export class ContainerManager extends EventEmitter {
       Entrypoint: entrypoint?.length ? entrypoint : null,
       Image: req.Image,
       WorkingDir: req.WorkingDir || imageConfig.WorkingDir || '',
-      User: req.User ?? imageConfig.User ?? '',
+      // An empty string (docker run without -u) means the image's user, as in Docker.
+      User: req.User || imageConfig.User || '',
       Labels: { ...(imageConfig.Labels ?? {}), ...(req.Labels ?? {}) },
       StopSignal: req.StopSignal ?? imageConfig.StopSignal,
     };

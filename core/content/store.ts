@@ -105,6 +105,11 @@ export class ContentStore implements BlobReader {
     };
   }
 
+  /** Whether a download of this blob is in progress. */
+  ingesting(digest: string): boolean {
+    return this.inflight.has(digest);
+  }
+
   isLeased(digest: string): boolean {
     return this.leases.has(digest);
   }
@@ -139,7 +144,8 @@ export class ContentStore implements BlobReader {
   }
 
   open(digest: string): Readable {
-    return fs.createReadStream(this.blobPath(digest));
+    // 1 MiB reads: layers are large and flow through several stages (gunzip, hash, tar, write).
+    return fs.createReadStream(this.blobPath(digest), { highWaterMark: 1024 * 1024 });
   }
 
   async read(digest: string): Promise<Buffer> {
@@ -191,9 +197,18 @@ export class ContentStore implements BlobReader {
         transform(chunk: Buffer, _e, cb) {
           received += chunk.length;
           opts.onProgress?.(received);
-          // Respect the tap's backpressure so a slow unpacker never makes the download buffer in memory.
-          if (opts.tap && !opts.tap.write(chunk)) opts.tap.once('drain', () => cb(null, chunk));
-          else cb(null, chunk);
+          // Respect the tap's backpressure so a slow unpacker never makes the download buffer in
+          // memory; a tap whose reader failed is dropped, and the blob is still stored.
+          const tap = opts.tap && !opts.tap.destroyed ? opts.tap : undefined;
+          if (tap && !tap.write(chunk)) {
+            const go = () => {
+              tap.off('drain', go);
+              tap.off('close', go);
+              cb(null, chunk);
+            };
+            tap.on('drain', go);
+            tap.on('close', go);
+          } else cb(null, chunk);
         },
       });
       // flush: fsync before close, so a renamed blob is on disk whatever happens next.

@@ -4,7 +4,7 @@
  * stream fails at its end when the hash differs, so the driver discards the layer. Layers of one
  * image unpack in parallel when the driver allows it; one chain ID is never applied twice at once.
  */
-import { Transform, pipeline } from 'node:stream';
+import { type Readable, Transform, pipeline } from 'node:stream';
 import type { StorageDriver } from '../contracts/storage';
 import { openLayerStream } from '../layers/compression';
 import { type ContentStore, VerifyingStream } from '../content/store';
@@ -22,8 +22,18 @@ const PARALLEL_LAYERS = 4;
 
 export class StorageUnpacker implements LayerUnpacker {
   private readonly inflight = new Map<string, Promise<number>>();
+  /** Sizes of layers applied by this process (an image record may not exist for them yet). */
+  private readonly applied = new Map<string, number>();
 
   constructor(private readonly content: ContentStore, private readonly driver: StorageDriver, private readonly knownSize: (chainId: string) => number | undefined) {}
+
+  get streaming(): boolean {
+    return this.driver.parallelApply;
+  }
+
+  unpackFrom(layer: LayerToUnpack, compressed: Readable): Promise<number> {
+    return this.applyOnce(layer, () => undefined, compressed);
+  }
 
   has(chainId: string): Promise<boolean> {
     return this.driver.hasLayer(chainId);
@@ -41,16 +51,22 @@ export class StorageUnpacker implements LayerUnpacker {
     return sizes;
   }
 
-  private applyOnce(layer: LayerToUnpack, progress: (read: number) => void): Promise<number> {
+  private applyOnce(layer: LayerToUnpack, progress: (read: number) => void, source?: Readable): Promise<number> {
     const running = this.inflight.get(layer.chainId);
-    if (running) return running;
-    const job = this.apply(layer, progress).finally(() => this.inflight.delete(layer.chainId));
+    if (running) {
+      source?.resume(); // another pull is unpacking this layer: let this download flow to the store only
+      return running;
+    }
+    const job = this.apply(layer, progress, source).finally(() => this.inflight.delete(layer.chainId));
     this.inflight.set(layer.chainId, job);
     return job;
   }
 
-  private async apply(layer: LayerToUnpack, progress: (read: number) => void): Promise<number> {
-    if (await this.driver.hasLayer(layer.chainId)) return this.knownSize(layer.chainId) ?? layer.blob.size;
+  private async apply(layer: LayerToUnpack, progress: (read: number) => void, source?: Readable): Promise<number> {
+    if (await this.driver.hasLayer(layer.chainId)) {
+      source?.resume();
+      return this.applied.get(layer.chainId) ?? this.knownSize(layer.chainId) ?? layer.blob.size;
+    }
     let read = 0;
     let last = 0;
     const counter = new Transform({
@@ -64,12 +80,13 @@ export class StorageUnpacker implements LayerUnpacker {
         cb(null, chunk);
       },
     });
-    const blob = this.content.open(layer.blob.digest);
+    const blob = source ?? this.content.open(layer.blob.digest);
     pipeline(blob, counter, () => undefined);
     const verify = new VerifyingStream({ digest: layer.diffId }, `layer ${shortId(layer.blob.digest)} (diff ID)`);
     // pipeline destroys every stage when one fails, so the driver sees decompression errors too.
     pipeline(openLayerStream(counter, layer.blob.mediaType), verify, () => undefined);
     const { size } = await this.driver.applyLayer(layer.chainId, layer.parent, verify);
+    this.applied.set(layer.chainId, size);
     return size;
   }
 }

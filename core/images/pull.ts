@@ -4,6 +4,7 @@
  * store, shared when already stored or in flight), unpack them through the layer store when one is
  * configured, and only then record and tag the image.
  */
+import { PassThrough, type Readable } from 'node:stream';
 import type { Descriptor, ImageConfig, ImageRef, Platform, ProgressSink } from '../contracts/types';
 import { BerthError, NotFoundError } from '../contracts/errors';
 import type { Registry, RegistryCredentials } from '../contracts/registry';
@@ -29,6 +30,10 @@ export interface LayerUnpacker {
    * content store. `onLayer` reports each layer as it starts and ends. Returns bytes on disk per layer.
    */
   unpack(layers: { blob: Descriptor; diffId: string; chainId: string; parent: string | null }[], onLayer: (index: number, state: 'extracting' | 'done', current?: number) => void): Promise<number[]>;
+  /** Whether a layer can be unpacked on its own while it downloads (layers independent of parents). */
+  readonly streaming: boolean;
+  /** Unpack one layer from its compressed bytes as they arrive; the stream errors if they are bad. */
+  unpackFrom(layer: { blob: Descriptor; diffId: string; chainId: string; parent: string | null }, compressed: Readable): Promise<number>;
 }
 
 export const LAYER_CONCURRENCY = 6;
@@ -133,11 +138,20 @@ export class Puller {
     );
     manifest.layers.forEach((_, i) => progress({ id: ids[i], status: present[i] ? 'Already exists' : 'Pulling fs layer' }));
 
+    const todo = manifest.layers.map((blob, i) => ({ blob, diffId: config.rootfs.diff_ids[i], chainId: chains[i], parent: i ? chains[i - 1] : null }));
+    // With a driver whose layers are independent, each layer unpacks while it downloads: the
+    // bytes go to the content store and the driver at once. The driver only commits the layer if
+    // the stream ends cleanly, which it does only once digest and size are verified.
+    const streamed = new Set<number>();
     await runLimited(
       manifest.layers.map((layer, i) => async () => {
         if (present[i] || (await this.content.has(layer.digest))) return;
         let last = 0;
-        await this.content.ingest(layer, () => registry.getBlob(ref, layer, reqOpts), {
+        // A download another pull already runs is shared instead (its pull unpacks the layer).
+        const tap = unpacker?.streaming && !this.content.ingesting(layer.digest) ? new PassThrough({ highWaterMark: 1024 * 1024 }) : undefined;
+        const unpacking = tap && unpacker!.unpackFrom(todo[i], tap);
+        const ingesting = this.content.ingest(layer, () => registry.getBlob(ref, layer, reqOpts), {
+          tap,
           onProgress: (received) => {
             const now = Date.now();
             if (now - last < 100 && received < layer.size) return;
@@ -145,8 +159,13 @@ export class Puller {
             progress({ id: ids[i], status: 'Downloading', current: received, total: layer.size });
           },
         });
+        await Promise.all([ingesting, unpacking]);
         progress({ id: ids[i], status: 'Verifying Checksum' });
         progress({ id: ids[i], status: 'Download complete' });
+        if (unpacking) {
+          streamed.add(i);
+          progress({ id: ids[i], status: 'Pull complete' });
+        }
       }),
       LAYER_CONCURRENCY,
       opts.signal,
@@ -154,9 +173,8 @@ export class Puller {
 
     let sizes = manifest.layers.map((l) => l.size);
     if (unpacker) {
-      const todo = manifest.layers.map((blob, i) => ({ blob, diffId: config.rootfs.diff_ids[i], chainId: chains[i], parent: i ? chains[i - 1] : null }));
       sizes = await unpacker.unpack(todo, (i, state, current) => {
-        if (present[i]) return;
+        if (present[i] || streamed.has(i)) return;
         if (state === 'extracting') progress({ id: ids[i], status: 'Extracting', current, total: manifest.layers[i].size });
         else progress({ id: ids[i], status: 'Pull complete' });
       });

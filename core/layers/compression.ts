@@ -35,7 +35,8 @@ export function openLayerStream(blob: Readable, mediaType: string): Readable {
       cb(null, chunk);
     },
   });
-  const gunzip = zlib.createGunzip();
+  // Large output chunks: the default 16 KiB makes every later stage (hash, tar, write) run 16x as often.
+  const gunzip = zlib.createGunzip({ chunkSize: 256 * 1024 });
   const out = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       cb(null, chunk);

@@ -6,8 +6,9 @@
  * responder of each user-defined network. The container side (CNI ADD/DEL) is the network
  * isolator's (plugins/network-cni), which calls this manager through the NetworkService contract.
  *
- * Bridges exist while a network has endpoints (or a container is joining it): the last container
- * to leave a network takes its bridge and DNS responder with it, so nothing stays on the host.
+ * A network's bridge (and DNS responder) is made when its first container starts and stays while
+ * berthd runs, so later starts skip that work; `network rm` and berthd's stop take unused bridges
+ * away, so nothing stays on the host once the containers are gone.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -71,6 +72,7 @@ export interface NetworkManagerDeps {
 
 export const DEFAULT_NETWORK = 'bridge';
 const DEFAULT_BRIDGE_DEVICE = 'berth0';
+const DEFAULT_ROOT = '/var/lib/berth';
 /** berth's address pool: /24s out of 10.207.0.0/16, skipping any that overlaps a host route. */
 const POOL_BASE = parseIPv4('10.207.0.0')!;
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -115,7 +117,7 @@ export class NetworkManager implements NetworkService {
     }
     if (!this.byName(DEFAULT_NETWORK)) {
       const subnet = await this.freeSubnet();
-      await this.saveRecord(this.newRecord(DEFAULT_NETWORK, subnet, undefined, {}, DEFAULT_BRIDGE_DEVICE));
+      await this.saveRecord(this.newRecord(DEFAULT_NETWORK, subnet, undefined, {}, this.defaultBridgeDevice()));
     }
   }
 
@@ -175,10 +177,27 @@ export class NetworkManager implements NetworkService {
     });
   }
 
-  /** The first /24 of berth's pool clear of the host's routes and of other berth networks. */
+  /**
+   * berthd on the standard root owns berth0; a berthd on another root (tests, a second instance)
+   * gets a device named after its root, so two daemons never share a bridge.
+   */
+  private defaultBridgeDevice(): string {
+    return this.deps.root === DEFAULT_ROOT ? DEFAULT_BRIDGE_DEVICE : `berth-${this.rootHash.toString(16).padStart(8, '0')}`;
+  }
+
+  private get rootHash(): number {
+    return createHash('sha256').update(this.deps.root).digest().readUInt32BE(0);
+  }
+
+  /**
+   * A /24 of berth's pool clear of the host's routes and of this daemon's networks. The search
+   * starts at an offset taken from the root, so daemons on other roots pick other subnets.
+   */
   private async freeSubnet(): Promise<{ network: number; len: number }> {
     const busy = [...(await hostRoutes()).filter(([, len]) => len > 0), ...this.taken()];
-    for (let i = 0; i < 256; i++) {
+    const start = this.deps.root === DEFAULT_ROOT ? 0 : this.rootHash % 256;
+    for (let n = 0; n < 256; n++) {
+      const i = (start + n) % 256;
       const candidate: [number, number] = [POOL_BASE + i * 256, 24];
       if (!busy.some((b) => overlaps(b, candidate))) return { network: candidate[0], len: 24 };
     }
@@ -373,6 +392,17 @@ export class NetworkManager implements NetworkService {
     this.containers.set(cfg.Id, cfg);
   }
 
+  /**
+   * Runtime state (endpoints, host ports) on the start path: replaced by rename but not fsynced,
+   * which costs milliseconds per start; after a host crash no container runs anyway.
+   */
+  private async saveRuntime(cfg: ContainerNet): Promise<void> {
+    const file = path.join(this.dir, 'containers', `${cfg.Id}.json`);
+    const tmp = `${file}.${process.pid}.tmp`;
+    await fs.promises.writeFile(tmp, JSON.stringify(cfg, null, 2), { mode: 0o600 });
+    await fs.promises.rename(tmp, file);
+  }
+
   /** The container is being removed. */
   async forget(id: string): Promise<void> {
     await this.detached(id).catch(() => undefined);
@@ -453,7 +483,7 @@ export class NetworkManager implements NetworkService {
       await this.detached(containerId).catch(() => undefined);
       throw err;
     }
-    await this.save(c);
+    await this.saveRuntime(c);
   }
 
   private async dnsUp(network: string): Promise<void> {
@@ -502,22 +532,16 @@ export class NetworkManager implements NetworkService {
   }
 
   async detached(containerId: string): Promise<void> {
-    const pending = this.joining.get(containerId) ?? [];
     this.joining.delete(containerId);
     for (const p of this.proxies.get(containerId) ?? []) await p.close().catch(() => undefined);
     this.proxies.delete(containerId);
     const c = this.containers.get(containerId);
-    const left = new Set([...pending, ...(c?.Endpoints ?? []).map((e) => e.network)]);
     if (c && (c.Endpoints || c.Ports)) {
       delete c.Endpoints;
       delete c.Ports;
-      await this.save(c).catch(() => undefined);
+      await this.saveRuntime(c).catch(() => undefined);
     }
-    // The last one out takes the network's DNS responder and bridge with it.
-    for (const name of left) {
-      const net = this.byName(name);
-      if (net && !this.inUse(name)) await this.teardown(net);
-    }
+    // Bridges stay until network rm or berthd's stop (see close()): the next start is quicker.
   }
 
   private inUse(network: string): boolean {
@@ -611,12 +635,16 @@ export class NetworkManager implements NetworkService {
     for (const net of this.records.values()) if (!this.inUse(net.Name) && linkExists(net.Bridge)) await this.teardown(net);
   }
 
-  /** berthd stops: listeners close (running containers keep their bridges and addresses). */
+  /**
+   * berthd stops: listeners close; bridges nobody uses go (running containers keep theirs, and
+   * the next berthd gives them their ports and DNS back).
+   */
   async close(): Promise<void> {
     for (const list of this.proxies.values()) for (const p of list) await p.close().catch(() => undefined);
     this.proxies.clear();
     for (const d of this.dns.values()) await d.stop().catch(() => undefined);
     this.dns.clear();
+    for (const net of this.records.values()) if (!this.inUse(net.Name)) await this.teardown(net).catch(() => undefined);
   }
 }
 

@@ -28,8 +28,8 @@ export async function startProxy(t: ProxyTarget): Promise<Proxy> {
 
 async function startTcp(t: ProxyTarget): Promise<Proxy> {
   const conns = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect({ host: t.containerIp, port: t.containerPort });
+  const server = net.createServer({ noDelay: true }, (client) => {
+    const upstream = net.connect({ host: t.containerIp, port: t.containerPort, noDelay: true });
     conns.add(client);
     conns.add(upstream);
     const end = () => {

@@ -139,6 +139,34 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
       expectOk(await cli(['rm', 'twice']));
     });
 
+    it('gives a name to one of several creates racing for it, and frees the name of a failed create', async () => {
+      const creates = await Promise.all([1, 2, 3, 4].map(() => daemon.api('/v1.43/containers/create?name=racer', { method: 'POST', body: { Image: img, Cmd: ['true'] } })));
+      expect(creates.map((r) => r.status).sort()).toEqual([201, 409, 409, 409]);
+      const winner = creates.find((r) => r.status === 201)!.json.Id;
+      for (const r of creates.filter((c) => c.status === 409)) expect(r.json.message).toContain(`"/racer" is already in use by container "${winner}"`);
+      const named = (await daemon.api('/v1.43/containers/json?all=1')).json.filter((c: { Names: string[] }) => c.Names.includes('/racer'));
+      expect(named.map((c: { Id: string }) => c.Id)).toEqual([winner]);
+      expectOk(await cli(['rm', 'racer']));
+
+      // No command at all: the create fails, and the name it asked for is not kept.
+      const failed = await cli(['create', '--name', 'cmdless', '--entrypoint', '', img]);
+      expect(failed.code).not.toBe(0);
+      expect(failed.stderr).toMatch(/no command specified/);
+      expectOk(await cli(['create', '--name', 'cmdless', img, 'true']));
+      expectOk(await cli(['rm', 'cmdless']));
+    });
+
+    it('-t gives the process a terminal; -i -t refuses piped stdin', async () => {
+      const tty = await run(['-t', img, 'sh', '-c', 'tty; echo hi; exit 4']);
+      expect(tty.code).toBe(4);
+      expect(tty.stdout).toMatch(/^\/dev\/pts\/\d+\r\nhi\r\n$/);
+      const before = expectOk(await cli(['ps', '-a', '-q'])).stdout;
+      const refused = await run(['-i', '-t', img, 'cat'], 'hello\n');
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('the input device is not a TTY');
+      expect(expectOk(await cli(['ps', '-a', '-q'])).stdout).toBe(before);
+    });
+
     it('pulls a missing image first', async () => {
       const res = expectOk(await run([lazyImg, 'cat', '/lazy.txt']));
       expect(res.stderr).toContain(`Unable to find image '${lazyImg}' locally`);
@@ -158,8 +186,11 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
 
   describe('detached lifecycle', () => {
     it('run -d, logs, logs --tail, logs -f, ps, inspect', async () => {
-      const script = 'echo one; echo two; echo three >&2; sleep 1.5; echo four';
-      const id = expectOk(await cli(['run', '-d', '--name', 'talker', img, 'sh', '-c', script])).stdout.trim();
+      // The last line waits for a file the test makes on the host, so what logs shows is certain.
+      const ctl = path.join(work, 'talker-ctl');
+      await fs.mkdir(ctl, { recursive: true });
+      const script = 'echo one; echo two; echo three >&2; while [ ! -e /ctl/go ]; do sleep 0.05; done; echo four';
+      const id = expectOk(await cli(['run', '-d', '--name', 'talker', '-v', `${ctl}:/ctl`, img, 'sh', '-c', script])).stdout.trim();
       expect(id).toMatch(/^[0-9a-f]{64}$/);
 
       const ps = expectOk(await cli(['ps'])).stdout;
@@ -188,7 +219,10 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
       expect(tail.stderr).toBe('three\n');
 
       // -f follows until the process exits, then ends by itself.
-      const followed = expectOk(await cli(['logs', '-f', 'talker']));
+      const following = cli(['logs', '-f', 'talker']);
+      await new Promise((r) => setTimeout(r, 300));
+      await fs.writeFile(path.join(ctl, 'go'), '');
+      const followed = expectOk(await following);
       expect(followed.stdout).toBe('one\ntwo\nfour\n');
 
       expect(expectOk(await cli(['wait', 'talker'])).stdout).toBe('0\n');
@@ -292,8 +326,8 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
       expect(res.stdout.split('\0').filter(Boolean)).toEqual(['cat', '/proc/1/cmdline']);
     });
 
-    it('has only lo in its network namespace', async () => {
-      const res = expectOk(await run([img, 'cat', '/proc/net/dev']));
+    it('has only lo in its network namespace with --network none', async () => {
+      const res = expectOk(await run(['--network', 'none', img, 'cat', '/proc/net/dev']));
       const ifaces = res.stdout.split('\n').slice(2).filter(Boolean).map((l) => l.trim().split(':')[0]);
       expect(ifaces).toEqual(['lo']);
     });

@@ -11,13 +11,14 @@ import type { CreateRequest, WaitCondition } from '../../containers/manager';
 import { muxFrame, readLogs } from '../../containers/logs';
 import { resizeFrame } from '../../launcher/attach';
 import { hijack, relayMonitor } from '../hijack';
-import { type ApiRequest, type Router, boolParam, filtersParam, readJsonBody, sendJson } from '../router';
+import { CREATE_BODY, checkBody } from '../validate';
+import { type ApiRequest, type Router, boolParam, filtersParam, intParam, readJsonBody, sendJson, timestampParam } from '../router';
 
 export function containerRoutes(router: Router, engine: Engine): void {
   const containers = engine.containers;
 
   router.add('POST', '/containers/create', async (req, res) => {
-    const body = await readJsonBody<CreateRequest>(req);
+    const body = checkBody<CreateRequest>(await readJsonBody(req), CREATE_BODY, 'container config');
     sendJson(res, 201, await containers.create(body as CreateRequest, req.query.get('name') ?? undefined));
   });
 
@@ -30,7 +31,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
     if (filters.id) list = list.filter((c) => filters.id.some((i) => c.Id.startsWith(i)));
     if (filters.label) list = list.filter((c) => filters.label.every((l) => { const [k, v] = l.split('='); return c.Config.Labels?.[k] !== undefined && (v === undefined || c.Config.Labels[k] === v); }));
     list.sort((a, b) => Date.parse(b.Created) - Date.parse(a.Created));
-    const limit = Number(req.query.get('limit') ?? -1);
+    const limit = intParam(req.query, 'limit') ?? -1;
     if (limit > 0) list = list.slice(0, limit);
     sendJson(res, 200, list.map((c) => containers.summary(c)));
   });
@@ -44,14 +45,13 @@ export function containerRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('POST', '/containers/{id}/stop', async (req, res) => {
-    const t = req.query.get('t') ?? req.query.get('timeout');
-    const stopped = await containers.stop(req.params.id, t !== null ? Number(t) : undefined, req.query.get('signal') ?? undefined);
+    const t = intParam(req.query, 't') ?? intParam(req.query, 'timeout');
+    const stopped = await containers.stop(req.params.id, t, req.query.get('signal') ?? undefined);
     res.writeHead(stopped ? 204 : 304).end();
   });
 
   router.add('POST', '/containers/{id}/restart', async (req, res) => {
-    const t = req.query.get('t');
-    await containers.restart(req.params.id, t !== null ? Number(t) : undefined);
+    await containers.restart(req.params.id, intParam(req.query, 't'));
     res.writeHead(204).end();
   });
 
@@ -100,15 +100,18 @@ export function containerRoutes(router: Router, engine: Engine): void {
   router.add('GET', '/containers/{id}/logs', async (req, res) => {
     const rec = containers.get(req.params.id);
     const q = req.query;
-    const tail = q.get('tail');
+    // Docker reads a tail that is not a number as "all".
+    const tail = /^\d+$/.test(q.get('tail') ?? '') ? Number(q.get('tail')) : undefined;
+    const since = timestampParam(q, 'since');
+    const until = timestampParam(q, 'until');
     const tty = !!rec.Config.Tty;
     res.writeHead(200, { 'Content-Type': tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream' });
     const entries = readLogs(containers.logPath(rec.Id), {
       stdout: boolParam(q, 'stdout'),
       stderr: boolParam(q, 'stderr'),
-      tail: tail && tail !== 'all' ? Number(tail) : undefined,
-      since: q.get('since') ? Number(q.get('since')) : undefined,
-      until: q.get('until') ? Number(q.get('until')) : undefined,
+      tail,
+      since: since || undefined,
+      until: until || undefined,
       follow: boolParam(q, 'follow'),
       isLive: () => !!containers.list().find((c) => c.Id === rec.Id)?.State.Running,
       signal: req.signal,
@@ -122,10 +125,12 @@ export function containerRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('POST', '/containers/{id}/resize', async (req, res) => {
+    const h = intParam(req.query, 'h');
+    const w = intParam(req.query, 'w');
     const sock = containers.connectAttach(req.params.id);
     if (sock) {
       sock.on('error', () => undefined);
-      sock.end(resizeFrame(Number(req.query.get('h') ?? 24), Number(req.query.get('w') ?? 80)));
+      sock.end(resizeFrame(h ?? 24, w ?? 80));
     }
     res.writeHead(200).end();
   });

@@ -6,18 +6,19 @@ import type { ExecConfig } from '../../containers/exec';
 import { resizeFrame } from '../../launcher/attach';
 import { muxFrame } from '../../containers/logs';
 import { hijack, relayMonitor } from '../hijack';
-import { type Router, readJsonBody, sendJson } from '../router';
+import { EXEC_CONFIG, EXEC_START, checkBody } from '../validate';
+import { type Router, intParam, readJsonBody, sendJson } from '../router';
 
 export function execRoutes(router: Router, engine: Engine): void {
   const containers = engine.containers;
 
   router.add('POST', '/containers/{id}/exec', async (req, res) => {
-    const body = (await readJsonBody<ExecConfig>(req)) ?? ({} as ExecConfig);
+    const body = checkBody<ExecConfig>(await readJsonBody(req), EXEC_CONFIG, 'exec config') ?? ({} as ExecConfig);
     sendJson(res, 201, { Id: containers.execCreate(req.params.id, body) });
   });
 
   router.add('POST', '/exec/{id}/start', async (req, res) => {
-    const body = (await readJsonBody<{ Detach?: boolean; Tty?: boolean }>(req)) ?? {};
+    const body = checkBody<{ Detach?: boolean; Tty?: boolean }>(await readJsonBody(req), EXEC_START, 'exec start config') ?? {};
     const session = containers.execs.get(req.params.id);
     if (body.Detach) {
       await containers.execStart(session.ID);
@@ -73,11 +74,13 @@ export function execRoutes(router: Router, engine: Engine): void {
   router.add('GET', '/exec/{id}/json', (req, res) => sendJson(res, 200, containers.execs.inspect(req.params.id)));
 
   router.add('POST', '/exec/{id}/resize', (req, res) => {
+    const h = intParam(req.query, 'h');
+    const w = intParam(req.query, 'w');
     const session = containers.execs.get(req.params.id);
     if (session.Running) {
       const sock = connectUnix(`${session.stateDir}/attach.sock`);
       sock.on('error', () => undefined);
-      sock.end(resizeFrame(Number(req.query.get('h') ?? 24), Number(req.query.get('w') ?? 80)));
+      sock.end(resizeFrame(h ?? 24, w ?? 80));
     }
     res.writeHead(201).end();
   });

@@ -9,6 +9,7 @@ import type { Engine } from '../../kernel/engine';
 import { progressStream } from '../progress';
 import { type ApiRequest, Router, boolParam, readJsonBody, sendJson } from '../router';
 import { imageRoutes, registryAuth } from './images';
+import { COMMIT_CONFIG, checkBody } from '../validate';
 
 /** Docker sends `changes` as repeated query parameters; one may also hold several lines. */
 function changesParam(q: URLSearchParams): string[] {
@@ -60,7 +61,7 @@ export function imageBuildRoutes(router: Router, engine: Engine): void {
   router.add('POST', '/commit', async (req, res) => {
     const container = req.query.get('container');
     if (!container) throw new InvalidArgumentError('container is required: POST /commit?container=NAME_OR_ID');
-    const body = await readJsonBody<ContainerConfig | null>(req);
+    const body = checkBody<ContainerConfig>(await readJsonBody(req), COMMIT_CONFIG, 'commit config');
     const rec = await engine.committer.commit({
       container,
       repo: req.query.get('repo') ?? undefined,

@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import { promisify } from 'node:util';
 import type { Engine } from '../../kernel/engine';
 import { type Router, boolParam, readJsonBody, sendJson } from '../router';
+import { UPDATE_BODY, checkBody } from '../validate';
 
 const run = promisify(execFile);
 
@@ -29,7 +30,7 @@ export function resourceRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('POST', '/containers/{id}/update', async (req, res) => {
-    const body = (await readJsonBody<Record<string, unknown>>(req)) ?? {};
+    const body = checkBody<Record<string, unknown>>(await readJsonBody(req), UPDATE_BODY, 'update config') ?? {};
     sendJson(res, 200, { Warnings: await containers.update(req.params.id, body) });
   });
 

@@ -5,6 +5,7 @@ import { BerthError } from '../../contracts/errors';
 import { parseReference } from '../../images/reference';
 import { diskUsage, pruneContainers, pruneImages } from '../../kernel/disk-usage';
 import { API_VERSION, MIN_API_VERSION, type Router, filtersParam, readJsonBody, sendJson } from '../router';
+import { AUTH_CONFIG, checkBody } from '../validate';
 
 export function systemRoutes(router: Router, engine: Engine): void {
   router.add('GET', '/_ping', (req, res) => {
@@ -87,7 +88,7 @@ export function systemRoutes(router: Router, engine: Engine): void {
 
   // docker login / berth login: the daemon checks the credentials against the registry.
   router.add('POST', '/auth', async (req, res) => {
-    const body = (await readJsonBody<{ username?: string; password?: string; serveraddress?: string; identitytoken?: string }>(req)) ?? {};
+    const body = checkBody<{ username?: string; password?: string; serveraddress?: string; identitytoken?: string }>(await readJsonBody(req), AUTH_CONFIG, 'auth config') ?? {};
     const host = (body.serveraddress || 'docker.io').replace(/^https?:\/\//, '').replace(/\/(v1|v2)?\/?$/, '');
     const ref = parseReference(`${host === 'index.docker.io' ? 'docker.io' : host}/login-check`);
     const registry = engine.images.registryFor(ref);

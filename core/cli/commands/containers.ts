@@ -7,6 +7,8 @@ import { ApiError, type Client } from '../client';
 import { registryAuthHeader } from '../credentials';
 import { ProgressRenderer, ago, table, truncate } from '../render';
 import { demux, hijack } from '../stream';
+import { formatPorts, parsePublish } from './networks';
+import { parseMountFlag, parseTmpfsFlag } from './volumes';
 import { forEachName as forEach } from '../render';
 
 /** Flags of `run`/`create`: name -> [takes a value, repeatable]. */
@@ -17,8 +19,9 @@ const RUN_FLAGS: Record<string, [boolean, boolean]> = {
   platform: [true, false], pull: [true, false], 'stop-signal': [true, false], 'stop-timeout': [true, false], restart: [true, false], quiet: [false, false],
   memory: [true, false], 'memory-swap': [true, false], 'memory-reservation': [true, false], cpus: [true, false], 'pids-limit': [true, false],
   'cpu-shares': [true, false], 'cpu-quota': [true, false], 'cpu-period': [true, false], 'cpuset-cpus': [true, false], 'blkio-weight': [true, false],
+  publish: [true, true], 'publish-all': [false, false], expose: [true, true], 'network-alias': [true, true], ip: [true, false], mount: [true, true], tmpfs: [true, true],
 };
-const SHORT: Record<string, string> = { d: 'detach', i: 'interactive', t: 'tty', e: 'env', w: 'workdir', u: 'user', h: 'hostname', v: 'volume', l: 'label', q: 'quiet', m: 'memory' };
+const SHORT: Record<string, string> = { d: 'detach', i: 'interactive', t: 'tty', e: 'env', w: 'workdir', u: 'user', h: 'hostname', v: 'volume', l: 'label', q: 'quiet', m: 'memory', p: 'publish', P: 'publish-all' };
 
 type RunOpts = Record<string, string | boolean | string[]>;
 
@@ -116,9 +119,11 @@ function createBody(opts: RunOpts, image: string, cmd: string[]) {
     Labels: labels,
     StopSignal: opts['stop-signal'] as string | undefined,
     StopTimeout: opts['stop-timeout'] !== undefined ? Number(opts['stop-timeout']) : undefined,
+    ...exposedAndEndpoints(opts),
     HostConfig: {
       Binds: binds,
       NetworkMode: (opts.network as string) ?? 'default',
+      ...networkAndMounts(opts),
       Privileged: !!opts.privileged,
       CapAdd: opts['cap-add'] ?? [],
       CapDrop: opts['cap-drop'] ?? [],
@@ -129,6 +134,37 @@ function createBody(opts: RunOpts, image: string, cmd: string[]) {
       ...resources(opts),
     },
   };
+}
+
+/** -p/-P, --mount and --tmpfs as HostConfig fields (Docker's names). */
+function networkAndMounts(opts: RunOpts): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const publish = ((opts.publish as string[]) ?? []).map(parsePublish);
+  if (publish.length) {
+    const bindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+    for (const p of publish) (bindings[p.key] ??= []).push(p.binding);
+    out.PortBindings = bindings;
+  }
+  if (opts['publish-all']) out.PublishAllPorts = true;
+  if (opts.mount) out.Mounts = (opts.mount as string[]).map(parseMountFlag);
+  if (opts.tmpfs) out.Tmpfs = Object.fromEntries((opts.tmpfs as string[]).map(parseTmpfsFlag));
+  return out;
+}
+
+/** --expose and published ports as Config.ExposedPorts; --network-alias/--ip as NetworkingConfig. */
+function exposedAndEndpoints(opts: RunOpts): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  const exposed = [
+    ...((opts.expose as string[]) ?? []).map((e) => (e.includes('/') ? e : `${e}/tcp`)),
+    ...((opts.publish as string[]) ?? []).map((p) => parsePublish(p).key),
+  ];
+  if (exposed.length) out.ExposedPorts = Object.fromEntries(exposed.map((e) => [e, {}]));
+  const aliases = (opts['network-alias'] as string[]) ?? [];
+  if (aliases.length || opts.ip) {
+    const network = (opts.network as string) ?? 'default';
+    out.NetworkingConfig = { EndpointsConfig: { [network]: { Aliases: aliases, IPAMConfig: opts.ip ? { IPv4Address: opts.ip } : undefined } } };
+  }
+  return out;
 }
 
 /** Resource flags as HostConfig fields (Docker's names and units). */
@@ -334,7 +370,7 @@ export async function ps({ client, argv, out }: CommandContext): Promise<void> {
   out.write(
     table(
       ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
-      list.map((c) => [id(c.Id), c.Image, JSON.stringify(values['no-trunc'] ? c.Command : truncate(c.Command, 20)), ago(c.Created), c.Status, '', c.Names.map((n: string) => n.replace(/^\//, '')).join(',')]),
+      list.map((c) => [id(c.Id), c.Image, JSON.stringify(values['no-trunc'] ? c.Command : truncate(c.Command, 20)), ago(c.Created), c.Status, formatPorts(c.Ports), c.Names.map((n: string) => n.replace(/^\//, '')).join(',')]),
     ),
   );
 }
