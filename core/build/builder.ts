@@ -541,7 +541,7 @@ class BuildRun {
     };
     if (result.author !== undefined) config.author = result.author;
     const layers = result.layer ? [...state.layers, result.layer.blob] : state.layers;
-    const rec = await recordImage(this.deps, { config, layers, format: state.format, tags: [] });
+    const rec = await recordImage(this.deps, { config, layers, format: state.format, tags: [], parent: state.imageId });
     await this.builder.cache.set(key, rec.id, (id) => !!this.deps.images.store.get(id));
     state.imageId = rec.id;
     state.config = config;

@@ -272,7 +272,7 @@ export function buildManifest(config: Descriptor, layers: Descriptor[], format: 
  */
 export async function recordImage(
   deps: { content: ContentStore; images: ImageService; unpacker: () => LayerUnpacker | undefined },
-  parts: { config: ImageConfig; configBytes?: Buffer; layers: Descriptor[]; format: ManifestFormat; manifest?: { bytes: Buffer; mediaType: string }; tags?: ImageRef[] },
+  parts: { config: ImageConfig; configBytes?: Buffer; layers: Descriptor[]; format: ManifestFormat; manifest?: { bytes: Buffer; mediaType: string }; tags?: ImageRef[]; parent?: string },
 ): Promise<ImageRecord> {
   const configBytes = parts.configBytes ?? Buffer.from(JSON.stringify(parts.config));
   const configDigest = await deps.content.put(configBytes);
@@ -311,6 +311,7 @@ export async function recordImage(
     size: sizes.reduce((a, b) => a + b, 0),
     layerSizes: sizes,
     recorded: new Date().toISOString(),
+    ...(parts.parent ? { parent: parts.parent } : {}),
   };
   const [first, ...more] = parts.tags ?? [];
   await deps.images.store.add(record, first);

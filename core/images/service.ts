@@ -52,14 +52,17 @@ export class ImageService {
   /** GET /images/json */
   async list(opts: { all?: boolean; reference?: string[]; danglingOnly?: boolean } = {}) {
     const out = [];
+    const parents = new Set(this.store.list().map((r) => r.parent).filter(Boolean));
     for (const rec of this.store.list()) {
       const tags = familiarTags(this.store.tagsOf(rec.id));
+      // Untagged build steps under another image are intermediate: shown only with -a, as in Docker.
+      if (!opts.all && !tags.length && parents.has(rec.id)) continue;
       if (opts.danglingOnly && tags.length) continue;
       if (opts.reference?.length && !tags.some((t) => opts.reference!.some((r) => matchReference(t, r)))) continue;
       const cfg = await this.config(rec);
       out.push({
         Id: rec.id,
-        ParentId: '',
+        ParentId: rec.parent ?? '',
         RepoTags: tags,
         RepoDigests: rec.repoDigests.map((d) => familiarReference(parseReference(d))),
         Created: Math.floor(Date.parse(rec.created ?? rec.recorded) / 1000) || 0,

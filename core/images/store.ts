@@ -33,6 +33,8 @@ export interface ImageRecord {
   os: string;
   /** Bytes of the layers (uncompressed on disk once unpacked; compressed until then). */
   size: number;
+  /** The image a build step made this one from (Docker hides such intermediate images from `images`). */
+  parent?: string;
   /** Bytes each layer occupies in the storage driver, when unpacked. */
   layerSizes?: number[];
   /** When berth recorded it. */

@@ -67,10 +67,12 @@ export async function pruneContainers(engine: Engine) {
 export async function pruneImages(engine: Engine, all: boolean) {
   const { LayersSize: before } = await diskUsage(engine);
   const removed = [];
+  const parents = new Set(engine.imageStore.list().map((r) => r.parent));
   for (const img of engine.imageStore.list()) {
     const tags = engine.imageStore.tagsOf(img.id);
     if (engine.containers.usersOf(img.id).length) continue;
-    if (tags.length && !all) continue;
+    // Dangling: untagged and no other image built on it (intermediate build steps are kept).
+    if (!all && (tags.length || parents.has(img.id))) continue;
     removed.push(...(await engine.images.remove(img.id, { force: true })));
   }
   const { LayersSize: after } = await diskUsage(engine);
