@@ -10,8 +10,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { mountsUnder, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -101,6 +102,50 @@ function rawConnect(socketPath: string, text: string, until: RegExp, timeoutMs =
     });
     sock.write(text);
   });
+}
+
+type TarEntry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; body?: string; mode?: number };
+
+/** A tar archive in memory, entries in the order given. */
+async function makeTar(entries: TarEntry[]): Promise<Buffer> {
+  const pack = tar.pack();
+  for (const e of entries) {
+    await new Promise<void>((resolve, reject) =>
+      pack.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644) }, e.type && e.type !== 'file' ? undefined : e.body ?? '', (err) => (err ? reject(err) : resolve())),
+    );
+  }
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Entries of a tar archive: name -> body (files) or '->target' (links) or '/' (directories). */
+async function readTar(buf: Buffer): Promise<Record<string, string>> {
+  const extract = tar.extract();
+  const out: Record<string, string> = {};
+  const done = (async () => {
+    for await (const e of extract) {
+      const chunks: Buffer[] = [];
+      for await (const c of e) chunks.push(c as Buffer);
+      const h = e.header;
+      out[h.name] = h.type === 'directory' ? '/' : h.type === 'symlink' ? `->${h.linkname}` : Buffer.concat(chunks).toString('utf8');
+    }
+  })();
+  extract.end(buf);
+  await done;
+  return out;
+}
+
+/** Mounts below `root` that belong to container `id`, once the daemon's async unmounts are done. */
+async function mountsSettle(root: string, id: string, timeoutMs = 3000): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let left = mountsUnder(root).filter((m) => m.includes(id));
+  while (left.length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 50));
+    left = mountsUnder(root).filter((m) => m.includes(id));
+  }
+  return left;
 }
 
 /** mulberry32: small, fast, seeded. */
@@ -311,6 +356,127 @@ describe.skipIf(!isRoot)(`API robustness (${isRoot ? 'root' : rootReason})`, () 
       const version = await request(s(), '/version');
       expect(version.json).toMatchObject({ ApiVersion: '1.43', MinAPIVersion: '1.24', Os: 'linux' });
       expect(version.json.Components[0].Details).toMatchObject({ ApiVersion: '1.43', MinAPIVersion: '1.24', Os: 'linux' });
+    });
+  });
+
+  describe('docker cp archives (PUT/GET/HEAD /containers/{id}/archive)', () => {
+    const put = (id: string, path: string, body: Buffer, query = '') =>
+      request(s(), `/containers/${id}/archive?path=${encodeURIComponent(path)}${query}`, { method: 'PUT', body, headers: { 'Content-Type': 'application/x-tar' } });
+    const get = (id: string, path: string) =>
+      new Promise<{ status: number; stat: any; tar: Buffer; json: any }>((resolve, reject) => {
+        http
+          .get({ socketPath: s(), path: `/containers/${id}/archive?path=${encodeURIComponent(path)}`, agent: false }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c) => chunks.push(c));
+            res.on('end', () => {
+              const header = res.headers['x-docker-container-path-stat'];
+              const body = Buffer.concat(chunks);
+              resolve({
+                status: res.statusCode ?? 0,
+                stat: typeof header === 'string' ? JSON.parse(Buffer.from(header, 'base64').toString('utf8')) : undefined,
+                tar: body,
+                json: res.statusCode === 200 ? undefined : JSON.parse(body.toString('utf8')),
+              });
+            });
+          })
+          .on('error', reject);
+      });
+
+    it('round-trips files, directories and links, with the stat header in Go FileMode bits', async () => {
+      const archive = await makeTar([
+        { name: 'cp-dir/', type: 'directory', mode: 0o750 },
+        { name: 'cp-dir/a.txt', body: 'alpha\n', mode: 0o600 },
+        { name: 'cp-dir/link', type: 'symlink', linkname: 'a.txt' },
+        { name: 'cp-dir/hard', type: 'link', linkname: 'cp-dir/a.txt' },
+      ]);
+      expect((await put(stopped, '/tmp', archive)).status).toBe(200);
+      const dir = await get(stopped, '/tmp/cp-dir');
+      expect(dir.status).toBe(200);
+      expect(dir.stat).toMatchObject({ name: 'cp-dir', linkTarget: '' });
+      expect(dir.stat.mode).toBe(2 ** 31 + 0o750); // os.ModeDir | 0750
+      const entries = await readTar(dir.tar);
+      expect(entries['cp-dir']).toBe('/');
+      expect(entries['cp-dir/a.txt']).toBe('alpha\n');
+      expect(entries['cp-dir/link']).toBe('->a.txt');
+      expect(Object.keys(entries)).toContain('cp-dir/hard');
+      const head = await request(s(), `/containers/${stopped}/archive?path=/tmp/cp-dir/link`, { method: 'HEAD' });
+      const stat = JSON.parse(Buffer.from(String(head.headers['x-docker-container-path-stat']), 'base64').toString('utf8'));
+      expect(stat).toMatchObject({ name: 'link', linkTarget: '/tmp/cp-dir/a.txt' });
+      expect(stat.mode & 2 ** 27).toBeTruthy(); // os.ModeSymlink
+      // `path/.` names the directory's contents, as docker cp uses it.
+      const contents = await readTar((await get(stopped, '/tmp/cp-dir/.')).tar);
+      expect(contents['./a.txt']).toBe('alpha\n');
+      // The rootfs of the stopped container is not left mounted by any of this.
+      expect(await mountsSettle(daemon.root, stopped)).toEqual([]);
+    });
+
+    it('never writes outside the container, whatever the archive says', async () => {
+      const hostMarker = `/etc/berth-escape-${process.pid}.txt`;
+      // An absolute symlink, then a file "through" it: lands in the container's /etc.
+      const viaLink = await makeTar([
+        { name: 'to-etc', type: 'symlink', linkname: '/etc' },
+        { name: `to-etc/berth-escape-${process.pid}.txt`, body: 'inside\n' },
+      ]);
+      expect((await put(stopped, '/', viaLink)).status).toBe(200);
+      expect(readdirSync('/etc')).not.toContain(`berth-escape-${process.pid}.txt`);
+      expect(await readTar((await get(stopped, hostMarker)).tar)).toEqual({ [`berth-escape-${process.pid}.txt`]: 'inside\n' });
+      // A relative symlink that climbs far above the root stays at the container's root.
+      const climb = await makeTar([
+        { name: 'up', type: 'symlink', linkname: '../../../../../../../../..' },
+        { name: `up/berth-climb-${process.pid}.txt`, body: 'root of the container\n' },
+      ]);
+      expect((await put(stopped, '/tmp', climb)).status).toBe(200);
+      expect((await get(stopped, `/berth-climb-${process.pid}.txt`)).status).toBe(200);
+      // Names and hardlinks that leave the destination are refused outright.
+      for (const [entries, message] of [
+        [[{ name: '../escape.txt', body: 'x' }], /points outside the destination/],
+        [[{ name: 'a/../../escape.txt', body: 'x' }], /points outside the destination/],
+        [[{ name: 'hl', type: 'link', linkname: '../../../../etc/shadow' }], /points outside the destination/],
+        [[{ name: '.wh.passwd', body: '' }], /reserved for layer whiteouts/],
+      ] as [TarEntry[], RegExp][]) {
+        const res = await put(stopped, '/tmp', await makeTar(entries));
+        expect(res.status, JSON.stringify(entries)).toBe(400);
+        expect(res.json.message).toMatch(message);
+      }
+      // Garbage and truncated archives.
+      const garbage = await put(stopped, '/tmp', Buffer.from('this is not a tar archive at all'.repeat(40)));
+      expect(garbage.status).toBe(400);
+      const whole = await makeTar([{ name: 'big.txt', body: 'y'.repeat(10_000) }]);
+      const truncated = await put(stopped, '/tmp', whole.subarray(0, 3000));
+      expect(truncated.status).toBe(400);
+      expect(truncated.json.message).toMatch(/truncated|end of/i);
+      // The destination itself resolves inside the container too.
+      const viaDest = await put(stopped, '/to-etc', await makeTar([{ name: `dest-${process.pid}.txt`, body: 'z' }]));
+      expect(viaDest.status).toBe(200);
+      expect(readdirSync('/etc')).not.toContain(`dest-${process.pid}.txt`);
+      expect((await get(stopped, `/etc/dest-${process.pid}.txt`)).status).toBe(200);
+      expect(await mountsSettle(daemon.root, stopped)).toEqual([]);
+    });
+
+    it('noOverwriteDirNonDir refuses to swap a directory for a file and the reverse', async () => {
+      const fileOverDir = await put(stopped, '/', await makeTar([{ name: 'etc', body: 'not a dir' }]), '&noOverwriteDirNonDir=true');
+      expect(fileOverDir.status).toBe(400);
+      expect(fileOverDir.json.message).toMatch(/cannot overwrite directory "\/etc" with non-directory "etc"/);
+      const dirOverFile = await put(stopped, '/etc', await makeTar([{ name: 'passwd/', type: 'directory' }]), '&noOverwriteDirNonDir=1');
+      expect(dirOverFile.status).toBe(400);
+      expect(dirOverFile.json.message).toMatch(/cannot overwrite non-directory "\/etc\/passwd" with directory/);
+      // Both are intact.
+      expect((await get(stopped, '/etc')).stat.mode & 2 ** 31).toBeTruthy();
+      expect((await get(stopped, '/etc/passwd')).stat.mode & 2 ** 31).toBe(0);
+      // Plain files over plain files are fine with the flag.
+      const ok = await put(stopped, '/tmp', await makeTar([{ name: 'cp-dir/a.txt', body: 'replaced\n' }]), '&noOverwriteDirNonDir=1');
+      expect(ok.status).toBe(200);
+      expect(await readTar((await get(stopped, '/tmp/cp-dir/a.txt')).tar)).toEqual({ 'a.txt': 'replaced\n' });
+    });
+
+    it('answers 404 for missing paths and containers, 400 for a non-directory destination', async () => {
+      expect((await get(stopped, '/no/such')).status).toBe(404);
+      expect((await request(s(), `/containers/${stopped}/archive?path=/no/such`, { method: 'HEAD' })).status).toBe(404);
+      expect((await get('no-such-container', '/etc')).status).toBe(404);
+      const notDir = await put(stopped, '/etc/passwd', await makeTar([{ name: 'x', body: '' }]));
+      expect(notDir.status).toBe(400);
+      expect(notDir.json.message).toMatch(/not a directory/);
+      expect((await put(stopped, '/no/such/dir', await makeTar([{ name: 'x', body: '' }]))).status).toBe(404);
     });
   });
 
