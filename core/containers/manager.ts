@@ -397,8 +397,13 @@ export class ContainerManager extends EventEmitter {
     if (!rec.State.Running) throw new ConflictError(`Cannot kill container: ${ref}: Container ${rec.Id} is not running`);
     rec.ManuallyStopped = true;
     await this.thaw(rec);
+    // dockerd answers a SIGKILL only once the container has stopped (10 s at most), so a
+    // `docker kill` followed by `docker inspect` sees the exit; other signals return at once.
+    const isKill = ['SIGKILL', 'KILL', '9'].includes(String(signal).toUpperCase());
+    const exited = isKill ? this.waitFor(rec.Id, 'not-running') : undefined;
     await this.runtime().kill(rec.Id, this.store.stateDir(rec.Id), signal);
     this.emit('kill', rec.Id);
+    if (exited) await Promise.race([exited.catch(() => undefined), new Promise((r) => setTimeout(r, 10_000).unref())]);
   }
 
   /** SIGTERM (or the image's StopSignal), then SIGKILL after `timeout` seconds. */

@@ -171,6 +171,16 @@ describe.skipIf(!!skipReason)(`the docker CLI against berthd${skipReason ? ` (sk
       expect(gone.stderr).toMatch(/No such (container|object)/i);
     });
 
+    it('kill answers once the container is gone: inspect right after sees exit code 137', async () => {
+      const c = name('killed');
+      await ok(['run', '-d', '--name', c, img, 'sleep', '300']);
+      await ok(['kill', c]);
+      const state = (await inspect(c)).State;
+      expect(state.Running).toBe(false);
+      expect(state.ExitCode).toBe(137);
+      await ok(['rm', c]);
+    });
+
     it('commit, history and rmi', async () => {
       const c = name('tocommit');
       await ok(['run', '--name', c, img, 'sh', '-c', 'echo committed > /committed.txt']);

@@ -1,0 +1,11 @@
+/**
+ * The isolator conformance suite, run through the public `berth/testing` entry on the example
+ * isolator (as a plugin author would) and on the built-in namespaces isolator.
+ */
+// The same module the package exports as `berth/testing` (vite does not resolve the self-reference).
+import { isolatorConformance } from '../../core/testing';
+import { ReadonlyRootfsIsolator } from '../../examples/isolator-readonly/isolator';
+import { NamespacesIsolator } from '../../plugins/isolator-namespaces/isolator';
+
+isolatorConformance('isolator.readonly (example)', () => new ReadonlyRootfsIsolator({ tmpfs: ['/tmp', '/run'], tmpfsSize: '64m' }));
+isolatorConformance('isolator.namespaces', () => new NamespacesIsolator({ userNamespace: null }));
