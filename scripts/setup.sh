@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs what berth, its demo and its tests need on Debian 12 (as root), then builds berth.
+# Usage: bash scripts/setup.sh [EXTRA_DEBIAN_PACKAGE...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(docker-registry umoci skopeo busybox-static runc apache2-utils openssl gcc libc6-dev iproute2 procps containernetworking-plugins)
+# Extra packages named on the command line (CI adds docker.io for the docker 20.10 CLI tests).
+PACKAGES+=("$@")
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,7 +6,8 @@
  * unshared after attach) -> wait for the go-ahead -> become root in a new user namespace -> bind the
  * rootfs onto itself -> `mounts` in order -> `devices` -> `symlinks` -> pivot_root -> `readonlyPaths`
  * -> `maskedPaths` -> read-only rootfs -> hostname -> lo up -> terminal -> rlimits -> capabilities,
- * groups, gid, uid -> no_new_privs -> cwd -> every fd but stdio close-on-exec -> exec.
+ * groups, gid, uid -> no_new_privs -> cwd -> every fd but stdio close-on-exec -> `seccomp` -> exec
+ * (without no_new_privs the filter goes in before the capabilities are dropped, as runc does).
  */
 export interface LaunchPlan {
   /** Namespaces to create: 'pid' | 'mount' | 'uts' | 'ipc' | 'net' | 'cgroup' | 'user'. */
@@ -54,6 +55,20 @@ export interface LaunchPlan {
   oomCgroup?: string;
   /** Where the monitor writes the json-file log; default `<stateDir>/container.log`. */
   logPath?: string;
+  /** A seccomp filter for the process (and exec sessions, which copy the container's plan). */
+  seccomp?: SeccompSpec;
+}
+
+/** A seccomp filter, made by an isolator in TypeScript; the launcher only installs it. */
+export interface SeccompSpec {
+  /**
+   * The classic-BPF program as hex: 8 bytes per `struct sock_filter` (u16 code, u8 jt, u8 jf,
+   * u32 k), little-endian as in memory, at most 4096 instructions. It must check
+   * `seccomp_data.arch` itself and leave `execve` allowed.
+   */
+  bpf: string;
+  /** The same policy as an OCI `linux.seccomp` object (defaultAction, architectures, syscalls) for runtime.oci. */
+  oci?: Record<string, unknown>;
 }
 
 export interface IdMapping {

@@ -15,6 +15,7 @@
  *   symlink TARGET\tPATH | mask P | readonly P | hostname H | loopback-up | rlimit RES\tSOFT\tHARD (-1 = inf)
  *   caps HEX | no-new-privileges | uid N | gid N | group N | cwd P | arg A | env K=V | terminal
  *   console-size ROWS\tCOLS | stdin | stdin-once | oom-cgroup DIR
+ *   seccomp HEX   (a classic-BPF filter, 16 hex digits per struct sock_filter in memory order)
  *
  * Status channel (fd 3, a socket or pipe pair from berthd), one line each:
  *   launcher -> berthd: `pid N` (child cloned, waiting), `started N` (exec done; N = final pid),
@@ -39,7 +40,9 @@
 #include <grp.h>
 #include <limits.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
 #include <linux/openat2.h>
+#include <linux/seccomp.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -119,6 +122,8 @@ struct plan {
   LIST(struct rlimspec, rlimits);
   LIST(char *, args);
   LIST(char *, env);
+  struct sock_filter *filter; /* seccomp: installed last before exec (see child_main) */
+  int n_filter;
 };
 static struct plan P;
 
@@ -193,6 +198,34 @@ static long long num(const char *key, const char *s) {
   long long v = strtoll(s, &end, 0);
   if (errno || end == s || *end) die("plan: %s: not a number: %s", key, s);
   return v;
+}
+
+static int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* `seccomp HEX`: the bytes of a struct sock_filter array as they lie in memory. The kernel checks
+ * the program itself when it is installed; this only checks that it is one. */
+static void parse_seccomp(const char *hex, int lineno) {
+  size_t len = strlen(hex);
+  if (P.filter) die("seccomp: a second filter on line %d (the plan may hold one)", lineno);
+  if (!len || len % (2 * sizeof(struct sock_filter)))
+    die("seccomp: the filter on line %d is %zu hex digits, not a whole number of %zu-digit instructions",
+        lineno, len, 2 * sizeof(struct sock_filter));
+  if (len / (2 * sizeof(struct sock_filter)) > BPF_MAXINSNS)
+    die("seccomp: the filter on line %d has more than %d instructions", lineno, BPF_MAXINSNS);
+  unsigned char *bytes = malloc(len / 2);
+  if (!bytes) die("out of memory");
+  for (size_t i = 0; i < len; i += 2) {
+    int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
+    if (hi < 0 || lo < 0) die("seccomp: the filter on line %d is not hex (`%c` at digit %zu)", lineno, hi < 0 ? hex[i] : hex[i + 1], hi < 0 ? i : i + 1);
+    bytes[i / 2] = (unsigned char)(hi << 4 | lo);
+  }
+  P.filter = (struct sock_filter *)bytes;
+  P.n_filter = (int)(len / (2 * sizeof(struct sock_filter)));
 }
 
 static int ns_flag(const char *name) {
@@ -299,6 +332,8 @@ static void parse_plan(const char *file) {
       long long s = num(key, f[1]), h = num(key, f[2]);
       PUSH(rlimits, ((struct rlimspec){(int)num(key, f[0]), s < 0 ? RLIM_INFINITY : (rlim_t)s,
                                        h < 0 ? RLIM_INFINITY : (rlim_t)h}));
+    } else if (!strcmp(key, "seccomp")) {
+      parse_seccomp(ONE(), lineno);
     } else if (!strcmp(key, "console-size")) {
       nf = split_fields(value, f, 8);
       if (nf != 2) die("plan: console-size needs ROWS COLS");
@@ -729,6 +764,22 @@ static void setup_terminal(int console_sock) {
   if (slave > 2) close(slave);
 }
 
+/* seccomp(SECCOMP_SET_MODE_FILTER, TSYNC) (prctl on kernels before 3.17). Where it goes is runc's
+ * choice (libcontainer/standard_init_linux.go): with no_new_privs, as late as possible, right
+ * before exec, so the fewest of our own syscalls run under the filter; without no_new_privs the
+ * kernel asks for CAP_SYS_ADMIN, so before the capabilities are dropped, and the syscalls that
+ * follow (capset, setresuid, chdir, close_range, execve ...) must be ones the filter allows. */
+static void install_seccomp(void) {
+  struct sock_fprog prog = {(unsigned short)P.n_filter, P.filter};
+  long rc = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+  if (rc < 0 && errno == ENOSYS) rc = prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+  if (rc > 0) {
+    errno = 0;
+    child_fail("seccomp: thread %ld could not take the filter", rc);
+  }
+  if (rc < 0) child_fail("seccomp: install the filter (%d instructions)", P.n_filter);
+}
+
 static void drop_privileges(void) {
   struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
   struct __user_cap_data_struct data[2];
@@ -853,6 +904,7 @@ static void child_main(int sync_rd, int pid_wr, int console_sock, int in_fd, int
     struct rlimit rl = {P.rlimits[i].soft, P.rlimits[i].hard};
     if (setrlimit(P.rlimits[i].res, &rl) < 0) child_fail("setrlimit %d", P.rlimits[i].res);
   }
+  if (P.filter && !P.nnp) install_seccomp(); /* needs CAP_SYS_ADMIN: before it is dropped */
   drop_privileges();
   if (chdir(P.cwd) < 0) child_fail("cwd %s", P.cwd);
   struct stat st;
@@ -864,6 +916,7 @@ static void child_main(int sync_rd, int pid_wr, int console_sock, int in_fd, int
       if (fd != err_fd) fcntl(fd, F_SETFD, FD_CLOEXEC);
   }
   prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
+  if (P.filter && P.nnp) install_seccomp(); /* the last step: nothing but execve runs under it */
   exec_process();
 }
 

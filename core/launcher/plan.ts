@@ -33,6 +33,18 @@ function absolute(name: string, p: string): string {
   return p;
 }
 
+/** BPF_MAXINSNS: the kernel refuses longer classic-BPF programs. */
+const MAX_BPF_INSNS = 4096;
+
+/** A seccomp program as hex, checked so a bad filter names itself here rather than in the child. */
+function seccompHex(bpf: unknown): string {
+  if (typeof bpf !== 'string' || !/^(?:[0-9a-f]{16})+$/i.test(bpf)) {
+    throw new Error('launch plan: seccomp.bpf must be hex, 16 digits (8 bytes) per sock_filter instruction');
+  }
+  if (bpf.length / 16 > MAX_BPF_INSNS) throw new Error(`launch plan: seccomp.bpf has ${bpf.length / 16} instructions, more than ${MAX_BPF_INSNS}`);
+  return bpf.toLowerCase();
+}
+
 function limit(n: number): string {
   return n === Infinity || n < 0 ? '-1' : String(Math.floor(n));
 }
@@ -79,6 +91,7 @@ export function serializePlan(plan: LaunchPlan, opts: SerializeOptions): string 
   }
   put('caps', capabilityMask(plan.capabilities));
   if (plan.noNewPrivileges) put('no-new-privileges');
+  if (plan.seccomp) put('seccomp', seccompHex(plan.seccomp.bpf));
   if (plan.oomCgroup) put('oom-cgroup', absolute('oomCgroup', plan.oomCgroup));
 
   const p = plan.process;

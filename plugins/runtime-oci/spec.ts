@@ -47,6 +47,8 @@ export interface OciSpec {
     readonlyPaths: string[];
     resources?: Record<string, unknown>;
     cgroupsPath?: string;
+    /** OCI LinuxSeccomp (defaultAction, architectures, syscalls), as the isolator wrote it. */
+    seccomp?: Record<string, unknown>;
   };
 }
 
@@ -130,6 +132,8 @@ export function buildSpec(plan: LaunchPlan, opts: BuildSpecOptions = {}): OciSpe
       // the cgroup isolator allows too, or the container cannot even open /dev/null.
       resources: { devices: deviceRules(plan) },
       ...(opts.cgroupsPath ? { cgroupsPath: opts.cgroupsPath } : {}),
+      // The BPF program is for berth's launcher; runc builds its own from the OCI form.
+      ...(plan.seccomp?.oci ? { seccomp: structuredClone(plan.seccomp.oci) } : {}),
     },
   };
   return spec;
@@ -140,6 +144,7 @@ export function unsupportedParts(plan: LaunchPlan): string[] {
   const out: string[] = [];
   for (const l of plan.symlinks ?? []) if (!RUNTIME_SYMLINKS.has(l.path)) out.push(`symlink ${l.path} -> ${l.target}`);
   if (plan.joinNamespaces && Object.keys(plan.joinNamespaces).length) out.push('joinNamespaces (exec)');
+  if (plan.seccomp && !plan.seccomp.oci) out.push('seccomp (a BPF program with no OCI form)');
   return out;
 }
 

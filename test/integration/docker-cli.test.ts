@@ -79,6 +79,10 @@ describe.skipIf(!!skipReason)(`the docker CLI against berthd${skipReason ? ` (sk
     if (work) await fs.rm(work, { recursive: true, force: true });
   });
 
+  it('finds at least one docker CLI to drive berthd with', () => {
+    expect(clients.map((c) => c.bin).length).toBeGreaterThan(0);
+  });
+
   describe.each(clients)('docker $version ($bin)', ({ bin, version }) => {
     const major = Number(version.split('.')[0]);
     /** Each client gets its own config dir (credentials), so runs of the two CLIs do not mix. */
