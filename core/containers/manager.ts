@@ -484,7 +484,9 @@ export class ContainerManager extends EventEmitter {
       const exited = this.waitFor(id, 'next-exit');
       await this.runtime().kill(id, this.store.stateDir(id), 'SIGKILL').catch(() => undefined);
       // The exit handler runs in this container's queue, after us: finish its work here.
-      await Promise.race([exited, this.runtime().wait(id, this.store.stateDir(id))]);
+      const status = await Promise.race([exited.then(() => undefined), this.runtime().wait(id, this.store.stateDir(id))]);
+      // Whoever waits on this container (an attached `run`) learns how it ended: 137, not 0.
+      if (status) Object.assign(rec.State, { Status: 'exited', Running: false, Pid: 0, ExitCode: status.exitCode, OOMKilled: status.oomKilled, FinishedAt: status.finishedAt });
       const target: IsolationTarget = { containerId: id, stateDir: this.store.stateDir(id), hostConfig: rec.HostConfig };
       for (const iso of [...this.deps.isolators()].reverse()) await iso.impl.cleanup?.(target).catch(() => undefined);
     }

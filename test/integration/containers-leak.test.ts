@@ -28,6 +28,27 @@ function launchersOf(root: string): number[] {
   return pids;
 }
 
+/** Cgroup directories (any hierarchy) named after one of `ids`. */
+function cgroupsOf(ids: Set<string>): string[] {
+  const found: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const p = path.join(dir, e.name);
+      if (ids.has(e.name)) found.push(p);
+      if (depth < 8) walk(p, depth + 1);
+    }
+  };
+  walk('/sys/fs/cgroup', 0);
+  return found;
+}
+
 /** berthd's open descriptors by kind (`socket`, `anon_inode:inotify`, a file path ...). */
 function openFds(pid: number): Record<string, number> {
   const kinds: Record<string, number> = {};
@@ -74,8 +95,12 @@ describe.skipIf(!isRoot)(`container resources are released (${isRoot ? 'root' : 
   const stateDirs = async () => (await fs.readdir(path.join(d.root, 'containers')).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{64}$/.test(n));
 
   /** What must be back to nothing once every container is gone. */
+  /** Every container id the tests made, to look for their cgroups afterwards. */
+  const made = new Set<string>();
+
   async function expectClean(fdsBefore: Record<string, number>): Promise<void> {
     expect(mountsUnder(d.root)).toEqual([]);
+    expect(cgroupsOf(made)).toEqual([]);
     expect(launchersOf(d.root)).toEqual([]);
     expect(await stateDirs()).toEqual([]);
     expect((await d.api('/containers/json?all=1')).json).toEqual([]);
@@ -101,6 +126,7 @@ describe.skipIf(!isRoot)(`container resources are released (${isRoot ? 'root' : 
       // an explicit wait and delete.
       const autoRemove = i % 2 === 0;
       const { Id } = ok(await d.api('/containers/create', { method: 'POST', body: { Image: img, Cmd: ['sh', '-c', `exit ${i % 5}`], HostConfig: { AutoRemove: autoRemove } } }), `create #${i}`).json;
+      made.add(Id);
       const waited = d.api(`/containers/${Id}/wait?condition=${autoRemove ? 'removed' : 'next-exit'}`, { method: 'POST' });
       ok(await d.api(`/containers/${Id}/start`, { method: 'POST' }), `start #${i}`);
       const status = ok(await waited, `wait #${i}`).json;
@@ -115,6 +141,7 @@ describe.skipIf(!isRoot)(`container resources are released (${isRoot ? 'root' : 
     const ids = await Promise.all(
       Array.from({ length: 50 }, async (_, i) => {
         const { Id } = ok(await d.api('/containers/create', { method: 'POST', body: { Image: img, Cmd: ['sh', '-c', `echo started ${i}; sleep 2`] } }), `create #${i}`).json;
+        made.add(Id);
         ok(await d.api(`/containers/${Id}/start`, { method: 'POST' }), `start #${i}`);
         return Id as string;
       }),
@@ -122,6 +149,8 @@ describe.skipIf(!isRoot)(`container resources are released (${isRoot ? 'root' : 
     const running = (await d.api('/containers/json')).json as { Id: string }[];
     expect(running.length).toBe(50);
     expect(launchersOf(d.root).length).toBeGreaterThanOrEqual(50);
+    // While they run, each has its cgroups (so the check after removal can see a leak).
+    expect(cgroupsOf(new Set(ids)).length).toBeGreaterThanOrEqual(50);
 
     const results = await Promise.all(ids.map((id) => d.api(`/containers/${id}/wait`, { method: 'POST' })));
     expect(results.map((r) => r.json.StatusCode)).toEqual(ids.map(() => 0));

@@ -60,6 +60,7 @@ describe.skipIf(!isRoot)(`containers across a berthd restart (${isRoot ? 'root' 
     const cli = (args: string[]) => first.cli(args);
     const ticker = expectOk(await cli(['run', '-d', '--name', 'ticker', img, 'sh', '-c', TICKER])).stdout.trim();
     const seven = expectOk(await cli(['run', '-d', '--name', 'seven', img, 'sh', '-c', 'sleep 1; exit 7'])).stdout.trim();
+    const autoRemoved = expectOk(await cli(['run', '-d', '--rm', '--name', 'gone', img, 'sh', '-c', 'sleep 1'])).stdout.trim();
     await until('a few ticks', async () => ticks((await cli(['logs', 'ticker'])).stdout).length >= 3);
     const before = JSON.parse(expectOk(await cli(['inspect', 'ticker'])).stdout)[0];
     const pid: number = before.State.Pid;
@@ -90,6 +91,10 @@ describe.skipIf(!isRoot)(`containers across a berthd restart (${isRoot ? 'root' 
     expect(expectOk(await again(['ps', '-a'])).stdout).toMatch(/Exited \(7\).*seven/);
     expect(expectOk(await again(['wait', 'seven'])).stdout).toBe('7\n');
     expect(JSON.parse(expectOk(await again(['inspect', seven])).stdout)[0].State.ExitCode).toBe(7);
+
+    // An AutoRemove container that ended meanwhile is removed once berthd learns of it.
+    await until('the --rm container to be removed', async () => !existsSync(path.join(first.root, 'containers', autoRemoved)));
+    expect(expectOk(await again(['ps', '-a'])).stdout).not.toContain('gone');
 
     // The adopted container is fully manageable: follow, stop, wait.
     const waiting = again(['wait', 'ticker']);

@@ -103,6 +103,8 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
 
     it('-w sets the working directory', async () => {
       expect(expectOk(await run(['-w', '/tmp', img, 'pwd'])).stdout).toBe('/tmp\n');
+      // Docker creates a working directory the image lacks.
+      expect(expectOk(await run(['-w', '/not/yet/there', img, 'pwd'])).stdout).toBe('/not/yet/there\n');
     });
 
     it('--hostname sets the hostname', async () => {
@@ -298,6 +300,16 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
       const gone = await cli(['inspect', 'busy']);
       expect(gone.code).not.toBe(0);
       expect(gone.stderr).toMatch(/No such object: busy/);
+      const waitGone = await cli(['wait', 'busy']);
+      expect(waitGone.code).not.toBe(0);
+      expect(waitGone.stderr).toMatch(/No such container: busy/);
+    });
+
+    it('an attached run whose container is force-removed exits 137', async () => {
+      const attached = cli(['run', '--name', 'doomed', img, 'sleep', '30']);
+      await until('doomed to run', async () => (await cli(['ps'])).stdout.includes('doomed'));
+      expectOk(await cli(['rm', '-f', 'doomed']));
+      expect((await attached).code).toBe(137);
     });
 
     it('wait prints the exit code', async () => {
@@ -305,6 +317,18 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
       const res = await cli(['wait', 'waiter']);
       expect(res.stdout).toBe('42\n');
       expectOk(await cli(['rm', 'waiter']));
+    });
+
+    it('start -a runs a created container attached and passes its exit code', async () => {
+      expectOk(await cli(['create', '--name', 'attached', img, 'sh', '-c', 'echo out; echo err >&2; exit 6']));
+      for (let i = 0; i < 2; i++) {
+        const res = await cli(['start', '-a', 'attached']);
+        expect(res.code).toBe(6);
+        expect(res.stdout).toBe('out\n');
+        expect(res.stderr).toBe('err\n');
+      }
+      expect(expectOk(await cli(['logs', 'attached'])).stdout).toBe('out\nout\n');
+      expectOk(await cli(['rm', 'attached']));
     });
 
     it('rename gives a container a new name', async () => {

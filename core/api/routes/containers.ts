@@ -63,6 +63,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
   router.add('POST', '/containers/{id}/wait', async (req, res) => {
     const condition = (req.query.get('condition') || 'not-running') as WaitCondition;
     if (!['not-running', 'next-exit', 'removed'].includes(condition)) throw new InvalidArgumentError(`invalid condition: "${condition}"`);
+    containers.get(req.params.id); // a missing container is a 404, before the 200 goes out
     const waiting = containers.waitFor(req.params.id, condition, req.signal);
     // Headers go out at once so clients know the wait is registered (docker run relies on it).
     res.writeHead(200, { 'Content-Type': 'application/json' });
