@@ -21,7 +21,7 @@ import { diffTrees } from '../layers/tree';
 import { writeLayerTar } from '../layers/write';
 import { familiarTags } from '../images/store';
 import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
-import { resolveUser } from './user';
+import { ensureWorkingDir, resolveUser } from './user';
 import { mergeEnv } from './env';
 import { initBinary } from '../launcher/binary';
 import { type ExecConfig, ExecSessions } from './exec';
@@ -253,6 +253,7 @@ export class ContainerManager extends EventEmitter {
       const rootfs = await storage.mount(id);
       mounted = true;
       const user = await resolveUser(rootfs, rec.Config.User);
+      await ensureWorkingDir(rootfs, rec.Process.cwd || '/');
       const plan: LaunchPlan = {
         namespaces: [],
         rootfs,

@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { InvalidArgumentError } from '../contracts/errors';
-import { resolveInRoot } from '../layers/resolve';
+import { ensureDirs, resolveInRoot } from '../layers/resolve';
 
 export interface ResolvedUser {
   uid: number;
@@ -46,4 +46,14 @@ export async function resolveUser(rootfs: string, spec: string | undefined): Pro
     ? groups.filter((g) => g.length >= 4 && g[3].split(',').includes(name)).map((g) => Number(g[2])).filter((g) => g !== gid)
     : [];
   return { uid, gid, additionalGids, home: entry?.[5] || '/' };
+}
+
+/** Docker creates a working directory the image lacks (root-owned, 0755), inside the rootfs only. */
+export async function ensureWorkingDir(rootfs: string, cwd: string): Promise<void> {
+  try {
+    const { components } = await resolveInRoot(rootfs, cwd.split('/').filter(Boolean), true);
+    await ensureDirs(rootfs, components);
+  } catch (err) {
+    throw new InvalidArgumentError(`working directory ${cwd}: ${(err as Error).message}`);
+  }
 }

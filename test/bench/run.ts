@@ -314,7 +314,7 @@ async function benchRun(ctx: Ctx): Promise<void> {
   let bundle: Awaited<ReturnType<typeof runcBundle>> | undefined;
   let runcCount = 0;
   await contest(S, what, ctx.n.run, 2, [
-    { tool: 'berth', id: 'run.berth', label: 'berth run --rm', unit: 's', prepare: async () => void (berth = await berthMain(ctx)), once: async () => ok(await berth!.cli(['run', '--rm', img, 'true']), 'berth run').seconds },
+    { tool: 'berth', id: 'run.berth', label: 'berth run --rm', unit: 's', prepare: async () => void (berth = await berthMain(ctx)), once: async () => ok(await berth!.cli(['run', '--rm', '--network', 'none', img, 'true']), 'berth run').seconds },
     { tool: 'podman', id: 'run.podman', label: 'podman --runtime runc run --rm', unit: 's', missing: ctx.podmanWhy, prepare: async () => void (podman = await podmanMain(ctx)), once: async () => ok(await podman!.run(['run', '--rm', '--network', 'none', img, 'true']), 'podman run').seconds },
     { tool: 'docker', id: 'run.docker', label: 'docker run --rm', unit: 's', missing: ctx.dockerWhy, prepare: async () => void (docker = await dockerMain(ctx)), once: async () => ok(await docker!.cli(['run', '--rm', '--network', 'none', img, 'true']), 'docker run').seconds },
     {
@@ -372,7 +372,7 @@ async function benchExec(ctx: Ctx): Promise<void> {
       tool: 'berth', id: 'exec.berth', label: 'berth exec', unit: 's',
       prepare: async () => {
         berth = await berthMain(ctx);
-        ids.berth = ok(await berth.cli(['run', '-d', img, 'sleep', '3600']), 'berth run -d').stdout.trim();
+        ids.berth = ok(await berth.cli(['run', '-d', '--network', 'none', img, 'sleep', '3600']), 'berth run -d').stdout.trim();
       },
       once: async () => ok(await berth!.cli(['exec', ids.berth, 'true']), 'berth exec').seconds,
       teardown: async () => void ok(await berth!.cli(['rm', '-f', ids.berth]), 'berth rm -f'),
@@ -546,7 +546,7 @@ async function benchBurst(ctx: Ctx): Promise<void> {
   await attempt(S, 'berth', async () => {
     const d = await berthMain(ctx);
     await apiBurst('berth', d.api, '');
-    await cliBurst('berth', (a) => d.cli(a, 300_000), []);
+    await cliBurst('berth', (a) => d.cli(a, 300_000), ['--network', 'none']);
   });
   if (ctx.docker) {
     await attempt(S, 'docker', async () => {
