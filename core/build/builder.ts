@@ -19,6 +19,7 @@ import { randomBytes } from 'node:crypto';
 import { createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
+import { peekStream } from '../util/stream';
 import zlib from 'node:zlib';
 import * as tar from 'tar-stream';
 import type { ContainerConfig, Descriptor, HistoryEntry, ImageConfig, ImageRef, Logger } from '../contracts/types';
@@ -171,7 +172,7 @@ export class ImageBuilder {
     const ctxDir = await fs.mkdtemp(path.join(tmpRoot, 'ctx-'));
     try {
       const body = await decompressIfNeeded(context, 'the build context');
-      const { head, stream } = await peek(body, 512);
+      const { head, stream } = await peekStream(body, 512);
       let dockerfileName = opts.dockerfile || 'Dockerfile';
       if (head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar') {
         await extractTar(stream, ctxDir, [], { chown: false, what: 'the build context' });
@@ -851,33 +852,6 @@ function healthcheck(ins: Instruction): Record<string, unknown> {
   return hc;
 }
 
-/** The first `n` bytes of a stream (fewer at its end) and a stream of all of it. */
-async function peek(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
-  const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  const first: Buffer[] = [];
-  let got = 0;
-  let done = false;
-  while (got < n) {
-    const r = await it.next();
-    if (r.done) {
-      done = true;
-      break;
-    }
-    first.push(r.value);
-    got += r.value.length;
-  }
-  const head = Buffer.concat(first);
-  async function* all() {
-    if (head.length) yield head;
-    if (done) return;
-    for (;;) {
-      const r = await it.next();
-      if (r.done) return;
-      yield r.value;
-    }
-  }
-  return { head, stream: Readable.from(all(), { objectMode: false }) };
-}
 
 /** Copy a tar stream, leaving out the entries `drop` names. */
 function filterTar(input: Readable, drop: (name: string) => boolean): Readable {

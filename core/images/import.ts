@@ -4,6 +4,7 @@
  * a history row "Imported from -".
  */
 import { Readable, pipeline } from 'node:stream';
+import { peekStream } from '../util/stream';
 import zlib from 'node:zlib';
 import type { ImageConfig } from '../contracts/types';
 import { InvalidArgumentError } from '../contracts/errors';
@@ -30,7 +31,7 @@ export interface ImportOptions {
  * refused by name (Docker accepts xz and bzip2 too; Node has no decoder for them).
  */
 export async function decompressIfNeeded(input: Readable, what: string): Promise<Readable> {
-  const { head, stream } = await sniff(input, 6);
+  const { head, stream } = await peekStream(input, 6);
   if (!head.length) throw new InvalidArgumentError(`${what} is empty`);
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
     const gunzip = zlib.createGunzip();
@@ -43,36 +44,6 @@ export async function decompressIfNeeded(input: Readable, what: string): Promise
   return stream;
 }
 
-/**
- * The first `n` bytes of a stream, and a stream of all its bytes (those included). Read through
- * the stream's iterator rather than with unshift, which loses data on a body that already ended.
- */
-async function sniff(input: Readable, n: number): Promise<{ head: Buffer; stream: Readable }> {
-  const it = input[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  const first: Buffer[] = [];
-  let got = 0;
-  let done = false;
-  while (got < n) {
-    const r = await it.next();
-    if (r.done) {
-      done = true;
-      break;
-    }
-    first.push(r.value);
-    got += r.value.length;
-  }
-  const head = Buffer.concat(first);
-  async function* all() {
-    if (head.length) yield head;
-    if (done) return;
-    for (;;) {
-      const r = await it.next();
-      if (r.done) return;
-      yield r.value;
-    }
-  }
-  return { head: head.subarray(0, n), stream: Readable.from(all(), { objectMode: false }) };
-}
 
 export class ImageImporter {
   constructor(private readonly deps: { content: ContentStore; images: ImageService; unpacker: () => LayerUnpacker | undefined }) {}

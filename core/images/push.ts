@@ -8,7 +8,7 @@
 import { Transform, type Readable } from 'node:stream';
 import type { Descriptor, ImageRef, ProgressSink } from '../contracts/types';
 import { BerthError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
-import type { Registry, RegistryCredentials } from '../contracts/registry';
+import type { RegistryCredentials } from '../contracts/registry';
 import type { ContentStore } from '../content/store';
 import type { ImageService } from './service';
 import type { ImageRecord } from './store';

@@ -54,13 +54,13 @@ export class EventBus extends EventEmitter {
 
 /** Docker's event filters: type, event (action), container/image (id or name), label. */
 export function matchesEventFilters(ev: EngineEvent, filters: Record<string, string[]>): boolean {
-  const any = (key: string, values: string[] | undefined, test: (v: string) => boolean) => !values?.length || values.some(test);
+  const any = (values: string[] | undefined, test: (v: string) => boolean) => !values?.length || values.some(test);
   return (
-    any('type', filters.type, (v) => v === ev.Type) &&
-    any('event', filters.event, (v) => v === ev.Action || ev.Action.startsWith(`${v}:`)) &&
-    any('container', filters.container, (v) => ev.Type === 'container' && (ev.Actor.ID.startsWith(v) || ev.Actor.Attributes.name === v)) &&
-    any('image', filters.image, (v) => ev.Actor.Attributes.image === v || (ev.Type === 'image' && (ev.Actor.ID === v || ev.Actor.Attributes.name === v))) &&
-    any('label', filters.label, (v) => {
+    any(filters.type, (v) => v === ev.Type) &&
+    any(filters.event, (v) => v === ev.Action || ev.Action.startsWith(`${v}:`)) &&
+    any(filters.container, (v) => ev.Type === 'container' && (ev.Actor.ID.startsWith(v) || ev.Actor.Attributes.name === v)) &&
+    any(filters.image, (v) => ev.Actor.Attributes.image === v || (ev.Type === 'image' && (ev.Actor.ID === v || ev.Actor.Attributes.name === v))) &&
+    any(filters.label, (v) => {
       const [k, val] = v.split('=');
       return ev.Actor.Attributes[k] !== undefined && (val === undefined || ev.Actor.Attributes[k] === val);
     })

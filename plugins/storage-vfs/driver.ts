@@ -35,7 +35,7 @@ export class VfsDriver implements StorageDriver {
   private readonly containersDir: string;
   private readonly mounts = new Map<string, number>();
 
-  constructor(private readonly stateDir: string, private readonly sys: Syscalls, private readonly config: VfsConfig) {
+  constructor(stateDir: string, private readonly sys: Syscalls, private readonly config: VfsConfig) {
     this.layersDir = path.join(stateDir, 'layers');
     this.containersDir = path.join(stateDir, 'containers');
   }
