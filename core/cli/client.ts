@@ -14,9 +14,14 @@ export class ApiError extends Error {
 
 export class DaemonUnreachable extends Error {}
 
+function isStream(v: unknown): v is NodeJS.ReadableStream {
+  return typeof (v as NodeJS.ReadableStream | undefined)?.pipe === 'function';
+}
+
 export interface RequestOptions {
   method?: string;
   query?: Record<string, string | number | boolean | undefined>;
+  /** JSON-encoded, unless it is a stream, which is sent as it is (chunked). */
   body?: unknown;
   headers?: Record<string, string>;
 }
@@ -41,7 +46,8 @@ export class Client {
 
   /** Send a request and return the raw response (for streams). Non-2xx statuses throw ApiError. */
   request(path: string, opts: RequestOptions = {}): Promise<http.IncomingMessage> {
-    const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
+    const stream = isStream(opts.body) ? opts.body : undefined;
+    const body = opts.body === undefined || stream ? undefined : Buffer.from(JSON.stringify(opts.body));
     return new Promise((resolve, reject) => {
       const req = http.request(
         {
@@ -49,7 +55,11 @@ export class Client {
           agent: false,
           path: this.url(path, opts.query),
           method: opts.method ?? 'GET',
-          headers: { ...(body ? { 'Content-Type': 'application/json', 'Content-Length': body.length } : {}), ...opts.headers },
+          headers: {
+            ...(body ? { 'Content-Type': 'application/json', 'Content-Length': body.length } : {}),
+            ...(stream ? { 'Transfer-Encoding': 'chunked' } : {}),
+            ...opts.headers,
+          },
         },
         (res) => {
           if ((res.statusCode ?? 500) < 400) return resolve(res);
@@ -73,7 +83,10 @@ export class Client {
           reject(new DaemonUnreachable(`Cannot connect to berthd at unix://${this.socketPath}: ${why}`));
         } else reject(err);
       });
-      req.end(body);
+      if (stream) {
+        stream.on('error', (err) => req.destroy(err));
+        stream.pipe(req);
+      } else req.end(body);
     });
   }
 

@@ -62,6 +62,8 @@ export class ContainerManager extends EventEmitter {
   private readonly store: ContainerStore;
   /** Containers whose exit is being watched, so each exit is handled once. */
   private readonly watching = new Set<string>();
+  /** Containers being restarted: their exit must not trigger AutoRemove. */
+  private readonly restarting = new Set<string>();
   /** Launch plans of running containers (exec derives its plan from them). */
   private readonly plans = new Map<string, LaunchPlan>();
   readonly execs: ExecSessions;
@@ -354,7 +356,7 @@ export class ContainerManager extends EventEmitter {
     });
     await this.store.save(rec);
     this.emit('exit', id, exit);
-    if (rec.HostConfig.AutoRemove) await this.removeNow(id, { force: true }).catch((err) => this.deps.log.warn('auto-remove failed', { container: id, error: (err as Error).message }));
+    if (rec.HostConfig.AutoRemove && !this.restarting.has(id)) await this.removeNow(id, { force: true }).catch((err) => this.deps.log.warn('auto-remove failed', { container: id, error: (err as Error).message }));
     else if (this.shouldRestart(rec, exit.exitCode)) this.scheduleRestart(rec);
   }
 
@@ -429,9 +431,16 @@ export class ContainerManager extends EventEmitter {
     return true;
   }
 
+  /** Stop and start again; a `--rm` container is not removed in between (as in Docker). */
   async restart(ref: string, timeout?: number): Promise<void> {
-    await this.stop(ref, timeout);
-    await this.start(ref);
+    const id = this.store.get(ref).Id;
+    this.restarting.add(id);
+    try {
+      await this.stop(id, timeout);
+    } finally {
+      this.restarting.delete(id);
+    }
+    await this.start(id);
   }
 
   /** Resolves with the exit code per Docker's wait conditions. */

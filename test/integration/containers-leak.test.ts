@@ -1,7 +1,8 @@
 /**
  * Many containers through berthd's API leave nothing behind: after 200 create/start/wait/remove
  * cycles and 50 containers started at once there is no mount under the root, no monitor or
- * launcher process, no container state dir, and berthd holds no more file descriptors than before.
+ * launcher process, no container state dir, no cgroup of theirs, and berthd holds no more file
+ * descriptors than before.
  */
 import { promises as fs, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';

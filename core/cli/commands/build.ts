@@ -7,14 +7,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
-import * as http from 'node:http';
 import * as path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import type { CommandContext } from '../main';
 import { UsageError } from '../main';
 import { parse } from '../args';
-import { ApiError, type Client } from '../client';
 import { IgnoreMatcher } from '../../build/ignore';
 
 const USAGE = 'berth build [-t NAME[:TAG]]... [-f Dockerfile] [--build-arg K=V]... [--label K=V]... [--no-cache] [--pull] [--target STAGE] [-q] [--rm=false] [--force-rm] CONTEXT|-';
@@ -112,30 +110,6 @@ function packContext(root: string, paths: string[], extra?: { name: string; data
   return out;
 }
 
-function postBuild(client: Client, query: URLSearchParams, body: Readable): Promise<http.IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { socketPath: client.socketPath, agent: false, path: client.url(`/build?${query}`), method: 'POST', headers: { 'Content-Type': 'application/x-tar', 'Transfer-Encoding': 'chunked' } },
-      (res) => {
-        if ((res.statusCode ?? 500) < 400) return resolve(res);
-        const chunks: Buffer[] = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          let message = Buffer.concat(chunks).toString('utf8');
-          try {
-            message = JSON.parse(message).message ?? message;
-          } catch {
-            /* plain text */
-          }
-          reject(new ApiError(res.statusCode ?? 500, message || `HTTP ${res.statusCode}`));
-        });
-      },
-    );
-    req.on('error', reject);
-    body.on('error', (err) => req.destroy(err));
-    body.pipe(req);
-  });
-}
 
 export async function build({ client, argv, out, err }: CommandContext): Promise<number> {
   const { rest, rm } = takeRm(argv);
@@ -204,7 +178,7 @@ export async function build({ client, argv, out, err }: CommandContext): Promise
     query.set('dockerfile', dockerfileRel);
   }
 
-  const res = await postBuild(client, query, body);
+  const res = await client.request(`/build?${query}`, { method: 'POST', body, headers: { 'Content-Type': 'application/x-tar' } });
   let imageId: string | undefined;
   let failure: { message: string; code?: number } | undefined;
   const handle = (line: string) => {

@@ -6,7 +6,6 @@ import type { CommandContext } from '../main';
 import { UsageError } from '../main';
 import { parse, registryHost } from '../args';
 import { registryAuthHeader } from '../credentials';
-import { ApiError, type Client, type RequestOptions } from '../client';
 import { ProgressRenderer } from '../render';
 
 /** `repo:tag` -> [repo, tag]; a colon inside the host part is not a tag. */
@@ -15,31 +14,6 @@ function splitTag(name: string): [string, string | undefined] {
   return colon > name.lastIndexOf('/') ? [name.slice(0, colon), name.slice(colon + 1)] : [name, undefined];
 }
 
-/** POST a stream as the request body; returns the response (non-2xx throws ApiError). */
-function streamRequest(client: Client, path: string, query: RequestOptions['query'], body: Readable, contentType: string): Promise<http.IncomingMessage> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      { socketPath: client.socketPath, agent: false, path: client.url(path, query), method: 'POST', headers: { 'Content-Type': contentType, 'Transfer-Encoding': 'chunked' } },
-      (res) => {
-        if ((res.statusCode ?? 500) < 400) return resolve(res);
-        const chunks: Buffer[] = [];
-        res.on('data', (c) => chunks.push(c));
-        res.on('end', () => {
-          let message = Buffer.concat(chunks).toString('utf8');
-          try {
-            message = JSON.parse(message).message ?? message;
-          } catch {
-            /* plain text */
-          }
-          reject(new ApiError(res.statusCode ?? 500, message || `HTTP ${res.statusCode}`));
-        });
-      },
-    );
-    req.on('error', reject);
-    body.on('error', (err) => req.destroy(err));
-    body.pipe(req);
-  });
-}
 
 /** Read Docker's JSON message stream; returns the error message it carried, if any. */
 async function readMessages(res: http.IncomingMessage, onMessage: (msg: any) => void): Promise<string | undefined> {
@@ -154,7 +128,7 @@ export async function save({ client, argv, out }: CommandContext): Promise<void>
 export async function load({ client, argv, out }: CommandContext): Promise<number> {
   const { values } = parse(argv, { input: { type: 'string', short: 'i' }, quiet: { type: 'boolean', short: 'q' } }, 'berth load [-i FILE] [-q]', { max: 0 });
   const input = openInput(values.input, 'the archive');
-  const res = await streamRequest(client, '/images/load', { quiet: values.quiet }, input, 'application/x-tar');
+  const res = await client.request('/images/load', { method: 'POST', query: { quiet: values.quiet }, body: input, headers: { 'Content-Type': 'application/x-tar' } });
   const error = await readMessages(res, (msg) => {
     if (msg.stream) out.write(msg.stream);
     else if (msg.status && !values.quiet) out.write(`${msg.status}\n`);
@@ -181,7 +155,7 @@ export async function importImage({ client, argv, out }: CommandContext): Promis
   if (tag) qs.set('tag', tag);
   if (values.message) qs.set('message', values.message);
   for (const c of values.change ?? []) qs.append('changes', c);
-  const res = await streamRequest(client, `/images/create?${qs}`, undefined, input, 'application/x-tar');
+  const res = await client.request(`/images/create?${qs}`, { method: 'POST', body: input, headers: { 'Content-Type': 'application/x-tar' } });
   const error = await readMessages(res, (msg) => {
     if (msg.status) out.write(`${msg.status}\n`);
   });
