@@ -12,6 +12,11 @@ export interface Syscalls {
   mount(source: string, target: string, fstype: string | null, flags: number, data: string | null): void;
   /** umount2(2); pass MNT_DETACH for a lazy unmount. */
   umount2(target: string, flags: number): void;
+  /**
+   * umount2(2) on a worker thread. Unmounting an overlay syncs its upper filesystem, which can
+   * take hundreds of milliseconds after heavy writes; the daemon's event loop must not wait.
+   */
+  umount2Async(target: string, flags: number): Promise<void>;
   /** mknod(2) for char/block devices and fifos: `mode` includes the S_IF* type bits. Never follows links. */
   mknod(path: string, mode: number, major: number, minor: number): void;
   /** lsetxattr(2): sets an extended attribute on the path itself, never a symlink's target. */
@@ -101,6 +106,22 @@ export const syscalls: Syscalls = {
   umount2(target, flags) {
     const c = libcCalls();
     if (c.umount2(target, flags) !== 0) throw errnoError('umount2', c.errno(), target);
+  },
+  umount2Async(target, flags) {
+    const c = libcCalls();
+    return new Promise((resolve, reject) => {
+      (c.umount2 as unknown as { async: (t: string, f: number, cb: (err: unknown, res: number) => void) => void }).async(target, flags, (err, res) => {
+        if (err) return reject(err);
+        if (res === 0) return resolve();
+        // errno is per thread: repeat the call here to learn why (a failed umount fails fast).
+        try {
+          syscalls.umount2(target, flags);
+          resolve();
+        } catch (e) {
+          reject(e);
+        }
+      });
+    });
   },
   mknod(path, mode, major, minor) {
     if (!Number.isInteger(major) || major < 0 || major > MAX_MAJOR || !Number.isInteger(minor) || minor < 0 || minor > MAX_MINOR) {

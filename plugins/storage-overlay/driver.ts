@@ -70,7 +70,7 @@ export class OverlayDriver implements StorageDriver {
       for (const sub of ['lower', 'upper', 'work', 'merged']) await fs.mkdir(path.join(dir, sub));
       const merged = path.join(dir, 'merged');
       this.sys.mount('overlay', merged, 'overlay', 0, this.options([path.join(dir, 'lower')], path.join(dir, 'upper'), path.join(dir, 'work')));
-      this.sys.umount2(merged, MNT_DETACH);
+      await this.sys.umount2Async(merged, MNT_DETACH);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
@@ -274,18 +274,18 @@ export class OverlayDriver implements StorageDriver {
         return;
       }
       this.mounts.delete(containerId);
-      if (count === 1) this.umount(merged);
+      if (count === 1) await this.umount(merged);
     });
   }
 
-  private umount(target: string): void {
+  private async umount(target: string): Promise<void> {
     try {
-      this.sys.umount2(target, 0);
+      await this.sys.umount2Async(target, 0);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'EINVAL' || code === 'ENOENT') return; // not mounted
       if (code !== 'EBUSY') throw err;
-      this.sys.umount2(target, MNT_DETACH);
+      await this.sys.umount2Async(target, MNT_DETACH);
     }
   }
 
@@ -295,7 +295,7 @@ export class OverlayDriver implements StorageDriver {
       this.mounts.delete(containerId);
       if (!(await exists(dir))) return;
       const merged = path.join(dir, 'merged');
-      if ((await mountPoints()).includes(merged)) this.umount(merged);
+      if ((await mountPoints()).includes(merged)) await this.umount(merged);
       const doomed = path.join(this.containersDir, `tmp-rm-${containerId}`);
       await fs.rename(dir, doomed);
       await fs.rm(doomed, { recursive: true, force: true });
@@ -339,7 +339,7 @@ export class OverlayDriver implements StorageDriver {
       const [id, sub, ...rest] = point.slice(prefix.length).split(path.sep);
       if (sub !== 'merged' || rest.length > 0) continue;
       if (live.has(id)) this.mounts.set(id, Math.max(1, this.mounts.get(id) ?? 0));
-      else this.umount(point);
+      else await this.umount(point);
     }
     for (const dir of [this.layersDir, this.containersDir]) {
       for (const name of await fs.readdir(dir)) {
