@@ -250,8 +250,11 @@ function startFailureCode(message: string): number {
 
 /** The `docker run` sequence: attach, wait (registered first), start, relay until exit. */
 async function attachAndStart(client: Client, id: string, o: { tty: boolean; stdin: boolean; autoRemove: boolean; start: boolean }): Promise<number> {
-  const socket = await hijack(client, `/containers/${id}/attach`, { stream: 1, stdin: o.stdin ? 1 : undefined, stdout: 1, stderr: 1 });
-  const waitRes = await client.request(`/containers/${id}/wait`, { method: 'POST', query: { condition: o.autoRemove ? 'removed' : 'next-exit' } });
+  // Attach and wait are independent; both must be registered before the start, so send them together.
+  const [socket, waitRes] = await Promise.all([
+    hijack(client, `/containers/${id}/attach`, { stream: 1, stdin: o.stdin ? 1 : undefined, stdout: 1, stderr: 1 }),
+    client.request(`/containers/${id}/wait`, { method: 'POST', query: { condition: o.autoRemove ? 'removed' : 'next-exit' } }),
+  ]);
   const waitBody = (async () => {
     const chunks: Buffer[] = [];
     for await (const c of waitRes) chunks.push(c);
