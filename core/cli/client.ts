@@ -100,17 +100,21 @@ export class Client {
 
   /** Read a newline-delimited JSON stream, calling `onMessage` for each object. */
   async stream(path: string, opts: RequestOptions, onMessage: (msg: any) => void): Promise<void> {
-    const res = await this.request(path, opts);
-    let buf = '';
-    for await (const chunk of res) {
-      buf += chunk.toString('utf8');
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) onMessage(JSON.parse(line));
-      }
-    }
-    if (buf.trim()) onMessage(JSON.parse(buf));
+    await readJsonLines(await this.request(path, opts), onMessage);
   }
+}
+
+/** Read a newline-delimited JSON stream (Docker's progress and build messages), one object at a time. */
+export async function readJsonLines(res: AsyncIterable<Buffer>, onMessage: (msg: any) => void): Promise<void> {
+  let buf = '';
+  for await (const chunk of res) {
+    buf += chunk.toString('utf8');
+    let nl;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) onMessage(JSON.parse(line));
+    }
+  }
+  if (buf.trim()) onMessage(JSON.parse(buf));
 }

@@ -14,6 +14,7 @@ import type { CommandContext } from '../main';
 import { UsageError } from '../main';
 import { parse } from '../args';
 import { IgnoreMatcher } from '../../build/ignore';
+import { readJsonLines } from '../client';
 
 const USAGE = 'berth build [-t NAME[:TAG]]... [-f Dockerfile] [--build-arg K=V]... [--label K=V]... [--no-cache] [--pull] [--target STAGE] [-q] [--rm=false] [--force-rm] CONTEXT|-';
 
@@ -181,9 +182,7 @@ export async function build({ client, argv, out, err }: CommandContext): Promise
   const res = await client.request(`/build?${query}`, { method: 'POST', body, headers: { 'Content-Type': 'application/x-tar' } });
   let imageId: string | undefined;
   let failure: { message: string; code?: number } | undefined;
-  const handle = (line: string) => {
-    if (!line.trim()) return;
-    const msg = JSON.parse(line);
+  const handle = (msg: any) => {
     if (msg.error || msg.errorDetail) {
       failure = { message: msg.errorDetail?.message ?? msg.error, code: msg.errorDetail?.code };
       return;
@@ -202,16 +201,7 @@ export async function build({ client, argv, out, err }: CommandContext): Promise
     }
     if (msg.status && !values.quiet && !msg.progressDetail?.current) out.write(msg.id ? `${msg.id}: ${msg.status}\n` : `${msg.status}\n`);
   };
-  let buf = '';
-  for await (const chunk of res) {
-    buf += chunk.toString('utf8');
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      handle(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-    }
-  }
-  handle(buf);
+  await readJsonLines(res, handle);
   if (failure) {
     err.write(`${failure.message}\n`);
     return failure.code && failure.code > 0 ? failure.code : 1;

@@ -7,6 +7,7 @@ import { UsageError } from '../main';
 import { parse, registryHost } from '../args';
 import { registryAuthHeader } from '../credentials';
 import { ProgressRenderer } from '../render';
+import { readJsonLines } from '../client';
 
 /** `repo:tag` -> [repo, tag]; a colon inside the host part is not a tag. */
 function splitTag(name: string): [string, string | undefined] {
@@ -17,23 +18,11 @@ function splitTag(name: string): [string, string | undefined] {
 
 /** Read Docker's JSON message stream; returns the error message it carried, if any. */
 async function readMessages(res: http.IncomingMessage, onMessage: (msg: any) => void): Promise<string | undefined> {
-  let buf = '';
   let error: string | undefined;
-  const handle = (line: string) => {
-    if (!line.trim()) return;
-    const msg = JSON.parse(line);
+  await readJsonLines(res, (msg) => {
     if (msg.error || msg.errorDetail) error = msg.errorDetail?.message ?? msg.error;
     else onMessage(msg);
-  };
-  for await (const chunk of res) {
-    buf += chunk.toString('utf8');
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      handle(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
-    }
-  }
-  handle(buf);
+  });
   return error;
 }
 
