@@ -13,6 +13,7 @@ import type { Descriptor } from '../contracts/types';
 import { BerthError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import type { BlobReader } from '../contracts/services';
 import { ensureDir, fsyncDir } from '../util/fs';
+import { Coalesce } from '../util/stream';
 
 const SHA256 = /^sha256:([a-f0-9]{64})$/;
 
@@ -212,7 +213,7 @@ export class ContentStore implements BlobReader {
         },
       });
       // flush: fsync before close, so a renamed blob is on disk whatever happens next.
-      await pipeline(input, counter, verify, fs.createWriteStream(tmp, { mode: 0o600, flush: true }));
+      await pipeline(input, counter, verify, new Coalesce(), fs.createWriteStream(tmp, { mode: 0o600, flush: true }));
       await fs.promises.chmod(tmp, 0o444);
       await fs.promises.rename(tmp, final);
       await fsyncDir(this.blobsDir);

@@ -16,6 +16,7 @@ import { InvalidLayerError } from './errors';
 import { entryComponents, hasDotDot, OVERLAY_OPAQUE_XATTR, whiteoutOf } from './names';
 import { ensureDirs, resolveInRoot } from './resolve';
 import { MAX_MAJOR, MAX_MINOR, S_IFBLK, S_IFCHR, S_IFIFO, syscalls as defaultSyscalls, type Syscalls } from '../sys/syscalls';
+import { Coalesce } from '../util/stream';
 
 export type WhiteoutMode = 'overlay' | 'merge';
 
@@ -178,7 +179,7 @@ class Applier {
         // O_EXCL|O_NOFOLLOW: never write through a link planted at the name (we removed what was there).
         const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
         const handle = await fs.open(target, flags, 0o600);
-        await pipeline(body, handle.createWriteStream());
+        await pipeline(body, new Coalesce(), handle.createWriteStream());
         break;
       }
       case 'symlink':
