@@ -5,7 +5,7 @@
  * cached: every call walks every component again, so a directory swapped for a symlink by an
  * earlier entry of the same layer is seen.
  */
-import { promises as fs } from 'node:fs';
+import * as fsSync from 'node:fs';
 import path from 'node:path';
 import { InvalidLayerError } from './errors';
 
@@ -45,7 +45,9 @@ export async function resolveInRoot(root: string, components: string[], followFi
     const hostPath = path.join(root, ...resolved, part);
     let st;
     try {
-      st = await fs.lstat(hostPath);
+      // Synchronous on purpose: an lstat is microseconds, a round trip through libuv's pool is
+      // tens, and every entry of every layer resolves each of its parents afresh.
+      st = fsSync.lstatSync(hostPath);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       missing = true;
@@ -54,7 +56,7 @@ export async function resolveInRoot(root: string, components: string[], followFi
     }
     if (st.isSymbolicLink()) {
       if (++hops > MAX_SYMLINK_HOPS) throw new InvalidLayerError(`too many symlinks resolving "${shown}"`);
-      const target = await fs.readlink(hostPath);
+      const target = fsSync.readlinkSync(hostPath);
       if (target.startsWith('/')) resolved.length = 0;
       pending.unshift(...target.split('/'));
       continue;
@@ -73,10 +75,10 @@ export async function ensureDirs(root: string, components: string[], mode = 0o75
   for (const part of components) {
     current = path.join(current, part);
     try {
-      await fs.mkdir(current, mode);
+      fsSync.mkdirSync(current, mode);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const st = await fs.lstat(current);
+      const st = fsSync.lstatSync(current);
       if (!st.isDirectory()) throw new InvalidLayerError(`"${components.join('/')}": ${path.relative(root, current)} is not a directory`);
     }
   }
