@@ -118,6 +118,30 @@ berth pull "127.0.0.1:$PORT/demo/app"
 berth run --rm "127.0.0.1:$PORT/demo/app"
 berth system df -v
 
+say "Inheritance: a jdk-like image built on the base, a tomcat-like image built on that"
+CTX=$WORK/build
+mkdir -p "$CTX/jdk" "$CTX/tomcat"
+cat > "$CTX/jdk/Dockerfile" <<DOCKERFILE
+FROM $IMG
+RUN mkdir -p /opt/jdk/bin && echo 'openjdk version "21" (demo)' > /opt/jdk/release
+ENV JAVA_HOME=/opt/jdk
+DOCKERFILE
+printf '#!/bin/sh\necho "tomcat (demo) running on $(cat $JAVA_HOME/release)"\n' > "$CTX/tomcat/catalina.sh"
+cat > "$CTX/tomcat/Dockerfile" <<'DOCKERFILE'
+FROM demo/jdk:21
+COPY catalina.sh /opt/tomcat/bin/catalina.sh
+RUN chmod +x /opt/tomcat/bin/catalina.sh
+CMD ["/opt/tomcat/bin/catalina.sh"]
+DOCKERFILE
+berth build -t demo/jdk:21 "$CTX/jdk"
+berth build -t demo/tomcat:10 "$CTX/tomcat"
+berth run --rm demo/tomcat:10
+berth history demo/tomcat:10
+echo "--- a rebuild with nothing changed comes from the cache:"
+berth build -q -t demo/tomcat:10 "$CTX/tomcat"
+echo "--- the base, jdk and tomcat layers are each stored once, shared by the images above them:"
+berth system df -v
+
 say "Plugins and the store check"
 berth plugins
 berth system check
