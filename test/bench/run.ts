@@ -4,7 +4,7 @@
  * podman, runc), in one run, as medians and ratios berth/peer. Prints a table; writes every raw
  * sample to a JSON file (default ./bench-results.json).
  *
- *   node dist/test/bench/run.js [--quick] [--json PATH] [--only pull,run,exec,storage,burst]
+ *   node dist/test/bench/run.js [--quick] [--json PATH] [--only pull,run,exec,commit,storage,burst]
  *
  * Needs root (real mounts and namespaces) and a built tree (`npm run build`). Everything it starts
  * lives below one temp dir and is stopped by pid; at the end it checks that no mount below that
@@ -126,7 +126,7 @@ interface Ctx {
   /** The long-lived overlay berthd used by run, exec, storage and burst. */
   berth?: Berthd;
   versions: Record<string, string>;
-  n: { pull: number; run: number; exec: number; create: number; vfs: number; burst: number };
+  n: { pull: number; run: number; exec: number; commit: number; create: number; vfs: number; burst: number };
 }
 
 let dirCounter = 0;
@@ -400,6 +400,61 @@ async function benchExec(ctx: Ctx): Promise<void> {
   compare({ section: S, what, berth: 'exec.berth', peer: 'exec.docker' });
 }
 
+// ---- 3b. commit -----------------------------------------------------------------------------------
+
+/** `commit` of a stopped container that wrote 20 MB of incompressible data (a new layer). */
+async function benchCommit(ctx: Ctx): Promise<void> {
+  const S = 'commit';
+  const what = '`commit C` of a container with 20 MB of changes, CLI wall time';
+  const img = ctx.images.busybox;
+  const write = ['sh', '-c', 'head -c 20971520 /dev/urandom > /blob'];
+  log(`[commit] ${ctx.n.commit} x commit per tool`);
+  let berth: Berthd | undefined;
+  let podman: Awaited<ReturnType<typeof podmanInstance>> | undefined;
+  let docker: Dockerd | undefined;
+  const ids: Record<string, string> = {};
+  // The image each commit made is removed after it is timed, so every commit writes a new layer.
+  const timedCommit = async (cli: (a: string[]) => Promise<{ seconds: number; stdout: string; code: number; stderr: string }>, tool: string, id: string) => {
+    const r = ok(await cli(['commit', id]), `${tool} commit`);
+    ok(await cli(['rmi', r.stdout.trim()]), `${tool} rmi`);
+    return r.seconds;
+  };
+  await contest(S, what, ctx.n.commit, 1, [
+    {
+      tool: 'berth', id: 'commit.berth', label: 'berth commit', unit: 's',
+      prepare: async () => {
+        berth = await berthMain(ctx);
+        ids.berth = ok(await berth.cli(['create', '--network', 'none', img, ...write]), 'berth create').stdout.trim();
+        ok(await berth.cli(['start', '-a', ids.berth]), 'berth start -a');
+      },
+      once: () => timedCommit((a) => berth!.cli(a), 'berth', ids.berth),
+      teardown: async () => void ok(await berth!.cli(['rm', '-f', ids.berth]), 'berth rm -f'),
+    },
+    {
+      tool: 'podman', id: 'commit.podman', label: 'podman commit', unit: 's', missing: ctx.podmanWhy,
+      prepare: async () => {
+        podman = await podmanMain(ctx);
+        ids.podman = ok(await podman.run(['create', '--network', 'none', img, ...write]), 'podman create').stdout.trim();
+        ok(await podman.run(['start', '-a', ids.podman]), 'podman start -a');
+      },
+      once: () => timedCommit((a) => podman!.run(a), 'podman', ids.podman),
+      teardown: async () => void ok(await podman!.run(['rm', '-f', ids.podman]), 'podman rm -f'),
+    },
+    {
+      tool: 'docker', id: 'commit.docker', label: 'docker commit', unit: 's', missing: ctx.dockerWhy,
+      prepare: async () => {
+        docker = await dockerMain(ctx);
+        ids.docker = ok(await docker.cli(['create', '--network', 'none', img, ...write]), 'docker create').stdout.trim();
+        ok(await docker.cli(['start', '-a', ids.docker]), 'docker start -a');
+      },
+      once: () => timedCommit((a) => docker!.cli(a), 'docker', ids.docker),
+      teardown: async () => void ok(await docker!.cli(['rm', '-f', ids.docker]), 'docker rm -f'),
+    },
+  ]);
+  compare({ section: S, what, berth: 'commit.berth', peer: 'commit.podman', target: 0.7 });
+  compare({ section: S, what, berth: 'commit.berth', peer: 'commit.docker' });
+}
+
 // ---- 4. storage ----------------------------------------------------------------------------------
 
 /** The top layer of a vfs root: the one no other layer names as its parent. */
@@ -656,7 +711,7 @@ function summarisePaths(paths: string[]): string {
 
 // ---- main ----------------------------------------------------------------------------------------
 
-const SECTIONS = ['pull', 'run', 'exec', 'storage', 'burst'] as const;
+const SECTIONS = ['pull', 'run', 'exec', 'commit', 'storage', 'burst'] as const;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -669,7 +724,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (values.help) {
-    console.log('Usage: npm run bench -- [--quick] [--json PATH] [--only pull,run,exec,storage,burst]');
+    console.log('Usage: npm run bench -- [--quick] [--json PATH] [--only pull,run,exec,commit,storage,burst]');
     return 0;
   }
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : [...SECTIONS];
@@ -680,8 +735,8 @@ async function main(): Promise<number> {
 
   const quick = values.quick!;
   const n = quick
-    ? { pull: 1, run: 5, exec: 5, create: 10, vfs: 1, burst: 50 }
-    : { pull: 5, run: 15, exec: 15, create: 30, vfs: 3, burst: 50 };
+    ? { pull: 1, run: 5, exec: 5, commit: 2, create: 10, vfs: 1, burst: 50 }
+    : { pull: 5, run: 15, exec: 15, commit: 5, create: 30, vfs: 3, burst: 50 };
   const started = Date.now();
   const cleanup = new Cleanup();
   // Short base path: unix socket paths stop at 107 bytes.
@@ -756,7 +811,7 @@ async function main(): Promise<number> {
     if (ctx.dockerWhy) log(`docker: skipped (${ctx.dockerWhy})`);
     if (ctx.podmanWhy) log(`podman: skipped (${ctx.podmanWhy})`);
 
-    const sections: Record<(typeof SECTIONS)[number], (c: Ctx) => Promise<void>> = { pull: benchPull, run: benchRun, exec: benchExec, storage: benchStorage, burst: benchBurst };
+    const sections: Record<(typeof SECTIONS)[number], (c: Ctx) => Promise<void>> = { pull: benchPull, run: benchRun, exec: benchExec, commit: benchCommit, storage: benchStorage, burst: benchBurst };
     for (const s of SECTIONS) {
       if (!only.includes(s)) continue;
       const t = await timed(() => sections[s](ctx));
