@@ -25,6 +25,8 @@ export interface Isolator {
   started?(target: IsolationTarget, pid: number): Promise<void>;
   stats?(target: IsolationTarget): Promise<Record<string, unknown>>;
   cleanup?(target: IsolationTarget): Promise<void>;
+  /** berthd is shutting down: release host-side state not tied to one container. */
+  close?(): Promise<void> | void;
 
   // Optional capabilities of resource isolators (isolator.cgroups has them all).
   /** What the isolator found on this host, for `berth info` (e.g. cgroup version and controllers). */

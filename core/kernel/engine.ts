@@ -143,6 +143,7 @@ export class Engine {
 
   async stop(): Promise<void> {
     await this.networks.close();
+    for (const id of this.config.isolators) await this.plugins.get<Isolator>(`isolator.${id}`)?.close?.();
     await this.storage()?.close?.();
   }
 }

@@ -45,6 +45,8 @@ export class CgroupsIsolator implements Isolator {
   readonly name = 'cgroups';
   /** containerId -> its cgroup dirs, for the phases after setup. */
   private readonly known = new Map<string, CgroupDir[]>();
+  /** Parent cgroups (`<own>/berth`) this daemon created, removed at shutdown when empty. */
+  private createdParents: string[] = [];
   /** Why v2 controllers could not be enabled below berth's parent cgroup, if they could not. */
   private enableError?: string;
 
@@ -102,7 +104,7 @@ export class CgroupsIsolator implements Isolator {
       for (const [i, h] of this.layout.hierarchies.entries()) {
         const d = dirs[i];
         this.makeParents(h);
-        if (this.fs.mkdir(d.dir)) created.push(d.dir);
+        if (this.mkdirRetrying(h, d.dir)) created.push(d.dir);
         if (h.kind === 'v2') {
           // What is actually usable in the new cgroup (the parent may not have offered everything).
           d.controllers = (readTrimmed(this.fs, `${d.dir}/cgroup.controllers`) ?? '').split(/\s+/).filter((c) => h.controllers.includes(c));
@@ -133,6 +135,32 @@ export class CgroupsIsolator implements Isolator {
     this.known.set(target.containerId, dirs);
   }
 
+  /**
+   * mkdir of a container's cgroup. Another berthd sharing the parent may remove it when it shuts
+   * down and the parent is momentarily empty (close below): then the parent is made again.
+   */
+  private mkdirRetrying(h: Hierarchy, dir: string): boolean {
+    try {
+      return this.fs.mkdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      this.makeParents(h);
+      return this.fs.mkdir(dir);
+    }
+  }
+
+  /** At daemon shutdown: remove the parent cgroups this daemon created, where they are empty again. */
+  close(): void {
+    for (const dir of this.createdParents.reverse()) {
+      try {
+        this.fs.rmdir(dir);
+      } catch {
+        /* still holds containers (running ones outlive berthd) or another daemon's: keep it */
+      }
+    }
+    this.createdParents = [];
+  }
+
   /** Create the parent chain (e.g. `<own>/berth`), with cpuset and v2 controllers passed down. */
   private makeParents(h: Hierarchy): string | undefined {
     const top = this.config.parent.startsWith('/') ? h.mountPoint : h.ownDir;
@@ -147,7 +175,7 @@ export class CgroupsIsolator implements Isolator {
     for (const part of this.config.parent.split('/').filter(Boolean)) {
       const parent = dir;
       dir = join(dir, part);
-      this.fs.mkdir(dir);
+      if (this.fs.mkdir(dir)) this.createdParents.push(dir);
       if (h.kind === 'v1' && h.controllers.includes('cpuset')) inheritCpusetV1(this.fs, dir, parent);
       if (h.kind === 'v2' && h.controllers.length) {
         try {

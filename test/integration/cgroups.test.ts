@@ -37,6 +37,9 @@ describe.skipIf(!isRoot)(`isolator.cgroups on the real kernel${isRoot ? '' : ` (
     // Nothing of any container may remain in any hierarchy.
     for (const id of ids) expect(findCgroupDirs(id)).toEqual([]);
     expect(h.leftoverMounts()).toEqual([]);
+    // As at berthd's shutdown: the parent cgroups this isolator made go too (unless a test
+    // daemon running in parallel still has containers in them).
+    h.cgroups.close();
     h.dispose();
   });
 
