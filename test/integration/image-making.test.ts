@@ -12,6 +12,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { podmanInstance, podmanMissing } from '../bench/peers';
+import { hostResidueBefore, removeHostResidue } from '../bench/residue';
 import { mountsUnder, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
 import { makeTempDir, pushBusybox, skopeoInspect } from '../helpers/fixtures';
@@ -160,6 +162,26 @@ describe.skipIf(!isRoot)(`making images: commit, push, save, load, import (${isR
     expect(again.stdout.match(/: Layer already exists\n/g)).toHaveLength(baseLayers + 1);
     expect(again.stdout).not.toMatch(/: Pushed\n/);
     expect(again.stdout).toContain(`v1: digest: ${m![1]}`);
+  });
+
+  // podman is a peer, not a CI dependency: it runs where it is installed (the bench installs it).
+  it.skipIf(!!podmanMissing())(`podman pulls and runs the pushed image${podmanMissing() ? ` (skipped: ${podmanMissing()})` : ''}`, async () => {
+    const residue = hostResidueBefore();
+    const podman = await podmanInstance(path.join(work, 'podman'));
+    try {
+      const pulled = await podman.run(['pull', '-q', '--tls-verify=false', committed], 120_000);
+      expect(pulled.code, pulled.stderr).toBe(0);
+      // The committed CMD prints the added file; the deleted one is gone in podman's rootfs too.
+      const ran = await podman.run(['run', '--rm', committed], 60_000);
+      expect(ran.code, ran.stderr).toBe(0);
+      expect(ran.stdout).toBe('hello-added\n');
+      const gone = await podman.run(['run', '--rm', committed, 'sh', '-c', 'test -e /etc/doomed && echo present || echo gone'], 60_000);
+      expect(gone.stdout.trim()).toBe('gone');
+    } finally {
+      await podman.stop();
+      // podman leaves cgroups (libpod_parent) and /run/containers whatever its flags: only what it made here goes.
+      await removeHostResidue(residue);
+    }
   });
 
   it('push of an unknown image is a 404 naming it', async () => {
