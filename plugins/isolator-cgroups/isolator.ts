@@ -45,8 +45,6 @@ export class CgroupsIsolator implements Isolator {
   readonly name = 'cgroups';
   /** containerId -> its cgroup dirs, for the phases after setup. */
   private readonly known = new Map<string, CgroupDir[]>();
-  /** Parent cgroups (`<own>/berth`) this daemon created, removed at shutdown when empty. */
-  private createdParents: string[] = [];
   /** Why v2 controllers could not be enabled below berth's parent cgroup, if they could not. */
   private enableError?: string;
 
@@ -103,8 +101,7 @@ export class CgroupsIsolator implements Isolator {
     try {
       for (const [i, h] of this.layout.hierarchies.entries()) {
         const d = dirs[i];
-        this.makeParents(h);
-        if (this.mkdirRetrying(h, d.dir)) created.push(d.dir);
+        if (this.makeWithParents(h, d.dir)) created.push(d.dir);
         if (h.kind === 'v2') {
           // What is actually usable in the new cgroup (the parent may not have offered everything).
           d.controllers = (readTrimmed(this.fs, `${d.dir}/cgroup.controllers`) ?? '').split(/\s+/).filter((c) => h.controllers.includes(c));
@@ -136,11 +133,13 @@ export class CgroupsIsolator implements Isolator {
   }
 
   /**
-   * mkdir of a container's cgroup. Another berthd sharing the parent may remove it when it shuts
-   * down and the parent is momentarily empty (close below): then the parent is made again.
+   * The parent chain, then the container's cgroup. Another berthd sharing the parent removes it
+   * at its shutdown when it is empty (close below), possibly between the two steps: then both
+   * are done again.
    */
-  private mkdirRetrying(h: Hierarchy, dir: string): boolean {
+  private makeWithParents(h: Hierarchy, dir: string): boolean {
     try {
+      this.makeParents(h);
       return this.fs.mkdir(dir);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
@@ -149,16 +148,19 @@ export class CgroupsIsolator implements Isolator {
     }
   }
 
-  /** At daemon shutdown: remove the parent cgroups this daemon created, where they are empty again. */
+  /** At daemon shutdown: remove the parent cgroups (`<own>/berth`) where they are empty again. */
   close(): void {
-    for (const dir of this.createdParents.reverse()) {
-      try {
-        this.fs.rmdir(dir);
-      } catch {
-        /* still holds containers (running ones outlive berthd) or another daemon's: keep it */
+    for (const h of this.layout.hierarchies) {
+      const parts = this.config.parent.split('/').filter(Boolean);
+      const top = this.config.parent.startsWith('/') ? h.mountPoint : h.ownDir;
+      for (let n = parts.length; n > 0; n--) {
+        try {
+          this.fs.rmdir(join(top, ...parts.slice(0, n)));
+        } catch {
+          break; // still holds containers (running ones outlive berthd) or another daemon's
+        }
       }
     }
-    this.createdParents = [];
   }
 
   /** Create the parent chain (e.g. `<own>/berth`), with cpuset and v2 controllers passed down. */
@@ -175,7 +177,7 @@ export class CgroupsIsolator implements Isolator {
     for (const part of this.config.parent.split('/').filter(Boolean)) {
       const parent = dir;
       dir = join(dir, part);
-      if (this.fs.mkdir(dir)) this.createdParents.push(dir);
+      this.fs.mkdir(dir);
       if (h.kind === 'v1' && h.controllers.includes('cpuset')) inheritCpusetV1(this.fs, dir, parent);
       if (h.kind === 'v2' && h.controllers.length) {
         try {
