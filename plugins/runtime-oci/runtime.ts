@@ -17,7 +17,7 @@
  */
 import { execFile, spawn } from 'node:child_process';
 import { constants as fsConstants, watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import { join } from 'node:path';
@@ -304,7 +304,11 @@ export class OciRuntime implements Runtime {
     const state = await this.state(containerId, stateDir);
     if (state.status === 'running') throw new ConflictError(`container ${containerId} is still running: kill it first`);
     await this.closeSession(stateDir);
+    const cgroupsPath = await readFile(join(stateDir, BUNDLE_DIR, 'config.json'), 'utf8')
+      .then((t) => JSON.parse(t).linux?.cgroupsPath as string | undefined)
+      .catch(() => undefined);
     await this.runc(['delete', '--force', containerId]).catch(() => undefined);
+    if (cgroupsPath) await removeNamedParents(cgroupsPath);
     await Promise.all(
       [BUNDLE_DIR, CREATED, `${CREATED}.tmp`, STARTED, GO_FIFO, EXIT, `${EXIT}.tmp`, RECORD, RUNC_LOG, RAW_STDOUT, RAW_STDERR, 'oci-log-offsets.json'].map((f) =>
         rm(join(stateDir, f), { force: true, recursive: true }),
@@ -321,6 +325,29 @@ export class OciRuntime implements Runtime {
       await rm(s.socketPath, { force: true });
     }
     this.sessions.clear();
+  }
+}
+
+/**
+ * runc also puts the container into the controller-less named hierarchies (name=systemd on v1
+ * hosts), making the parents of a relative cgroupsPath there, and its delete removes only the
+ * container's own dir. isolator.cgroups, which owns the parents elsewhere, does not manage named
+ * hierarchies, so their now-empty parents are removed here (one still in use refuses: kept).
+ */
+async function removeNamedParents(cgroupsPath: string): Promise<void> {
+  if (cgroupsPath.startsWith('/') || !cgroupsPath.includes('/')) return;
+  const own = await readFile('/proc/self/cgroup', 'utf8').catch(() => '');
+  for (const line of own.split('\n')) {
+    const m = /^\d+:name=([^:]+):(.*)$/.exec(line);
+    if (!m) continue;
+    const parts = cgroupsPath.split('/').filter(Boolean).slice(0, -1);
+    for (let n = parts.length; n > 0; n--) {
+      try {
+        await rmdir(join('/sys/fs/cgroup', m[1], m[2], ...parts.slice(0, n)));
+      } catch {
+        break;
+      }
+    }
   }
 }
 
