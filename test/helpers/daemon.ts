@@ -35,6 +35,12 @@ export interface CliResult {
   stderr: string;
 }
 
+/** The result, or an error showing the command's output when it exited non-zero. */
+export function expectOk(res: CliResult, what = 'berth'): CliResult {
+  if (res.code !== 0) throw new Error(`${what} exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
+  return res;
+}
+
 export interface ApiResponse {
   status: number;
   headers: http.IncomingHttpHeaders;

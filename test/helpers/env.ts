@@ -13,3 +13,25 @@ export function hasCommand(cmd: string): boolean {
     return false;
   }
 }
+
+/**
+ * Poll `fn` until it returns something truthy; a throw counts as "not yet". On timeout the error
+ * names `what`, the last error seen, and what `show` returns (state worth seeing in a failure).
+ */
+export async function until<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 10_000, show?: () => unknown): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      const why = last ? `: ${(last as Error).message}` : '';
+      throw new Error(`timed out waiting for ${what}${why}${show ? `: ${JSON.stringify(await show())}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

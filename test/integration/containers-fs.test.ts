@@ -8,15 +8,11 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import * as tarStream from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mountsUnder, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
+import { mountsUnder, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-function expectOk(res: CliResult): CliResult {
-  if (res.code !== 0) throw new Error(`berth exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-  return res;
-}
 
 interface TarEntry {
   name: string;

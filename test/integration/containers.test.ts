@@ -7,29 +7,16 @@
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason } from '../helpers/env';
+import { expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { isRoot, rootReason, until } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-function expectOk(res: CliResult): CliResult {
-  if (res.code !== 0) throw new Error(`berth exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-  return res;
-}
 
 const PASSWD = 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n';
 const GROUP = 'root:x:0:\napp:x:1000:\nnobody:x:65534:\n';
 
 /** Poll until `fn` returns a truthy value (or fail naming what was awaited). */
-async function until<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 10_000, show?: () => unknown): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${show ? `: ${JSON.stringify(await show())}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'root' : rootReason})`, () => {
   let registry: RunningRegistry;

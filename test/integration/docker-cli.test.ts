@@ -8,8 +8,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
-import { hasCommand, isRoot, rootReason } from '../helpers/env';
+import { expectOk, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
+import { hasCommand, isRoot, rootReason, until } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
@@ -35,20 +35,7 @@ function dockerClients(): { bin: string; version: string }[] {
 const clients = dockerClients();
 const skipReason = !isRoot ? rootReason : !clients.length ? `no docker CLI found (looked for ${CANDIDATES.join(', ')}); apt-get install docker.io brings one` : '';
 
-function expectOk(res: CliResult, what = 'docker'): CliResult {
-  if (res.code !== 0) throw new Error(`${what} exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-  return res;
-}
 
-async function until<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 describe.skipIf(!!skipReason)(`the docker CLI against berthd${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   let registry: RunningRegistry;

@@ -14,7 +14,7 @@ import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { podmanInstance, podmanMissing } from '../bench/peers';
 import { hostResidueBefore, removeHostResidue } from '../bench/residue';
-import { mountsUnder, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
+import { mountsUnder, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
 import { makeTempDir, pushBusybox, skopeoInspect } from '../helpers/fixtures';
 import { snapshotTree } from '../helpers/layer-fixtures';
@@ -31,10 +31,6 @@ async function sh(cmd: string, args: string[]): Promise<string> {
   }
 }
 
-function expectOk(res: CliResult): CliResult {
-  if (res.code !== 0) throw new Error(`berth exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-  return res;
-}
 
 /** Path -> type and size (and link target): what two unpackings of one image must agree on. */
 async function treeShape(root: string): Promise<Record<string, string>> {

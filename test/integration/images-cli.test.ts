@@ -7,13 +7,10 @@ import crypto from 'node:crypto';
 import { existsSync, promises as fs, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
+import { expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { buildBusyboxLayout, makeTempDir, pushImage } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-function expectOk(res: CliResult): void {
-  if (res.code !== 0) throw new Error(`berth exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-}
 
 /** Table rows split on runs of 3+ spaces (the CLI pads columns with at least three). */
 function tableRows(stdout: string): string[][] {

@@ -11,18 +11,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason } from '../helpers/env';
+import { expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { isRoot, rootReason, until } from '../helpers/env';
 import { buildBusyboxLayout, makeTempDir, pushImage } from '../helpers/fixtures';
 import { freePort, startRegistry, type RunningRegistry } from '../helpers/registry';
 
 const run = promisify(execFile);
 const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
 
-function expectOk(res: CliResult): CliResult {
-  if (res.code !== 0) throw new Error(`berth exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-  return res;
-}
 
 function httpGet(port: number, host = '127.0.0.1'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -36,20 +32,6 @@ function httpGet(port: number, host = '127.0.0.1'): Promise<{ status: number; bo
   });
 }
 
-async function until<T>(what: string, fn: () => Promise<T> | T, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** Links of a type as name -> master (or ''). */
 function links(type: string): Map<string, string> {

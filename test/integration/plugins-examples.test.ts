@@ -11,17 +11,13 @@ import { existsSync, promises as fs, readdirSync, readFileSync, statSync } from 
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { REPO_ROOT, runBerthd, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
+import { REPO_ROOT, runBerthd, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
 import { buildBusyboxLayout, makeTempDir } from '../helpers/fixtures';
 
 const execFileP = promisify(execFile);
 const EXAMPLES = ['registry-layout', 'isolator-readonly'];
 
-function expectOk(res: CliResult): CliResult {
-  if (res.code !== 0) throw new Error(`berth exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-  return res;
-}
 
 /** The examples compile with the root build (tsconfig includes examples/); rebuild when stale. */
 function ensureExamplesBuilt(): void {

@@ -10,7 +10,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
+import { expectOk, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
 import { isRoot } from '../helpers/env';
 import { buildBusyboxLayout, buildMultiPlatformLayout, makeTempDir, pushImage, skopeoInspect } from '../helpers/fixtures';
 import { freePort, pidAlive, startRegistry, startTestServer, type RunningRegistry, type TestServer } from '../helpers/registry';
@@ -119,9 +119,6 @@ function layerLines(res: CliResult, status: string): string[] {
     .map((l) => l.slice(0, l.indexOf(':')));
 }
 
-function expectOk(res: CliResult): void {
-  if (res.code !== 0) throw new Error(`berth exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-}
 
 describe('berth pull from a real registry', () => {
   let registry: RunningRegistry;

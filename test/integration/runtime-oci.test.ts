@@ -8,15 +8,11 @@ import { existsSync, promises as fs, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSpec, cgroupsPathFor } from '../../plugins/runtime-oci/spec';
-import { startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
+import { expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { hasCommand, isRoot, rootReason } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-function expectOk(res: CliResult): CliResult {
-  if (res.code !== 0) throw new Error(`berth exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-  return res;
-}
 
 describe('runtime.oci spec translation', () => {
   const plan = {

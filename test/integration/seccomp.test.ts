@@ -21,7 +21,7 @@ import { buildSpec } from '../../plugins/runtime-oci/spec';
 import { buildFilter, decode, ENOSYS, EPERM, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, type Instruction } from '../../examples/isolator-seccomp/bpf';
 import { SeccompIsolator } from '../../examples/isolator-seccomp/isolator';
 import { DEFAULT_DENY, DEFAULT_ENOSYS, hostArch, SYSCALLS } from '../../examples/isolator-seccomp/syscalls';
-import { REPO_ROOT, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
+import { REPO_ROOT, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { hasCommand, isRoot, rootReason } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -332,10 +332,6 @@ describe.skipIf(!isRoot || !hostArch())(`seccomp in real containers, no daemon (
   });
 });
 
-function expectOk(res: CliResult): CliResult {
-  if (res.code !== 0) throw new Error(`berth exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-  return res;
-}
 
 describe.skipIf(!isRoot || !hostArch())(`the seccomp example in a real berthd (${isRoot ? 'root' : rootReason})`, () => {
   let registry: RunningRegistry;

@@ -8,17 +8,13 @@ import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mountsUnder, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
+import { mountsUnder, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
 import { buildBusyboxLayout, makeTempDir, pushImage } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
 const run = promisify(execFile);
 
-function expectOk(res: CliResult): CliResult {
-  if (res.code !== 0) throw new Error(`berth exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);
-  return res;
-}
 
 describe.skipIf(!isRoot)(`volumes, --mount and --tmpfs (${isRoot ? 'root' : rootReason})`, () => {
   let registry: RunningRegistry;
