@@ -6,8 +6,10 @@ import { spawn } from 'node:child_process';
 import { promises as fs, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { mountsUnder, unmountUnder } from '../helpers/daemon';
+import { seeded } from '../helpers/env';
+import { pidAlive } from '../helpers/registry';
 
-export { mountsUnder, unmountUnder };
+export { mountsUnder, pidAlive, seeded, unmountUnder };
 
 /** The checkout root: this file runs from dist/test/bench/. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
@@ -91,14 +93,6 @@ export function which(cmd: string): string | undefined {
   return undefined;
 }
 
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Resident set size of a process in MB, from /proc/PID/status VmRSS (NaN when gone). */
 export function rssMB(pid: number): number {
@@ -186,17 +180,6 @@ export async function removeTree(dir: string): Promise<void> {
   await fs.rm(dir, { recursive: true, force: true });
 }
 
-/** Deterministic pseudo-random numbers (mulberry32), so every run builds files of the same sizes. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Pids of long-lived processes the bench started (daemons, registry); checked gone at the end. */
 export const trackedPids = new Set<number>();

@@ -35,3 +35,15 @@ export async function until<T>(what: string, fn: () => Promise<T> | T, timeoutMs
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Deterministic pseudo-random numbers (mulberry32), so every run builds files of the same sizes. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
