@@ -88,8 +88,9 @@ export class CgroupsHarness extends ContainerHarness {
   }
 }
 
-/** Every directory named `name` anywhere under /sys/fs/cgroup (all hierarchies). */
-export function findCgroupDirs(name: string, root = '/sys/fs/cgroup'): string[] {
+/** Every directory named `name` (or one of `names`) anywhere under /sys/fs/cgroup (all hierarchies). */
+export function findCgroupDirs(names: string | Set<string>, root = '/sys/fs/cgroup'): string[] {
+  const wanted = typeof names === 'string' ? new Set([names]) : names;
   const found: string[] = [];
   const walk = (dir: string, depth: number) => {
     let entries;
@@ -101,7 +102,7 @@ export function findCgroupDirs(name: string, root = '/sys/fs/cgroup'): string[] 
     for (const e of entries) {
       if (!e.isDirectory()) continue;
       const p = join(dir, e.name);
-      if (e.name === name) found.push(p);
+      if (wanted.has(e.name)) found.push(p);
       if (depth < 8) walk(p, depth + 1);
     }
   };

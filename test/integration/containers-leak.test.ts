@@ -8,6 +8,7 @@ import { promises as fs, readdirSync, readFileSync, readlinkSync } from 'node:fs
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT, mountsUnder, startDaemon, type ApiResponse, type RunningDaemon } from '../helpers/daemon';
+import { findCgroupDirs } from '../helpers/cgroups-harness';
 import { isRoot, rootReason } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -29,26 +30,6 @@ function launchersOf(root: string): number[] {
   return pids;
 }
 
-/** Cgroup directories (any hierarchy) named after one of `ids`. */
-function cgroupsOf(ids: Set<string>): string[] {
-  const found: string[] = [];
-  const walk = (dir: string, depth: number) => {
-    let entries;
-    try {
-      entries = readdirSync(dir, { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      if (!e.isDirectory()) continue;
-      const p = path.join(dir, e.name);
-      if (ids.has(e.name)) found.push(p);
-      if (depth < 8) walk(p, depth + 1);
-    }
-  };
-  walk('/sys/fs/cgroup', 0);
-  return found;
-}
 
 /** berthd's open descriptors by kind (`socket`, `anon_inode:inotify`, a file path ...). */
 function openFds(pid: number): Record<string, number> {
@@ -101,7 +82,7 @@ describe.skipIf(!isRoot)(`container resources are released (${isRoot ? 'root' : 
 
   async function expectClean(fdsBefore: Record<string, number>): Promise<void> {
     expect(mountsUnder(d.root)).toEqual([]);
-    expect(cgroupsOf(made)).toEqual([]);
+    expect(findCgroupDirs(made)).toEqual([]);
     expect(launchersOf(d.root)).toEqual([]);
     expect(await stateDirs()).toEqual([]);
     expect((await d.api('/containers/json?all=1')).json).toEqual([]);
@@ -151,7 +132,7 @@ describe.skipIf(!isRoot)(`container resources are released (${isRoot ? 'root' : 
     expect(running.length).toBe(50);
     expect(launchersOf(d.root).length).toBeGreaterThanOrEqual(50);
     // While they run, each has its cgroups (so the check after removal can see a leak).
-    expect(cgroupsOf(new Set(ids)).length).toBeGreaterThanOrEqual(50);
+    expect(findCgroupDirs(new Set(ids)).length).toBeGreaterThanOrEqual(50);
 
     const results = await Promise.all(ids.map((id) => d.api(`/containers/${id}/wait`, { method: 'POST' })));
     expect(results.map((r) => r.json.StatusCode)).toEqual(ids.map(() => 0));
