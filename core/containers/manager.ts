@@ -17,6 +17,7 @@ import type { LayerUnpacker } from '../images/pull';
 import type { ImageService } from '../images/service';
 import { type ImageRecord, familiarTags } from '../images/store';
 import { initBinary } from '../launcher/binary';
+import { newLaunchPlan } from '../launcher/plan';
 import { diffTrees } from '../layers/tree';
 import { writeLayerTar } from '../layers/write';
 import type { NetworkManager } from '../networks/manager';
@@ -255,16 +256,9 @@ export class ContainerManager extends EventEmitter {
       mounted = true;
       const user = await resolveUser(rootfs, rec.Config.User);
       await ensureWorkingDir(rootfs, rec.Process.cwd || '/');
-      const plan: LaunchPlan = {
-        namespaces: [],
+      const plan = newLaunchPlan(
         rootfs,
-        mounts: [],
-        maskedPaths: [],
-        readonlyPaths: [],
-        capabilities: [],
-        noNewPrivileges: false,
-        hostname: rec.Config.Hostname,
-        process: {
+        {
           args: [rec.Path, ...rec.Args],
           env: withDefaults(rec.Process.env, rec.Config.Hostname!, !!rec.Config.Tty, user.home),
           cwd: rec.Process.cwd || '/',
@@ -275,7 +269,8 @@ export class ContainerManager extends EventEmitter {
           openStdin: !!rec.Config.OpenStdin,
           stdinOnce: !!rec.Config.StdinOnce,
         },
-      };
+        rec.Config.Hostname,
+      );
       if (this.deps.volumes) plan.mounts.push(...(await this.deps.volumes.planMounts(id, rootfs)));
       // 2. Each isolator, in config order: host-side setup, then its part of the plan.
       for (const iso of isolators) {

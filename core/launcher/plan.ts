@@ -3,7 +3,7 @@
  * of launcher.c). This is the only writer of that format; the C parser is strict and refuses
  * unknown keys, so the two move together.
  */
-import type { LaunchPlan } from '../contracts/launch';
+import type { LaunchPlan, ProcessSpec } from '../contracts/launch';
 import { capabilityMask } from './caps';
 
 export const PLAN_VERSION = 1;
@@ -16,6 +16,25 @@ export const RLIMITS: Readonly<Record<string, number>> = {
 };
 
 const NAMESPACES = new Set(['pid', 'mount', 'mnt', 'uts', 'ipc', 'net', 'network', 'cgroup', 'user']);
+
+/**
+ * The plan a container start begins with, before any isolator adds to it: the rootfs and the
+ * process, nothing isolated yet. The container manager, the test harnesses and the isolator
+ * conformance suite all start from this one shape.
+ */
+export function newLaunchPlan(rootfs: string, process: ProcessSpec, hostname?: string): LaunchPlan {
+  return {
+    namespaces: [],
+    rootfs,
+    mounts: [],
+    maskedPaths: [],
+    readonlyPaths: [],
+    capabilities: [],
+    noNewPrivileges: false,
+    ...(hostname !== undefined ? { hostname } : {}),
+    process,
+  };
+}
 
 export interface SerializeOptions {
   /** The container's (or exec session's) state dir: runtime.json, exit, attach.sock, the log. */

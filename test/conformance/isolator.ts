@@ -14,23 +14,13 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
 import type { LaunchPlan } from '../../core/contracts/launch';
 import { CAPABILITIES } from '../../core/launcher/caps';
-import { serializePlan } from '../../core/launcher/plan';
+import { newLaunchPlan, serializePlan } from '../../core/launcher/plan';
 
 const NAMESPACES = ['pid', 'mount', 'uts', 'ipc', 'net', 'cgroup', 'user'];
 
 /** The plan the container manager hands the first isolator (DESIGN.md section 5). */
 export function basePlan(rootfs: string): LaunchPlan {
-  return {
-    namespaces: [],
-    rootfs,
-    mounts: [],
-    maskedPaths: [],
-    readonlyPaths: [],
-    capabilities: [],
-    noNewPrivileges: false,
-    hostname: 'conformance',
-    process: { args: ['sh'], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false },
-  };
+  return newLaunchPlan(rootfs, { args: ['sh'], env: ['PATH=/bin'], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false }, 'conformance');
 }
 
 export function isolatorConformance(name: string, makeIsolator: () => Isolator | Promise<Isolator>): void {

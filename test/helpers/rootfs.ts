@@ -11,6 +11,7 @@ import type { LaunchPlan, ProcessSpec } from '../../core/contracts/launch';
 import type { PluginContext, PluginManifest } from '../../core/contracts/plugin';
 import type { ExitStatus, Runtime, RuntimeProcess } from '../../core/contracts/runtime';
 import type { Logger } from '../../core/contracts/types';
+import { newLaunchPlan } from '../../core/launcher/plan';
 import namespacesPlugin from '../../plugins/isolator-namespaces/index';
 import nativePlugin from '../../plugins/runtime-native/index';
 
@@ -90,19 +91,10 @@ export class ContainerHarness {
   }
 
   basePlan(args: string[], process: Partial<ProcessSpec> = {}): LaunchPlan {
-    return {
-      namespaces: [],
-      rootfs: this.rootfs,
-      mounts: [],
-      maskedPaths: [],
-      readonlyPaths: [],
-      capabilities: [],
-      noNewPrivileges: false,
-      process: {
-        args, env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root'],
-        cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false, ...process,
-      },
-    };
+    return newLaunchPlan(this.rootfs, {
+      args, env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root'],
+      cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false, ...process,
+    });
   }
 
   /** Setup + plan phases, then start through the runtime with the isolator's attach as hook. */
