@@ -25,4 +25,4 @@ export {
   type TreeDiff,
 } from './tree';
 export { writeLayerTar } from './write';
-export { diskUsage, drain } from './util';
+export { diskUsage, drain, usageByEntry } from './util';

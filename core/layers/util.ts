@@ -28,3 +28,15 @@ export async function drain(stream: Readable): Promise<void> {
     // discard
   }
 }
+
+/**
+ * Bytes used by each entry of a driver's directory (`tmp-*` work in progress left out), measured
+ * at `entry/sub`: what storage drivers report from `usage()` for layers and containers.
+ */
+export async function usageByEntry(dir: string, sub = '', key: (name: string) => string = (n) => n): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const name of await fs.readdir(dir)) {
+    if (!name.startsWith('tmp-')) out[key(name)] = await diskUsage(path.join(dir, name, sub));
+  }
+  return out;
+}

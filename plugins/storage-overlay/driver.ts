@@ -25,6 +25,7 @@ import {
   chainIdHex,
   checkContainerId,
   diskUsage,
+  usageByEntry,
   drain,
   overlayUpperChanges,
   writeLayerTar,
@@ -320,16 +321,12 @@ export class OverlayDriver implements StorageDriver {
   }
 
   async usage(): Promise<StorageUsage> {
-    const layers: Record<string, number> = {};
-    const containers: Record<string, number> = {};
-    for (const name of await fs.readdir(this.layersDir)) {
-      if (!name.startsWith('tmp-')) layers[`sha256:${name}`] = await diskUsage(path.join(this.layersDir, name, 'diff'));
-    }
-    for (const name of await fs.readdir(this.containersDir)) {
-      if (!name.startsWith('tmp-')) containers[name] = await diskUsage(path.join(this.containersDir, name, 'upper'));
-    }
-    return { layers, containers };
+    return {
+      layers: await usageByEntry(this.layersDir, 'diff', (name) => `sha256:${name}`),
+      containers: await usageByEntry(this.containersDir, 'upper'),
+    };
   }
+
 
   async recover(liveContainers: string[]): Promise<void> {
     const live = new Set(liveContainers);

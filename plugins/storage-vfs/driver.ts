@@ -17,6 +17,7 @@ import {
   checkContainerId,
   diffTrees,
   diskUsage,
+  usageByEntry,
   drain,
   writeLayerTar,
 } from '../../core/layers';
@@ -167,16 +168,12 @@ export class VfsDriver implements StorageDriver {
   }
 
   async usage(): Promise<StorageUsage> {
-    const layers: Record<string, number> = {};
-    const containers: Record<string, number> = {};
-    for (const name of await fs.readdir(this.layersDir)) {
-      if (!name.startsWith('tmp-')) layers[`sha256:${name}`] = await diskUsage(path.join(this.layersDir, name));
-    }
-    for (const name of await fs.readdir(this.containersDir)) {
-      if (!name.startsWith('tmp-')) containers[name] = await diskUsage(path.join(this.containersDir, name));
-    }
-    return { layers, containers };
+    return {
+      layers: await usageByEntry(this.layersDir, '', (name) => `sha256:${name}`),
+      containers: await usageByEntry(this.containersDir),
+    };
   }
+
 
   async recover(): Promise<void> {
     for (const dir of [this.layersDir, this.containersDir]) {
