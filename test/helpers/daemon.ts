@@ -66,6 +66,8 @@ export interface RunningDaemon {
   env: Record<string, string>;
   cli(args: string[], opts?: { input?: string; env?: Record<string, string>; timeoutMs?: number }): Promise<CliResult>;
   api(urlPath: string, init?: ApiInit): Promise<ApiResponse>;
+  /** Force-remove every container (with its anonymous volumes), so nothing keeps running past a suite. */
+  removeAllContainers(): Promise<void>;
   /** Signal berthd (SIGTERM by default; SIGKILL after 10 s), then unmount and remove the temp dir. */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** SIGKILL berthd and wait for it to die; the temp dir stays (restart on the same root, then stop()). */
@@ -241,6 +243,12 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
     logs: () => output,
     cli: (cliArgs, cliOpts = {}) => runCli(socket, cliArgs, { ...cliOpts, env: { ...env, ...cliOpts.env } }),
     api: (urlPath, init) => apiRequest(socket, urlPath, init),
+    async removeAllContainers() {
+      const list = await apiRequest(socket, '/containers/json?all=1');
+      for (const c of (list.json as { Id: string }[] | undefined) ?? []) {
+        await apiRequest(socket, `/containers/${c.Id}?force=1&v=1`, { method: 'DELETE' });
+      }
+    },
     async kill9() {
       if (!dead) child.kill('SIGKILL');
       await exited;

@@ -100,8 +100,7 @@ describe.skipIf(!isRoot)(`container filesystems through berthd (${isRoot ? 'root
 
   afterAll(async () => {
     for (const d of Object.values(daemons)) {
-      const ids = (await d.cli(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-      if (ids.length) await d.cli(['rm', '-f', ...ids]);
+      await d.removeAllContainers();
       await d.stop();
     }
     await registry?.stop();

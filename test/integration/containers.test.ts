@@ -43,8 +43,7 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
   afterAll(async () => {
     if (daemon) {
       // Leave nothing running: every container is force-removed before the daemon goes.
-      const ids = (await daemon.cli(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-      if (ids.length) await daemon.cli(['rm', '-f', ...ids]);
+      await daemon.removeAllContainers();
       await daemon.stop();
     }
     await registry?.stop();

@@ -57,8 +57,7 @@ describe.skipIf(!!skipReason)(`the docker CLI against berthd${skipReason ? ` (sk
 
   afterAll(async () => {
     if (daemon) {
-      const list = await daemon.api('/containers/json?all=1');
-      for (const c of list.json ?? []) await daemon.api(`/containers/${c.Id}?force=1`, { method: 'DELETE' });
+      await daemon.removeAllContainers();
       await daemon.stop();
     }
     await registry?.stop();

@@ -33,8 +33,7 @@ describe.skipIf(!isRoot)(`dockerode against berthd (${isRoot ? 'root' : rootReas
 
   afterAll(async () => {
     if (daemon) {
-      const list = await daemon.api('/containers/json?all=1');
-      for (const c of list.json ?? []) await daemon.api(`/containers/${c.Id}?force=1`, { method: 'DELETE' });
+      await daemon.removeAllContainers();
       await daemon.stop();
     }
     await registry?.stop();

@@ -81,8 +81,7 @@ describe.skipIf(!isRoot)(`making images: commit, push, save, load, import (${isR
 
   afterAll(async () => {
     if (daemon) {
-      const ids = (await daemon.cli(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-      if (ids.length) await daemon.cli(['rm', '-f', ...ids]);
+      await daemon.removeAllContainers();
       // Every container is gone: nothing of the daemon may still be mounted.
       expect(mountsUnder(daemon.root)).toEqual([]);
       await daemon.stop();

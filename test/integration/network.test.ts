@@ -74,8 +74,7 @@ describe.skipIf(!isRoot || !hasCni)(`networks, published ports and DNS (${!isRoo
 
   afterAll(async () => {
     if (daemon) {
-      const ids = (await daemon.cli(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-      if (ids.length) await daemon.cli(['rm', '-f', ...ids]);
+      await daemon.removeAllContainers();
       for (const n of ['front', 'back', 'fixed']) await daemon.cli(['network', 'rm', n]);
       await daemon.stop();
     }

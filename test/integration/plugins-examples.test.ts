@@ -86,8 +86,7 @@ describe.skipIf(!isRoot)(`example plugins in a real berthd (${isRoot ? 'root' : 
 
   afterAll(async () => {
     for (const d of daemons) {
-      const ids = (await d.cli(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-      if (ids.length) await d.cli(['rm', '-f', ...ids]);
+      await d.removeAllContainers();
       await d.stop();
     }
     if (work) await fs.rm(work, { recursive: true, force: true });

@@ -73,8 +73,7 @@ describe.skipIf(!isRoot || !hasCommand('runc'))(`runtime.oci with runc (${!isRoo
 
   afterAll(async () => {
     if (daemon) {
-      const ids = (await daemon.cli(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-      if (ids.length) await daemon.cli(['rm', '-f', ...ids]);
+      await daemon.removeAllContainers();
       const runcRoot = path.join(daemon.root, 'plugins', 'runtime.oci', 'runc');
       // runc keeps no container state and berth no attach socket once everything is removed.
       expect(existsSync(runcRoot) ? readdirSync(runcRoot) : []).toEqual([]);

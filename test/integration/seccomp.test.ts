@@ -349,8 +349,7 @@ describe.skipIf(!isRoot || !hostArch())(`the seccomp example in a real berthd ($
 
   afterAll(async () => {
     for (const d of daemons) {
-      const ids = (await d.cli(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-      if (ids.length) await d.cli(['rm', '-f', ...ids]);
+      await d.removeAllContainers();
       await d.stop();
     }
     await registry?.stop();

@@ -37,8 +37,7 @@ describe.skipIf(!isRoot)(`volumes, --mount and --tmpfs (${isRoot ? 'root' : root
 
   afterAll(async () => {
     if (daemon) {
-      const ids = (await daemon.cli(['ps', '-a', '-q', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-      if (ids.length) await daemon.cli(['rm', '-f', '-v', ...ids]);
+      await daemon.removeAllContainers();
       const root = daemon.root;
       await daemon.stop();
       expect(mountsUnder(root)).toEqual([]);
