@@ -78,20 +78,21 @@ export interface RunningDaemon {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Run a child to completion, collecting output; stdin gets `input` (or is closed). */
-export function runNode(
+/** Run a program to completion, collecting output; stdin gets `input` (or is closed). */
+export function runProgram(
+  program: string,
   args: string[],
   opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(program, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (c) => (stdout += c));
     child.stderr.on('data', (c) => (stderr += c));
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`node ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 120_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
+      reject(new Error(`${path.basename(program)} ${args.join(' ')} did not finish within ${opts.timeoutMs ?? 120_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
     }, opts.timeoutMs ?? 120_000);
     child.once('error', (err) => {
       clearTimeout(timer);
@@ -103,6 +104,11 @@ export function runNode(
     });
     child.stdin.end(opts.input ?? '');
   });
+}
+
+/** Run node (the one running the tests) on `args`. */
+export function runNode(args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return runProgram(process.execPath, args, opts);
 }
 
 /** Run the berth CLI against a socket (also usable with no daemon at all). */

@@ -8,7 +8,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectOk, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
+import { expectOk, runProgram, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
 import { hasCommand, isRoot, rootReason, until } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -82,25 +82,10 @@ describe.skipIf(!!skipReason)(`the docker CLI against berthd${skipReason ? ` (sk
     });
 
     const docker = (args: string[], opts: { input?: string; timeoutMs?: number } = {}): Promise<CliResult> =>
-      new Promise((resolve, reject) => {
-        const child = spawn(bin, args, {
-          env: { ...process.env, DOCKER_HOST: `unix://${daemon.socket}`, DOCKER_CONFIG: configDir, DOCKER_CLI_HINTS: 'false' },
-          stdio: ['pipe', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (c) => (stdout += c));
-        child.stderr.on('data', (c) => (stderr += c));
-        const timer = setTimeout(() => {
-          child.kill('SIGKILL');
-          reject(new Error(`docker ${args.join(' ')} did not finish in time\nstdout: ${stdout}\nstderr: ${stderr}`));
-        }, opts.timeoutMs ?? 30_000);
-        child.once('error', reject);
-        child.once('close', (code) => {
-          clearTimeout(timer);
-          resolve({ code: code ?? 128, stdout, stderr });
-        });
-        child.stdin.end(opts.input ?? '');
+      runProgram(bin, args, {
+        env: { DOCKER_HOST: `unix://${daemon.socket}`, DOCKER_CONFIG: configDir, DOCKER_CLI_HINTS: 'false' },
+        input: opts.input,
+        timeoutMs: opts.timeoutMs ?? 30_000,
       });
     const ok = async (args: string[], input?: string) => expectOk(await docker(args, { input }), `docker ${args.join(' ')}`);
     const inspect = async (ref: string) => JSON.parse((await ok(['inspect', ref])).stdout)[0];
