@@ -20,7 +20,7 @@ import { initBinary } from '../launcher/binary';
 import { newLaunchPlan } from '../launcher/plan';
 import { diffTrees } from '../layers/tree';
 import { writeLayerTar } from '../layers/write';
-import type { NetworkManager } from '../networks/manager';
+import type { EndpointRequest, NetworkManager } from '../networks/manager';
 import { humanDuration } from '../util/format';
 import { readJson, writeJsonAtomic } from '../util/fs';
 import { connectUnix } from '../util/unix-socket';
@@ -37,7 +37,9 @@ const INIT_PATHS = ['/dev', '/proc', '/sys', '/etc/hostname', '/etc/hosts', '/et
 
 export interface CreateRequest extends ContainerConfigSpec {
   HostConfig?: HostConfigSpec;
-  NetworkingConfig?: { EndpointsConfig?: Record<string, { Aliases?: string[] | null; IPAMConfig?: { IPv4Address?: string } | null }> | null };
+  NetworkingConfig?: { EndpointsConfig?: Record<string, EndpointRequest> | null };
+  /** Config.MacAddress (API < 1.44): the MAC of the container's interface on its first network. */
+  MacAddress?: string;
 }
 
 export interface ManagerDeps {
@@ -138,7 +140,7 @@ export class ContainerManager extends EventEmitter {
     validateHostConfig(hostConfig, !!this.deps.networks, !!this.deps.volumes);
     // Networks and volumes are checked before anything exists: a port conflict leaves no container.
     const exposed = Object.keys({ ...(imageConfig.ExposedPorts ?? {}), ...(req.ExposedPorts ?? {}) });
-    const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed);
+    const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed, req.MacAddress);
     const volumeMounts = this.deps.volumes ? parseMounts(hostConfig, Object.keys(imageConfig.Volumes ?? {})).mounts : [];
     const entrypoint = req.Entrypoint !== undefined && req.Entrypoint !== null ? req.Entrypoint : (imageConfig.Entrypoint ?? []);
     const cmd = req.Cmd?.length ? req.Cmd : req.Entrypoint !== undefined && req.Entrypoint !== null ? [] : (imageConfig.Cmd ?? []);
@@ -753,7 +755,7 @@ async function phase<T>(iso: { uri: string }, name: string, fn: () => Promise<T>
 function validateHostConfig(h: HostConfigSpec, networks: boolean, volumes: boolean): void {
   const mode = h.NetworkMode ?? 'default';
   // With a network manager any network name is checked there (it must exist).
-  if (!['default', 'none', 'host', 'bridge'].includes(mode) && (!networks || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(mode))) {
+  if (!['default', 'none', 'host', 'bridge'].includes(mode) && (!networks || !/^[^\x00-\x1f\x7f/]{1,128}$/.test(mode))) {
     throw new InvalidArgumentError(`HostConfig.NetworkMode: unsupported network mode "${mode}" (none, host, bridge${networks ? ', or a network name' : ''})`);
   }
   if (volumes) return; // Binds (host paths and volume names) are checked by parseMounts

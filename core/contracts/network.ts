@@ -11,12 +11,10 @@
 export interface NetworkJoin {
   /** Network name (`bridge`, or a user-defined one). */
   network: string;
-  /** The CNI network configuration list (cniVersion 1.0.0) to run for this network. */
+  /** The CNI network configuration list (cniVersion 1.0.0) to run for this container on this network (fixed addresses and MAC included). */
   cniConfig: Record<string, unknown>;
   /** Interface name inside the container: eth0 for the first network, eth1 ... after. */
   ifname: string;
-  /** A fixed IPv4 address (`--ip`), handed to host-local IPAM through CNI_ARGS IP=. */
-  ip?: string;
   /** Names under which the container's address is written to its own /etc/hosts. */
   hostNames: string[];
   /** The network's DNS responder address: resolv.conf points there (user-defined networks only). */
@@ -29,6 +27,8 @@ export interface NetworkEndpoint {
   ifname: string;
   /** CIDR form, e.g. 10.207.1.2/24. */
   address: string;
+  /** The IPv6 address in CIDR form, on networks with an IPv6 subnet. */
+  address6?: string;
   gateway?: string;
   mac?: string;
 }
@@ -40,6 +40,25 @@ export interface NetworkService {
   attached(containerId: string, endpoints: NetworkEndpoint[]): Promise<void>;
   /** The endpoints are gone (stop, crash, failed start): release ports and DNS names. */
   detached(containerId: string): Promise<void>;
+  /** The isolator offers to join and leave networks while a container runs (docker network connect/disconnect). */
+  useAttacher?(attacher: NetworkAttacher): void;
+}
+
+/** A running container's network namespace, as the hot-plug calls see it. */
+export interface RunningNetns {
+  containerId: string;
+  /** The container's state directory, where the isolator caches CNI results. */
+  stateDir: string;
+  /** A process in the container's network namespace. */
+  pid: number;
+}
+
+/** Hot-plug: the container side of connect/disconnect while the container runs. */
+export interface NetworkAttacher {
+  /** CNI ADD for one more network in the container's namespace. */
+  join(target: RunningNetns, join: NetworkJoin): Promise<NetworkEndpoint>;
+  /** CNI DEL for the interface `ifname` (its veth goes with it). */
+  leave(target: RunningNetns, ifname: string): Promise<void>;
 }
 
 export const NetworkService = Symbol.for('berth.NetworkService');

@@ -67,18 +67,22 @@ export class Engine {
       () => this.unpacker,
     );
     this.images = new ImageService(this.content, this.imageStore, puller);
+    const store = new ContainerStore(config.root);
     const nameOf = (id: string) => this.containers.list().find((c) => c.Id === id)?.Name.replace(/^\//, '');
     this.networks = new NetworkManager({
       root: config.root,
       log: log.child('networks'),
       nameOf,
       hostnameOf: (id) => this.containers.list().find((c) => c.Id === id)?.Config.Hostname,
-      isRunning: (id) => !!this.containers.list().find((c) => c.Id === id)?.State.Running,
+      running: (id) => {
+        const rec = this.containers.list().find((c) => c.Id === id);
+        return rec?.State.Running && rec.State.Pid ? { containerId: id, stateDir: store.stateDir(id), pid: rec.State.Pid } : undefined;
+      },
     });
     this.volumes = new VolumeManager({ root: config.root, log: log.child('volumes'), nameOf, driver: (name) => this.plugins?.get<VolumeDriver>(`volume.${name}`) });
     this.containers = new ContainerManager({
       root: config.root,
-      store: new ContainerStore(config.root),
+      store,
       images: this.images,
       storage: () => this.storage(),
       runtime: () => this.plugins.getSingle<Runtime>('runtime'),

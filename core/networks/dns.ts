@@ -14,13 +14,13 @@ const RCODE_REFUSED = 5;
 export class DnsResponder {
   private socket?: dgram.Socket;
 
-  /** `lookup(name)` returns the IPv4 addresses of a lower-case name, or undefined when unknown. */
-  constructor(private readonly address: string, private readonly lookup: (name: string) => string[] | undefined) {}
+  /** `lookup(name, from)` returns the IPv4 addresses of a lower-case name asked by `from`, or undefined when unknown. */
+  constructor(private readonly address: string, private readonly lookup: (name: string, from: string) => string[] | undefined) {}
 
   async start(): Promise<void> {
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });
     socket.on('message', (msg, rinfo) => {
-      const reply = this.answer(msg);
+      const reply = this.answer(msg, rinfo.address);
       if (reply) socket.send(reply, rinfo.port, rinfo.address);
     });
     socket.on('error', () => undefined);
@@ -41,7 +41,7 @@ export class DnsResponder {
   }
 
   /** The reply to one query packet, or undefined for packets not worth an answer. */
-  answer(msg: Buffer): Buffer | undefined {
+  answer(msg: Buffer, from = ''): Buffer | undefined {
     if (msg.length < 12) return undefined;
     const flags = msg.readUInt16BE(2);
     if (flags & 0x8000) return undefined; // a response, not a query
@@ -75,7 +75,7 @@ export class DnsResponder {
     const qtype = msg.readUInt16BE(off);
     const qclass = msg.readUInt16BE(off + 2);
     const question = msg.subarray(12, off + 4);
-    const addresses = qclass === CLASS_IN ? this.lookup(labels.join('.').toLowerCase()) : undefined;
+    const addresses = qclass === CLASS_IN ? this.lookup(labels.join('.').toLowerCase(), from) : undefined;
     if (!addresses) return Buffer.concat([header(RCODE_NXDOMAIN, 0, 1), question]);
     // A known name asked for another type (AAAA ...): no error, no answers ("NODATA").
     const answers = qtype === TYPE_A ? addresses : [];

@@ -5,7 +5,8 @@
  * (gateway address: DNS responder, published-port proxy) — nothing else.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
+import { networkInterfaces } from 'node:os';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -20,26 +21,38 @@ async function ip(args: string[]): Promise<string> {
   }
 }
 
-export function linkExists(dev: string): boolean {
-  return existsSync(`/sys/class/net/${dev}`);
+/**
+ * Whether a configured bridge is up with its address: asks the kernel (getifaddrs, over netlink in
+ * berthd's own network namespace), not /sys/class/net, which shows the namespace of whoever
+ * mounted sysfs. Cheap enough for every start; a bridge without an address reads as absent and
+ * is repaired by ensureBridge.
+ */
+export function bridgeReady(dev: string): boolean {
+  return dev in networkInterfaces();
 }
 
-/** Create (or repair) the bridge: present, gateway address set, forwarding off, up. */
-export async function ensureBridge(dev: string, gateway: string, prefixLen: number): Promise<void> {
-  if (!linkExists(dev)) {
-    await ip(['link', 'add', 'name', dev, 'type', 'bridge']).catch((err) => {
-      if (!linkExists(dev)) throw err; // another start made it at the same moment
-    });
-  }
+/** Every link of berthd's network namespace (`ip link`), for the checks at start and stop. */
+export async function linkNames(): Promise<Set<string>> {
+  const out = await ip(['-o', 'link', 'show']);
+  return new Set(out.split('\n').map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1]).filter((n): n is string => !!n));
+}
+
+/** Create (or repair) the bridge: present, gateway addresses set, forwarding off, up. */
+export async function ensureBridge(dev: string, gateway: string, prefixLen: number, gateway6?: { address: string; len: number }): Promise<void> {
+  await ip(['link', 'add', 'name', dev, 'type', 'bridge']).catch((err: Error) => {
+    if (!/File exists/.test(err.message)) throw err; // made earlier, or by another start at the same moment
+  });
   await ip(['addr', 'replace', `${gateway}/${prefixLen}`, 'dev', dev]);
-  // Per-interface IPv4 forwarding decides whether packets received here may be routed elsewhere.
+  // Per-interface forwarding decides whether packets received here may be routed elsewhere.
   await fs.writeFile(`/proc/sys/net/ipv4/conf/${dev}/forwarding`, '0').catch(() => undefined);
-  await fs.writeFile(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, '1').catch(() => undefined);
+  await fs.writeFile(`/proc/sys/net/ipv6/conf/${dev}/forwarding`, '0').catch(() => undefined);
+  await fs.writeFile(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, gateway6 ? '0' : '1').catch(() => undefined);
+  if (gateway6) await ip(['-6', 'addr', 'replace', `${gateway6.address}/${gateway6.len}`, 'dev', dev, 'nodad']);
   await ip(['link', 'set', dev, 'up']);
 }
 
 export async function deleteBridge(dev: string): Promise<void> {
-  if (linkExists(dev)) await ip(['link', 'del', dev]).catch(() => undefined);
+  await ip(['link', 'del', dev]).catch(() => undefined); // already gone is fine
 }
 
 /** IPv4 routes of the host as [network, prefixLen], to keep berth's subnets clear of them. */
@@ -85,4 +98,55 @@ export function parseCidr(cidr: string): { network: number; len: number } | unde
 export function overlaps(a: [number, number], b: [number, number]): boolean {
   const len = Math.min(a[1], b[1]);
   return ((a[0] & maskOf(len)) >>> 0) === ((b[0] & maskOf(len)) >>> 0);
+}
+
+/** An IPv6 address as a 128-bit number (`::` and embedded IPv4 accepted); undefined when malformed. */
+export function parseIPv6(s: string): bigint | undefined {
+  if (!/^[0-9a-fA-F:.]+$/.test(s) || s.split('::').length > 2) return undefined;
+  let text = s;
+  const v4 = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4) {
+    const n = parseIPv4(v4[1]);
+    if (n === undefined) return undefined;
+    text = `${text.slice(0, -v4[1].length)}${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+  }
+  const [head, tail] = text.split('::');
+  const groups = (part: string | undefined) => (part ? part.split(':') : []);
+  const h = groups(head);
+  const t = groups(tail);
+  const fill = tail === undefined ? 0 : 8 - h.length - t.length;
+  const all = [...h, ...Array(Math.max(fill, 0)).fill('0'), ...t];
+  if (all.length !== 8 || (tail !== undefined && fill < 1) || all.some((g) => !/^[0-9a-fA-F]{1,4}$/.test(g))) return undefined;
+  return all.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+export function formatIPv6(n: bigint): string {
+  const groups = Array.from({ length: 8 }, (_, i) => Number((n >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
+  // The longest run of two or more zero groups becomes "::" (RFC 5952).
+  let best = [-1, 0];
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && groups[j] === '0') j++;
+    if (j - i > best[1]) best = [i, j - i];
+    i = j === i ? i + 1 : j;
+  }
+  if (best[1] < 2) return groups.join(':');
+  return `${groups.slice(0, best[0]).join(':')}::${groups.slice(best[0] + best[1]).join(':')}`;
+}
+
+function mask6(len: number): bigint {
+  return len === 0 ? 0n : ((1n << 128n) - 1n) ^ ((1n << BigInt(128 - len)) - 1n);
+}
+
+/** Parse `addr/len` (IPv6) into its network address and length; lengths 16 to 120. */
+export function parseCidr6(cidr: string): { network: bigint; len: number } | undefined {
+  const [addr, lenText] = cidr.split('/');
+  const n = parseIPv6(addr ?? '');
+  const len = Number(lenText);
+  if (n === undefined || !Number.isInteger(len) || len < 16 || len > 120) return undefined;
+  return { network: n & mask6(len), len };
+}
+
+export function inCidr6(addr: bigint, cidr: { network: bigint; len: number }): boolean {
+  return (addr & mask6(cidr.len)) === cidr.network;
 }

@@ -14,11 +14,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BerthError, ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
-import type { NetworkEndpoint, NetworkJoin, NetworkService } from '../contracts/network';
+import type { NetworkAttacher, NetworkEndpoint, NetworkJoin, NetworkService, RunningNetns } from '../contracts/network';
 import type { Logger } from '../contracts/types';
 import { ensureDir, readJson, writeJsonAtomic } from '../util/fs';
 import { DnsResponder } from './dns';
-import { deleteBridge, ensureBridge, formatIPv4, hostRoutes, linkExists, maskOf, overlaps, parseCidr, parseIPv4 } from './host';
+import { bridgeReady, deleteBridge, ensureBridge, formatIPv4, formatIPv6, hostRoutes, inCidr6, linkNames, maskOf, overlaps, parseCidr, parseCidr6, parseIPv4, parseIPv6 } from './host';
 import { type Proxy, portFree, startProxy } from './proxy';
 
 export interface NetworkRecord {
@@ -31,7 +31,41 @@ export interface NetworkRecord {
   Bridge: string;
   Subnet: string;
   Gateway: string;
+  /** An IPv6 subnet and gateway when the network was made with EnableIPv6 and an IPv6 pool. */
+  Subnet6?: string;
+  Gateway6?: string;
+  /** IPAM.Config as the client gave it (normalised), shown back by inspect. */
+  IPAMConfig?: IpamPool[];
+  Options?: Record<string, string>;
   Labels: Record<string, string>;
+}
+
+export interface IpamPool {
+  Subnet: string;
+  IPRange?: string;
+  Gateway?: string;
+  AuxiliaryAddresses?: Record<string, string>;
+}
+
+/** What a container asked for on one network (Docker's EndpointSettings, the configured part). */
+export interface EndpointConfig {
+  Aliases: string[];
+  IPv4Address?: string;
+  IPv6Address?: string;
+  LinkLocalIPs?: string[];
+  MacAddress?: string;
+  /** `container:alias` pairs: the alias resolves to that container for this one only. */
+  Links?: string[];
+  DriverOpts?: Record<string, string>;
+}
+
+/** The endpoint part of a create or connect request. */
+export interface EndpointRequest {
+  Aliases?: string[] | null;
+  IPAMConfig?: { IPv4Address?: string; IPv6Address?: string; LinkLocalIPs?: string[] | null } | null;
+  MacAddress?: string;
+  Links?: string[] | null;
+  DriverOpts?: Record<string, string> | null;
 }
 
 export interface PortBinding {
@@ -49,10 +83,10 @@ export interface PublishedPort {
 /** A container's network settings, kept by this manager (not in the container record). */
 export interface ContainerNet {
   Id: string;
-  /** HostConfig.NetworkMode, with 'default' read as 'bridge'. */
+  /** HostConfig.NetworkMode, with 'default' read as 'bridge'; it stays when the container leaves that network. */
   Mode: string;
   /** Networks joined, in join order (the first is the primary one: eth0, published ports). */
-  Networks: Record<string, { Aliases: string[]; IPv4Address?: string }>;
+  Networks: Record<string, EndpointConfig>;
   PortBindings: Record<string, PortBinding[]>;
   PublishAllPorts: boolean;
   ExposedPorts: string[];
@@ -67,7 +101,8 @@ export interface NetworkManagerDeps {
   /** A container's current name without the leading slash (undefined when it is gone). */
   nameOf: (id: string) => string | undefined;
   hostnameOf: (id: string) => string | undefined;
-  isRunning: (id: string) => boolean;
+  /** The network namespace of a running container (its init's pid), for connect/disconnect. */
+  running: (id: string) => RunningNetns | undefined;
 }
 
 export const DEFAULT_NETWORK = 'bridge';
@@ -76,6 +111,9 @@ const DEFAULT_ROOT = '/var/lib/berth';
 /** berth's address pool: /24s out of 10.207.0.0/16, skipping any that overlaps a host route. */
 const POOL_BASE = parseIPv4('10.207.0.0')!;
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+/** dockerd takes any network name, spaces included; berth refuses control characters and slashes (names end up in paths and logs). */
+const NETWORK_NAME = /^[^\x00-\x1f\x7f/]{1,128}$/;
+const MAC = /^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/;
 const PREDEFINED = new Set(['bridge', 'host', 'none', 'default']);
 
 export function parsePortKey(key: string): { port: number; proto: 'tcp' | 'udp' } {
@@ -94,9 +132,14 @@ export class NetworkManager implements NetworkService {
   /** Networks a container is joining (between joins() and attached()/detached()). */
   private readonly joining = new Map<string, string[]>();
   private readonly readyBridges = new Set<string>();
+  private attacher?: NetworkAttacher;
 
   constructor(private readonly deps: NetworkManagerDeps) {
     this.dir = path.join(deps.root, 'networks');
+  }
+
+  useAttacher(attacher: NetworkAttacher): void {
+    this.attacher = attacher;
   }
 
   get ipamDir(): string {
@@ -204,40 +247,88 @@ export class NetworkManager implements NetworkService {
     throw new BerthError('no free subnet left in 10.207.0.0/16 for a new network: pass --subnet', 503);
   }
 
-  /** POST /networks/create (Docker's body: Name, Driver, IPAM.Config[{Subnet, Gateway}], Labels). */
-  async create(req: { Name?: string; Driver?: string; IPAM?: { Config?: { Subnet?: string; Gateway?: string }[] }; Labels?: Record<string, string>; CheckDuplicate?: boolean }): Promise<{ Id: string; Warning: string }> {
+  /** POST /networks/create (Docker's body: Name, Driver, EnableIPv6, IPAM {Driver, Config[{Subnet, IPRange, Gateway, AuxiliaryAddresses}]}, Options, Labels). */
+  async create(req: {
+    Name?: string;
+    Driver?: string;
+    EnableIPv6?: boolean;
+    IPAM?: { Driver?: string; Config?: { Subnet?: string; IPRange?: string; Gateway?: string; AuxiliaryAddresses?: Record<string, string> }[] | null } | null;
+    Options?: Record<string, string> | null;
+    Labels?: Record<string, string> | null;
+    CheckDuplicate?: boolean;
+  }): Promise<{ Id: string; Warning: string }> {
     const name = req?.Name;
-    if (!name || !NAME.test(name)) throw new InvalidArgumentError(`invalid network name ${JSON.stringify(name ?? '')}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
+    if (!name || !NETWORK_NAME.test(name)) throw new InvalidArgumentError(`invalid network name ${JSON.stringify(name ?? '')}: expected 1 to 128 characters, no slash or control characters`);
     if (PREDEFINED.has(name)) throw new BerthError(`operation is not permitted on predefined ${name} network`, 403);
     if (this.byName(name)) throw new ConflictError(`network with name ${name} already exists`);
     if (req.Driver && req.Driver !== 'bridge') throw new InvalidArgumentError(`network driver ${JSON.stringify(req.Driver)} is not supported (bridge)`);
-    const ipam = req.IPAM?.Config?.[0];
+    if (req.IPAM?.Driver && req.IPAM.Driver !== 'default') throw new InvalidArgumentError(`IPAM driver ${JSON.stringify(req.IPAM.Driver)} is not supported (default)`);
+    const pools = req.IPAM?.Config ?? [];
+    const v4 = pools.filter((p) => p.Subnet && !p.Subnet.includes(':'));
+    const v6 = pools.filter((p) => p.Subnet?.includes(':'));
+    if (pools.some((p) => !p.Subnet)) throw new InvalidArgumentError('IPAM.Config: every pool needs a Subnet');
+    if (v4.length > 1 || v6.length > 1) throw new InvalidArgumentError('IPAM.Config: berth takes one IPv4 and one IPv6 pool per network');
+    if (v6.length && !req.EnableIPv6) throw new InvalidArgumentError(`IPv6 subnet ${v6[0].Subnet} given but EnableIPv6 is not set`);
+    const pool4 = v4[0];
     let subnet: { network: number; len: number };
-    if (ipam?.Subnet) {
-      const parsed = parseCidr(ipam.Subnet);
-      if (!parsed) throw new InvalidArgumentError(`invalid subnet ${JSON.stringify(ipam.Subnet)}: expected an IPv4 CIDR with a prefix length from 8 to 30`);
+    if (pool4) {
+      const parsed = parseCidr(pool4.Subnet!);
+      if (!parsed) throw new InvalidArgumentError(`invalid subnet ${JSON.stringify(pool4.Subnet)}: expected an IPv4 CIDR with a prefix length from 8 to 30`);
       subnet = parsed;
       const mine: [number, number] = [parsed.network, parsed.len];
       const clash = this.list().find((r) => {
         const c = parseCidr(r.Subnet)!;
         return overlaps([c.network, c.len], mine);
       });
-      if (clash) throw new ConflictError(`subnet ${ipam.Subnet} overlaps network ${clash.Name} (${clash.Subnet})`);
+      if (clash) throw new ConflictError(`subnet ${pool4.Subnet} overlaps network ${clash.Name} (${clash.Subnet})`);
       const route = (await hostRoutes()).find((r) => r[1] > 0 && overlaps(r, mine));
-      if (route) throw new ConflictError(`subnet ${ipam.Subnet} overlaps a route of the host (${formatIPv4(route[0])}/${route[1]})`);
+      if (route) throw new ConflictError(`subnet ${pool4.Subnet} overlaps a route of the host (${formatIPv4(route[0])}/${route[1]})`);
+      if (pool4.IPRange) {
+        const range = parseCidr(pool4.IPRange);
+        if (!range || range.len < subnet.len || ((range.network & maskOf(subnet.len)) >>> 0) !== subnet.network) {
+          throw new InvalidArgumentError(`invalid IPRange ${JSON.stringify(pool4.IPRange)}: not a range inside ${pool4.Subnet}`);
+        }
+      }
     } else {
       subnet = await this.freeSubnet();
     }
-    let gateway: string | undefined;
-    if (ipam?.Gateway) {
-      const g = parseIPv4(ipam.Gateway);
-      if (g === undefined || ((g & maskOf(subnet.len)) >>> 0) !== subnet.network || g === subnet.network) {
-        throw new InvalidArgumentError(`invalid gateway ${JSON.stringify(ipam.Gateway)}: not a host address in ${formatIPv4(subnet.network)}/${subnet.len}`);
-      }
-      gateway = ipam.Gateway;
+    const inSubnet = (addr: string) => {
+      const g = parseIPv4(addr);
+      return g !== undefined && ((g & maskOf(subnet.len)) >>> 0) === subnet.network && g !== subnet.network;
+    };
+    if (pool4?.Gateway && !inSubnet(pool4.Gateway)) {
+      throw new InvalidArgumentError(`invalid gateway ${JSON.stringify(pool4.Gateway)}: not a host address in ${formatIPv4(subnet.network)}/${subnet.len}`);
     }
-    const rec = this.newRecord(name, subnet, gateway, req.Labels ?? {});
+    for (const [k, a] of Object.entries(pool4?.AuxiliaryAddresses ?? {})) {
+      if (!inSubnet(a)) throw new InvalidArgumentError(`invalid auxiliary address ${k}=${JSON.stringify(a)}: not in ${formatIPv4(subnet.network)}/${subnet.len}`);
+    }
+    const rec = this.newRecord(name, subnet, pool4?.Gateway, req.Labels ?? {});
+    const pool6 = v6[0];
+    if (pool6) {
+      const parsed = parseCidr6(pool6.Subnet!);
+      if (!parsed) throw new InvalidArgumentError(`invalid subnet ${JSON.stringify(pool6.Subnet)}: expected an IPv6 CIDR with a prefix length from 16 to 120`);
+      const clash = this.list().find((r) => r.Subnet6 && parseCidr6(r.Subnet6)!.network === parsed.network);
+      if (clash) throw new ConflictError(`subnet ${pool6.Subnet} overlaps network ${clash.Name} (${clash.Subnet6})`);
+      let gateway = parsed.network + 1n;
+      if (pool6.Gateway) {
+        const g = parseIPv6(pool6.Gateway);
+        if (g === undefined || !inCidr6(g, parsed) || g === parsed.network) throw new InvalidArgumentError(`invalid gateway ${JSON.stringify(pool6.Gateway)}: not a host address in ${pool6.Subnet}`);
+        gateway = g;
+      }
+      rec.Subnet6 = `${formatIPv6(parsed.network)}/${parsed.len}`;
+      rec.Gateway6 = formatIPv6(gateway);
+    }
+    if (pools.length) {
+      rec.IPAMConfig = pools.map((p) => ({
+        Subnet: p.Subnet!,
+        ...(p.IPRange ? { IPRange: p.IPRange } : {}),
+        ...(p.Gateway ? { Gateway: p.Gateway } : {}),
+        ...(p.AuxiliaryAddresses && Object.keys(p.AuxiliaryAddresses).length ? { AuxiliaryAddresses: p.AuxiliaryAddresses } : {}),
+      }));
+    }
+    if (req.Options && Object.keys(req.Options).length) rec.Options = req.Options;
     await this.saveRecord(rec);
+    await this.reserveAuxiliary(rec);
     return { Id: rec.Id, Warning: '' };
   }
 
@@ -256,7 +347,7 @@ export class NetworkManager implements NetworkService {
     }
     await this.teardown(rec);
     await fs.promises.rm(path.join(this.dir, 'records', `${rec.Id}.json`), { force: true });
-    await fs.promises.rm(path.join(this.ipamDir, `berth-${rec.Name}`), { recursive: true, force: true });
+    await fs.promises.rm(path.join(this.ipamDir, cniName(rec)), { recursive: true, force: true });
     this.records.delete(rec.Id);
   }
 
@@ -267,16 +358,18 @@ export class NetworkManager implements NetworkService {
     for (const c of this.usersOf(rec.Name)) {
       const ep = c.Endpoints?.find((e) => e.network === rec.Name);
       if (!ep) continue;
-      containers[c.Id] = { Name: this.deps.nameOf(c.Id) ?? '', EndpointID: endpointId(c.Id, rec.Name), MacAddress: ep.mac ?? '', IPv4Address: ep.address, IPv6Address: '' };
+      containers[c.Id] = { Name: this.deps.nameOf(c.Id) ?? '', EndpointID: endpointId(c.Id, rec.Name), MacAddress: ep.mac ?? '', IPv4Address: ep.address, IPv6Address: ep.address6 ?? '' };
     }
+    const config = rec.IPAMConfig ?? [{ Subnet: rec.Subnet, Gateway: rec.Gateway }];
     return {
       Name: rec.Name,
       Id: rec.Id,
       Created: rec.Created,
       Scope: rec.Scope,
       Driver: rec.Driver,
-      EnableIPv6: false,
-      IPAM: { Driver: 'host-local', Options: {}, Config: [{ Subnet: rec.Subnet, Gateway: rec.Gateway }] },
+      EnableIPv6: !!rec.Subnet6,
+      // IPAM is host-local through CNI; Docker clients know the built-in allocator as "default".
+      IPAM: { Driver: 'default', Options: null, Config: config },
       // Containers reach their subnet and the host's gateway address only: no route out.
       Internal: true,
       Attachable: false,
@@ -284,16 +377,19 @@ export class NetworkManager implements NetworkService {
       ConfigFrom: { Network: '' },
       ConfigOnly: false,
       Containers: containers,
-      Options: { 'com.docker.network.bridge.name': rec.Bridge, 'berth.dns': rec.Name === DEFAULT_NETWORK ? 'false' : 'true' },
+      Options: { ...(rec.Options ?? {}), 'com.docker.network.bridge.name': rec.Bridge, 'berth.dns': rec.Name === DEFAULT_NETWORK ? 'false' : 'true' },
       Labels: rec.Labels,
     };
   }
 
-  /** The CNI network configuration list berth runs for a network. */
-  cniConfig(rec: NetworkRecord): Record<string, unknown> {
+  /** The CNI network configuration list berth runs for a container on a network. */
+  cniConfig(rec: NetworkRecord, ep?: EndpointConfig): Record<string, unknown> {
+    const ranges: Record<string, string>[][] = [[{ subnet: rec.Subnet, gateway: rec.Gateway, ...this.range4(rec) }]];
+    if (rec.Subnet6) ranges.push([{ subnet: rec.Subnet6, gateway: rec.Gateway6! }]);
+    const ips = [ep?.IPv4Address, ep?.IPv6Address].filter((a): a is string => !!a);
     return {
       cniVersion: '1.0.0',
-      name: `berth-${rec.Name}`,
+      name: cniName(rec),
       plugins: [
         {
           type: 'bridge',
@@ -301,10 +397,32 @@ export class NetworkManager implements NetworkService {
           // berth sets the gateway address itself and gives containers no default route.
           isGateway: false,
           ipMasq: false,
-          ipam: { type: 'host-local', ranges: [[{ subnet: rec.Subnet, gateway: rec.Gateway }]], dataDir: this.ipamDir },
+          ...(ep?.MacAddress ? { runtimeConfig: { mac: ep.MacAddress } } : {}),
+          ...(ips.length ? { args: { cni: { ips } } } : {}),
+          ipam: { type: 'host-local', ranges, dataDir: this.ipamDir },
         },
       ],
     };
+  }
+
+  /** host-local's rangeStart/rangeEnd for the network's IPv4 IPRange, if it has one. */
+  private range4(rec: NetworkRecord): Record<string, string> {
+    const given = rec.IPAMConfig?.find((p) => !p.Subnet.includes(':'))?.IPRange;
+    if (!given) return {};
+    const range = parseCidr(given)!;
+    const subnet = parseCidr(rec.Subnet)!;
+    const first = Math.max(range.network, subnet.network + 1);
+    const last = Math.min((range.network | ~maskOf(range.len)) >>> 0, ((subnet.network | ~maskOf(subnet.len)) >>> 0) - 1);
+    return { rangeStart: formatIPv4(first), rangeEnd: formatIPv4(last) };
+  }
+
+  /** Auxiliary addresses are never handed out: host-local skips addresses it has a reservation file for. */
+  private async reserveAuxiliary(rec: NetworkRecord): Promise<void> {
+    const aux = rec.IPAMConfig?.flatMap((p) => Object.values(p.AuxiliaryAddresses ?? {})) ?? [];
+    if (!aux.length) return;
+    const dir = path.join(this.ipamDir, cniName(rec));
+    await ensureDir(dir);
+    for (const a of aux) await fs.promises.writeFile(path.join(dir, a), 'auxiliary', { flag: 'w', mode: 0o600 });
   }
 
   // ---- container settings (create, connect, disconnect, remove) -----------------------------
@@ -317,8 +435,9 @@ export class NetworkManager implements NetworkService {
   async configure(
     id: string,
     hostConfig: Record<string, unknown>,
-    endpoints: Record<string, { Aliases?: string[] | null; IPAMConfig?: { IPv4Address?: string } | null }> | undefined,
+    endpoints: Record<string, EndpointRequest> | undefined,
     exposedPorts: string[],
+    containerMac?: string,
   ): Promise<ContainerNet> {
     const rawMode = (hostConfig.NetworkMode as string | undefined) || 'default';
     const mode = rawMode === 'default' ? DEFAULT_NETWORK : rawMode;
@@ -326,8 +445,11 @@ export class NetworkManager implements NetworkService {
     if (mode !== 'none' && mode !== 'host') {
       const net = this.find(mode);
       if (!net) throw new NotFoundError(`network ${mode} not found`);
+      for (const key of Object.keys(endpoints ?? {})) {
+        if (key !== mode && key !== rawMode && key !== net.Id && !this.find(key)) throw new NotFoundError(`network ${key} not found`);
+      }
       const ep = endpoints?.[mode] ?? endpoints?.[rawMode] ?? endpoints?.[net.Id];
-      cfg.Networks[net.Name] = this.endpointConfig(net, ep?.Aliases ?? [], ep?.IPAMConfig?.IPv4Address);
+      cfg.Networks[net.Name] = this.endpointConfig(net, ep ?? {}, containerMac);
     } else if (endpoints && Object.keys(endpoints).length && mode === 'host') {
       throw new InvalidArgumentError('NetworkingConfig: a container on the host network cannot join other networks');
     }
@@ -352,21 +474,55 @@ export class NetworkManager implements NetworkService {
     return cfg;
   }
 
-  private endpointConfig(net: NetworkRecord, aliases: string[], ip: string | undefined): { Aliases: string[]; IPv4Address?: string } {
+  /** Check and normalise what a container asks for on a network (create or connect). */
+  private endpointConfig(net: NetworkRecord, req: EndpointRequest, containerMac?: string, self?: string): EndpointConfig {
+    const aliases = req.Aliases ?? [];
     if (aliases.length && net.Name === DEFAULT_NETWORK) throw new InvalidArgumentError('network-scoped aliases are only supported for user-defined networks');
     for (const a of aliases) if (!NAME.test(a)) throw new InvalidArgumentError(`invalid network alias ${JSON.stringify(a)}`);
-    if (ip) {
+    const cfg: EndpointConfig = { Aliases: aliases };
+    const holder = (key: 'IPv4Address' | 'IPv6Address', ip: string) =>
+      [...this.containers.values()].find((o) => o.Id !== self && o.Networks[net.Name]?.[key] === ip);
+    const ip4 = req.IPAMConfig?.IPv4Address;
+    if (ip4) {
       if (net.Name === DEFAULT_NETWORK) throw new InvalidArgumentError('user specified IP address is supported on user defined networks only');
-      const n = parseIPv4(ip);
+      const n = parseIPv4(ip4);
       const c = parseCidr(net.Subnet)!;
       const broadcast = (c.network | ~maskOf(c.len)) >>> 0;
-      if (n === undefined || ((n & maskOf(c.len)) >>> 0) !== c.network || n === c.network || n === broadcast || ip === net.Gateway) {
-        throw new InvalidArgumentError(`invalid IP address ${JSON.stringify(ip)} for network ${net.Name}: not a free host address in ${net.Subnet}`);
+      if (n === undefined || ((n & maskOf(c.len)) >>> 0) !== c.network || n === c.network || n === broadcast || ip4 === net.Gateway) {
+        throw new InvalidArgumentError(`invalid IP address ${JSON.stringify(ip4)} for network ${net.Name}: not a free host address in ${net.Subnet}`);
       }
-      const holder = [...this.containers.values()].find((o) => o.Networks[net.Name]?.IPv4Address === ip);
-      if (holder) throw new ConflictError(`address ${ip} on network ${net.Name} is already assigned to container ${this.deps.nameOf(holder.Id) ?? holder.Id}`);
+      const other = holder('IPv4Address', ip4);
+      if (other) throw new ConflictError(`address ${ip4} on network ${net.Name} is already assigned to container ${this.deps.nameOf(other.Id) ?? other.Id}`);
+      cfg.IPv4Address = ip4;
     }
-    return { Aliases: aliases, ...(ip ? { IPv4Address: ip } : {}) };
+    const ip6 = req.IPAMConfig?.IPv6Address;
+    if (ip6) {
+      const n = parseIPv6(ip6);
+      const c = net.Subnet6 ? parseCidr6(net.Subnet6) : undefined;
+      if (!c) throw new InvalidArgumentError(`invalid IPv6 address ${JSON.stringify(ip6)}: network ${net.Name} has no IPv6 subnet (create it with --ipv6 --subnet)`);
+      if (n === undefined || !inCidr6(n, c) || n === c.network || formatIPv6(n) === net.Gateway6) {
+        throw new InvalidArgumentError(`invalid IPv6 address ${JSON.stringify(ip6)} for network ${net.Name}: not a host address in ${net.Subnet6}`);
+      }
+      const other = holder('IPv6Address', formatIPv6(n));
+      if (other) throw new ConflictError(`address ${ip6} on network ${net.Name} is already assigned to container ${this.deps.nameOf(other.Id) ?? other.Id}`);
+      cfg.IPv6Address = formatIPv6(n);
+    }
+    const lla = req.IPAMConfig?.LinkLocalIPs ?? [];
+    if (lla.length) {
+      // Kept and shown as dockerd does; berth adds no link-local addresses to the interface.
+      for (const a of lla) if (parseIPv4(a) === undefined && parseIPv6(a) === undefined) throw new InvalidArgumentError(`invalid link-local IP ${JSON.stringify(a)}`);
+      cfg.LinkLocalIPs = lla;
+    }
+    const mac = req.MacAddress || containerMac;
+    if (mac) {
+      if (!MAC.test(mac)) throw new InvalidArgumentError(`invalid MAC address ${JSON.stringify(mac)}: expected six colon-separated hex bytes`);
+      cfg.MacAddress = mac.toLowerCase();
+    }
+    const links = req.Links ?? [];
+    for (const l of links) if (!/^[^:]+(:[^:]+)?$/.test(l)) throw new InvalidArgumentError(`invalid link ${JSON.stringify(l)}: expected CONTAINER[:ALIAS]`);
+    if (links.length) cfg.Links = links.map((l) => (l.includes(':') ? l : `${l}:${l}`));
+    if (req.DriverOpts && Object.keys(req.DriverOpts).length) cfg.DriverOpts = req.DriverOpts;
+    return cfg;
   }
 
   /** Fixed host ports must not be in use by a running container or anything else on the host. */
@@ -416,25 +572,70 @@ export class NetworkManager implements NetworkService {
     return c;
   }
 
-  /** Join a network (stopped containers only: the change applies at the next start). */
-  async connect(ref: string, containerId: string, ep: { Aliases?: string[]; IPAMConfig?: { IPv4Address?: string } } = {}): Promise<void> {
+  /**
+   * Join a network. A stopped container joins at its next start; a running one now, through the
+   * network isolator's hot-plug (CNI ADD in its namespace), as dockerd does.
+   */
+  async connect(ref: string, containerId: string, req: EndpointRequest = {}): Promise<void> {
     const net = this.get(ref);
     const c = this.container(containerId);
-    if (this.deps.isRunning(containerId)) throw new ConflictError(`container ${this.deps.nameOf(containerId)} is running: berth connects stopped containers only (stop it, connect, start it)`);
-    if (c.Mode === 'none' || c.Mode === 'host') throw new ConflictError(`container ${this.deps.nameOf(containerId)} uses network mode ${c.Mode} and cannot join networks`);
-    if (net.Name in c.Networks) throw new ConflictError(`endpoint with name ${this.deps.nameOf(containerId)} already exists in network ${net.Name}`);
-    c.Networks[net.Name] = this.endpointConfig(net, ep.Aliases ?? [], ep.IPAMConfig?.IPv4Address);
+    const name = this.deps.nameOf(containerId);
+    if (c.Mode === 'none' || c.Mode === 'host') throw new ConflictError(`container ${name} uses network mode ${c.Mode} and cannot join networks`);
+    if (net.Name in c.Networks) throw new ConflictError(`endpoint with name ${name} already exists in network ${net.Name}`);
+    const ep = this.endpointConfig(net, req, undefined, containerId);
+    const running = this.deps.running(containerId);
+    if (running) {
+      if (!this.attacher) throw new BerthError(`container ${name} is running and the network isolator offers no hot-plug: stop it, connect, start it`, 409);
+      await this.bridgeUp(net);
+      const used = new Set((c.Endpoints ?? []).map((e) => e.ifname));
+      let i = 0;
+      while (used.has(`eth${i}`)) i++;
+      const endpoint = await this.attacher.join(running, this.joinFor(c, net, ep, `eth${i}`));
+      c.Networks[net.Name] = ep;
+      c.Endpoints = [...(c.Endpoints ?? []), endpoint];
+      if (net.Name !== DEFAULT_NETWORK) await this.dnsUp(net.Name);
+      if (c.Endpoints.length === 1) await this.publish(c);
+      await this.save(c);
+      return;
+    }
+    c.Networks[net.Name] = ep;
     await this.save(c);
   }
 
   async disconnect(ref: string, containerId: string): Promise<void> {
     const net = this.get(ref);
     const c = this.container(containerId);
-    if (this.deps.isRunning(containerId)) throw new ConflictError(`container ${this.deps.nameOf(containerId)} is running: berth disconnects stopped containers only`);
     if (!(net.Name in c.Networks)) throw new NotFoundError(`container ${this.deps.nameOf(containerId)} is not connected to network ${net.Name}`);
+    const running = this.deps.running(containerId);
+    const endpoint = c.Endpoints?.find((e) => e.network === net.Name);
+    if (running && endpoint) {
+      if (!this.attacher) throw new BerthError(`container ${this.deps.nameOf(containerId)} is running and the network isolator offers no hot-plug: stop it first`, 409);
+      const primary = c.Endpoints![0] === endpoint;
+      await this.attacher.leave(running, endpoint.ifname);
+      c.Endpoints = c.Endpoints!.filter((e) => e !== endpoint);
+      if (primary) {
+        // Published ports follow the primary endpoint: forward them to the next one, if any.
+        for (const p of this.proxies.get(containerId) ?? []) await p.close().catch(() => undefined);
+        this.proxies.delete(containerId);
+        c.Ports = [];
+        await this.publish(c);
+      }
+    }
+    // NetworkMode stays as created (docker-compose disconnects and reconnects a new container).
     delete c.Networks[net.Name];
-    if (c.Mode === net.Name) c.Mode = Object.keys(c.Networks)[0] ?? 'none';
     await this.save(c);
+  }
+
+  private joinFor(c: ContainerNet, net: NetworkRecord, ep: EndpointConfig, ifname: string): NetworkJoin {
+    const cname = this.deps.nameOf(c.Id);
+    const hostname = this.deps.hostnameOf(c.Id);
+    return {
+      network: net.Name,
+      cniConfig: this.cniConfig(net, ep),
+      ifname,
+      hostNames: [...new Set([hostname, cname].filter((n): n is string => !!n))],
+      dnsServer: net.Name === DEFAULT_NETWORK ? undefined : net.Gateway,
+    };
   }
 
   // ---- NetworkService: called by the network isolator -----------------------------------------
@@ -449,24 +650,16 @@ export class NetworkManager implements NetworkService {
       const net = this.byName(name);
       if (!net) throw new NotFoundError(`network ${name} not found (removed while the container was stopped?)`);
       await this.bridgeUp(net);
-      const cname = this.deps.nameOf(containerId);
-      const hostname = this.deps.hostnameOf(containerId);
-      joins.push({
-        network: net.Name,
-        cniConfig: this.cniConfig(net),
-        ifname: `eth${i}`,
-        ip: c.Networks[name].IPv4Address,
-        hostNames: [...new Set([hostname, cname].filter((n): n is string => !!n))],
-        dnsServer: net.Name === DEFAULT_NETWORK ? undefined : net.Gateway,
-      });
+      joins.push(this.joinFor(c, net, c.Networks[name], `eth${i}`));
     }
     return joins;
   }
 
   private async bridgeUp(net: NetworkRecord): Promise<void> {
-    if (this.readyBridges.has(net.Bridge) && linkExists(net.Bridge)) return;
+    if (this.readyBridges.has(net.Bridge) && bridgeReady(net.Bridge)) return;
     const c = parseCidr(net.Subnet)!;
-    await ensureBridge(net.Bridge, net.Gateway, c.len);
+    const c6 = net.Subnet6 ? parseCidr6(net.Subnet6) : undefined;
+    await ensureBridge(net.Bridge, net.Gateway, c.len, c6 ? { address: net.Gateway6!, len: c6.len } : undefined);
     this.readyBridges.add(net.Bridge);
   }
 
@@ -490,19 +683,27 @@ export class NetworkManager implements NetworkService {
     if (this.dns.has(network)) return;
     const net = this.byName(network);
     if (!net) return;
-    const responder = new DnsResponder(net.Gateway, (name) => this.lookup(network, name));
+    const responder = new DnsResponder(net.Gateway, (name, from) => this.lookup(network, name, from));
     await responder.start();
     this.dns.set(network, responder);
   }
 
-  /** Addresses of the containers on `network` known as `name` (name, alias or short id). */
-  private lookup(network: string, name: string): string[] | undefined {
+  /**
+   * Addresses of the containers on `network` known as `name` (name, alias or short id, also as
+   * `name.network`), or as a link alias of the asking container (`from`: its address).
+   */
+  private lookup(network: string, name: string, from?: string): string[] | undefined {
+    const suffix = `.${network.toLowerCase()}`;
+    const wanted = name.endsWith(suffix) ? name.slice(0, -suffix.length) : name;
+    const onNetwork = [...this.containers.values()].filter((c) => c.Endpoints?.some((e) => e.network === network));
+    const addressOf = (c: ContainerNet) => c.Endpoints!.find((e) => e.network === network)!.address.split('/')[0];
+    const asker = from ? onNetwork.find((c) => addressOf(c) === from) : undefined;
+    const link = asker?.Networks[network]?.Links?.find((l) => l.split(':')[1].toLowerCase() === wanted);
+    const target = link ? link.split(':')[0].toLowerCase() : wanted;
     const ips: string[] = [];
-    for (const c of this.containers.values()) {
-      const ep = c.Endpoints?.find((e) => e.network === network);
-      if (!ep) continue;
+    for (const c of onNetwork) {
       const names = [this.deps.nameOf(c.Id), c.Id.slice(0, 12), ...(c.Networks[network]?.Aliases ?? [])].filter(Boolean).map((n) => n!.toLowerCase());
-      if (names.includes(name)) ips.push(ep.address.split('/')[0]);
+      if (names.includes(target)) ips.push(addressOf(c));
     }
     return ips.length ? ips : undefined;
   }
@@ -569,15 +770,22 @@ export class NetworkManager implements NetworkService {
         const net = this.byName(name);
         const ep = c.Endpoints?.find((e) => e.network === name);
         const [ip, len] = ep ? ep.address.split('/') : ['', '0'];
+        const [ip6, len6] = ep?.address6 ? ep.address6.split('/') : ['', '0'];
+        const ipam = { ...(cfg.IPv4Address ? { IPv4Address: cfg.IPv4Address } : {}), ...(cfg.IPv6Address ? { IPv6Address: cfg.IPv6Address } : {}), ...(cfg.LinkLocalIPs ? { LinkLocalIPs: cfg.LinkLocalIPs } : {}) };
         networks[name] = {
-          IPAMConfig: cfg.IPv4Address ? { IPv4Address: cfg.IPv4Address } : null,
+          IPAMConfig: Object.keys(ipam).length ? ipam : null,
+          Links: cfg.Links ?? null,
           Aliases: cfg.Aliases.length ? cfg.Aliases : null,
           NetworkID: net?.Id ?? '',
           EndpointID: ep ? endpointId(id, name) : '',
           Gateway: ep ? (ep.gateway ?? net?.Gateway ?? '') : '',
           IPAddress: ip,
           IPPrefixLen: Number(len),
-          MacAddress: ep?.mac ?? '',
+          IPv6Gateway: ep?.address6 ? (net?.Gateway6 ?? '') : '',
+          GlobalIPv6Address: ip6,
+          GlobalIPv6PrefixLen: Number(len6),
+          MacAddress: ep?.mac ?? cfg.MacAddress ?? '',
+          DriverOpts: cfg.DriverOpts ?? null,
         };
       }
       for (const key of c.ExposedPorts) ports[key] = null;
@@ -586,12 +794,16 @@ export class NetworkManager implements NetworkService {
     }
     const primary = c?.Endpoints?.[0];
     const [ip, len] = primary ? primary.address.split('/') : ['', '0'];
+    const [ip6, len6] = primary?.address6 ? primary.address6.split('/') : ['', '0'];
     return {
       Networks: networks,
       Ports: ports,
       IPAddress: ip,
       IPPrefixLen: Number(len),
       Gateway: primary?.gateway ?? (primary ? this.byName(primary.network)?.Gateway ?? '' : ''),
+      GlobalIPv6Address: ip6,
+      GlobalIPv6PrefixLen: Number(len6),
+      IPv6Gateway: primary?.address6 ? (this.byName(primary.network)?.Gateway6 ?? '') : '',
       MacAddress: primary?.mac ?? '',
     };
   }
@@ -632,7 +844,8 @@ export class NetworkManager implements NetworkService {
       }
     }
     // Bridges of networks nobody uses any more (a crash between ADD and DEL) go.
-    for (const net of this.records.values()) if (!this.inUse(net.Name) && linkExists(net.Bridge)) await this.teardown(net);
+    const links = await linkNames().catch(() => new Set<string>());
+    for (const net of this.records.values()) if (!this.inUse(net.Name) && links.has(net.Bridge)) await this.teardown(net);
   }
 
   /**
@@ -644,8 +857,14 @@ export class NetworkManager implements NetworkService {
     this.proxies.clear();
     for (const d of this.dns.values()) await d.stop().catch(() => undefined);
     this.dns.clear();
-    for (const net of this.records.values()) if (!this.inUse(net.Name)) await this.teardown(net).catch(() => undefined);
+    const links = await linkNames().catch(() => new Set<string>());
+    for (const net of this.records.values()) if (!this.inUse(net.Name) && links.has(net.Bridge)) await this.teardown(net).catch(() => undefined);
   }
+}
+
+/** The CNI network name (host-local's state folder): the berth network's name where it is a safe file name. */
+function cniName(rec: NetworkRecord): string {
+  return NAME.test(rec.Name) ? `berth-${rec.Name}` : `berth-${rec.Id.slice(0, 12)}`;
 }
 
 function endpointId(containerId: string, network: string): string {

@@ -58,7 +58,7 @@ export function parseHostConfig(hc: Record<string, unknown>): Settings {
   // A namespace with lo up; isolator.network (when configured) adds the bridge network's interface.
   else if (mode === 'none' || mode === 'default' || mode === 'bridge' || mode === '') network = 'none';
   // A user-defined network (isolator.network puts its interfaces in): a namespace of its own, lo up.
-  else if (/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(mode)) network = 'none';
+  else if (/^[^\x00-\x1f\x7f/:]{1,128}$/.test(mode)) network = 'none';
   else throw new InvalidArgumentError(`HostConfig.NetworkMode: unsupported network mode ${JSON.stringify(mode)} (none, host, bridge/default)`);
   const capList = (key: string) =>
     stringList(hc, key).map((c) => {

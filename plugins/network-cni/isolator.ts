@@ -9,7 +9,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
-import type { NetworkEndpoint, NetworkJoin, NetworkService } from '../../core/contracts/network';
+import type { NetworkAttacher, NetworkEndpoint, NetworkJoin, NetworkService, RunningNetns } from '../../core/contracts/network';
 import type { CniResult, CniRuntime } from './cni';
 
 interface CacheEntry {
@@ -20,35 +20,47 @@ interface CacheEntry {
   args?: Record<string, string>;
 }
 
-export class NetworkIsolator implements Isolator {
+export class NetworkIsolator implements Isolator, NetworkAttacher {
   readonly name = 'network';
 
-  constructor(private readonly cni: CniRuntime, private readonly service: NetworkService) {}
+  constructor(private readonly cni: CniRuntime, private readonly service: NetworkService) {
+    service.useAttacher?.(this);
+  }
 
   async attach(target: IsolationTarget, pid: number): Promise<void> {
     if (target.joining) return; // exec joins the namespace the container already has
     const joins = await this.service.joins(target.containerId);
     if (!joins.length) return;
-    const cacheDir = path.join(target.stateDir, 'cni');
-    await fs.mkdir(cacheDir, { recursive: true, mode: 0o700 });
     const endpoints: NetworkEndpoint[] = [];
-    for (const join of joins) {
-      const args = join.ip ? { IP: join.ip } : undefined;
-      const req = { containerId: target.containerId, netns: `/proc/${pid}/ns/net`, ifname: join.ifname, args };
-      let result: CniResult;
-      try {
-        result = await this.cni.add(join.cniConfig, req);
-      } catch (err) {
-        // ADD may have done part of its work (an address reserved): undo it now.
-        await this.cni.del(join.cniConfig, { ...req, netns: '' }).catch(() => undefined);
-        throw new Error(`network ${join.network}: ${(err as Error).message}`);
-      }
-      const entry: CacheEntry = { network: join.network, ifname: join.ifname, config: join.cniConfig, result, args };
-      await fs.writeFile(path.join(cacheDir, `${join.ifname}.json`), JSON.stringify(entry, null, 2), { mode: 0o600 });
-      endpoints.push(endpointOf(join, result));
-    }
+    for (const join of joins) endpoints.push(await this.join({ containerId: target.containerId, stateDir: target.stateDir, pid }, join));
     await this.service.attached(target.containerId, endpoints);
     await this.writeFiles(target, joins[0], endpoints[0]);
+  }
+
+  /** CNI ADD for one network; the result is cached for the DEL at cleanup or disconnect. */
+  async join(target: RunningNetns, join: NetworkJoin): Promise<NetworkEndpoint> {
+    const cacheDir = path.join(target.stateDir, 'cni');
+    await fs.mkdir(cacheDir, { recursive: true, mode: 0o700 });
+    const req = { containerId: target.containerId, netns: `/proc/${target.pid}/ns/net`, ifname: join.ifname };
+    let result: CniResult;
+    try {
+      result = await this.cni.add(join.cniConfig, req);
+    } catch (err) {
+      // ADD may have done part of its work (an address reserved): undo it now.
+      await this.cni.del(join.cniConfig, { ...req, netns: '' }).catch(() => undefined);
+      throw new Error(`network ${join.network}: ${(err as Error).message}`);
+    }
+    const entry: CacheEntry = { network: join.network, ifname: join.ifname, config: join.cniConfig, result };
+    await fs.writeFile(path.join(cacheDir, `${join.ifname}.json`), JSON.stringify(entry, null, 2), { mode: 0o600 });
+    return endpointOf(join, result);
+  }
+
+  /** CNI DEL inside the live namespace, so the interface goes now and not at the container's exit. */
+  async leave(target: RunningNetns, ifname: string): Promise<void> {
+    const file = path.join(target.stateDir, 'cni', `${ifname}.json`);
+    const entry = JSON.parse(await fs.readFile(file, 'utf8')) as CacheEntry;
+    await this.cni.del(entry.config, { containerId: target.containerId, netns: `/proc/${target.pid}/ns/net`, ifname, args: entry.args }, entry.result);
+    await fs.rm(file, { force: true });
   }
 
   async cleanup(target: IsolationTarget): Promise<void> {
@@ -90,7 +102,11 @@ export class NetworkIsolator implements Isolator {
 function endpointOf(join: NetworkJoin, result: CniResult): NetworkEndpoint {
   const ifaces = result.interfaces ?? [];
   const idx = ifaces.findIndex((i) => i.name === join.ifname && i.sandbox);
-  const ip = result.ips?.find((i) => i.interface === idx && /\./.test(i.address)) ?? result.ips?.find((i) => /\./.test(i.address));
+  const pick = (v6: boolean) => {
+    const mine = (i: { address: string }) => i.address.includes(':') === v6;
+    return result.ips?.find((i) => i.interface === idx && mine(i)) ?? result.ips?.find(mine);
+  };
+  const ip = pick(false);
   if (!ip) throw new Error(`network ${join.network}: CNI ADD returned no IPv4 address`);
-  return { network: join.network, ifname: join.ifname, address: ip.address, gateway: ip.gateway, mac: idx >= 0 ? ifaces[idx].mac : undefined };
+  return { network: join.network, ifname: join.ifname, address: ip.address, address6: pick(true)?.address, gateway: ip.gateway, mac: idx >= 0 ? ifaces[idx].mac : undefined };
 }

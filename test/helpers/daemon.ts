@@ -27,6 +27,8 @@ export interface StartDaemonOptions {
   args?: string[];
   /** How long to wait for `/_ping` (default 20 s). */
   readyTimeoutMs?: number;
+  /** A program that execs berthd (e.g. `['unshare', '--net', '--']`); it must keep berthd's pid. */
+  wrapper?: string[];
 }
 
 export interface CliResult {
@@ -197,7 +199,8 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
   args.push(...(opts.args ?? []));
 
   let output = '';
-  const child: ChildProcess = spawn(process.execPath, [BERTHD_JS, ...args], {
+  const command = [...(opts.wrapper ?? []), process.execPath, BERTHD_JS, ...args];
+  const child: ChildProcess = spawn(command[0], command.slice(1), {
     // cwd = the temp dir, so cosmiconfig's search finds no stray berth.config.* of the checkout.
     cwd: dir,
     env: { ...process.env, ...env },

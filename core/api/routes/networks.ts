@@ -1,5 +1,6 @@
 /** Networks in the Docker Engine API's shapes: /networks, create, inspect, rm, connect, disconnect, prune. */
 import type { Engine } from '../../kernel/engine';
+import type { EndpointRequest } from '../../networks/manager';
 import { type Router, filtersParam, readJsonBody, sendJson } from '../router';
 
 export function networkRoutes(router: Router, engine: Engine): void {
@@ -41,14 +42,21 @@ export function networkRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('POST', '/networks/{id}/connect', async (req, res) => {
-    const body = (await readJsonBody<{ Container?: string; EndpointConfig?: { Aliases?: string[]; IPAMConfig?: { IPv4Address?: string } } }>(req)) ?? {};
-    await networks.connect(req.params.id, containerId(body.Container ?? ''), body.EndpointConfig ?? {});
+    const body = (await readJsonBody<{ Container?: string; EndpointConfig?: EndpointRequest | null }>(req)) ?? {};
+    const net = networks.get(req.params.id);
+    const id = containerId(body.Container ?? '');
+    await networks.connect(net.Id, id, body.EndpointConfig ?? {});
+    engine.events.publish('network', 'connect', net.Id, { container: id, name: net.Name, type: 'bridge' });
     res.writeHead(200).end();
   });
 
   router.add('POST', '/networks/{id}/disconnect', async (req, res) => {
-    const body = (await readJsonBody<{ Container?: string }>(req)) ?? {};
-    await networks.disconnect(req.params.id, containerId(body.Container ?? ''));
+    // Force only matters to dockerd for endpoints of containers that are gone; berth has none such.
+    const body = (await readJsonBody<{ Container?: string; Force?: boolean }>(req)) ?? {};
+    const net = networks.get(req.params.id);
+    const id = containerId(body.Container ?? '');
+    await networks.disconnect(net.Id, id);
+    engine.events.publish('network', 'disconnect', net.Id, { container: id, name: net.Name, type: 'bridge' });
     res.writeHead(200).end();
   });
 
