@@ -37,6 +37,8 @@ export interface NetworkRecord {
   /** IPAM.Config as the client gave it (normalised), shown back by inspect. */
   IPAMConfig?: IpamPool[];
   Options?: Record<string, string>;
+  /** Internal as asked at create. berth routes no container traffic off the host either way. */
+  Internal?: boolean;
   Labels: Record<string, string>;
 }
 
@@ -255,6 +257,7 @@ export class NetworkManager implements NetworkService {
     IPAM?: { Driver?: string; Config?: { Subnet?: string; IPRange?: string; Gateway?: string; AuxiliaryAddresses?: Record<string, string> }[] | null } | null;
     Options?: Record<string, string> | null;
     Labels?: Record<string, string> | null;
+    Internal?: boolean;
     CheckDuplicate?: boolean;
   }): Promise<{ Id: string; Warning: string }> {
     const name = req?.Name;
@@ -302,7 +305,11 @@ export class NetworkManager implements NetworkService {
     for (const [k, a] of Object.entries(pool4?.AuxiliaryAddresses ?? {})) {
       if (!inSubnet(a)) throw new InvalidArgumentError(`invalid auxiliary address ${k}=${JSON.stringify(a)}: not in ${formatIPv4(subnet.network)}/${subnet.len}`);
     }
-    const rec = this.newRecord(name, subnet, pool4?.Gateway, req.Labels ?? {});
+    const bridgeName = req.Options?.['com.docker.network.bridge.name'];
+    if (bridgeName !== undefined && (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/.test(bridgeName) || this.list().some((r) => r.Bridge === bridgeName))) {
+      throw new InvalidArgumentError(`invalid com.docker.network.bridge.name ${JSON.stringify(bridgeName)}: expected an unused interface name of at most 15 characters`);
+    }
+    const rec = this.newRecord(name, subnet, pool4?.Gateway, req.Labels ?? {}, bridgeName);
     const pool6 = v6[0];
     if (pool6) {
       const parsed = parseCidr6(pool6.Subnet!);
@@ -327,6 +334,7 @@ export class NetworkManager implements NetworkService {
       }));
     }
     if (req.Options && Object.keys(req.Options).length) rec.Options = req.Options;
+    if (req.Internal) rec.Internal = true;
     await this.saveRecord(rec);
     await this.reserveAuxiliary(rec);
     return { Id: rec.Id, Warning: '' };
@@ -370,14 +378,18 @@ export class NetworkManager implements NetworkService {
       EnableIPv6: !!rec.Subnet6,
       // IPAM is host-local through CNI; Docker clients know the built-in allocator as "default".
       IPAM: { Driver: 'default', Options: null, Config: config },
-      // Containers reach their subnet and the host's gateway address only: no route out.
-      Internal: true,
+      // As asked (clients such as docker-compose compare it with their file). Either way containers
+      // reach only their subnet and the host's gateway address: berth gives them no route out.
+      Internal: rec.Internal === true,
       Attachable: false,
       Ingress: false,
       ConfigFrom: { Network: '' },
       ConfigOnly: false,
       Containers: containers,
-      Options: { ...(rec.Options ?? {}), 'com.docker.network.bridge.name': rec.Bridge, 'berth.dns': rec.Name === DEFAULT_NETWORK ? 'false' : 'true' },
+      // As dockerd: the default network shows its bridge; others show the options they were made with
+      // (docker-compose recreates a network whose options differ from its file). A user network's
+      // bridge is br-<first 12 of the id> unless com.docker.network.bridge.name chose it.
+      Options: rec.Name === DEFAULT_NETWORK ? { 'com.docker.network.bridge.default_bridge': 'true', 'com.docker.network.bridge.name': rec.Bridge } : (rec.Options ?? {}),
       Labels: rec.Labels,
     };
   }

@@ -37,6 +37,11 @@ export interface CliResult {
   stderr: string;
 }
 
+/** The host bridge of a network as inspect shows it: named in its options, or br-<id12> as dockerd names them. */
+export function bridgeOfRecord(net: { Id: string; Options?: Record<string, string> }): string {
+  return net.Options?.['com.docker.network.bridge.name'] ?? `br-${net.Id.slice(0, 12)}`;
+}
+
 /** The result, or an error showing the command's output when it exited non-zero. */
 export function expectOk(res: CliResult, what = 'berth'): CliResult {
   if (res.code !== 0) throw new Error(`${what} exited ${res.code}\nstdout: ${res.stdout}\nstderr: ${res.stderr}`);

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { bridgeOfRecord, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason, until } from '../helpers/env';
 import { buildBusyboxLayout, makeTempDir } from '../helpers/fixtures';
 
@@ -184,7 +184,7 @@ describe.skipIf(!isRoot || !hasCni)(`network hot-plug, IPAM and compose's connec
     expectOk(await cli(['run', '-d', '--name', 'keeper', '--network', 'survive', img]));
     expectOk(await cli(['run', '-d', '--name', 'asker', '--network', 'survive', img]));
     const ip = (await inspect('keeper')).NetworkSettings.Networks.survive.IPAddress;
-    const bridge = (await daemon.api('/networks/survive')).json.Options['com.docker.network.bridge.name'];
+    const bridge = bridgeOfRecord((await daemon.api('/networks/survive')).json);
     await daemon.kill9();
     const again = await startDaemon({ root: daemon.root });
     try {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { bridgeOfRecord, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason, until } from '../helpers/env';
 import { buildBusyboxLayout, makeTempDir, pushImage } from '../helpers/fixtures';
 import { freePort, startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -94,7 +94,7 @@ describe.skipIf(!isRoot || !hasCni)(`networks, published ports and DNS (${!isRoo
   const inspect = async (ref: string) => JSON.parse(expectOk(await cli(['inspect', ref])).stdout)[0];
   const bridgeOf = async (network: string) => {
     const n = JSON.parse(expectOk(await cli(['network', 'inspect', network])).stdout)[0];
-    bridges.add(n.Options['com.docker.network.bridge.name']);
+    bridges.add(bridgeOfRecord(n));
     return n;
   };
 
@@ -177,7 +177,7 @@ describe.skipIf(!isRoot || !hasCni)(`networks, published ports and DNS (${!isRoo
     expectOk(await cli(['rm', '-f', 'srv']));
     expectOk(await cli(['network', 'rm', 'front']));
     // network rm takes the bridge away at once.
-    expect(links('bridge').has(front.Options['com.docker.network.bridge.name'])).toBe(false);
+    expect(links('bridge').has(bridgeOfRecord(front))).toBe(false);
   });
 
   it('--ip gives a fixed address; connect and disconnect apply to stopped containers', async () => {
