@@ -147,12 +147,22 @@ function loadDeviceProgram(insns: readonly BpfInsn[]): number {
   }
 }
 
+/** Run `fn` on an fd of the cgroup directory; its errors name the directory. */
 function withCgroupFd<T>(cgroupDir: string, fn: (fd: number) => T): T {
-  const fd = openSync(cgroupDir, constants.O_RDONLY | constants.O_DIRECTORY);
   try {
-    return fn(fd);
-  } finally {
-    closeSync(fd);
+    const fd = openSync(cgroupDir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      return fn(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (!e.path) {
+      e.path = cgroupDir;
+      e.message = `${e.message} (cgroup ${cgroupDir})`;
+    }
+    throw e;
   }
 }
 

@@ -124,8 +124,8 @@ export function devicePolicy(hc: Record<string, unknown>): DevicePolicy {
   }
   const rules = [...DEFAULT_RULES, ...mappedDeviceRules(hc.Devices), ...((extra as string[] | null) ?? []).map((r, i) => parseDeviceRule(r, `HostConfig.DeviceCgroupRules[${i}]`))];
   if (rules.some((r) => r.type === 'a' && r.major === '*' && r.minor === '*' && r.access === 'rwm')) return { allowAll: true, rules: [] };
-  const seen = new Set<string>();
-  return { allowAll: false, rules: rules.filter((r) => !seen.has(formatDeviceRule(r)) && seen.add(formatDeviceRule(r))) };
+  const unique = new Map(rules.map((r) => [formatDeviceRule(r), r]));
+  return { allowAll: false, rules: [...unique.values()] };
 }
 
 /** v1: deny everything, then allow the list; privileged containers get every device. */

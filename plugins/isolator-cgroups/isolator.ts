@@ -283,15 +283,15 @@ export class CgroupsIsolator implements Isolator {
   async update(target: IsolationTarget, resources: Record<string, unknown>): Promise<void> {
     const r = parseResources(resources, 'update');
     this.checkControllers(r);
-    const devicesChange = DEVICE_KEYS.some((k) => k in resources);
-    const before = devicesChange ? devicePolicy(target.hostConfig) : undefined;
-    const after = devicesChange ? devicePolicy({ ...target.hostConfig, ...resources }) : undefined;
     const dirs = this.dirsFor(target);
+    const devTarget = DEVICE_KEYS.some((k) => k in resources) ? this.deviceTarget(dirs) : undefined;
+    // Worked out before anything changes: a bad rule leaves limits and devices as they were.
+    const devices = devTarget && devicePolicy({ ...target.hostConfig, ...resources });
+    const before = devTarget?.kind === 'v1' ? devicePolicy(target.hostConfig) : undefined;
     this.apply(dirs, r);
-    const devTarget = this.deviceTarget(dirs);
-    if (!before || !after || !devTarget) return;
-    if (devTarget.kind === 'v1') updateDevicesV1(this.fs, devTarget.dir, before, after);
-    else this.bpf.setDeviceProgram(devTarget.dir, deviceProgram(after));
+    if (!devTarget || !devices) return;
+    if (before) updateDevicesV1(this.fs, devTarget.dir, before, devices);
+    else this.bpf.setDeviceProgram(devTarget.dir, deviceProgram(devices));
   }
 
   /** Did the kernel's OOM killer kill a process of this container (since its cgroup was made)? */
