@@ -20,14 +20,13 @@ export interface BpfInsn {
 export interface Bpf {
   /**
    * Load `insns` as a cgroup device program and attach it to `cgroupDir` (BPF_F_ALLOW_MULTI),
-   * replacing the device programs attached to that directory before (atomically when there was
-   * one). A program the verifier refuses is an error that carries the verifier's log.
+   * replacing the device programs attached to that directory before (the first in one step, with
+   * BPF_F_REPLACE). No fd is kept: the program lives as long as the cgroup (rmdir detaches it).
+   * A program the verifier refuses is an error that carries the verifier's log.
    */
   setDeviceProgram(cgroupDir: string, insns: readonly BpfInsn[]): void;
   /** Ids of the device programs attached to `cgroupDir` itself (not those inherited). */
   devicePrograms(cgroupDir: string): number[];
-  /** Detach every device program attached to `cgroupDir` itself. */
-  clearDevicePrograms(cgroupDir: string): void;
 }
 
 // Opcode parts (linux/bpf_common.h, linux/bpf.h).
@@ -225,19 +224,19 @@ export const bpf: Bpf = {
     const progFd = loadDeviceProgram(insns);
     try {
       withCgroupFd(cgroupDir, (cgroupFd) => {
-        const before = query(cgroupFd);
-        if (before.length === 1) {
-          // One old program: swap it in one step, so no access is ever judged by neither or both.
-          const oldFd = progFdById(before[0]);
+        const [old, ...others] = query(cgroupFd);
+        if (old === undefined) attachOrDetach(BPF_PROG_ATTACH, cgroupFd, progFd, BPF_F_ALLOW_MULTI);
+        else {
+          // Swap in one step, so no access is ever judged by neither program or by both.
+          const oldFd = progFdById(old);
           try {
             attachOrDetach(BPF_PROG_ATTACH, cgroupFd, progFd, BPF_F_ALLOW_MULTI | BPF_F_REPLACE, oldFd);
           } finally {
             closeSync(oldFd);
           }
-          return;
         }
-        attachOrDetach(BPF_PROG_ATTACH, cgroupFd, progFd, BPF_F_ALLOW_MULTI);
-        detachAll(cgroupFd, before);
+        // Not berth's doing, but in berth's own cgroup: only the new program decides.
+        detachAll(cgroupFd, others);
       });
     } finally {
       // The attachment holds the program; our fd is not needed past this call.
@@ -246,8 +245,5 @@ export const bpf: Bpf = {
   },
   devicePrograms(cgroupDir) {
     return withCgroupFd(cgroupDir, query);
-  },
-  clearDevicePrograms(cgroupDir) {
-    withCgroupFd(cgroupDir, (cgroupFd) => detachAll(cgroupFd, query(cgroupFd)));
   },
 };

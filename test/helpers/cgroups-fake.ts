@@ -183,9 +183,6 @@ export class FakeCgroupTree {
       this.devicePrograms.set(dir, insns);
     },
     devicePrograms: (dir) => (this.devicePrograms.has(dir) ? [1] : []),
-    clearDevicePrograms: (dir) => {
-      this.devicePrograms.delete(dir);
-    },
   };
 
   dispose(): void {

@@ -189,6 +189,7 @@ describe.skipIf(!!skipReason)(`cgroup device programs in the kernel${skipReason 
 
   afterAll(() => {
     rmSync(nodes, { recursive: true, force: true });
+    // With its program still attached, as the isolator's cleanup leaves it: rmdir detaches it.
     rmdirSync(cg);
   });
 
@@ -216,21 +217,20 @@ describe.skipIf(!!skipReason)(`cgroup device programs in the kernel${skipReason 
     }
   });
 
-  it('replaces the attached program instead of adding one, and detaches it', () => {
+  it('replaces the attached program instead of adding one', () => {
     bpf.setDeviceProgram(cg, deviceProgram(POLICIES.default));
     const [first] = bpf.devicePrograms(cg);
     bpf.setDeviceProgram(cg, deviceProgram(POLICIES['tun r']));
     const now = bpf.devicePrograms(cg);
     expect(now).toHaveLength(1);
     expect(now[0]).not.toBe(first);
-    bpf.clearDevicePrograms(cg);
-    expect(bpf.devicePrograms(cg)).toEqual([]);
   });
 
   it('reports the verifier log when the kernel refuses a program', () => {
     // R6 is never written: the verifier refuses to read it.
     const bad = [mov32Reg(R0, 6), exit()];
+    const before = bpf.devicePrograms(cg);
     expect(() => bpf.setDeviceProgram(cg, bad)).toThrow(/bpf\(BPF_PROG_LOAD\): EACCES: the kernel refused the cgroup device program; verifier log:\n(.|\n)*R6 !read_ok/);
-    expect(bpf.devicePrograms(cg)).toEqual([]);
+    expect(bpf.devicePrograms(cg)).toEqual(before);
   });
 });
