@@ -3,7 +3,8 @@
  * (pluginConfig['isolator.cgroups'].hierarchy = 'v2', as on a v2-only host, where there is no
  * devices controller), containers that mknod host devices and try to open them, --device,
  * --privileged, and `update` with new device rules. The BPF program is what refuses: berthd's
- * own v1 devices cgroup (the host's root here) allows everything.
+ * own v1 devices cgroup (the host's root here) allows everything. Last, the same rules through a
+ * default (hybrid) berthd, where the v1 devices controller enforces them.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +17,9 @@ import { isRoot, rootReason, until } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-const v2Mount = parseCgroupMounts(readFileSync('/proc/self/mountinfo', 'utf8')).find((m) => m.type === 'cgroup2');
+const mounts = parseCgroupMounts(readFileSync('/proc/self/mountinfo', 'utf8'));
+const v2Mount = mounts.find((m) => m.type === 'cgroup2');
+const hasV1Devices = mounts.some((m) => m.type === 'cgroup' && m.superOptions.includes('devices'));
 const skipReason = !isRoot ? rootReason : !v2Mount ? 'no cgroup2 hierarchy is mounted' : '';
 
 /** Host devices a default container must not open: [name, type, major, minor]. */
@@ -65,16 +68,16 @@ describe.skipIf(!!skipReason)(`device filter on cgroup v2 (BPF)${skipReason ? ` 
   });
 
   /** Create and start through the API (HostConfig as docker sends it), wait, return the output. */
-  async function runWith(hostConfig: Record<string, unknown>, script: string): Promise<string> {
-    const created = await daemon.api('/containers/create', { method: 'POST', body: { Image: img, Cmd: ['sh', '-c', script], HostConfig: hostConfig } });
+  async function runWith(hostConfig: Record<string, unknown>, script: string, on = daemon): Promise<string> {
+    const created = await on.api('/containers/create', { method: 'POST', body: { Image: img, Cmd: ['sh', '-c', script], HostConfig: hostConfig } });
     expect(created.status, created.body).toBe(201);
     const id = created.json.Id as string;
     ids.add(id);
-    const started = await daemon.api(`/containers/${id}/start`, { method: 'POST' });
+    const started = await on.api(`/containers/${id}/start`, { method: 'POST' });
     expect(started.status, started.body).toBe(204);
-    await daemon.api(`/containers/${id}/wait`, { method: 'POST' });
-    const out = expectOk(await daemon.cli(['logs', id])).stdout;
-    expectOk(await daemon.cli(['rm', id]));
+    await on.api(`/containers/${id}/wait`, { method: 'POST' });
+    const out = expectOk(await on.cli(['logs', id])).stdout;
+    expectOk(await on.cli(['rm', id]));
     return out;
   }
 
@@ -161,5 +164,19 @@ describe.skipIf(!!skipReason)(`device filter on cgroup v2 (BPF)${skipReason ? ` 
       expectOk(await daemon.cli(['rm', '-f', id]));
     }
     await until('the container cgroup to go', () => findCgroupDirs(id).length === 0);
+  });
+
+  it.skipIf(!hasV1Devices || !existsSync('/dev/loop0'))('gives the v1 devices controller the same list, --device and --device-cgroup-rule included', async () => {
+    const hybrid = await startDaemon();
+    try {
+      expectOk(await hybrid.cli(['pull', '-q', img]));
+      const out = await runWith({ Devices: [{ PathOnHost: '/dev/loop0', PathInContainer: '/dev/loop0' }], DeviceCgroupRules: ['c 10:200 rwm'] }, probeScript(FORBIDDEN), hybrid);
+      expect(out).toMatch(/^loop0: open$/m);
+      expect(out).toMatch(/^tun: open$/m);
+      for (const name of ['kvm', 'tty1', 'hwrng']) expect(out).toMatch(deniedLine(name));
+    } finally {
+      await hybrid.removeAllContainers();
+      await hybrid.stop();
+    }
   });
 });
