@@ -1,36 +1,46 @@
 import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
 import { definePlugin } from '../../core/contracts/plugin';
+import { bpf } from '../../core/sys/bpf';
 import { nodeCgroupFs } from './cgfs';
 import { CgroupsIsolator, type CgroupsConfig } from './isolator';
 import { detectLayout } from './layout';
 
 export { CgroupsIsolator, type CgroupsConfig, type CgroupsInfo, STATE_FILE } from './isolator';
-export { detectLayout, type CgroupLayout, type CgroupVersion } from './layout';
+export { detectLayout, type CgroupLayout, type CgroupVersion, type HierarchyChoice } from './layout';
+
+const HIERARCHIES = ['auto', 'v1', 'v2'] as const;
 
 /**
  * `isolator.cgroups`: per-container cgroups on v1, v2 and hybrid hosts with Docker's resource
- * limits, device rules (v1), OOM detection, stats, pause/resume and live updates.
+ * limits, device rules (v1 devices controller or a v2 BPF device program), OOM detection, stats,
+ * pause/resume and live updates.
  */
 export default definePlugin<CgroupsConfig, CgroupsIsolator>({
   type: 'isolator',
   id: 'cgroups',
-  defaults: { parent: 'berth' },
+  defaults: { parent: 'berth', hierarchy: 'auto' },
   parseConfig(raw) {
     const parent = raw.parent ?? 'berth';
     if (typeof parent !== 'string' || !parent.trim() || parent.split('/').some((p) => p === '..' || p === '.')) {
       throw new ConfigError('parent', 'expected a cgroup path: relative (below berthd\'s own cgroup, e.g. "berth") or absolute (e.g. "/berth"), without . or ..');
     }
-    return { parent: parent.trim().replace(/\/+$/, '') || '/' };
+    const hierarchy = raw.hierarchy ?? 'auto';
+    if (!HIERARCHIES.includes(hierarchy as never)) {
+      throw new ConfigError('hierarchy', `expected "auto" (every cgroup hierarchy mounted), "v1" or "v2" (only those), got ${JSON.stringify(hierarchy)}`);
+    }
+    return { parent: parent.trim().replace(/\/+$/, '') || '/', hierarchy: hierarchy as CgroupsConfig['hierarchy'] };
   },
   init(ctx) {
     let layout;
     try {
-      layout = detectLayout(undefined, ctx.config.parent.startsWith('/'));
+      layout = detectLayout(undefined, ctx.config.parent.startsWith('/'), ctx.config.hierarchy);
     } catch (err) {
+      // Asked for by name, a missing hierarchy is a bad config, not a reason to run unconfined.
+      if (ctx.config.hierarchy !== 'auto') throw new ConfigError('hierarchy', (err as Error).message);
       throw new SkipPlugin((err as Error).message);
     }
     if (process.getuid?.() !== 0) throw new SkipPlugin('creating cgroups needs root');
-    const isolator = new CgroupsIsolator(ctx.config, layout, nodeCgroupFs);
+    const isolator = new CgroupsIsolator(ctx.config, layout, nodeCgroupFs, bpf);
     ctx.log.debug('cgroup layout', { ...isolator.info() });
     return isolator;
   },

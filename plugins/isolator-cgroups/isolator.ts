@@ -1,6 +1,7 @@
 /**
  * `isolator.cgroups`: one cgroup per container in every hierarchy (v1, v2 or both: hybrid), Docker's
- * resource limits, the v1 device allow list, OOM detection, stats, pause/resume, live updates.
+ * resource limits, the device allow list (v1 devices controller, or a BPF device program on v2),
+ * OOM detection, stats, pause/resume, live updates.
  *
  * Container cgroups live below berthd's own cgroup in each hierarchy (`<own>/berth/<id>`) unless
  * config names another parent; berth never moves a process other than the container's own.
@@ -10,12 +11,14 @@ import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { InvalidArgumentError } from '../../core/contracts/errors';
 import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
 import type { LaunchPlan } from '../../core/contracts/launch';
+import { type Bpf, bpf as hostBpf } from '../../core/sys/bpf';
 import { type CgroupDir, type CgroupFs, dirWith, nodeCgroupFs, readKeyed, readPids, readTrimmed, writeControl } from './cgfs';
+import { applyDevicesV1, devicePolicy, deviceProgram, updateDevicesV1 } from './devices';
 import { freeze, isFrozen, thaw } from './freezer';
-import { type CgroupLayout, type CgroupVersion, controllerNames, detectLayout, type Hierarchy } from './layout';
+import { type CgroupLayout, type CgroupVersion, controllerNames, detectLayout, type Hierarchy, type HierarchyChoice } from './layout';
 import { neededControllers, parseResources, RESOURCE_FLAGS, type Resources } from './resources';
 import { readStats } from './stats';
-import { applyBlkioV1, applyCpusetV1, applyCpuV1, applyDevicesV1, applyMemoryV1, applyPids, inheritCpusetV1 } from './v1';
+import { applyBlkioV1, applyCpusetV1, applyCpuV1, applyMemoryV1, applyPids, inheritCpusetV1 } from './v1';
 import { applyCpusetV2, applyCpuV2, applyIoV2, applyMemoryV2, enableSubtreeControllers } from './v2';
 
 export interface CgroupsConfig {
@@ -24,6 +27,11 @@ export interface CgroupsConfig {
    * cgroup. Absolute (`/berth`): that cgroup path from each hierarchy's root.
    */
   parent: string;
+  /**
+   * Which hierarchies to use (default `auto`: every one mounted). `v2` uses only the unified one,
+   * also on a hybrid host: devices are then filtered by a BPF program, as on a v2-only host.
+   */
+  hierarchy?: HierarchyChoice;
 }
 
 export interface CgroupsInfo {
@@ -38,6 +46,9 @@ export const STATE_FILE = 'cgroups.json';
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** The update body's fields that change which devices the container may use. */
+const DEVICE_KEYS = ['Devices', 'DeviceCgroupRules'];
+
 /** Which controllers may stand for one another: blkio on v1 is io on v2. */
 const ALIASES: Record<string, string[]> = { blkio: ['blkio', 'io'], cpuacct: ['cpuacct', 'cpu'] };
 
@@ -50,8 +61,9 @@ export class CgroupsIsolator implements Isolator {
 
   constructor(
     private readonly config: CgroupsConfig,
-    readonly layout: CgroupLayout = detectLayout(undefined, config.parent.startsWith('/')),
+    readonly layout: CgroupLayout = detectLayout(undefined, config.parent.startsWith('/'), config.hierarchy),
     private readonly fs: CgroupFs = nodeCgroupFs,
+    private readonly bpf: Bpf = hostBpf,
   ) {
     if (!config.parent || config.parent.split('/').some((p) => p === '..')) throw new InvalidArgumentError(`isolator.cgroups: bad parent ${JSON.stringify(config.parent)}`);
   }
@@ -93,9 +105,21 @@ export class CgroupsIsolator implements Isolator {
     }
   }
 
+  /**
+   * Where the device list goes: the v1 devices cgroup, else (v2 has no devices controller) a BPF
+   * program on the v2 cgroup.
+   */
+  private deviceTarget(dirs: CgroupDir[]): { kind: 'v1' | 'bpf'; dir: string } | undefined {
+    const v1 = dirWith(dirs, 'devices');
+    if (v1) return { kind: 'v1', dir: v1.dir };
+    const v2 = dirs.find((d) => d.kind === 'v2');
+    return v2 && { kind: 'bpf', dir: v2.dir };
+  }
+
   async setup(target: IsolationTarget): Promise<void> {
     const r = parseResources(target.hostConfig, 'create');
     this.checkControllers(r);
+    const devices = devicePolicy(target.hostConfig);
     const dirs = this.computeDirs(target.containerId);
     const created: string[] = [];
     try {
@@ -115,8 +139,10 @@ export class CgroupsIsolator implements Isolator {
         }
       }
       this.apply(dirs, r);
-      const devices = dirWith(dirs, 'devices');
-      if (devices) applyDevicesV1(this.fs, devices.dir, target.hostConfig.Privileged === true);
+      // Before the process joins (attach), so it never runs with the host's devices open to it.
+      const devTarget = this.deviceTarget(dirs);
+      if (devTarget?.kind === 'v1') applyDevicesV1(this.fs, devTarget.dir, devices);
+      else if (devTarget) this.bpf.setDeviceProgram(devTarget.dir, deviceProgram(devices));
       writeFileSync(join(target.stateDir, STATE_FILE), JSON.stringify(dirs), { mode: 0o600 });
     } catch (err) {
       // The manager cleans up only isolators whose setup succeeded: undo our part here.
@@ -257,7 +283,15 @@ export class CgroupsIsolator implements Isolator {
   async update(target: IsolationTarget, resources: Record<string, unknown>): Promise<void> {
     const r = parseResources(resources, 'update');
     this.checkControllers(r);
-    this.apply(this.dirsFor(target), r);
+    const dirs = this.dirsFor(target);
+    const devTarget = DEVICE_KEYS.some((k) => k in resources) ? this.deviceTarget(dirs) : undefined;
+    // Worked out before anything changes: a bad rule leaves limits and devices as they were.
+    const devices = devTarget && devicePolicy({ ...target.hostConfig, ...resources });
+    const before = devTarget?.kind === 'v1' ? devicePolicy(target.hostConfig) : undefined;
+    this.apply(dirs, r);
+    if (!devTarget || !devices) return;
+    if (before) updateDevicesV1(this.fs, devTarget.dir, before, devices);
+    else this.bpf.setDeviceProgram(devTarget.dir, deviceProgram(devices));
   }
 
   /** Did the kernel's OOM killer kill a process of this container (since its cgroup was made)? */
@@ -271,6 +305,8 @@ export class CgroupsIsolator implements Isolator {
   /**
    * Remove the container's cgroups everywhere. Processes still inside are the container's: thaw,
    * kill them (cgroup.kill where the kernel has it, else by pid from cgroup.procs), retry briefly.
+   * A BPF device program goes with its cgroup (the kernel detaches it at rmdir; berth holds no fd
+   * of it): detaching it earlier would leave a surviving process without a device filter.
    */
   async cleanup(target: IsolationTarget): Promise<void> {
     const dirs = this.dirsFor(target);

@@ -8,6 +8,9 @@ import { join } from 'node:path';
 
 export type CgroupVersion = '1' | '2' | 'hybrid';
 
+/** Which hierarchies berth uses: all that are mounted (`auto`), or only the v1 or the v2 ones. */
+export type HierarchyChoice = 'auto' | 'v1' | 'v2';
+
 export interface Hierarchy {
   kind: 'v1' | 'v2';
   /** Where the hierarchy is mounted, e.g. /sys/fs/cgroup/memory or /sys/fs/cgroup/unified. */
@@ -99,9 +102,10 @@ export function hostLayoutSource(): LayoutSource {
 /**
  * Work out the layout. `fromRoot`: containers go below a cgroup path taken from each hierarchy's
  * root rather than below berthd's own cgroup (v2's usable controllers are then the root's).
- * Throws when no cgroup hierarchy is mounted at all.
+ * `use`: leave out the v2 (`v1`) or the v1 hierarchies (`v2`: a hybrid host used as a v2 one).
+ * Throws when no cgroup hierarchy (of the kind asked for) is mounted.
  */
-export function detectLayout(src: LayoutSource = hostLayoutSource(), fromRoot = false): CgroupLayout {
+export function detectLayout(src: LayoutSource = hostLayoutSource(), fromRoot = false, use: HierarchyChoice = 'auto'): CgroupLayout {
   const mounts = parseCgroupMounts(src.mountinfo);
   const self = parseSelfCgroup(src.selfCgroup);
   const hierarchies: Hierarchy[] = [];
@@ -109,7 +113,7 @@ export function detectLayout(src: LayoutSource = hostLayoutSource(), fromRoot = 
   const seen = new Set<string>();
 
   for (const entry of self) {
-    if (entry.id === '0' || !entry.controllers.length || entry.controllers.some((c) => c.startsWith('name='))) continue;
+    if (use === 'v2' || entry.id === '0' || !entry.controllers.length || entry.controllers.some((c) => c.startsWith('name='))) continue;
     // The first mount whose options carry exactly this hierarchy's controllers (bind mounts repeat it).
     const mount = mounts.find((m) => m.type === 'cgroup' && entry.controllers.every((c) => m.superOptions.includes(c)));
     if (!mount || seen.has(mount.mountPoint)) continue;
@@ -122,7 +126,7 @@ export function detectLayout(src: LayoutSource = hostLayoutSource(), fromRoot = 
   let unified: Hierarchy | undefined;
   const v2entry = self.find((e) => e.id === '0');
   const v2mount = mounts.find((m) => m.type === 'cgroup2');
-  if (v2entry && v2mount) {
+  if (v2entry && v2mount && use !== 'v1') {
     const ownDir = dirOf(v2mount, v2entry.path);
     // Controllers bound to a v1 hierarchy cannot be enabled in v2 as well.
     const controllers = readControllers(fromRoot ? v2mount.mountPoint : ownDir).filter((c) => !byController.has(c));
@@ -131,7 +135,10 @@ export function detectLayout(src: LayoutSource = hostLayoutSource(), fromRoot = 
     for (const c of controllers) byController.set(c, unified);
   }
 
-  if (!hierarchies.length) throw new Error('no cgroup hierarchy is mounted (looked for cgroup and cgroup2 in /proc/self/mountinfo)');
+  if (!hierarchies.length) {
+    const kind = use === 'auto' ? 'cgroup and cgroup2' : use === 'v1' ? 'cgroup (v1, as hierarchy "v1" asks)' : 'cgroup2 (as hierarchy "v2" asks)';
+    throw new Error(`no cgroup hierarchy is mounted (looked for ${kind} in /proc/self/mountinfo)`);
+  }
   const hasV1 = hierarchies.some((h) => h.kind === 'v1');
   const version: CgroupVersion = hasV1 && unified ? 'hybrid' : hasV1 ? '1' : '2';
   return { version, hierarchies, unified, byController };

@@ -5,34 +5,6 @@ import { InvalidArgumentError } from '../../core/contracts/errors';
 import { type CgroupFs, readNumber, readTrimmed, writeControl } from './cgfs';
 import { parseCpuList, type Resources } from './resources';
 
-/**
- * Docker's default device rules for an unprivileged container (moby's DefaultLinuxSpec plus runc's
- * AllowedDevices): mknod of any device, and read/write of the harmless ones.
- */
-export const DEFAULT_DEVICE_RULES = [
-  'c *:* m', // mknod any char device
-  'b *:* m', // mknod any block device
-  'c 1:3 rwm', // /dev/null
-  'c 1:5 rwm', // /dev/zero
-  'c 1:7 rwm', // /dev/full
-  'c 1:8 rwm', // /dev/random
-  'c 1:9 rwm', // /dev/urandom
-  'c 5:0 rwm', // /dev/tty
-  'c 5:1 rwm', // /dev/console
-  'c 5:2 rwm', // /dev/ptmx
-  'c 136:* rwm', // /dev/pts/*
-];
-
-/** Deny everything, then allow Docker's list; privileged containers get every device. */
-export function applyDevicesV1(fs: CgroupFs, dir: string, privileged: boolean): void {
-  if (privileged) {
-    writeControl(fs, `${dir}/devices.allow`, 'a');
-    return;
-  }
-  writeControl(fs, `${dir}/devices.deny`, 'a');
-  for (const rule of DEFAULT_DEVICE_RULES) writeControl(fs, `${dir}/devices.allow`, rule);
-}
-
 /** A new v1 cpuset cgroup starts with empty cpus/mems and refuses tasks: copy them from the parent. */
 export function inheritCpusetV1(fs: CgroupFs, dir: string, parent: string): void {
   for (const f of ['cpuset.cpus', 'cpuset.mems']) {

@@ -6,6 +6,7 @@
  */
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import type { Bpf, BpfInsn } from '../../core/sys/bpf';
 import type { CgroupFs } from '../../plugins/isolator-cgroups/cgfs';
 
 export const V2_FILES: Record<string, string> = {
@@ -171,6 +172,17 @@ export class FakeCgroupTree {
       } else if (name === 'cgroup.kill') writeFileSync(join(dir, 'cgroup.procs'), '');
       else writeFileSync(file, value);
     },
+  };
+
+  /** cgroup dir -> the device program attached to it (one at a time, as berth attaches them). */
+  readonly devicePrograms = new Map<string, readonly BpfInsn[]>();
+
+  readonly bpf: Bpf = {
+    setDeviceProgram: (dir, insns) => {
+      if (!existsSync(dir)) throw Object.assign(new Error(`ENOENT: ${dir}`), { code: 'ENOENT' });
+      this.devicePrograms.set(dir, insns);
+    },
+    devicePrograms: (dir) => (this.devicePrograms.has(dir) ? [1] : []),
   };
 
   dispose(): void {

@@ -7,7 +7,7 @@ import type { IsolationTarget } from '../../core/contracts/isolator';
 import type { LaunchPlan } from '../../core/contracts/launch';
 import { CgroupsIsolator } from '../../plugins/isolator-cgroups/isolator';
 import { detectLayout } from '../../plugins/isolator-cgroups/layout';
-import { DEFAULT_DEVICE_RULES } from '../../plugins/isolator-cgroups/v1';
+import { DEFAULT_DEVICE_RULES } from '../../plugins/isolator-cgroups/devices';
 import { FakeCgroupTree, type FakeHierarchy } from '../helpers/cgroups-fake';
 
 const MiB = 1024 * 1024;
@@ -35,7 +35,7 @@ describe('isolator.cgroups on a fake cgroup v1 / hybrid tree', () => {
   const make = (hierarchies: FakeHierarchy[]) => {
     tree?.dispose();
     tree = new FakeCgroupTree(hierarchies);
-    iso = new CgroupsIsolator({ parent: 'berth' }, detectLayout({ mountinfo: tree.mountinfo, selfCgroup: tree.selfCgroup }), tree.fs);
+    iso = new CgroupsIsolator({ parent: 'berth' }, detectLayout({ mountinfo: tree.mountinfo, selfCgroup: tree.selfCgroup }), tree.fs, tree.bpf);
   };
   const mem = (...f: string[]) => ['memory', ...MEMORY_OWN.split('/').filter(Boolean), 'berth', 'c1', ...f];
 

@@ -115,7 +115,7 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
   beforeEach(() => {
     tree = new FakeCgroupTree([{ kind: 'v2', controllers: [], own }], ['cpuset', 'cpu', 'io', 'memory', 'pids']);
     stateDir = mkdtempSync('/tmp/berth-cgstate-');
-    iso = new CgroupsIsolator({ parent: 'berth' }, detectLayout({ mountinfo: tree.mountinfo, selfCgroup: tree.selfCgroup }), tree.fs);
+    iso = new CgroupsIsolator({ parent: 'berth' }, detectLayout({ mountinfo: tree.mountinfo, selfCgroup: tree.selfCgroup }), tree.fs, tree.bpf);
   });
   afterEach(() => {
     tree.dispose();
@@ -163,7 +163,7 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
   it('a limit whose controller the host lacks is a clear error, and nothing is left behind', async () => {
     tree.dispose();
     tree = new FakeCgroupTree([{ kind: 'v2', controllers: [], own }], ['cpu', 'pids']);
-    iso = new CgroupsIsolator({ parent: 'berth' }, detectLayout({ mountinfo: tree.mountinfo, selfCgroup: tree.selfCgroup }), tree.fs);
+    iso = new CgroupsIsolator({ parent: 'berth' }, detectLayout({ mountinfo: tree.mountinfo, selfCgroup: tree.selfCgroup }), tree.fs, tree.bpf);
     await expect(iso.setup(target({ Memory: 64 * MiB }))).rejects.toThrow('--memory needs the memory cgroup controller, which this host does not have (HostConfig.Memory)');
     await expect(iso.setup(target({ BlkioWeight: 300 }))).rejects.toThrow(/--blkio-weight needs the blkio cgroup controller/);
     await expect(iso.setup(target({ CpusetCpus: '0' }))).rejects.toThrow(/--cpuset-cpus needs the cpuset cgroup controller/);
@@ -182,7 +182,7 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
   });
 
   it('an absolute parent puts containers below the hierarchy root', async () => {
-    iso = new CgroupsIsolator({ parent: '/berth' }, detectLayout({ mountinfo: tree.mountinfo, selfCgroup: tree.selfCgroup }, true), tree.fs);
+    iso = new CgroupsIsolator({ parent: '/berth' }, detectLayout({ mountinfo: tree.mountinfo, selfCgroup: tree.selfCgroup }, true), tree.fs, tree.bpf);
     await iso.setup(target({ Memory: 64 * MiB }));
     expect(tree.read('unified', 'berth', 'c1', 'memory.max')).toBe(String(64 * MiB));
     expect(tree.read('unified', 'cgroup.subtree_control')).toContain('memory');
@@ -263,7 +263,7 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
   it('remembers the dirs in the state dir, so a restarted berthd finds them', async () => {
     const t = target();
     await iso.setup(t);
-    const fresh = new CgroupsIsolator({ parent: 'elsewhere' }, detectLayout({ mountinfo: tree.mountinfo, selfCgroup: tree.selfCgroup }), tree.fs);
+    const fresh = new CgroupsIsolator({ parent: 'elsewhere' }, detectLayout({ mountinfo: tree.mountinfo, selfCgroup: tree.selfCgroup }), tree.fs, tree.bpf);
     const p = plan();
     fresh.plan(t, p);
     expect(p.cgroupPaths).toEqual([tree.path('unified', 'system.slice', 'berthd.service', 'berth', 'c1')]);
@@ -278,8 +278,8 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
 
 describe('plugin manifest', () => {
   it('validates the parent key', () => {
-    expect(cgroupsPlugin.parseConfig!({ parent: 'berth' })).toEqual({ parent: 'berth' });
-    expect(cgroupsPlugin.parseConfig!({ parent: '/berth/' })).toEqual({ parent: '/berth' });
+    expect(cgroupsPlugin.parseConfig!({ parent: 'berth' })).toEqual({ parent: 'berth', hierarchy: 'auto' });
+    expect(cgroupsPlugin.parseConfig!({ parent: '/berth/' })).toEqual({ parent: '/berth', hierarchy: 'auto' });
     expect(() => cgroupsPlugin.parseConfig!({ parent: '../up' })).toThrow(/parent: expected a cgroup path/);
     expect(() => cgroupsPlugin.parseConfig!({ parent: 5 })).toThrow(/parent/);
   });
