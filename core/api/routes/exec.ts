@@ -1,6 +1,7 @@
 /** Exec routes in the Docker Engine API's shape: create, start (hijacked or detached), inspect, resize. */
 import type { Socket } from 'node:net';
 import { connectUnix } from '../../util/unix-socket';
+import { unreadBytes } from '../../sys/socket';
 import type { Engine } from '../../kernel/engine';
 import type { ExecConfig } from '../../containers/exec';
 import { resizeFrame } from '../../launcher/attach';
@@ -8,6 +9,19 @@ import { muxFrame } from '../../containers/logs';
 import { hijack, relayMonitor } from '../hijack';
 import { EXEC_CONFIG, EXEC_START, checkBody } from '../validate';
 import { type Router, intParam, readJsonBody, sendJson } from '../router';
+
+/** The longest berthd waits for a client to read a hijacked response's headers. */
+const HEADERS_READ_TIMEOUT_MS = 500;
+
+/** Resolves once the peer has read everything written so far (or after the timeout). */
+async function headersRead(client: Socket): Promise<void> {
+  const fd = (client as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const deadline = Date.now() + HEADERS_READ_TIMEOUT_MS;
+  while (fd !== undefined && fd >= 0 && !client.destroyed && Date.now() < deadline) {
+    if (client.writableLength === 0 && unreadBytes(fd) === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
 
 export function execRoutes(router: Router, engine: Engine): void {
   const containers = engine.containers;
@@ -58,6 +72,11 @@ export function execRoutes(router: Router, engine: Engine): void {
       client.end();
       return;
     }
+    // The process already ran while berthd attached, so its output may be waiting. Sent right
+    // behind the 101, it can reach the client in the same read as the headers, and clients that
+    // read the headers through a buffered reader and then switch to the raw socket (docker-py)
+    // lose it. dockerd's output never comes that early: hold it until the client read the headers.
+    await headersRead(client);
     relayMonitor(client, monitor, {
       tty,
       stdin: !!session.Config.AttachStdin,
