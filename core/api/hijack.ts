@@ -6,6 +6,7 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { FrameDecoder, MonitorFrame, closeStdinFrame, stdinFrame } from '../launcher/attach';
 import { muxFrame } from '../containers/logs';
+import { DetachWatcher } from './detach-keys';
 import type { ApiRequest } from './router';
 
 /** Take over the connection: 101 (or 200 for clients that did not ask to upgrade), then raw I/O. */
@@ -31,6 +32,8 @@ export interface RelayOptions {
   stderr: boolean;
   /** Called with the monitor's exit record before the client's stream ends. */
   onExit?: (exit: { exitCode: number }) => void;
+  /** With a TTY and stdin: the sequence that detaches the client (its stdin stays open for others). */
+  detachKeys?: Buffer;
 }
 
 /** Monitor frames -> client (raw with a TTY, Docker's 8-byte frames without); client -> stdin. */
@@ -54,8 +57,21 @@ export function relayMonitor(client: Socket, monitor: Socket, o: RelayOptions): 
   monitor.on('data', (chunk: Buffer) => decoder.push(chunk));
   monitor.on('close', () => client.end());
   if (o.stdin) {
-    client.on('data', (chunk: Buffer) => monitor.write(stdinFrame(chunk)));
-    client.on('end', () => monitor.write(closeStdinFrame()));
+    const watcher = o.tty && o.detachKeys ? new DetachWatcher(o.detachKeys) : undefined;
+    let detached = false;
+    client.on('data', (chunk: Buffer) => {
+      if (detached) return;
+      const { pass, detach } = watcher ? watcher.feed(chunk) : { pass: chunk, detach: false };
+      if (pass.length) monitor.write(stdinFrame(pass));
+      if (!detach) return;
+      // As dockerd: the client's connection closes, the container and its stdin go on.
+      detached = true;
+      monitor.end();
+      client.destroy();
+    });
+    client.on('end', () => {
+      if (!detached) monitor.write(closeStdinFrame());
+    });
   } else client.resume();
   client.on('close', () => monitor.end());
 }

@@ -280,11 +280,12 @@ export function checkShape<T = unknown>(value: unknown, shape: Shape, where: str
   }
   const out: Record<string, unknown> = { ...obj };
   for (const [k, fieldShape] of Object.entries(shape.fields)) {
-    // Go matches JSON keys to fields case-insensitively; berth reads the canonical spelling only,
-    // so a differently-cased key is checked too (it would be ignored otherwise, silently).
+    // Go matches JSON keys to fields case-insensitively (docker-py sends `detachKeys`); berth
+    // reads the canonical spelling, so a differently-cased key is checked and renamed to it.
     const key = k in obj ? k : Object.keys(obj).find((o) => o.toLowerCase() === k.toLowerCase());
     if (key === undefined) continue;
-    out[key] = checkShape(obj[key], fieldShape, where ? `${where}.${k}` : k);
+    if (key !== k) delete out[key];
+    out[k] = checkShape(obj[key], fieldShape, where ? `${where}.${k}` : k);
   }
   return out as T;
 }

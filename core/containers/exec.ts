@@ -26,6 +26,7 @@ export interface ExecConfig {
   WorkingDir?: string;
   User?: string;
   Privileged?: boolean;
+  DetachKeys?: string;
 }
 
 export interface ExecSession {
@@ -155,7 +156,7 @@ export class ExecSessions {
       OpenStdout: !!s.Config.AttachStdout,
       CanRemove: false,
       ContainerID: s.ContainerID,
-      DetachKeys: '',
+      DetachKeys: s.Config.DetachKeys ?? '',
       Pid: s.Pid,
     };
   }

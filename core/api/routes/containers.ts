@@ -10,6 +10,7 @@ import type { Engine } from '../../kernel/engine';
 import type { CreateRequest, WaitCondition } from '../../containers/manager';
 import { muxFrame, readLogs } from '../../containers/logs';
 import { resizeFrame } from '../../launcher/attach';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';
 import { hijack, relayMonitor } from '../hijack';
 import { CREATE_BODY, checkBody } from '../validate';
 import { type ApiRequest, type Router, boolParam, filtersParam, intParam, readJsonBody, sendJson, timestampParam } from '../router';
@@ -148,10 +149,11 @@ async function attach(engine: Engine, req: ApiRequest, res: ServerResponse): Pro
   const wantOut = boolParam(q, 'stdout');
   const wantErr = boolParam(q, 'stderr');
   if (!boolParam(q, 'stream') && !boolParam(q, 'logs')) throw new InvalidArgumentError('attach needs stream=1 or logs=1');
+  const detachKeys = parseDetachKeys(q.get('detachKeys') || DEFAULT_DETACH_KEYS);
   const client = hijack(req, res, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
   client.on('error', () => undefined);
 
-  const relay = (monitor: Socket) => relayMonitor(client, monitor, { tty, stdin: wantStdin, stdout: wantOut, stderr: wantErr });
+  const relay = (monitor: Socket) => relayMonitor(client, monitor, { tty, stdin: wantStdin, stdout: wantOut, stderr: wantErr, detachKeys });
 
   if (rec.State.Running) {
     const monitor = containers.connectAttach(rec.Id);

@@ -6,6 +6,7 @@ import type { Engine } from '../../kernel/engine';
 import type { ExecConfig } from '../../containers/exec';
 import { resizeFrame } from '../../launcher/attach';
 import { muxFrame } from '../../containers/logs';
+import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';
 import { hijack, relayMonitor } from '../hijack';
 import { EXEC_CONFIG, EXEC_START, checkBody } from '../validate';
 import { type Router, intParam, readJsonBody, sendJson } from '../router';
@@ -28,6 +29,7 @@ export function execRoutes(router: Router, engine: Engine): void {
 
   router.add('POST', '/containers/{id}/exec', async (req, res) => {
     const body = checkBody<ExecConfig>(await readJsonBody(req), EXEC_CONFIG, 'exec config') ?? ({} as ExecConfig);
+    if (body.DetachKeys) parseDetachKeys(body.DetachKeys); // refused at create, as dockerd does
     sendJson(res, 201, { Id: containers.execCreate(req.params.id, body) });
   });
 
@@ -82,6 +84,7 @@ export function execRoutes(router: Router, engine: Engine): void {
       stdin: !!session.Config.AttachStdin,
       stdout: session.Config.AttachStdout !== false,
       stderr: session.Config.AttachStderr !== false,
+      detachKeys: parseDetachKeys(session.Config.DetachKeys || DEFAULT_DETACH_KEYS),
       onExit: (exit) => {
         session.Running = false;
         session.ExitCode = exit.exitCode;
