@@ -14,6 +14,9 @@ export async function diskUsage(engine: Engine) {
   const users = new Map<string, number>();
   for (const img of images) for (const c of new Set(img.chainIds)) users.set(c, (users.get(c) ?? 0) + 1);
   const allLayers = new Map<string, number>();
+  // Build steps' parents are not listed (as `docker images` leaves them out); their layers count.
+  const parents = new Set(images.map((r) => r.parent));
+  const listed = (img: (typeof images)[number]) => engine.imageStore.tagsOf(img.id).length > 0 || !parents.has(img.id);
   const imageRows = images.map((img) => {
     let size = 0;
     let shared = 0;
@@ -34,6 +37,7 @@ export async function diskUsage(engine: Engine) {
       VirtualSize: size,
       Labels: {},
       Containers: containers.filter((c) => c.Image === img.id).length,
+      listed: listed(img),
     };
   });
   const containerRows = containers.map((c) => ({
@@ -43,9 +47,9 @@ export async function diskUsage(engine: Engine) {
   }));
   return {
     LayersSize: [...allLayers.values()].reduce((a, b) => a + b, 0),
-    Images: imageRows,
+    Images: imageRows.filter((r) => r.listed).map(({ listed: _, ...row }) => row),
     Containers: containerRows,
-    Volumes: [],
+    Volumes: await engine.volumes.usage(),
     BuildCache: [],
   };
 }

@@ -150,3 +150,27 @@ export function parseCidr6(cidr: string): { network: bigint; len: number } | und
 export function inCidr6(addr: bigint, cidr: { network: bigint; len: number }): boolean {
   return (addr & mask6(cidr.len)) === cidr.network;
 }
+
+export interface InterfaceCounters {
+  rx_bytes: number;
+  rx_packets: number;
+  rx_errors: number;
+  rx_dropped: number;
+  tx_bytes: number;
+  tx_packets: number;
+  tx_errors: number;
+  tx_dropped: number;
+}
+
+/** Traffic counters of the interfaces in a process's network namespace, lo left out (docker stats' `networks`). */
+export async function interfaceCounters(pid: number): Promise<Record<string, InterfaceCounters>> {
+  const text = await fs.readFile(`/proc/${pid}/net/dev`, 'utf8').catch(() => '');
+  const out: Record<string, InterfaceCounters> = {};
+  for (const line of text.split('\n').slice(2)) {
+    const [name, rest] = line.split(':');
+    if (!rest || name.trim() === 'lo') continue;
+    const n = rest.trim().split(/\s+/).map(Number);
+    out[name.trim()] = { rx_bytes: n[0], rx_packets: n[1], rx_errors: n[2], rx_dropped: n[3], tx_bytes: n[8], tx_packets: n[9], tx_errors: n[10], tx_dropped: n[11] };
+  }
+  return out;
+}

@@ -339,12 +339,17 @@ export class VolumeManager {
     });
   }
 
-  /** Docker's volume shape (`GET /volumes`, `/volumes/{name}`). */
-  view(rec: VolumeRecord) {
+  /** Docker's volume shape (`GET /volumes`, `/volumes/{name}`); Size is measured only for `system df`, as dockerd does. */
+  view(rec: VolumeRecord, size = -1) {
     return {
       Name: rec.Name, Driver: rec.Driver, Mountpoint: rec.Mountpoint, CreatedAt: rec.CreatedAt, Labels: rec.Labels,
-      Options: rec.Options, Scope: rec.Scope, UsageData: { RefCount: this.usersOf(rec.Name).length, Size: -1 },
+      Options: rec.Options, Scope: rec.Scope, UsageData: { RefCount: this.usersOf(rec.Name).length, Size: size },
     };
+  }
+
+  /** Every volume with the bytes it holds (`system df`). */
+  async usage() {
+    return Promise.all(this.list().map(async (rec) => this.view(rec, await du(rec.Mountpoint))));
   }
 }
 

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { promisify } from 'node:util';
 import type { Engine } from '../../kernel/engine';
+import { interfaceCounters } from '../../networks/host';
 import { type Router, boolParam, readJsonBody, sendJson } from '../router';
 import { UPDATE_BODY, checkBody } from '../validate';
 
@@ -53,7 +54,10 @@ export function resourceRoutes(router: Router, engine: Engine): void {
     const rec = containers.get(req.params.id);
     const stream = req.query.get('stream') === null || boolParam(req.query, 'stream');
     const oneShot = boolParam(req.query, 'one-shot');
-    const sample = async () => ({ raw: await containers.rawStats(rec.Id), system: systemCpuUsage(), read: new Date().toISOString() });
+    const sample = async () => {
+      const pid = containers.get(rec.Id).State.Pid;
+      return { raw: await containers.rawStats(rec.Id), networks: pid ? await interfaceCounters(pid) : {}, system: systemCpuUsage(), read: new Date().toISOString() };
+    };
     const shape = (cur: Awaited<ReturnType<typeof sample>>, prev?: Awaited<ReturnType<typeof sample>>) => {
       const cpu = (s?: typeof cur) => ({ ...((s?.raw.cpu_stats as object) ?? { cpu_usage: { total_usage: 0 } }), system_cpu_usage: s?.system ?? 0, online_cpus: os.cpus().length });
       return {
@@ -68,7 +72,7 @@ export function resourceRoutes(router: Router, engine: Engine): void {
         cpu_stats: cpu(cur),
         precpu_stats: prev ? cpu(prev) : { cpu_usage: { total_usage: 0 }, system_cpu_usage: 0, online_cpus: os.cpus().length },
         memory_stats: cur.raw.memory_stats ?? {},
-        networks: {},
+        networks: cur.networks,
       };
     };
     let prev = oneShot ? undefined : await sample();

@@ -34,13 +34,14 @@ function statsRow(s: any): string[] {
   const limit = mem.limit ?? 0;
   const blk = (s.blkio_stats?.io_service_bytes_recursive ?? []) as { op: string; value: number }[];
   const sum = (op: string) => blk.filter((b) => b.op.toLowerCase() === op).reduce((a, b) => a + b.value, 0);
+  const net = (key: 'rx_bytes' | 'tx_bytes') => Object.values((s.networks ?? {}) as Record<string, Record<string, number>>).reduce((a, n) => a + (n[key] ?? 0), 0);
   return [
     s.id.slice(0, 12),
     String(s.name).replace(/^\//, ''),
     `${cpuPercent(s).toFixed(2)}%`,
     `${humanSize(usage)} / ${limit ? humanSize(limit) : '--'}`,
     limit ? `${((usage / limit) * 100).toFixed(2)}%` : '--',
-    '0B / 0B',
+    `${humanSize(net('rx_bytes'))} / ${humanSize(net('tx_bytes'))}`,
     `${humanSize(sum('read'))} / ${humanSize(sum('write'))}`,
     String(s.pids_stats?.current ?? 0),
   ];

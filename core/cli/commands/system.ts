@@ -82,13 +82,18 @@ export async function df({ client, argv, out }: CommandContext): Promise<void> {
   const containersSize = d.Containers.reduce((a: number, c: any) => a + c.SizeRw, 0);
   const stoppedSize = d.Containers.filter((c: any) => c.State !== 'running').reduce((a: number, c: any) => a + c.SizeRw, 0);
   const pct = (part: number, whole: number) => (whole ? ` (${Math.round((part / whole) * 100)}%)` : '');
+  const volumes: { Name: string; UsageData: { RefCount: number; Size: number } }[] = d.Volumes ?? [];
+  const activeVolumes = volumes.filter((v) => v.UsageData.RefCount > 0);
+  const volumeBytes = (list: typeof volumes) => list.reduce((a, v) => a + Math.max(0, v.UsageData.Size), 0);
+  const volumesSize = volumeBytes(volumes);
+  const unusedVolumesSize = volumeBytes(volumes.filter((v) => v.UsageData.RefCount === 0));
   out.write(
     table(
       ['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'],
       [
         ['Images', String(d.Images.length), String(activeImages.length), humanSize(d.LayersSize), humanSize(imagesReclaimable) + pct(imagesReclaimable, d.LayersSize)],
         ['Containers', String(d.Containers.length), String(d.Containers.filter((c: any) => c.State === 'running').length), humanSize(containersSize), humanSize(stoppedSize) + pct(stoppedSize, containersSize)],
-        ['Local Volumes', '0', '0', '0B', '0B'],
+        ['Local Volumes', String(volumes.length), String(activeVolumes.length), humanSize(volumesSize), humanSize(unusedVolumesSize) + pct(unusedVolumesSize, volumesSize)],
         ['Build Cache', '0', '0', '0B', '0B'],
       ],
     ),
@@ -106,6 +111,8 @@ export async function df({ client, argv, out }: CommandContext): Promise<void> {
     );
     out.write('\nContainers space usage:\n\n');
     out.write(table(['CONTAINER ID', 'IMAGE', 'SIZE', 'STATUS', 'NAMES'], d.Containers.map((c: any) => [c.Id.slice(0, 12), c.Image, humanSize(c.SizeRw), c.Status, c.Names[0].replace(/^\//, '')])));
+    out.write('\nLocal Volumes space usage:\n\n');
+    out.write(table(['VOLUME NAME', 'LINKS', 'SIZE'], volumes.map((v) => [v.Name, String(v.UsageData.RefCount), humanSize(Math.max(0, v.UsageData.Size))])));
   }
 }
 
