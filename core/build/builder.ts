@@ -82,6 +82,13 @@ export interface BuildOptions {
   pull?: boolean;
   /** Registry credentials by host (Docker's X-Registry-Config), for pulling base images. */
   registryConfig?: Record<string, RegistryCredentials>;
+  /** `host:ip` entries added to RUN containers' /etc/hosts (`--add-host`). */
+  extraHosts?: string[];
+  /**
+   * Images whose build steps may serve as cache (`--cache-from`): when given, only steps that are
+   * one of these images or their parents are cache hits, as dockerd's classic builder does.
+   */
+  cacheFrom?: string[];
   signal?: AbortSignal;
 }
 
@@ -519,7 +526,7 @@ class BuildRun {
     if (!this.opts.noCache) {
       const cached = await this.builder.cache.get(key);
       const rec = cached ? this.deps.images.store.get(cached) : undefined;
-      if (rec) {
+      if (rec && this.cacheSources().has(rec.id)) {
         onHit?.();
         await this.builder.ensureUnpacked(rec);
         await this.moveTo(state, rec);
@@ -548,6 +555,22 @@ class BuildRun {
     state.config = config;
     state.layers = rec.layers;
     this.out.stream(` ---> ${short(rec.id)}\n`);
+  }
+
+  private cacheSourceIds?: Set<string>;
+
+  /** The images a cache hit may land on: anything, or the --cache-from images and their parents. */
+  private cacheSources(): { has(id: string): boolean } {
+    if (!this.opts.cacheFrom?.length) return { has: () => true };
+    if (!this.cacheSourceIds) {
+      this.cacheSourceIds = new Set();
+      for (const ref of this.opts.cacheFrom) {
+        for (let rec = this.deps.images.store.find(ref); rec && !this.cacheSourceIds.has(rec.id); rec = rec.parent ? this.deps.images.store.get(rec.parent) : undefined) {
+          this.cacheSourceIds.add(rec.id);
+        }
+      }
+    }
+    return this.cacheSourceIds;
   }
 
   private async moveTo(state: StageState, rec: ImageRecord): Promise<void> {
@@ -612,7 +635,7 @@ class BuildRun {
         WorkingDir: c.WorkingDir ?? '',
         User: c.User ?? '',
         Labels: {},
-        HostConfig: {},
+        HostConfig: { ExtraHosts: this.opts.extraHosts ?? [] },
       });
       this.out.stream(` ---> Running in ${short(Id)}\n`);
       const rm = this.opts.rm !== false;
@@ -645,7 +668,10 @@ class BuildRun {
       await containers.start(id);
       const logFile = containers.logPath(id);
       pump = (async () => {
-        for await (const entry of readLogs(logFile, { stdout: true, stderr: true, follow: true, isLive: () => live, signal: stop.signal })) this.out.stream(entry.log);
+        for await (const entry of readLogs(logFile, { stdout: true, stderr: true, follow: true, isLive: () => live, signal: stop.signal })) {
+          // dockerd shows RUN's stderr in bright red; clients such as docker-py look for it.
+          this.out.stream(entry.stream === 'stderr' ? `\x1b[91m${entry.log}\x1b[0m` : entry.log);
+        }
       })();
       const status = await exited;
       live = false;

@@ -21,12 +21,14 @@ function jsonParam<T>(q: URLSearchParams, name: string, check: (v: unknown) => v
   } catch {
     throw new InvalidArgumentError(`${name}: invalid JSON: ${raw}`);
   }
-  if (!check(v)) throw new InvalidArgumentError(`${name}: expected a JSON object of strings, got ${raw}`);
+  if (!check(v)) throw new InvalidArgumentError(`${name}: expected ${check === stringList ? 'a JSON array' : 'a JSON object'} of strings, got ${raw}`);
   return v;
 }
 
 const stringMap = (nullable: boolean) => (v: unknown): v is Record<string, string> =>
   typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string' || (nullable && x === null));
+
+const stringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
 
 /** X-Registry-Config: base64 (url or std) JSON of host -> credentials, for pulling base images. */
 function registryConfig(header: string | string[] | undefined): Record<string, RegistryCredentials> | undefined {
@@ -60,6 +62,8 @@ export function buildRoutes(router: Router, engine: Engine): void {
       forceRm: boolParam(q, 'forcerm'),
       pull: boolParam(q, 'pull'),
       registryConfig: registryConfig(req.raw.headers['x-registry-config']),
+      extraHosts: q.getAll('extrahosts').flatMap((h) => h.split(',')).map((h) => h.trim()).filter(Boolean),
+      cacheFrom: jsonParam(q, 'cachefrom', stringList),
       signal: req.signal,
     };
     const quiet = boolParam(q, 'q');
