@@ -2,8 +2,8 @@
 # berth demo, end to end with no internet: build a small busybox image from Debian's busybox-static
 # with umoci, serve it from a local docker-registry on a loopback port, start berthd, pull it with
 # per-layer progress, list it, show its history, run containers from it (each writes into its own
-# layer; the image stays read-only), and show a second image sharing the base layer stored once.
-# Then it stops everything it started.
+# layer; the image stays read-only), and show a second image sharing the base layer stored once;
+# then builds, networks and a docker-compose project. Then it stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO_DIR=$PWD
@@ -37,7 +37,7 @@ umoci new --image "$OCI:busybox"
 umoci unpack --image "$OCI:busybox" "$WORK/bundle" >/dev/null
 mkdir -p "$WORK/bundle/rootfs/bin" "$WORK/bundle/rootfs/etc" "$WORK/bundle/rootfs/tmp"
 cp /bin/busybox "$WORK/bundle/rootfs/bin/busybox"
-for applet in sh ls cat echo true false sleep hostname id ps mount grep wc env uname date tr rm mkdir touch head tail sed awk cp mv ln chmod seq wget tar; do
+for applet in sh ls cat echo true false sleep hostname id ps mount grep wc env uname date tr rm mkdir touch head tail sed awk cp mv ln chmod seq wget tar printf nc; do
   ln -sf busybox "$WORK/bundle/rootfs/bin/$applet"
 done
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$WORK/bundle/rootfs/etc/passwd"
@@ -154,7 +154,30 @@ WEB_PORT=$(free_port)
 berth run -d --name web -p "127.0.0.1:$WEB_PORT:80" "$IMG" sh -c 'mkdir -p /www && echo "hello over a published port" > /www/index.html && exec busybox httpd -f -p 80 -h /www'
 berth port web
 berth ps
-for _ in $(seq 50); do busybox wget -qO- "http://127.0.0.1:$WEB_PORT/" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 50); do curl -fsS "http://127.0.0.1:$WEB_PORT/" 2>/dev/null && break; sleep 0.1; done
 berth rm -f web
+
+say "docker-compose drives berthd too: a web server and a client on the project's network"
+COMPOSE_DIR=$WORK/compose
+mkdir -p "$COMPOSE_DIR"
+cat > "$COMPOSE_DIR/docker-compose.yml" <<COMPOSE
+version: "2.4"
+services:
+  web:
+    image: $IMG
+    command: ["sh", "-c", "mkdir -p /www && echo hello from the web service > /www/index.html && exec busybox httpd -f -p 80 -h /www"]
+    stop_grace_period: 1s
+  client:
+    image: $IMG
+    command: ["sleep", "3600"]
+    depends_on: [web]
+    stop_grace_period: 1s
+COMPOSE
+compose() { printf '$ docker-compose %s\n' "$*" >&2; DOCKER_HOST="unix://$SOCK" docker-compose --project-directory "$COMPOSE_DIR" -p demo "$@"; }
+compose up -d
+compose ps
+echo "--- the client reaches the web service by its name:"
+for _ in $(seq 50); do compose exec -T client sh -c 'printf "GET / HTTP/1.0\r\n\r\n" | busybox nc web 80' 2>/dev/null | tail -1 | grep . && break; sleep 0.2; done
+compose down -v
 
 say "Demo finished; stopping berthd and the registry"

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(docker-registry umoci skopeo busybox-static runc apache2-utils openssl gcc libc6-dev iproute2 procps curl containernetworking-plugins)
+PACKAGES=(docker-registry umoci skopeo busybox-static runc apache2-utils openssl gcc libc6-dev iproute2 procps curl containernetworking-plugins docker-compose)
 # Extra packages named on the command line (CI adds docker.io for the docker 20.10 CLI tests).
 PACKAGES+=("$@")
 missing=()
