@@ -57,6 +57,11 @@ export interface LaunchPlan {
   logPath?: string;
   /** A seccomp filter for the process (and exec sessions, which copy the container's plan). */
   seccomp?: SeccompSpec;
+  /**
+   * The session keyring the process joins (runc's `_ses.<container id>`), so keys it adds never
+   * land in berthd's keyring or another container's; exec sessions copy it and join the same one.
+   */
+  sessionKeyring?: string;
 }
 
 /** A seccomp filter, made by an isolator in TypeScript; the launcher only installs it. */
