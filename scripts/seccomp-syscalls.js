@@ -45,7 +45,7 @@ out.push(
   `};`,
   ``,
   `/** Offset the ABI's numbers carry (x32's __X32_SYSCALL_BIT). */`,
-  `export const ABI_NR_BASE: Readonly<Record<Abi, number>> = ${JSON.stringify(ABIS).replace(/"/g, '').replace(/,/g, ', ').replace(/:/g, ': ')};`,
+  `export const ABI_NR_BASE: Readonly<Record<Abi, number>> = { ${Object.entries(ABIS).map(([a, b]) => `${a}: ${b ? `0x${b.toString(16)}` : 0}`).join(', ')} };`,
   ``,
   `const parsed = new Map<Abi, ReadonlyMap<string, number>>();`,
   ``,

@@ -297,7 +297,7 @@ const TABLES: Readonly<Record<Abi, string>> = {
 };
 
 /** Offset the ABI's numbers carry (x32's __X32_SYSCALL_BIT). */
-export const ABI_NR_BASE: Readonly<Record<Abi, number>> = {x86_64: 0, x86: 0, x32: 1073741824, aarch64: 0, arm: 0};
+export const ABI_NR_BASE: Readonly<Record<Abi, number>> = { x86_64: 0, x86: 0, x32: 0x40000000, aarch64: 0, arm: 0 };
 
 const parsed = new Map<Abi, ReadonlyMap<string, number>>();
 
