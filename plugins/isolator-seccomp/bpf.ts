@@ -120,7 +120,7 @@ function alternatives(args: SeccompArg[]): SeccompArg[][] {
 
 /** Assembler with labels; a conditional jump must land within 255 instructions, `ja` anywhere. */
 class Program {
-  readonly code: { code: number; k: number; jt?: Label; jf?: Label }[] = [];
+  private readonly code: { code: number; k: number; jt?: Label; jf?: Label }[] = [];
   label(): Label {
     return { at: -1 };
   }
@@ -271,7 +271,7 @@ export function compileProfile(profile: SeccompProfile, target: CompileTarget): 
   const defaultAction = actionValue(profile.defaultAction, profile.defaultErrnoRet);
   const abis = abisFor(profile, target.abi);
   const enosys = (SECCOMP_RET.ERRNO | ENOSYS) >>> 0;
-  // A foreign ABI the CPU cannot even run: libseccomp's bad-arch default kills.
+  // An ABI the profile does not cover is killed, as by libseccomp's default bad-arch action.
   const badArch = SECCOMP_RET.KILL_PROCESS;
 
   const p = new Program();
@@ -296,6 +296,9 @@ export function compileProfile(profile: SeccompProfile, target: CompileTarget): 
         const nr = table.get(name);
         if (nr === undefined) continue; // not a syscall of this ABI (dockerd skips it too)
         const list = byNr.get(base + nr) ?? [];
+        // libseccomp refuses this too: the later rule could never apply, silently.
+        const clash = list.find((c) => c.alternatives[0].length === 0 && c.action !== choice.action);
+        if (clash) throw new Error(`seccomp profile: ${name} has a rule without args already, with another action; the second rule (${rule.action}) would never apply`);
         list.push(choice);
         byNr.set(base + nr, list);
       }

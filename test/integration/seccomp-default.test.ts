@@ -128,7 +128,9 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
 
   it('ordinary programs still work: sh, ls, cat, pipes, a TCP round trip with nc over loopback', async () => {
     const res = await daemon.cli(['run', '--rm', img, 'sh', '-c',
-      'ls / | grep -c bin; cat /etc/hostname >/dev/null && echo cat-ok; (busybox nc -l -p 7070 > /tmp/got &) ; sleep 0.3; echo over-tcp | busybox nc 127.0.0.1 7070; sleep 0.3; cat /tmp/got; id -u']);
+      // The client retries until the listener is up; `wait` lets the server finish writing.
+      'ls / | grep -c bin; cat /etc/hostname >/dev/null && echo cat-ok; busybox nc -l -p 7070 > /tmp/got & server=$!; ' +
+      'n=0; until echo over-tcp | busybox nc 127.0.0.1 7070 2>/dev/null || [ $n -ge 100 ]; do n=$((n+1)); sleep 0.05; done; wait $server; cat /tmp/got; id -u']);
     expectOk(res);
     expect(res.stdout).toBe('1\ncat-ok\nover-tcp\n0\n');
   });
@@ -189,6 +191,12 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
     const missing = await run(['--security-opt', `seccomp=${path.join(work, 'nope.json')}`], ['true']);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/opening seccomp profile \(.*nope\.json\) failed/);
+    // A rule that could never apply is only found when compiling for the container: its start fails, naming it.
+    const clash = path.join(work, 'clash.json');
+    await fs.writeFile(clash, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_LOG' }, { names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }] }));
+    const started = await run(['--security-opt', `seccomp=${clash}`], ['true']);
+    expect(started.code).not.toBe(0);
+    expect(started.stderr).toMatch(/isolator\.seccomp.*mkdir has a rule without args already/);
     expect((await daemon.api('/_ping')).status).toBe(200);
   });
 

@@ -203,6 +203,13 @@ describe('profiles of one\'s own (no root)', () => {
     expect(runFilter(compileProfile(p, target()).instructions, { nr: 20, arch: AUDIT.x86 })).toBe(KILL_PROCESS);
   });
 
+  it('refuses a second rule that could never apply, naming the syscall', () => {
+    const p = profile([{ names: ['read', 'mkdir'], action: 'SCMP_ACT_ALLOW' }, { names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }], { defaultAction: 'SCMP_ACT_ERRNO' });
+    expect(() => compileProfile(p, target())).toThrow(/seccomp profile: mkdir has a rule without args already, with another action; the second rule \(SCMP_ACT_ERRNO\) would never apply/);
+    const same = profile([{ names: ['mkdir'], action: 'SCMP_ACT_ALLOW' }, { names: ['mkdir'], action: 'SCMP_ACT_ALLOW' }], { defaultAction: 'SCMP_ACT_ERRNO' });
+    expect(run(same, 'mkdir')).toBe(ALLOW);
+  });
+
   it('refuses bad profiles with a 400 naming the key', () => {
     const bad = (p: unknown) => () => parseSeccompProfile(typeof p === 'string' ? p : JSON.stringify(p));
     expect(bad('{"defaultAction": ')).toThrow(/seccomp profile: not valid JSON/);
