@@ -222,8 +222,9 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
     expectOk(await daemon.cli(['rm', '-f', id]));
   });
 
-  it('/info lists the profile as dockerd does', async () => {
+  it('/info and berth info list the profile as dockerd and docker info do', async () => {
     const info = (await daemon.api('/info')).json as { SecurityOptions: string[] };
     expect(info.SecurityOptions).toContain('name=seccomp,profile=builtin');
+    expect(expectOk(await daemon.cli(['info'])).stdout).toContain('Security Options:\n seccomp\n  Profile: builtin\n');
   });
 });
