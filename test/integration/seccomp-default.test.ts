@@ -12,8 +12,8 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import koffi from 'koffi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectOk, mountsUnder, startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason } from '../helpers/env';
+import { expectOk, mountsUnder, runProgram, startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { hasCommand, isRoot, rootReason } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
@@ -167,6 +167,16 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
     expectOk(res);
     expect(seccompField(res.stdout)).toBe('2');
     expect(res.stdout).toMatch(/mkdir: can't create directory '\/made': Operation not permitted\nmkdir-refused\ntouch-ok\nunshared\n/);
+  });
+
+  it.skipIf(!hasCommand('docker'))('the docker CLI sends a profile file the same way, and sees the builtin profile in docker info', async () => {
+    const file = path.join(work, 'docker-no-mkdir.json');
+    await fs.writeFile(file, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }] }));
+    const env = { DOCKER_HOST: `unix://${daemon.socket}`, DOCKER_CONFIG: path.join(work, 'docker-config'), DOCKER_CLI_HINTS: 'false' };
+    const res = expectOk(await runProgram('docker', ['run', '--rm', '--security-opt', `seccomp=${file}`, img, 'sh', '-c', 'mkdir /made 2>/dev/null || echo mkdir-refused; grep "^Seccomp:" /proc/self/status'], { env }), 'docker run');
+    expect(res.stdout).toMatch(/^mkdir-refused\nSeccomp:\s+2\n$/);
+    const info = expectOk(await runProgram('docker', ['info', '--format', '{{json .SecurityOptions}}'], { env }), 'docker info');
+    expect(JSON.parse(info.stdout)).toContain('name=seccomp,profile=builtin');
   });
 
   it('refuses a bad profile or an unknown security option with a 400 naming it, and keeps serving', async () => {
