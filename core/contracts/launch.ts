@@ -5,8 +5,9 @@
  * Order the launcher follows (DESIGN.md section 5): clone into `namespaces` (cgroup namespace is
  * unshared after attach) -> wait for the go-ahead -> become root in a new user namespace -> bind the
  * rootfs onto itself -> `mounts` in order -> `devices` -> `symlinks` -> pivot_root -> `readonlyPaths`
- * -> `maskedPaths` -> read-only rootfs -> `sessionKeyring` -> hostname -> lo up -> terminal -> rlimits -> capabilities,
- * groups, gid, uid -> no_new_privs -> cwd -> every fd but stdio close-on-exec -> `seccomp` -> exec
+ * -> `maskedPaths` -> read-only rootfs -> `sessionKeyring` -> hostname -> lo up -> terminal -> rlimits
+ * -> capabilities, groups, gid, uid -> no_new_privs -> cwd -> every fd but stdio close-on-exec
+ * -> `seccomp` -> exec
  * (without no_new_privs the filter goes in before the capabilities are dropped, as runc does).
  */
 export interface LaunchPlan {
