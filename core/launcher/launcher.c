@@ -879,10 +879,11 @@ static void join_session_keyring(void) {
   if (n < 0) child_fail("describe session keyring %s", P.session_keyring);
   desc[n < (long)sizeof desc ? n : (long)sizeof desc - 1] = 0;
   /* "type;uid;gid;perm;description", perm in hex */
-  char *perm = desc;
-  for (int i = 0; i < 3 && perm; i++) perm = strchr(perm, ';') ? strchr(perm, ';') + 1 : NULL;
+  char *perm = strchr(desc, ';');
+  if (perm) perm = strchr(perm + 1, ';');
+  if (perm) perm = strchr(perm + 1, ';');
   if (!perm) child_fail("session keyring %s: unexpected description", P.session_keyring);
-  unsigned long bits = strtoul(perm, NULL, 16) | (P.new_userns ? 0x8 /* KEY_OTH_SEARCH */ : 0x80000 /* KEY_USR_SEARCH */);
+  unsigned long bits = strtoul(perm + 1, NULL, 16) | (P.new_userns ? 0x8 /* KEY_OTH_SEARCH */ : 0x80000 /* KEY_USR_SEARCH */);
   if (syscall(SYS_keyctl, KEYCTL_SETPERM, id, bits) < 0) child_fail("set permissions of session keyring %s", P.session_keyring);
 }
 

@@ -269,3 +269,67 @@ describe.skipIf(!isRoot || !hostAbi() || !hasCommand('runc'))(`the default profi
     expect(admin.stdout).toMatch(/^Seccomp:\s+2\nmounted\n$/);
   }, 120_000);
 });
+
+/** Prints the session keyring as KEYCTL_DESCRIBE gives it: `type;uid;gid;perm;description`. */
+const KEYRING_PROBE_C = String.raw`
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <linux/keyctl.h>
+int main(void) {
+  char d[256] = "";
+  if (syscall(SYS_keyctl, KEYCTL_DESCRIBE, KEY_SPEC_SESSION_KEYRING, d, sizeof d - 1) < 0) { perror("describe"); return 1; }
+  printf("%s\n", d);
+  return 0;
+}
+`;
+
+describe.skipIf(!isRoot)(`the launcher's session keyring, with and without a user namespace (${isRoot ? 'root' : rootReason})`, () => {
+  const map = [{ containerID: 0, hostID: 100000, size: 65536 }];
+  let plain: ContainerHarness;
+  let userns: ContainerHarness;
+  const withKeyring = (iso: Isolator): Isolator => stacked([iso, { name: 'keyring', plan: (t, p) => void (p.sessionKeyring = `_ses.${t.containerId}`) }]);
+
+  beforeAll(async () => {
+    plain = await new ContainerHarness().init();
+    userns = await new ContainerHarness().init({ userNamespace: { uidMappings: map, gidMappings: map } });
+    for (const h of [plain, userns]) {
+      writeFileSync(join(h.base, 'keyring.c'), KEYRING_PROBE_C);
+      execFileSync('gcc', ['-static', '-O2', '-o', join(h.rootfs, 'bin', 'keyring'), join(h.base, 'keyring.c')]);
+      h.isolator = withKeyring(h.isolator);
+    }
+    // Like Docker's remapped root: the rootfs belongs to the mapped root, its path is searchable.
+    execFileSync('chmod', ['711', userns.base]);
+    execFileSync('chown', ['-R', '100000:100000', userns.rootfs]);
+  }, 60_000);
+
+  afterAll(() => {
+    for (const h of [plain, userns]) {
+      if (!h) continue;
+      expect(h.leftoverMounts()).toEqual([]);
+      h.dispose();
+    }
+  });
+
+  const fields = (out: string) => {
+    const [type, uid, , perm, name] = out.trim().split(';');
+    return { type, uid, perm: parseInt(perm, 16), name };
+  };
+
+  it('joins `_ses.<id>`, searchable by its owner, so exec sessions (same uid) can join it', async () => {
+    const res = await plain.run(['keyring']);
+    expect(res.exit.exitCode).toBe(0);
+    const k = fields(res.stdout);
+    expect(k).toMatchObject({ type: 'keyring', uid: '0', name: `_ses.${res.id}` });
+    expect(k.perm & 0x80000).toBe(0x80000); // KEY_USR_SEARCH
+  });
+
+  it('in a user namespace the keyring belongs to the mapped root and is searchable by "other"', async () => {
+    const res = await userns.run(['keyring']);
+    expect(res.exit.exitCode).toBe(0);
+    const k = fields(res.stdout);
+    expect(k).toMatchObject({ type: 'keyring', name: `_ses.${res.id}` });
+    expect(k.uid).toBe('0'); // as the container sees its owner: its own root (100000 outside)
+    expect(k.perm & 0x8).toBe(0x8); // KEY_OTH_SEARCH
+  });
+});
