@@ -7,6 +7,7 @@
  * it is normalised to a one-element array here.
  */
 import { InvalidArgumentError } from '../contracts/errors';
+import { seccompChoice } from '../seccomp/profile';
 
 export type Shape =
   | 'string'
@@ -299,4 +300,22 @@ export function checkBody<T>(body: unknown, shape: Shape, what: string): T | und
   } catch (err) {
     throw new InvalidArgumentError(`invalid ${what}: ${(err as Error).message}`);
   }
+}
+
+/**
+ * `HostConfig.SecurityOpt`, checked as dockerd's parseSecurityOpt does: `seccomp=` must be
+ * unconfined, builtin or a valid profile (a 400 naming the profile's key otherwise); `label=` and
+ * `apparmor=` are accepted and have no effect, as on a Docker host without SELinux or AppArmor;
+ * anything else is refused, naming it.
+ */
+export function checkSecurityOpt(securityOpt: unknown): void {
+  if (!Array.isArray(securityOpt)) return;
+  for (const opt of securityOpt as string[]) {
+    const key = opt.split(/[=:]/, 1)[0];
+    if (key === 'label' || key === 'apparmor') continue;
+    if (key !== 'seccomp' || opt === key) {
+      throw new InvalidArgumentError(`invalid --security-opt ${JSON.stringify(opt.length > 60 ? opt.slice(0, 60) + '...' : opt)}: berth knows seccomp=unconfined|builtin|<profile JSON>, label=... and apparmor=...`);
+    }
+  }
+  seccompChoice(securityOpt);
 }

@@ -273,6 +273,7 @@ export class ContainerManager extends EventEmitter {
         },
         rec.Config.Hostname,
       );
+      plan.sessionKeyring = `_ses.${id}`;
       if (this.deps.volumes) plan.mounts.push(...(await this.deps.volumes.planMounts(id, rootfs)));
       // 2. Each isolator, in config order: host-side setup, then its part of the plan.
       for (const iso of isolators) {

@@ -5,8 +5,9 @@
  * Order the launcher follows (DESIGN.md section 5): clone into `namespaces` (cgroup namespace is
  * unshared after attach) -> wait for the go-ahead -> become root in a new user namespace -> bind the
  * rootfs onto itself -> `mounts` in order -> `devices` -> `symlinks` -> pivot_root -> `readonlyPaths`
- * -> `maskedPaths` -> read-only rootfs -> hostname -> lo up -> terminal -> rlimits -> capabilities,
- * groups, gid, uid -> no_new_privs -> cwd -> every fd but stdio close-on-exec -> `seccomp` -> exec
+ * -> `maskedPaths` -> read-only rootfs -> `sessionKeyring` -> hostname -> lo up -> terminal -> rlimits
+ * -> capabilities, groups, gid, uid -> no_new_privs -> cwd -> every fd but stdio close-on-exec
+ * -> `seccomp` -> exec
  * (without no_new_privs the filter goes in before the capabilities are dropped, as runc does).
  */
 export interface LaunchPlan {
@@ -57,6 +58,11 @@ export interface LaunchPlan {
   logPath?: string;
   /** A seccomp filter for the process (and exec sessions, which copy the container's plan). */
   seccomp?: SeccompSpec;
+  /**
+   * The session keyring the process joins (runc's `_ses.<container id>`), so keys it adds never
+   * land in berthd's keyring or another container's; exec sessions copy it and join the same one.
+   */
+  sessionKeyring?: string;
 }
 
 /** A seccomp filter, made by an isolator in TypeScript; the launcher only installs it. */

@@ -36,7 +36,7 @@ export const DEFAULT_CONFIG: Omit<BerthConfig, 'configDir'> = {
   root: '/var/lib/berth',
   socket: '/run/berth/berth.sock',
   storage: { driver: 'overlay' },
-  isolators: ['namespaces', 'network', 'cgroups'],
+  isolators: ['namespaces', 'network', 'cgroups', 'seccomp'],
   runtime: 'native',
   registries: {},
   defaultRegistry: 'docker.io',

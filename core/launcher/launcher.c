@@ -16,6 +16,7 @@
  *   caps HEX | no-new-privileges | uid N | gid N | group N | cwd P | arg A | env K=V | terminal
  *   console-size ROWS\tCOLS | stdin | stdin-once | oom-cgroup DIR
  *   seccomp HEX   (a classic-BPF filter, 16 hex digits per struct sock_filter in memory order)
+ *   session-keyring NAME   (the child joins this session keyring, runc's `_ses.<container id>`)
  *
  * Status channel (fd 3, a socket or pipe pair from berthd), one line each:
  *   launcher -> berthd: `pid N` (child cloned, waiting), `started N` (exec done; N = final pid),
@@ -41,6 +42,7 @@
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/keyctl.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
@@ -124,6 +126,7 @@ struct plan {
   LIST(char *, env);
   struct sock_filter *filter; /* seccomp: installed last before exec (see child_main) */
   int n_filter;
+  char *session_keyring; /* joined in the child, so keys never reach berthd's or another container's */
 };
 static struct plan P;
 
@@ -280,6 +283,7 @@ static void parse_plan(const char *file) {
     else if (!strcmp(key, "hostname")) P.hostname = ONE();
     else if (!strcmp(key, "cwd")) P.cwd = ONE();
     else if (!strcmp(key, "oom-cgroup")) P.oom_cgroup = ONE();
+    else if (!strcmp(key, "session-keyring")) P.session_keyring = ONE();
     else if (!strcmp(key, "arg")) PUSH(args, ONE());
     else if (!strcmp(key, "env")) PUSH(env, ONE());
     else if (!strcmp(key, "mask")) PUSH(masked, ONE());
@@ -861,6 +865,28 @@ static void join_namespaces(void) {
       }
 }
 
+/* runc's keyring step (libcontainer/standard_init_linux.go): join (or create) the named session
+ * keyring, so the container does not share berthd's; a new one gets search permission for its
+ * owner (`other` with a user namespace, whose root is not the owner's uid outside), so exec
+ * sessions can join it too. Kernels without keyrings answer ENOSYS: nothing to separate then. */
+static void join_session_keyring(void) {
+  long id = syscall(SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, P.session_keyring);
+  if (id < 0 && errno == ENOSYS) return;
+  if (id < 0) child_fail("join session keyring %s", P.session_keyring);
+  if (P.n_joins) return; /* an exec session joins the container's keyring as it is */
+  char desc[256];
+  long n = syscall(SYS_keyctl, KEYCTL_DESCRIBE, id, desc, sizeof desc - 1);
+  if (n < 0) child_fail("describe session keyring %s", P.session_keyring);
+  desc[n < (long)sizeof desc ? n : (long)sizeof desc - 1] = 0;
+  /* "type;uid;gid;perm;description", perm in hex */
+  char *perm = strchr(desc, ';');
+  if (perm) perm = strchr(perm + 1, ';');
+  if (perm) perm = strchr(perm + 1, ';');
+  if (!perm) child_fail("session keyring %s: unexpected description", P.session_keyring);
+  unsigned long bits = strtoul(perm + 1, NULL, 16) | (P.new_userns ? 0x8 /* KEY_OTH_SEARCH */ : 0x80000 /* KEY_USR_SEARCH */);
+  if (syscall(SYS_keyctl, KEYCTL_SETPERM, id, bits) < 0) child_fail("set permissions of session keyring %s", P.session_keyring);
+}
+
 /* Runs in the cloned child; never returns. */
 static void child_main(int sync_rd, int pid_wr, int console_sock, int in_fd, int out_fd, int errs_fd) {
   sigset_t none;
@@ -897,6 +923,7 @@ static void child_main(int sync_rd, int pid_wr, int console_sock, int in_fd, int
     if (P.clone_flags & CLONE_NEWNS) setup_rootfs();
     else if (P.rootfs && (chroot(P.rootfs) < 0 || chdir("/") < 0)) child_fail("chroot %s", P.rootfs);
   }
+  if (P.session_keyring) join_session_keyring(); /* before seccomp, which refuses keyctl */
   if (P.hostname && sethostname(P.hostname, strlen(P.hostname)) < 0) child_fail("sethostname %s", P.hostname);
   if (P.loopback_up) loopback_up();
   if (P.terminal) setup_terminal(console_sock);

@@ -112,6 +112,7 @@ export function serializePlan(plan: LaunchPlan, opts: SerializeOptions): string 
   if (plan.noNewPrivileges) put('no-new-privileges');
   if (plan.seccomp) put('seccomp', seccompHex(plan.seccomp.bpf));
   if (plan.oomCgroup) put('oom-cgroup', absolute('oomCgroup', plan.oomCgroup));
+  if (plan.sessionKeyring) put('session-keyring', plan.sessionKeyring);
 
   const p = plan.process;
   if (!p.args.length) throw new Error('launch plan: process.args is empty (no command to run)');

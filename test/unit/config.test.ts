@@ -78,7 +78,7 @@ describe('validateConfig', () => {
   it('does not share the default lists between results', () => {
     const a = validateConfig({});
     a.isolators.push('mutated');
-    expect(validateConfig({}).isolators).toEqual(['namespaces', 'network', 'cgroups']);
+    expect(validateConfig({}).isolators).toEqual(['namespaces', 'network', 'cgroups', 'seccomp']);
   });
 
   // Every bad value names the file and the key.

@@ -12,7 +12,7 @@ import { muxFrame, readLogs } from '../../containers/logs';
 import { resizeFrame } from '../../launcher/attach';
 import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';
 import { hijack, relayMonitor } from '../hijack';
-import { CREATE_BODY, checkBody } from '../validate';
+import { CREATE_BODY, checkBody, checkSecurityOpt } from '../validate';
 import { type ApiRequest, type Router, boolParam, filtersParam, intParam, readJsonBody, sendJson, timestampParam } from '../router';
 
 export function containerRoutes(router: Router, engine: Engine): void {
@@ -20,6 +20,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
 
   router.add('POST', '/containers/create', async (req, res) => {
     const body = checkBody<CreateRequest>(await readJsonBody(req), CREATE_BODY, 'container config');
+    checkSecurityOpt(body?.HostConfig?.SecurityOpt);
     sendJson(res, 201, await containers.create(body as CreateRequest, req.query.get('name') ?? undefined));
   });
 

@@ -81,7 +81,11 @@ export function systemRoutes(router: Router, engine: Engine): void {
       BerthPlugins: engine.plugins.infos,
       Runtimes: { [engine.config.runtime]: { path: engine.config.runtime } },
       DefaultRuntime: engine.config.runtime,
-      SecurityOptions: [],
+      // What active isolators report, e.g. `name=seccomp,profile=builtin` as dockerd lists it.
+      SecurityOptions: engine.config.isolators.flatMap((id) => {
+        const info = engine.plugins.get<{ info?(): { securityOptions?: unknown } }>(`isolator.${id}`)?.info?.();
+        return Array.isArray(info?.securityOptions) ? info.securityOptions : [];
+      }),
       Warnings: [],
     });
   });

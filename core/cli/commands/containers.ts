@@ -130,11 +130,31 @@ function createBody(opts: RunOpts, image: string, cmd: string[]) {
       ReadonlyRootfs: !!opts['read-only'],
       AutoRemove: !!opts.rm,
       Init: opts.init ? true : null,
-      SecurityOpt: (opts['security-opt'] as string[] | undefined) ?? [],
+      SecurityOpt: ((opts['security-opt'] as string[] | undefined) ?? []).map(securityOpt),
       RestartPolicy: restart ? { Name: restart[0], MaximumRetryCount: Number(restart[1] ?? 0) } : { Name: 'no' },
       ...resources(opts),
     },
   };
+}
+
+/**
+ * `seccomp=FILE` becomes `seccomp=<the file's JSON, compacted>`, as the docker CLI sends it; the
+ * daemon never reads client paths. unconfined and builtin are names, not files.
+ */
+function securityOpt(opt: string): string {
+  const m = /^seccomp[=:](.*)$/s.exec(opt);
+  if (!m || m[1] === 'unconfined' || m[1] === 'builtin') return opt;
+  let text: string;
+  try {
+    text = fs.readFileSync(m[1], 'utf8');
+  } catch (err) {
+    throw new UsageError(`--security-opt: opening seccomp profile (${m[1]}) failed: ${(err as Error).message}`);
+  }
+  try {
+    return `seccomp=${JSON.stringify(JSON.parse(text))}`;
+  } catch (err) {
+    throw new UsageError(`--security-opt: seccomp profile ${m[1]} is not valid JSON: ${(err as Error).message}`);
+  }
 }
 
 /** -p/-P, --mount and --tmpfs as HostConfig fields (Docker's names). */

@@ -15,6 +15,16 @@ export async function version({ client, out }: CommandContext): Promise<void> {
   out.write(`Server: berthd\n Version:     ${v.Version}\n API version: ${v.ApiVersion} (minimum version ${v.MinAPIVersion})\n Runtime:     ${v.GoVersion}\n OS/Arch:     ${v.Os}/${v.Arch}\n Kernel:      ${v.KernelVersion}\n`);
 }
 
+/** `name=seccomp,profile=builtin` as docker info shows it: the name, then each key capitalised. */
+function securityOptions(opts: string[]): string[] {
+  if (!opts.length) return [];
+  return ['Security Options:', ...opts.flatMap((opt) => {
+    const fields = opt.split(',').map((kv) => kv.split('='));
+    const name = fields.find(([k]) => k === 'name')?.[1] ?? opt;
+    return [` ${name}`, ...fields.filter(([k]) => k !== 'name').map(([k, v]) => `  ${k.charAt(0).toUpperCase()}${k.slice(1)}: ${v}`)];
+  })];
+}
+
 export async function info({ client, out }: CommandContext): Promise<void> {
   const i = await client.json('/info');
   const lines = [
@@ -28,6 +38,7 @@ export async function info({ client, out }: CommandContext): Promise<void> {
     `Images: ${i.Images}`,
     ...(i.CgroupVersion ? [`Cgroup Version: ${i.BerthCgroups?.version ?? i.CgroupVersion}`, `Cgroup Driver: ${i.CgroupDriver ?? 'cgroupfs'}`, ...(i.BerthCgroups ? [` Controllers: ${i.BerthCgroups.controllers.join(' ')}`] : [])] : []),
     `Default Runtime: ${i.DefaultRuntime}`,
+    ...securityOptions(i.SecurityOptions ?? []),
     `Plugins:`,
     ...(i.BerthPlugins ?? []).map((p: any) => ` ${p.uri}: ${p.status}${p.reason ? ` (${p.reason})` : ''}`),
     `Kernel Version: ${i.KernelVersion}`,

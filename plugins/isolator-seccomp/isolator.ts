@@ -1,0 +1,42 @@
+import * as os from 'node:os';
+import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
+import type { LaunchPlan } from '../../core/contracts/launch';
+import { seccompChoice } from '../../core/seccomp/profile';
+import { compileProfile, type CompiledFilter, type CompileTarget } from './bpf';
+import { DOCKER_DEFAULT_PROFILE } from './default-profile';
+
+/**
+ * Docker's seccomp behaviour: the default profile for every container, compiled for the
+ * capabilities it keeps (earlier isolators set `plan.capabilities`); a profile of its own from
+ * `--security-opt seccomp=<json>`; none for `seccomp=unconfined` or, without a profile of its own,
+ * `--privileged`. Exec sessions copy the container's plan, filter included.
+ */
+export class SeccompIsolator implements Isolator {
+  readonly name = 'seccomp';
+  /** The default profile compiled per capability set: most containers share one or two. */
+  private readonly defaults = new Map<string, CompiledFilter>();
+
+  constructor(private readonly abi: CompileTarget['abi'], private readonly kernel: string = os.release()) {}
+
+  plan(target: IsolationTarget, plan: LaunchPlan): void {
+    const choice = seccompChoice(target.hostConfig.SecurityOpt);
+    if (choice.kind === 'unconfined') return;
+    if (choice.kind === 'default' && target.hostConfig.Privileged === true) return;
+    if (plan.seccomp) throw new Error('plan.seccomp is already set by an earlier isolator; the launch plan holds one filter');
+    const compileTarget = { abi: this.abi, capabilities: plan.capabilities, kernel: this.kernel };
+    let filter: CompiledFilter;
+    if (choice.kind === 'profile') {
+      filter = compileProfile(choice.profile, compileTarget);
+    } else {
+      const key = [...plan.capabilities].sort().join(',');
+      filter = this.defaults.get(key) ?? compileProfile(DOCKER_DEFAULT_PROFILE, compileTarget);
+      this.defaults.set(key, filter);
+    }
+    plan.seccomp = { bpf: filter.bpf, oci: structuredClone(filter.oci) };
+  }
+
+  /** For /info SecurityOptions, as dockerd lists it. */
+  info(): object {
+    return { securityOptions: ['name=seccomp,profile=builtin'] };
+  }
+}
