@@ -163,17 +163,15 @@ describe.skipIf(!isRoot)(`archive, export and commit against a racing container 
       const report = (what: string, t: ReturnType<typeof tally>) => {
         console.log(`${driver} ${what}: ${JSON.stringify({ ...t, errors: t.errors.slice(0, 3) })}`);
         expect.soft(t.leaked, `${what}: results holding the host victim`).toBe(0);
-        expect.soft(t.serverErrors + t.broken, `${what}: failed requests (${t.errors.slice(0, 3).join('; ')})`).toBe(0);
+        expect.soft(t.serverErrors + t.broken, `${what}: failed requests (${t.errors.filter((e) => !e.startsWith('4')).slice(0, 3).join('; ')})`).toBe(0);
       };
       /** One request of a round: counted, never thrown (a broken stream is a finding, not the end of the round). */
       const attempt = async (t: ReturnType<typeof tally>, fn: () => Promise<{ status: number; body: Buffer }>) => {
         try {
           const res = await fn();
           if (leaks(res.body)) t.leaked++;
-          if (res.status >= 500) {
-            t.serverErrors++;
-            t.errors.push(res.body.toString().slice(0, 300));
-          }
+          if (res.status >= 500) t.serverErrors++;
+          if (res.status >= 400) t.errors.push(`${res.status} ${res.body.toString().slice(0, 300)}`);
           return res;
         } catch (err) {
           t.broken++;
@@ -202,8 +200,10 @@ describe.skipIf(!isRoot)(`archive, export and commit against a racing container 
         const t = tally();
         let hostWrites = 0;
         for (let i = 0; i < ROUNDS; i++) {
-          const tar = await tarOf({ [`up-${i}`]: 'uploaded\n', [`sub-${i}/up`]: 'uploaded\n' });
-          const res = await attempt(t, () => rawRequest(d.socket, `/containers/${id}/archive?path=${encodeURIComponent('/w/d')}`, { method: 'PUT', body: tar }));
+          // Into the swapped directory itself, or into its parent with entries that pass through it.
+          const [dest, prefix] = i % 2 ? ['/w/d', ''] : ['/w', 'd/'];
+          const tar = await tarOf({ [`${prefix}up-${i}`]: 'uploaded\n', [`${prefix}sub-${i}/up`]: 'uploaded\n' });
+          const res = await attempt(t, () => rawRequest(d.socket, `/containers/${id}/archive?path=${encodeURIComponent(dest)}`, { method: 'PUT', body: tar }));
           if (res?.status === 200) t.ok++;
           if (readdirSync(victimDir).length !== SHARED_NAMES.length + 1) hostWrites++;
         }
