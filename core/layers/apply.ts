@@ -164,14 +164,17 @@ class Applier {
 
   /**
    * The directory at the tree path `components` (resolved already), pinned, made when missing
-   * with `create`: every component a real directory now, none followed, so whatever changed
-   * since the resolution, what is written below it stays inside the root.
+   * with `create` (else null when missing): every component a real directory now, none
+   * followed, so whatever changed since the resolution, what is written below it stays inside.
    */
-  private pinDir(components: string[], create: boolean): PinnedDir {
+  private pinDir(components: string[], create: true): PinnedDir;
+  private pinDir(components: string[], create: false): PinnedDir | null;
+  private pinDir(components: string[], create: boolean): PinnedDir | null {
     try {
       return openDirExact(this.rootDir, components, create);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (code === 'ENOENT' && !create) return null;
       if (['ELOOP', 'ENOTDIR', 'EXDEV'].includes(code)) throw new InvalidLayerError(`"${components.join('/')}" is not a directory (or stopped being one during the extraction)`);
       throw err;
     }
@@ -233,6 +236,7 @@ class Applier {
         const source = await resolveInRoot(this.root, linkComponents, false);
         if (source.components.length === 0) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} points to a directory`);
         const sourceDir = this.pinDir(source.components.slice(0, -1), false);
+        if (!sourceDir) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} points to missing ${JSON.stringify(header.linkname)}`);
         try {
           const sourceBase = source.components[source.components.length - 1];
           const st = lstatIn(sourceDir, sourceBase);
@@ -333,13 +337,14 @@ class Applier {
     this.dirTimes.sort((a, b) => b.components.length - a.components.length);
     for (const { components, mtime } of this.dirTimes) {
       // Only where the directory still is: a later entry may have replaced it or a parent.
-      let dir: PinnedDir;
+      let dir: PinnedDir | null;
       try {
         dir = this.pinDir(components.slice(0, -1), false);
       } catch (err) {
-        if (err instanceof InvalidLayerError || (err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        if (err instanceof InvalidLayerError) continue;
         throw err;
       }
+      if (!dir) continue;
       try {
         const base = components[components.length - 1];
         if (lstatIn(dir, base)?.isDirectory()) fsSync.lutimesSync(dir.path(base), mtime, mtime);
