@@ -16,6 +16,7 @@ import * as tar from 'tar-stream';
 import { InvalidLayerError } from './errors';
 import { entryComponents, hasDotDot, OVERLAY_OPAQUE_XATTR, whiteoutOf } from './names';
 import { ensureDirs, resolveInRoot } from './resolve';
+import { chmodNoFollow, lstatIn, openDirExact, pinRoot, removeIn, type PinnedDir } from '../sys/inroot';
 import { MAX_MAJOR, MAX_MINOR, S_IFBLK, S_IFCHR, S_IFIFO, syscalls as defaultSyscalls, type Syscalls } from '../sys/syscalls';
 import { Coalesce } from '../util/stream';
 
@@ -55,6 +56,14 @@ class ByteCounter extends Transform {
 
 export async function applyLayerTar(root: string, source: Readable, opts: ApplyOptions): Promise<ApplyResult> {
   const applier = new Applier(root, opts);
+  try {
+    return await applyWith(applier, source);
+  } finally {
+    applier.close();
+  }
+}
+
+async function applyWith(applier: Applier, source: Readable): Promise<ApplyResult> {
   const counter = new ByteCounter();
   const extract = tar.extract();
   let lastEntryEnd = 0;
@@ -140,10 +149,35 @@ class Applier {
   /** Paths (joined components) this layer created, which an opaque whiteout in merge mode keeps. */
   private readonly added = new Set<string>();
   private readonly dirTimes: DirTimes[] = [];
+  /** The root, pinned: the tree may be a running container's, changing while we write to it. */
+  private readonly rootDir: PinnedDir;
 
   constructor(private readonly root: string, private readonly opts: ApplyOptions) {
     this.sys = opts.syscalls ?? defaultSyscalls;
     this.chown = opts.chown ?? process.getuid?.() === 0;
+    this.rootDir = pinRoot(root);
+  }
+
+  close(): void {
+    this.rootDir.close();
+  }
+
+  /**
+   * The directory at the tree path `components` (resolved already), pinned, made when missing
+   * with `create` (else null when missing): every component a real directory now, none
+   * followed, so whatever changed since the resolution, what is written below it stays inside.
+   */
+  private pinDir(components: string[], create: true): PinnedDir;
+  private pinDir(components: string[], create: false): PinnedDir | null;
+  private pinDir(components: string[], create: boolean): PinnedDir | null {
+    try {
+      return openDirExact(this.rootDir, components, create);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? '';
+      if (code === 'ENOENT' && !create) return null;
+      if (['ELOOP', 'ENOTDIR', 'EXDEV'].includes(code)) throw new InvalidLayerError(`"${components.join('/')}" is not a directory (or stopped being one during the extraction)`);
+      throw err;
+    }
   }
 
   async entry(header: Partial<tar.Header> & { name: string; pax?: Record<string, string> }, body: Readable): Promise<void> {
@@ -161,16 +195,26 @@ class Applier {
       return;
     }
     const parent = await resolveInRoot(this.root, components.slice(0, -1), true);
-    await ensureDirs(this.root, parent.components);
-    const components2 = [...parent.components, base];
-    const target = path.join(parent.hostPath, base);
+    const dir = this.pinDir(parent.components, true);
+    try {
+      await this.place(dir, [...parent.components, base], header, body);
+    } finally {
+      dir.close();
+    }
+  }
+
+  /** The entry as `components2` (its resolved tree path), in its pinned parent `dir`. */
+  private async place(dir: PinnedDir, components2: string[], header: Partial<tar.Header> & { name: string; pax?: Record<string, string> }, body: Readable): Promise<void> {
+    const name = header.name;
+    const base = components2[components2.length - 1];
+    const target = dir.path(base);
     const xattrs = this.xattrsOf(header, name);
     // Metadata calls below are synchronous on purpose: each is microseconds, while a round trip
     // through libuv's pool costs tens, and a layer of small files is thousands of such calls.
     const existing = lstatOrNullSync(target);
     const type = header.type ?? 'file';
     if (existing && !(existing.isDirectory() && type === 'directory')) {
-      if (existing.isDirectory()) await fs.rm(target, { recursive: true, force: true });
+      if (existing.isDirectory()) removeIn(dir, base);
       else fsSync.unlinkSync(target);
     }
     const mode = (header.mode ?? 0o644) & 0o7777;
@@ -190,10 +234,18 @@ class Applier {
         const linkComponents = entryComponents(header.linkname ?? '');
         if (linkComponents.length === 0) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} has no target`);
         const source = await resolveInRoot(this.root, linkComponents, false);
-        const st = lstatOrNullSync(source.hostPath);
-        if (!st) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} points to missing ${JSON.stringify(header.linkname)}`);
-        if (st.isDirectory()) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} points to a directory`);
-        fsSync.linkSync(source.hostPath, target);
+        if (source.components.length === 0) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} points to a directory`);
+        const sourceDir = this.pinDir(source.components.slice(0, -1), false);
+        if (!sourceDir) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} points to missing ${JSON.stringify(header.linkname)}`);
+        try {
+          const sourceBase = source.components[source.components.length - 1];
+          const st = lstatIn(sourceDir, sourceBase);
+          if (!st) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} points to missing ${JSON.stringify(header.linkname)}`);
+          if (st.isDirectory()) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} points to a directory`);
+          fsSync.linkSync(sourceDir.path(sourceBase), target);
+        } finally {
+          sourceDir.close();
+        }
         // The link shares its target's inode and metadata: no chmod/chown (it may be a symlink).
         this.added.add(components2.join('/'));
         return;
@@ -220,7 +272,7 @@ class Applier {
     this.added.add(components2.join('/'));
     if (this.chown) fsSync.lchownSync(target, header.uid ?? 0, header.gid ?? 0);
     // chown clears setuid/setgid, so the mode comes after it; symlinks have no mode of their own.
-    if (type !== 'symlink' && !fsSync.lstatSync(target).isSymbolicLink()) fsSync.chmodSync(target, mode);
+    if (type !== 'symlink') chmodNoFollow(target, mode);
     for (const [key, value] of xattrs) this.sys.lsetxattr(target, key, value);
     const mtime = header.mtime ?? new Date(0);
     if (type === 'directory') this.dirTimes.push({ components: components2, mtime });
@@ -284,10 +336,21 @@ class Applier {
   async finish(): Promise<void> {
     this.dirTimes.sort((a, b) => b.components.length - a.components.length);
     for (const { components, mtime } of this.dirTimes) {
-      // Re-resolve: a later entry may have replaced a parent with a symlink.
-      const r = await resolveInRoot(this.root, components, false);
-      const st = await lstatOrNull(r.hostPath);
-      if (st?.isDirectory()) await fs.lutimes(r.hostPath, mtime, mtime);
+      // Only where the directory still is: a later entry may have replaced it or a parent.
+      let dir: PinnedDir | null;
+      try {
+        dir = this.pinDir(components.slice(0, -1), false);
+      } catch (err) {
+        if (err instanceof InvalidLayerError) continue;
+        throw err;
+      }
+      if (!dir) continue;
+      try {
+        const base = components[components.length - 1];
+        if (lstatIn(dir, base)?.isDirectory()) fsSync.lutimesSync(dir.path(base), mtime, mtime);
+      } finally {
+        dir.close();
+      }
     }
   }
 }

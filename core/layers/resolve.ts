@@ -3,7 +3,8 @@
  * symlinks in parent components are followed, but absolute targets restart at the root and `..`
  * never climbs above it (like Go's filepath-securejoin / containerd's fs.RootPath). Nothing is
  * cached: every call walks every component again, so a directory swapped for a symlink by an
- * earlier entry of the same layer is seen.
+ * earlier entry of the same layer is seen. The result is a plan, not a safe path: in a tree that
+ * someone else changes meanwhile (a running container's), open it with core/sys/inroot.ts.
  */
 import * as fsSync from 'node:fs';
 import path from 'node:path';
@@ -49,14 +50,24 @@ export async function resolveInRoot(root: string, components: string[], followFi
       // tens, and every entry of every layer resolves each of its parents afresh.
       st = fsSync.lstatSync(hostPath);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOTDIR') throw new InvalidLayerError(`a parent of "${shown}" is not a directory (${resolved.join('/') || '/'})`);
+      if (code !== 'ENOENT') throw err;
       missing = true;
       resolved.push(part);
       continue;
     }
     if (st.isSymbolicLink()) {
       if (++hops > MAX_SYMLINK_HOPS) throw new InvalidLayerError(`too many symlinks resolving "${shown}"`);
-      const target = fsSync.readlinkSync(hostPath);
+      let target: string;
+      try {
+        target = fsSync.readlinkSync(hostPath);
+      } catch (err) {
+        // No longer a link (the tree is a running container's, changing under us): look again.
+        if (!['EINVAL', 'ENOENT'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+        pending.unshift(part);
+        continue;
+      }
       if (target.startsWith('/')) resolved.length = 0;
       pending.unshift(...target.split('/'));
       continue;

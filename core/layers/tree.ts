@@ -5,12 +5,17 @@
  * - overlayUpperChanges(upper, lowers): an overlay upper dir, whose whiteouts (char 0:0) and
  *   opaque directories become OCI whiteouts; `lowers` (top first) tell Added from Changed.
  * Paths in Change are absolute (`/etc/passwd`), as docker diff prints them; items are relative.
+ * The upper tree may belong to a running container that changes it while it is walked: each of
+ * its directories is pinned by fd before it is listed, and names in it are never followed
+ * (core/sys/inroot.ts). Image layers (`lower`, `lowers`) are berth's own and do not change.
  */
-import { promises as fs, type Stats } from 'node:fs';
+import { promises as fs, constants as fsc, type Stats } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Change } from '../contracts/storage';
 import { OVERLAY_OPAQUE_XATTR } from './names';
 import { lstatOrNull } from './apply';
+import { lstatIn, pinRoot, type PinnedDir } from '../sys/inroot';
 import { syscalls as defaultSyscalls, type Syscalls } from '../sys/syscalls';
 
 /** One thing an OCI layer tar carries: an entry read from the tree, or a whiteout. */
@@ -43,12 +48,23 @@ async function sortedNames(dir: string): Promise<string[]> {
 /** Compares two trees; `lower` null means an empty image. */
 export async function diffTrees(lower: string | null, upper: string): Promise<TreeDiff> {
   const out: TreeDiff = { changes: [], items: [] };
-  await diffDir(lower, upper, '', out);
+  await withPinned(pinRoot(upper), (root) => diffDir(lower, root, '', out));
   return out;
 }
 
-async function diffDir(lower: string | null, upper: string, rel: string, out: TreeDiff): Promise<boolean> {
-  const upperNames = await sortedNames(path.join(upper, rel));
+/** Runs `fn` on a pinned directory (null: skipped, it was swapped away), then lets it go. */
+async function withPinned<T>(dir: PinnedDir | null, fn: (dir: PinnedDir) => Promise<T>): Promise<T | undefined> {
+  if (!dir) return undefined;
+  try {
+    return await fn(dir);
+  } finally {
+    dir.close();
+  }
+}
+
+/** `upper` is the directory at `rel` of the upper tree. */
+async function diffDir(lower: string | null, upper: PinnedDir, rel: string, out: TreeDiff): Promise<boolean> {
+  const upperNames = await sortedNames(upper.path());
   const lowerNames = lower ? await sortedNames(path.join(lower, rel)) : [];
   const upperSet = new Set(upperNames);
   const lowerSet = new Set(lowerNames);
@@ -56,22 +72,24 @@ async function diffDir(lower: string | null, upper: string, rel: string, out: Tr
   const names = [...new Set([...upperNames, ...lowerNames])].sort();
   for (const name of names) {
     const childRel = rel ? `${rel}/${name}` : name;
-    if (!upperSet.has(name)) {
+    // Gone since the listing counts as gone.
+    const us = upperSet.has(name) ? lstatIn(upper, name) : null;
+    if (!us) {
+      if (!lowerSet.has(name)) continue;
       out.changes.push({ kind: 'D', path: `/${childRel}` });
       out.items.push({ kind: 'whiteout', path: childRel });
       changed = true;
       continue;
     }
-    const us = await fs.lstat(path.join(upper, childRel));
     if (!lowerSet.has(name)) {
-      await addAll(upper, childRel, us, out);
+      await addAll(upper, name, childRel, us, out);
       changed = true;
       continue;
     }
     const ls = await fs.lstat(path.join(lower!, childRel));
     if (us.isDirectory() && ls.isDirectory()) {
       const sub: TreeDiff = { changes: [], items: [] };
-      const childChanged = await diffDir(lower, upper, childRel, sub);
+      const childChanged = await withPinned(upper.childDir(name), (child) => diffDir(lower, child, childRel, sub));
       if (childChanged || metadataDiffers(ls, us)) {
         out.changes.push({ kind: 'C', path: `/${childRel}` }, ...sub.changes);
         out.items.push({ kind: 'entry', path: childRel }, ...sub.items);
@@ -79,26 +97,28 @@ async function diffDir(lower: string | null, upper: string, rel: string, out: Tr
       }
       continue;
     }
-    if (await entryDiffers(path.join(lower!, childRel), ls, path.join(upper, childRel), us)) {
+    if (await entryDiffers(path.join(lower!, childRel), ls, upper.path(name), us)) {
       out.changes.push({ kind: 'C', path: `/${childRel}` });
       out.items.push({ kind: 'entry', path: childRel });
-      if (us.isDirectory()) await addChildren(upper, childRel, out);
+      if (us.isDirectory()) await withPinned(upper.childDir(name), (child) => addChildren(child, childRel, out));
       changed = true;
     }
   }
   return changed;
 }
 
-async function addAll(root: string, rel: string, st: Stats, out: TreeDiff): Promise<void> {
+/** `name` of `dir` (at tree path `rel`) and everything below it, as added. */
+async function addAll(dir: PinnedDir, name: string, rel: string, st: Stats, out: TreeDiff): Promise<void> {
   out.changes.push({ kind: 'A', path: `/${rel}` });
   out.items.push({ kind: 'entry', path: rel });
-  if (st.isDirectory()) await addChildren(root, rel, out);
+  if (st.isDirectory()) await withPinned(dir.childDir(name), (child) => addChildren(child, rel, out));
 }
 
-async function addChildren(root: string, rel: string, out: TreeDiff): Promise<void> {
-  for (const name of await sortedNames(path.join(root, rel))) {
-    const childRel = `${rel}/${name}`;
-    await addAll(root, childRel, await fs.lstat(path.join(root, childRel)), out);
+/** Everything below `dir` (at tree path `rel`), as added. */
+async function addChildren(dir: PinnedDir, rel: string, out: TreeDiff): Promise<void> {
+  for (const name of await sortedNames(dir.path())) {
+    const st = lstatIn(dir, name);
+    if (st) await addAll(dir, name, `${rel}/${name}`, st, out);
   }
 }
 
@@ -117,9 +137,31 @@ async function entryDiffers(aPath: string, a: Stats, bPath: string, b: Stats): P
   return !(await sameContent(aPath, bPath));
 }
 
-/** Byte-for-byte comparison of two files of equal size. */
+/** Never a symlink, never blocking on a fifo: the names were regular files when lstat'ed. */
+const NO_FOLLOW_READ = fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK | fsc.O_NOCTTY;
+
+/** The file at `p` opened for reading, or null when it is no longer a regular file there. */
+async function openRegular(p: string): Promise<FileHandle | null> {
+  let handle: FileHandle;
+  try {
+    handle = await fs.open(p, NO_FOLLOW_READ);
+  } catch (err) {
+    if (['ENOENT', 'ELOOP', 'ENXIO'].includes((err as NodeJS.ErrnoException).code ?? '')) return null;
+    throw err;
+  }
+  if ((await handle.stat()).isFile()) return handle;
+  await handle.close();
+  return null;
+}
+
+/** Byte-for-byte comparison of two regular files of equal size (a name that is no longer one differs). */
 export async function sameContent(aPath: string, bPath: string): Promise<boolean> {
-  const [a, b] = await Promise.all([fs.open(aPath, 'r'), fs.open(bPath, 'r')]);
+  const a = await openRegular(aPath);
+  const b = a && (await openRegular(bPath));
+  if (!a || !b) {
+    await a?.close();
+    return false;
+  }
   try {
     const bufA = Buffer.allocUnsafe(1 << 16);
     const bufB = Buffer.allocUnsafe(1 << 16);
@@ -137,11 +179,13 @@ export async function sameContent(aPath: string, bPath: string): Promise<boolean
 /** The changes an overlay upper dir holds over `lowers` (layer dirs, topmost first). */
 export async function overlayUpperChanges(upper: string, lowers: string[], sys: Syscalls = defaultSyscalls): Promise<TreeDiff> {
   const out: TreeDiff = { changes: [], items: [] };
-  const walk = async (rel: string): Promise<void> => {
-    for (const name of await sortedNames(path.join(upper, rel))) {
+  /** `dir` is the upper dir's directory at `rel`. */
+  const walk = async (dir: PinnedDir, rel: string): Promise<void> => {
+    for (const name of await sortedNames(dir.path())) {
       const childRel = rel ? `${rel}/${name}` : name;
-      const hostPath = path.join(upper, childRel);
-      const st = await fs.lstat(hostPath);
+      const hostPath = dir.path(name);
+      const st = lstatIn(dir, name);
+      if (!st) continue; // gone since the listing
       if (isOverlayWhiteout(st)) {
         if (await existsInLowers(lowers, childRel)) {
           out.changes.push({ kind: 'D', path: `/${childRel}` });
@@ -156,11 +200,11 @@ export async function overlayUpperChanges(upper: string, lowers: string[], sys: 
         if (inLower && sys.lgetxattr(hostPath, OVERLAY_OPAQUE_XATTR)?.toString() === 'y') {
           out.items.push({ kind: 'opaque', path: childRel });
         }
-        await walk(childRel);
+        await withPinned(dir.childDir(name), (child) => walk(child, childRel));
       }
     }
   };
-  await walk('');
+  await withPinned(pinRoot(upper), (root) => walk(root, ''));
   return out;
 }
 

@@ -60,3 +60,23 @@ export class Coalesce extends Transform {
     this.bytes = 0;
   }
 }
+
+/**
+ * Exactly `size` bytes: a file that shrank while it was read is padded with zeros, so the tar
+ * entry that announced `size` stays well-formed (GNU tar does the same, with a warning).
+ */
+export class PadTo extends Transform {
+  private seen = 0;
+  constructor(private readonly size: number) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    const room = this.size - this.seen;
+    this.seen += Math.min(room, chunk.length);
+    cb(null, chunk.length > room ? chunk.subarray(0, room) : chunk);
+  }
+  override _flush(cb: TransformCallback): void {
+    for (; this.seen < this.size; this.seen += 1 << 16) this.push(Buffer.alloc(Math.min(1 << 16, this.size - this.seen)));
+    cb();
+  }
+}

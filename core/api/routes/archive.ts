@@ -6,14 +6,17 @@
  *   mode in Go's os.FileMode bits, which the docker CLI decodes).
  * - PUT extracts a tar into a directory of the container.
  *
- * Every path is resolved inside the container's rootfs as the container itself would see it
- * (core/layers/resolve.ts): absolute symlinks restart at the rootfs, `..` never climbs above it.
- * The tar of a PUT is rewritten (names under the destination, owners) and applied by the same
- * hostile-input code that unpacks image layers, against the rootfs as its root, so no entry can
- * land outside the container. Works for stopped containers too: the rootfs is mounted (counted)
- * for the length of the request.
+ * A running container changes its rootfs while we copy (CVE-2018-15664: a directory swapped for a
+ * symlink to `/` mid-copy), so nothing here resolves a host path string twice. Paths are
+ * resolved by the kernel inside the rootfs as the container itself would see them (openat2
+ * RESOLVE_IN_ROOT, core/sys/inroot.ts): absolute symlinks restart at the rootfs, `..` never climbs
+ * above it; the result is held by fd, and the walk below it goes directory fd by directory fd,
+ * never following a name. The tar of a PUT is rewritten (names under the destination, owners)
+ * and applied by the same hostile-input code that unpacks image layers, which pins every parent
+ * directory before it writes into it, so no entry can land outside the container. Works for
+ * stopped containers too: the rootfs is mounted (counted) for the length of the request.
  */
-import { constants as fsc, promises as fs, type Stats } from 'node:fs';
+import { closeSync, fstatSync, promises as fs, type Stats } from 'node:fs';
 import type { ServerResponse } from 'node:http';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -25,7 +28,8 @@ import type { ContainerRecord } from '../../containers/record';
 import { resolveUser } from '../../containers/user';
 import type { Engine } from '../../kernel/engine';
 import { applyLayerTar } from '../../layers/apply';
-import { resolveInRoot } from '../../layers/resolve';
+import { addEntry, addFile } from '../../layers/write';
+import { containerPathOf, IN_ROOT, lstatIn, O_PATH, openat2, openDirInRoot, openFileIn, pinRoot, readlinkIn, type PinnedDir } from '../../sys/inroot';
 import { splitDev } from '../../sys/syscalls';
 import { type ApiRequest, type Router, boolParam } from '../router';
 
@@ -68,32 +72,19 @@ function components(p: string): string[] {
   return p.split('/').filter((c) => c !== '' && c !== '.');
 }
 
-/** The path's parent resolved inside the rootfs (symlinks followed), its last component not. */
-async function resolveForStat(rootfs: string, absPath: string): Promise<{ hostPath: string; dirOnly: boolean }> {
-  const cut = absPath.lastIndexOf('/');
-  const dir = absPath.slice(0, cut + 1);
-  const base = absPath.slice(cut + 1);
-  const parent = await resolveQuietly(rootfs, components(dir), true, absPath);
-  const dirOnly = base === '' || base === '.';
-  return { hostPath: dirOnly ? parent.hostPath : path.join(parent.hostPath, base), dirOnly };
-}
-
-/** resolveInRoot, with its layer-flavoured errors turned into errors about the copied path. */
-async function resolveQuietly(rootfs: string, comps: string[], followFinal: boolean, shown: string) {
+/**
+ * `rel` (a container path) opened the way the container would resolve it, with errors about the
+ * copied path: missing is 404, a non-directory on the way or a symlink loop is a bad request.
+ */
+function openInContainer<T>(shown: string, rec: ContainerRecord, open: () => T): T {
   try {
-    return await resolveInRoot(rootfs, comps, followFinal);
-  } catch (err) {
-    if ((err as BerthError).status === 400) throw new InvalidArgumentError(`${shown}: ${(err as Error).message.replace(/^invalid layer: /, '')}`);
-    throw err;
-  }
-}
-
-async function lstatOrNull(p: string): Promise<Stats | null> {
-  try {
-    return await fs.lstat(p);
+    return open();
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    if (code === 'ENOENT') throw new NotFoundError(`Could not find the file ${shown} in container ${rec.Name.replace(/^\//, '')}`);
+    if (code === 'ENOTDIR') throw new InvalidArgumentError(`${shown}: a parent is not a directory`);
+    if (code === 'ELOOP') throw new InvalidArgumentError(`${shown}: too many levels of symbolic links`);
+    if (code === 'EXDEV') throw new BerthError(`${shown} crosses a mount point inside the container: copying across mounts is not supported`, 501);
     throw err;
   }
 }
@@ -113,26 +104,56 @@ export function goFileMode(st: Stats): number {
   return mode;
 }
 
-interface StatResult {
-  stat: ContainerPathStat;
+/** What a copied path names: `name` in the pinned directory `dir`, or `dir` itself (name null). */
+interface Target {
+  dir: PinnedDir;
+  name: string | null;
   st: Stats;
-  hostPath: string;
 }
 
-async function statPath(rootfs: string, rec: ContainerRecord, rawPath: string): Promise<StatResult> {
+/**
+ * Stats a container path: its parent resolved in the container (symlinks followed, inside the
+ * rootfs), its last component not followed, unless it is `.` or empty (`dir/.`, `dir/`). The
+ * caller closes `target.dir`.
+ */
+function statPath(root: PinnedDir, rec: ContainerRecord, rawPath: string): { stat: ContainerPathStat; target: Target } {
   const absPath = containerAbsPath(rawPath);
   checkNotInBind(rec, absPath);
-  const { hostPath, dirOnly } = await resolveForStat(rootfs, absPath);
-  const st = await lstatOrNull(hostPath);
-  if (!st) throw new NotFoundError(`Could not find the file ${rawPath} in container ${rec.Name.replace(/^\//, '')}`);
-  if (dirOnly && !st.isDirectory()) throw new InvalidArgumentError(`${rawPath}: not a directory`);
-  let linkTarget = '';
-  if (st.isSymbolicLink()) {
-    // The link fully evaluated in the container's scope, as an absolute container path.
-    const full = await resolveQuietly(rootfs, components(absPath), true, rawPath);
-    linkTarget = '/' + full.components.join('/');
+  const cut = absPath.lastIndexOf('/');
+  const base = absPath.slice(cut + 1);
+  const dirOnly = base === '' || base === '.';
+  const dir = openInContainer(rawPath, rec, () => openDirInRoot(root, absPath.slice(0, cut + 1)));
+  try {
+    const st = dirOnly ? fstatSync(dir.fd) : lstatIn(dir, base);
+    if (!st) throw new NotFoundError(`Could not find the file ${rawPath} in container ${rec.Name.replace(/^\//, '')}`);
+    const linkTarget = st.isSymbolicLink() ? linkTargetOf(root, dir, base, absPath) : '';
+    const stat = { name: goBase(absPath), size: st.size, mode: goFileMode(st), mtime: st.mtime.toISOString(), linkTarget };
+    return { stat, target: { dir, name: dirOnly ? null : base, st } };
+  } catch (err) {
+    dir.close();
+    throw err;
   }
-  return { stat: { name: goBase(absPath), size: st.size, mode: goFileMode(st), mtime: st.mtime.toISOString(), linkTarget }, st, hostPath };
+}
+
+/**
+ * The symlink `base` of `dir` fully evaluated in the container's scope, as an absolute container
+ * path (the kernel's resolution, named from the fd it gave). A dangling link is its target
+ * joined to the link's directory, which is what the docker CLI would compute from it.
+ */
+function linkTargetOf(root: PinnedDir, dir: PinnedDir, base: string, absPath: string): string {
+  let fd: number;
+  try {
+    fd = openat2(root.fd, absPath, O_PATH, IN_ROOT);
+  } catch (err) {
+    if (!['ENOENT', 'ENOTDIR', 'ELOOP'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
+    const containerDir = containerPathOf(root, dir.fd) ?? path.posix.dirname(absPath);
+    return path.posix.resolve(containerDir, readlinkIn(dir, base) ?? '.');
+  }
+  try {
+    return containerPathOf(root, fd) ?? '';
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Bind mounts are not part of the rootfs seen from the host: refuse rather than copy the layer below. */
@@ -157,19 +178,25 @@ function requiredPath(req: ApiRequest): string {
   return p;
 }
 
-/** Mount the container's rootfs for the duration of `fn` (counted mounts: works while it runs too). */
-async function withRootfs<T>(engine: Engine, rec: ContainerRecord, fn: (rootfs: string, release: () => void) => Promise<T>): Promise<T> {
+/**
+ * Mount the container's rootfs for the duration of `fn` (counted mounts: works while it runs too),
+ * pinned by fd: everything below it is opened relative to that fd.
+ */
+async function withRootfs<T>(engine: Engine, rec: ContainerRecord, fn: (rootfs: string, root: PinnedDir, release: () => void) => Promise<T>): Promise<T> {
   const storage: StorageDriver | undefined = engine.storage();
   if (!storage) throw new BerthError(`no storage driver: ${engine.plugins.whyMissing('storage')}`, 500);
   const rootfs = await storage.mount(rec.Id);
   let released = false;
+  let root: PinnedDir | undefined;
   const release = () => {
     if (released) return;
     released = true;
+    root?.close();
     storage.unmount(rec.Id).catch((err) => engine.log.warn('unmount after archive failed', { container: rec.Id, error: (err as Error).message }));
   };
   try {
-    return await fn(rootfs, release);
+    root = pinRoot(rootfs);
+    return await fn(rootfs, root, release);
   } catch (err) {
     release();
     throw err;
@@ -185,73 +212,82 @@ function eventAttrs(rec: ContainerRecord): Record<string, string> {
 async function getArchive(engine: Engine, req: ApiRequest, res: ServerResponse): Promise<void> {
   const rawPath = requiredPath(req);
   const rec = engine.containers.get(req.params.id);
-  await withRootfs(engine, rec, async (rootfs, release) => {
-    const { stat, st, hostPath } = await statPath(rootfs, rec, rawPath);
+  await withRootfs(engine, rec, async (_rootfs, root, release) => {
+    const { stat, target } = statPath(root, rec, rawPath);
     if (req.method === 'HEAD') {
+      target.dir.close();
       res.writeHead(200, { [PATH_STAT_HEADER]: statHeader(stat), 'Content-Type': 'application/x-tar' }).end();
       release();
       return;
     }
-    const stream = tarTree(hostPath, st, stat.name);
+    const stream = tarTree(target, stat.name);
     res.writeHead(200, { [PATH_STAT_HEADER]: statHeader(stat), 'Content-Type': 'application/x-tar' });
-    const done = () => release();
+    const done = () => {
+      target.dir.close();
+      release();
+    };
     stream.once('close', done);
     stream.once('end', done);
     req.signal.addEventListener('abort', () => stream.destroy());
     stream.on('error', (err) => {
       engine.log.warn('archive stream failed', { container: rec.Id, path: rawPath, error: err.message });
       res.destroy();
-      release();
+      done();
     });
     stream.pipe(res);
     engine.events.publish('container', 'archive-path', rec.Id, eventAttrs(rec));
   });
 }
 
-/** Tar of `hostPath` (not following links), entries named `name`, `name/child`, ... */
-function tarTree(hostPath: string, st: Stats, name: string): Readable {
+/**
+ * Tar of the target, entries named `name`, `name/child`, ...: each directory pinned before it is
+ * listed, no name ever followed, file data from an O_NOFOLLOW fd and its own fstat. Whatever the
+ * container swaps meanwhile, only its own files can be read; a name that changed type or went
+ * away between the listing and the read is left out.
+ */
+function tarTree(target: Target, name: string): Readable {
   const pack = tar.pack();
   const out = new PassThrough();
   const links = new Map<string, string>();
   const join = (a: string, b: string) => (a.endsWith('/') ? a + b : `${a}/${b}`);
-  const add = async (p: string, s: Stats, entryName: string): Promise<void> => {
+  const headerOf = (s: Stats, entryName: string): Partial<tar.Header> & { name: string } => ({ name: entryName, mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtime: s.mtime });
+  const addDir = async (dir: PinnedDir, entryName: string): Promise<void> => {
+    await addEntry(pack, { ...headerOf(fstatSync(dir.fd), entryName), type: 'directory' });
+    for (const child of (await fs.readdir(dir.path())).sort()) {
+      const cs = lstatIn(dir, child);
+      if (cs) await add(dir, child, cs, join(entryName, child));
+    }
+  };
+  /** `child` of the pinned `dir`, lstat'ed as `s`. */
+  const add = async (dir: PinnedDir, child: string, s: Stats, entryName: string): Promise<void> => {
     if (out.destroyed) return;
-    const header: Partial<tar.Header> & { name: string } = { name: entryName, mode: s.mode & 0o7777, uid: s.uid, gid: s.gid, mtime: s.mtime };
+    const header = headerOf(s, entryName);
     if (s.isDirectory()) {
-      await entry(pack, { ...header, type: 'directory' });
-      for (const child of (await fs.readdir(p)).sort()) {
-        const cp = path.join(p, child);
-        const cs = await lstatOrNull(cp);
-        if (cs) await add(cp, cs, join(entryName, child));
+      const pinned = dir.childDir(child);
+      if (!pinned) return;
+      try {
+        await addDir(pinned, entryName);
+      } finally {
+        pinned.close();
       }
     } else if (s.isSymbolicLink()) {
-      await entry(pack, { ...header, type: 'symlink', linkname: await fs.readlink(p) });
+      const linkname = readlinkIn(dir, child);
+      if (linkname !== null) await addEntry(pack, { ...header, type: 'symlink', linkname });
     } else if (s.isFile()) {
-      const key = `${s.dev}:${s.ino}`;
-      const first = s.nlink > 1 ? links.get(key) : undefined;
-      if (first !== undefined) {
-        await entry(pack, { ...header, type: 'link', linkname: first });
-        return;
-      }
-      if (s.nlink > 1) links.set(key, entryName);
-      // O_NOFOLLOW: a file swapped for a symlink since the lstat is not read through.
-      const handle = await fs.open(p, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-      try {
-        const sink = pack.entry({ ...header, type: 'file', size: s.size });
-        await pipeline(handle.createReadStream({ start: 0, end: Math.max(0, s.size - 1), autoClose: false }), sink as unknown as NodeJS.WritableStream);
-      } finally {
-        await handle.close();
-      }
+      const opened = openFileIn(dir, child);
+      if (!opened) return;
+      await addFile(pack, headerOf(opened.st, entryName), opened, entryName, links);
     } else if (s.isCharacterDevice() || s.isBlockDevice()) {
       const { major, minor } = splitDev(s.rdev);
-      await entry(pack, { ...header, type: s.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor });
+      await addEntry(pack, { ...header, type: s.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor });
     } else if (s.isFIFO()) {
-      await entry(pack, { ...header, type: 'fifo' });
+      await addEntry(pack, { ...header, type: 'fifo' });
     }
     // Sockets cannot be archived; docker leaves them out too.
   };
   pack.pipe(out);
-  add(hostPath, st, name).then(
+  const walk = target.name === null ? addDir(target.dir, name) : add(target.dir, target.name, target.st, name);
+  walk.then(
     () => pack.finalize(),
     (err: Error) => {
       pack.destroy(err);
@@ -259,13 +295,6 @@ function tarTree(hostPath: string, st: Stats, name: string): Readable {
     },
   );
   return out;
-}
-
-function entry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = (err?: Error | null) => (err ? reject(err) : resolve());
-    pack.entry(header, done);
-  });
 }
 
 // ---- PUT -------------------------------------------------------------------------------------
@@ -276,20 +305,27 @@ async function putArchive(engine: Engine, req: ApiRequest, res: ServerResponse):
   const noOverwriteDirNonDir = boolParam(req.query, 'noOverwriteDirNonDir');
   const copyUIDGID = boolParam(req.query, 'copyUIDGID');
   if (rec.HostConfig.ReadonlyRootfs) throw new BerthError(`container ${rec.Name.replace(/^\//, '')}: its rootfs is marked read-only`, 403);
-  await withRootfs(engine, rec, async (rootfs, release) => {
+  await withRootfs(engine, rec, async (rootfs, root, release) => {
     const absPath = containerAbsPath(rawPath);
     checkNotInBind(rec, absPath);
     // Unlike a stat, the destination's last component is followed too: extracting "to" a
     // symlink that points at a directory extracts into that directory (as Docker does).
-    const dest = await resolveQuietly(rootfs, components(absPath), true, rawPath);
-    const st = await lstatOrNull(dest.hostPath);
-    if (!st) throw new NotFoundError(`Could not find the file ${rawPath} in container ${rec.Name.replace(/^\//, '')}`);
+    const destFd = openInContainer(rawPath, rec, () => openat2(root.fd, absPath, O_PATH, IN_ROOT));
+    let st: Stats;
+    let destPath: string | null;
+    try {
+      st = fstatSync(destFd);
+      destPath = containerPathOf(root, destFd);
+    } finally {
+      closeSync(destFd);
+    }
     if (!st.isDirectory()) throw new InvalidArgumentError(`extraction point is not a directory: ${rawPath}`);
+    if (destPath === null) throw new BerthError(`extracting into ${rawPath}: the kernel resolved it outside the container's rootfs`, 500);
     // Owners: root by default (what docker documents); with copyUIDGID the container's user,
     // or the archive's own owners when the container has no user configured.
     let owner: { uid: number; gid: number } | undefined = { uid: 0, gid: 0 };
     if (copyUIDGID) owner = rec.Config.User ? await resolveUser(rootfs, rec.Config.User) : undefined;
-    const rewritten = rewriteArchive(req.raw, { rootfs, dest: dest.components, owner, noOverwriteDirNonDir, shownDest: rawPath });
+    const rewritten = rewriteArchive(req.raw, { root, dest: components(destPath), owner, noOverwriteDirNonDir, shownDest: rawPath });
     req.signal.addEventListener('abort', () => rewritten.destroy(new BerthError('client went away', 499)));
     try {
       await applyLayerTar(rootfs, rewritten, { whiteouts: 'merge', chown: process.getuid?.() === 0 });
@@ -307,7 +343,8 @@ async function putArchive(engine: Engine, req: ApiRequest, res: ServerResponse):
 }
 
 interface RewriteOptions {
-  rootfs: string;
+  /** The container's rootfs, pinned. */
+  root: PinnedDir;
   /** The destination directory, as components below the rootfs. */
   dest: string[];
   /** Owner for every entry; undefined keeps the archive's. */
@@ -378,10 +415,24 @@ function rewriteArchive(source: Readable, o: RewriteOptions): Readable {
 }
 
 async function checkOverwrite(o: RewriteOptions, comps: string[], isDir: boolean, name: string): Promise<void> {
-  const parent = await resolveQuietly(o.rootfs, [...o.dest, ...comps.slice(0, -1)], true, name);
-  const existing = await lstatOrNull(path.join(parent.hostPath, comps[comps.length - 1]));
+  const base = comps[comps.length - 1];
+  let parent: PinnedDir;
+  try {
+    parent = openDirInRoot(o.root, [...o.dest, ...comps.slice(0, -1)].join('/'));
+  } catch (err) {
+    // Nothing there to overwrite (the extraction itself reports a parent that is not a directory).
+    if (['ENOENT', 'ENOTDIR'].includes((err as NodeJS.ErrnoException).code ?? '')) return;
+    throw err;
+  }
+  let existing: Stats | null;
+  let shown: string;
+  try {
+    existing = lstatIn(parent, base);
+    shown = path.posix.join(containerPathOf(o.root, parent.fd) ?? '/', base);
+  } finally {
+    parent.close();
+  }
   if (!existing) return;
-  const shown = '/' + [...parent.components, comps[comps.length - 1]].join('/');
   if (existing.isDirectory() && !isDir) throw new InvalidArgumentError(`cannot overwrite directory ${JSON.stringify(shown)} with non-directory ${JSON.stringify(name)}`);
   if (!existing.isDirectory() && isDir) throw new InvalidArgumentError(`cannot overwrite non-directory ${JSON.stringify(shown)} with directory ${JSON.stringify(name)}`);
 }
