@@ -112,7 +112,7 @@ export class Engine {
     await this.volumes.open();
     const storage = this.storage();
     if (storage) {
-      this.unpacker = new StorageUnpacker(this.content, storage, (chain) => this.imageStore.layerSize(chain));
+      this.unpacker = new StorageUnpacker(this.content, storage, (chain) => this.imageStore.layerSize(chain), this.config.maxLayerSize);
       this.images.onLayersReleased = async (chains) => {
         for (const c of chains) await storage.removeLayer(c);
       };

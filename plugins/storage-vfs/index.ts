@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { definePlugin } from '../../core/contracts/plugin';
 import { ConfigError } from '../../core/contracts/errors';
 import type { StorageDriver } from '../../core/contracts/storage';
@@ -16,7 +17,7 @@ export default definePlugin<VfsConfig, StorageDriver>({
     return { copyConcurrency };
   },
   async init(ctx) {
-    const driver = new VfsDriver(ctx.stateDir, syscalls, ctx.config);
+    const driver = new VfsDriver(ctx.stateDir, syscalls, ctx.config, { dir: path.join(ctx.root, 'quarantine'), log: ctx.log });
     await driver.init();
     return driver;
   },
