@@ -136,7 +136,19 @@ function rmdirQuiet(p: string): void {
   }
 }
 
-/** Where a storage driver moves what it cannot remove (`<root>/quarantine`, listed by `system check`). */
+/** Where what cannot be removed is moved aside, below berth's state root; `system check` lists it. */
+export function quarantineDir(root: string): string {
+  return path.join(root, 'quarantine');
+}
+
+/** The trees in the quarantine (full paths). */
+export async function listQuarantined(root: string): Promise<string[]> {
+  const dir = quarantineDir(root);
+  const names = await fsSync.promises.readdir(dir).catch(() => [] as string[]);
+  return names.sort().map((n) => path.join(dir, n));
+}
+
+/** A quarantine directory (quarantineDir) and where to log what goes there. */
 export interface Quarantine {
   dir: string;
   log?: Logger;

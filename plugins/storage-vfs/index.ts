@@ -1,8 +1,8 @@
-import path from 'node:path';
 import { definePlugin } from '../../core/contracts/plugin';
 import { ConfigError } from '../../core/contracts/errors';
 import type { StorageDriver } from '../../core/contracts/storage';
 import { syscalls } from '../../core/sys/syscalls';
+import { quarantineDir } from '../../core/layers';
 import { VfsDriver, type VfsConfig } from './driver';
 
 export default definePlugin<VfsConfig, StorageDriver>({
@@ -17,7 +17,7 @@ export default definePlugin<VfsConfig, StorageDriver>({
     return { copyConcurrency };
   },
   async init(ctx) {
-    const driver = new VfsDriver(ctx.stateDir, syscalls, ctx.config, { dir: path.join(ctx.root, 'quarantine'), log: ctx.log });
+    const driver = new VfsDriver(ctx.stateDir, syscalls, ctx.config, { dir: quarantineDir(ctx.root), log: ctx.log });
     await driver.init();
     return driver;
   },
