@@ -95,7 +95,7 @@ export class Engine {
     this.committer = new ImageCommitter({ ...making, container: (ref) => this.containers.get(ref), storage: () => this.storage() });
     this.pusher = new ImagePusher(making);
     this.archiver = new ImageArchiver(making);
-    this.importer = new ImageImporter(making);
+    this.importer = new ImageImporter({ ...making, maxLayerSize: config.maxLayerSize });
     this.builder = new ImageBuilder({ ...making, root: config.root, containers: this.containers, storage: () => this.storage(), log: log.child('build') });
     this.container.registerInstance(BlobReader, this.content);
     this.container.registerInstance(CredentialStore, new DockerConfigCredentials());

@@ -142,17 +142,21 @@ function makeDeepTree(root: string, depth: number): void {
 describe.skipIf(!isRoot)(`extraction bounds and clean failures (${isRoot ? 'root' : rootReason})`, () => {
   let daemon: RunningDaemon;
   let work: string;
-  let imageId: string;
+  let busyboxTar: Buffer;
+  const imageId = 'bounds:busybox';
 
   beforeAll(async () => {
     work = await makeTempDir('berth-bounds-');
     daemon = await startDaemon({ config: { maxLayerSize: LIMIT } });
     const rootfs = buildBusyboxRootfs(path.join(work, 'rootfs'));
-    const body = execFileSync('tar', ['-C', rootfs, '-cf', '-', '.'], { maxBuffer: 64 * MiB });
-    const res = await daemon.api('/images/create?fromSrc=-&repo=bounds&tag=busybox', { method: 'POST', body });
-    expect(res.status, res.body).toBe(200);
-    imageId = 'bounds:busybox';
+    busyboxTar = execFileSync('tar', ['-C', rootfs, '-cf', '-', '.'], { maxBuffer: 64 * MiB });
+    await importBusybox(daemon);
   }, 60_000);
+
+  const importBusybox = async (d: RunningDaemon) => {
+    const res = await d.api(`/images/create?fromSrc=-&repo=bounds&tag=busybox`, { method: 'POST', body: busyboxTar });
+    expect(res.status, res.body).toBe(200);
+  };
 
   afterAll(async () => {
     await daemon?.removeAllContainers();
@@ -195,6 +199,10 @@ describe.skipIf(!isRoot)(`extraction bounds and clean failures (${isRoot ? 'root
     expect(res.json.message).toMatch(/more than .*134217728 bytes.*maxLayerSize/);
     expect((await daemon.api('/images/json')).json.length).toBe(imagesBefore);
     await expectNothingLeft(daemon);
+    const imported = await daemon.api('/images/create?fromSrc=-&repo=bomb', { method: 'POST', body: layer.gz });
+    expect(imported.json?.message ?? imported.body).toMatch(/the import source - unpacks to more than .*134217728 bytes.*maxLayerSize/);
+    expect((await daemon.api('/images/json')).json.length).toBe(imagesBefore);
+    await expectNothingLeft(daemon);
   }, 60_000);
 
   it('leaves no blobs and no ingest files after refused imports', async () => {
@@ -210,14 +218,28 @@ describe.skipIf(!isRoot)(`extraction bounds and clean failures (${isRoot ? 'root
     await expectNothingLeft(daemon);
   }, 60_000);
 
-  it('removes a container whose tree is deeper than PATH_MAX', async () => {
-    const run = expectOk(await daemon.cli(['run', '--name', 'deep', imageId, 'sh', '-c', DEEP_SCRIPT], { timeoutMs: 120_000 }));
+  const removesDeepContainer = async (d: RunningDaemon, driver: string) => {
+    const run = expectOk(await d.cli(['run', '--name', 'deep', imageId, 'sh', '-c', DEEP_SCRIPT], { timeoutMs: 120_000 }));
     expect(run.stdout).toContain('deep');
-    const rm = await daemon.cli(['rm', '-f', 'deep']);
+    const rm = await d.cli(['rm', '-f', 'deep']);
     expect(rm.stderr).toBe('');
     expect(rm.code).toBe(0);
-    const containersDir = path.join(daemon.root, 'plugins', 'storage.overlay', 'containers');
-    expect(await fs.readdir(containersDir)).toEqual([]);
+    expect(await fs.readdir(path.join(d.root, 'plugins', `storage.${driver}`, 'containers'))).toEqual([]);
+  };
+
+  it('removes a container whose tree is deeper than PATH_MAX (overlay)', async () => {
+    await removesDeepContainer(daemon, 'overlay');
+  }, 180_000);
+
+  it('removes a container whose tree is deeper than PATH_MAX (vfs)', async () => {
+    const vfs = await startDaemon({ storageDriver: 'vfs' });
+    try {
+      await importBusybox(vfs);
+      await removesDeepContainer(vfs, 'vfs');
+    } finally {
+      await vfs.removeAllContainers();
+      await vfs.stop();
+    }
   }, 180_000);
 
   it('starts over a root holding deep trees: removes what it can, quarantines the rest', async () => {
