@@ -159,7 +159,7 @@ describe.skipIf(!isRoot)(`extraction bounds and clean failures (${isRoot ? 'root
   };
 
   afterAll(async () => {
-    await daemon?.removeAllContainers();
+    if (daemon && (await daemon.api('/_ping').then(() => true, () => false))) await daemon.removeAllContainers();
     await daemon?.stop();
     if (work) await removeTree(work);
   });
@@ -273,8 +273,9 @@ describe.skipIf(!isRoot)(`extraction bounds and clean failures (${isRoot ? 'root
       expect(await fs.readdir(containersDir)).toEqual([]);
     } finally {
       await daemon.removeAllContainers();
-      // The first daemon's temp dir holds the root: stopping it removes both.
       await daemon.stop();
+      // The first daemon (killed) has the root in its temp dir: stopping it removes that too.
+      await first.stop();
       daemon = first;
     }
   }, 240_000);
