@@ -265,13 +265,22 @@ describe.skipIf(!isRoot)(`extraction bounds and clean failures (${isRoot ? 'root
       expect(daemon.logs()).toMatch(/quarantine/);
       const check = await daemon.api('/berth/system/check', { method: 'POST' });
       expect(check.json.quarantined).toEqual([path.join(root, 'quarantine', quarantined[0])]);
-      execFileSync('chattr', ['-i', path.join(root, 'quarantine', quarantined[0], 'immutable')]);
-      await removeTree(path.join(root, 'quarantine'));
       // The container with the deep tree, left running over the restart, still goes.
       const rm = await daemon.cli(['rm', '-f', id]);
       expect(rm.code, rm.stderr).toBe(0);
       expect(await fs.readdir(containersDir)).toEqual([]);
     } finally {
+      // Wherever the immutable file ended up, it must not outlive the test.
+      const quarantine = path.join(root, 'quarantine');
+      const candidates = [path.join(stuck, 'immutable'), ...(await fs.readdir(quarantine).catch(() => [] as string[])).map((n) => path.join(quarantine, n, 'immutable'))];
+      for (const f of candidates) {
+        try {
+          execFileSync('chattr', ['-i', f], { stdio: 'ignore' });
+        } catch {
+          /* not there */
+        }
+      }
+      await removeTree(quarantine);
       await daemon.removeAllContainers();
       await daemon.stop();
       // The first daemon (killed) has the root in its temp dir: stopping it removes that too.
