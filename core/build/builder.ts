@@ -39,6 +39,7 @@ import type { ContainerManager } from '../containers/manager';
 import { readLogs } from '../containers/logs';
 import { resolveUser } from '../containers/user';
 import { ensureDir } from '../util/fs';
+import { removeTree } from '../layers/util';
 import { BuildCache } from './cache';
 import {
   type CopySource,
@@ -50,7 +51,7 @@ import {
   hashSources,
   isDirInRoot,
   mkdirInRoot,
-  resolveScoped,
+  readContextFile,
   resolveSources,
   writeItem,
 } from './context';
@@ -174,7 +175,7 @@ export class ImageBuilder {
     });
     const tmpRoot = path.join(this.deps.root, 'build-tmp');
     // Contexts left by a daemon that died mid-build: removed once, before the first build.
-    await (this.staleCleaned ??= fs.rm(tmpRoot, { recursive: true, force: true }));
+    await (this.staleCleaned ??= removeTree(tmpRoot));
     await ensureDir(tmpRoot);
     const ctxDir = await fs.mkdtemp(path.join(tmpRoot, 'ctx-'));
     try {
@@ -190,10 +191,9 @@ export class ImageBuilder {
         dockerfileName = 'Dockerfile';
         await fs.writeFile(path.join(ctxDir, dockerfileName), Buffer.concat(chunks));
       }
-      const dockerfilePath = await resolveScoped(ctxDir, dockerfileName, true, dockerfileName).catch(() => undefined);
-      const text = dockerfilePath ? await fs.readFile(dockerfilePath, 'utf8').catch(() => undefined) : undefined;
+      const text = await readContextFile(ctxDir, dockerfileName, dockerfileName);
       if (text === undefined) throw new InvalidArgumentError(`Cannot locate specified Dockerfile: ${dockerfileName}`);
-      const ignoreText = await fs.readFile(path.join(ctxDir, '.dockerignore'), 'utf8').catch(() => undefined);
+      const ignoreText = await readContextFile(ctxDir, '.dockerignore', '.dockerignore');
       const run = new BuildRun(this, this.deps, parseDockerfile(text, path.posix.basename(dockerfileName)), ctxDir, IgnoreMatcher.parse(ignoreText), opts, out);
       const id = await run.execute();
       const tagged: string[] = [];
@@ -207,7 +207,7 @@ export class ImageBuilder {
       for (const t of tagged) out.stream(`Successfully tagged ${t}\n`);
       return { id, tags: tagged };
     } finally {
-      await fs.rm(ctxDir, { recursive: true, force: true });
+      await removeTree(ctxDir);
     }
   }
 

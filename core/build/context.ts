@@ -101,6 +101,38 @@ export async function resolveScoped(root: string, rel: string, confined: boolean
   return path.join(root, ...resolved);
 }
 
+/** Dockerfile and .dockerignore are small; a larger one is refused rather than read into memory. */
+const MAX_CONTEXT_FILE = 16 * 1024 * 1024;
+
+/**
+ * Reads a file of the build context by its context path (the Dockerfile, .dockerignore), resolved
+ * the way Docker scopes them: symlinks are followed inside the context only (an absolute target
+ * restarts at the context root). Only a regular file is read: it is opened O_NOFOLLOW|O_NONBLOCK
+ * and checked with fstat, so a FIFO or device never blocks or streams forever. Returns undefined
+ * when there is no such file; throws a CopyError naming it when it is not a regular file.
+ */
+export async function readContextFile(root: string, rel: string, shown: string): Promise<string | undefined> {
+  const host = await resolveScoped(root, rel, false, shown);
+  if (!host) return undefined;
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(host, fsc.O_RDONLY | fsc.O_NOFOLLOW | fsc.O_NONBLOCK);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (code === 'ELOOP') throw new CopyError(`${shown}: not a regular file (a symlink)`);
+    throw err;
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw new CopyError(`${shown} in the build context is not a regular file`);
+    if (st.size > MAX_CONTEXT_FILE) throw new CopyError(`${shown} is larger than ${MAX_CONTEXT_FILE} bytes`);
+    return await fh.readFile('utf8');
+  } finally {
+    await fh.close();
+  }
+}
+
 async function itemOf(host: string, rel: string): Promise<CopyItem> {
   const st = await fs.lstat(host);
   const base = { rel, host, mode: st.mode & 0o7777, size: 0, mtime: st.mtime };

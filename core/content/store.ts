@@ -251,6 +251,16 @@ export class ContentStore implements BlobReader {
     await fs.promises.rm(this.blobPath(digest), { force: true });
   }
 
+  /**
+   * Deletes those of `digests` that no image uses and no operation holds under a lease: what a
+   * failed pull, import, load or build brought in, so it leaves no orphaned blob behind.
+   */
+  async dropUnused(digests: Iterable<string>, inUse: (digest: string) => boolean): Promise<void> {
+    for (const d of new Set(digests)) {
+      if (d && !inUse(d) && !this.isLeased(d)) await this.delete(d).catch(() => undefined);
+    }
+  }
+
   async *list(): AsyncGenerator<{ digest: string; size: number }> {
     for (const name of await fs.promises.readdir(this.blobsDir)) {
       if (!/^[a-f0-9]{64}$/.test(name)) continue;

@@ -19,7 +19,7 @@ import type { ContainerConfig, Descriptor, HistoryEntry, ImageConfig, ImageRef }
 import { MediaTypes } from '../contracts/types';
 import { BerthError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import type { StorageDriver } from '../contracts/storage';
-import type { ContentStore } from '../content/store';
+import { type ContentStore, sha256Digest } from '../content/store';
 import type { ImageService } from './service';
 import { type ImageRecord, chainIds } from './store';
 import type { LayerUnpacker } from './pull';
@@ -276,7 +276,7 @@ export async function recordImage(
   parts: { config: ImageConfig; configBytes?: Buffer; layers: Descriptor[]; format: ManifestFormat; manifest?: { bytes: Buffer; mediaType: string }; tags?: ImageRef[]; parent?: string },
 ): Promise<ImageRecord> {
   const configBytes = parts.configBytes ?? Buffer.from(JSON.stringify(parts.config));
-  const configDigest = await deps.content.put(configBytes);
+  const configDigest = sha256Digest(configBytes);
   const diffIds = parts.config.rootfs.diff_ids;
   if (diffIds.length !== parts.layers.length) throw new BerthError(`image config lists ${diffIds.length} diff IDs for ${parts.layers.length} layers`, 500);
   const chains = chainIds(diffIds);
@@ -292,32 +292,46 @@ export async function recordImage(
     built = m;
     layers = m.layers;
   }
-  const sizes = await unpacker.unpack(
-    layers.map((blob, i) => ({ blob, diffId: diffIds[i], chainId: chains[i], parent: i ? chains[i - 1] : null })),
-    () => undefined,
-  );
-  const manifestDigest = await deps.content.put(built.bytes);
-  const record: ImageRecord = {
-    id: configDigest,
-    manifestDigest,
-    manifestMediaType: built.mediaType,
-    configDigest,
-    layers,
-    diffIds,
-    chainIds: chains,
-    repoDigests: [],
-    created: parts.config.created,
-    architecture: parts.config.architecture,
-    os: parts.config.os,
-    size: sizes.reduce((a, b) => a + b, 0),
-    layerSizes: sizes,
-    recorded: new Date().toISOString(),
-    ...(parts.parent ? { parent: parts.parent } : {}),
-  };
-  const [first, ...more] = parts.tags ?? [];
-  await deps.images.store.add(record, first);
-  for (const t of more) await deps.images.store.tag(record.id, t);
-  return record;
+  // Held while the image is made. If making it fails, what no image uses goes again (the layers
+  // the caller stored, the config, the manifest): a refused layer leaves no orphaned blobs.
+  const blobs = [configDigest, sha256Digest(built.bytes), ...layers.map((l) => l.digest)];
+  const release = deps.content.lease(blobs);
+  try {
+    await deps.content.put(configBytes);
+    const sizes = await unpacker.unpack(
+      layers.map((blob, i) => ({ blob, diffId: diffIds[i], chainId: chains[i], parent: i ? chains[i - 1] : null })),
+      () => undefined,
+    );
+    const manifestDigest = await deps.content.put(built.bytes);
+    const record: ImageRecord = {
+      id: configDigest,
+      manifestDigest,
+      manifestMediaType: built.mediaType,
+      configDigest,
+      layers,
+      diffIds,
+      chainIds: chains,
+      repoDigests: [],
+      created: parts.config.created,
+      architecture: parts.config.architecture,
+      os: parts.config.os,
+      size: sizes.reduce((a, b) => a + b, 0),
+      layerSizes: sizes,
+      recorded: new Date().toISOString(),
+      ...(parts.parent ? { parent: parts.parent } : {}),
+    };
+    const [first, ...more] = parts.tags ?? [];
+    await deps.images.store.add(record, first);
+    for (const t of more) await deps.images.store.tag(record.id, t);
+    return record;
+  } catch (err) {
+    release();
+    const used = new Set(deps.images.store.list().flatMap((r) => [r.configDigest, r.manifestDigest, ...r.layers.map((l) => l.digest)]));
+    await deps.content.dropUnused(blobs, (d) => used.has(d));
+    throw err;
+  } finally {
+    release();
+  }
 }
 
 /** `repo` + `tag` as the API gets them (`tag` may be empty, `repo` may carry a tag). */

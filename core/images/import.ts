@@ -14,6 +14,7 @@ import type { ImageRecord } from './store';
 import type { LayerUnpacker } from './pull';
 import { hostPlatform } from './manifest';
 import { applyChanges, recordImage, repoTag, storeLayer } from './commit';
+import { DEFAULT_MAX_LAYER_SIZE, SizeLimit } from '../layers/compression';
 
 export interface ImportOptions {
   repo?: string;
@@ -46,14 +47,16 @@ export async function decompressIfNeeded(input: Readable, what: string): Promise
 
 
 export class ImageImporter {
-  constructor(private readonly deps: { content: ContentStore; images: ImageService; unpacker: () => LayerUnpacker | undefined }) {}
+  constructor(private readonly deps: { content: ContentStore; images: ImageService; unpacker: () => LayerUnpacker | undefined; maxLayerSize?: number }) {}
 
   async import(body: Readable, opts: ImportOptions = {}): Promise<ImageRecord> {
     const tag = repoTag(opts.repo, opts.tag);
     const source = opts.source ?? '-';
     const containerConfig = applyChanges({}, opts.changes ?? []);
-    const tar = await decompressIfNeeded(body, `the import source ${source}`);
-    const layer = await storeLayer(this.deps.content, tar);
+    // Cut off at the layer limit before it is compressed into the store, not only at unpack.
+    const limited = new SizeLimit({ bytes: this.deps.maxLayerSize ?? DEFAULT_MAX_LAYER_SIZE, what: `the import source ${source}` });
+    pipeline(await decompressIfNeeded(body, `the import source ${source}`), limited, () => undefined);
+    const layer = await storeLayer(this.deps.content, limited);
     const now = new Date().toISOString();
     const platform = hostPlatform();
     const config: ImageConfig = {

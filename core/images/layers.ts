@@ -6,7 +6,7 @@
  */
 import { type Readable, Transform, pipeline } from 'node:stream';
 import type { StorageDriver } from '../contracts/storage';
-import { openLayerStream } from '../layers/compression';
+import { DEFAULT_MAX_LAYER_SIZE, openLayerStream } from '../layers/compression';
 import { type ContentStore, VerifyingStream } from '../content/store';
 import { type LayerUnpacker, runLimited, shortId } from './pull';
 import type { Descriptor } from '../contracts/types';
@@ -25,7 +25,13 @@ export class StorageUnpacker implements LayerUnpacker {
   /** Sizes of layers applied by this process (an image record may not exist for them yet). */
   private readonly applied = new Map<string, number>();
 
-  constructor(private readonly content: ContentStore, private readonly driver: StorageDriver, private readonly knownSize: (chainId: string) => number | undefined) {}
+  constructor(
+    private readonly content: ContentStore,
+    private readonly driver: StorageDriver,
+    private readonly knownSize: (chainId: string) => number | undefined,
+    /** Bytes a layer may unpack to (config `maxLayerSize`). */
+    private readonly maxLayerSize = DEFAULT_MAX_LAYER_SIZE,
+  ) {}
 
   get streaming(): boolean {
     return this.driver.parallelApply;
@@ -84,7 +90,8 @@ export class StorageUnpacker implements LayerUnpacker {
     pipeline(blob, counter, () => undefined);
     const verify = new VerifyingStream({ digest: layer.diffId }, `layer ${shortId(layer.blob.digest)} (diff ID)`);
     // pipeline destroys every stage when one fails, so the driver sees decompression errors too.
-    pipeline(openLayerStream(counter, layer.blob.mediaType), verify, () => undefined);
+    const limit = { bytes: this.maxLayerSize, what: `layer ${layer.blob.digest}` };
+    pipeline(openLayerStream(counter, layer.blob.mediaType, limit), verify, () => undefined);
     const { size } = await this.driver.applyLayer(layer.chainId, layer.parent, verify);
     this.applied.set(layer.chainId, size);
     return size;

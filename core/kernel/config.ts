@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import { ConfigError } from '../contracts/errors';
+import { DEFAULT_MAX_LAYER_SIZE } from '../layers/compression';
 
 export interface RegistryHostConfig {
   insecure?: boolean;
@@ -26,6 +27,11 @@ export interface BerthConfig {
   /** Plugin URIs to leave out. */
   disabledPlugins: string[];
   pluginConfig: Record<string, Record<string, unknown>>;
+  /**
+   * Bytes one layer may unpack to (pull, load, import, build); past it the layer is refused.
+   * A number of bytes or a string with a unit (`'64GiB'`, `'512MiB'`); default 64 GiB.
+   */
+  maxLayerSize: number;
   /** Folder third-party plugin paths are resolved from (the config file's folder, else cwd). */
   configDir: string;
   /** The config file in use, if any. */
@@ -44,6 +50,7 @@ export const DEFAULT_CONFIG: Omit<BerthConfig, 'configDir'> = {
   requiredPlugins: [],
   disabledPlugins: [],
   pluginConfig: {},
+  maxLayerSize: DEFAULT_MAX_LAYER_SIZE,
 };
 
 const KNOWN_KEYS = new Set(Object.keys(DEFAULT_CONFIG));
@@ -114,6 +121,9 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
     }
   }
 
+  const maxLayerSize = raw.maxLayerSize === undefined ? DEFAULT_MAX_LAYER_SIZE : byteSize(raw.maxLayerSize);
+  if (maxLayerSize === undefined) throw fail('maxLayerSize', `expected a positive number of bytes or a size like "64GiB", got ${describe(raw.maxLayerSize)}`);
+
   const configDir = file ? path.dirname(path.resolve(file)) : process.cwd();
   // Command-line paths are relative to the working directory; a relative path in a config file is
   // ambiguous (cwd of whoever starts berthd), so it is refused rather than silently resolved.
@@ -131,9 +141,23 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
     requiredPlugins: strList('requiredPlugins', raw.requiredPlugins, []),
     disabledPlugins: strList('disabledPlugins', raw.disabledPlugins, []),
     pluginConfig,
+    maxLayerSize,
     configDir,
     configFile: file,
   };
+}
+
+const SIZE_UNITS: Record<string, number> = { B: 1, kB: 1e3, MB: 1e6, GB: 1e9, TB: 1e12, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
+
+/** `1048576`, `'512MiB'`, `'64 GiB'`, `'1GB'` as bytes; undefined when it is none of those. */
+function byteSize(v: unknown): number | undefined {
+  if (typeof v === 'number') return Number.isSafeInteger(v) && v > 0 ? v : undefined;
+  if (typeof v !== 'string') return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(v.trim());
+  const unit = m && SIZE_UNITS[m[2] || 'B'];
+  if (!m || !unit) return undefined;
+  const bytes = Math.floor(Number(m[1]) * unit);
+  return bytes > 0 ? bytes : undefined;
 }
 
 function describe(v: unknown): string {

@@ -99,7 +99,7 @@ export class Engine {
     this.committer = new ImageCommitter({ ...making, container: (ref) => this.containers.get(ref), storage: () => this.storage() });
     this.pusher = new ImagePusher(making);
     this.archiver = new ImageArchiver(making);
-    this.importer = new ImageImporter(making);
+    this.importer = new ImageImporter({ ...making, maxLayerSize: config.maxLayerSize });
     this.builder = new ImageBuilder({ ...making, root: config.root, containers: this.containers, storage: () => this.storage(), log: log.child('build') });
     this.container.registerInstance(BlobReader, this.content);
     this.container.registerInstance(CredentialStore, new DockerConfigCredentials());
@@ -116,7 +116,7 @@ export class Engine {
     await this.volumes.open();
     const storage = this.storage();
     if (storage) {
-      this.unpacker = new StorageUnpacker(this.content, storage, (chain) => this.imageStore.layerSize(chain));
+      this.unpacker = new StorageUnpacker(this.content, storage, (chain) => this.imageStore.layerSize(chain), this.config.maxLayerSize);
       this.images.onLayersReleased = async (chains) => {
         for (const c of chains) await storage.removeLayer(c);
       };

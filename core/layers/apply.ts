@@ -16,9 +16,10 @@ import * as tar from 'tar-stream';
 import { InvalidLayerError } from './errors';
 import { entryComponents, hasDotDot, OVERLAY_OPAQUE_XATTR, whiteoutOf } from './names';
 import { ensureDirs, resolveInRoot } from './resolve';
-import { chmodNoFollow, lstatIn, openDirExact, pinRoot, removeIn, type PinnedDir } from '../sys/inroot';
+import { chmodNoFollow, lstatIn, openDirExact, pinRoot, type PinnedDir } from '../sys/inroot';
 import { MAX_MAJOR, MAX_MINOR, S_IFBLK, S_IFCHR, S_IFIFO, syscalls as defaultSyscalls, type Syscalls } from '../sys/syscalls';
 import { Coalesce } from '../util/stream';
+import { removeTree } from './util';
 
 export type WhiteoutMode = 'overlay' | 'merge';
 
@@ -146,7 +147,10 @@ function isFeedFailure(reason: unknown, feedError: Error): boolean {
 class Applier {
   private readonly sys: Syscalls;
   private readonly chown: boolean;
-  /** Paths (joined components) this layer created, which an opaque whiteout in merge mode keeps. */
+  /**
+   * Paths (joined components) this layer created, which an opaque whiteout in merge mode keeps.
+   * Only merge mode records them: an overlay layer's directory holds nothing but the layer.
+   */
   private readonly added = new Set<string>();
   private readonly dirTimes: DirTimes[] = [];
   /** The root, pinned: the tree may be a running container's, changing while we write to it. */
@@ -214,7 +218,8 @@ class Applier {
     const existing = lstatOrNullSync(target);
     const type = header.type ?? 'file';
     if (existing && !(existing.isDirectory() && type === 'directory')) {
-      if (existing.isDirectory()) removeIn(dir, base);
+      // Through the pinned parent (target is /proc/self/fd/N/base), fd-relative at any depth.
+      if (existing.isDirectory()) await removeTree(target);
       else fsSync.unlinkSync(target);
     }
     const mode = (header.mode ?? 0o644) & 0o7777;
@@ -247,7 +252,7 @@ class Applier {
           sourceDir.close();
         }
         // The link shares its target's inode and metadata: no chmod/chown (it may be a symlink).
-        this.added.add(components2.join('/'));
+        this.markAdded(components2);
         return;
       }
       case 'character-device':
@@ -269,7 +274,7 @@ class Applier {
       default:
         throw new InvalidLayerError(`entry ${JSON.stringify(name)} has unsupported type ${String(type)}`);
     }
-    this.added.add(components2.join('/'));
+    this.markAdded(components2);
     if (this.chown) fsSync.lchownSync(target, header.uid ?? 0, header.gid ?? 0);
     // chown clears setuid/setgid, so the mode comes after it; symlinks have no mode of their own.
     if (type !== 'symlink') chmodNoFollow(target, mode);
@@ -277,6 +282,10 @@ class Applier {
     const mtime = header.mtime ?? new Date(0);
     if (type === 'directory') this.dirTimes.push({ components: components2, mtime });
     else fsSync.lutimesSync(target, mtime, mtime);
+  }
+
+  private markAdded(components: string[]): void {
+    if (this.opts.whiteouts === 'merge') this.added.add(components.join('/'));
   }
 
   /** `.wh.NAME` (target set) or `.wh..wh..opq` (target null) inside `dirComponents`. */
@@ -293,14 +302,14 @@ class Applier {
         this.sys.lsetxattr(dir.hostPath, OVERLAY_OPAQUE_XATTR, Buffer.from('y'));
       } else {
         const hostPath = path.join(dir.hostPath, target);
-        await fs.rm(hostPath, { recursive: true, force: true });
+        await removeTree(hostPath);
         this.sys.mknod(hostPath, S_IFCHR | 0o000, 0, 0);
       }
       return;
     }
     if (!dirSt) return; // whiteout for something that is not there: nothing to hide
     if (target !== null) {
-      await fs.rm(path.join(dir.hostPath, target), { recursive: true, force: true });
+      await removeTree(path.join(dir.hostPath, target));
     } else {
       await this.emptyExceptAdded(dir.hostPath, dir.components);
     }
@@ -312,7 +321,7 @@ class Applier {
       const childComponents = [...components, child.name];
       const key = childComponents.join('/');
       const childPath = path.join(hostDir, child.name);
-      if (!this.added.has(key)) await fs.rm(childPath, { recursive: true, force: true });
+      if (!this.added.has(key)) await removeTree(childPath);
       else if (child.isDirectory()) await this.emptyExceptAdded(childPath, childComponents);
     }
   }

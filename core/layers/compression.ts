@@ -7,6 +7,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream';
 import zlib from 'node:zlib';
 import { InvalidLayerError } from './errors';
+import { humanSize } from '../util/format';
 
 export type LayerCompression = 'none' | 'gzip' | 'zstd';
 
@@ -18,8 +19,49 @@ export function layerCompression(mediaType: string): LayerCompression {
   throw new InvalidLayerError(`unsupported layer media type ${JSON.stringify(mediaType)}`);
 }
 
-/** The uncompressed tar stream of a layer blob. Errors (bad gzip, trailing data) surface on the returned stream. */
-export function openLayerStream(blob: Readable, mediaType: string): Readable {
+/** A cap on the bytes a layer may unpack to; `what` names the layer in the error. */
+export interface LayerSizeLimit {
+  bytes: number;
+  what: string;
+}
+
+/** 64 GiB: far above any real layer, far below what a gzip bomb can expand to. */
+export const DEFAULT_MAX_LAYER_SIZE = 64 * 1024 ** 3;
+
+/** Fails the stream as soon as more than `limit.bytes` have passed (a gzip or tar bomb). */
+export class SizeLimit extends Transform {
+  private bytes = 0;
+  constructor(private readonly limit: LayerSizeLimit) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.limit.bytes) {
+      cb(new InvalidLayerError(`${this.limit.what} unpacks to more than ${humanSize(this.limit.bytes)} (${this.limit.bytes} bytes, the maxLayerSize limit of the berth config): refused`));
+      return;
+    }
+    cb(null, chunk);
+  }
+}
+
+/**
+ * The uncompressed tar stream of a layer blob, cut off past `limit` when one is given. Errors
+ * (bad gzip, trailing data, the limit) surface on the returned stream.
+ */
+export function openLayerStream(blob: Readable, mediaType: string, limit?: LayerSizeLimit): Readable {
+  const out = openDecompressed(blob, mediaType);
+  if (!limit) return out;
+  const limited = new SizeLimit(limit);
+  pipeline(out, limited, (err) => {
+    if (err && !limited.destroyed) limited.destroy(err);
+  });
+  limited.once('close', () => {
+    if (!out.destroyed) out.destroy();
+  });
+  return limited;
+}
+
+function openDecompressed(blob: Readable, mediaType: string): Readable {
   const compression = layerCompression(mediaType);
   if (compression === 'none') return blob;
   if (compression === 'zstd') {

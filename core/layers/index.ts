@@ -25,4 +25,4 @@ export {
   type TreeDiff,
 } from './tree';
 export { writeLayerTar } from './write';
-export { diskUsage, drain, usageByEntry } from './util';
+export { diskUsage, drain, listQuarantined, quarantineDir, removeOrQuarantine, removeTree, usageByEntry, walkTree, type Quarantine, type WalkVisitor } from './util';

@@ -28,7 +28,10 @@ import {
   usageByEntry,
   drain,
   overlayUpperChanges,
+  removeOrQuarantine,
+  removeTree,
   writeLayerTar,
+  type Quarantine,
 } from '../../core/layers';
 import { MNT_DETACH, type Syscalls } from '../../core/sys/syscalls';
 import { mountPoints } from './mountinfo';
@@ -54,7 +57,16 @@ export class OverlayDriver implements StorageDriver {
   private readonly mounts = new Map<string, number>();
   private readonly locks = new Map<string, Promise<unknown>>();
 
-  constructor(private readonly stateDir: string, private readonly sys: Syscalls, private readonly config: OverlayConfig) {
+  /**
+   * `quarantine`: where recover() moves what it cannot remove (`<root>/quarantine`), so nothing a
+   * container left can stop berthd from starting.
+   */
+  constructor(
+    private readonly stateDir: string,
+    private readonly sys: Syscalls,
+    private readonly config: OverlayConfig,
+    private readonly quarantine: Quarantine = { dir: path.join(stateDir, 'quarantine') },
+  ) {
     this.layersDir = path.join(stateDir, 'layers');
     this.linksDir = path.join(stateDir, 'l');
     this.containersDir = path.join(stateDir, 'containers');
@@ -121,12 +133,12 @@ export class OverlayDriver implements StorageDriver {
       } catch (err) {
         // The same layer applied twice at once: the first rename wins, this copy goes.
         if (!['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '')) throw err;
-        await fs.rm(tmp, { recursive: true, force: true });
+        await removeTree(tmp);
         return { size: await diskUsage(path.join(finalDir, 'diff')) };
       }
     } catch (err) {
       tar.destroy();
-      await fs.rm(tmp, { recursive: true, force: true });
+      await removeTree(tmp);
       throw err;
     }
     await this.ensureLink(chainIdHex(chainId), link);
@@ -174,7 +186,7 @@ export class OverlayDriver implements StorageDriver {
       throw err;
     }
     if (/^[A-Z0-9]+$/.test(link)) await fs.rm(path.join(this.linksDir, link), { force: true });
-    await fs.rm(doomed, { recursive: true, force: true });
+    await removeOrQuarantine(doomed, this.quarantine);
   }
 
   /** The short link names of a layer and its ancestors, topmost first. */
@@ -215,7 +227,7 @@ export class OverlayDriver implements StorageDriver {
         ]);
         await fs.rename(tmp, dir);
       } catch (err) {
-        await fs.rm(tmp, { recursive: true, force: true });
+        await removeTree(tmp);
         throw err;
       }
     });
@@ -299,7 +311,7 @@ export class OverlayDriver implements StorageDriver {
       if ((await mountPoints()).includes(merged)) await this.umount(merged);
       const doomed = path.join(this.containersDir, `tmp-rm-${containerId}`);
       await fs.rename(dir, doomed);
-      await fs.rm(doomed, { recursive: true, force: true });
+      await removeOrQuarantine(doomed, this.quarantine);
     });
   }
 
@@ -336,11 +348,15 @@ export class OverlayDriver implements StorageDriver {
       const [id, sub, ...rest] = point.slice(prefix.length).split(path.sep);
       if (sub !== 'merged' || rest.length > 0) continue;
       if (live.has(id)) this.mounts.set(id, Math.max(1, this.mounts.get(id) ?? 0));
-      else await this.umount(point);
+      else {
+        await this.umount(point).catch((err) =>
+          this.quarantine.log?.warn('could not unmount a stale container rootfs', { path: point, error: (err as Error).message }),
+        );
+      }
     }
     for (const dir of [this.layersDir, this.containersDir]) {
       for (const name of await fs.readdir(dir)) {
-        if (name.startsWith('tmp-')) await fs.rm(path.join(dir, name), { recursive: true, force: true });
+        if (name.startsWith('tmp-')) await removeOrQuarantine(path.join(dir, name), this.quarantine);
       }
     }
     for (const name of await fs.readdir(this.linksDir)) {

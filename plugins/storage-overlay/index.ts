@@ -3,6 +3,7 @@ import { definePlugin } from '../../core/contracts/plugin';
 import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
 import type { StorageDriver } from '../../core/contracts/storage';
 import { syscalls } from '../../core/sys/syscalls';
+import { quarantineDir } from '../../core/layers';
 import { OverlayDriver, type OverlayConfig } from './driver';
 
 export default definePlugin<OverlayConfig, StorageDriver>({
@@ -19,7 +20,7 @@ export default definePlugin<OverlayConfig, StorageDriver>({
   async init(ctx) {
     const filesystems = await fs.readFile('/proc/filesystems', 'utf8').catch(() => '');
     if (!/\toverlay$/m.test(filesystems)) throw new SkipPlugin('overlayfs not available: the kernel lists no overlay filesystem');
-    const driver = new OverlayDriver(ctx.stateDir, syscalls, ctx.config);
+    const driver = new OverlayDriver(ctx.stateDir, syscalls, ctx.config, { dir: quarantineDir(ctx.root), log: ctx.log });
     await driver.init();
     try {
       await driver.probe();

@@ -19,7 +19,10 @@ import {
   diskUsage,
   usageByEntry,
   drain,
+  removeOrQuarantine,
+  removeTree,
   writeLayerTar,
+  type Quarantine,
 } from '../../core/layers';
 import type { Syscalls } from '../../core/sys/syscalls';
 import { copyTree } from './copy';
@@ -36,7 +39,13 @@ export class VfsDriver implements StorageDriver {
   private readonly containersDir: string;
   private readonly mounts = new Map<string, number>();
 
-  constructor(stateDir: string, private readonly sys: Syscalls, private readonly config: VfsConfig) {
+  /** `quarantine`: where what cannot be removed goes (`<root>/quarantine`), so removal and start go on. */
+  constructor(
+    stateDir: string,
+    private readonly sys: Syscalls,
+    private readonly config: VfsConfig,
+    private readonly quarantine: Quarantine = { dir: path.join(stateDir, 'quarantine') },
+  ) {
     this.layersDir = path.join(stateDir, 'layers');
     this.containersDir = path.join(stateDir, 'containers');
   }
@@ -75,7 +84,7 @@ export class VfsDriver implements StorageDriver {
       await fs.rename(tmp, finalDir);
     } catch (err) {
       tar.destroy();
-      await fs.rm(tmp, { recursive: true, force: true });
+      await removeTree(tmp);
       throw err;
     }
     return { size: await diskUsage(finalDir) };
@@ -95,7 +104,7 @@ export class VfsDriver implements StorageDriver {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    await fs.rm(doomed, { recursive: true, force: true });
+    await removeOrQuarantine(doomed, this.quarantine);
   }
 
   async create(containerId: string, topChainId: string | null): Promise<void> {
@@ -114,7 +123,7 @@ export class VfsDriver implements StorageDriver {
       await fs.writeFile(path.join(tmp, 'image'), topChainId ?? '');
       await fs.rename(tmp, dir);
     } catch (err) {
-      await fs.rm(tmp, { recursive: true, force: true });
+      await removeTree(tmp);
       throw err;
     }
   }
@@ -147,7 +156,7 @@ export class VfsDriver implements StorageDriver {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    await fs.rm(doomed, { recursive: true, force: true });
+    await removeOrQuarantine(doomed, this.quarantine);
   }
 
   private async treeDiff(containerId: string) {
@@ -178,7 +187,7 @@ export class VfsDriver implements StorageDriver {
   async recover(): Promise<void> {
     for (const dir of [this.layersDir, this.containersDir]) {
       for (const name of await fs.readdir(dir)) {
-        if (name.startsWith('tmp-')) await fs.rm(path.join(dir, name), { recursive: true, force: true });
+        if (name.startsWith('tmp-')) await removeOrQuarantine(path.join(dir, name), this.quarantine);
       }
     }
   }

@@ -2,6 +2,7 @@ import { definePlugin } from '../../core/contracts/plugin';
 import { ConfigError } from '../../core/contracts/errors';
 import type { StorageDriver } from '../../core/contracts/storage';
 import { syscalls } from '../../core/sys/syscalls';
+import { quarantineDir } from '../../core/layers';
 import { VfsDriver, type VfsConfig } from './driver';
 
 export default definePlugin<VfsConfig, StorageDriver>({
@@ -16,7 +17,7 @@ export default definePlugin<VfsConfig, StorageDriver>({
     return { copyConcurrency };
   },
   async init(ctx) {
-    const driver = new VfsDriver(ctx.stateDir, syscalls, ctx.config);
+    const driver = new VfsDriver(ctx.stateDir, syscalls, ctx.config, { dir: quarantineDir(ctx.root), log: ctx.log });
     await driver.init();
     return driver;
   },

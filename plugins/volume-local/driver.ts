@@ -2,6 +2,7 @@
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { InvalidArgumentError } from '../../core/contracts/errors';
+import { removeTree } from '../../core/layers';
 import type { VolumeCreateRequest, VolumeDriver, VolumeInfo } from '../../core/contracts/volume';
 
 export class LocalVolumeDriver implements VolumeDriver {
@@ -28,7 +29,8 @@ export class LocalVolumeDriver implements VolumeDriver {
   }
 
   async remove(name: string): Promise<void> {
-    await fs.rm(this.dir(name), { recursive: true, force: true });
+    // A container may have filled the volume with a tree of any depth.
+    await removeTree(this.dir(name));
   }
 
   async list(): Promise<VolumeInfo[]> {

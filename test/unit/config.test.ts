@@ -59,9 +59,22 @@ describe('validateConfig', () => {
       requiredPlugins: ['storage.vfs'],
       disabledPlugins: ['isolator.cgroups'],
       pluginConfig: { 'runtime.oci': { binary: 'runc' } },
+      maxLayerSize: 64 * 1024 ** 3,
       configDir: '/etc/berth',
       configFile: FILE,
     });
+  });
+
+  it('reads maxLayerSize as bytes or as a size with a unit, and names the key when it is neither', () => {
+    expect(validateConfig({ maxLayerSize: 1048576 }, FILE).maxLayerSize).toBe(1048576);
+    expect(validateConfig({ maxLayerSize: '512MiB' }, FILE).maxLayerSize).toBe(512 * 1024 ** 2);
+    expect(validateConfig({ maxLayerSize: '64 GiB' }, FILE).maxLayerSize).toBe(64 * 1024 ** 3);
+    expect(validateConfig({ maxLayerSize: '2GB' }, FILE).maxLayerSize).toBe(2e9);
+    for (const bad of [0, -5, 1.5, '12 parsecs', 'lots', true]) {
+      const err = configError(() => validateConfig({ maxLayerSize: bad }, FILE));
+      expect(err.key).toBe('maxLayerSize');
+      expect(err.message).toMatch(/expected a positive number of bytes or a size like "64GiB"/);
+    }
   });
 
   it('lets command-line overrides win, resolving relative paths from the working directory', () => {

@@ -4,6 +4,7 @@ import { ENGINE_VERSION } from '../../kernel/engine';
 import { BerthError } from '../../contracts/errors';
 import { parseReference } from '../../images/reference';
 import { diskUsage, pruneContainers, pruneImages } from '../../kernel/disk-usage';
+import { listQuarantined } from '../../layers/util';
 import { API_VERSION, MIN_API_VERSION, type Router, filtersParam, readJsonBody, sendJson } from '../router';
 import { AUTH_CONFIG, checkBody } from '../validate';
 
@@ -110,7 +111,10 @@ export function systemRoutes(router: Router, engine: Engine): void {
 
   router.add('GET', '/berth/plugins', (_req, res) => sendJson(res, 200, engine.plugins.infos));
 
-  router.add('POST', '/berth/system/check', async (_req, res) => sendJson(res, 200, await engine.images.check()));
+  // Trees a removal could not delete (see core/layers removeOrQuarantine) are reported with the store.
+  router.add('POST', '/berth/system/check', async (_req, res) =>
+    sendJson(res, 200, { ...(await engine.images.check()), quarantined: await listQuarantined(engine.config.root) }),
+  );
 }
 
 /** Go's GOARCH names, which docker clients expect (amd64, arm64, ...). */

@@ -112,6 +112,23 @@ function packContext(root: string, paths: string[], extra?: { name: string; data
 }
 
 
+/** The context's .dockerignore, if any: a regular file only (O_NONBLOCK: a FIFO must not hang the CLI). */
+function readIgnoreFile(file: string): string | undefined {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new UsageError(`unable to prepare context: cannot read ${file}: ${(e as Error).message}`);
+  }
+  try {
+    if (!fs.fstatSync(fd).isFile()) throw new UsageError(`unable to prepare context: ${file} is not a regular file`);
+    return fs.readFileSync(fd, 'utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export async function build({ client, argv, out, err }: CommandContext): Promise<number> {
   const { rest, rm } = takeRm(argv);
   const { values, positionals } = parse(
@@ -172,7 +189,7 @@ export async function build({ client, argv, out, err }: CommandContext): Promise
       } else dockerfileRel = rel.split(path.sep).join('/');
     }
     const ignoreFile = path.join(root, '.dockerignore');
-    const ignore = IgnoreMatcher.parse(fs.existsSync(ignoreFile) ? fs.readFileSync(ignoreFile, 'utf8') : undefined);
+    const ignore = IgnoreMatcher.parse(readIgnoreFile(ignoreFile));
     // The Dockerfile and .dockerignore always travel, even when .dockerignore names them.
     const keep = new Set([dockerfileRel, '.dockerignore']);
     body = packContext(root, walkContext(root, ignore, keep), extra);

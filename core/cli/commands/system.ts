@@ -57,8 +57,10 @@ export async function check({ client, out }: CommandContext): Promise<number> {
   for (const d of r.corrupt) out.write(`corrupt: ${d}\n`);
   for (const d of r.missing) out.write(`missing: ${d}\n`);
   for (const d of r.orphaned) out.write(`orphaned: ${d}\n`);
-  const clean = !r.corrupt.length && !r.missing.length && !r.orphaned.length;
-  out.write(clean ? 'store is clean\n' : `${r.corrupt.length} corrupt, ${r.missing.length} missing, ${r.orphaned.length} orphaned\n`);
+  const quarantined: string[] = r.quarantined ?? [];
+  for (const p of quarantined) out.write(`quarantined (could not be removed; inspect and delete by hand): ${p}\n`);
+  const clean = !r.corrupt.length && !r.missing.length && !r.orphaned.length && !quarantined.length;
+  out.write(clean ? 'store is clean\n' : `${r.corrupt.length} corrupt, ${r.missing.length} missing, ${r.orphaned.length} orphaned, ${quarantined.length} quarantined\n`);
   return r.corrupt.length || r.missing.length ? 1 : 0;
 }
 
