@@ -5,6 +5,7 @@
  */
 import * as path from 'node:path';
 import { ConfigError } from '../contracts/errors';
+import { DEFAULT_LOG_DRIVER, checkLogConfig } from '../containers/log-config';
 
 export interface RegistryHostConfig {
   insecure?: boolean;
@@ -26,6 +27,9 @@ export interface BerthConfig {
   /** Plugin URIs to leave out. */
   disabledPlugins: string[];
   pluginConfig: Record<string, Record<string, unknown>>;
+  /** Containers' default log driver and options (daemon.json's `log-driver`, `log-opts`). */
+  logDriver: string;
+  logOpts: Record<string, string>;
   /** Folder third-party plugin paths are resolved from (the config file's folder, else cwd). */
   configDir: string;
   /** The config file in use, if any. */
@@ -44,9 +48,14 @@ export const DEFAULT_CONFIG: Omit<BerthConfig, 'configDir'> = {
   requiredPlugins: [],
   disabledPlugins: [],
   pluginConfig: {},
+  logDriver: DEFAULT_LOG_DRIVER,
+  logOpts: {},
 };
 
-const KNOWN_KEYS = new Set(Object.keys(DEFAULT_CONFIG));
+/** daemon.json's spellings, accepted as they are so its log settings can be copied over. */
+const ALIASES: Record<string, keyof typeof DEFAULT_CONFIG> = { 'log-driver': 'logDriver', 'log-opts': 'logOpts' };
+
+const KNOWN_KEYS = new Set([...Object.keys(DEFAULT_CONFIG), ...Object.keys(ALIASES)]);
 
 /** Command-line and environment overrides; they win over the file. */
 export interface ConfigOverrides {
@@ -67,6 +76,13 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
   for (const key of Object.keys(raw)) {
     if (!KNOWN_KEYS.has(key)) throw fail(key, `unknown key (known: ${[...KNOWN_KEYS].join(', ')})`);
   }
+  const given = raw;
+  /** The value under a key or its daemon.json spelling, and the name it was given under. */
+  const aliased = (key: keyof typeof DEFAULT_CONFIG): [unknown, string] => {
+    const alias = Object.keys(ALIASES).find((a) => ALIASES[a] === key)!;
+    if (alias in given && key in given) throw fail(alias, `both ${alias} and ${key} are set: keep one`);
+    return alias in given ? [given[alias], alias] : [given[key], key];
+  };
   const str = (key: string, v: unknown, fallback: string): string => {
     if (v === undefined) return fallback;
     if (typeof v !== 'string' || !v) throw fail(key, `expected a non-empty string, got ${describe(v)}`);
@@ -114,6 +130,13 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
     }
   }
 
+  const [rawDriver, driverKey] = aliased('logDriver');
+  const [rawOpts, optsKey] = aliased('logOpts');
+  const logDriver = str(driverKey, rawDriver, DEFAULT_CONFIG.logDriver);
+  if (rawOpts !== undefined && !isObject(rawOpts)) throw fail(optsKey, `expected an object of strings like { "max-size": "10m" }, got ${describe(rawOpts)}`);
+  const logOpts = { ...(rawOpts as Record<string, string> | undefined) };
+  checkLogConfig({ Type: logDriver, Config: logOpts }, (key, msg) => fail(key === 'Type' ? driverKey : `${optsKey}.${key}`, msg));
+
   const configDir = file ? path.dirname(path.resolve(file)) : process.cwd();
   // Command-line paths are relative to the working directory; a relative path in a config file is
   // ambiguous (cwd of whoever starts berthd), so it is refused rather than silently resolved.
@@ -131,6 +154,8 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
     requiredPlugins: strList('requiredPlugins', raw.requiredPlugins, []),
     disabledPlugins: strList('disabledPlugins', raw.disabledPlugins, []),
     pluginConfig,
+    logDriver,
+    logOpts,
     configDir,
     configFile: file,
   };
