@@ -1177,7 +1177,7 @@ static void client_control(struct client *c) {
   }
 }
 
-/* Read what one client sent; returns -1 when it is gone. */
+/* Read what one client sent: 1 when something was read, 0 when nothing is there, -1 when it is gone. */
 static int client_read(struct client *c) {
   unsigned char buf[CHUNK];
   size_t room = sizeof stdin_buf - stdin_len;
@@ -1210,7 +1210,14 @@ static int client_read(struct client *c) {
     c->remaining -= (uint32_t)take;
     if (c->remaining == 0) c->hdr_got = 0;
   }
-  return 0;
+  return 1;
+}
+
+/* A client whose socket cannot be written to any more: what it sent before it closed still
+ * counts (a one-shot `kill` client sends its SIGNAL frame and closes before READY reaches it). */
+static void drop_unwritable_client(int i) {
+  while (client_read(&clients[i]) > 0) {}
+  drop_client(i);
 }
 
 static int listen_attach(void) {
@@ -1542,7 +1549,7 @@ int main(int argc, char **argv) {
     for (int i = n_clients - 1; i >= 0; i--) {
       if (first_client + i >= np) continue; /* accepted in this round */
       short re = pfd[first_client + i].revents;
-      if ((re & POLLOUT) && client_flush(&clients[i]) < 0) { drop_client(i); continue; }
+      if ((re & POLLOUT) && client_flush(&clients[i]) < 0) { drop_unwritable_client(i); continue; }
       if ((re & (POLLIN | POLLHUP | POLLERR)) && client_read(&clients[i]) < 0) { drop_client(i); continue; }
     }
     if (pty_master >= 0 && stdin_len) { /* the pty master is never full in practice: write through */
@@ -1551,7 +1558,7 @@ int main(int argc, char **argv) {
       else if (w < 0 && errno != EAGAIN) stdin_len = 0;
     }
     for (int i = n_clients - 1; i >= 0; i--)
-      if (clients[i].out_len && client_flush(&clients[i]) < 0) drop_client(i);
+      if (clients[i].out_len && client_flush(&clients[i]) < 0) drop_unwritable_client(i);
   }
   log_entry(&streams[0]);
   log_entry(&streams[1]);
