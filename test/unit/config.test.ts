@@ -59,6 +59,8 @@ describe('validateConfig', () => {
       requiredPlugins: ['storage.vfs'],
       disabledPlugins: ['isolator.cgroups'],
       pluginConfig: { 'runtime.oci': { binary: 'runc' } },
+      logDriver: 'json-file',
+      logOpts: {},
       configDir: '/etc/berth',
       configFile: FILE,
     });
