@@ -36,9 +36,23 @@ export interface RelayOptions {
   detachKeys?: Buffer;
 }
 
-/** Monitor frames -> client (raw with a TTY, Docker's 8-byte frames without); client -> stdin. */
+/**
+ * Monitor frames -> client (raw with a TTY, Docker's 8-byte frames without); client -> stdin.
+ * A client that reads slower than the container writes stops berthd reading the monitor until
+ * it catches up, so berthd holds at most one socket's worth for it (the monitor bounds the rest).
+ */
 export function relayMonitor(client: Socket, monitor: Socket, o: RelayOptions): void {
   monitor.on('error', () => client.end());
+  let draining = false;
+  const toClient = (data: Buffer) => {
+    if (client.write(data) || draining || client.destroyed) return;
+    draining = true;
+    monitor.pause();
+    client.once('drain', () => {
+      draining = false;
+      monitor.resume();
+    });
+  };
   const decoder = new FrameDecoder(({ type, payload }) => {
     if (type === MonitorFrame.exit) {
       try {
@@ -50,19 +64,30 @@ export function relayMonitor(client: Socket, monitor: Socket, o: RelayOptions): 
       monitor.end();
       return;
     }
+    if (type === MonitorFrame.refused) {
+      const line = Buffer.from(`${payload.toString('utf8')}\r\n`);
+      client.end(o.tty ? line : muxFrame(2, line));
+      return;
+    }
+    if (type !== MonitorFrame.stdout && type !== MonitorFrame.stderr) return;
     const stream = type === MonitorFrame.stderr ? 2 : 1;
     if ((stream === 1 && !o.stdout) || (stream === 2 && !o.stderr)) return;
-    client.write(o.tty ? payload : muxFrame(stream, payload));
+    toClient(o.tty ? payload : muxFrame(stream, payload));
   });
   monitor.on('data', (chunk: Buffer) => decoder.push(chunk));
   monitor.on('close', () => client.end());
+  monitor.resume(); // paused while berthd waited for the monitor's READY
   if (o.stdin) {
     const watcher = o.tty && o.detachKeys ? new DetachWatcher(o.detachKeys) : undefined;
     let detached = false;
     client.on('data', (chunk: Buffer) => {
       if (detached) return;
       const { pass, detach } = watcher ? watcher.feed(chunk) : { pass: chunk, detach: false };
-      if (pass.length) monitor.write(stdinFrame(pass));
+      // Stdin the container does not read backs up to the client the same way.
+      if (pass.length && !monitor.write(stdinFrame(pass))) {
+        client.pause();
+        monitor.once('drain', () => client.resume());
+      }
       if (!detach) return;
       // As dockerd: the client's connection closes, the container and its stdin go on.
       detached = true;
@@ -73,5 +98,9 @@ export function relayMonitor(client: Socket, monitor: Socket, o: RelayOptions): 
       if (!detached) monitor.write(closeStdinFrame());
     });
   } else client.resume();
-  client.on('close', () => monitor.end());
+  client.on('close', () => {
+    // Read on to the monitor's close, so the socket goes even if it was paused for this client.
+    monitor.resume();
+    monitor.end();
+  });
 }

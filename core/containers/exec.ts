@@ -109,6 +109,7 @@ export class ExecSessions {
       loopbackUp: false,
       oomCgroup: undefined,
       logPath: '/dev/null',
+      logRotation: undefined,
       // Privileged exec keeps every capability, as `docker exec --privileged` does.
       capabilities: cfg.Privileged ? [...CAPABILITIES] : containerPlan.capabilities,
       process: {

@@ -27,6 +27,7 @@ import { connectUnix } from '../util/unix-socket';
 import { type VolumeManager, parseMounts } from '../volumes/manager';
 import { mergeEnv } from './env';
 import { type ExecConfig, ExecSessions } from './exec';
+import { DEFAULT_LOG_DRIVER, type LogConfig, checkLogConfig, resolveLogConfig } from './log-config';
 import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
 import { ensureWorkingDir, resolveUser } from './user';
 
@@ -55,6 +56,8 @@ export interface ManagerDeps {
   /** Networks (bridges, published ports, DNS) and volumes; absent in tests that need neither. */
   networks?: NetworkManager;
   volumes?: VolumeManager;
+  /** The daemon's log driver and options (config `logDriver`, `logOpts`); default json-file. */
+  logConfig?: LogConfig;
 }
 
 export type WaitCondition = 'not-running' | 'next-exit' | 'removed';
@@ -138,6 +141,8 @@ export class ContainerManager extends EventEmitter {
     const recName = this.store.reserveName(name, id);
     const hostConfig: HostConfigSpec = { NetworkMode: 'default', ...(req.HostConfig ?? {}) };
     validateHostConfig(hostConfig, !!this.deps.networks, !!this.deps.volumes);
+    hostConfig.LogConfig = resolveLogConfig(hostConfig.LogConfig, this.daemonLogConfig());
+    checkLogConfig(hostConfig.LogConfig, (key, msg) => new InvalidArgumentError(key === 'Type' ? msg : `log-opt ${key}: ${msg}`));
     // Networks and volumes are checked before anything exists: a port conflict leaves no container.
     const exposed = Object.keys({ ...(imageConfig.ExposedPorts ?? {}), ...(req.ExposedPorts ?? {}) });
     const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed, req.MacAddress);
@@ -274,6 +279,9 @@ export class ContainerManager extends EventEmitter {
         rec.Config.Hostname,
       );
       plan.sessionKeyring = `_ses.${id}`;
+      const logRotation = checkLogConfig(this.logConfigOf(rec), (key, msg) => new InvalidArgumentError(`log-opt ${key}: ${msg}`));
+      if (!logRotation) plan.logPath = '/dev/null'; // the none driver
+      else if (logRotation.maxSize) plan.logRotation = { maxSize: logRotation.maxSize, maxFiles: logRotation.maxFiles };
       if (this.deps.volumes) plan.mounts.push(...(await this.deps.volumes.planMounts(id, rootfs)));
       // 2. Each isolator, in config order: host-side setup, then its part of the plan.
       for (const iso of isolators) {
@@ -555,6 +563,15 @@ export class ContainerManager extends EventEmitter {
 
   // ---- logs and attach ---------------------------------------------------------------------
 
+  private daemonLogConfig(): LogConfig {
+    return this.deps.logConfig ?? { Type: DEFAULT_LOG_DRIVER, Config: {} };
+  }
+
+  /** The container's log config; records made before LogConfig was kept get the daemon's. */
+  logConfigOf(rec: ContainerRecord): LogConfig {
+    return rec.HostConfig.LogConfig ?? resolveLogConfig(undefined, this.daemonLogConfig());
+  }
+
   logPath(ref: string): string {
     const rec = this.store.get(ref);
     return this.runtime().logPath(rec.Id, this.store.stateDir(rec.Id));
@@ -729,7 +746,7 @@ export class ContainerManager extends EventEmitter {
       MountLabel: '',
       ProcessLabel: '',
       AppArmorProfile: '',
-      HostConfig: rec.HostConfig,
+      HostConfig: { ...rec.HostConfig, LogConfig: this.logConfigOf(rec) },
       GraphDriver: { Name: rec.Driver, Data: null },
       Mounts: (rec.HostConfig.Binds ?? []).map((b) => {
         const [Source, Destination, mode = ''] = b.split(':');

@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import { ensureDir, readJson, writeJsonAtomic } from '../util/fs';
+import type { LogConfig } from './log-config';
 
 export interface ContainerState {
   Status: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -55,6 +56,8 @@ export interface HostConfigSpec {
   AutoRemove?: boolean;
   RestartPolicy?: { Name: string; MaximumRetryCount?: number };
   Init?: boolean | null;
+  /** Completed at create from the daemon's default (core/containers/log-config.ts). */
+  LogConfig?: LogConfig;
   [key: string]: unknown;
 }
 

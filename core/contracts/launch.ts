@@ -56,6 +56,8 @@ export interface LaunchPlan {
   oomCgroup?: string;
   /** Where the monitor writes the json-file log; default `<stateDir>/container.log`. */
   logPath?: string;
+  /** Rotate the log as dockerd's json-file does: past maxSize bytes, keep maxFiles files in all. */
+  logRotation?: { maxSize: number; maxFiles: number };
   /** A seccomp filter for the process (and exec sessions, which copy the container's plan). */
   seccomp?: SeccompSpec;
   /**

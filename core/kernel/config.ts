@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { ConfigError } from '../contracts/errors';
 import { DEFAULT_MAX_LAYER_SIZE } from '../layers/compression';
+import { DEFAULT_LOG_DRIVER, checkLogConfig } from '../containers/log-config';
 
 export interface RegistryHostConfig {
   insecure?: boolean;
@@ -32,6 +33,9 @@ export interface BerthConfig {
    * A number of bytes or a string with a unit (`'64GiB'`, `'512MiB'`); default 64 GiB.
    */
   maxLayerSize: number;
+  /** Containers' default log driver and options (daemon.json's `log-driver`, `log-opts`). */
+  logDriver: string;
+  logOpts: Record<string, string>;
   /** Folder third-party plugin paths are resolved from (the config file's folder, else cwd). */
   configDir: string;
   /** The config file in use, if any. */
@@ -51,9 +55,14 @@ export const DEFAULT_CONFIG: Omit<BerthConfig, 'configDir'> = {
   disabledPlugins: [],
   pluginConfig: {},
   maxLayerSize: DEFAULT_MAX_LAYER_SIZE,
+  logDriver: DEFAULT_LOG_DRIVER,
+  logOpts: {},
 };
 
-const KNOWN_KEYS = new Set(Object.keys(DEFAULT_CONFIG));
+/** daemon.json's spellings, accepted as they are so its log settings can be copied over. */
+const ALIASES: Record<string, keyof typeof DEFAULT_CONFIG> = { 'log-driver': 'logDriver', 'log-opts': 'logOpts' };
+
+const KNOWN_KEYS = new Set([...Object.keys(DEFAULT_CONFIG), ...Object.keys(ALIASES)]);
 
 /** Command-line and environment overrides; they win over the file. */
 export interface ConfigOverrides {
@@ -74,6 +83,13 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
   for (const key of Object.keys(raw)) {
     if (!KNOWN_KEYS.has(key)) throw fail(key, `unknown key (known: ${[...KNOWN_KEYS].join(', ')})`);
   }
+  const given = raw;
+  /** The value under a key or its daemon.json spelling, and the name it was given under. */
+  const aliased = (key: keyof typeof DEFAULT_CONFIG): [unknown, string] => {
+    const alias = Object.keys(ALIASES).find((a) => ALIASES[a] === key)!;
+    if (alias in given && key in given) throw fail(alias, `both ${alias} and ${key} are set: keep one`);
+    return alias in given ? [given[alias], alias] : [given[key], key];
+  };
   const str = (key: string, v: unknown, fallback: string): string => {
     if (v === undefined) return fallback;
     if (typeof v !== 'string' || !v) throw fail(key, `expected a non-empty string, got ${describe(v)}`);
@@ -123,6 +139,12 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
 
   const maxLayerSize = raw.maxLayerSize === undefined ? DEFAULT_MAX_LAYER_SIZE : byteSize(raw.maxLayerSize);
   if (maxLayerSize === undefined) throw fail('maxLayerSize', `expected a positive number of bytes or a size like "64GiB", got ${describe(raw.maxLayerSize)}`);
+  const [rawDriver, driverKey] = aliased('logDriver');
+  const [rawOpts, optsKey] = aliased('logOpts');
+  const logDriver = str(driverKey, rawDriver, DEFAULT_CONFIG.logDriver);
+  if (rawOpts !== undefined && !isObject(rawOpts)) throw fail(optsKey, `expected an object of strings like { "max-size": "10m" }, got ${describe(rawOpts)}`);
+  const logOpts = { ...(rawOpts as Record<string, string> | undefined) };
+  checkLogConfig({ Type: logDriver, Config: logOpts }, (key, msg) => fail(key === 'Type' ? driverKey : `${optsKey}.${key}`, msg));
 
   const configDir = file ? path.dirname(path.resolve(file)) : process.cwd();
   // Command-line paths are relative to the working directory; a relative path in a config file is
@@ -142,6 +164,8 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
     disabledPlugins: strList('disabledPlugins', raw.disabledPlugins, []),
     pluginConfig,
     maxLayerSize,
+    logDriver,
+    logOpts,
     configDir,
     configFile: file,
   };

@@ -92,6 +92,7 @@ export class Engine {
       log: log.child('containers'),
       networks: this.networks,
       volumes: this.volumes,
+      logConfig: { Type: config.logDriver, Config: config.logOpts },
     });
     this.images.imageUsers = (id) => this.containers.usersOf(id);
     this.publishContainerEvents();

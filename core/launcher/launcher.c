@@ -10,7 +10,8 @@
  * Plan format (line oriented, versioned). First line `berth-plan 1`. Every other line is
  * `KEY VALUE`, VALUE split into fields on TAB; in every field `\\` `\n` `\t` stand for backslash,
  * newline and tab. Keys (see core/launcher/plan.ts, the only writer):
- *   state-dir P | log P | namespace pid|mount|uts|ipc|net|cgroup|user | join TYPE\tPATH
+ *   state-dir P | log P | log-max-size BYTES | log-max-files N | namespace pid|mount|uts|ipc|net|cgroup|user
+ *   join TYPE\tPATH
  *   rootfs P | readonly-rootfs | mount DEST\tTYPE\tSOURCE\tOPT,OPT | device PATH\tc|b\tMAJ\tMIN\tMODE8\tUID\tGID
  *   symlink TARGET\tPATH | mask P | readonly P | hostname H | loopback-up | rlimit RES\tSOFT\tHARD (-1 = inf)
  *   caps HEX | no-new-privileges | uid N | gid N | group N | cwd P | arg A | env K=V | terminal
@@ -27,13 +28,20 @@
  *   <state>/runtime.json  {"pid","monitorPid","pidStartTime","monitorStartTime","startedAt"} after exec
  *   <state>/exit          {"exitCode","signal","oomKilled","finishedAt","error"} written tmp + rename,
  *                         after the child exited and its output drained
- *   <log>                 Docker json-file: {"log":"line\n","stream":"stdout","time":"RFC3339Nano"}
+ *   <log>                 Docker json-file: {"log":"line\n","stream":"stdout","time":"RFC3339Nano"}.
+ *                         With log-max-size, an entry that would take the file past it rotates first,
+ *                         as dockerd does: <log> -> <log>.1 -> ... -> <log>.(N-1), the oldest dropped;
+ *                         with log-max-files 1 the file is truncated in place.
  *   <state>/attach.sock   SOCK_STREAM, exists while the container runs. Frames both ways are
  *                         [1 byte type][4 byte big-endian length][payload].
  *       client -> monitor: 0 stdin data, 1 close stdin, 2 resize (u16 rows, u16 cols BE),
  *                          3 signal (u32 BE signal number; sent through a pidfd)
- *       monitor -> client: 1 stdout, 2 stderr (with a terminal everything is 1),
+ *       monitor -> client: 4 ready (empty: first on every accepted connection), or instead
+ *                          5 refused (payload: why; the monitor already serves MAX_CLIENTS),
+ *                          1 stdout, 2 stderr (with a terminal everything is 1),
  *                          3 exit (payload: the exit file's JSON), then the monitor closes.
+ *       The container never waits for a client: a client with CLIENT_BACKLOG_MAX bytes not yet
+ *       read misses output until it catches up (the log keeps everything).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -94,7 +102,11 @@
 #endif
 
 #define STATUS_FD 3
-#define MAX_CLIENTS 16
+#define MAX_CLIENTS 1024                /* attach connections per monitor; one more is refused */
+#define CLIENT_BACKLOG_MAX (1u << 20)   /* unread output kept per attach client */
+#define FRAME_EXIT 3
+#define FRAME_READY 4
+#define FRAME_REFUSED 5
 #define CHUNK 4096
 #define LINE_MAX_BYTES 16384 /* Docker splits log lines at 16 KiB too */
 
@@ -109,6 +121,8 @@ struct joinspec { int nstype; char *path; };
 #define LIST(T, name) T *name; int n_##name
 struct plan {
   char *state_dir, *log_path, *rootfs, *hostname, *cwd, *oom_cgroup;
+  long long log_max_size; /* bytes; 0: the log grows without rotation */
+  int log_max_files;
   int clone_flags, new_cgroupns, new_userns, readonly_rootfs, loopback_up, nnp;
   int have_caps, terminal, open_stdin, stdin_once, rows, cols;
   uint64_t caps;
@@ -279,6 +293,8 @@ static void parse_plan(const char *file) {
 #define ONE() (nf = split_fields(value, f, 8), f[0])
     if (!strcmp(key, "state-dir")) P.state_dir = ONE();
     else if (!strcmp(key, "log")) P.log_path = ONE();
+    else if (!strcmp(key, "log-max-size")) P.log_max_size = num(key, ONE());
+    else if (!strcmp(key, "log-max-files")) P.log_max_files = (int)num(key, ONE());
     else if (!strcmp(key, "rootfs")) P.rootfs = ONE();
     else if (!strcmp(key, "hostname")) P.hostname = ONE();
     else if (!strcmp(key, "cwd")) P.cwd = ONE();
@@ -349,6 +365,8 @@ static void parse_plan(const char *file) {
   if (lineno == 0) die("plan %s: empty", file);
   if (!P.state_dir || P.state_dir[0] != '/') die("plan: state-dir missing or not absolute");
   if (P.n_args == 0) die("plan: no arg (the process to run)");
+  if (P.log_max_size < 0 || P.log_max_files < 0) die("plan: log-max-size and log-max-files must not be negative");
+  if (!P.log_max_files) P.log_max_files = 1;
   if (!P.n_joins && (!P.rootfs || P.rootfs[0] != '/')) die("plan: rootfs missing or not absolute");
   if (!P.cwd) P.cwd = "/";
   if (P.cwd[0] != '/') die("plan: cwd %s is not absolute", P.cwd);
@@ -958,12 +976,12 @@ struct client {
   unsigned char ctl[4];
   int ctl_got;
   int stdin_user; /* sent stdin data or a close: only such a client's leaving closes a StdinOnce stdin */
-  unsigned char *out; /* pending output frame */
-  size_t out_len, out_off;
+  unsigned char *out; /* queued output frames: [out_off, out_len) not sent yet */
+  size_t out_len, out_off, out_cap;
 };
 
-static struct client clients[MAX_CLIENTS];
-static int n_clients;
+static struct client *clients; /* grows as clients come, up to MAX_CLIENTS */
+static int n_clients, clients_cap;
 static pid_t child_pid;
 static int child_pidfd = -1;
 static int log_fd = -1;
@@ -990,22 +1008,43 @@ static void forward_signal(int sig) {
 
 /* --- json-file log */
 
-static char logbuf[CHUNK];
+/* One whole entry: every line byte escapes to at most 6 bytes, plus the stream and time. */
+static char logbuf[LINE_MAX_BYTES * 6 + 128];
 static size_t loglen;
+static long long log_size;   /* bytes in the current log file */
+static int log_rotatable;    /* a regular file (not /dev/null) and a max size to keep it under */
 
-static void log_flush(void) {
-  if (loglen && log_fd >= 0) write_all(log_fd, logbuf, loglen);
-  loglen = 0;
-}
 static void log_put(const char *s, size_t n) {
-  while (n) {
-    if (loglen == sizeof logbuf) log_flush();
-    size_t take = sizeof logbuf - loglen < n ? sizeof logbuf - loglen : n;
-    memcpy(logbuf + loglen, s, take);
-    loglen += take;
-    s += take;
-    n -= take;
+  memcpy(logbuf + loglen, s, n);
+  loglen += n;
+}
+
+/* dockerd's json-file rotation: the current file becomes .1, .1 becomes .2 ..., the oldest goes;
+ * with one file it is truncated in place. On failure the log goes on in the file it has. */
+static void log_rotate(void) {
+  if (P.log_max_files <= 1) {
+    if (ftruncate(log_fd, 0) == 0) log_size = 0;
+    return;
   }
+  char from[PATH_MAX], to[PATH_MAX];
+  for (int i = P.log_max_files - 1; i > 1; i--) {
+    snprintf(from, sizeof from, "%s.%d", P.log_path, i - 1);
+    snprintf(to, sizeof to, "%s.%d", P.log_path, i);
+    if (rename(from, to) < 0 && errno != ENOENT) return;
+  }
+  snprintf(to, sizeof to, "%s.1", P.log_path);
+  if (rename(P.log_path, to) < 0) return;
+  int fd = open(P.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (fd < 0) return;
+  close(log_fd);
+  log_fd = fd;
+  log_size = 0;
+}
+
+static void log_write_entry(void) {
+  if (log_rotatable && log_size > 0 && log_size + (long long)loglen > P.log_max_size) log_rotate();
+  if (write_all(log_fd, logbuf, loglen) == 0) log_size += (long long)loglen;
+  loglen = 0;
 }
 
 /* Length of a valid UTF-8 sequence at p (0 if invalid), like Go's encoder accepts. */
@@ -1059,7 +1098,7 @@ static void log_entry(struct stream *s) {
   rfc3339nano(now, sizeof now);
   int n = snprintf(tail, sizeof tail, "\",\"stream\":\"%s\",\"time\":\"%s\"}\n", s->name, now);
   log_put(tail, (size_t)n);
-  log_flush();
+  log_write_entry();
   s->len = 0;
 }
 
@@ -1089,24 +1128,64 @@ static int client_flush(struct client *c) {
   return 0;
 }
 
-static void client_frame(int i, unsigned char type, const char *data, size_t n) {
-  struct client *c = &clients[i];
-  c->out = realloc(c->out, c->out_len + 5 + n);
-  if (!c->out) {
-    drop_client(i);
-    return;
+/* Queue a frame for one client; -1 when memory ran out (drop the client). Output that would take
+ * a slow client's backlog past CLIENT_BACKLOG_MAX is left out for it: the container never waits
+ * for a reader and the monitor never holds more, while the log keeps everything. */
+static int client_frame(struct client *c, unsigned char type, const char *data, size_t n, int droppable) {
+  size_t pending = c->out_len - c->out_off;
+  if (droppable && pending + 5 + n > CLIENT_BACKLOG_MAX) return 0;
+  if (c->out_len + 5 + n > c->out_cap && c->out_off) {
+    memmove(c->out, c->out + c->out_off, pending);
+    c->out_len = pending;
+    c->out_off = 0;
+  }
+  if (c->out_len + 5 + n > c->out_cap) {
+    size_t cap = c->out_cap ? c->out_cap : CHUNK;
+    while (cap < c->out_len + 5 + n) cap *= 2;
+    unsigned char *out = realloc(c->out, cap);
+    if (!out) return -1;
+    c->out = out;
+    c->out_cap = cap;
   }
   unsigned char *h = c->out + c->out_len;
   h[0] = type;
   h[1] = (unsigned char)(n >> 24), h[2] = (unsigned char)(n >> 16), h[3] = (unsigned char)(n >> 8), h[4] = (unsigned char)n;
-  memcpy(h + 5, data, n);
+  if (n) memcpy(h + 5, data, n);
   c->out_len += 5 + n;
+  return 0;
 }
 
-static int clients_pending(void) {
-  for (int i = 0; i < n_clients; i++)
-    if (clients[i].out_len) return 1;
-  return 0;
+static void broadcast(unsigned char type, const char *data, size_t n) {
+  for (int i = n_clients - 1; i >= 0; i--)
+    if (client_frame(&clients[i], type, data, n, 1) < 0) drop_client(i);
+}
+
+/* Take every waiting connection: each gets READY, or REFUSED with the reason past MAX_CLIENTS. */
+static void accept_clients(int listen_fd) {
+  for (;;) {
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    if (n_clients == clients_cap && clients_cap < MAX_CLIENTS) {
+      int cap = clients_cap ? clients_cap * 2 : 16;
+      struct client *grown = realloc(clients, sizeof *clients * (size_t)cap);
+      if (grown) clients = grown, clients_cap = cap;
+    }
+    if (n_clients == clients_cap) {
+      unsigned char frame[128];
+      int len = snprintf((char *)frame + 5, sizeof frame - 5, "the container already has %d attached clients, the most it serves", n_clients);
+      frame[0] = FRAME_REFUSED;
+      frame[1] = frame[2] = 0, frame[3] = (unsigned char)(len >> 8), frame[4] = (unsigned char)len;
+      send(fd, frame, 5 + (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
+      close(fd);
+      continue;
+    }
+    clients[n_clients] = (struct client){.fd = fd};
+    if (client_frame(&clients[n_clients], FRAME_READY, NULL, 0, 0) < 0) {
+      close(fd);
+      continue;
+    }
+    n_clients++;
+  }
 }
 
 static void close_stdin(void) {
@@ -1125,7 +1204,7 @@ static void client_control(struct client *c) {
   }
 }
 
-/* Read what one client sent; returns -1 when it is gone. */
+/* Read what one client sent: 1 when something was read, 0 when nothing is there, -1 when it is gone. */
 static int client_read(struct client *c) {
   unsigned char buf[CHUNK];
   size_t room = sizeof stdin_buf - stdin_len;
@@ -1158,7 +1237,14 @@ static int client_read(struct client *c) {
     c->remaining -= (uint32_t)take;
     if (c->remaining == 0) c->hdr_got = 0;
   }
-  return 0;
+  return 1;
+}
+
+/* A client whose socket cannot be written to any more: what it sent before it closed still
+ * counts (a one-shot `kill` client sends its SIGNAL frame and closes before READY reaches it). */
+static void drop_unwritable_client(int i) {
+  while (client_read(&clients[i]) > 0) {}
+  drop_client(i);
 }
 
 static int listen_attach(void) {
@@ -1171,7 +1257,7 @@ static int listen_attach(void) {
   mode_t old = umask(077);
   if (bind(s, (struct sockaddr *)&addr, sizeof addr) < 0) die("attach socket: bind: %s", strerror(errno));
   umask(old);
-  if (listen(s, 8) < 0) die("attach socket: listen: %s", strerror(errno));
+  if (listen(s, SOMAXCONN) < 0) die("attach socket: listen: %s", strerror(errno));
   return s;
 }
 
@@ -1220,17 +1306,20 @@ static void write_exit(int status, int have_status, long oom_before, const char 
   snprintf(json, sizeof json, "{\"exitCode\":%d,\"signal\":%s,\"oomKilled\":%s,\"finishedAt\":\"%s\",\"error\":%s}\n",
            code, sig, oom ? "true" : "false", now, err);
   if (write_atomic(P.state_dir, "exit", json) < 0) fprintf(stderr, "berth-launch: write exit: %s\n", strerror(errno));
-  for (int i = 0; i < n_clients; i++) {
-    client_frame(i, 3, json, strlen(json));
-    /* Last words: give a slow client a moment, then let go. */
-    for (int tries = 0; tries < 50 && clients[i].out_len; tries++) {
-      if (client_flush(&clients[i]) < 0) break;
-      if (clients[i].out_len) {
-        struct pollfd pf = {clients[i].fd, POLLOUT, 0};
-        poll(&pf, 1, 20);
-      }
-    }
+  /* Last words to every client, flushed together for up to a second; slow ones are let go. */
+  for (int i = n_clients - 1; i >= 0; i--)
+    if (client_frame(&clients[i], FRAME_EXIT, json, strlen(json), 0) < 0 || client_flush(&clients[i]) < 0) drop_client(i);
+  struct pollfd *pf = calloc((size_t)n_clients + 1, sizeof *pf);
+  for (int round = 0; pf && round < 50; round++) {
+    int np = 0;
+    for (int i = 0; i < n_clients; i++)
+      if (clients[i].out_len) pf[np++] = (struct pollfd){clients[i].fd, POLLOUT, 0};
+    if (!np) break;
+    poll(pf, (nfds_t)np, 20);
+    for (int i = n_clients - 1; i >= 0; i--)
+      if (clients[i].out_len && client_flush(&clients[i]) < 0) drop_client(i);
   }
+  free(pf);
 }
 
 static int read_line(int fd, char *buf, size_t size) {
@@ -1274,8 +1363,11 @@ int main(int argc, char **argv) {
 
   char log_default[PATH_MAX];
   snprintf(log_default, sizeof log_default, "%s/container.log", P.state_dir);
-  log_fd = open(P.log_path ? P.log_path : log_default, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (log_fd < 0) die("log %s: %s", P.log_path ? P.log_path : log_default, strerror(errno));
+  if (!P.log_path) P.log_path = log_default;
+  log_fd = open(P.log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  if (log_fd < 0) die("log %s: %s", P.log_path, strerror(errno));
+  struct stat log_st;
+  if (fstat(log_fd, &log_st) == 0 && S_ISREG(log_st.st_mode)) log_size = log_st.st_size, log_rotatable = P.log_max_size > 0;
 
   int sync_p[2], err_p[2], pid_p[2], out_p[2] = {-1, -1}, errs_p[2] = {-1, -1}, in_p[2] = {-1, -1};
   int console[2] = {-1, -1};
@@ -1330,6 +1422,12 @@ int main(int argc, char **argv) {
   if (errs_p[1] >= 0) close(errs_p[1]);
   if (in_p[0] >= 0 && in_p[0] != devnull) close(in_p[0]);
   child_pid = pid;
+  /* Room for MAX_CLIENTS attach connections; the child was cloned with the limits it was given. */
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
 
   /* Wait for berthd's go-ahead: it attaches the waiting child (cgroups, id maps) meanwhile. */
   status_line("pid %d", (int)pid);
@@ -1411,6 +1509,7 @@ int main(int argc, char **argv) {
 
   int exited = 0, exit_status = 0;
   struct timespec exit_at = {0, 0};
+  static struct pollfd pfd[5 + MAX_CLIENTS];
   for (;;) {
     if (stdin_close_pending && stdin_len == 0) close_stdin();
     int outputs_open = (streams[0].fd >= 0) + (streams[1].fd >= 0);
@@ -1421,13 +1520,11 @@ int main(int argc, char **argv) {
       /* Done once output drained; a leftover holder of the pipes gets a second, no more. */
       if (!outputs_open || ms > 1000) break;
     }
-    struct pollfd pfd[5 + MAX_CLIENTS];
     int np = 0;
-    int backpressure = clients_pending();
     pfd[np++] = (struct pollfd){sfd, POLLIN, 0};
     pfd[np++] = (struct pollfd){listen_fd, POLLIN, 0};
-    pfd[np++] = (struct pollfd){backpressure ? -1 : streams[0].fd, POLLIN, 0};
-    pfd[np++] = (struct pollfd){backpressure ? -1 : streams[1].fd, POLLIN, 0};
+    pfd[np++] = (struct pollfd){streams[0].fd, POLLIN, 0};
+    pfd[np++] = (struct pollfd){streams[1].fd, POLLIN, 0};
     int stdin_idx = -1;
     if (stdin_len && stdin_wr >= 0 && pty_master < 0) stdin_idx = np, pfd[np++] = (struct pollfd){stdin_wr, POLLOUT, 0};
     int first_client = np;
@@ -1456,11 +1553,7 @@ int main(int argc, char **argv) {
           }
       }
     }
-    if (pfd[1].revents & POLLIN) {
-      int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (c >= 0 && n_clients < MAX_CLIENTS) clients[n_clients++] = (struct client){.fd = c};
-      else if (c >= 0) close(c);
-    }
+    if (pfd[1].revents & POLLIN) accept_clients(listen_fd);
     for (int s = 0; s < 2; s++) {
       if (!(pfd[2 + s].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       char buf[CHUNK];
@@ -1473,7 +1566,7 @@ int main(int argc, char **argv) {
         continue;
       }
       log_bytes(&streams[s], buf, (size_t)n);
-      for (int i = 0; i < n_clients; i++) client_frame(i, streams[s].id, buf, (size_t)n);
+      broadcast(streams[s].id, buf, (size_t)n);
     }
     if (stdin_idx >= 0 && (pfd[stdin_idx].revents & (POLLOUT | POLLERR | POLLHUP))) {
       ssize_t w = write(stdin_wr, stdin_buf, stdin_len);
@@ -1483,7 +1576,7 @@ int main(int argc, char **argv) {
     for (int i = n_clients - 1; i >= 0; i--) {
       if (first_client + i >= np) continue; /* accepted in this round */
       short re = pfd[first_client + i].revents;
-      if ((re & POLLOUT) && client_flush(&clients[i]) < 0) { drop_client(i); continue; }
+      if ((re & POLLOUT) && client_flush(&clients[i]) < 0) { drop_unwritable_client(i); continue; }
       if ((re & (POLLIN | POLLHUP | POLLERR)) && client_read(&clients[i]) < 0) { drop_client(i); continue; }
     }
     if (pty_master >= 0 && stdin_len) { /* the pty master is never full in practice: write through */
@@ -1492,7 +1585,7 @@ int main(int argc, char **argv) {
       else if (w < 0 && errno != EAGAIN) stdin_len = 0;
     }
     for (int i = n_clients - 1; i >= 0; i--)
-      if (clients[i].out_len && client_flush(&clients[i]) < 0) drop_client(i);
+      if (clients[i].out_len && client_flush(&clients[i]) < 0) drop_unwritable_client(i);
   }
   log_entry(&streams[0]);
   log_entry(&streams[1]);

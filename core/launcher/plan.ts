@@ -75,6 +75,14 @@ export function serializePlan(plan: LaunchPlan, opts: SerializeOptions): string 
 
   put('state-dir', absolute('stateDir', opts.stateDir));
   if (plan.logPath) put('log', absolute('logPath', plan.logPath));
+  if (plan.logRotation) {
+    const { maxSize, maxFiles } = plan.logRotation;
+    if (!(Number.isSafeInteger(maxSize) && maxSize > 0 && Number.isSafeInteger(maxFiles) && maxFiles > 0)) {
+      throw new Error(`launch plan: logRotation needs a positive maxSize and maxFiles, got ${JSON.stringify(plan.logRotation)}`);
+    }
+    put('log-max-size', maxSize);
+    put('log-max-files', maxFiles);
+  }
   const joins = Object.entries(plan.joinNamespaces ?? {});
   if (joins.length) {
     for (const [type, path] of joins) {

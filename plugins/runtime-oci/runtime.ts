@@ -26,7 +26,7 @@ import { BerthError, ConflictError, InvalidArgumentError } from '../../core/cont
 import type { LaunchPlan } from '../../core/contracts/launch';
 import type { Logger } from '../../core/contracts/types';
 import type { ExitStatus, Runtime, RuntimeProcess, RuntimeState, StartHooks } from '../../core/contracts/runtime';
-import { FrameDecoder, LOG_FILE, MonitorFrame, isSameProcess, processStartTime } from '../../core/launcher/index';
+import { FrameDecoder, LOG_FILE, MonitorFrame, isSameProcess, processStartTime, readyFrame } from '../../core/launcher/index';
 import { LogPump, RAW_STDERR, RAW_STDOUT } from './logs';
 import { buildSpec, cgroupsPathFor, unsupportedParts } from './spec';
 
@@ -205,6 +205,7 @@ export class OciRuntime implements Runtime {
     const server = net.createServer((sock) => {
       clients.add(sock);
       sock.on('error', () => undefined);
+      sock.write(readyFrame()); // as the native monitor does: berthd waits for it before a 101
       sock.on('close', () => clients.delete(sock));
       const decoder = new FrameDecoder(({ type, payload }) => {
         // SIGNAL frames (3) carry a u32 signal number; stdin and resize have nowhere to go.

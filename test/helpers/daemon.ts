@@ -6,6 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -158,6 +159,32 @@ export function apiRequest(socket: string, urlPath: string, init: ApiInit = {}):
     req.end(body);
   });
 }
+
+/** A raw HTTP exchange on a fresh connection; resolves with the socket once `until` matches. */
+export function rawConnect(socketPath: string, text: string, until: RegExp, timeoutMs = 10_000): Promise<{ sock: net.Socket; seen: string }> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(socketPath);
+    let seen = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`no ${until} within ${timeoutMs} ms; got ${JSON.stringify(seen.slice(0, 300))}`));
+    }, timeoutMs);
+    sock.on('data', (c) => {
+      seen += c.toString('latin1');
+      if (until.test(seen)) {
+        clearTimeout(timer);
+        sock.removeAllListeners('data');
+        resolve({ sock, seen });
+      }
+    });
+    sock.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    sock.write(text);
+  });
+}
+
 
 /** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo, octal escapes decoded). */
 export function mountsUnder(dir: string): string[] {

@@ -12,7 +12,7 @@ import http from 'node:http';
 import net from 'node:net';
 import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mountsUnder, startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { mountsUnder, rawConnect, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason, seeded } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -77,31 +77,6 @@ async function fdsSettle(pid: number, limit: number, timeoutMs = 15_000): Promis
     n = fdCount(pid);
   }
   return n;
-}
-
-/** A raw HTTP exchange on a fresh connection; resolves with the socket once `until` matches. */
-function rawConnect(socketPath: string, text: string, until: RegExp, timeoutMs = 10_000): Promise<{ sock: net.Socket; seen: string }> {
-  return new Promise((resolve, reject) => {
-    const sock = net.connect(socketPath);
-    let seen = '';
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new Error(`no ${until} within ${timeoutMs} ms; got ${JSON.stringify(seen.slice(0, 300))}`));
-    }, timeoutMs);
-    sock.on('data', (c) => {
-      seen += c.toString('latin1');
-      if (until.test(seen)) {
-        clearTimeout(timer);
-        sock.removeAllListeners('data');
-        resolve({ sock, seen });
-      }
-    });
-    sock.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    sock.write(text);
-  });
 }
 
 type TarEntry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; body?: string; mode?: number };

@@ -60,6 +60,8 @@ describe('validateConfig', () => {
       disabledPlugins: ['isolator.cgroups'],
       pluginConfig: { 'runtime.oci': { binary: 'runc' } },
       maxLayerSize: 64 * 1024 ** 3,
+      logDriver: 'json-file',
+      logOpts: {},
       configDir: '/etc/berth',
       configFile: FILE,
     });

@@ -5,11 +5,11 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { connectUnix } from '../../util/unix-socket';
-import { ConflictError, InvalidArgumentError } from '../../contracts/errors';
+import { BerthError, ConflictError, InvalidArgumentError } from '../../contracts/errors';
 import type { Engine } from '../../kernel/engine';
 import type { CreateRequest, WaitCondition } from '../../containers/manager';
 import { muxFrame, readLogs } from '../../containers/logs';
-import { resizeFrame } from '../../launcher/attach';
+import { monitorReady, resizeFrame } from '../../launcher/attach';
 import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';
 import { hijack, relayMonitor } from '../hijack';
 import { CREATE_BODY, checkBody, checkSecurityOpt } from '../validate';
@@ -108,7 +108,10 @@ export function containerRoutes(router: Router, engine: Engine): void {
     const since = timestampParam(q, 'since');
     const until = timestampParam(q, 'until');
     const tty = !!rec.Config.Tty;
+    if (containers.logConfigOf(rec).Type === 'none') throw new BerthError('configured logging driver does not support reading', 501);
     res.writeHead(200, { 'Content-Type': tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream' });
+    // Headers go out now: a follower must see the 200 before the container writes anything.
+    res.flushHeaders();
     const entries = readLogs(containers.logPath(rec.Id), {
       stdout: boolParam(q, 'stdout'),
       stderr: boolParam(q, 'stderr'),
@@ -151,20 +154,31 @@ async function attach(engine: Engine, req: ApiRequest, res: ServerResponse): Pro
   const wantErr = boolParam(q, 'stderr');
   if (!boolParam(q, 'stream') && !boolParam(q, 'logs')) throw new InvalidArgumentError('attach needs stream=1 or logs=1');
   const detachKeys = parseDetachKeys(q.get('detachKeys') || DEFAULT_DETACH_KEYS);
-  const client = hijack(req, res, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
-  client.on('error', () => undefined);
-
-  const relay = (monitor: Socket) => relayMonitor(client, monitor, { tty, stdin: wantStdin, stdout: wantOut, stderr: wantErr, detachKeys });
+  const contentType = tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream';
+  const relay = (client: Socket, monitor: Socket) => relayMonitor(client, monitor, { tty, stdin: wantStdin, stdout: wantOut, stderr: wantErr, detachKeys });
 
   if (rec.State.Running) {
     const monitor = containers.connectAttach(rec.Id);
     if (!monitor) throw new ConflictError(`container ${rec.Id} cannot be attached to`);
-    relay(monitor);
+    // The monitor accepts (or refuses, past its client limit) before the client gets its 101.
+    try {
+      await monitorReady(monitor);
+    } catch (err) {
+      monitor.destroy();
+      if (err instanceof BerthError) throw err;
+      throw new ConflictError(`container ${rec.Id} cannot be attached to: ${(err as Error).message}`);
+    }
+    monitor.on('error', () => undefined);
+    const client = hijack(req, res, contentType);
+    client.on('error', () => undefined);
+    relay(client, monitor);
     return;
   }
+  const client = hijack(req, res, contentType);
+  client.on('error', () => undefined);
   // Not started yet (docker run attaches first): connect while the process waits to exec, so
   // not one byte of its output is missed.
-  const cancel = containers.onBeforeExec(rec.Id, (socketPath) => relay(connectUnix(socketPath)));
+  const cancel = containers.onBeforeExec(rec.Id, (socketPath) => relay(client, connectUnix(socketPath)));
   const onExitBeforeAttach = (id: string) => {
     if (id === rec.Id) client.end();
   };

@@ -20,6 +20,7 @@ const RUN_FLAGS: Record<string, [boolean, boolean]> = {
   memory: [true, false], 'memory-swap': [true, false], 'memory-reservation': [true, false], cpus: [true, false], 'pids-limit': [true, false],
   'cpu-shares': [true, false], 'cpu-quota': [true, false], 'cpu-period': [true, false], 'cpuset-cpus': [true, false], 'blkio-weight': [true, false],
   publish: [true, true], 'publish-all': [false, false], expose: [true, true], 'network-alias': [true, true], ip: [true, false], mount: [true, true], tmpfs: [true, true],
+  'log-driver': [true, false], 'log-opt': [true, true],
 };
 const SHORT: Record<string, string> = { d: 'detach', i: 'interactive', t: 'tty', e: 'env', w: 'workdir', u: 'user', h: 'hostname', v: 'volume', l: 'label', q: 'quiet', m: 'memory', p: 'publish', P: 'publish-all' };
 
@@ -124,6 +125,7 @@ function createBody(opts: RunOpts, image: string, cmd: string[]) {
       Binds: binds,
       NetworkMode: (opts.network as string) ?? 'default',
       ...networkAndMounts(opts),
+      LogConfig: logConfig(opts),
       Privileged: !!opts.privileged,
       CapAdd: opts['cap-add'] ?? [],
       CapDrop: opts['cap-drop'] ?? [],
@@ -155,6 +157,17 @@ function securityOpt(opt: string): string {
   } catch (err) {
     throw new UsageError(`--security-opt: seccomp profile ${m[1]} is not valid JSON: ${(err as Error).message}`);
   }
+}
+
+/** --log-driver and --log-opt KEY=VALUE as HostConfig.LogConfig; no driver means berthd's default. */
+function logConfig(opts: RunOpts): { Type: string; Config: Record<string, string> } {
+  const config: Record<string, string> = {};
+  for (const opt of (opts['log-opt'] as string[]) ?? []) {
+    const eq = opt.indexOf('=');
+    if (eq <= 0) throw new UsageError(`invalid --log-opt ${JSON.stringify(opt)}: expected KEY=VALUE`);
+    config[opt.slice(0, eq)] = opt.slice(eq + 1);
+  }
+  return { Type: (opts['log-driver'] as string) ?? '', Config: config };
 }
 
 /** -p/-P, --mount and --tmpfs as HostConfig fields (Docker's names). */
