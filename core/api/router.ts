@@ -13,8 +13,10 @@ export const MAX_JSON_BODY = 2 * 1024 * 1024;
 /**
  * All JSON bodies being buffered at once share this many bytes; a body that would pass it is
  * refused with 503, so many clients with large bodies cannot grow the daemon without bound.
+ * Real bodies are a few KB: thousands fit. (With 500 clients sending 4 MiB bodies at once, the
+ * first socket reads of the refused ones cost more than this budget.)
  */
-export const MAX_BUFFERED_JSON = 32 * 1024 * 1024;
+export const MAX_BUFFERED_JSON = 8 * 1024 * 1024;
 
 /** Bytes of request bodies held in memory right now, against MAX_BUFFERED_JSON. */
 export class BodyBudget {
@@ -136,12 +138,26 @@ export async function readJsonBody<T>(req: ApiRequest): Promise<T | undefined> {
   const chunks: Buffer[] = [];
   let size = 0;
   try {
-    for await (const chunk of req.raw as AsyncIterable<Buffer>) {
-      if (size + chunk.length > MAX_JSON_BODY) throw bodyTooLarge();
-      if (!jsonBudget.take(chunk.length)) throw bodyBudgetExhausted();
-      size += chunk.length;
-      chunks.push(chunk);
-    }
+    await new Promise<void>((resolve, reject) => {
+      const raw = req.raw;
+      // On a refusal the request is paused, not destroyed: the 413/503 must still reach the client
+      // (the server then closes the connection, see ApiServer.handle).
+      const refuse = (err: Error) => {
+        raw.off('data', onData);
+        raw.off('end', resolve);
+        raw.pause();
+        reject(err);
+      };
+      const onData = (chunk: Buffer) => {
+        if (size + chunk.length > MAX_JSON_BODY) return refuse(bodyTooLarge());
+        if (!jsonBudget.take(chunk.length)) return refuse(bodyBudgetExhausted());
+        size += chunk.length;
+        chunks.push(chunk);
+      };
+      raw.on('data', onData);
+      raw.once('end', resolve);
+      raw.once('error', reject);
+    });
     return parseJson<T>(Buffer.concat(chunks, size));
   } finally {
     jsonBudget.release(size);

@@ -127,8 +127,10 @@ export class ApiServer {
     } catch (err) {
       const status = (err as { status?: number }).status ?? 500;
       if (status >= 500 && status !== 503) this.log.error('request failed', { method, path: p, error: (err as Error).message });
-      // The rest of a refused body is not read: the connection cannot carry another request.
-      if (!raw.complete && !res.headersSent) res.setHeader('Connection', 'close');
+      // The rest of a refused body is not read, so the connection cannot carry another request.
+      // It is half-closed once the answer is out (the client, perhaps still writing, reads the
+      // answer and the end), and dropped by the idle check after keepAliveTimeout.
+      if (!raw.complete) res.once('finish', () => raw.socket.end());
       sendError(res, err);
     }
   }

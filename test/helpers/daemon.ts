@@ -4,7 +4,7 @@
  * raw HTTP over the socket. Nothing is built here: test/helpers/global-setup.ts keeps dist/ current.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs, readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -150,6 +150,22 @@ export function apiRequest(socket: string, urlPath: string, init: ApiInit = {}):
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/** Open file descriptors of a process. */
+export function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** Wait until a process's fd count settles at or below `limit` (closed sockets take a moment). */
+export async function fdsSettle(pid: number, limit: number, timeoutMs = 15_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let n = fdCount(pid);
+  while (n > limit && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    n = fdCount(pid);
+  }
+  return n;
 }
 
 /** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo, octal escapes decoded). */
