@@ -148,8 +148,13 @@ interface StepResult {
 }
 
 const short = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
-/** Metadata steps are cached under their own keys: they name the image they ended in, which is no step's image to move to. */
-const metadataKey = (key: string) => BuildCache.key(['metadata', key]);
+/**
+ * Metadata steps make no image, so the cache knows them under keys of their own: `seenKey` names
+ * an image the step went into (only to report the hit), `exactKey` the image of the stage as it
+ * stood right after the step, made when one was needed (a RUN's, the build's result).
+ */
+const seenKey = (key: string) => BuildCache.key(['seen', key]);
+const exactKey = (key: string) => BuildCache.key(['image', key]);
 
 export class ImageBuilder {
   readonly cache: BuildCache;
@@ -585,11 +590,11 @@ class BuildRun {
       state.config = config;
       state.cacheKey = key;
       state.pendingKeys.push(key);
-      if (await this.cachedImage(metadataKey(key))) this.out.stream(' ---> Using cache\n');
+      if (await this.cachedImage(seenKey(key))) this.out.stream(' ---> Using cache\n');
       return;
     }
     const rec = await this.record(state, config, [...state.layers, result.layer.blob]);
-    await this.builder.cache.set([key], rec.id, (id) => !!this.deps.images.store.get(id));
+    await this.builder.cache.set([key, ...state.pendingKeys.map(seenKey)], rec.id, (id) => !!this.deps.images.store.get(id));
     state.imageId = rec.id;
     state.parentId = rec.id;
     state.cacheKey = rec.id;
@@ -624,7 +629,7 @@ class BuildRun {
   private async materialize(state: StageState): Promise<string> {
     if (state.imageId) return state.imageId;
     const pending = state.pendingKeys;
-    const cached = pending.length ? await this.cachedImage(metadataKey(state.cacheKey)) : undefined;
+    const cached = pending.length ? await this.cachedImage(exactKey(state.cacheKey)) : undefined;
     if (cached) {
       // Later steps key on the metadata chain, as they did when this image was made.
       const chain = state.cacheKey;
@@ -633,7 +638,7 @@ class BuildRun {
       return cached.id;
     }
     const rec = await this.record(state, { ...state.config, created: new Date().toISOString() }, state.layers);
-    if (pending.length) await this.builder.cache.set(pending.map(metadataKey), rec.id, (id) => !!this.deps.images.store.get(id));
+    if (pending.length) await this.builder.cache.set([...pending.map(seenKey), exactKey(state.cacheKey)], rec.id, (id) => !!this.deps.images.store.get(id));
     state.imageId = rec.id;
     state.parentId = rec.id;
     state.pendingKeys = [];

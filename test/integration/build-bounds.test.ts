@@ -91,4 +91,15 @@ describe.skipIf(!isRoot)(`build bounds (${rootReason})`, () => {
     expect(again.id).toBe(first.id);
     expect(await imageCount()).toBe(images + 1);
   });
+
+  it('the cache never hands a metadata step an image that holds later steps', async () => {
+    const both = await build(`FROM ${base}\nENV FIRST=1\nENV SECOND=2\n`, '&t=bounds/meta:both');
+    expect(both.error).toBeUndefined();
+    const one = await build(`FROM ${base}\nENV FIRST=1\n`, '&t=bounds/meta:one');
+    expect(one.error).toBeUndefined();
+    expect(one.msgs.filter((m) => m.stream === ' ---> Using cache\n')).toHaveLength(1);
+    const env = (await daemon.api('/images/bounds/meta:one/json')).json.Config.Env;
+    expect(env).toContain('FIRST=1');
+    expect(env).not.toContain('SECOND=2');
+  });
 });
