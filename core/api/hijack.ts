@@ -14,6 +14,8 @@ export function hijack(req: ApiRequest, res: ServerResponse, contentType: string
   const socket = req.raw.socket as Socket;
   const upgrade = /upgrade/i.test(String(req.raw.headers.connection ?? '')) || !!req.raw.headers.upgrade;
   res.detachSocket(socket);
+  // The stream is established: it may stay quiet as long as it likes.
+  socket.setTimeout(0);
   socket.write(
     upgrade
       ? `HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`

@@ -3,13 +3,58 @@
  * (`/v1.43/images/json` and `/images/json` reach the same handler), and every error becomes
  * Docker's `{"message": "..."}` with the error's status code.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { BerthError, InvalidArgumentError } from '../contracts/errors';
 
 export const API_VERSION = '1.43';
 export const MIN_API_VERSION = '1.24';
-/** JSON request bodies above this are refused (Docker's create bodies are a few KB). */
-export const MAX_JSON_BODY = 4 * 1024 * 1024;
+/** JSON request bodies above this are refused with 413 (Docker's create bodies are a few KB). */
+export const MAX_JSON_BODY = 2 * 1024 * 1024;
+/**
+ * All JSON bodies being buffered at once share this many bytes; a body that would pass it is
+ * refused with 503, so many clients with large bodies cannot grow the daemon without bound.
+ * Real bodies are a few KB: thousands fit. (With 500 clients sending 4 MiB bodies at once, the
+ * first socket reads of the refused ones cost more than this budget.)
+ */
+export const MAX_BUFFERED_JSON = 8 * 1024 * 1024;
+
+/** Bytes of request bodies held in memory right now, against MAX_BUFFERED_JSON. */
+export class BodyBudget {
+  private used = 0;
+
+  constructor(readonly limit: number) {}
+
+  /** Take `n` bytes; false (nothing taken) when that would pass the limit. */
+  take(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+
+  release(n: number): void {
+    this.used -= n;
+  }
+}
+
+export const jsonBudget = new BodyBudget(MAX_BUFFERED_JSON);
+
+export function bodyTooLarge(): BerthError {
+  return new BerthError(`request body larger than the ${MAX_JSON_BODY / (1024 * 1024)} MiB limit (${MAX_JSON_BODY} bytes)`, 413);
+}
+
+export function bodyBudgetExhausted(): BerthError {
+  return new BerthError(`too many large request bodies in flight (${MAX_BUFFERED_JSON / (1024 * 1024)} MiB buffered): retry later`, 503);
+}
+
+/** The declared Content-Length, refused (413) above MAX_JSON_BODY before any byte is read. */
+export function declaredJsonLength(headers: IncomingHttpHeaders): number {
+  const raw = headers['content-length'];
+  if (raw === undefined) return 0;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`invalid Content-Length: ${JSON.stringify(raw)}`);
+  if (n > MAX_JSON_BODY) throw bodyTooLarge();
+  return n;
+}
 
 export interface ApiRequest {
   raw: IncomingMessage;
@@ -81,19 +126,48 @@ export function sendError(res: ServerResponse, err: unknown): void {
   sendJson(res, status, { message });
 }
 
-/** Read and parse a JSON body (bounded); an empty body is `undefined`. */
+/**
+ * Read and parse a JSON body: refused with 413 above MAX_JSON_BODY (from Content-Length before
+ * reading, and while reading a chunked body), with 503 when the shared budget is spent.
+ */
 export async function readJsonBody<T>(req: ApiRequest): Promise<T | undefined> {
+  const upgradeBody = (req.raw as { upgradeBody?: Buffer }).upgradeBody;
+  // The server already read (and bounded) an upgrade request's body.
+  if (upgradeBody) return parseJson<T>(upgradeBody);
+  declaredJsonLength(req.raw.headers);
   const chunks: Buffer[] = [];
   let size = 0;
-  const upgradeBody = (req.raw as { upgradeBody?: Buffer }).upgradeBody;
-  for await (const chunk of upgradeBody ? [upgradeBody] : req.raw) {
-    size += chunk.length;
-    if (size > MAX_JSON_BODY) throw new BerthError(`request body larger than ${MAX_JSON_BODY} bytes`, 413);
-    chunks.push(chunk);
-  }
-  if (!size) return undefined;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as T;
+    await new Promise<void>((resolve, reject) => {
+      const raw = req.raw;
+      // On a refusal the request is paused, not destroyed: the 413/503 must still reach the client
+      // (the server then closes the connection, see ApiServer.handle).
+      const refuse = (err: Error) => {
+        raw.off('data', onData);
+        raw.off('end', resolve);
+        raw.pause();
+        reject(err);
+      };
+      const onData = (chunk: Buffer) => {
+        if (size + chunk.length > MAX_JSON_BODY) return refuse(bodyTooLarge());
+        if (!jsonBudget.take(chunk.length)) return refuse(bodyBudgetExhausted());
+        size += chunk.length;
+        chunks.push(chunk);
+      };
+      raw.on('data', onData);
+      raw.once('end', resolve);
+      raw.once('error', reject);
+    });
+    return parseJson<T>(Buffer.concat(chunks, size));
+  } finally {
+    jsonBudget.release(size);
+  }
+}
+
+function parseJson<T>(body: Buffer): T | undefined {
+  if (!body.length) return undefined;
+  try {
+    return JSON.parse(body.toString('utf8')) as T;
   } catch (err) {
     throw new InvalidArgumentError(`invalid JSON body: ${(err as Error).message}`);
   }

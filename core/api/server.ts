@@ -4,36 +4,96 @@
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import * as path from 'node:path';
 import type { Logger } from '../contracts/types';
-import { NotFoundError } from '../contracts/errors';
-import { API_VERSION, MAX_JSON_BODY, MIN_API_VERSION, type ApiRequest, Router, sendError, sendJson } from './router';
+import { InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import { API_VERSION, MIN_API_VERSION, type ApiRequest, Router, bodyBudgetExhausted, declaredJsonLength, jsonBudget, sendError, sendJson } from './router';
 
 const VERSIONED = /^\/v(\d+\.\d+)(\/.*)$/;
 
+/** How long berthd waits for a client that is still sending a request. */
+export interface ApiTimeouts {
+  /** For the request line and headers (Node's headersTimeout). */
+  headersMs: number;
+  /** For the next byte of a request body that has not fully arrived (upgrade requests too). */
+  bodyIdleMs: number;
+}
+
+export const DEFAULT_API_TIMEOUTS: ApiTimeouts = { headersMs: 60_000, bodyIdleMs: 60_000 };
+
+/** BERTH_API_HEADERS_TIMEOUT_MS and BERTH_API_BODY_IDLE_TIMEOUT_MS override the defaults. */
+export function apiTimeoutsFromEnv(env: NodeJS.ProcessEnv = process.env): ApiTimeouts {
+  const read = (name: string, fallback: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return fallback;
+    if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new InvalidArgumentError(`${name}: expected a positive number of milliseconds, got ${JSON.stringify(raw)}`);
+    return Number(raw);
+  };
+  return {
+    headersMs: read('BERTH_API_HEADERS_TIMEOUT_MS', DEFAULT_API_TIMEOUTS.headersMs),
+    bodyIdleMs: read('BERTH_API_BODY_IDLE_TIMEOUT_MS', DEFAULT_API_TIMEOUTS.bodyIdleMs),
+  };
+}
+
 export class ApiServer {
   readonly server: http.Server;
-  private readonly sockets = new Set<import('node:net').Socket>();
+  private readonly sockets = new Set<Socket>();
+  /** The request each connection is serving, for the idle check. */
+  private readonly serving = new WeakMap<Socket, http.IncomingMessage>();
 
-  constructor(readonly router: Router, private readonly log: Logger) {
-    this.server = http.createServer((req, res) => void this.handle(req, res));
-    this.server.on('connection', (s) => {
+  constructor(readonly router: Router, private readonly log: Logger, timeouts: ApiTimeouts = apiTimeoutsFromEnv()) {
+    this.server = http.createServer(
+      {
+        headersTimeout: timeouts.headersMs,
+        // No limit on a whole request: loads and build contexts may take long; an idle body is cut instead.
+        requestTimeout: 0,
+        connectionsCheckingInterval: Math.min(30_000, Math.ceil(timeouts.headersMs / 2)),
+      },
+      (req, res) => {
+        this.serving.set(req.socket, req);
+        res.once('finish', () => this.serving.delete(req.socket));
+        void this.handle(req, res);
+      },
+    );
+    this.server.on('connection', (s: Socket) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
     });
+    // A connection quiet for bodyIdleMs is dropped while its request is still arriving (or before
+    // one starts); once a request is in, quiet streams (events, logs -f, attach) live on.
+    this.server.setTimeout(timeouts.bodyIdleMs, (socket: Socket) => {
+      const req = this.serving.get(socket);
+      if (!req || !req.complete) socket.destroy();
+    });
     // Hijacked connections (attach, exec) are handed to handlers through 'upgrade'.
     // Node leaves an upgrade request's body on the socket: split it from the stream that follows.
-    this.server.on('upgrade', (req, socket, head) => {
-      const length = Number(req.headers['content-length'] ?? 0);
-      void readExactly(socket as import('node:net').Socket, head, Math.min(length, MAX_JSON_BODY)).then(({ body, rest }) => {
-        Object.assign(req, { head: rest, upgradeBody: body });
-        const res = new http.ServerResponse(req);
-        res.assignSocket(socket as import('node:net').Socket);
-        void this.handle(req, res);
-      }, () => socket.destroy());
-    });
+    this.server.on('upgrade', (req: http.IncomingMessage, socket: Socket, head: Buffer) => void this.upgrade(req, socket, head, timeouts.bodyIdleMs));
     this.server.on('clientError', (_err, socket) => socket.destroy());
+  }
+
+  private async upgrade(req: http.IncomingMessage, socket: Socket, head: Buffer, idleMs: number): Promise<void> {
+    const res = new http.ServerResponse(req);
+    res.assignSocket(socket);
+    // A response that does not take the connection over ends it: nothing else may follow on it.
+    res.once('finish', () => socket.end(() => socket.destroy()));
+    let length: number;
+    try {
+      length = declaredJsonLength(req.headers);
+      if (!jsonBudget.take(length)) throw bodyBudgetExhausted();
+    } catch (err) {
+      sendError(res, err);
+      return;
+    }
+    try {
+      const { body, rest } = await readExactly(socket, head, length, idleMs);
+      Object.assign(req, { head: rest, upgradeBody: body });
+      await this.handle(req, res);
+    } catch {
+      socket.destroy();
+    } finally {
+      jsonBudget.release(length);
+    }
   }
 
   private async handle(raw: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -66,7 +126,11 @@ export class ApiServer {
       await found.handler(req, res);
     } catch (err) {
       const status = (err as { status?: number }).status ?? 500;
-      if (status >= 500) this.log.error('request failed', { method, path: p, error: (err as Error).message });
+      if (status >= 500 && status !== 503) this.log.error('request failed', { method, path: p, error: (err as Error).message });
+      // The rest of a refused body is not read, so the connection cannot carry another request.
+      // It is half-closed once the answer is out (the client, perhaps still writing, reads the
+      // answer and the end), and dropped by the idle check after keepAliveTimeout.
+      if (!raw.complete) res.once('finish', () => raw.socket.end());
       sendError(res, err);
     }
   }
@@ -98,21 +162,42 @@ export class ApiServer {
   }
 }
 
-/** The first `n` bytes of `head` + socket data, and whatever arrived after them. */
-function readExactly(socket: import('node:net').Socket, head: Buffer, n: number): Promise<{ body: Buffer; rest: Buffer }> {
+/**
+ * The first `n` bytes of `head` + socket data, and whatever arrived after them. Rejects when the
+ * socket errs, closes, or sends nothing for `idleMs`.
+ */
+function readExactly(socket: Socket, head: Buffer, n: number, idleMs: number): Promise<{ body: Buffer; rest: Buffer }> {
   if (head.length >= n) return Promise.resolve({ body: head.subarray(0, n), rest: head.subarray(n) });
   return new Promise((resolve, reject) => {
-    let buf = head;
-    const onData = (chunk: Buffer) => {
-      buf = Buffer.concat([buf, chunk]);
-      if (buf.length < n) return;
+    const chunks = [head];
+    let size = head.length;
+    const timer = setTimeout(() => fail(new Error('request body timed out')), idleMs);
+    const cleanup = () => {
+      clearTimeout(timer);
       socket.off('data', onData);
-      socket.off('error', reject);
+      socket.off('error', fail);
+      socket.off('close', onClose);
+    };
+    const fail = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onClose = () => fail(new Error('connection closed before the request body'));
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (size < n) {
+        timer.refresh();
+        return;
+      }
+      cleanup();
       socket.pause();
-      resolve({ body: buf.subarray(0, n), rest: buf.subarray(n) });
+      const all = Buffer.concat(chunks, size);
+      resolve({ body: all.subarray(0, n), rest: all.subarray(n) });
     };
     socket.on('data', onData);
-    socket.once('error', reject);
+    socket.once('error', fail);
+    socket.once('close', onClose);
   });
 }
 

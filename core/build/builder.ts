@@ -28,7 +28,7 @@ import type { StorageDriver } from '../contracts/storage';
 import { BerthError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import type { ContentStore } from '../content/store';
 import type { ImageService } from '../images/service';
-import type { ImageRecord } from '../images/store';
+import { type ImageRecord, MAX_CONFIG_BYTES, chainIds, checkConfigSize } from '../images/store';
 import type { LayerUnpacker } from '../images/pull';
 import { type ManifestFormat, type StoredLayer, applyChanges, formatOf, recordImage, storeLayer } from '../images/commit';
 import { decompressIfNeeded } from '../images/import';
@@ -55,7 +55,7 @@ import {
   resolveSources,
   writeItem,
 } from './context';
-import { type Dockerfile, type Instruction, type Stage, DockerfileError, parseDockerfile, parseInstructionLine } from './dockerfile';
+import { type Dockerfile, type Instruction, type Stage, DockerfileError, checkDockerfileSize, parseDockerfile, parseInstructionLine } from './dockerfile';
 import { IgnoreMatcher } from './ignore';
 import { baseName, declareArgs, envValue, metaArgValues, stageLookup } from './args';
 import { type Lookup, keyValuePairs, processWord, processWords } from './words';
@@ -125,8 +125,19 @@ export interface BuilderDeps {
 
 /** What a stage has built so far. */
 interface StageState {
-  /** The current image (undefined: FROM scratch and nothing committed yet). */
+  /**
+   * The image the stage stands at; undefined after metadata steps (they change only the config
+   * and make no image until one is needed) and for FROM scratch before its first layer.
+   */
   imageId?: string;
+  /** The last image made or taken for this stage: the parent of the next one. */
+  parentId?: string;
+  /** What the next step's cache key builds on: the current image, or the last metadata step's key. */
+  cacheKey: string;
+  /** Keys of the metadata steps since the last image, recorded against the image they end up in. */
+  pendingKeys: string[];
+  /** Bytes the steps added to the config so far (an upper bound), against MAX_CONFIG_BYTES. */
+  configGrowth: number;
   config: ImageConfig;
   layers: Descriptor[];
   format: ManifestFormat;
@@ -145,6 +156,13 @@ interface StepResult {
 }
 
 const short = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
+/**
+ * Metadata steps make no image, so the cache knows them under keys of their own: `seenKey` names
+ * an image the step went into (only to report the hit), `exactKey` the image of the stage as it
+ * stood right after the step, made when one was needed (a RUN's, the build's result).
+ */
+const seenKey = (key: string) => BuildCache.key(['seen', key]);
+const exactKey = (key: string) => BuildCache.key(['image', key]);
 
 export class ImageBuilder {
   readonly cache: BuildCache;
@@ -187,11 +205,17 @@ export class ImageBuilder {
       } else {
         // `docker build - < Dockerfile`: the body is the Dockerfile itself, with an empty context.
         const chunks: Buffer[] = [];
-        for await (const c of stream) chunks.push(c as Buffer);
+        let size = 0;
+        for await (const c of stream) {
+          size += (c as Buffer).length;
+          checkDockerfileSize(size, 'Dockerfile');
+          chunks.push(c as Buffer);
+        }
         dockerfileName = 'Dockerfile';
         await fs.writeFile(path.join(ctxDir, dockerfileName), Buffer.concat(chunks));
       }
       const text = await readContextFile(ctxDir, dockerfileName, dockerfileName);
+      if (text !== undefined) checkDockerfileSize(Buffer.byteLength(text), dockerfileName);
       if (text === undefined) throw new InvalidArgumentError(`Cannot locate specified Dockerfile: ${dockerfileName}`);
       const ignoreText = await readContextFile(ctxDir, '.dockerignore', '.dockerignore');
       const run = new BuildRun(this, this.deps, parseDockerfile(text, path.posix.basename(dockerfileName)), ctxDir, IgnoreMatcher.parse(ignoreText), opts, out);
@@ -360,7 +384,15 @@ class BuildRun {
 
   private async from(stage: Stage): Promise<StageState> {
     const name = baseName(stage, this.metaArgs, this.escape);
-    const fresh = (s: Omit<StageState, 'args' | 'cmdSet'>): StageState => ({ ...s, args: new Map(), cmdSet: false });
+    const fresh = (s: Pick<StageState, 'imageId' | 'config' | 'layers' | 'format'>): StageState => ({
+      ...s,
+      parentId: s.imageId,
+      cacheKey: s.imageId ?? 'scratch',
+      pendingKeys: [],
+      configGrowth: 0,
+      args: new Map(),
+      cmdSet: false,
+    });
     if (name.toLowerCase() === 'scratch') {
       const platform = hostPlatform();
       return fresh({
@@ -407,7 +439,15 @@ class BuildRun {
 
   /** ENV wins over ARG of the same name (Docker's rule). */
   private lookup(state: StageState): Lookup {
-    return stageLookup(state.config.config?.Env ?? [], state.args);
+    const lookup = stageLookup(state.config.config?.Env ?? [], state.args);
+    // Substitution can double a value per line (ENV A=$A$A): bound what one instruction expands to.
+    let substituted = 0;
+    return (name) => {
+      const value = lookup(name);
+      substituted += value?.length ?? 0;
+      if (substituted > MAX_CONFIG_BYTES) throw new BuildError(`variable substitution passed the ${MAX_CONFIG_BYTES / (1024 * 1024)} MiB limit (${MAX_CONFIG_BYTES} bytes) in one instruction`);
+      return value;
+    };
   }
 
   /** Build args in scope and not shadowed by ENV: the env a RUN gets on top of the config's. */
@@ -439,7 +479,7 @@ class BuildRun {
     switch (ins.name) {
       case 'ARG': {
         declareArgs(ins, this.escape, state.args, lookup, this.buildArgs, this.consumedArgs, this.metaArgs);
-        this.out.stream(` ---> ${state.imageId ? short(state.imageId) : 'scratch'}\n`);
+        if (state.imageId) this.out.stream(` ---> ${short(state.imageId)}\n`);
         return;
       }
       case 'ENV': {
@@ -518,25 +558,28 @@ class BuildRun {
   }
 
   /**
-   * One step with the cache: the key is (parent image, `parts`); a hit moves the stage to the
-   * cached image, a miss runs `produce` and records the image it describes.
+   * One step with the cache: the key is (what the stage stands at, `parts`). A hit on a step that
+   * made an image moves the stage to it; otherwise `produce` runs. A step that adds a layer is
+   * recorded as an image; a metadata step only changes the config, so a Dockerfile of many ENV
+   * lines makes one image at the end (or before the next RUN), not one per line.
    */
   private async commit(state: StageState, parts: string[], produce: () => Promise<StepResult | undefined>, onHit?: () => void): Promise<void> {
-    const key = BuildCache.key([state.imageId ?? 'scratch', state.config.config?.OnBuild?.length ? 'onbuild' : '', ...parts]);
-    if (!this.opts.noCache) {
-      const cached = await this.builder.cache.get(key);
-      const rec = cached ? this.deps.images.store.get(cached) : undefined;
-      if (rec && this.cacheSources().has(rec.id)) {
-        onHit?.();
-        await this.builder.ensureUnpacked(rec);
-        await this.moveTo(state, rec);
-        this.out.stream(' ---> Using cache\n');
-        this.out.stream(` ---> ${short(rec.id)}\n`);
-        return;
-      }
+    const key = BuildCache.key([state.cacheKey, state.config.config?.OnBuild?.length ? 'onbuild' : '', ...parts]);
+    const cached = await this.cachedImage(key);
+    if (cached) {
+      onHit?.();
+      await this.builder.ensureUnpacked(cached);
+      await this.moveTo(state, cached);
+      this.out.stream(' ---> Using cache\n');
+      this.out.stream(` ---> ${short(cached.id)}\n`);
+      return;
     }
     const result = await produce();
     if (!result) return;
+    state.configGrowth += Buffer.byteLength(result.createdBy) * 2;
+    if (state.configGrowth > MAX_CONFIG_BYTES) {
+      throw new BuildError(`${parts[0].split(' ')[0]}: the image config would pass the ${MAX_CONFIG_BYTES / (1024 * 1024)} MiB limit (${MAX_CONFIG_BYTES} bytes)`);
+    }
     const now = new Date().toISOString();
     const entry: HistoryEntry = { created: now, created_by: result.createdBy };
     if (!result.layer) entry.empty_layer = true;
@@ -548,13 +591,31 @@ class BuildRun {
       history: [...(state.config.history ?? []), entry],
     };
     if (result.author !== undefined) config.author = result.author;
-    const layers = result.layer ? [...state.layers, result.layer.blob] : state.layers;
-    const rec = await recordImage(this.deps, { config, layers, format: state.format, tags: [], parent: state.imageId });
-    await this.builder.cache.set(key, rec.id, (id) => !!this.deps.images.store.get(id));
+    if (!result.layer) {
+      state.imageId = undefined;
+      state.config = config;
+      state.cacheKey = key;
+      state.pendingKeys.push(key);
+      if (await this.cachedImage(seenKey(key))) this.out.stream(' ---> Using cache\n');
+      return;
+    }
+    const rec = await this.record(state, config, [...state.layers, result.layer.blob]);
+    await this.builder.cache.set([key, ...state.pendingKeys.map(seenKey)], rec.id, (id) => !!this.deps.images.store.get(id));
     state.imageId = rec.id;
+    state.parentId = rec.id;
+    state.cacheKey = rec.id;
+    state.pendingKeys = [];
     state.config = config;
     state.layers = rec.layers;
     this.out.stream(` ---> ${short(rec.id)}\n`);
+  }
+
+  /** The image the cache holds for `key`, if it still exists (never with --no-cache). */
+  private async cachedImage(key: string): Promise<ImageRecord | undefined> {
+    if (this.opts.noCache) return undefined;
+    const id = await this.builder.cache.get(key);
+    const rec = id ? this.deps.images.store.get(id) : undefined;
+    return rec && this.cacheSources().has(rec.id) ? rec : undefined;
   }
 
   private cacheSourceIds?: Set<string>;
@@ -575,23 +636,47 @@ class BuildRun {
 
   private async moveTo(state: StageState, rec: ImageRecord): Promise<void> {
     state.imageId = rec.id;
+    state.parentId = rec.id;
+    state.cacheKey = rec.id;
+    state.pendingKeys = [];
     state.config = await this.deps.images.config(rec);
     state.layers = rec.layers;
     state.format = formatOf(rec);
   }
 
-  /** An image record for the stage as it stands (RUN needs one for its container). */
+  /**
+   * An image record for the stage as it stands (RUN needs one for its container; the build's
+   * result is one). Metadata steps seen before end in the image they made then, so an unchanged
+   * rebuild ends in the same image ID.
+   */
   private async materialize(state: StageState): Promise<string> {
     if (state.imageId) return state.imageId;
-    const rec = await recordImage(this.deps, { config: { ...state.config, created: new Date().toISOString() }, layers: state.layers, format: state.format, tags: [] });
+    const pending = state.pendingKeys;
+    const cached = pending.length ? await this.cachedImage(exactKey(state.cacheKey)) : undefined;
+    if (cached) {
+      // Later steps key on the metadata chain, as they did when this image was made.
+      const chain = state.cacheKey;
+      await this.moveTo(state, cached);
+      state.cacheKey = chain;
+      return cached.id;
+    }
+    const rec = await this.record(state, { ...state.config, created: new Date().toISOString() }, state.layers);
+    if (pending.length) await this.builder.cache.set([...pending.map(seenKey), exactKey(state.cacheKey)], rec.id, (id) => !!this.deps.images.store.get(id));
     state.imageId = rec.id;
+    state.parentId = rec.id;
+    state.pendingKeys = [];
     return rec.id;
   }
 
+  /** Record an image of this build, refusing a config over MAX_CONFIG_BYTES. */
+  private async record(state: StageState, config: ImageConfig, layers: Descriptor[]): Promise<ImageRecord> {
+    const configBytes = Buffer.from(JSON.stringify(config));
+    checkConfigSize(configBytes.length, this.opts.tags?.filter(Boolean).join(', ') || 'the image being built');
+    return recordImage(this.deps, { config, configBytes, layers, format: state.format, tags: [], parent: state.parentId });
+  }
+
   private topChain(state: StageState): string | null {
-    if (!state.imageId) return null;
-    const rec = this.deps.images.store.get(state.imageId);
-    return rec?.chainIds[rec.chainIds.length - 1] ?? null;
+    return chainIds(state.config.rootfs.diff_ids).pop() ?? null;
   }
 
   // ---- WORKDIR ------------------------------------------------------------------------------

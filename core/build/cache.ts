@@ -44,13 +44,13 @@ export class BuildCache {
     return (await this.load())[key];
   }
 
-  /** Record a step; `exists` prunes entries whose image no longer exists. */
-  async set(key: string, imageId: string, exists: (id: string) => boolean): Promise<void> {
+  /** Record steps that ended in one image (one write); `exists` prunes entries whose image no longer exists. */
+  async set(keys: string[], imageId: string, exists: (id: string) => boolean): Promise<void> {
     await this.lock.run(async () => {
       const entries = await this.load();
       const next: Record<string, string> = {};
       for (const [k, v] of Object.entries(entries)) if (exists(v)) next[k] = v;
-      next[key] = imageId;
+      for (const key of keys) next[key] = imageId;
       await writeJsonAtomic(this.file, { version: 1, entries: next } satisfies IndexFile);
       this.entries = next;
     });

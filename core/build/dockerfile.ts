@@ -66,9 +66,22 @@ export class DockerfileError extends InvalidArgumentError {
   }
 }
 
+/** Dockerfiles above this are refused before they are parsed (real ones are a few KB). */
+export const MAX_DOCKERFILE_BYTES = 1024 * 1024;
+/** Instructions per Dockerfile, all stages together (a few hundred is a very long one). */
+export const MAX_INSTRUCTIONS = 4096;
+
+/** Refuse a Dockerfile of `size` bytes over MAX_DOCKERFILE_BYTES, naming it. */
+export function checkDockerfileSize(size: number, file: string): void {
+  if (size > MAX_DOCKERFILE_BYTES) {
+    throw new InvalidArgumentError(`${file} is ${size} bytes, larger than the ${MAX_DOCKERFILE_BYTES / (1024 * 1024)} MiB limit for a Dockerfile (${MAX_DOCKERFILE_BYTES} bytes)`);
+  }
+}
+
 const DIRECTIVE = /^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.*?)\s*$/;
 
 export function parseDockerfile(text: string, file = 'Dockerfile'): Dockerfile {
+  checkDockerfileSize(Buffer.byteLength(text), file);
   const lines = text.replace(/^\uFEFF/, '').split(/\r?\n/);
   let escape = '\\';
   let i = 0;
@@ -104,6 +117,7 @@ export function parseDockerfile(text: string, file = 'Dockerfile'): Dockerfile {
       ended = !continuation.test(next);
       line += ended ? next : next.replace(continuation, '');
     }
+    if (instructions.length === MAX_INSTRUCTIONS) throw new DockerfileError(file, start, `more than ${MAX_INSTRUCTIONS} instructions: the limit for a Dockerfile`);
     instructions.push(parseInstruction(line.trim(), start, escape, file));
   }
 

@@ -28,7 +28,7 @@ import { MediaTypes } from '../contracts/types';
 import { BerthError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import { type ContentStore, DigestMismatchError, sha256Digest } from '../content/store';
 import type { ImageService } from './service';
-import type { ImageRecord } from './store';
+import { type ImageRecord, checkConfigSize } from './store';
 import type { LayerUnpacker } from './pull';
 import { parseConfig } from './pull';
 import { hostPlatform, parseManifest, selectPlatform } from './manifest';
@@ -430,6 +430,7 @@ async function ociPlan(archive: SpooledArchive, m: OciEntry): Promise<LoadPlan> 
   const what = `image ${sha256Digest(m.manifestBytes)}`;
   const configFile = lookup(archive, blobPath(m.config.digest), `config ${m.config.digest}`);
   verifyFile(configFile, m.config.digest, `config of ${what}`, m.config.size);
+  checkConfigSize(configFile.size, m.names.map((n) => familiarReference(n)).join(', ') || what);
   const configBytes = await readSmall(configFile, `config of ${what}`);
   const config = parseConfig(configBytes, what);
   if (config.rootfs.diff_ids.length !== m.layers.length) throw new InvalidArgumentError(`${what}: config lists ${config.rootfs.diff_ids.length} diff IDs for ${m.layers.length} layers`);
@@ -457,6 +458,7 @@ async function dockerPlans(archive: SpooledArchive, ociManifests: OciEntry[]): P
     // Config paths name the config digest: `<hex>.json` (docker < 25) or `blobs/sha256/<hex>`.
     const named = /(?:^|\/)([a-f0-9]{64})(?:\.json)?$/.exec(normalizeName(entry.Config));
     if (named) verifyFile(configFile, `sha256:${named[1]}`, `config ${entry.Config}`);
+    checkConfigSize(configFile.size, Array.isArray(entry.RepoTags) && entry.RepoTags.length ? entry.RepoTags.join(', ') : entry.Config);
     const configBytes = await readSmall(configFile, `config ${entry.Config}`);
     const config = parseConfig(configBytes, entry.Config);
     if (config.rootfs.diff_ids.length !== entry.Layers.length) {

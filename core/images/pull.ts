@@ -10,7 +10,7 @@ import { BerthError, NotFoundError } from '../contracts/errors';
 import type { Registry, RegistryCredentials } from '../contracts/registry';
 import { type ContentStore, DigestMismatchError, sha256Digest } from '../content/store';
 import type { ImageRecord, ImageStore } from './store';
-import { chainIds } from './store';
+import { chainIds, checkConfigSize } from './store';
 import { type ImageManifest, hostPlatform, parseManifest, selectPlatform, formatPlatform } from './manifest';
 import { familiarReference, formatReference, repositoryName } from './reference';
 
@@ -118,7 +118,9 @@ export class Puller {
     progress: ProgressSink,
     what: string,
   ): Promise<{ record: ImageRecord; upToDate: boolean }> {
-    // Config first: it names the diff IDs every layer must unpack to.
+    // Config first: it names the diff IDs every layer must unpack to. Its size is checked against
+    // the manifest's word before a byte is fetched (the ingest holds the registry to that word).
+    checkConfigSize(manifest.config.size, what);
     await this.content.ingest(manifest.config, () => registry.getBlob(ref, manifest.config, reqOpts));
     const config = parseConfig(await this.content.read(manifest.config.digest), what);
     if (config.rootfs.diff_ids.length !== manifest.layers.length) {

@@ -22,6 +22,20 @@ export interface CheckReport {
   missing: string[];
 }
 
+/** One row of GET /images/json, as Docker shapes it. Cached rows are frozen: hand them out as they are. */
+export interface ImageSummary {
+  Id: string;
+  ParentId: string;
+  RepoTags: readonly string[];
+  RepoDigests: readonly string[];
+  Created: number;
+  Size: number;
+  SharedSize: number;
+  VirtualSize: number;
+  Labels: Readonly<Record<string, string>>;
+  Containers: number;
+}
+
 /** Something outside the image store that holds images (containers do, once they exist). */
 export type ImageUsers = (imageId: string) => string[];
 
@@ -32,7 +46,17 @@ export class ImageService {
   /** Image events for /events: pull, tag, untag, delete. */
   onEvent: (action: string, id: string, name?: string) => void = () => undefined;
 
-  constructor(private readonly content: ContentStore, readonly store: ImageStore, private readonly puller: Puller) {}
+  /** Listing rows by image ID, so a listing reads each config once, not every time. */
+  private readonly summaries = new Map<string, Readonly<ImageSummary>>();
+  /** Counts store changes, so a row built across one is not cached. */
+  private storeChanges = 0;
+
+  constructor(private readonly content: ContentStore, readonly store: ImageStore, private readonly puller: Puller) {
+    store.onChange = (ids) => {
+      this.storeChanges++;
+      for (const id of ids) this.summaries.delete(id);
+    };
+  }
 
   registryFor(ref: ImageRef) {
     return this.puller.registryFor(ref);
@@ -50,30 +74,41 @@ export class ImageService {
   }
 
   /** GET /images/json */
-  async list(opts: { all?: boolean; reference?: string[]; danglingOnly?: boolean } = {}) {
-    const out = [];
+  async list(opts: { all?: boolean; reference?: string[]; danglingOnly?: boolean } = {}): Promise<Readonly<ImageSummary>[]> {
+    const out: Readonly<ImageSummary>[] = [];
     const parents = new Set(this.store.list().map((r) => r.parent).filter(Boolean));
     for (const rec of this.store.list()) {
-      const tags = familiarTags(this.store.tagsOf(rec.id));
+      const row = await this.summary(rec);
       // Untagged build steps under another image are intermediate: shown only with -a, as in Docker.
-      if (!opts.all && !tags.length && parents.has(rec.id)) continue;
-      if (opts.danglingOnly && tags.length) continue;
-      if (opts.reference?.length && !tags.some((t) => opts.reference!.some((r) => matchReference(t, r)))) continue;
-      const cfg = await this.config(rec);
-      out.push({
-        Id: rec.id,
-        ParentId: rec.parent ?? '',
-        RepoTags: tags,
-        RepoDigests: rec.repoDigests.map((d) => familiarReference(parseReference(d))),
-        Created: Math.floor(Date.parse(rec.created ?? rec.recorded) / 1000) || 0,
-        Size: rec.size,
-        SharedSize: -1,
-        VirtualSize: rec.size,
-        Labels: cfg.config?.Labels ?? {},
-        Containers: -1,
-      });
+      if (!opts.all && !row.RepoTags.length && parents.has(rec.id)) continue;
+      if (opts.danglingOnly && row.RepoTags.length) continue;
+      if (opts.reference?.length && !row.RepoTags.some((t) => opts.reference!.some((r) => matchReference(t, r)))) continue;
+      out.push(row);
     }
     return out.sort((a, b) => b.Created - a.Created);
+  }
+
+  private async summary(rec: ImageRecord): Promise<Readonly<ImageSummary>> {
+    const cached = this.summaries.get(rec.id);
+    if (cached) return cached;
+    const changes = this.storeChanges;
+    const cfg = await this.config(rec);
+    const row: ImageSummary = {
+      Id: rec.id,
+      ParentId: rec.parent ?? '',
+      RepoTags: Object.freeze(familiarTags(this.store.tagsOf(rec.id))),
+      RepoDigests: Object.freeze(rec.repoDigests.map((d) => familiarReference(parseReference(d)))),
+      Created: Math.floor(Date.parse(rec.created ?? rec.recorded) / 1000) || 0,
+      Size: rec.size,
+      SharedSize: -1,
+      VirtualSize: rec.size,
+      Labels: Object.freeze({ ...(cfg.config?.Labels ?? {}) }),
+      Containers: -1,
+    };
+    Object.freeze(row);
+    // A tag or record change while the config was read may have made the row stale already.
+    if (changes === this.storeChanges) this.summaries.set(rec.id, row);
+    return row;
   }
 
   /** GET /images/{name}/json */

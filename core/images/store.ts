@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Descriptor, ImageRef } from '../contracts/types';
-import { ConflictError, NotFoundError } from '../contracts/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import { digestHex } from '../content/store';
 import { ensureDir, readJson, writeJsonAtomic } from '../util/fs';
 import { Mutex } from '../util/mutex';
@@ -43,12 +43,27 @@ export interface ImageRecord {
 
 type Tags = Record<string, string>;
 
+/**
+ * Image configs above this are refused wherever one enters the store (pull, load, build): a
+ * config is read whole and parsed, and real ones are a few KB. Docker's builder caps at 8 MiB too.
+ */
+export const MAX_CONFIG_BYTES = 8 * 1024 * 1024;
+
+/** Refuse a config of `size` bytes over MAX_CONFIG_BYTES, naming the image. */
+export function checkConfigSize(size: number, image: string): void {
+  if (size > MAX_CONFIG_BYTES) {
+    throw new InvalidArgumentError(`image config of ${image} is ${size} bytes, larger than the ${MAX_CONFIG_BYTES / (1024 * 1024)} MiB limit (${MAX_CONFIG_BYTES} bytes)`);
+  }
+}
+
 export class ImageStore {
   readonly dir: string;
   private readonly tagsFile: string;
   private readonly lock = new Mutex();
   private tags: Tags = {};
   private readonly records = new Map<string, ImageRecord>();
+  /** Told the IDs whose record or tags changed (summary caches drop them). */
+  onChange: (ids: string[]) => void = () => undefined;
 
   constructor(root: string) {
     this.dir = path.join(root, 'images');
@@ -150,6 +165,7 @@ export class ImageStore {
         : record;
       await writeJsonAtomic(this.recordPath(record.id), merged);
       this.records.set(record.id, merged);
+      this.onChange([record.id]);
       if (tag) await this.setTag(tag, record.id);
     });
   }
@@ -160,6 +176,7 @@ export class ImageStore {
       if (!rec) return;
       change(rec);
       await writeJsonAtomic(this.recordPath(id), rec);
+      this.onChange([id]);
     });
   }
 
@@ -169,9 +186,12 @@ export class ImageStore {
 
   private async setTag(ref: ImageRef, id: string): Promise<void> {
     if (!this.records.has(id)) throw new NotFoundError(`No such image: ${id}`);
-    const next = { ...this.tags, [formatReference({ ...ref, digest: undefined })]: id };
+    const key = formatReference({ ...ref, digest: undefined });
+    const previous = this.tags[key];
+    const next = { ...this.tags, [key]: id };
     await writeJsonAtomic(this.tagsFile, next);
     this.tags = next;
+    this.onChange(previous && previous !== id ? [id, previous] : [id]);
   }
 
   /** Remove one tag; returns whether it existed. */
@@ -180,9 +200,11 @@ export class ImageStore {
       const key = formatReference({ ...ref, digest: undefined });
       if (!(key in this.tags)) return false;
       const next = { ...this.tags };
+      const id = next[key];
       delete next[key];
       await writeJsonAtomic(this.tagsFile, next);
       this.tags = next;
+      this.onChange([id]);
       return true;
     });
   }
@@ -195,6 +217,7 @@ export class ImageStore {
       this.tags = next;
       await fs.promises.rm(this.recordPath(id), { force: true });
       this.records.delete(id);
+      this.onChange([id]);
     });
   }
 

@@ -4,7 +4,7 @@
  * raw HTTP over the socket. Nothing is built here: test/helpers/global-setup.ts keeps dist/ current.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { promises as fs, readFileSync } from 'node:fs';
+import { promises as fs, readFileSync, readdirSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -185,6 +185,21 @@ export function rawConnect(socketPath: string, text: string, until: RegExp, time
   });
 }
 
+/** Open file descriptors of a process. */
+export function fdCount(pid: number): number {
+  return readdirSync(`/proc/${pid}/fd`).length;
+}
+
+/** Wait until a process's fd count settles at or below `limit` (closed sockets take a moment). */
+export async function fdsSettle(pid: number, limit: number, timeoutMs = 15_000): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  let n = fdCount(pid);
+  while (n > limit && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    n = fdCount(pid);
+  }
+  return n;
+}
 
 /** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo, octal escapes decoded). */
 export function mountsUnder(dir: string): string[] {

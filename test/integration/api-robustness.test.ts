@@ -12,7 +12,7 @@ import http from 'node:http';
 import net from 'node:net';
 import * as tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mountsUnder, rawConnect, startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { fdCount, fdsSettle, mountsUnder, rawConnect, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason, seeded } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -59,24 +59,9 @@ function request(socket: string, path: string, init: { method?: string; body?: s
 const post = (socket: string, path: string, body?: unknown) =>
   request(socket, path, { method: 'POST', body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
 
-function fdCount(pid: number): number {
-  return readdirSync(`/proc/${pid}/fd`).length;
-}
-
 function rssKiB(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : 0;
-}
-
-/** Wait until the daemon's fd count settles at or below `limit` (closed sockets take a moment). */
-async function fdsSettle(pid: number, limit: number, timeoutMs = 15_000): Promise<number> {
-  const deadline = Date.now() + timeoutMs;
-  let n = fdCount(pid);
-  while (n > limit && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    n = fdCount(pid);
-  }
-  return n;
 }
 
 type TarEntry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; body?: string; mode?: number };
