@@ -210,3 +210,70 @@ describe('Go text/template (checked against Go 1.19)', () => {
     else expect({ out, err }).toEqual({ out: expected.out, err: undefined });
   });
 });
+
+/** [input, what Go's tabwriter.NewWriter(w, 10, 1, 3, ' ', 0) wrote: docker's table settings] */
+const TABWRITER: [string, string][] = [
+  ["CONTAINER ID\tIMAGE\n4f3b2a1c0d9e\tbusybox\n", "CONTAINER ID   IMAGE\n4f3b2a1c0d9e   busybox\n"],
+  ["a\tb\tc\nlonger cell here\tx\ty\n", "a                  b         c\nlonger cell here   x         y\n"],
+  ["a\tb\nno tabs line\nccc\tdddddddddddddd\te\n", "a         b\nno tabs line\nccc       dddddddddddddd   e\n"],
+  ["NAME\tSTATUS\nx\t\ny\tUp 2 seconds\n", "NAME      STATUS\nx         \ny         Up 2 seconds\n"],
+  ["h1\th2\th3\n\t\t\nr1\tr2\n", "h1        h2        h3\n                    \nr1        r2\n"],
+  ["REPOSITORY\tTAG\tIMAGE ID\n<none>\t<none>\t0123456789ab\nbusybox\tlatest\tfedcba987654\n", "REPOSITORY   TAG       IMAGE ID\n<none>       <none>    0123456789ab\nbusybox      latest    fedcba987654\n"],
+  ["one\n", "one\n"],
+  ["\u00fcn\u00ef\tc\u00f6d\u00e9\nx\ty\n", "\u00fcn\u00ef       c\u00f6d\u00e9\nx         y\n"],
+  ["a\tb\tc\n", "a         b         c\n"],
+];
+
+describe('tabwriter (checked against Go 1.19 text/tabwriter)', () => {
+  it.each(TABWRITER)('%j', (input, want) => expect(tabwrite(input)).toBe(want));
+});
+
+/** A formatter context like docker's: methods are fields, a missing field is an error. */
+function containerRow(id: string, image: string, labels: Record<string, string>) {
+  return {
+    [STRUCT]: '*formatter.ContainerContext',
+    ID: () => id,
+    Image: () => image,
+    Labels: () => Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(','),
+    Label: (name: string) => labels[name] ?? '',
+  };
+}
+
+describe('--format as docker applies it', () => {
+  const headers = { ID: 'CONTAINER ID', Image: 'IMAGE', Labels: 'LABELS', Label: 'LABEL' };
+  const rows = [containerRow('4f3b2a1c0d9e', 'busybox', { tier: 'web' }), containerRow('0a1b2c3d4e5f', 'registry.local:5000/app:1', {})];
+
+  it('table: the header names docker prints, columns aligned as its tabwriter aligns them', () => {
+    expect(new Format('table {{.ID}}\\t{{.Image}}').render(rows, headers)).toBe(
+      'CONTAINER ID   IMAGE\n4f3b2a1c0d9e   busybox\n0a1b2c3d4e5f   registry.local:5000/app:1\n',
+    );
+  });
+
+  it('table with no rows still prints the header', () => {
+    expect(new Format('table {{.ID}}\t{{.Labels}}').render([], headers)).toBe('CONTAINER ID   LABELS\n');
+  });
+
+  it('a method with an argument: .Label "k"', () => {
+    expect(new Format('{{.ID}} {{.Label "tier"}}|').render(rows, headers)).toBe('4f3b2a1c0d9e web|\n0a1b2c3d4e5f |\n');
+  });
+
+  it('header functions hand the header back: {{json .Labels}} and {{lower .Image}} head their columns', () => {
+    expect(new Format('table {{json .Labels}}\t{{lower .Image}}').render([rows[1]], headers)).toBe('LABELS    IMAGE\n""        registry.local:5000/app:1\n');
+  });
+
+  it('json prints one object per line', () => {
+    expect(new Format('json').render([{ a: 1 }, { a: 2 }])).toBe('{"a":1}\n{"a":2}\n');
+  });
+
+  it('a field the context does not have is an error naming it', () => {
+    expect(() => new Format('{{.Nope}}').render(rows, headers)).toThrow('template: :1:2: executing "" at <.Nope>: can\'t evaluate field Nope in type *formatter.ContainerContext');
+  });
+
+  it('a template that does not parse is an error before anything runs', () => {
+    expect(() => new Format('{{.ID')).toThrow(new TemplateError('template: :1: unclosed action'));
+  });
+
+  it('inspect -f renders each object on its own line', () => {
+    expect(renderEach('{{.Name}}\\t{{.State.Status}}', [DATA, { ...DATA, Name: '/db' }])).toBe('/web\trunning\n/db\trunning\n');
+  });
+});
