@@ -9,6 +9,7 @@ import type { ImageRecord, ImageStore } from './store';
 import { familiarTags } from './store';
 import { type Puller, type PullOptions, parseConfig } from './pull';
 import { familiarReference, parseReference, repositoryName } from './reference';
+import { imageFilter } from './filters';
 
 export interface RemoveResult {
   Untagged?: string;
@@ -49,23 +50,24 @@ export class ImageService {
     return parseConfig(await this.content.read(rec.configDigest), rec.id);
   }
 
-  /** GET /images/json */
-  async list(opts: { all?: boolean; reference?: string[]; danglingOnly?: boolean } = {}) {
+  /** GET /images/json, with dockerd's filters (core/images/filters.ts). */
+  async list(opts: { all?: boolean; filters?: Record<string, string[]> } = {}) {
     const out = [];
-    const parents = new Set(this.store.list().map((r) => r.parent).filter(Boolean));
-    for (const rec of this.store.list()) {
-      const tags = familiarTags(this.store.tagsOf(rec.id));
-      // Untagged build steps under another image are intermediate: shown only with -a, as in Docker.
-      if (!opts.all && !tags.length && parents.has(rec.id)) continue;
-      if (opts.danglingOnly && tags.length) continue;
-      if (opts.reference?.length && !tags.some((t) => opts.reference!.some((r) => matchReference(t, r)))) continue;
+    const records = this.store.list();
+    const parents = new Set(records.map((r) => r.parent).filter(Boolean));
+    const createdOf = (r: ImageRecord) => Math.floor(Date.parse(r.created ?? r.recorded) / 1000) || 0;
+    const verdict = imageFilter(opts.filters ?? {}, (ref) => createdOf(this.store.resolve(ref)), !!opts.all);
+    for (const rec of records) {
       const cfg = await this.config(rec);
+      const repoDigests = rec.repoDigests.map((d) => familiarReference(parseReference(d)));
+      const v = verdict({ id: rec.id, created: createdOf(rec), tags: familiarTags(this.store.tagsOf(rec.id)), repoDigests, labels: cfg.config?.Labels ?? {}, hasChildren: parents.has(rec.id) });
+      if (!v.listed) continue;
       out.push({
         Id: rec.id,
         ParentId: rec.parent ?? '',
-        RepoTags: tags,
-        RepoDigests: rec.repoDigests.map((d) => familiarReference(parseReference(d))),
-        Created: Math.floor(Date.parse(rec.created ?? rec.recorded) / 1000) || 0,
+        RepoTags: v.tags,
+        RepoDigests: repoDigests,
+        Created: createdOf(rec),
         Size: rec.size,
         SharedSize: -1,
         VirtualSize: rec.size,
@@ -74,6 +76,21 @@ export class ImageService {
       });
     }
     return out.sort((a, b) => b.Created - a.Created);
+  }
+
+  /** The image `ref` names and every image built on it (build parents); [] when none matches, as dockerd's ancestor filter takes it. */
+  imageAndDescendants(ref: string): string[] {
+    let root: ImageRecord | undefined;
+    try {
+      root = this.store.find(ref);
+    } catch {
+      return []; // not a valid reference: names no image
+    }
+    if (!root) return [];
+    const records = this.store.list();
+    const ids = [root.id];
+    for (let i = 0; i < ids.length; i++) for (const r of records) if (r.parent === ids[i] && !ids.includes(r.id)) ids.push(r.id);
+    return ids;
   }
 
   /** GET /images/{name}/json */
@@ -240,8 +257,3 @@ export class ImageService {
 const short = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
 
 /** Docker's reference filter: globs such as `busybox`, `busybox:*` on the familiar name. */
-function matchReference(tag: string, pattern: string): boolean {
-  const full = pattern.includes(':') ? pattern : `${pattern}:*`;
-  const re = new RegExp('^' + full.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*') + '$');
-  return re.test(tag);
-}

@@ -1,6 +1,8 @@
 import type { CommandContext } from '../main';
 import { parse } from '../args';
-import { table } from '../render';
+import { printInspected, table } from '../render';
+import { Format } from '../template';
+import { UsageError } from '../main';
 import { humanSize } from '../../util/format';
 
 export async function plugins({ client, argv, out }: CommandContext): Promise<void> {
@@ -9,14 +11,28 @@ export async function plugins({ client, argv, out }: CommandContext): Promise<vo
   out.write(table(['URI', 'STATUS', 'SOURCE', 'REASON'], infos.map((p) => [p.uri, p.status, p.source, p.reason ?? ''])));
 }
 
-export async function version({ client, out }: CommandContext): Promise<void> {
-  out.write(`Client:\n Version:     0.1.0\n API version: 1.43\n Node:        ${process.version}\n\n`);
+const CLIENT_VERSION = { Version: '0.1.0', ApiVersion: '1.43', DefaultAPIVersion: '1.43', GitCommit: '', GoVersion: process.version, Os: process.platform, Arch: process.arch === 'x64' ? 'amd64' : process.arch, BuildTime: '', Context: 'default', Experimental: true };
+
+export async function version({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } }, 'berth version [OPTIONS]', { max: 0 });
+  if (values.format) {
+    // docker's template data: {Client, Server}, the server part as GET /version gives it.
+    out.write(new Format(values.format).render([{ Client: CLIENT_VERSION, Server: await client.json('/version') }]));
+    return;
+  }
+  out.write(`Client:\n Version:     ${CLIENT_VERSION.Version}\n API version: ${CLIENT_VERSION.ApiVersion}\n Node:        ${process.version}\n\n`);
   const v = await client.json('/version');
   out.write(`Server: berthd\n Version:     ${v.Version}\n API version: ${v.ApiVersion} (minimum version ${v.MinAPIVersion})\n Runtime:     ${v.GoVersion}\n OS/Arch:     ${v.Os}/${v.Arch}\n Kernel:      ${v.KernelVersion}\n`);
 }
 
-export async function info({ client, out }: CommandContext): Promise<void> {
+export async function info({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } }, 'berth info [OPTIONS]', { max: 0 });
   const i = await client.json('/info');
+  if (values.format) {
+    // docker's info data is the server's /info with the client's part beside it.
+    out.write(new Format(values.format).render([{ ...i, ClientInfo: { Debug: false, Context: 'default', Plugins: [], Warnings: null } }]));
+    return;
+  }
   const lines = [
     `Server Version: ${i.ServerVersion}`,
     `Storage Driver: ${i.Driver}`,
@@ -53,11 +69,17 @@ export async function check({ client, out }: CommandContext): Promise<number> {
 
 /** `berth inspect NAME`: a container when one has that name or id, else an image (docker's order). */
 export async function inspect({ client, argv, out }: CommandContext): Promise<number> {
-  const { positionals } = parse(argv, { type: { type: 'string' }, format: { type: 'string', short: 'f' } }, 'berth inspect NAME|ID [NAME|ID...]', { min: 1 });
+  const { values, positionals } = parse(argv, {
+    format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' },
+    size: { type: 'boolean', short: 's', help: 'Display total file sizes if the type is container' },
+    type: { type: 'string', help: 'Return JSON for specified type' },
+  }, 'berth inspect [OPTIONS] NAME|ID [NAME|ID...]', { min: 1 });
+  const kinds = { container: ['containers'], image: ['images'], volume: ['volumes'], network: ['networks'] } as Record<string, string[]>;
+  if (values.type && !kinds[values.type]) throw new UsageError(`"${values.type}" is not a valid value for --type`);
   const found = [];
   let code = 0;
   for (const name of positionals) {
-    const paths = [`/containers/${encodeURIComponent(name)}/json`, `/images/${encodeURIComponent(name)}/json`];
+    const paths = (values.type ? kinds[values.type] : ['containers', 'images']).map((k) => (k === 'containers' || k === 'images' ? `/${k}/${encodeURIComponent(name)}/json${k === 'containers' && values.size ? '?size=1' : ''}` : `/${k}/${encodeURIComponent(name)}`));
     let obj;
     for (const p of paths) {
       obj = await client.json(p).catch((e) => (e.status === 404 ? undefined : Promise.reject(e)));
@@ -65,11 +87,11 @@ export async function inspect({ client, argv, out }: CommandContext): Promise<nu
     }
     if (obj) found.push(obj);
     else {
-      process.stderr.write(`Error: No such object: ${name}\n`);
+      process.stderr.write(`Error: No such ${values.type ? values.type : 'object'}: ${name}\n`);
       code = 1;
     }
   }
-  out.write(JSON.stringify(found, null, 4) + '\n');
+  out.write(printInspected(found, values.format));
   return code;
 }
 

@@ -2,7 +2,9 @@
 import type { CommandContext } from '../main';
 import { UsageError } from '../main';
 import { parse, parseBytes } from '../args';
-import { forEachName, table } from '../render';
+import { forEachName, printInspected } from '../render';
+import { VOLUME_HEADERS, VOLUME_TABLE, volumeContext } from '../formatters';
+import { Format } from '../template';
 
 /** `--mount type=volume|bind|tmpfs,source=,target=,readonly[,tmpfs-size=,tmpfs-mode=]` -> a HostConfig.Mounts entry. */
 export function parseMountFlag(spec: string): Record<string, unknown> {
@@ -62,19 +64,21 @@ export async function volumeCreate({ client, argv, out }: CommandContext): Promi
 }
 
 export async function volumeLs({ client, argv, out }: CommandContext): Promise<void> {
-  const { values } = parse(argv, { quiet: { type: 'boolean', short: 'q' }, filter: { type: 'string', short: 'f', multiple: true } }, 'berth volume ls [-q] [--filter dangling=true]', { max: 0 });
+  const { values } = parse(argv, {
+    filter: { type: 'string', short: 'f', multiple: true, help: "Provide filter values (e.g. 'dangling=true')" },
+    format: { type: 'string', help: 'Pretty-print volumes using a Go template' },
+    quiet: { type: 'boolean', short: 'q', help: 'Only display volume names' },
+  }, 'berth volume ls [OPTIONS]', { max: 0 });
   const filters: Record<string, string[]> = {};
   for (const f of values.filter ?? []) (filters[f.split('=')[0]] ??= []).push(f.split('=').slice(1).join('='));
   const res = await client.json('/volumes', { query: { filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
-  if (values.quiet) {
-    out.write(res.Volumes.map((v: any) => v.Name + '\n').join(''));
-    return;
-  }
-  out.write(table(['DRIVER', 'VOLUME NAME'], res.Volumes.map((v: any) => [v.Driver, v.Name])));
+  let format = values.format ?? 'table';
+  if (format === 'table') format = values.quiet ? '{{.Name}}' : VOLUME_TABLE;
+  out.write(new Format(format).render((res.Volumes ?? []).map(volumeContext), VOLUME_HEADERS));
 }
 
 export async function volumeInspect({ client, argv, out }: CommandContext): Promise<number> {
-  const { positionals } = parse(argv, {}, 'berth volume inspect VOLUME [VOLUME...]', { min: 1 });
+  const { values, positionals } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } }, 'berth volume inspect [OPTIONS] VOLUME [VOLUME...]', { min: 1 });
   const found: unknown[] = [];
   let code = 0;
   for (const n of positionals) {
@@ -85,7 +89,7 @@ export async function volumeInspect({ client, argv, out }: CommandContext): Prom
       code = 1;
     }
   }
-  out.write(JSON.stringify(found, null, 4) + '\n');
+  out.write(printInspected(found, values.format));
   return code;
 }
 

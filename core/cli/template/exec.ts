@@ -3,7 +3,7 @@
  * missing key is `<no value>`) or struct-like contexts marked with STRUCT, whose fields may be
  * methods (`.Label "k"`) and whose missing fields are errors, as with docker's formatter contexts.
  */
-import { type Arg, type Command, type Node, type Parsed, type Pipe, TemplateError, lineOf, parseTemplate } from './parse';
+import { type Arg, type Command, type ControlNode, type Node, type Parsed, type Pipe, TemplateError, lineOf, parseTemplate } from './parse';
 import { STRUCT, type Value, goType, printValue, sprint, sprintf, sprintln } from './fmt';
 
 export type TemplateFunc = (...args: Value[]) => Value;
@@ -264,7 +264,7 @@ class State {
     return printValue(v);
   }
 
-  private range(dot: Value, n: Extract<Node, { kind: 'range' }>): void {
+  private range(dot: Value, n: ControlNode): void {
     const v = this.pipe(dot, { ...n.pipe, decl: [] });
     const entries: [Value, Value][] = Array.isArray(v)
       ? v.map((e, i) => [i, e])

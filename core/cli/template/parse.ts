@@ -32,10 +32,18 @@ export interface Pipe {
   text: string;
 }
 
+export interface ControlNode {
+  kind: 'if' | 'with' | 'range';
+  pipe: Pipe;
+  list: Node[];
+  elseList?: Node[];
+  pos: number;
+}
+
 export type Node =
   | { kind: 'text'; text: string }
   | { kind: 'action'; pipe: Pipe; pos: number }
-  | { kind: 'if' | 'with' | 'range'; pipe: Pipe; list: Node[]; elseList?: Node[]; pos: number }
+  | ControlNode
   | { kind: 'break' | 'continue'; pos: number }
   | { kind: 'template'; name: string; pipe?: Pipe; pos: number };
 
