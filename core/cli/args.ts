@@ -159,3 +159,15 @@ export function parseBytes(s: string): number {
   const mult = { '': 1, b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 }[m[2].toLowerCase() as 'k'];
   return Math.round(Number(m[1]) * mult);
 }
+
+/** docker's GetTimestamp: a Unix time, a duration before now (10m, 1h30m), or a date (RFC 3339 and shorter). */
+export function parseTimestamp(v: string | undefined): number | undefined {
+  if (!v) return undefined;
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v);
+  const units: Record<string, number> = { ms: 1e-3, s: 1, m: 60, h: 3600 };
+  const parts = [...v.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)];
+  if (parts.length && parts.map((p) => p[0]).join('') === v) return Math.floor(Date.now() / 1000 - parts.reduce((a, p) => a + Number(p[1]) * units[p[2]], 0));
+  const t = Date.parse(v);
+  if (Number.isNaN(t)) throw new UsageError(`invalid time "${v}": expected a Unix time, a duration such as 10m, or a date such as 2026-01-02T15:04:05Z`);
+  return Math.floor(t / 1000);
+}

@@ -46,6 +46,8 @@ const COMMANDS: Record<string, [string, string, string]> = {
   export: ['containers', 'exportFs', "Export a container's filesystem as a tar archive"],
   diff: ['containers', 'diff', "Inspect changes to files on a container's filesystem"],
   exec: ['containers', 'exec', 'Execute a command in a running container'],
+  cp: ['cp', 'cp', 'Copy files/folders between a container and the local filesystem'],
+  events: ['system', 'events', 'Get real time events from the server'],
   pause: ['resources', 'pause', 'Pause all processes within one or more containers'],
   unpause: ['resources', 'unpause', 'Unpause all processes within one or more containers'],
   top: ['resources', 'top', 'Display the running processes of a container'],
@@ -93,6 +95,7 @@ const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
     df: ['system', 'df', 'Show disk usage (a layer shared by images counted once)'],
     prune: ['system', 'prune', 'Remove stopped containers and unused images'],
     info: COMMANDS.info,
+    events: COMMANDS.events,
   },
   plugin: { ls: COMMANDS.plugins },
   network: {
@@ -116,7 +119,7 @@ const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
   container: {
     ls: COMMANDS.ps, list: COMMANDS.ps, run: COMMANDS.run, create: COMMANDS.create, start: COMMANDS.start, stop: COMMANDS.stop,
     restart: COMMANDS.restart, kill: COMMANDS.kill, rm: COMMANDS.rm, logs: COMMANDS.logs, wait: COMMANDS.wait, attach: COMMANDS.attach,
-    rename: COMMANDS.rename, export: COMMANDS.export, diff: COMMANDS.diff, exec: COMMANDS.exec,
+    rename: COMMANDS.rename, export: COMMANDS.export, diff: COMMANDS.diff, exec: COMMANDS.exec, cp: COMMANDS.cp,
     prune: ['system', 'containerPrune', 'Remove all stopped containers'],
     pause: COMMANDS.pause, unpause: COMMANDS.unpause, top: COMMANDS.top, stats: COMMANDS.stats, update: COMMANDS.update, inspect: ['system', 'inspect', 'Display detailed information on one or more containers'],
   },

@@ -163,7 +163,7 @@ export class ImageService {
    * DELETE /images/{name}: by tag, untag (and delete when it was the last tag); by ID, delete —
    * refused with 409 when the image has several tags (unless force) or a container uses it.
    */
-  async remove(name: string, opts: { force?: boolean } = {}): Promise<RemoveResult[]> {
+  async remove(name: string, opts: { force?: boolean; noPrune?: boolean } = {}): Promise<RemoveResult[]> {
     const rec = this.store.resolve(name);
     const tags = this.store.tagsOf(rec.id);
     const byId = /^(?:sha256:)?[a-f0-9]{4,64}$/.test(name) && !tags.some((t) => t === name);
@@ -207,7 +207,26 @@ export class ImageService {
     await this.collect(rec);
     results.push({ Deleted: rec.id });
     this.onEvent('delete', rec.id);
+    if (!opts.noPrune) await this.pruneParents(rec, results);
     return results;
+  }
+
+  /**
+   * After a delete, docker deletes the untagged parents (build steps) the image leaves unused, up
+   * the chain, stopping quietly at one that is named, used by a container or has other children.
+   */
+  private async pruneParents(deleted: ImageRecord, results: RemoveResult[]): Promise<void> {
+    let parent = deleted.parent ? this.store.get(deleted.parent) : undefined;
+    while (parent) {
+      const id = parent.id;
+      const kept = this.store.tagsOf(id).length > 0 || parent.repoDigests.length > 0 || this.imageUsers(id).length > 0 || this.store.list().some((r) => r.parent === id);
+      if (kept) return;
+      await this.store.delete(id);
+      await this.collect(parent);
+      results.push({ Deleted: id });
+      this.onEvent('delete', id);
+      parent = parent.parent ? this.store.get(parent.parent) : undefined;
+    }
   }
 
   /** Drop blobs and layers of a removed image that no remaining image uses. */

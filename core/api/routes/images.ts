@@ -61,6 +61,6 @@ export function imageRoutes(router: Router, engine: Engine): void {
     res.writeHead(201).end();
   });
   router.add('DELETE', '/images/{name*}', async (req, res) =>
-    sendJson(res, 200, await images.remove(req.params.name, { force: boolParam(req.query, 'force') })),
+    sendJson(res, 200, await images.remove(req.params.name, { force: boolParam(req.query, 'force'), noPrune: boolParam(req.query, 'noprune') })),
   );
 }

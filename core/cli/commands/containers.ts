@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CommandContext } from '../main';
 import { UsageError } from '../main';
-import { type Flags, checkArgCount, parse, parseBytes, parseFlags, registryHost } from '../args';
+import { type Flags, checkArgCount, parse, parseBytes, parseFlags, parseTimestamp, registryHost } from '../args';
 import { ApiError, type Client } from '../client';
 import { registryAuthHeader } from '../credentials';
 import { ProgressRenderer } from '../render';
@@ -588,23 +588,13 @@ export function filtersQuery(flags: string[] | undefined): string | undefined {
 export async function logs({ client, argv, out }: CommandContext): Promise<void> {
   const { values, positionals } = parse(argv, { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string', short: 'n' }, timestamps: { type: 'boolean', short: 't' }, since: { type: 'string' }, until: { type: 'string' } }, 'berth logs [-f] [--tail N] [-t] CONTAINER', { min: 1, max: 1 });
   const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
-  const res = await client.request(`/containers/${info.Id}/logs`, { query: { stdout: 1, stderr: 1, follow: values.follow, tail: values.tail ?? 'all', timestamps: values.timestamps, since: toUnix(values.since), until: toUnix(values.until) } });
+  const res = await client.request(`/containers/${info.Id}/logs`, { query: { stdout: 1, stderr: 1, follow: values.follow, tail: values.tail ?? 'all', timestamps: values.timestamps, since: parseTimestamp(values.since), until: parseTimestamp(values.until) } });
   if (info.Config.Tty) {
     res.pipe(out);
     await new Promise((r) => res.on('end', r));
     return;
   }
   await demux(res, out, process.stderr);
-}
-
-function toUnix(v: string | undefined): number | undefined {
-  if (!v) return undefined;
-  if (/^\d+(\.\d+)?$/.test(v)) return Number(v);
-  const rel = /^(\d+)([smh])$/.exec(v);
-  if (rel) return Math.floor(Date.now() / 1000) - Number(rel[1]) * { s: 1, m: 60, h: 3600 }[rel[2] as 's' | 'm' | 'h'];
-  const t = Date.parse(v);
-  if (Number.isNaN(t)) throw new UsageError(`invalid time "${v}"`);
-  return Math.floor(t / 1000);
 }
 
 export async function attach({ client, argv }: CommandContext): Promise<number> {

@@ -113,7 +113,7 @@ export async function rmi({ client, argv, out }: CommandContext): Promise<number
   let code = 0;
   for (const name of positionals) {
     try {
-      const results = await client.json<any[]>(`/images/${encodeURIComponent(name)}`, { method: 'DELETE', query: { force: values.force } });
+      const results = await client.json<any[]>(`/images/${encodeURIComponent(name)}`, { method: 'DELETE', query: { force: values.force, noprune: values['no-prune'] } });
       for (const r of results) out.write(r.Untagged ? `Untagged: ${r.Untagged}\n` : `Deleted: ${r.Deleted}\n`);
     } catch (err) {
       process.stderr.write(`Error response from daemon: ${(err as Error).message}\n`);

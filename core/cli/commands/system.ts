@@ -1,5 +1,6 @@
 import type { CommandContext } from '../main';
-import { parse } from '../args';
+import { parse, parseTimestamp } from '../args';
+import { filtersQuery } from './containers';
 import { printInspected, table } from '../render';
 import { Format } from '../template';
 import { UsageError } from '../main';
@@ -184,4 +185,24 @@ export async function containerPrune({ client, argv, out }: CommandContext): Pro
   if (!(await confirm('WARNING! This will remove all stopped containers.', values.force))) return 1;
   out.write(`Total reclaimed space: ${humanSize(await printContainerPrune(client, out))}\n`);
   return 0;
+}
+
+/** docker's event line: `2026-12-03T08:04:22.123456789Z container start ID (image=busybox, name=web)`. */
+function eventLine(ev: any): string {
+  const ns = BigInt(ev.timeNano ?? ev.time * 1e9);
+  const date = new Date(Number(ns / 1_000_000n)).toISOString().slice(0, 19);
+  const attrs = Object.entries(ev.Actor?.Attributes ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`);
+  return `${date}.${String(ns % 1_000_000_000n).padStart(9, '0')}Z ${ev.Type} ${ev.Action} ${ev.Actor?.ID ?? ''}${attrs.length ? ` (${attrs.join(', ')})` : ''}`;
+}
+
+export async function events({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, {
+    filter: { type: 'string', short: 'f', multiple: true, help: 'Filter output based on conditions provided' },
+    format: { type: 'string', help: 'Format the output using the given Go template' },
+    since: { type: 'string', help: 'Show all events created since timestamp' },
+    until: { type: 'string', help: 'Stream events until this timestamp' },
+  }, 'berth events [OPTIONS]', { max: 0 });
+  const template = values.format ? new Format(values.format) : undefined;
+  const query = { since: parseTimestamp(values.since), until: parseTimestamp(values.until), filters: filtersQuery(values.filter) };
+  await client.stream('/events', { query }, (ev) => out.write(template ? template.render([ev]) : eventLine(ev) + '\n'));
 }
