@@ -26,6 +26,9 @@ export function ellipsis(s: string, n: number): string {
 const since = (unixSeconds: number) => `${humanDuration(Date.now() - unixSeconds * 1000)} ago`;
 const sortedLabels = (labels: Record<string, string> | null | undefined) => Object.entries(labels ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(',');
 
+/** docker's header for `.Label "com.example.some-key"`: the last part of the key, dashes and underscores as spaces. */
+const labelHeader = (name: string) => (name.split('.').pop() ?? '').replace(/[-_]/g, ' ');
+
 function struct<T extends object>(type: string, fields: T): T {
   const obj = { ...fields, toJSON: () => Object.fromEntries(Object.entries(fields).filter(([k]) => k !== 'Label').sort(([a], [b]) => a.localeCompare(b)).map(([k, f]) => [k, typeof f === 'function' ? (f as () => unknown)() : f])) };
   Object.defineProperty(obj, STRUCT, { value: type });
@@ -35,7 +38,7 @@ function struct<T extends object>(type: string, fields: T): T {
 
 export const CONTAINER_HEADERS = {
   ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', CreatedAt: 'CREATED AT', RunningFor: 'CREATED', Ports: 'PORTS', State: 'STATE', Status: 'STATUS',
-  Size: 'SIZE', Names: 'NAMES', Labels: 'LABELS', Label: 'LABEL', Mounts: 'MOUNTS', LocalVolumes: 'LOCAL VOLUMES', Networks: 'NETWORKS',
+  Size: 'SIZE', Names: 'NAMES', Labels: 'LABELS', Label: labelHeader, Mounts: 'MOUNTS', LocalVolumes: 'LOCAL VOLUMES', Networks: 'NETWORKS',
 };
 export const CONTAINER_TABLE = 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}';
 
@@ -113,7 +116,7 @@ export function imageContexts(img: any, opts: { trunc: boolean; digests: boolean
   );
 }
 
-export const VOLUME_HEADERS = { Name: 'VOLUME NAME', Driver: 'DRIVER', Scope: 'SCOPE', Mountpoint: 'MOUNTPOINT', Labels: 'LABELS', Label: 'LABEL', Links: 'LINKS', Size: 'SIZE' };
+export const VOLUME_HEADERS = { Name: 'VOLUME NAME', Driver: 'DRIVER', Scope: 'SCOPE', Mountpoint: 'MOUNTPOINT', Labels: 'LABELS', Label: labelHeader, Links: 'LINKS', Size: 'SIZE' };
 export const VOLUME_TABLE = 'table {{.Driver}}\t{{.Name}}';
 
 export function volumeContext(v: any) {
@@ -129,7 +132,7 @@ export function volumeContext(v: any) {
   });
 }
 
-export const NETWORK_HEADERS = { ID: 'NETWORK ID', Name: 'NAME', Driver: 'DRIVER', Scope: 'SCOPE', IPv6: 'IPV6', Internal: 'INTERNAL', Labels: 'LABELS', Label: 'LABEL', CreatedAt: 'CREATED', Subnet: 'SUBNET' };
+export const NETWORK_HEADERS = { ID: 'NETWORK ID', Name: 'NAME', Driver: 'DRIVER', Scope: 'SCOPE', IPv6: 'IPV6', Internal: 'INTERNAL', Labels: 'LABELS', Label: labelHeader, CreatedAt: 'CREATED', Subnet: 'SUBNET' };
 /** docker's columns plus the subnet, which berth has always shown. */
 export const NETWORK_TABLE = 'table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Subnet}}\t{{.Scope}}';
 

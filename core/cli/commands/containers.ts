@@ -379,18 +379,18 @@ async function createContainer(client: Client, opts: RunOpts, image: string, cmd
 }
 
 export async function create({ client, argv, out, err }: CommandContext): Promise<number> {
-  const { opts, image, cmd } = parseRunArgs(argv, 'berth create [OPTIONS] IMAGE [COMMAND] [ARG...]');
   return reportingRunErrors('create', err, async () => {
+    const { opts, image, cmd } = parseRunArgs(argv, 'berth create [OPTIONS] IMAGE [COMMAND] [ARG...]');
     out.write((await createContainer(client, opts, image, cmd, err)) + '\n');
     return 0;
   });
 }
 
 export async function run({ client, argv, out, err }: CommandContext): Promise<number> {
-  const { opts, image, cmd } = parseRunArgs(argv, 'berth run [OPTIONS] IMAGE [COMMAND] [ARG...]');
-  // A terminal's input never ends: piped stdin would reach EOF and leave the process waiting (docker refuses too).
-  if (opts.tty && opts.interactive && !opts.detach && !process.stdin.isTTY) throw new Error('the input device is not a TTY');
   return reportingRunErrors('run', err, async () => {
+    const { opts, image, cmd } = parseRunArgs(argv, 'berth run [OPTIONS] IMAGE [COMMAND] [ARG...]');
+    // A terminal's input never ends: piped stdin would reach EOF and leave the process waiting (docker refuses too).
+    if (opts.tty && opts.interactive && !opts.detach && !process.stdin.isTTY) throw new Error('the input device is not a TTY');
     const id = await createContainer(client, opts, image, cmd, err);
     if (opts.detach) {
       try {
@@ -510,7 +510,7 @@ async function attachAndStart(client: Client, id: string, o: { tty: boolean; std
 }
 
 export async function start({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { attach: { type: 'boolean', short: 'a' }, interactive: { type: 'boolean', short: 'i' } }, 'berth start [-a] [-i] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(argv, { attach: { type: 'boolean', short: 'a', help: 'Attach STDOUT/STDERR and forward signals' }, interactive: { type: 'boolean', short: 'i', help: "Attach container's STDIN" } }, 'berth start [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   if (values.attach || values.interactive) {
     const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
     return attachAndStart(client, info.Id, { tty: !!info.Config.Tty, stdin: !!values.interactive && !!info.Config.OpenStdin, autoRemove: !!info.HostConfig.AutoRemove, start: true });
@@ -519,22 +519,22 @@ export async function start({ client, argv, out }: CommandContext): Promise<numb
 }
 
 export async function stop({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't' }, signal: { type: 'string', short: 's' } }, 'berth stop [-t SECONDS] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't', help: 'Seconds to wait for stop before killing it' }, signal: { type: 'string', short: 's', help: 'Signal to send to the container' } }, 'berth stop [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/stop`, { method: 'POST', query: { t: values.time, signal: values.signal } }));
 }
 
 export async function restart({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't' } }, 'berth restart [-t SECONDS] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't', help: 'Seconds to wait for stop before killing the container' } }, 'berth restart [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/restart`, { method: 'POST', query: { t: values.time } }));
 }
 
 export async function kill({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { signal: { type: 'string', short: 's' } }, 'berth kill [-s SIGNAL] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(argv, { signal: { type: 'string', short: 's', help: 'Signal to send to the container' } }, 'berth kill [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/kill`, { method: 'POST', query: { signal: values.signal } }));
 }
 
 export async function rm({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f' }, volumes: { type: 'boolean', short: 'v' } }, 'berth rm [-f] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f', help: 'Force the removal of a running container (uses SIGKILL)' }, volumes: { type: 'boolean', short: 'v', help: 'Remove anonymous volumes associated with the container' } }, 'berth rm [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}`, { method: 'DELETE', query: { force: values.force, v: values.volumes } }));
 }
 
@@ -586,7 +586,7 @@ export function filtersQuery(flags: string[] | undefined): string | undefined {
 }
 
 export async function logs({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string', short: 'n' }, timestamps: { type: 'boolean', short: 't' }, since: { type: 'string' }, until: { type: 'string' } }, 'berth logs [-f] [--tail N] [-t] CONTAINER', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { follow: { type: 'boolean', short: 'f', help: 'Follow log output' }, tail: { type: 'string', short: 'n', help: 'Number of lines to show from the end of the logs' }, timestamps: { type: 'boolean', short: 't', help: 'Show timestamps' }, since: { type: 'string', help: 'Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)' }, until: { type: 'string', help: 'Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)' } }, 'berth logs [-f] [--tail N] [-t] CONTAINER', { min: 1, max: 1 });
   const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
   const res = await client.request(`/containers/${info.Id}/logs`, { query: { stdout: 1, stderr: 1, follow: values.follow, tail: values.tail ?? 'all', timestamps: values.timestamps, since: parseTimestamp(values.since), until: parseTimestamp(values.until) } });
   if (info.Config.Tty) {
@@ -598,14 +598,14 @@ export async function logs({ client, argv, out }: CommandContext): Promise<void>
 }
 
 export async function attach({ client, argv }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { 'no-stdin': { type: 'boolean' } }, 'berth attach CONTAINER', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { 'no-stdin': { type: 'boolean', help: 'Do not attach STDIN' } }, 'berth attach [OPTIONS] CONTAINER', { min: 1, max: 1 });
   const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
   if (!info.State.Running) throw new ApiError(409, 'You cannot attach to a stopped container, start it first');
   return attachAndStart(client, info.Id, { tty: !!info.Config.Tty, stdin: !values['no-stdin'] && !!info.Config.OpenStdin, autoRemove: false, start: false });
 }
 
 export async function exportFs({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { output: { type: 'string', short: 'o' } }, 'berth export [-o FILE] CONTAINER', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { output: { type: 'string', short: 'o', help: 'Write to a file, instead of STDOUT' } }, 'berth export [OPTIONS] CONTAINER', { min: 1, max: 1 });
   if (!values.output && out.isTTY) throw new UsageError('cowardly refusing to write a tar to a terminal: use -o FILE or redirect');
   const res = await client.request(`/containers/${encodeURIComponent(positionals[0])}/export`);
   const dest = values.output ? fs.createWriteStream(values.output) : out;

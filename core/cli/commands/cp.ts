@@ -176,14 +176,17 @@ export async function cp({ client, argv, out }: CommandContext): Promise<number>
   }
   const container = dst.container!;
   const query = { path: dst.path, noOverwriteDirNonDir: true, copyUIDGID: values.archive || undefined };
+  const dest = await statInContainer(client, container, dst.path);
   if (src.path === '-') {
+    // A tar of one's own goes into a directory that is there already (docker's rule).
+    if (!dest) throw new Error(`No such container:path: ${container}:${dst.path}`);
+    if (!(dest.mode & MODE_DIR)) throw new Error(`destination "${container}:${dst.path}" must be a directory`);
     await client.request(`/containers/${encodeURIComponent(container)}/archive`, { method: 'PUT', query, body: process.stdin, headers: { 'Content-Type': 'application/x-tar' } }).then((r) => r.resume());
     return 0;
   }
   const hostSrc = src.path.replace(/\/\.$/, '');
   const st = await (values['follow-link'] ? fs.stat(hostSrc) : fs.lstat(hostSrc)).catch(() => undefined);
   if (!st) throw new Error(`lstat ${path.resolve(hostSrc)}: no such file or directory`);
-  const dest = await statInContainer(client, container, dst.path);
   let putDir = dst.path;
   let name = /\/\.$/.test(src.path) && st.isDirectory() ? '' : path.basename(hostSrc);
   if (!dest || !(dest.mode & MODE_DIR)) {

@@ -9,7 +9,7 @@ import { printInspected } from '../render';
 import { humanSize } from '../../util/format';
 
 export async function pull({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { quiet: { type: 'boolean', short: 'q' }, platform: { type: 'string' }, 'all-tags': { type: 'boolean', short: 'a' } }, 'berth pull [-q] [--platform os/arch] NAME[:TAG|@DIGEST]', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { quiet: { type: 'boolean', short: 'q', help: 'Suppress verbose output' }, platform: { type: 'string', help: 'Set platform if server is multi-platform capable' }, 'all-tags': { type: 'boolean', short: 'a', help: 'Download all tagged images in the repository' } }, 'berth pull [-q] [--platform os/arch] NAME[:TAG|@DIGEST]', { min: 1, max: 1 });
   const name = positionals[0];
   const at = name.lastIndexOf('@');
   const colon = name.lastIndexOf(':');
@@ -85,7 +85,7 @@ export async function inspect({ client, argv, out }: CommandContext): Promise<nu
 }
 
 export async function history({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { 'no-trunc': { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' }, human: { type: 'boolean', short: 'H' } }, 'berth history [--no-trunc] [-q] IMAGE', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { 'no-trunc': { type: 'boolean', help: "Don't truncate output" }, quiet: { type: 'boolean', short: 'q', help: 'Only show image IDs' }, human: { type: 'boolean', short: 'H', help: 'Print sizes and dates in human readable format' } }, 'berth history [OPTIONS] IMAGE', { min: 1, max: 1 });
   const rows = await client.json<any[]>(`/images/${encodeURIComponent(positionals[0])}/history`);
   const id = (s: string) => (s === '<missing>' || values['no-trunc'] ? s : shortId(s));
   if (values.quiet) {
@@ -109,7 +109,7 @@ export async function tag({ client, argv }: CommandContext): Promise<void> {
 }
 
 export async function rmi({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f' }, 'no-prune': { type: 'boolean' } }, 'berth rmi [-f] IMAGE [IMAGE...]', { min: 1 });
+  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f', help: 'Force removal of the image' }, 'no-prune': { type: 'boolean', help: 'Do not delete untagged parents' } }, 'berth rmi [OPTIONS] IMAGE [IMAGE...]', { min: 1 });
   let code = 0;
   for (const name of positionals) {
     try {

@@ -41,7 +41,7 @@ export async function port({ client, argv, out }: CommandContext): Promise<numbe
 }
 
 export async function networkCreate({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { subnet: { type: 'string' }, gateway: { type: 'string' }, driver: { type: 'string', short: 'd' }, label: { type: 'string', multiple: true } }, 'berth network create [--subnet CIDR] [--gateway IP] NAME', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { subnet: { type: 'string', help: 'Subnet in CIDR format that represents a network segment' }, gateway: { type: 'string', help: 'IPv4 or IPv6 Gateway for the master subnet' }, driver: { type: 'string', short: 'd', help: 'Driver to manage the Network' }, label: { type: 'string', multiple: true, help: 'Set metadata on a network' } }, 'berth network create [--subnet CIDR] [--gateway IP] NAME', { min: 1, max: 1 });
   const labels = Object.fromEntries((values.label ?? []).map((l) => [l.split('=')[0], l.split('=').slice(1).join('=')]));
   const body = {
     Name: positionals[0],
@@ -90,7 +90,7 @@ export async function networkRm({ client, argv, out }: CommandContext): Promise<
 }
 
 export async function networkConnect({ client, argv }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { alias: { type: 'string', multiple: true }, ip: { type: 'string' } }, 'berth network connect [--alias NAME] [--ip IP] NETWORK CONTAINER (stopped containers only)', { min: 2, max: 2 });
+  const { values, positionals } = parse(argv, { alias: { type: 'string', multiple: true, help: 'Add network-scoped alias for the container' }, ip: { type: 'string', help: 'IPv4 address (e.g., 172.30.100.104)' } }, 'berth network connect [--alias NAME] [--ip IP] NETWORK CONTAINER (stopped containers only)', { min: 2, max: 2 });
   await client.request(`/networks/${encodeURIComponent(positionals[0])}/connect`, {
     method: 'POST',
     body: { Container: positionals[1], EndpointConfig: { Aliases: values.alias ?? [], IPAMConfig: values.ip ? { IPv4Address: values.ip } : undefined } },
@@ -103,7 +103,7 @@ export async function networkDisconnect({ client, argv }: CommandContext): Promi
 }
 
 export async function networkPrune({ client, argv, out }: CommandContext): Promise<void> {
-  parse(argv, { force: { type: 'boolean', short: 'f' } }, 'berth network prune [-f]', { max: 0 });
+  parse(argv, { force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth network prune [OPTIONS]', { max: 0 });
   const res = await client.json('/networks/prune', { method: 'POST' });
   if (res.NetworksDeleted?.length) out.write(`Deleted Networks:\n${res.NetworksDeleted.join('\n')}\n`);
 }

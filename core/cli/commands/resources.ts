@@ -75,9 +75,17 @@ export async function stats({ client, argv, out }: CommandContext): Promise<void
 
 export async function update({ client, argv, out }: CommandContext): Promise<number> {
   const { values, positionals } = parse(argv, {
-    memory: { type: 'string', short: 'm' }, 'memory-swap': { type: 'string' }, 'memory-reservation': { type: 'string' }, cpus: { type: 'string' },
-    'cpu-shares': { type: 'string', short: 'c' }, 'cpu-quota': { type: 'string' }, 'cpu-period': { type: 'string' }, 'cpuset-cpus': { type: 'string' },
-    'pids-limit': { type: 'string' }, 'blkio-weight': { type: 'string' }, restart: { type: 'string' },
+    'blkio-weight': { type: 'string', help: 'Block IO (relative weight), between 10 and 1000, or 0 to disable' },
+    'cpu-period': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) period' },
+    'cpu-quota': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) quota' },
+    'cpu-shares': { type: 'string', short: 'c', help: 'CPU shares (relative weight)' },
+    cpus: { type: 'string', help: 'Number of CPUs' },
+    'cpuset-cpus': { type: 'string', help: 'CPUs in which to allow execution (0-3, 0,1)' },
+    memory: { type: 'string', short: 'm', help: 'Memory limit' },
+    'memory-reservation': { type: 'string', help: 'Memory soft limit' },
+    'memory-swap': { type: 'string', help: "Swap limit equal to memory plus swap: '-1' to enable unlimited swap" },
+    'pids-limit': { type: 'string', help: 'Tune container pids limit (set -1 for unlimited)' },
+    restart: { type: 'string', help: 'Restart policy to apply when a container exits' },
   }, 'berth update [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   const body: Record<string, unknown> = {};
   if (values.memory) body.Memory = parseBytes(values.memory);

@@ -97,7 +97,7 @@ export async function inspect({ client, argv, out }: CommandContext): Promise<nu
 }
 
 export async function df({ client, argv, out }: CommandContext): Promise<void> {
-  const { values } = parse(argv, { verbose: { type: 'boolean', short: 'v' } }, 'berth system df [-v]', { max: 0 });
+  const { values } = parse(argv, { verbose: { type: 'boolean', short: 'v', help: 'Show detailed information on space usage' } }, 'berth system df [OPTIONS]', { max: 0 });
   const d = await client.json('/system/df');
   const activeImages = d.Images.filter((i: any) => i.Containers > 0);
   // docker's own formula: what active images use, less what they share, is not reclaimable.
@@ -164,7 +164,7 @@ async function printContainerPrune(client: CommandContext['client'], out: NodeJS
 }
 
 export async function prune({ client, argv, out }: CommandContext): Promise<number> {
-  const { values } = parse(argv, { all: { type: 'boolean', short: 'a' }, force: { type: 'boolean', short: 'f' } }, 'berth system prune [-a] [-f]', { max: 0 });
+  const { values } = parse(argv, { all: { type: 'boolean', short: 'a', help: 'Remove all unused images not just dangling ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth system prune [OPTIONS]', { max: 0 });
   const what = `WARNING! This will remove:\n  - all stopped containers\n  - ${values.all ? 'all images without at least one container associated to them' : 'all dangling images'}`;
   if (!(await confirm(what, values.force))) return 1;
   const reclaimed = (await printContainerPrune(client, out)) + (await printImagePrune(client, !!values.all, out));
@@ -173,7 +173,7 @@ export async function prune({ client, argv, out }: CommandContext): Promise<numb
 }
 
 export async function imagePrune({ client, argv, out }: CommandContext): Promise<number> {
-  const { values } = parse(argv, { all: { type: 'boolean', short: 'a' }, force: { type: 'boolean', short: 'f' } }, 'berth image prune [-a] [-f]', { max: 0 });
+  const { values } = parse(argv, { all: { type: 'boolean', short: 'a', help: 'Remove all unused images, not just dangling ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth image prune [OPTIONS]', { max: 0 });
   const what = values.all ? 'WARNING! This will remove all images without at least one container associated to them.' : 'WARNING! This will remove all dangling images.';
   if (!(await confirm(what, values.force))) return 1;
   out.write(`Total reclaimed space: ${humanSize(await printImagePrune(client, !!values.all, out))}\n`);
@@ -181,7 +181,7 @@ export async function imagePrune({ client, argv, out }: CommandContext): Promise
 }
 
 export async function containerPrune({ client, argv, out }: CommandContext): Promise<number> {
-  const { values } = parse(argv, { force: { type: 'boolean', short: 'f' } }, 'berth container prune [-f]', { max: 0 });
+  const { values } = parse(argv, { force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth container prune [OPTIONS]', { max: 0 });
   if (!(await confirm('WARNING! This will remove all stopped containers.', values.force))) return 1;
   out.write(`Total reclaimed space: ${humanSize(await printContainerPrune(client, out))}\n`);
   return 0;

@@ -57,7 +57,7 @@ export function parseTmpfsFlag(spec: string): [string, string] {
 }
 
 export async function volumeCreate({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { driver: { type: 'string', short: 'd' }, opt: { type: 'string', short: 'o', multiple: true }, label: { type: 'string', multiple: true }, name: { type: 'string' } }, 'berth volume create [-d DRIVER] [-o KEY=VALUE] [NAME]', { max: 1 });
+  const { values, positionals } = parse(argv, { driver: { type: 'string', short: 'd', help: 'Specify volume driver name' }, opt: { type: 'string', short: 'o', multiple: true, help: 'Set driver specific options' }, label: { type: 'string', multiple: true, help: 'Set metadata for a volume' }, name: { type: 'string', help: 'Specify volume name' } }, 'berth volume create [-d DRIVER] [-o KEY=VALUE] [NAME]', { max: 1 });
   const kv = (list: string[] | undefined) => Object.fromEntries((list ?? []).map((l) => [l.split('=')[0], l.split('=').slice(1).join('=')]));
   const res = await client.json('/volumes/create', { method: 'POST', body: { Name: positionals[0] ?? values.name ?? '', Driver: values.driver ?? 'local', DriverOpts: kv(values.opt), Labels: kv(values.label) } });
   out.write(`${res.Name}\n`);
@@ -94,12 +94,12 @@ export async function volumeInspect({ client, argv, out }: CommandContext): Prom
 }
 
 export async function volumeRm({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f' } }, 'berth volume rm [-f] VOLUME [VOLUME...]', { min: 1 });
+  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f', help: 'Force the removal of one or more volumes' } }, 'berth volume rm [OPTIONS] VOLUME [VOLUME...]', { min: 1 });
   return forEachName(positionals, out, (n) => client.request(`/volumes/${encodeURIComponent(n)}`, { method: 'DELETE', query: { force: values.force } }));
 }
 
 export async function volumePrune({ client, argv, out }: CommandContext): Promise<void> {
-  const { values } = parse(argv, { all: { type: 'boolean', short: 'a' }, force: { type: 'boolean', short: 'f' } }, 'berth volume prune [-a] [-f]', { max: 0 });
+  const { values } = parse(argv, { all: { type: 'boolean', short: 'a', help: 'Remove all unused volumes, not just anonymous ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth volume prune [OPTIONS]', { max: 0 });
   const res = await client.json('/volumes/prune', { method: 'POST', query: { filters: values.all ? JSON.stringify({ all: ['true'] }) : undefined } });
   if (res.VolumesDeleted?.length) out.write(`Deleted Volumes:\n${res.VolumesDeleted.join('\n')}\n`);
   out.write(`\nTotal reclaimed space: ${res.SpaceReclaimed ?? 0}B\n`);

@@ -7,7 +7,9 @@ import { tabwrite } from './tabwriter';
 import { TemplateError } from './parse';
 
 export { compileTemplate, TemplateError, tabwrite };
-export { STRUCT } from './fmt';
+import { STRUCT } from './fmt';
+
+export { STRUCT };
 
 /** docker's preFormat: drop the `table` prefix, trim spaces, turn literal \t and \n into tabs and newlines. */
 function prepare(format: string): { body: string; table: boolean } {
@@ -29,11 +31,16 @@ export class Format {
     this.header = compileTemplate(body, HEADER_FUNCS);
   }
 
-  /** Render `items`; `headers` maps field names to the column titles docker prints. */
-  render(items: unknown[], headers: Record<string, string> = {}): string {
+  /**
+   * Render `items`; `headers` maps field names to the column titles docker prints (or to a
+   * method, as `.Label "k"` heads its column with the key). A header that fails ends the header
+   * row there, as docker's does.
+   */
+  render(items: unknown[], headers: Record<string, string | ((arg: string) => string)> = {}): string {
     const rows = items.map((i) => this.row.execute(i) + '\n').join('');
     if (!this.table) return rows;
-    return tabwrite(this.header.executePartial(headers) + '\n' + rows);
+    const context = Object.defineProperty({ ...headers }, STRUCT, { value: 'header' });
+    return tabwrite(this.header.executePartial(context) + '\n' + rows);
   }
 }
 
