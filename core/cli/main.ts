@@ -4,6 +4,8 @@
  * command's module is loaded only when that command runs, so the client starts fast.
  */
 import { ApiError, Client, DaemonUnreachable } from './client';
+import { HelpRequested } from './args';
+import { TemplateError } from './template/parse';
 
 export interface CommandContext {
   client: Client;
@@ -14,8 +16,18 @@ export interface CommandContext {
 
 export type Command = (ctx: CommandContext) => Promise<number | void>;
 
-/** Usage errors print the message and exit 125 like docker; the command's own failures exit 1. */
-export class UsageError extends Error {}
+/**
+ * Usage errors print the message, then `See 'berth CMD --help'.` (unless the message has its
+ * usage already), and exit 125 like docker; the command's own failures exit 1.
+ */
+export class UsageError extends Error {
+  readonly seeHelp: boolean;
+
+  constructor(message: string, opts: { seeHelp?: boolean } = {}) {
+    super(message);
+    this.seeHelp = opts.seeHelp ?? true;
+  }
+}
 
 /** command name -> [module under ./commands, export name, one-line help] */
 const COMMANDS: Record<string, [string, string, string]> = {
@@ -34,6 +46,8 @@ const COMMANDS: Record<string, [string, string, string]> = {
   export: ['containers', 'exportFs', "Export a container's filesystem as a tar archive"],
   diff: ['containers', 'diff', "Inspect changes to files on a container's filesystem"],
   exec: ['containers', 'exec', 'Execute a command in a running container'],
+  cp: ['cp', 'cp', 'Copy files/folders between a container and the local filesystem'],
+  events: ['system', 'events', 'Get real time events from the server'],
   pause: ['resources', 'pause', 'Pause all processes within one or more containers'],
   unpause: ['resources', 'unpause', 'Unpause all processes within one or more containers'],
   top: ['resources', 'top', 'Display the running processes of a container'],
@@ -81,6 +95,7 @@ const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
     df: ['system', 'df', 'Show disk usage (a layer shared by images counted once)'],
     prune: ['system', 'prune', 'Remove stopped containers and unused images'],
     info: COMMANDS.info,
+    events: COMMANDS.events,
   },
   plugin: { ls: COMMANDS.plugins },
   network: {
@@ -104,7 +119,7 @@ const SUBCOMMANDS: Record<string, Record<string, [string, string, string]>> = {
   container: {
     ls: COMMANDS.ps, list: COMMANDS.ps, run: COMMANDS.run, create: COMMANDS.create, start: COMMANDS.start, stop: COMMANDS.stop,
     restart: COMMANDS.restart, kill: COMMANDS.kill, rm: COMMANDS.rm, logs: COMMANDS.logs, wait: COMMANDS.wait, attach: COMMANDS.attach,
-    rename: COMMANDS.rename, export: COMMANDS.export, diff: COMMANDS.diff, exec: COMMANDS.exec,
+    rename: COMMANDS.rename, export: COMMANDS.export, diff: COMMANDS.diff, exec: COMMANDS.exec, cp: COMMANDS.cp,
     prune: ['system', 'containerPrune', 'Remove all stopped containers'],
     pause: COMMANDS.pause, unpause: COMMANDS.unpause, top: COMMANDS.top, stats: COMMANDS.stats, update: COMMANDS.update, inspect: ['system', 'inspect', 'Display detailed information on one or more containers'],
   },
@@ -145,8 +160,9 @@ export async function main(argv: string[]): Promise<number> {
     return name ? 0 : 1;
   }
   let entry: [string, string, string] | undefined = name === 'inspect' ? INSPECT : name === '--version' || name === '-v' ? COMMANDS.version : COMMANDS[name];
+  let sub: string | undefined;
   if (!entry && SUBCOMMANDS[name]) {
-    const sub = argv.shift();
+    sub = argv.shift();
     entry = sub ? SUBCOMMANDS[name][sub] : undefined;
     if (!entry) {
       process.stderr.write(`berth ${name}: unknown subcommand${sub ? ` "${sub}"` : ''}; one of: ${Object.keys(SUBCOMMANDS[name]).join(', ')}\n`);
@@ -157,16 +173,27 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`berth: '${name}' is not a berth command.\nSee 'berth --help'\n`);
     return 125;
   }
-  const [moduleName, exportName] = entry;
+  const [moduleName, exportName, description] = entry;
+  const commandPath = `berth ${sub ? `${name} ${sub}` : name}`;
   try {
     const client = Client.fromHost(host);
     const mod = require(`./commands/${moduleName}`) as Record<string, Command>;
     const code = await mod[exportName]({ client, argv, out: process.stdout, err: process.stderr });
     return code ?? 0;
   } catch (err) {
-    if (err instanceof UsageError || (err as NodeJS.ErrnoException).code?.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`berth ${name}: ${(err as Error).message}\n`);
+    if (err instanceof HelpRequested) {
+      process.stdout.write(`Usage:  ${err.usage}\n\n${description}\n\nOptions:\n${err.options}\n`);
+      return 0;
+    }
+    if (err instanceof UsageError) {
+      process.stderr.write(`${err.message}\n${err.seeHelp ? `See '${commandPath} --help'.\n` : ''}`);
       return 125;
+    }
+    if (err instanceof TemplateError) {
+      // docker: a template that does not parse is a usage problem (inspect exits 64); one that fails on the data exits 1.
+      const parsing = !/executing "/.test(err.message);
+      process.stderr.write(parsing ? `Template parsing error: ${err.message}\n` : `${err.message}\n`);
+      return parsing && /inspect$/.test(commandPath) ? 64 : 1;
     }
     if (err instanceof DaemonUnreachable) {
       process.stderr.write(`${err.message}\n`);

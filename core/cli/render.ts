@@ -1,11 +1,15 @@
 /** Terminal output helpers for the CLI: tables and Docker-style progress. */
+import { renderEach, tabwrite } from './template';
 import { humanDuration } from '../util/format';
 
-/** Columns separated by at least three spaces, like docker's tabwriter output. */
+/** A table as docker's tabwriter prints it: columns at least 10 wide, three spaces apart. */
 export function table(headers: string[], rows: string[][]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] + 3))).join('').trimEnd();
-  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+  return tabwrite([headers, ...rows].map((r) => r.join('\t') + '\n').join(''));
+}
+
+/** `inspect` output: indented JSON like docker's, or each object through `-f`'s template. */
+export function printInspected(found: unknown[], format: string | undefined): string {
+  return format ? renderEach(format, found) : JSON.stringify(found, null, 4) + '\n';
 }
 
 export function ago(unixSeconds: number): string {

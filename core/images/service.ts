@@ -9,6 +9,7 @@ import type { ImageRecord, ImageStore } from './store';
 import { familiarTags } from './store';
 import { type Puller, type PullOptions, parseConfig } from './pull';
 import { familiarReference, parseReference, repositoryName } from './reference';
+import { imageFilter } from './filters';
 
 export interface RemoveResult {
   Untagged?: string;
@@ -73,17 +74,18 @@ export class ImageService {
     return parseConfig(await this.content.read(rec.configDigest), rec.id);
   }
 
-  /** GET /images/json */
-  async list(opts: { all?: boolean; reference?: string[]; danglingOnly?: boolean } = {}): Promise<Readonly<ImageSummary>[]> {
+  /** GET /images/json, with dockerd's filters (core/images/filters.ts); rows come from the summary cache. */
+  async list(opts: { all?: boolean; filters?: Record<string, string[]> } = {}): Promise<Readonly<ImageSummary>[]> {
     const out: Readonly<ImageSummary>[] = [];
-    const parents = new Set(this.store.list().map((r) => r.parent).filter(Boolean));
-    for (const rec of this.store.list()) {
+    const records = this.store.list();
+    const parents = new Set(records.map((r) => r.parent).filter(Boolean));
+    const createdOf = (r: ImageRecord) => Math.floor(Date.parse(r.created ?? r.recorded) / 1000) || 0;
+    const verdict = imageFilter(opts.filters ?? {}, (ref) => createdOf(this.store.resolve(ref)), !!opts.all);
+    for (const rec of records) {
       const row = await this.summary(rec);
-      // Untagged build steps under another image are intermediate: shown only with -a, as in Docker.
-      if (!opts.all && !row.RepoTags.length && parents.has(rec.id)) continue;
-      if (opts.danglingOnly && row.RepoTags.length) continue;
-      if (opts.reference?.length && !row.RepoTags.some((t) => opts.reference!.some((r) => matchReference(t, r)))) continue;
-      out.push(row);
+      const v = verdict({ id: rec.id, created: row.Created, tags: [...row.RepoTags], repoDigests: [...row.RepoDigests], labels: row.Labels, hasChildren: parents.has(rec.id) });
+      if (!v.listed) continue;
+      out.push(v.tags.length === row.RepoTags.length ? row : Object.freeze({ ...row, RepoTags: Object.freeze(v.tags) }));
     }
     return out.sort((a, b) => b.Created - a.Created);
   }
@@ -109,6 +111,21 @@ export class ImageService {
     // A tag or record change while the config was read may have made the row stale already.
     if (changes === this.storeChanges) this.summaries.set(rec.id, row);
     return row;
+  }
+
+  /** The image `ref` names and every image built on it (build parents); [] when none matches, as dockerd's ancestor filter takes it. */
+  imageAndDescendants(ref: string): string[] {
+    let root: ImageRecord | undefined;
+    try {
+      root = this.store.find(ref);
+    } catch {
+      return []; // not a valid reference: names no image
+    }
+    if (!root) return [];
+    const records = this.store.list();
+    const ids = [root.id];
+    for (let i = 0; i < ids.length; i++) for (const r of records) if (r.parent === ids[i] && !ids.includes(r.id)) ids.push(r.id);
+    return ids;
   }
 
   /** GET /images/{name}/json */
@@ -181,7 +198,7 @@ export class ImageService {
    * DELETE /images/{name}: by tag, untag (and delete when it was the last tag); by ID, delete —
    * refused with 409 when the image has several tags (unless force) or a container uses it.
    */
-  async remove(name: string, opts: { force?: boolean } = {}): Promise<RemoveResult[]> {
+  async remove(name: string, opts: { force?: boolean; noPrune?: boolean } = {}): Promise<RemoveResult[]> {
     const rec = this.store.resolve(name);
     const tags = this.store.tagsOf(rec.id);
     const byId = /^(?:sha256:)?[a-f0-9]{4,64}$/.test(name) && !tags.some((t) => t === name);
@@ -225,7 +242,26 @@ export class ImageService {
     await this.collect(rec);
     results.push({ Deleted: rec.id });
     this.onEvent('delete', rec.id);
+    if (!opts.noPrune) await this.pruneParents(rec, results);
     return results;
+  }
+
+  /**
+   * After a delete, docker deletes the untagged parents (build steps) the image leaves unused, up
+   * the chain, stopping quietly at one that is named, used by a container or has other children.
+   */
+  private async pruneParents(deleted: ImageRecord, results: RemoveResult[]): Promise<void> {
+    let parent = deleted.parent ? this.store.get(deleted.parent) : undefined;
+    while (parent) {
+      const id = parent.id;
+      const kept = this.store.tagsOf(id).length > 0 || parent.repoDigests.length > 0 || this.imageUsers(id).length > 0 || this.store.list().some((r) => r.parent === id);
+      if (kept) return;
+      await this.store.delete(id);
+      await this.collect(parent);
+      results.push({ Deleted: id });
+      this.onEvent('delete', id);
+      parent = parent.parent ? this.store.get(parent.parent) : undefined;
+    }
   }
 
   /** Drop blobs and layers of a removed image that no remaining image uses. */
@@ -275,8 +311,3 @@ export class ImageService {
 const short = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
 
 /** Docker's reference filter: globs such as `busybox`, `busybox:*` on the familiar name. */
-function matchReference(tag: string, pattern: string): boolean {
-  const full = pattern.includes(':') ? pattern : `${pattern}:*`;
-  const re = new RegExp('^' + full.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*') + '$');
-  return re.test(tag);
-}

@@ -9,6 +9,7 @@ import { BerthError, ConflictError, InvalidArgumentError } from '../../contracts
 import type { Engine } from '../../kernel/engine';
 import type { CreateRequest, WaitCondition } from '../../containers/manager';
 import { muxFrame, readLogs } from '../../containers/logs';
+import { containerFilter } from '../../containers/filters';
 import { monitorReady, resizeFrame } from '../../launcher/attach';
 import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';
 import { hijack, relayMonitor } from '../hijack';
@@ -25,17 +26,19 @@ export function containerRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('GET', '/containers/json', (req, res) => {
-    const all = boolParam(req.query, 'all');
-    const filters = filtersParam(req.query);
-    let list = containers.list().filter((c) => all || c.State.Running);
-    if (filters.status) list = containers.list().filter((c) => filters.status.includes(c.State.Status));
-    if (filters.name) list = list.filter((c) => filters.name.some((n) => c.Name.includes(n)));
-    if (filters.id) list = list.filter((c) => filters.id.some((i) => c.Id.startsWith(i)));
-    if (filters.label) list = list.filter((c) => filters.label.every((l) => { const [k, v] = l.split('='); return c.Config.Labels?.[k] !== undefined && (v === undefined || c.Config.Labels[k] === v); }));
-    list.sort((a, b) => Date.parse(b.Created) - Date.parse(a.Created));
+    const filter = containerFilter(filtersParam(req.query), {
+      container: (ref) => containers.get(ref),
+      imageAndDescendants: (ref) => engine.images.imageAndDescendants(ref),
+    });
+    const all = boolParam(req.query, 'all') || filter.impliesAll;
+    const list = containers
+      .list()
+      .filter((c) => all || c.State.Running)
+      .map((rec) => ({ rec, summary: containers.summary(rec) }))
+      .filter(({ rec, summary }) => filter.match({ rec, networks: summary.NetworkSettings.Networks, mounts: summary.Mounts, ports: summary.Ports }));
+    list.sort((a, b) => Date.parse(b.rec.Created) - Date.parse(a.rec.Created));
     const limit = intParam(req.query, 'limit') ?? -1;
-    if (limit > 0) list = list.slice(0, limit);
-    sendJson(res, 200, list.map((c) => containers.summary(c)));
+    sendJson(res, 200, (limit > 0 ? list.slice(0, limit) : list).map((c) => c.summary));
   });
 
   router.add('GET', '/containers/{id}/json', (req, res) => sendJson(res, 200, containers.inspect(req.params.id)));

@@ -51,9 +51,7 @@ export function imageRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('GET', '/images/json', async (req, res) => {
-    const filters = filtersParam(req.query);
-    const dangling = filters.dangling?.[0];
-    sendJson(res, 200, await images.list({ all: boolParam(req.query, 'all'), reference: filters.reference, danglingOnly: dangling === 'true' || dangling === '1' }));
+    sendJson(res, 200, await images.list({ all: boolParam(req.query, 'all'), filters: filtersParam(req.query) }));
   });
 
   router.add('GET', '/images/{name*}/json', async (req, res) => sendJson(res, 200, await images.inspect(req.params.name)));
@@ -63,6 +61,6 @@ export function imageRoutes(router: Router, engine: Engine): void {
     res.writeHead(201).end();
   });
   router.add('DELETE', '/images/{name*}', async (req, res) =>
-    sendJson(res, 200, await images.remove(req.params.name, { force: boolParam(req.query, 'force') })),
+    sendJson(res, 200, await images.remove(req.params.name, { force: boolParam(req.query, 'force'), noPrune: boolParam(req.query, 'noprune') })),
   );
 }

@@ -16,24 +16,7 @@ import { parse } from '../args';
 import { IgnoreMatcher } from '../../build/ignore';
 import { readJsonLines } from '../client';
 
-const USAGE = 'berth build [-t NAME[:TAG]]... [-f Dockerfile] [--build-arg K=V]... [--label K=V]... [--no-cache] [--pull] [--target STAGE] [-q] [--rm=false] [--force-rm] CONTEXT|-';
-
-/** `--rm=false` is docker's flag syntax for a boolean that defaults to true; parseArgs lacks it. */
-function takeRm(argv: string[]): { rest: string[]; rm: boolean } {
-  let rm = true;
-  const rest: string[] = [];
-  for (const a of argv) {
-    const m = /^--rm(?:=(.*))?$/.exec(a);
-    if (!m) {
-      rest.push(a);
-      continue;
-    }
-    const v = (m[1] ?? 'true').toLowerCase();
-    if (!['true', 'false', '1', '0'].includes(v)) throw new UsageError(`invalid value "${m[1]}" for --rm: true or false`);
-    rm = v === 'true' || v === '1';
-  }
-  return { rest, rm };
-}
+const USAGE = 'berth build [OPTIONS] PATH | -';
 
 function keyValues(list: string[] | undefined, flag: string, fromEnv: boolean): Record<string, string> {
   const out: Record<string, string> = {};
@@ -130,23 +113,24 @@ function readIgnoreFile(file: string): string | undefined {
 }
 
 export async function build({ client, argv, out, err }: CommandContext): Promise<number> {
-  const { rest, rm } = takeRm(argv);
   const { values, positionals } = parse(
-    rest,
+    argv,
     {
-      tag: { type: 'string', short: 't', multiple: true },
-      file: { type: 'string', short: 'f' },
-      'build-arg': { type: 'string', multiple: true },
-      label: { type: 'string', multiple: true },
-      'no-cache': { type: 'boolean' },
-      pull: { type: 'boolean' },
-      target: { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-      'force-rm': { type: 'boolean' },
+      tag: { type: 'string', short: 't', multiple: true, help: "Name and optionally a tag in the 'name:tag' format" },
+      file: { type: 'string', short: 'f', help: "Name of the Dockerfile (Default is 'PATH/Dockerfile')" },
+      'build-arg': { type: 'string', multiple: true, help: 'Set build-time variables' },
+      label: { type: 'string', multiple: true, help: 'Set metadata for an image' },
+      'no-cache': { type: 'boolean', help: 'Do not use cache when building the image' },
+      pull: { type: 'boolean', help: 'Always attempt to pull a newer version of the image' },
+      target: { type: 'string', help: 'Set the target build stage to build' },
+      quiet: { type: 'boolean', short: 'q', help: 'Suppress the build output and print image ID on success' },
+      rm: { type: 'boolean', help: 'Remove intermediate containers after a successful build', default: 'true' },
+      'force-rm': { type: 'boolean', help: 'Always remove intermediate containers' },
     },
     USAGE,
     { min: 1, max: 1 },
   );
+  const rm = values.rm ?? true;
   const contextArg = positionals[0];
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(contextArg) || contextArg.startsWith('git@')) throw new UsageError(`remote build contexts (${contextArg}) are not supported: clone or download it and build the directory`);
 

@@ -2,84 +2,238 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { CommandContext } from '../main';
 import { UsageError } from '../main';
-import { parse, parseBytes, registryHost } from '../args';
+import { type Flags, checkArgCount, parse, parseBytes, parseFlags, parseTimestamp, registryHost } from '../args';
 import { ApiError, type Client } from '../client';
 import { registryAuthHeader } from '../credentials';
-import { ProgressRenderer, ago, table, truncate } from '../render';
+import { ProgressRenderer } from '../render';
+import { CONTAINER_HEADERS, CONTAINER_TABLE, containerContext } from '../formatters';
+import { Format } from '../template';
 import { demux, hijack } from '../stream';
-import { formatPorts, parsePublish } from './networks';
+import { parsePublish } from './networks';
 import { parseMountFlag, parseTmpfsFlag } from './volumes';
 import { forEachName as forEach } from '../render';
 
-/** Flags of `run`/`create`: name -> [takes a value, repeatable]. */
-const RUN_FLAGS: Record<string, [boolean, boolean]> = {
-  detach: [false, false], interactive: [false, false], tty: [false, false], rm: [false, false], name: [true, false], env: [true, true], 'env-file': [true, true],
-  workdir: [true, false], user: [true, false], hostname: [true, false], entrypoint: [true, false], volume: [true, true], network: [true, false],
-  privileged: [false, false], 'cap-add': [true, true], 'cap-drop': [true, true], 'read-only': [false, false], init: [false, false], label: [true, true],
-  platform: [true, false], pull: [true, false], 'security-opt': [true, true], 'stop-signal': [true, false], 'stop-timeout': [true, false], restart: [true, false], quiet: [false, false],
-  memory: [true, false], 'memory-swap': [true, false], 'memory-reservation': [true, false], cpus: [true, false], 'pids-limit': [true, false],
-  'cpu-shares': [true, false], 'cpu-quota': [true, false], 'cpu-period': [true, false], 'cpuset-cpus': [true, false], 'blkio-weight': [true, false],
-  publish: [true, true], 'publish-all': [false, false], expose: [true, true], 'network-alias': [true, true], ip: [true, false], mount: [true, true], tmpfs: [true, true],
-  'log-driver': [true, false], 'log-opt': [true, true],
+/** Flags of `run`/`create`, one a line (docker's names, letters and help). */
+const RUN_FLAGS: Flags = {
+  'add-host': { type: 'string', multiple: true, help: 'Add a custom host-to-IP mapping (host:ip)' },
+  'blkio-weight': { type: 'string', help: 'Block IO (relative weight), between 10 and 1000, or 0 to disable' },
+  'cap-add': { type: 'string', multiple: true, help: 'Add Linux capabilities' },
+  'cap-drop': { type: 'string', multiple: true, help: 'Drop Linux capabilities' },
+  'cpu-period': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) period' },
+  'cpu-quota': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) quota' },
+  'cpu-shares': { type: 'string', short: 'c', help: 'CPU shares (relative weight)' },
+  cpus: { type: 'string', help: 'Number of CPUs' },
+  'cpuset-cpus': { type: 'string', help: 'CPUs in which to allow execution (0-3, 0,1)' },
+  detach: { type: 'boolean', short: 'd', help: 'Run container in background and print container ID' },
+  device: { type: 'string', multiple: true, help: 'Add a host device to the container' },
+  dns: { type: 'string', multiple: true, help: 'Set custom DNS servers' },
+  'dns-option': { type: 'string', multiple: true, help: 'Set DNS options' },
+  'dns-search': { type: 'string', multiple: true, help: 'Set custom DNS search domains' },
+  entrypoint: { type: 'string', help: 'Overwrite the default ENTRYPOINT of the image' },
+  env: { type: 'string', short: 'e', multiple: true, help: 'Set environment variables' },
+  'env-file': { type: 'string', multiple: true, help: 'Read in a file of environment variables' },
+  expose: { type: 'string', multiple: true, help: 'Expose a port or a range of ports' },
+  'group-add': { type: 'string', multiple: true, help: 'Add additional groups to join' },
+  'health-cmd': { type: 'string', help: 'Command to run to check health' },
+  'health-interval': { type: 'string', help: 'Time between running the check (ms|s|m|h) (default 0s)' },
+  'health-retries': { type: 'string', help: 'Consecutive failures needed to report unhealthy' },
+  'health-start-period': { type: 'string', help: 'Start period for the container to initialize before starting health-retries countdown (ms|s|m|h) (default 0s)' },
+  'health-timeout': { type: 'string', help: 'Maximum time to allow one check to run (ms|s|m|h) (default 0s)' },
+  hostname: { type: 'string', short: 'h', help: 'Container host name' },
+  init: { type: 'boolean', help: 'Run an init inside the container that forwards signals and reaps processes' },
+  interactive: { type: 'boolean', short: 'i', help: 'Keep STDIN open even if not attached' },
+  ip: { type: 'string', help: 'IPv4 address (e.g., 172.30.100.104)' },
+  label: { type: 'string', short: 'l', multiple: true, help: 'Set meta data on a container' },
+  'label-file': { type: 'string', multiple: true, help: 'Read in a line delimited file of labels' },
+  'log-driver': { type: 'string', help: 'Logging driver for the container' },
+  'log-opt': { type: 'string', multiple: true, help: 'Log driver options' },
+  'mac-address': { type: 'string', help: 'Container MAC address (e.g., 92:d0:c6:0a:29:33)' },
+  memory: { type: 'string', short: 'm', help: 'Memory limit' },
+  'memory-reservation': { type: 'string', help: 'Memory soft limit' },
+  'memory-swap': { type: 'string', help: "Swap limit equal to memory plus swap: '-1' to enable unlimited swap" },
+  mount: { type: 'string', multiple: true, help: 'Attach a filesystem mount to the container' },
+  name: { type: 'string', help: 'Assign a name to the container' },
+  network: { type: 'string', help: 'Connect a container to a network' },
+  'network-alias': { type: 'string', multiple: true, help: 'Add network-scoped alias for the container' },
+  'no-healthcheck': { type: 'boolean', help: 'Disable any container-specified HEALTHCHECK' },
+  pid: { type: 'string', help: 'PID namespace to use' },
+  'pids-limit': { type: 'string', help: 'Tune container pids limit (set -1 for unlimited)' },
+  platform: { type: 'string', help: 'Set platform if server is multi-platform capable' },
+  privileged: { type: 'boolean', help: 'Give extended privileges to this container' },
+  publish: { type: 'string', short: 'p', multiple: true, help: "Publish a container's port(s) to the host" },
+  'publish-all': { type: 'boolean', short: 'P', help: 'Publish all exposed ports to random ports' },
+  pull: { type: 'string', help: 'Pull image before running ("always"|"missing"|"never")', default: '"missing"' },
+  quiet: { type: 'boolean', short: 'q', help: 'Suppress the pull output' },
+  'read-only': { type: 'boolean', help: "Mount the container's root filesystem as read only" },
+  restart: { type: 'string', help: 'Restart policy to apply when a container exits', default: '"no"' },
+  rm: { type: 'boolean', help: 'Automatically remove the container when it exits' },
+  'security-opt': { type: 'string', multiple: true, help: 'Security Options' },
+  'shm-size': { type: 'string', help: 'Size of /dev/shm' },
+  'stop-signal': { type: 'string', help: 'Signal to stop a container', default: '"SIGTERM"' },
+  'stop-timeout': { type: 'string', help: 'Timeout (in seconds) to stop a container' },
+  tmpfs: { type: 'string', multiple: true, help: 'Mount a tmpfs directory' },
+  tty: { type: 'boolean', short: 't', help: 'Allocate a pseudo-TTY' },
+  ulimit: { type: 'string', multiple: true, help: 'Ulimit options' },
+  user: { type: 'string', short: 'u', help: 'Username or UID (format: <name|uid>[:<group|gid>])' },
+  volume: { type: 'string', short: 'v', multiple: true, help: 'Bind mount a volume' },
+  'volumes-from': { type: 'string', multiple: true, help: 'Mount volumes from the specified container(s)' },
+  workdir: { type: 'string', short: 'w', help: 'Working directory inside the container' },
 };
-const SHORT: Record<string, string> = { d: 'detach', i: 'interactive', t: 'tty', e: 'env', w: 'workdir', u: 'user', h: 'hostname', v: 'volume', l: 'label', q: 'quiet', m: 'memory', p: 'publish', P: 'publish-all' };
 
-type RunOpts = Record<string, string | boolean | string[]>;
+type RunOpts = Record<string, string | boolean | string[] | undefined>;
 
-const EXEC_FLAGS: Record<string, [boolean, boolean]> = {
-  detach: [false, false], interactive: [false, false], tty: [false, false], env: [true, true], 'env-file': [true, true],
-  workdir: [true, false], user: [true, false], privileged: [false, false],
+const EXEC_FLAGS: Flags = {
+  detach: { type: 'boolean', short: 'd', help: 'Detached mode: run command in the background' },
+  env: { type: 'string', short: 'e', multiple: true, help: 'Set environment variables' },
+  'env-file': { type: 'string', multiple: true, help: 'Read in a file of environment variables' },
+  interactive: { type: 'boolean', short: 'i', help: 'Keep STDIN open even if not attached' },
+  privileged: { type: 'boolean', help: 'Give extended privileges to the command' },
+  tty: { type: 'boolean', short: 't', help: 'Allocate a pseudo-TTY' },
+  user: { type: 'string', short: 'u', help: 'Username or UID (format: <name|uid>[:<group|gid>])' },
+  workdir: { type: 'string', short: 'w', help: 'Working directory inside the container' },
 };
 
-export function parseRunArgs(argv: string[]): { opts: RunOpts; image: string; cmd: string[] } {
-  const { opts, first, rest } = parseInterspersed(argv, RUN_FLAGS, 'berth run [OPTIONS] IMAGE [COMMAND] [ARG...]');
-  return { opts, image: first, cmd: rest };
+/**
+ * A run/create failure docker reports as `docker: MESSAGE.` and `See 'docker run --help'.`, exit
+ * 125 (its checks of flag combinations, and the daemon's refusals of the create).
+ */
+class RunError extends Error {}
+
+function parseRunArgs(argv: string[], usage: string): { opts: RunOpts; image: string; cmd: string[] } {
+  const { values, positionals } = parseFlags(argv, RUN_FLAGS, usage, { interspersed: false });
+  checkArgCount(positionals.length, usage, { min: 1 });
+  const opts = values as RunOpts;
+  validateRunOpts(opts);
+  return { opts, image: positionals[0], cmd: positionals.slice(1) };
 }
 
-/** Docker-style parsing: flags up to the first operand (image, container), then the command untouched. */
-function parseInterspersed(argv: string[], FLAGS: Record<string, [boolean, boolean]>, usage: string): { opts: RunOpts; first: string; rest: string[] } {
-  const opts: RunOpts = {};
-  const set = (name: string, value: string | boolean) => {
-    const spec = FLAGS[name];
-    if (!spec) throw new UsageError(`unknown flag: --${name}`);
-    if (spec[1]) ((opts[name] as string[]) ??= []).push(value as string);
-    else opts[name] = value;
-  };
-  let i = 0;
-  for (; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--') {
-      i++;
-      break;
-    }
-    if (!a.startsWith('-') || a === '-') break;
-    if (a.startsWith('--')) {
-      const eq = a.indexOf('=');
-      const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
-      const spec = FLAGS[name];
-      if (!spec) throw new UsageError(`unknown flag: ${a}`);
-      if (!spec[0]) set(name, eq > 0 ? a.slice(eq + 1) !== 'false' : true);
-      else if (eq > 0) set(name, a.slice(eq + 1));
-      else if (i + 1 < argv.length) set(name, argv[++i]);
-      else throw new UsageError(`flag needs an argument: ${a}`);
-      continue;
-    }
-    const letters = a.slice(1);
-    for (let j = 0; j < letters.length; j++) {
-      const name = SHORT[letters[j]];
-      if (!name || !FLAGS[name]) throw new UsageError(`unknown shorthand flag: '${letters[j]}' in ${a}`);
-      if (!FLAGS[name][0]) set(name, true);
-      else {
-        const rest = letters.slice(j + 1);
-        if (rest) set(name, rest.startsWith('=') ? rest.slice(1) : rest);
-        else if (i + 1 < argv.length) set(name, argv[++i]);
-        else throw new UsageError(`flag needs an argument: '${letters[j]}' in ${a}`);
-        break;
-      }
-    }
+/** A flag's value refused as pflag words it: invalid argument "abc" for "--cpus" flag: ... */
+function badFlag(flag: string, value: string, why: string): UsageError {
+  const short = RUN_FLAGS[flag]?.short;
+  return new UsageError(`invalid argument "${value}" for "${short ? `-${short}, ` : ''}--${flag}" flag: ${why}`);
+}
+
+/** The checks docker's CLI makes before it sends anything (its messages, exit 125). */
+function validateRunOpts(opts: RunOpts): void {
+  const cpus = opts.cpus as string | undefined;
+  if (cpus !== undefined && !/^(\d+(\.\d*)?|\.\d+)$/.test(cpus.trim())) throw badFlag('cpus', cpus, `failed to parse ${cpus} as a rational number`);
+  for (const e of (opts.env as string[]) ?? []) if (e.startsWith('=')) throw badFlag('env', e, `invalid environment variable: ${e}`);
+  for (const h of (opts['add-host'] as string[]) ?? []) {
+    const i = h.indexOf(':');
+    if (i <= 0) throw badFlag('add-host', h, `bad format for add-host: "${h}"`);
+    if (!isIP(h.slice(i + 1).replace(/^\[|\]$/g, ''))) throw badFlag('add-host', h, `invalid IP address in add-host: "${h.slice(i + 1)}"`);
   }
-  if (i >= argv.length) throw new UsageError(`requires at least 1 argument\nUsage: ${usage}`);
-  return { opts, first: argv[i], rest: argv.slice(i + 1) };
+  for (const d of (opts.dns as string[]) ?? []) if (!isIP(d)) throw badFlag('dns', d, `ip address is not correctly formatted: ${d}`);
+  for (const u of (opts.ulimit as string[]) ?? []) parseUlimit(u);
+  for (const d of (opts.device as string[]) ?? []) parseDevice(d);
+  for (const k of ['memory', 'shm-size', 'memory-reservation'] as const) {
+    const v = opts[k] as string | undefined;
+    if (v !== undefined && !/^\d+(\.\d+)?\s*[bkmgt]?i?b?$/i.test(v.trim())) throw badFlag(k, v, `invalid size: '${v}'`);
+  }
+  for (const k of ['health-interval', 'health-timeout', 'health-start-period'] as const) {
+    const v = opts[k] as string | undefined;
+    if (v !== undefined && parseGoDuration(v) === undefined) throw badFlag(k, v, `time: invalid duration "${v}"`);
+  }
+  const retries = opts['health-retries'] as string | undefined;
+  if (retries !== undefined && !/^-?\d+$/.test(retries)) throw badFlag('health-retries', retries, `strconv.ParseInt: parsing "${retries}": invalid syntax`);
+  const pid = opts.pid as string | undefined;
+  if (pid !== undefined && pid !== '' && pid !== 'host' && !/^container:.+/.test(pid)) throw new RunError('--pid: invalid PID mode');
+  if (opts['no-healthcheck'] && ['health-cmd', 'health-interval', 'health-timeout', 'health-retries', 'health-start-period'].some((k) => opts[k] !== undefined)) {
+    throw new RunError('--no-healthcheck conflicts with --health-* options');
+  }
+  const restart = restartPolicy(opts.restart as string | undefined);
+  if (opts.rm && restart && restart.Name !== 'no') throw new RunError('Conflicting options: --restart and --rm');
+}
+
+/** docker's ParseRestartPolicy plus the daemon's check of the name, both in docker's words. */
+function restartPolicy(spec: string | undefined): { Name: string; MaximumRetryCount: number } | undefined {
+  if (spec === undefined || spec === '') return undefined;
+  const parts = spec.split(':');
+  if (parts.length > 2) throw new RunError('invalid restart policy format');
+  if (parts.length === 2 && !/^-?\d+$/.test(parts[1])) throw new RunError('maximum retry count must be an integer');
+  const policy = { Name: parts[0], MaximumRetryCount: Number(parts[1] ?? 0) };
+  if (!['no', 'always', 'unless-stopped', 'on-failure'].includes(policy.Name)) throw new RunError(`invalid restart policy '${policy.Name}'`);
+  if (policy.Name !== 'on-failure' && policy.MaximumRetryCount) throw new RunError(`maximum retry count cannot be used with restart policy '${policy.Name}'`);
+  if (policy.MaximumRetryCount < 0) throw new RunError('maximum retry count cannot be negative');
+  return policy;
+}
+
+function isIP(s: string): boolean {
+  if (/^\d{1,3}(\.\d{1,3}){3}$/.test(s)) return s.split('.').every((o) => Number(o) <= 255);
+  return /^[0-9a-fA-F:]+$/.test(s) && s.includes(':');
+}
+
+/** `--ulimit nofile=1024[:2048]` -> {Name, Soft, Hard} (go-units ParseUlimit). */
+function parseUlimit(spec: string): { Name: string; Soft: number; Hard: number } {
+  const m = /^([a-z]+)=(-?\d+)(?::(-?\d+))?$/.exec(spec);
+  if (!m) throw badFlag('ulimit', spec, `invalid ulimit argument: ${spec}`);
+  const known = ['core', 'cpu', 'data', 'fsize', 'locks', 'memlock', 'msgqueue', 'nice', 'nofile', 'nproc', 'rss', 'rtprio', 'rttime', 'sigpending', 'stack'];
+  if (!known.includes(m[1])) throw badFlag('ulimit', spec, `invalid ulimit type: ${m[1]}`);
+  const soft = Number(m[2]);
+  const hard = m[3] !== undefined ? Number(m[3]) : soft;
+  if (soft > hard) throw badFlag('ulimit', spec, `ulimit soft limit must be less than or equal to hard limit: ${soft} > ${hard}`);
+  return { Name: m[1], Soft: soft, Hard: hard };
+}
+
+/** Go's time.ParseDuration, in nanoseconds; undefined when it does not parse. */
+function parseGoDuration(s: string): number | undefined {
+  if (s === '0') return 0;
+  const units: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/y;
+  let total = 0;
+  let i = /^[-+]/.test(s) ? 1 : 0;
+  if (i >= s.length) return undefined;
+  while (i < s.length) {
+    re.lastIndex = i;
+    const m = re.exec(s);
+    if (!m) return undefined;
+    total += Number(m[1]) * units[m[2]];
+    i = re.lastIndex;
+  }
+  return Math.round(s.startsWith('-') ? -total : total);
+}
+
+/** `--device /dev/x[:/dev/y][:rwm]` -> a HostConfig.Devices entry (docker's parseDevice). */
+function parseDevice(spec: string): { PathOnHost: string; PathInContainer: string; CgroupPermissions: string } {
+  const parts = spec.split(':');
+  const isMode = (s: string | undefined) => !!s && /^[rwm]{1,3}$/.test(s);
+  if (parts.length > 3 || !parts[0] || (parts.length === 3 && !isMode(parts[2]))) throw badFlag('device', spec, `bad format for path: ${spec}`);
+  const [host, second, third] = parts;
+  const mode = third ?? (isMode(second) ? second : 'rwm');
+  const inContainer = second !== undefined && !(parts.length === 2 && isMode(second)) ? second : host;
+  return { PathOnHost: host, PathInContainer: inContainer, CgroupPermissions: mode };
+}
+
+/** --label-file lines, then --label flags (later ones win, as docker reads them). */
+function labelsFrom(opts: RunOpts): Record<string, string> {
+  const lines: string[] = [];
+  for (const file of (opts['label-file'] as string[]) ?? []) {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new RunError(`open ${file}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file or directory' : (e as Error).message}`);
+    }
+    for (const line of text.split('\n')) if (line.trim() && !line.trimStart().startsWith('#')) lines.push(line.trim());
+  }
+  lines.push(...((opts.label as string[]) ?? []));
+  return Object.fromEntries(lines.map((l) => [l.split('=')[0], l.split('=').slice(1).join('=')]));
+}
+
+/** The health flags as Config.Healthcheck (durations in nanoseconds), or NONE for --no-healthcheck. */
+function healthcheck(opts: RunOpts): Record<string, unknown> | undefined {
+  if (opts['no-healthcheck']) return { Test: ['NONE'] };
+  const keys = ['health-cmd', 'health-interval', 'health-timeout', 'health-retries', 'health-start-period'];
+  if (!keys.some((k) => opts[k] !== undefined)) return undefined;
+  const duration = (k: string) => {
+    const ns = opts[k] !== undefined ? parseGoDuration(opts[k] as string)! : 0;
+    if (ns < 0) throw new RunError(`--${k} cannot be negative`);
+    return ns;
+  };
+  const retries = opts['health-retries'] !== undefined ? Number(opts['health-retries']) : 0;
+  if (retries < 0) throw new RunError('--health-retries cannot be negative');
+  const cmd = opts['health-cmd'] as string | undefined;
+  return { Test: cmd ? ['CMD-SHELL', cmd] : undefined, Interval: duration('health-interval'), Timeout: duration('health-timeout'), StartPeriod: duration('health-start-period'), Retries: retries };
 }
 
 function envFrom(opts: RunOpts): string[] {
@@ -97,9 +251,8 @@ function envFrom(opts: RunOpts): string[] {
 
 function createBody(opts: RunOpts, image: string, cmd: string[]) {
   const interactive = !!opts.interactive;
-  const restart = typeof opts.restart === 'string' ? opts.restart.split(':') : undefined;
-  const labels = Object.fromEntries(((opts.label as string[]) ?? []).map((l) => [l.split('=')[0], l.split('=').slice(1).join('=')]));
-  const binds = ((opts.volume as string[]) ?? []).map((v) => {
+  const list = (k: string) => (opts[k] as string[] | undefined) ?? [];
+  const binds = list('volume').map((v) => {
     const [src] = v.split(':');
     return src.startsWith('.') ? path.resolve(src) + v.slice(src.length) : v;
   });
@@ -117,9 +270,11 @@ function createBody(opts: RunOpts, image: string, cmd: string[]) {
     AttachStdin: interactive,
     AttachStdout: !opts.detach,
     AttachStderr: !opts.detach,
-    Labels: labels,
+    Labels: labelsFrom(opts),
     StopSignal: opts['stop-signal'] as string | undefined,
     StopTimeout: opts['stop-timeout'] !== undefined ? Number(opts['stop-timeout']) : undefined,
+    Healthcheck: healthcheck(opts),
+    MacAddress: opts['mac-address'] as string | undefined,
     ...exposedAndEndpoints(opts),
     HostConfig: {
       Binds: binds,
@@ -127,13 +282,21 @@ function createBody(opts: RunOpts, image: string, cmd: string[]) {
       ...networkAndMounts(opts),
       LogConfig: logConfig(opts),
       Privileged: !!opts.privileged,
-      CapAdd: opts['cap-add'] ?? [],
-      CapDrop: opts['cap-drop'] ?? [],
+      CapAdd: list('cap-add'),
+      CapDrop: list('cap-drop'),
       ReadonlyRootfs: !!opts['read-only'],
       AutoRemove: !!opts.rm,
       Init: opts.init ? true : null,
-      SecurityOpt: ((opts['security-opt'] as string[] | undefined) ?? []).map(securityOpt),
-      RestartPolicy: restart ? { Name: restart[0], MaximumRetryCount: Number(restart[1] ?? 0) } : { Name: 'no' },
+      SecurityOpt: list('security-opt').map(securityOpt),
+      RestartPolicy: restartPolicy(opts.restart as string | undefined) ?? { Name: 'no', MaximumRetryCount: 0 },
+      ExtraHosts: opts['add-host'] ? list('add-host') : undefined,
+      Dns: list('dns'),
+      DnsSearch: list('dns-search'),
+      DnsOptions: list('dns-option'),
+      GroupAdd: opts['group-add'] ? list('group-add') : undefined,
+      PidMode: (opts.pid as string) ?? '',
+      VolumesFrom: opts['volumes-from'] ? list('volumes-from') : undefined,
+      ShmSize: opts['shm-size'] ? parseBytes(opts['shm-size'] as string) : undefined,
       ...resources(opts),
     },
   };
@@ -202,8 +365,8 @@ function exposedAndEndpoints(opts: RunOpts): Record<string, unknown> {
 }
 
 /** Resource flags as HostConfig fields (Docker's names and units). */
-function resources(opts: RunOpts): Record<string, number | string> {
-  const out: Record<string, number | string> = {};
+function resources(opts: RunOpts): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
   const str = (k: string) => opts[k] as string | undefined;
   if (str('memory')) out.Memory = parseBytes(str('memory')!);
   if (str('memory-swap')) out.MemorySwap = str('memory-swap') === '-1' ? -1 : parseBytes(str('memory-swap')!);
@@ -214,6 +377,8 @@ function resources(opts: RunOpts): Record<string, number | string> {
   if (str('cpu-period')) out.CpuPeriod = Number(str('cpu-period'));
   if (str('cpuset-cpus')) out.CpusetCpus = str('cpuset-cpus')!;
   if (str('pids-limit')) out.PidsLimit = Number(str('pids-limit'));
+  if (opts.ulimit) out.Ulimits = (opts.ulimit as string[]).map(parseUlimit);
+  if (opts.device) out.Devices = (opts.device as string[]).map(parseDevice);
   if (str('blkio-weight')) out.BlkioWeight = Number(str('blkio-weight'));
   return out;
 }
@@ -243,17 +408,20 @@ async function createContainer(client: Client, opts: RunOpts, image: string, cmd
   }
 }
 
-export async function create({ client, argv, out, err }: CommandContext): Promise<void> {
-  const { opts, image, cmd } = parseRunArgs(argv);
-  out.write((await createContainer(client, opts, image, cmd, err)) + '\n');
+export async function create({ client, argv, out, err }: CommandContext): Promise<number> {
+  return reportingRunErrors('create', err, async () => {
+    const { opts, image, cmd } = parseRunArgs(argv, 'berth create [OPTIONS] IMAGE [COMMAND] [ARG...]');
+    out.write((await createContainer(client, opts, image, cmd, err)) + '\n');
+    return 0;
+  });
 }
 
 export async function run({ client, argv, out, err }: CommandContext): Promise<number> {
-  const { opts, image, cmd } = parseRunArgs(argv);
-  // A terminal's input never ends: piped stdin would reach EOF and leave the process waiting (docker refuses too).
-  if (opts.tty && opts.interactive && !opts.detach && !process.stdin.isTTY) throw new Error('the input device is not a TTY');
-  const id = await createContainer(client, opts, image, cmd, err);
-  try {
+  return reportingRunErrors('run', err, async () => {
+    const { opts, image, cmd } = parseRunArgs(argv, 'berth run [OPTIONS] IMAGE [COMMAND] [ARG...]');
+    // A terminal's input never ends: piped stdin would reach EOF and leave the process waiting (docker refuses too).
+    if (opts.tty && opts.interactive && !opts.detach && !process.stdin.isTTY) throw new Error('the input device is not a TTY');
+    const id = await createContainer(client, opts, image, cmd, err);
     if (opts.detach) {
       try {
         await client.request(`/containers/${id}/start`, { method: 'POST' });
@@ -263,11 +431,27 @@ export async function run({ client, argv, out, err }: CommandContext): Promise<n
       out.write(id + '\n');
       return 0;
     }
-    return await attachAndStart(client, id, { tty: !!opts.tty, stdin: !!opts.interactive, autoRemove: !!opts.rm, start: true });
+    return attachAndStart(client, id, { tty: !!opts.tty, stdin: !!opts.interactive, autoRemove: !!opts.rm, start: true });
+  });
+}
+
+/**
+ * docker run/create report their failures as `docker: MESSAGE.` plus the help hint and exit 125,
+ * or 126/127 when the process could not be run; berth does the same in its own name.
+ */
+async function reportingRunErrors(command: string, err: NodeJS.WriteStream, fn: () => Promise<number>): Promise<number> {
+  const report = (message: string) => err.write(`berth: ${message}${message.endsWith('.') ? '' : '.'}\nSee 'berth ${command} --help'.\n`);
+  try {
+    return await fn();
   } catch (e) {
-    if (!(e instanceof StartError)) throw e;
-    err.write(`berth: Error response from daemon: ${e.message}\n`);
-    return startFailureCode(e.message);
+    if (e instanceof StartError) {
+      report(`Error response from daemon: ${e.message}`);
+      return startFailureCode(e.message);
+    }
+    if (e instanceof ApiError) report(`Error response from daemon: ${e.message}`);
+    else if (e instanceof RunError) report(e.message);
+    else throw e;
+    return 125;
   }
 }
 
@@ -299,8 +483,17 @@ async function attachAndStart(client: Client, id: string, o: { tty: boolean; std
   const resize = () => {
     if (process.stdout.isTTY) void client.request(`/containers/${id}/resize`, { method: 'POST', query: { h: process.stdout.rows, w: process.stdout.columns } }).catch(() => undefined);
   };
-  const onSigint = () => void client.request(`/containers/${id}/kill`, { method: 'POST', query: { signal: 'SIGINT' } }).catch(() => undefined);
-  const onSigterm = () => void client.request(`/containers/${id}/kill`, { method: 'POST', query: { signal: 'SIGTERM' } }).catch(() => undefined);
+  // Signals go to the container (docker's sig-proxy); a third one ends the CLI whatever the container does.
+  let signals = 0;
+  const forward = (signal: string) => {
+    if (++signals >= 3) {
+      process.stderr.write(`got ${signals} SIGTERM/SIGINTs, forcefully exiting\n`);
+      process.exit(1);
+    }
+    void client.request(`/containers/${id}/kill`, { method: 'POST', query: { signal } }).catch(() => undefined);
+  };
+  const onSigint = () => forward('SIGINT');
+  const onSigterm = () => forward('SIGTERM');
   if (!rawMode) {
     process.on('SIGINT', onSigint);
     process.on('SIGTERM', onSigterm);
@@ -347,7 +540,7 @@ async function attachAndStart(client: Client, id: string, o: { tty: boolean; std
 }
 
 export async function start({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { attach: { type: 'boolean', short: 'a' }, interactive: { type: 'boolean', short: 'i' } }, 'berth start [-a] [-i] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(argv, { attach: { type: 'boolean', short: 'a', help: 'Attach STDOUT/STDERR and forward signals' }, interactive: { type: 'boolean', short: 'i', help: "Attach container's STDIN" } }, 'berth start [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   if (values.attach || values.interactive) {
     const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
     return attachAndStart(client, info.Id, { tty: !!info.Config.Tty, stdin: !!values.interactive && !!info.Config.OpenStdin, autoRemove: !!info.HostConfig.AutoRemove, start: true });
@@ -356,22 +549,22 @@ export async function start({ client, argv, out }: CommandContext): Promise<numb
 }
 
 export async function stop({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't' }, signal: { type: 'string', short: 's' } }, 'berth stop [-t SECONDS] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't', help: 'Seconds to wait for stop before killing it' }, signal: { type: 'string', short: 's', help: 'Signal to send to the container' } }, 'berth stop [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/stop`, { method: 'POST', query: { t: values.time, signal: values.signal } }));
 }
 
 export async function restart({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't' } }, 'berth restart [-t SECONDS] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't', help: 'Seconds to wait for stop before killing the container' } }, 'berth restart [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/restart`, { method: 'POST', query: { t: values.time } }));
 }
 
 export async function kill({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { signal: { type: 'string', short: 's' } }, 'berth kill [-s SIGNAL] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(argv, { signal: { type: 'string', short: 's', help: 'Signal to send to the container' } }, 'berth kill [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/kill`, { method: 'POST', query: { signal: values.signal } }));
 }
 
 export async function rm({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f' }, volumes: { type: 'boolean', short: 'v' } }, 'berth rm [-f] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f', help: 'Force the removal of a running container (uses SIGKILL)' }, volumes: { type: 'boolean', short: 'v', help: 'Remove anonymous volumes associated with the container' } }, 'berth rm [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}`, { method: 'DELETE', query: { force: values.force, v: values.volumes } }));
 }
 
@@ -391,31 +584,41 @@ export async function wait({ client, argv, out }: CommandContext): Promise<numbe
 }
 
 export async function ps({ client, argv, out }: CommandContext): Promise<void> {
-  const { values } = parse(argv, { all: { type: 'boolean', short: 'a' }, quiet: { type: 'boolean', short: 'q' }, 'no-trunc': { type: 'boolean' }, filter: { type: 'string', short: 'f', multiple: true }, last: { type: 'string', short: 'n' }, latest: { type: 'boolean', short: 'l' } }, 'berth ps [-a] [-q] [--filter KEY=VALUE]', { max: 0 });
-  const filters: Record<string, string[]> = {};
-  for (const f of values.filter ?? []) {
+  const { values } = parse(argv, {
+    all: { type: 'boolean', short: 'a', help: 'Show all containers (default shows just running)' },
+    filter: { type: 'string', short: 'f', multiple: true, help: 'Filter output based on conditions provided' },
+    format: { type: 'string', help: 'Pretty-print containers using a Go template' },
+    last: { type: 'string', short: 'n', help: 'Show n last created containers (includes all states)', default: '-1' },
+    latest: { type: 'boolean', short: 'l', help: 'Show the latest created container (includes all states)' },
+    'no-trunc': { type: 'boolean', help: "Don't truncate output" },
+    quiet: { type: 'boolean', short: 'q', help: 'Only display container IDs' },
+    size: { type: 'boolean', short: 's', help: 'Display total file sizes' },
+  }, 'berth ps [OPTIONS]', { max: 0 });
+  // docker: -q and -s shape the default table only; a format of one's own is taken as written.
+  let format = values.format ?? 'table';
+  if (format === 'table') format = values.quiet ? '{{.ID}}' : values.size ? `${CONTAINER_TABLE}\t{{.Size}}` : CONTAINER_TABLE;
+  const template = new Format(format);
+  const limit = values.latest ? 1 : values.last !== undefined ? Number(values.last) : undefined;
+  const query = { all: values.all || (limit !== undefined && limit > 0), limit: limit !== undefined && limit > 0 ? limit : undefined, size: values.size || format.includes('.Size') || undefined, filters: filtersQuery(values.filter) };
+  const list = await client.json<any[]>('/containers/json', { query });
+  out.write(template.render(list.map((c) => containerContext(c, !values['no-trunc'])), CONTAINER_HEADERS));
+}
+
+/** `--filter k=v` flags as the `filters` query parameter (JSON of key -> values), as docker sends it. */
+export function filtersQuery(flags: string[] | undefined): string | undefined {
+  const filters: Record<string, Record<string, boolean>> = {};
+  for (const f of flags ?? []) {
     const i = f.indexOf('=');
-    (filters[f.slice(0, i)] ??= []).push(f.slice(i + 1));
+    if (i <= 0) throw new UsageError(`invalid argument "${f}" for "-f, --filter" flag: bad format of filter (expected name=value)`);
+    (filters[f.slice(0, i).trim().toLowerCase()] ??= {})[f.slice(i + 1)] = true;
   }
-  const limit = values.latest ? 1 : values.last ? Number(values.last) : undefined;
-  const list = await client.json<any[]>('/containers/json', { query: { all: values.all || limit !== undefined, limit, filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
-  const id = (s: string) => (values['no-trunc'] ? s : s.slice(0, 12));
-  if (values.quiet) {
-    out.write(list.map((c) => id(c.Id) + '\n').join(''));
-    return;
-  }
-  out.write(
-    table(
-      ['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
-      list.map((c) => [id(c.Id), c.Image, JSON.stringify(values['no-trunc'] ? c.Command : truncate(c.Command, 20)), ago(c.Created), c.Status, formatPorts(c.Ports), c.Names.map((n: string) => n.replace(/^\//, '')).join(',')]),
-    ),
-  );
+  return Object.keys(filters).length ? JSON.stringify(filters) : undefined;
 }
 
 export async function logs({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string', short: 'n' }, timestamps: { type: 'boolean', short: 't' }, since: { type: 'string' }, until: { type: 'string' } }, 'berth logs [-f] [--tail N] [-t] CONTAINER', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { follow: { type: 'boolean', short: 'f', help: 'Follow log output' }, tail: { type: 'string', short: 'n', help: 'Number of lines to show from the end of the logs' }, timestamps: { type: 'boolean', short: 't', help: 'Show timestamps' }, since: { type: 'string', help: 'Show logs since timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)' }, until: { type: 'string', help: 'Show logs before a timestamp (e.g. 2013-01-02T13:23:37Z) or relative (e.g. 42m for 42 minutes)' } }, 'berth logs [-f] [--tail N] [-t] CONTAINER', { min: 1, max: 1 });
   const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
-  const res = await client.request(`/containers/${info.Id}/logs`, { query: { stdout: 1, stderr: 1, follow: values.follow, tail: values.tail ?? 'all', timestamps: values.timestamps, since: toUnix(values.since), until: toUnix(values.until) } });
+  const res = await client.request(`/containers/${info.Id}/logs`, { query: { stdout: 1, stderr: 1, follow: values.follow, tail: values.tail ?? 'all', timestamps: values.timestamps, since: parseTimestamp(values.since), until: parseTimestamp(values.until) } });
   if (info.Config.Tty) {
     res.pipe(out);
     await new Promise((r) => res.on('end', r));
@@ -424,25 +627,15 @@ export async function logs({ client, argv, out }: CommandContext): Promise<void>
   await demux(res, out, process.stderr);
 }
 
-function toUnix(v: string | undefined): number | undefined {
-  if (!v) return undefined;
-  if (/^\d+(\.\d+)?$/.test(v)) return Number(v);
-  const rel = /^(\d+)([smh])$/.exec(v);
-  if (rel) return Math.floor(Date.now() / 1000) - Number(rel[1]) * { s: 1, m: 60, h: 3600 }[rel[2] as 's' | 'm' | 'h'];
-  const t = Date.parse(v);
-  if (Number.isNaN(t)) throw new UsageError(`invalid time "${v}"`);
-  return Math.floor(t / 1000);
-}
-
 export async function attach({ client, argv }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { 'no-stdin': { type: 'boolean' } }, 'berth attach CONTAINER', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { 'no-stdin': { type: 'boolean', help: 'Do not attach STDIN' } }, 'berth attach [OPTIONS] CONTAINER', { min: 1, max: 1 });
   const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
   if (!info.State.Running) throw new ApiError(409, 'You cannot attach to a stopped container, start it first');
   return attachAndStart(client, info.Id, { tty: !!info.Config.Tty, stdin: !values['no-stdin'] && !!info.Config.OpenStdin, autoRemove: false, start: false });
 }
 
 export async function exportFs({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { output: { type: 'string', short: 'o' } }, 'berth export [-o FILE] CONTAINER', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { output: { type: 'string', short: 'o', help: 'Write to a file, instead of STDOUT' } }, 'berth export [OPTIONS] CONTAINER', { min: 1, max: 1 });
   if (!values.output && out.isTTY) throw new UsageError('cowardly refusing to write a tar to a terminal: use -o FILE or redirect');
   const res = await client.request(`/containers/${encodeURIComponent(positionals[0])}/export`);
   const dest = values.output ? fs.createWriteStream(values.output) : out;
@@ -460,13 +653,22 @@ export async function diff({ client, argv, out }: CommandContext): Promise<void>
 }
 
 export async function exec({ client, argv, out }: CommandContext): Promise<number> {
-  const { opts, first: container, rest: cmd } = parseInterspersed(argv, EXEC_FLAGS, 'berth exec [OPTIONS] CONTAINER COMMAND [ARG...]');
-  if (!cmd.length) throw new UsageError('requires at least 2 arguments\nUsage: berth exec [OPTIONS] CONTAINER COMMAND [ARG...]');
+  const usage = 'berth exec [OPTIONS] CONTAINER COMMAND [ARG...]';
+  const { values, positionals } = parseFlags(argv, EXEC_FLAGS, usage, { interspersed: false });
+  checkArgCount(positionals.length, usage, { min: 2 });
+  const opts = values as RunOpts;
+  const [container, ...cmd] = positionals;
   const tty = !!opts.tty;
   const interactive = !!opts.interactive;
+  const env = envFrom(opts);
+  // docker gives a terminal TERM=xterm unless the container's or the exec's environment sets TERM.
+  if (tty) {
+    const info = await client.json(`/containers/${encodeURIComponent(container)}/json`);
+    if (![...(info.Config?.Env ?? []), ...env].some((e: string) => e.startsWith('TERM='))) env.unshift('TERM=xterm');
+  }
   const { Id } = await client.json<{ Id: string }>(`/containers/${encodeURIComponent(container)}/exec`, {
     method: 'POST',
-    body: { Cmd: cmd, Env: envFrom(opts), WorkingDir: opts.workdir ?? '', User: opts.user ?? '', Tty: tty, Privileged: !!opts.privileged, AttachStdin: interactive && !opts.detach, AttachStdout: !opts.detach, AttachStderr: !opts.detach },
+    body: { Cmd: cmd, Env: env, WorkingDir: opts.workdir ?? '', User: opts.user ?? '', Tty: tty, Privileged: !!opts.privileged, AttachStdin: interactive && !opts.detach, AttachStdout: !opts.detach, AttachStderr: !opts.detach },
   });
   if (opts.detach) {
     await client.request(`/exec/${Id}/start`, { method: 'POST', body: { Detach: true, Tty: tty } });

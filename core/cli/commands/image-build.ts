@@ -36,25 +36,18 @@ function openInput(file: string | undefined, what: string): Readable {
 }
 
 export async function commit({ client, argv, out }: CommandContext): Promise<void> {
-  // -p/--pause is a boolean that takes `-p=false` (docker's flag syntax), which parseArgs does not.
-  let pause = true;
-  const rest: string[] = [];
-  for (const a of argv) {
-    const m = /^(?:-p|--pause)(?:=(.*))?$/.exec(a);
-    if (!m) {
-      rest.push(a);
-      continue;
-    }
-    const v = (m[1] ?? 'true').toLowerCase();
-    if (!['true', 'false', '1', '0'].includes(v)) throw new UsageError(`invalid value "${m[1]}" for -p/--pause: true or false`);
-    pause = v === 'true' || v === '1';
-  }
   const { values, positionals } = parse(
-    rest,
-    { message: { type: 'string', short: 'm' }, author: { type: 'string', short: 'a' }, change: { type: 'string', short: 'c', multiple: true } },
-    "berth commit [-m MSG] [-a AUTHOR] [-c 'INSTRUCTION']... [-p=false] CONTAINER [REPOSITORY[:TAG]]",
+    argv,
+    {
+      author: { type: 'string', short: 'a', help: 'Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")' },
+      change: { type: 'string', short: 'c', multiple: true, help: 'Apply Dockerfile instruction to the created image' },
+      message: { type: 'string', short: 'm', help: 'Commit message' },
+      pause: { type: 'boolean', short: 'p', help: 'Pause container during commit', default: 'true' },
+    },
+    'berth commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]',
     { min: 1, max: 2 },
   );
+  const pause = values.pause ?? true;
   const [repo, tag] = positionals[1] ? splitTag(positionals[1]) : [undefined, undefined];
   const qs = new URLSearchParams({ container: positionals[0], pause: pause ? '1' : '0' });
   if (repo) qs.set('repo', repo);
@@ -68,7 +61,7 @@ export async function commit({ client, argv, out }: CommandContext): Promise<voi
 }
 
 export async function push({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { 'all-tags': { type: 'boolean', short: 'a' }, quiet: { type: 'boolean', short: 'q' } }, 'berth push [-a] [-q] NAME[:TAG]', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { 'all-tags': { type: 'boolean', short: 'a', help: 'Push all tagged images in the repository' }, quiet: { type: 'boolean', short: 'q', help: 'Suppress verbose output' } }, 'berth push [OPTIONS] NAME[:TAG]', { min: 1, max: 1 });
   const [name, givenTag] = splitTag(positionals[0]);
   if (positionals[0].includes('@')) throw new UsageError(`cannot push a digest reference: ${positionals[0]}`);
   if (values['all-tags'] && givenTag) throw new UsageError('tag can\'t be used with --all-tags/-a');
@@ -90,7 +83,7 @@ export async function push({ client, argv, out }: CommandContext): Promise<numbe
 }
 
 export async function save({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { output: { type: 'string', short: 'o' } }, 'berth save [-o FILE] IMAGE [IMAGE...]', { min: 1 });
+  const { values, positionals } = parse(argv, { output: { type: 'string', short: 'o', help: 'Write to a file, instead of STDOUT' } }, 'berth save [OPTIONS] IMAGE [IMAGE...]', { min: 1 });
   if (!values.output && out.isTTY) throw new UsageError('cowardly refusing to save to a terminal. Use the -o flag or redirect');
   const qs = new URLSearchParams();
   for (const n of positionals) qs.append('names', n);
@@ -115,7 +108,7 @@ export async function save({ client, argv, out }: CommandContext): Promise<void>
 }
 
 export async function load({ client, argv, out }: CommandContext): Promise<number> {
-  const { values } = parse(argv, { input: { type: 'string', short: 'i' }, quiet: { type: 'boolean', short: 'q' } }, 'berth load [-i FILE] [-q]', { max: 0 });
+  const { values } = parse(argv, { input: { type: 'string', short: 'i', help: 'Read from tar archive file, instead of STDIN' }, quiet: { type: 'boolean', short: 'q', help: 'Suppress the load output' } }, 'berth load [OPTIONS]', { max: 0 });
   const input = openInput(values.input, 'the archive');
   const res = await client.request('/images/load', { method: 'POST', query: { quiet: values.quiet }, body: input, headers: { 'Content-Type': 'application/x-tar' } });
   const error = await readMessages(res, (msg) => {
@@ -132,8 +125,12 @@ export async function load({ client, argv, out }: CommandContext): Promise<numbe
 export async function importImage({ client, argv, out }: CommandContext): Promise<number> {
   const { values, positionals } = parse(
     argv,
-    { change: { type: 'string', short: 'c', multiple: true }, message: { type: 'string', short: 'm' }, platform: { type: 'string' } },
-    "berth import [-c 'INSTRUCTION']... [-m MSG] FILE|- [REPOSITORY[:TAG]]",
+    {
+      change: { type: 'string', short: 'c', multiple: true, help: 'Apply Dockerfile instruction to the created image' },
+      message: { type: 'string', short: 'm', help: 'Set commit message for imported image' },
+      platform: { type: 'string', help: 'Set platform if server is multi-platform capable' },
+    },
+    'berth import [OPTIONS] file|URL|- [REPOSITORY[:TAG]]',
     { min: 1, max: 2 },
   );
   if (/^[a-z]+:\/\//i.test(positionals[0])) throw new UsageError(`import from a URL (${positionals[0]}) is not supported: download it and import the file`);

@@ -2,10 +2,14 @@ import type { CommandContext } from '../main';
 import { parse, registryHost } from '../args';
 import { registryAuthHeader } from '../credentials';
 import { ProgressRenderer, ago, shortId, table, truncate } from '../render';
+import { IMAGE_HEADERS, IMAGE_TABLE, IMAGE_TABLE_DIGESTS, imageContexts } from '../formatters';
+import { Format } from '../template';
+import { filtersQuery } from './containers';
+import { printInspected } from '../render';
 import { humanSize } from '../../util/format';
 
 export async function pull({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { quiet: { type: 'boolean', short: 'q' }, platform: { type: 'string' }, 'all-tags': { type: 'boolean', short: 'a' } }, 'berth pull [-q] [--platform os/arch] NAME[:TAG|@DIGEST]', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { quiet: { type: 'boolean', short: 'q', help: 'Suppress verbose output' }, platform: { type: 'string', help: 'Set platform if server is multi-platform capable' }, 'all-tags': { type: 'boolean', short: 'a', help: 'Download all tagged images in the repository' } }, 'berth pull [-q] [--platform os/arch] NAME[:TAG|@DIGEST]', { min: 1, max: 1 });
   const name = positionals[0];
   const at = name.lastIndexOf('@');
   const colon = name.lastIndexOf(':');
@@ -41,36 +45,31 @@ function qualified(name: string): string {
 }
 
 export async function images({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { quiet: { type: 'boolean', short: 'q' }, all: { type: 'boolean', short: 'a' }, 'no-trunc': { type: 'boolean' }, digests: { type: 'boolean' }, filter: { type: 'string', short: 'f', multiple: true } }, 'berth images [-q] [-a] [--digests] [--no-trunc] [REPOSITORY[:TAG]]', { max: 1 });
-  const filters: Record<string, string[]> = {};
-  for (const f of values.filter ?? []) {
-    const [k, v] = f.split('=');
-    (filters[k] ??= []).push(v ?? '');
-  }
-  if (positionals[0]) filters.reference = [positionals[0]];
-  const list = await client.json<any[]>('/images/json', { query: { all: values.all, filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
-  const id = (i: any) => (values['no-trunc'] ? i.Id : shortId(i.Id));
-  if (values.quiet) {
-    out.write([...new Set(list.map(id))].map((s) => s + '\n').join(''));
+  const { values, positionals } = parse(argv, {
+    all: { type: 'boolean', short: 'a', help: 'Show all images (default hides intermediate images)' },
+    digests: { type: 'boolean', help: 'Show digests' },
+    filter: { type: 'string', short: 'f', multiple: true, help: 'Filter output based on conditions provided' },
+    format: { type: 'string', help: 'Pretty-print images using a Go template' },
+    'no-trunc': { type: 'boolean', help: "Don't truncate output" },
+    quiet: { type: 'boolean', short: 'q', help: 'Only show image IDs' },
+  }, 'berth images [OPTIONS] [REPOSITORY[:TAG]]', { max: 1 });
+  const filters = [...(values.filter ?? []), ...(positionals[0] ? [`reference=${positionals[0]}`] : [])];
+  const list = await client.json<any[]>('/images/json', { query: { all: values.all, filters: filtersQuery(filters) } });
+  const trunc = !values['no-trunc'];
+  if (values.quiet && !values.format) {
+    // One line per image, however many names it has.
+    out.write([...new Set(list.map((i) => (trunc ? i.Id.replace(/^sha256:/, '').slice(0, 12) : i.Id)))].map((s) => s + '\n').join(''));
     return;
   }
-  const rows: string[][] = [];
-  for (const img of list) {
-    const digestOf = (repo: string) => img.RepoDigests?.find((d: string) => d.startsWith(repo + '@'))?.split('@')[1] ?? '<none>';
-    const named: [string, string][] = img.RepoTags?.length
-      ? img.RepoTags.map((t: string) => [t.slice(0, t.lastIndexOf(':')), t.slice(t.lastIndexOf(':') + 1)])
-      : // Pulled by digest only: Docker still shows the repository, with a <none> tag.
-        [...new Set<string>((img.RepoDigests ?? []).map((d: string) => d.split('@')[0]))].map((repo) => [repo, '<none>']);
-    if (!named.length) named.push(['<none>', '<none>']);
-    for (const [repo, tagName] of named) {
-      rows.push([repo, tagName, ...(values.digests ? [digestOf(repo)] : []), id(img), ago(img.Created), humanSize(img.Size)]);
-    }
-  }
-  out.write(table(['REPOSITORY', 'TAG', ...(values.digests ? ['DIGEST'] : []), 'IMAGE ID', 'CREATED', 'SIZE'], rows));
+  let format = values.format ?? 'table';
+  if (format === 'table') format = values.digests ? IMAGE_TABLE_DIGESTS : IMAGE_TABLE;
+  const template = new Format(format);
+  const digests = !!values.digests || format.includes('.Digest');
+  out.write(template.render(list.flatMap((img) => imageContexts(img, { trunc, digests })), IMAGE_HEADERS));
 }
 
 export async function inspect({ client, argv, out }: CommandContext): Promise<number> {
-  const { positionals } = parse(argv, { format: { type: 'string', short: 'f' } }, 'berth image inspect IMAGE [IMAGE...]', { min: 1 });
+  const { values, positionals } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format output using a custom template' } }, 'berth image inspect [OPTIONS] IMAGE [IMAGE...]', { min: 1 });
   const found = [];
   let code = 0;
   for (const name of positionals) {
@@ -81,12 +80,12 @@ export async function inspect({ client, argv, out }: CommandContext): Promise<nu
       code = 1;
     }
   }
-  out.write(JSON.stringify(found, null, 4) + '\n');
+  out.write(printInspected(found, values.format));
   return code;
 }
 
 export async function history({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { 'no-trunc': { type: 'boolean' }, quiet: { type: 'boolean', short: 'q' }, human: { type: 'boolean', short: 'H' } }, 'berth history [--no-trunc] [-q] IMAGE', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { 'no-trunc': { type: 'boolean', help: "Don't truncate output" }, quiet: { type: 'boolean', short: 'q', help: 'Only show image IDs' }, human: { type: 'boolean', short: 'H', help: 'Print sizes and dates in human readable format' } }, 'berth history [OPTIONS] IMAGE', { min: 1, max: 1 });
   const rows = await client.json<any[]>(`/images/${encodeURIComponent(positionals[0])}/history`);
   const id = (s: string) => (s === '<missing>' || values['no-trunc'] ? s : shortId(s));
   if (values.quiet) {
@@ -110,11 +109,11 @@ export async function tag({ client, argv }: CommandContext): Promise<void> {
 }
 
 export async function rmi({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f' }, 'no-prune': { type: 'boolean' } }, 'berth rmi [-f] IMAGE [IMAGE...]', { min: 1 });
+  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f', help: 'Force removal of the image' }, 'no-prune': { type: 'boolean', help: 'Do not delete untagged parents' } }, 'berth rmi [OPTIONS] IMAGE [IMAGE...]', { min: 1 });
   let code = 0;
   for (const name of positionals) {
     try {
-      const results = await client.json<any[]>(`/images/${encodeURIComponent(name)}`, { method: 'DELETE', query: { force: values.force } });
+      const results = await client.json<any[]>(`/images/${encodeURIComponent(name)}`, { method: 'DELETE', query: { force: values.force, noprune: values['no-prune'] } });
       for (const r of results) out.write(r.Untagged ? `Untagged: ${r.Untagged}\n` : `Deleted: ${r.Deleted}\n`);
     } catch (err) {
       process.stderr.write(`Error response from daemon: ${(err as Error).message}\n`);

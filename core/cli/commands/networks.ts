@@ -2,7 +2,9 @@
 import type { CommandContext } from '../main';
 import { UsageError } from '../main';
 import { parse } from '../args';
-import { forEachName, table } from '../render';
+import { forEachName, printInspected } from '../render';
+import { NETWORK_HEADERS, NETWORK_TABLE, networkContext } from '../formatters';
+import { Format } from '../template';
 
 /** `-p [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]` -> Docker's PortBindings entries. */
 export function parsePublish(spec: string): { key: string; binding: { HostIp: string; HostPort: string } } {
@@ -39,7 +41,7 @@ export async function port({ client, argv, out }: CommandContext): Promise<numbe
 }
 
 export async function networkCreate({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { subnet: { type: 'string' }, gateway: { type: 'string' }, driver: { type: 'string', short: 'd' }, label: { type: 'string', multiple: true } }, 'berth network create [--subnet CIDR] [--gateway IP] NAME', { min: 1, max: 1 });
+  const { values, positionals } = parse(argv, { subnet: { type: 'string', help: 'Subnet in CIDR format that represents a network segment' }, gateway: { type: 'string', help: 'IPv4 or IPv6 Gateway for the master subnet' }, driver: { type: 'string', short: 'd', help: 'Driver to manage the Network' }, label: { type: 'string', multiple: true, help: 'Set metadata on a network' } }, 'berth network create [--subnet CIDR] [--gateway IP] NAME', { min: 1, max: 1 });
   const labels = Object.fromEntries((values.label ?? []).map((l) => [l.split('=')[0], l.split('=').slice(1).join('=')]));
   const body = {
     Name: positionals[0],
@@ -52,18 +54,22 @@ export async function networkCreate({ client, argv, out }: CommandContext): Prom
 }
 
 export async function networkLs({ client, argv, out }: CommandContext): Promise<void> {
-  const { values } = parse(argv, { quiet: { type: 'boolean', short: 'q' }, 'no-trunc': { type: 'boolean' } }, 'berth network ls [-q]', { max: 0 });
-  const list = await client.json<any[]>('/networks');
-  const id = (s: string) => (values['no-trunc'] ? s : s.slice(0, 12));
-  if (values.quiet) {
-    out.write(list.map((n) => id(n.Id) + '\n').join(''));
-    return;
-  }
-  out.write(table(['NETWORK ID', 'NAME', 'DRIVER', 'SUBNET', 'SCOPE'], list.map((n) => [id(n.Id), n.Name, n.Driver, n.IPAM?.Config?.[0]?.Subnet ?? '', n.Scope])));
+  const { values } = parse(argv, {
+    filter: { type: 'string', short: 'f', multiple: true, help: "Provide filter values (e.g. 'driver=bridge')" },
+    format: { type: 'string', help: 'Pretty-print networks using a Go template' },
+    'no-trunc': { type: 'boolean', help: 'Do not truncate the output' },
+    quiet: { type: 'boolean', short: 'q', help: 'Only display network IDs' },
+  }, 'berth network ls [OPTIONS]', { max: 0 });
+  const filters: Record<string, string[]> = {};
+  for (const f of values.filter ?? []) (filters[f.split('=')[0]] ??= []).push(f.split('=').slice(1).join('='));
+  const list = await client.json<any[]>('/networks', { query: { filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
+  let format = values.format ?? 'table';
+  if (format === 'table') format = values.quiet ? '{{.ID}}' : NETWORK_TABLE;
+  out.write(new Format(format).render(list.map((n) => networkContext(n, !values['no-trunc'])), NETWORK_HEADERS));
 }
 
 export async function networkInspect({ client, argv, out }: CommandContext): Promise<number> {
-  const { positionals } = parse(argv, {}, 'berth network inspect NETWORK [NETWORK...]', { min: 1 });
+  const { values, positionals } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } }, 'berth network inspect [OPTIONS] NETWORK [NETWORK...]', { min: 1 });
   const found: unknown[] = [];
   let code = 0;
   for (const n of positionals) {
@@ -74,7 +80,7 @@ export async function networkInspect({ client, argv, out }: CommandContext): Pro
       code = 1;
     }
   }
-  out.write(JSON.stringify(found, null, 4) + '\n');
+  out.write(printInspected(found, values.format));
   return code;
 }
 
@@ -84,7 +90,7 @@ export async function networkRm({ client, argv, out }: CommandContext): Promise<
 }
 
 export async function networkConnect({ client, argv }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { alias: { type: 'string', multiple: true }, ip: { type: 'string' } }, 'berth network connect [--alias NAME] [--ip IP] NETWORK CONTAINER (stopped containers only)', { min: 2, max: 2 });
+  const { values, positionals } = parse(argv, { alias: { type: 'string', multiple: true, help: 'Add network-scoped alias for the container' }, ip: { type: 'string', help: 'IPv4 address (e.g., 172.30.100.104)' } }, 'berth network connect [--alias NAME] [--ip IP] NETWORK CONTAINER (stopped containers only)', { min: 2, max: 2 });
   await client.request(`/networks/${encodeURIComponent(positionals[0])}/connect`, {
     method: 'POST',
     body: { Container: positionals[1], EndpointConfig: { Aliases: values.alias ?? [], IPAMConfig: values.ip ? { IPv4Address: values.ip } : undefined } },
@@ -97,7 +103,7 @@ export async function networkDisconnect({ client, argv }: CommandContext): Promi
 }
 
 export async function networkPrune({ client, argv, out }: CommandContext): Promise<void> {
-  parse(argv, { force: { type: 'boolean', short: 'f' } }, 'berth network prune [-f]', { max: 0 });
+  parse(argv, { force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth network prune [OPTIONS]', { max: 0 });
   const res = await client.json('/networks/prune', { method: 'POST' });
   if (res.NetworksDeleted?.length) out.write(`Deleted Networks:\n${res.NetworksDeleted.join('\n')}\n`);
 }

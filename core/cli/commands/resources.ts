@@ -1,6 +1,8 @@
 import type { CommandContext } from '../main';
 import { parse, parseBytes } from '../args';
 import { forEachName as each, table } from '../render';
+import { STATS_HEADERS, STATS_TABLE, type StatsRow, statsContext } from '../formatters';
+import { Format } from '../template';
 import { humanSize } from '../../util/format';
 
 export async function pause({ client, argv, out }: CommandContext): Promise<number> {
@@ -27,49 +29,63 @@ export function cpuPercent(s: any): number {
   return sysDelta > 0 && cpuDelta > 0 ? (cpuDelta / sysDelta) * (s.cpu_stats?.online_cpus ?? 1) * 100 : 0;
 }
 
-function statsRow(s: any): string[] {
+function statsRow(s: any): StatsRow {
   const mem = s.memory_stats ?? {};
   const cache = mem.stats?.inactive_file ?? mem.stats?.total_inactive_file ?? mem.stats?.cache ?? 0;
   const usage = Math.max(0, (mem.usage ?? 0) - cache);
   const limit = mem.limit ?? 0;
   const blk = (s.blkio_stats?.io_service_bytes_recursive ?? []) as { op: string; value: number }[];
   const sum = (op: string) => blk.filter((b) => b.op.toLowerCase() === op).reduce((a, b) => a + b.value, 0);
-  const net = (key: 'rx_bytes' | 'tx_bytes') => Object.values((s.networks ?? {}) as Record<string, Record<string, number>>).reduce((a, n) => a + (n[key] ?? 0), 0);
-  return [
-    s.id.slice(0, 12),
-    String(s.name).replace(/^\//, ''),
-    `${cpuPercent(s).toFixed(2)}%`,
-    `${humanSize(usage)} / ${limit ? humanSize(limit) : '--'}`,
-    limit ? `${((usage / limit) * 100).toFixed(2)}%` : '--',
-    `${humanSize(net('rx_bytes'))} / ${humanSize(net('tx_bytes'))}`,
-    `${humanSize(sum('read'))} / ${humanSize(sum('write'))}`,
-    String(s.pids_stats?.current ?? 0),
-  ];
+  const net = Object.values((s.networks ?? {}) as Record<string, { rx_bytes: number; tx_bytes: number }>);
+  return {
+    container: s.requested ?? s.id,
+    id: s.id,
+    name: String(s.name).replace(/^\//, ''),
+    cpu: `${cpuPercent(s).toFixed(2)}%`,
+    mem: `${humanSize(usage)} / ${limit ? humanSize(limit) : '--'}`,
+    memPerc: limit ? `${((usage / limit) * 100).toFixed(2)}%` : '--',
+    net: `${humanSize(net.reduce((a, n) => a + n.rx_bytes, 0))} / ${humanSize(net.reduce((a, n) => a + n.tx_bytes, 0))}`,
+    block: `${humanSize(sum('read'))} / ${humanSize(sum('write'))}`,
+    pids: String(s.pids_stats?.current ?? 0),
+  };
 }
 
-const STATS_HEADERS = ['CONTAINER ID', 'NAME', 'CPU %', 'MEM USAGE / LIMIT', 'MEM %', 'NET I/O', 'BLOCK I/O', 'PIDS'];
-
 export async function stats({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { 'no-stream': { type: 'boolean' }, all: { type: 'boolean', short: 'a' } }, 'berth stats [--no-stream] [CONTAINER...]');
+  const { values, positionals } = parse(argv, {
+    all: { type: 'boolean', short: 'a', help: 'Show all containers (default shows just running)' },
+    format: { type: 'string', help: 'Pretty-print stats using a Go template' },
+    'no-stream': { type: 'boolean', help: 'Disable streaming stats and only pull the first result' },
+    'no-trunc': { type: 'boolean', help: 'Do not truncate output' },
+  }, 'berth stats [OPTIONS] [CONTAINER...]');
+  const template = new Format(!values.format || values.format === 'table' ? STATS_TABLE : values.format);
   const names = positionals.length ? positionals : (await client.json<any[]>('/containers/json', { query: { all: values.all } })).map((c) => c.Id);
-  const sampleAll = () => Promise.all(names.map((n) => client.json(`/containers/${encodeURIComponent(n)}/stats`, { query: { stream: 0 } })));
+  const sampleAll = () => Promise.all(names.map(async (n) => ({ ...(await client.json(`/containers/${encodeURIComponent(n)}/stats`, { query: { stream: 0 } })), requested: n })));
+  const render = async () => template.render((await sampleAll()).map((s) => statsContext(statsRow(s), !values['no-trunc'])), STATS_HEADERS);
   if (values['no-stream']) {
-    out.write(table(STATS_HEADERS, (await sampleAll()).map(statsRow)));
+    out.write(await render());
     return;
   }
   for (;;) {
-    const rows = (await sampleAll()).map(statsRow);
+    const text = await render();
     if (out.isTTY) out.write('\x1b[2J\x1b[H');
-    out.write(table(STATS_HEADERS, rows));
+    out.write(text);
     await new Promise((r) => setTimeout(r, 750));
   }
 }
 
 export async function update({ client, argv, out }: CommandContext): Promise<number> {
   const { values, positionals } = parse(argv, {
-    memory: { type: 'string', short: 'm' }, 'memory-swap': { type: 'string' }, 'memory-reservation': { type: 'string' }, cpus: { type: 'string' },
-    'cpu-shares': { type: 'string', short: 'c' }, 'cpu-quota': { type: 'string' }, 'cpu-period': { type: 'string' }, 'cpuset-cpus': { type: 'string' },
-    'pids-limit': { type: 'string' }, 'blkio-weight': { type: 'string' }, restart: { type: 'string' },
+    'blkio-weight': { type: 'string', help: 'Block IO (relative weight), between 10 and 1000, or 0 to disable' },
+    'cpu-period': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) period' },
+    'cpu-quota': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) quota' },
+    'cpu-shares': { type: 'string', short: 'c', help: 'CPU shares (relative weight)' },
+    cpus: { type: 'string', help: 'Number of CPUs' },
+    'cpuset-cpus': { type: 'string', help: 'CPUs in which to allow execution (0-3, 0,1)' },
+    memory: { type: 'string', short: 'm', help: 'Memory limit' },
+    'memory-reservation': { type: 'string', help: 'Memory soft limit' },
+    'memory-swap': { type: 'string', help: "Swap limit equal to memory plus swap: '-1' to enable unlimited swap" },
+    'pids-limit': { type: 'string', help: 'Tune container pids limit (set -1 for unlimited)' },
+    restart: { type: 'string', help: 'Restart policy to apply when a container exits' },
   }, 'berth update [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
   const body: Record<string, unknown> = {};
   if (values.memory) body.Memory = parseBytes(values.memory);

@@ -1,6 +1,9 @@
 import type { CommandContext } from '../main';
-import { parse } from '../args';
-import { table } from '../render';
+import { parse, parseTimestamp } from '../args';
+import { filtersQuery } from './containers';
+import { printInspected, table } from '../render';
+import { Format } from '../template';
+import { UsageError } from '../main';
 import { humanSize } from '../../util/format';
 
 export async function plugins({ client, argv, out }: CommandContext): Promise<void> {
@@ -9,8 +12,16 @@ export async function plugins({ client, argv, out }: CommandContext): Promise<vo
   out.write(table(['URI', 'STATUS', 'SOURCE', 'REASON'], infos.map((p) => [p.uri, p.status, p.source, p.reason ?? ''])));
 }
 
-export async function version({ client, out }: CommandContext): Promise<void> {
-  out.write(`Client:\n Version:     0.1.0\n API version: 1.43\n Node:        ${process.version}\n\n`);
+const CLIENT_VERSION = { Version: '0.1.0', ApiVersion: '1.43', DefaultAPIVersion: '1.43', GitCommit: '', GoVersion: process.version, Os: process.platform, Arch: process.arch === 'x64' ? 'amd64' : process.arch, BuildTime: '', Context: 'default', Experimental: true };
+
+export async function version({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } }, 'berth version [OPTIONS]', { max: 0 });
+  if (values.format) {
+    // docker's template data: {Client, Server}, the server part as GET /version gives it.
+    out.write(new Format(values.format).render([{ Client: CLIENT_VERSION, Server: await client.json('/version') }]));
+    return;
+  }
+  out.write(`Client:\n Version:     ${CLIENT_VERSION.Version}\n API version: ${CLIENT_VERSION.ApiVersion}\n Node:        ${process.version}\n\n`);
   const v = await client.json('/version');
   out.write(`Server: berthd\n Version:     ${v.Version}\n API version: ${v.ApiVersion} (minimum version ${v.MinAPIVersion})\n Runtime:     ${v.GoVersion}\n OS/Arch:     ${v.Os}/${v.Arch}\n Kernel:      ${v.KernelVersion}\n`);
 }
@@ -25,8 +36,14 @@ function securityOptions(opts: string[]): string[] {
   })];
 }
 
-export async function info({ client, out }: CommandContext): Promise<void> {
+export async function info({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } }, 'berth info [OPTIONS]', { max: 0 });
   const i = await client.json('/info');
+  if (values.format) {
+    // docker's info data is the server's /info with the client's part beside it.
+    out.write(new Format(values.format).render([{ ...i, ClientInfo: { Debug: false, Context: 'default', Plugins: [], Warnings: null } }]));
+    return;
+  }
   const lines = [
     `Server Version: ${i.ServerVersion}`,
     `Storage Driver: ${i.Driver}`,
@@ -66,11 +83,17 @@ export async function check({ client, out }: CommandContext): Promise<number> {
 
 /** `berth inspect NAME`: a container when one has that name or id, else an image (docker's order). */
 export async function inspect({ client, argv, out }: CommandContext): Promise<number> {
-  const { positionals } = parse(argv, { type: { type: 'string' }, format: { type: 'string', short: 'f' } }, 'berth inspect NAME|ID [NAME|ID...]', { min: 1 });
+  const { values, positionals } = parse(argv, {
+    format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' },
+    size: { type: 'boolean', short: 's', help: 'Display total file sizes if the type is container' },
+    type: { type: 'string', help: 'Return JSON for specified type' },
+  }, 'berth inspect [OPTIONS] NAME|ID [NAME|ID...]', { min: 1 });
+  const kinds = { container: ['containers'], image: ['images'], volume: ['volumes'], network: ['networks'] } as Record<string, string[]>;
+  if (values.type && !kinds[values.type]) throw new UsageError(`"${values.type}" is not a valid value for --type`);
   const found = [];
   let code = 0;
   for (const name of positionals) {
-    const paths = [`/containers/${encodeURIComponent(name)}/json`, `/images/${encodeURIComponent(name)}/json`];
+    const paths = (values.type ? kinds[values.type] : ['containers', 'images']).map((k) => (k === 'containers' || k === 'images' ? `/${k}/${encodeURIComponent(name)}/json${k === 'containers' && values.size ? '?size=1' : ''}` : `/${k}/${encodeURIComponent(name)}`));
     let obj;
     for (const p of paths) {
       obj = await client.json(p).catch((e) => (e.status === 404 ? undefined : Promise.reject(e)));
@@ -78,16 +101,16 @@ export async function inspect({ client, argv, out }: CommandContext): Promise<nu
     }
     if (obj) found.push(obj);
     else {
-      process.stderr.write(`Error: No such object: ${name}\n`);
+      process.stderr.write(`Error: No such ${values.type ? values.type : 'object'}: ${name}\n`);
       code = 1;
     }
   }
-  out.write(JSON.stringify(found, null, 4) + '\n');
+  out.write(printInspected(found, values.format));
   return code;
 }
 
 export async function df({ client, argv, out }: CommandContext): Promise<void> {
-  const { values } = parse(argv, { verbose: { type: 'boolean', short: 'v' } }, 'berth system df [-v]', { max: 0 });
+  const { values } = parse(argv, { verbose: { type: 'boolean', short: 'v', help: 'Show detailed information on space usage' } }, 'berth system df [OPTIONS]', { max: 0 });
   const d = await client.json('/system/df');
   const activeImages = d.Images.filter((i: any) => i.Containers > 0);
   // docker's own formula: what active images use, less what they share, is not reclaimable.
@@ -161,7 +184,7 @@ async function printContainerPrune(client: CommandContext['client'], out: NodeJS
 }
 
 export async function prune({ client, argv, out }: CommandContext): Promise<number> {
-  const { values } = parse(argv, { all: { type: 'boolean', short: 'a' }, force: { type: 'boolean', short: 'f' } }, 'berth system prune [-a] [-f]', { max: 0 });
+  const { values } = parse(argv, { all: { type: 'boolean', short: 'a', help: 'Remove all unused images not just dangling ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth system prune [OPTIONS]', { max: 0 });
   const what = `WARNING! This will remove:\n  - all stopped containers\n  - ${values.all ? 'all images without at least one container associated to them' : 'all dangling images'}`;
   if (!(await confirm(what, values.force))) return 1;
   const reclaimed = (await printContainerPrune(client, out)) + (await printImagePrune(client, !!values.all, out));
@@ -170,7 +193,7 @@ export async function prune({ client, argv, out }: CommandContext): Promise<numb
 }
 
 export async function imagePrune({ client, argv, out }: CommandContext): Promise<number> {
-  const { values } = parse(argv, { all: { type: 'boolean', short: 'a' }, force: { type: 'boolean', short: 'f' } }, 'berth image prune [-a] [-f]', { max: 0 });
+  const { values } = parse(argv, { all: { type: 'boolean', short: 'a', help: 'Remove all unused images, not just dangling ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth image prune [OPTIONS]', { max: 0 });
   const what = values.all ? 'WARNING! This will remove all images without at least one container associated to them.' : 'WARNING! This will remove all dangling images.';
   if (!(await confirm(what, values.force))) return 1;
   out.write(`Total reclaimed space: ${humanSize(await printImagePrune(client, !!values.all, out))}\n`);
@@ -178,8 +201,28 @@ export async function imagePrune({ client, argv, out }: CommandContext): Promise
 }
 
 export async function containerPrune({ client, argv, out }: CommandContext): Promise<number> {
-  const { values } = parse(argv, { force: { type: 'boolean', short: 'f' } }, 'berth container prune [-f]', { max: 0 });
+  const { values } = parse(argv, { force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth container prune [OPTIONS]', { max: 0 });
   if (!(await confirm('WARNING! This will remove all stopped containers.', values.force))) return 1;
   out.write(`Total reclaimed space: ${humanSize(await printContainerPrune(client, out))}\n`);
   return 0;
+}
+
+/** docker's event line: `2026-12-03T08:04:22.123456789Z container start ID (image=busybox, name=web)`. */
+function eventLine(ev: any): string {
+  const ns = BigInt(ev.timeNano ?? ev.time * 1e9);
+  const date = new Date(Number(ns / 1_000_000n)).toISOString().slice(0, 19);
+  const attrs = Object.entries(ev.Actor?.Attributes ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`);
+  return `${date}.${String(ns % 1_000_000_000n).padStart(9, '0')}Z ${ev.Type} ${ev.Action} ${ev.Actor?.ID ?? ''}${attrs.length ? ` (${attrs.join(', ')})` : ''}`;
+}
+
+export async function events({ client, argv, out }: CommandContext): Promise<void> {
+  const { values } = parse(argv, {
+    filter: { type: 'string', short: 'f', multiple: true, help: 'Filter output based on conditions provided' },
+    format: { type: 'string', help: 'Format the output using the given Go template' },
+    since: { type: 'string', help: 'Show all events created since timestamp' },
+    until: { type: 'string', help: 'Stream events until this timestamp' },
+  }, 'berth events [OPTIONS]', { max: 0 });
+  const template = values.format ? new Format(values.format) : undefined;
+  const query = { since: parseTimestamp(values.since), until: parseTimestamp(values.until), filters: filtersQuery(values.filter) };
+  await client.stream('/events', { query }, (ev) => out.write(template ? template.render([ev]) : eventLine(ev) + '\n'));
 }
