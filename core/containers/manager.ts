@@ -15,7 +15,7 @@ import type { ExitStatus, Runtime } from '../contracts/runtime';
 import type { Change, StorageDriver } from '../contracts/storage';
 import type { LayerUnpacker } from '../images/pull';
 import type { ImageService } from '../images/service';
-import { type ImageRecord, familiarTags } from '../images/store';
+import type { ImageRecord } from '../images/store';
 import { initBinary } from '../launcher/binary';
 import { newLaunchPlan } from '../launcher/plan';
 import { diffTrees } from '../layers/tree';
@@ -144,11 +144,12 @@ export class ContainerManager extends EventEmitter {
     const cmd = req.Cmd?.length ? req.Cmd : req.Entrypoint !== undefined && req.Entrypoint !== null ? [] : (imageConfig.Cmd ?? []);
     const argv = [...(entrypoint ?? []), ...(cmd ?? [])];
     if (!argv.length) throw new InvalidArgumentError('no command specified');
-    const env = mergeEnv(imageConfig.Env ?? [], req.Env ?? []);
+    const configEnv = mergeEnv(imageConfig.Env ?? [], req.Env ?? [], { keepUnset: true });
+    const env = configEnv.filter((e) => e.includes('='));
     const config: ContainerConfigSpec = {
       ...req,
       Hostname: req.Hostname || id.slice(0, 12),
-      Env: env,
+      Env: configEnv,
       Cmd: cmd,
       Entrypoint: entrypoint?.length ? entrypoint : null,
       Image: req.Image,
@@ -523,7 +524,10 @@ export class ContainerManager extends EventEmitter {
    */
   async changes(ref: string): Promise<Change[]> {
     const changes = await this.storage().changes(this.store.get(ref).Id);
-    return changes.filter((c) => !(c.kind === 'A' && INIT_PATHS.some((p) => c.path === p || c.path.startsWith(p + '/'))));
+    const own = changes.filter((c) => !(c.kind === 'A' && INIT_PATHS.some((p) => c.path === p || c.path.startsWith(p + '/'))));
+    // A directory changed only by berth's mount points in it (/etc for hosts, resolv.conf) is not the user's change.
+    const below = (dir: string) => own.some((c) => c.path.startsWith(`${dir}/`));
+    return own.filter((c) => !(INIT_PATHS.some((p) => path.posix.dirname(p) === c.path) && !below(c.path)));
   }
 
   /** The container's whole filesystem as a tar stream; the rootfs stays mounted until it ends. */
@@ -687,12 +691,10 @@ export class ContainerManager extends EventEmitter {
   }
 
   summary(rec: ContainerRecord) {
-    const image = this.deps.images.store.get(rec.Image);
-    const tags = image ? familiarTags(this.deps.images.store.tagsOf(image.id)) : [];
     return {
       Id: rec.Id,
       Names: [rec.Name],
-      Image: tags.includes(rec.Config.Image) || !tags.length ? rec.Config.Image : tags[0],
+      Image: this.imageAsGiven(rec),
       ImageID: rec.Image,
       Command: [rec.Path, ...rec.Args].join(' '),
       Created: Math.floor(Date.parse(rec.Created) / 1000),
@@ -704,6 +706,11 @@ export class ContainerManager extends EventEmitter {
       NetworkSettings: { Networks: this.deps.networks?.settings(rec.Id).Networks ?? {} },
       Mounts: this.deps.volumes?.inspectMounts(rec.Id) ?? [],
     };
+  }
+
+  /** dockerd's rule: the image as the user named it, or its ID once that name means another image. */
+  private imageAsGiven(rec: ContainerRecord): string {
+    return this.deps.images.store.find(rec.Config.Image)?.id === rec.Image ? rec.Config.Image : rec.Image;
   }
 
   inspect(ref: string) {
