@@ -87,7 +87,7 @@ export class ExecSessions {
     const rootfs = await deps.storage.mount(container.Id);
     let user;
     try {
-      user = await resolveUser(rootfs, cfg.User || container.Config.User);
+      user = await resolveUser(rootfs, cfg.User || container.Config.User, (container.HostConfig.GroupAdd as string[] | null) ?? []);
     } finally {
       await deps.storage.unmount(container.Id);
     }

@@ -28,6 +28,7 @@ import { type VolumeManager, parseMounts } from '../volumes/manager';
 import { mergeEnv } from './env';
 import { type ExecConfig, ExecSessions } from './exec';
 import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
+import { validateHostConfig } from './host-config';
 import { ensureWorkingDir, resolveUser } from './user';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -134,8 +135,10 @@ export class ContainerManager extends EventEmitter {
     await this.ensureUnpacked(image);
 
     const recName = this.store.reserveName(name, id);
+    const runtime = this.deps.runtime()?.name ?? '';
     const hostConfig: HostConfigSpec = { NetworkMode: 'default', ...(req.HostConfig ?? {}) };
-    validateHostConfig(hostConfig, !!this.deps.networks, !!this.deps.volumes);
+    validateHostConfig(hostConfig, { networks: !!this.deps.networks, volumes: !!this.deps.volumes, runtime });
+    hostConfig.Runtime ||= runtime;
     // Networks and volumes are checked before anything exists: a port conflict leaves no container.
     const exposed = Object.keys({ ...(imageConfig.ExposedPorts ?? {}), ...(req.ExposedPorts ?? {}) });
     const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed);
@@ -255,7 +258,7 @@ export class ContainerManager extends EventEmitter {
       // 1. The storage driver prepares the rootfs.
       const rootfs = await storage.mount(id);
       mounted = true;
-      const user = await resolveUser(rootfs, rec.Config.User);
+      const user = await resolveUser(rootfs, rec.Config.User, (rec.HostConfig.GroupAdd as string[] | null) ?? []);
       await ensureWorkingDir(rootfs, rec.Process.cwd || '/');
       const plan = newLaunchPlan(
         rootfs,
@@ -267,6 +270,7 @@ export class ContainerManager extends EventEmitter {
           gid: user.gid,
           additionalGids: user.additionalGids,
           terminal: !!rec.Config.Tty,
+          ...consoleSize(rec.HostConfig.ConsoleSize),
           openStdin: !!rec.Config.OpenStdin,
           stdinOnce: !!rec.Config.StdinOnce,
         },
@@ -757,17 +761,10 @@ async function phase<T>(iso: { uri: string }, name: string, fn: () => Promise<T>
   }
 }
 
-function validateHostConfig(h: HostConfigSpec, networks: boolean, volumes: boolean): void {
-  const mode = h.NetworkMode ?? 'default';
-  // With a network manager any network name is checked there (it must exist).
-  if (!['default', 'none', 'host', 'bridge'].includes(mode) && (!networks || !/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(mode))) {
-    throw new InvalidArgumentError(`HostConfig.NetworkMode: unsupported network mode "${mode}" (none, host, bridge${networks ? ', or a network name' : ''})`);
-  }
-  if (volumes) return; // Binds (host paths and volume names) are checked by parseMounts
-  for (const b of h.Binds ?? []) {
-    const [src, dst] = b.split(':');
-    if (!src?.startsWith('/') || !dst?.startsWith('/')) throw new InvalidArgumentError(`invalid bind "${b}": expected /host/path:/container/path[:ro]`);
-  }
+/** HostConfig.ConsoleSize is [height, width]; [0, 0] (what clients send without a terminal) means none. */
+function consoleSize(size: unknown): { consoleSize?: { rows: number; cols: number } } {
+  const [rows, cols] = Array.isArray(size) ? (size as number[]) : [];
+  return rows > 0 && cols > 0 ? { consoleSize: { rows, cols } } : {};
 }
 
 function withDefaults(env: string[], hostname: string, tty: boolean, home: string): string[] {

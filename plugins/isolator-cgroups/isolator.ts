@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { InvalidArgumentError } from '../../core/contracts/errors';
 import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
 import type { LaunchPlan } from '../../core/contracts/launch';
+import { deviceRule, hostDevices } from '../../core/launcher/devices';
 import { type CgroupDir, type CgroupFs, dirWith, nodeCgroupFs, readKeyed, readPids, readTrimmed, writeControl } from './cgfs';
 import { freeze, isFrozen, thaw } from './freezer';
 import { type CgroupLayout, type CgroupVersion, controllerNames, detectLayout, type Hierarchy } from './layout';
@@ -116,7 +117,7 @@ export class CgroupsIsolator implements Isolator {
       }
       this.apply(dirs, r);
       const devices = dirWith(dirs, 'devices');
-      if (devices) applyDevicesV1(this.fs, devices.dir, target.hostConfig.Privileged === true);
+      if (devices) applyDevicesV1(this.fs, devices.dir, target.hostConfig.Privileged === true, hostDevices(target.hostConfig.Devices).map(deviceRule));
       writeFileSync(join(target.stateDir, STATE_FILE), JSON.stringify(dirs), { mode: 0o600 });
     } catch (err) {
       // The manager cleans up only isolators whose setup succeeded: undo our part here.

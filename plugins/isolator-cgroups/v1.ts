@@ -23,14 +23,14 @@ export const DEFAULT_DEVICE_RULES = [
   'c 136:* rwm', // /dev/pts/*
 ];
 
-/** Deny everything, then allow Docker's list; privileged containers get every device. */
-export function applyDevicesV1(fs: CgroupFs, dir: string, privileged: boolean): void {
+/** Deny everything, then allow Docker's list and the container's own devices; privileged containers get every device. */
+export function applyDevicesV1(fs: CgroupFs, dir: string, privileged: boolean, extraRules: string[] = []): void {
   if (privileged) {
     writeControl(fs, `${dir}/devices.allow`, 'a');
     return;
   }
   writeControl(fs, `${dir}/devices.deny`, 'a');
-  for (const rule of DEFAULT_DEVICE_RULES) writeControl(fs, `${dir}/devices.allow`, rule);
+  for (const rule of [...DEFAULT_DEVICE_RULES, ...extraRules]) writeControl(fs, `${dir}/devices.allow`, rule);
 }
 
 /** A new v1 cpuset cgroup starts with empty cpus/mems and refuses tasks: copy them from the parent. */

@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { parseManifest } from '../../images/manifest';
 import { formatReference, parseReference } from '../../images/reference';
 import { registryAuth } from './images';
+import { runtimeNames } from '../../containers/host-config';
 import { diskUsage, pruneContainers, pruneImages } from '../../kernel/disk-usage';
 import { API_VERSION, MIN_API_VERSION, type Router, filtersParam, readJsonBody, sendJson } from '../router';
 import { AUTH_CONFIG, checkBody } from '../validate';
@@ -47,6 +48,7 @@ export function systemRoutes(router: Router, engine: Engine): void {
 
   router.add('GET', '/info', async (_req, res) => {
     const storage = engine.storage();
+    const runtime = engine.plugins.getSingle<{ name: string }>('runtime')?.name ?? engine.config.runtime;
     const containers = engine.containers.list();
     const cgroups = engine.plugins.get<{ info?(): { version: string; driver: string; controllers: string[] } }>('isolator.cgroups')?.info?.();
     sendJson(res, 200, {
@@ -115,8 +117,8 @@ export function systemRoutes(router: Router, engine: Engine): void {
       // Without LocalNodeState the docker CLI prints an empty Swarm block instead of "inactive".
       Swarm: { LocalNodeState: 'inactive', NodeID: '', NodeAddr: '', ControlAvailable: false, Error: '', RemoteManagers: null },
       BerthPlugins: engine.plugins.infos,
-      Runtimes: { [engine.config.runtime]: { path: engine.config.runtime } },
-      DefaultRuntime: engine.config.runtime,
+      Runtimes: Object.fromEntries(runtimeNames(runtime).map((name) => [name, { path: `berth runtime.${runtime}` }])),
+      DefaultRuntime: runtime,
       SecurityOptions: [],
       Warnings: [],
     });
