@@ -64,6 +64,11 @@ export class ExecSessions {
     return s;
   }
 
+  /** Forget one finished session (health probes, which nobody inspects afterwards). */
+  forget(id: string): void {
+    this.sessions.delete(id);
+  }
+
   /** Forget a removed container's sessions. */
   dropContainer(containerId: string): void {
     for (const [id, s] of this.sessions) if (s.ContainerID === containerId) this.sessions.delete(id);

@@ -28,6 +28,7 @@ import { type VolumeManager, parseMounts } from '../volumes/manager';
 import { mergeEnv } from './env';
 import { type ExecConfig, ExecSessions } from './exec';
 import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
+import { type HealthConfig, HealthMonitor, healthSuffix, mergeHealthcheck } from './health';
 import { validateHostConfig } from './host-config';
 import { ensureWorkingDir, resolveUser } from './user';
 
@@ -68,6 +69,7 @@ export class ContainerManager extends EventEmitter {
   /** Launch plans of running containers (exec derives its plan from them). */
   private readonly plans = new Map<string, LaunchPlan>();
   readonly execs: ExecSessions;
+  private readonly health: HealthMonitor;
   /** Serialises lifecycle operations per container. */
   private readonly busy = new Map<string, Promise<unknown>>();
 
@@ -76,6 +78,15 @@ export class ContainerManager extends EventEmitter {
     this.setMaxListeners(0);
     this.store = deps.store;
     this.execs = new ExecSessions(deps.root);
+    this.health = new HealthMonitor({
+      find: (id) => this.store.find(id),
+      save: (rec) => this.store.save(rec),
+      execCreate: (id, config) => this.execCreate(id, config),
+      execStart: (execId, beforeExec) => this.execStart(execId, beforeExec),
+      execForget: (execId) => this.execs.forget(execId),
+      emit: (id, status) => this.emit('health_status', id, status),
+      log: deps.log,
+    });
   }
 
   open(): Promise<void> {
@@ -161,7 +172,9 @@ export class ContainerManager extends EventEmitter {
       User: req.User || imageConfig.User || '',
       Labels: { ...(imageConfig.Labels ?? {}), ...(req.Labels ?? {}) },
       StopSignal: req.StopSignal ?? imageConfig.StopSignal,
+      Healthcheck: mergeHealthcheck(imageConfig.Healthcheck as HealthConfig | undefined, req.Healthcheck),
     };
+    if (!config.Healthcheck) delete config.Healthcheck;
     delete (config as { HostConfig?: unknown }).HostConfig;
     delete (config as { NetworkingConfig?: unknown }).NetworkingConfig;
     if (exposed.length) config.ExposedPorts = Object.fromEntries(exposed.map((p) => [p, {}]));
@@ -304,6 +317,7 @@ export class ContainerManager extends EventEmitter {
       this.plans.set(id, plan);
       await writeJsonAtomic(path.join(stateDir, 'launch.json'), plan);
       Object.assign(rec.State, { Status: 'running', Running: true, Paused: false, OOMKilled: false, Pid: proc.pid, ExitCode: 0, Error: '', StartedAt: proc.startedAt, FinishedAt: '0001-01-01T00:00:00Z' });
+      this.health.arm(rec, true);
       await this.store.save(rec);
       this.watchExit(id);
       this.emit('start', id);
@@ -343,6 +357,7 @@ export class ContainerManager extends EventEmitter {
     }
     await this.deps.storage()?.unmount(id).catch(() => undefined);
     await this.deps.volumes?.release(id).catch(() => undefined);
+    this.health.disarm(id, rec);
     Object.assign(rec.State, {
       Status: 'exited',
       Running: false,
@@ -507,6 +522,7 @@ export class ContainerManager extends EventEmitter {
     // `rm -v` (and `run --rm`, as Docker does) removes the container's anonymous volumes.
     await this.deps.volumes?.detach(id, !!opts.volumes || !!rec.HostConfig.AutoRemove);
     this.plans.delete(id);
+    this.health.disarm(id);
     this.startTimings.delete(id);
     this.execs.dropContainer(id);
     this.emit('destroy', id, { ...(rec.Config.Labels ?? {}), image: rec.Config.Image, name: rec.Name.replace(/^\//, '') });
@@ -678,6 +694,7 @@ export class ContainerManager extends EventEmitter {
       if (state.status === 'running') {
         live.push(rec.Id);
         this.watchExit(rec.Id);
+        this.health.arm(rec, false);
       } else {
         const exit = state.exit ?? { exitCode: 255, signal: null, oomKilled: false, finishedAt: new Date().toISOString(), error: 'the container ended while berthd was down and left no exit status' };
         await this.serial(rec.Id, () => this.handleExit(rec.Id, exit));
@@ -782,7 +799,7 @@ function statusText(rec: ContainerRecord): string {
   switch (rec.State.Status) {
     case 'running':
     case 'paused':
-      return `Up ${since(rec.State.StartedAt)}${rec.State.Paused ? ' (Paused)' : ''}`;
+      return `Up ${since(rec.State.StartedAt)}${rec.State.Paused ? ' (Paused)' : healthSuffix(rec.State.Health)}`;
     case 'exited':
       return `Exited (${rec.State.ExitCode}) ${since(rec.State.FinishedAt)} ago`;
     case 'created':

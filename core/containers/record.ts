@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import { ensureDir, readJson, writeJsonAtomic } from '../util/fs';
+import type { HealthConfig, HealthState } from './health';
 
 export interface ContainerState {
   Status: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -20,6 +21,8 @@ export interface ContainerState {
   Error: string;
   StartedAt: string;
   FinishedAt: string;
+  /** Present while the container has a healthcheck (core/containers/health.ts). */
+  Health?: HealthState;
 }
 
 /** The parts of Docker's container Config berth honours. */
@@ -43,6 +46,7 @@ export interface ContainerConfigSpec {
   StopTimeout?: number;
   ExposedPorts?: Record<string, object>;
   Volumes?: Record<string, object> | null;
+  Healthcheck?: HealthConfig;
 }
 
 export interface HostConfigSpec {
