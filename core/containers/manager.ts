@@ -502,8 +502,12 @@ export class ContainerManager extends EventEmitter {
   private async removeNow(id: string, opts: { force?: boolean; volumes?: boolean }): Promise<void> {
     const rec = this.store.find(id);
     if (!rec) return;
+    // A restarting container (between two runs) is running as far as Docker's rm is concerned.
+    if ((rec.State.Running || rec.State.Restarting) && !opts.force) {
+      const state = rec.State.Restarting ? 'restarting' : rec.State.Paused ? 'paused' : 'running';
+      throw new ConflictError(`You cannot remove a ${state} container ${rec.Id}. ${state === 'paused' ? 'Unpause and then stop' : 'Stop'} the container before attempting removal or force remove`);
+    }
     if (rec.State.Running) {
-      if (!opts.force) throw new ConflictError(`You cannot remove a running container ${rec.Id}. Stop the container before attempting removal or force remove`);
       await this.thaw(rec);
       const exited = this.waitFor(id, 'next-exit');
       await this.runtime().kill(id, this.store.stateDir(id), 'SIGKILL').catch(() => undefined);
