@@ -119,9 +119,23 @@ interface StatResult {
   hostPath: string;
 }
 
-async function statPath(rootfs: string, rec: ContainerRecord, rawPath: string): Promise<StatResult> {
-  const absPath = containerAbsPath(rawPath);
-  checkNotInBind(rec, absPath);
+/**
+ * Where a container path lives: below one of its volumes, in the volume itself (the container's
+ * view has it mounted there; the rootfs seen from the host does not, running or not); else in the
+ * rootfs. Resolution then stays inside that root.
+ */
+function scopeOf(engine: Engine, rec: ContainerRecord, rootfs: string, absPath: string): { root: string; absPath: string; readOnly?: boolean } {
+  const p = absPath.replace(/\/\.?$/, '') || '/';
+  for (const m of engine.volumes.inspectMounts(rec.Id)) {
+    const dest = path.posix.normalize(m.Destination);
+    if (m.Type === 'volume' && m.Source && dest !== '/' && (p === dest || p.startsWith(dest + '/'))) return { root: m.Source, absPath: absPath.slice(dest.length) || '/', readOnly: !m.RW };
+  }
+  return { root: rootfs, absPath };
+}
+
+async function statPath(engine: Engine, containerRootfs: string, rec: ContainerRecord, rawPath: string): Promise<StatResult> {
+  checkNotInBind(rec, containerAbsPath(rawPath));
+  const { root: rootfs, absPath } = scopeOf(engine, rec, containerRootfs, containerAbsPath(rawPath));
   const { hostPath, dirOnly } = await resolveForStat(rootfs, absPath);
   const st = await lstatOrNull(hostPath);
   if (!st) throw new NotFoundError(`Could not find the file ${rawPath} in container ${rec.Name.replace(/^\//, '')}`);
@@ -186,7 +200,7 @@ async function getArchive(engine: Engine, req: ApiRequest, res: ServerResponse):
   const rawPath = requiredPath(req);
   const rec = engine.containers.get(req.params.id);
   await withRootfs(engine, rec, async (rootfs, release) => {
-    const { stat, st, hostPath } = await statPath(rootfs, rec, rawPath);
+    const { stat, st, hostPath } = await statPath(engine, rootfs, rec, rawPath);
     if (req.method === 'HEAD') {
       res.writeHead(200, { [PATH_STAT_HEADER]: statHeader(stat), 'Content-Type': 'application/x-tar' }).end();
       release();
@@ -276,9 +290,10 @@ async function putArchive(engine: Engine, req: ApiRequest, res: ServerResponse):
   const noOverwriteDirNonDir = boolParam(req.query, 'noOverwriteDirNonDir');
   const copyUIDGID = boolParam(req.query, 'copyUIDGID');
   if (rec.HostConfig.ReadonlyRootfs) throw new BerthError(`container ${rec.Name.replace(/^\//, '')}: its rootfs is marked read-only`, 403);
-  await withRootfs(engine, rec, async (rootfs, release) => {
-    const absPath = containerAbsPath(rawPath);
-    checkNotInBind(rec, absPath);
+  await withRootfs(engine, rec, async (containerRootfs, release) => {
+    checkNotInBind(rec, containerAbsPath(rawPath));
+    const { root: rootfs, absPath, readOnly } = scopeOf(engine, rec, containerRootfs, containerAbsPath(rawPath));
+    if (readOnly) throw new BerthError(`container ${rec.Name.replace(/^\//, '')}: ${rawPath} is on a read-only volume`, 403);
     // Unlike a stat, the destination's last component is followed too: extracting "to" a
     // symlink that points at a directory extracts into that directory (as Docker does).
     const dest = await resolveQuietly(rootfs, components(absPath), true, rawPath);
@@ -288,7 +303,7 @@ async function putArchive(engine: Engine, req: ApiRequest, res: ServerResponse):
     // Owners: root by default (what docker documents); with copyUIDGID the container's user,
     // or the archive's own owners when the container has no user configured.
     let owner: { uid: number; gid: number } | undefined = { uid: 0, gid: 0 };
-    if (copyUIDGID) owner = rec.Config.User ? await resolveUser(rootfs, rec.Config.User) : undefined;
+    if (copyUIDGID) owner = rec.Config.User ? await resolveUser(containerRootfs, rec.Config.User) : undefined;
     const rewritten = rewriteArchive(req.raw, { rootfs, dest: dest.components, owner, noOverwriteDirNonDir, shownDest: rawPath });
     req.signal.addEventListener('abort', () => rewritten.destroy(new BerthError('client went away', 499)));
     try {
