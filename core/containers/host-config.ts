@@ -52,7 +52,6 @@ const UNSUPPORTED: { field: string; why: string; unset?: (v: unknown) => boolean
   { field: 'DeviceCgroupRules', why: 'berth takes devices by path (Devices), not cgroup rules' },
   { field: 'DeviceRequests', why: 'berth has no device drivers (GPUs)' },
   { field: 'VolumeDriver', why: 'give the driver when creating the volume (docker volume create -d)', unset: (v) => v === 'local' },
-  { field: 'Links', why: 'berth does not implement legacy links; put the containers on one user-defined network and use their names' },
 ];
 
 function isUnset(v: unknown): boolean {
