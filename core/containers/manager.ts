@@ -40,7 +40,7 @@ const INIT_PATHS = ['/dev', '/proc', '/sys', '/etc/hostname', '/etc/hosts', '/et
 
 export interface CreateRequest extends ContainerConfigSpec {
   HostConfig?: HostConfigSpec;
-  NetworkingConfig?: { EndpointsConfig?: Record<string, { Aliases?: string[] | null; IPAMConfig?: { IPv4Address?: string } | null }> | null };
+  NetworkingConfig?: { EndpointsConfig?: Record<string, { Aliases?: string[] | null; IPAMConfig?: { IPv4Address?: string } | null; MacAddress?: string }> | null };
 }
 
 export interface ManagerDeps {
@@ -154,7 +154,7 @@ export class ContainerManager extends EventEmitter {
     if (hostConfig.Links) hostConfig.Links = this.checkLinks(hostConfig.Links as string[], recName).map(formatLink);
     // Networks and volumes are checked before anything exists: a port conflict leaves no container.
     const exposed = Object.keys({ ...(imageConfig.ExposedPorts ?? {}), ...(req.ExposedPorts ?? {}) });
-    const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed);
+    const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed, req.MacAddress || undefined);
     const volumeMounts = this.deps.volumes ? parseMounts(hostConfig, Object.keys(imageConfig.Volumes ?? {})).mounts : [];
     const entrypoint = req.Entrypoint !== undefined && req.Entrypoint !== null ? req.Entrypoint : (imageConfig.Entrypoint ?? []);
     const cmd = req.Cmd?.length ? req.Cmd : req.Entrypoint !== undefined && req.Entrypoint !== null ? [] : (imageConfig.Cmd ?? []);

@@ -47,6 +47,7 @@ export interface ContainerConfigSpec {
   ExposedPorts?: Record<string, object>;
   Volumes?: Record<string, object> | null;
   Healthcheck?: HealthConfig;
+  MacAddress?: string;
 }
 
 export interface HostConfigSpec {

@@ -17,6 +17,8 @@ export interface NetworkJoin {
   ifname: string;
   /** A fixed IPv4 address (`--ip`), handed to host-local IPAM through CNI_ARGS IP=. */
   ip?: string;
+  /** A fixed MAC address for the interface (Config.MacAddress / the endpoint's MacAddress). */
+  mac?: string;
   /** Names under which the container's address is written to its own /etc/hosts. */
   hostNames: string[];
   /** The network's DNS responder address: resolv.conf points there (user-defined networks only). */

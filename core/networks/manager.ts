@@ -52,7 +52,7 @@ export interface ContainerNet {
   /** HostConfig.NetworkMode, with 'default' read as 'bridge'. */
   Mode: string;
   /** Networks joined, in join order (the first is the primary one: eth0, published ports). */
-  Networks: Record<string, { Aliases: string[]; IPv4Address?: string }>;
+  Networks: Record<string, { Aliases: string[]; IPv4Address?: string; MacAddress?: string }>;
   PortBindings: Record<string, PortBinding[]>;
   PublishAllPorts: boolean;
   ExposedPorts: string[];
@@ -317,8 +317,10 @@ export class NetworkManager implements NetworkService {
   async configure(
     id: string,
     hostConfig: Record<string, unknown>,
-    endpoints: Record<string, { Aliases?: string[] | null; IPAMConfig?: { IPv4Address?: string } | null }> | undefined,
+    endpoints: Record<string, { Aliases?: string[] | null; IPAMConfig?: { IPv4Address?: string } | null; MacAddress?: string }> | undefined,
     exposedPorts: string[],
+    /** Config.MacAddress: the primary interface's MAC (an endpoint's own MacAddress wins). */
+    macAddress?: string,
   ): Promise<ContainerNet> {
     const rawMode = (hostConfig.NetworkMode as string | undefined) || 'default';
     const mode = rawMode === 'default' ? DEFAULT_NETWORK : rawMode;
@@ -329,7 +331,11 @@ export class NetworkManager implements NetworkService {
       const net = this.find(mode);
       if (!net) throw new NotFoundError(`network ${mode} not found`);
       const ep = endpoints?.[mode] ?? endpoints?.[rawMode] ?? endpoints?.[net.Id];
-      cfg.Networks[net.Name] = this.endpointConfig(net, ep?.Aliases ?? [], ep?.IPAMConfig?.IPv4Address);
+      const mac = ep?.MacAddress || macAddress;
+      if (mac && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(mac)) throw new InvalidArgumentError(`invalid MAC address ${JSON.stringify(mac)} (expected six hex pairs, 02:42:ac:11:00:02)`);
+      cfg.Networks[net.Name] = { ...this.endpointConfig(net, ep?.Aliases ?? [], ep?.IPAMConfig?.IPv4Address), ...(mac ? { MacAddress: mac.toLowerCase() } : {}) };
+    } else if (macAddress) {
+      throw new InvalidArgumentError(`conflicting options: mac-address and the network mode ${mode}`);
     } else if (endpoints && Object.keys(endpoints).length && mode === 'host') {
       throw new InvalidArgumentError('NetworkingConfig: a container on the host network cannot join other networks');
     }
@@ -458,6 +464,7 @@ export class NetworkManager implements NetworkService {
         cniConfig: this.cniConfig(net),
         ifname: `eth${i}`,
         ip: c.Networks[name].IPv4Address,
+        mac: c.Networks[name].MacAddress,
         hostNames: [...new Set([hostname, cname].filter((n): n is string => !!n))],
         dnsServer: net.Name === DEFAULT_NETWORK ? undefined : net.Gateway,
       });

@@ -6,11 +6,15 @@
  * isolator.namespaces wrote in `plan` and bind-mounts after attach). `cleanup` runs DEL from the
  * cache (after a stop, a failed start, or a crash seen at the next berthd start).
  */
+import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
+import { promisify } from 'node:util';
 import * as path from 'node:path';
 import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
 import type { NetworkEndpoint, NetworkJoin, NetworkService } from '../../core/contracts/network';
 import type { CniResult, CniRuntime } from './cni';
+
+const execFileP = promisify(execFile);
 
 interface CacheEntry {
   network: string;
@@ -45,7 +49,9 @@ export class NetworkIsolator implements Isolator {
       }
       const entry: CacheEntry = { network: join.network, ifname: join.ifname, config: join.cniConfig, result, args };
       await fs.writeFile(path.join(cacheDir, `${join.ifname}.json`), JSON.stringify(entry, null, 2), { mode: 0o600 });
-      endpoints.push(endpointOf(join, result));
+      // CNI's bridge plugin picks the MAC; a fixed one is set before the process runs (veth allows a live change).
+      if (join.mac) await execFileP('nsenter', [`--net=/proc/${pid}/ns/net`, 'ip', 'link', 'set', 'dev', join.ifname, 'address', join.mac]);
+      endpoints.push({ ...endpointOf(join, result), ...(join.mac ? { mac: join.mac } : {}) });
     }
     await this.service.attached(target.containerId, endpoints);
     await this.writeFiles(target, joins[0], endpoints[0]);

@@ -111,3 +111,23 @@ def test_unsupported_options_are_refused_by_name(client, image, host, field):
             client.remove_container(c, force=True)
     assert e.value.response.status_code == 400
     assert field in e.value.explanation
+
+
+def test_mac_address_is_applied_and_reported(client, run):
+    mac = '02:42:ac:11:00:99'
+    c = run(['cat', '/sys/class/net/eth0/address'], mac_address=mac)
+    assert wait_exit(client, c) == 0
+    assert logs(client, c) == f'{mac}\n'
+    info = client.inspect_container(c)
+    assert info['Config']['MacAddress'] == mac
+    running = run(['sleep', '60'], mac_address=mac.replace('99', '98'))
+    settings = client.inspect_container(running)['NetworkSettings']
+    assert settings['MacAddress'] == mac.replace('99', '98')
+    assert settings['Networks']['bridge']['MacAddress'] == mac.replace('99', '98')
+
+
+def test_bad_mac_address_is_refused(client, image):
+    with pytest.raises(docker.errors.APIError) as e:
+        client.create_container(image, 'true', mac_address='not-a-mac')
+    assert e.value.response.status_code == 400
+    assert 'MAC' in e.value.explanation
