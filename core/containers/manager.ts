@@ -8,7 +8,7 @@ import type * as net from 'node:net';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../contracts/types';
-import { BerthError, ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import { BerthError, ConflictError, InvalidArgumentError } from '../contracts/errors';
 import type { Isolator, IsolationTarget } from '../contracts/isolator';
 import type { LaunchPlan } from '../contracts/launch';
 import type { ExitStatus, Runtime } from '../contracts/runtime';
@@ -30,7 +30,7 @@ import { type ExecConfig, ExecSessions } from './exec';
 import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
 import { type HealthConfig, HealthMonitor, healthSuffix, mergeHealthcheck } from './health';
 import { validateHostConfig } from './host-config';
-import { type Link, formatLink, linkEnv, linkHosts, parseLink } from './links';
+import { linkSetup, namesOf, normalizeLinks, withoutLink } from './links';
 import { ensureWorkingDir, resolveUser } from './user';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -151,7 +151,7 @@ export class ContainerManager extends EventEmitter {
     const hostConfig: HostConfigSpec = { NetworkMode: 'default', ...(req.HostConfig ?? {}) };
     validateHostConfig(hostConfig, { networks: !!this.deps.networks, volumes: !!this.deps.volumes, runtime });
     hostConfig.Runtime ||= runtime;
-    if (hostConfig.Links) hostConfig.Links = this.checkLinks(hostConfig.Links as string[], recName).map(formatLink);
+    if (hostConfig.Links) hostConfig.Links = normalizeLinks(hostConfig.Links as string[], recName, (n) => !!this.store.find(n));
     // Networks and volumes are checked before anything exists: a port conflict leaves no container.
     const exposed = Object.keys({ ...(imageConfig.ExposedPorts ?? {}), ...(req.ExposedPorts ?? {}) });
     const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed, req.MacAddress || undefined);
@@ -212,46 +212,13 @@ export class ContainerManager extends EventEmitter {
     return { Id: id, Warnings: [] };
   }
 
-  /** HostConfig.Links of a container named `self`: each names a container that exists. */
-  private checkLinks(specs: string[], self: string): Link[] {
-    return specs.map((spec) => {
-      const link = parseLink(spec, self);
-      if (!this.store.find(link.target)) throw new NotFoundError(`Could not get container for ${link.target.slice(1)}`);
-      return link;
-    });
-  }
-
-  /** At start: the hosts entries and environment of the container's links (linked containers must run). */
-  private linked(rec: ContainerRecord): { hosts: string[]; env: string[] } {
-    const out = { hosts: [] as string[], env: [] as string[] };
-    for (const spec of (rec.HostConfig.Links as string[] | null) ?? []) {
-      const link = parseLink(spec, rec.Name);
-      const target = this.store.find(link.target);
-      if (!target?.State.Running) throw new ConflictError(`Cannot link to a non running container: ${link.target} AS ${link.name}`);
-      const ip = this.deps.networks?.settings(target.Id).IPAddress;
-      if (!ip) throw new ConflictError(`Cannot link to ${link.target}: it has no address on a network (links need the bridge network)`);
-      out.hosts.push(...linkHosts(link, target, ip));
-      out.env.push(...linkEnv(link, target, ip));
-    }
-    return out;
-  }
-
   /** DELETE /containers/{me}/{alias}?link=1: drop the link, keep both containers. */
   async removeLink(linkName: string): Promise<void> {
     const name = linkName.startsWith('/') ? linkName : `/${linkName}`;
     if (name.lastIndexOf('/') === 0) throw new ConflictError('Conflict, cannot remove the default link name of the container');
-    const parent = this.store.get(name.slice(0, name.lastIndexOf('/')) || '/');
-    const links = (parent.HostConfig.Links as string[] | null) ?? [];
-    const kept = links.filter((l) => parseLink(l, parent.Name).name !== name);
-    if (kept.length === links.length) throw new NotFoundError(`Could not find link ${name}`);
-    parent.HostConfig.Links = kept.length ? kept : null;
+    const parent = this.store.get(name.slice(0, name.lastIndexOf('/')));
+    parent.HostConfig.Links = withoutLink(parent, name);
     await this.store.save(parent);
-  }
-
-  /** Names a container is known by: its own, and `/other/alias` for every link to it. */
-  private namesOf(rec: ContainerRecord): string[] {
-    const aliases = this.store.list().flatMap((c) => ((c.HostConfig.Links as string[] | null) ?? []).map((l) => parseLink(l, c.Name)).filter((l) => l.target === rec.Name).map((l) => l.name));
-    return [rec.Name, ...aliases];
   }
 
   /** Layers are unpacked at pull; after a storage driver switch they are unpacked again here. */
@@ -304,7 +271,7 @@ export class ContainerManager extends EventEmitter {
     const stateDir = this.store.stateDir(id);
     // Isolators see host-path binds only: volumes, --mount and --tmpfs come in through the plan.
     const binds = this.deps.volumes ? parseMounts({ Binds: rec.HostConfig.Binds }, []).binds : rec.HostConfig.Binds;
-    const links = this.linked(rec);
+    const links = linkSetup(rec, (n) => this.store.find(n), (cid) => this.deps.networks?.settings(cid).IPAddress);
     const extraHosts = [...((rec.HostConfig.ExtraHosts as string[] | null) ?? []), ...links.hosts];
     const target: IsolationTarget = { containerId: id, stateDir, hostConfig: { ...rec.HostConfig, Binds: binds, Hostname: rec.Config.Hostname, ExtraHosts: extraHosts } };
     const isolators = this.deps.isolators();
@@ -765,7 +732,7 @@ export class ContainerManager extends EventEmitter {
   summary(rec: ContainerRecord) {
     return {
       Id: rec.Id,
-      Names: this.namesOf(rec),
+      Names: namesOf(rec, this.store.list()),
       Image: this.imageAsGiven(rec),
       ImageID: rec.Image,
       Command: [rec.Path, ...rec.Args].join(' '),

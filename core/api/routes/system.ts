@@ -72,8 +72,9 @@ export function systemRoutes(router: Router, engine: Engine): void {
       KernelMemoryTCP: false,
       OomKillDisable: false,
       IPv4Forwarding: readText('/proc/sys/net/ipv4/ip_forward').trim() === '1',
-      BridgeNfIptables: false,
-      BridgeNfIp6tables: false,
+      BridgeNfIptables: readText('/proc/sys/net/bridge/bridge-nf-call-iptables').trim() === '1',
+      BridgeNfIp6tables: readText('/proc/sys/net/bridge/bridge-nf-call-ip6tables').trim() === '1',
+      GenericResources: null,
       NFd: openFds(),
       NGoroutines: 0,
       SystemTime: new Date().toISOString(),
@@ -119,7 +120,8 @@ export function systemRoutes(router: Router, engine: Engine): void {
       BerthPlugins: engine.plugins.infos,
       Runtimes: Object.fromEntries(runtimeNames(runtime).map((name) => [name, { path: `berth runtime.${runtime}` }])),
       DefaultRuntime: runtime,
-      SecurityOptions: [],
+      // isolator.namespaces gives every container its own cgroup namespace (as dockerd on cgroup v2).
+      SecurityOptions: engine.plugins.get('isolator.namespaces') ? ['name=cgroupns'] : [],
       Warnings: [],
     });
   });
