@@ -67,7 +67,7 @@ export function mergeHealthcheck(image: HealthConfig | undefined | null, req: He
 }
 
 /** The probe's argv, or undefined when the container has no healthcheck (none, or NONE). */
-export function probeCommand(hc: HealthConfig | undefined): string[] | undefined {
+function probeCommand(hc: HealthConfig | undefined): string[] | undefined {
   const [kind, ...rest] = hc?.Test ?? [];
   if (kind === 'CMD' && rest.length) return rest;
   if (kind === 'CMD-SHELL' && rest.length) return ['/bin/sh', '-c', rest.join(' ')];

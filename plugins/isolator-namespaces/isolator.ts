@@ -198,7 +198,7 @@ export class NamespacesIsolator implements Isolator {
   }
 
   async attach(target: IsolationTarget, pid: number): Promise<void> {
-    // Exec sessions keep the default score, as in Docker (it is set on the container's init).
+    // The container's own process only; exec sessions (joining) keep the score they start with.
     if (target.joining) return;
     const { oomScoreAdj } = parseHostConfig(target.hostConfig);
     if (oomScoreAdj) await writeFile(`/proc/${pid}/oom_score_adj`, String(oomScoreAdj));
