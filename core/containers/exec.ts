@@ -65,6 +65,11 @@ export class ExecSessions {
     return s;
   }
 
+  /** Forget one finished session (health probes, which nobody inspects afterwards). */
+  forget(id: string): void {
+    this.sessions.delete(id);
+  }
+
   /** Forget a removed container's sessions. */
   dropContainer(containerId: string): void {
     for (const [id, s] of this.sessions) if (s.ContainerID === containerId) this.sessions.delete(id);
@@ -88,7 +93,7 @@ export class ExecSessions {
     const rootfs = await deps.storage.mount(container.Id);
     let user;
     try {
-      user = await resolveUser(rootfs, cfg.User || container.Config.User);
+      user = await resolveUser(rootfs, cfg.User || container.Config.User, (container.HostConfig.GroupAdd as string[] | null) ?? []);
     } finally {
       await deps.storage.unmount(container.Id);
     }

@@ -15,7 +15,7 @@ import type { ExitStatus, Runtime } from '../contracts/runtime';
 import type { Change, StorageDriver } from '../contracts/storage';
 import type { LayerUnpacker } from '../images/pull';
 import type { ImageService } from '../images/service';
-import { type ImageRecord, familiarTags } from '../images/store';
+import type { ImageRecord } from '../images/store';
 import { initBinary } from '../launcher/binary';
 import { newLaunchPlan } from '../launcher/plan';
 import { diffTrees } from '../layers/tree';
@@ -29,6 +29,9 @@ import { mergeEnv } from './env';
 import { type ExecConfig, ExecSessions } from './exec';
 import { DEFAULT_LOG_DRIVER, type LogConfig, checkLogConfig, resolveLogConfig } from './log-config';
 import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
+import { type HealthConfig, HealthMonitor, healthSuffix, mergeHealthcheck } from './health';
+import { validateHostConfig } from './host-config';
+import { linkSetup, namesOf, normalizeLinks, withoutLink } from './links';
 import { ensureWorkingDir, resolveUser } from './user';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -72,6 +75,7 @@ export class ContainerManager extends EventEmitter {
   /** Launch plans of running containers (exec derives its plan from them). */
   private readonly plans = new Map<string, LaunchPlan>();
   readonly execs: ExecSessions;
+  private readonly health: HealthMonitor;
   /** Serialises lifecycle operations per container. */
   private readonly busy = new Map<string, Promise<unknown>>();
 
@@ -80,6 +84,15 @@ export class ContainerManager extends EventEmitter {
     this.setMaxListeners(0);
     this.store = deps.store;
     this.execs = new ExecSessions(deps.root);
+    this.health = new HealthMonitor({
+      find: (id) => this.store.find(id),
+      save: (rec) => this.store.save(rec),
+      execCreate: (id, config) => this.execCreate(id, config),
+      execStart: (execId, beforeExec) => this.execStart(execId, beforeExec),
+      execForget: (execId) => this.execs.forget(execId),
+      emit: (id, status) => this.emit('health_status', id, status),
+      log: deps.log,
+    });
   }
 
   open(): Promise<void> {
@@ -139,23 +152,27 @@ export class ContainerManager extends EventEmitter {
     await this.ensureUnpacked(image);
 
     const recName = this.store.reserveName(name, id);
+    const runtime = this.deps.runtime()?.name ?? '';
     const hostConfig: HostConfigSpec = { NetworkMode: 'default', ...(req.HostConfig ?? {}) };
-    validateHostConfig(hostConfig, !!this.deps.networks, !!this.deps.volumes);
+    validateHostConfig(hostConfig, { networks: !!this.deps.networks, volumes: !!this.deps.volumes, runtime });
+    hostConfig.Runtime ||= runtime;
+    if (hostConfig.Links) hostConfig.Links = normalizeLinks(hostConfig.Links as string[], recName, (n) => !!this.store.find(n));
     hostConfig.LogConfig = resolveLogConfig(hostConfig.LogConfig, this.daemonLogConfig());
     checkLogConfig(hostConfig.LogConfig, (key, msg) => new InvalidArgumentError(key === 'Type' ? msg : `log-opt ${key}: ${msg}`));
     // Networks and volumes are checked before anything exists: a port conflict leaves no container.
     const exposed = Object.keys({ ...(imageConfig.ExposedPorts ?? {}), ...(req.ExposedPorts ?? {}) });
-    const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed, req.MacAddress);
+    const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed, req.MacAddress || undefined);
     const volumeMounts = this.deps.volumes ? parseMounts(hostConfig, Object.keys(imageConfig.Volumes ?? {})).mounts : [];
     const entrypoint = req.Entrypoint !== undefined && req.Entrypoint !== null ? req.Entrypoint : (imageConfig.Entrypoint ?? []);
     const cmd = req.Cmd?.length ? req.Cmd : req.Entrypoint !== undefined && req.Entrypoint !== null ? [] : (imageConfig.Cmd ?? []);
     const argv = [...(entrypoint ?? []), ...(cmd ?? [])];
     if (!argv.length) throw new InvalidArgumentError('no command specified');
-    const env = mergeEnv(imageConfig.Env ?? [], req.Env ?? []);
+    const configEnv = mergeEnv(imageConfig.Env ?? [], req.Env ?? [], { keepUnset: true });
+    const env = configEnv.filter((e) => e.includes('='));
     const config: ContainerConfigSpec = {
       ...req,
       Hostname: req.Hostname || id.slice(0, 12),
-      Env: env,
+      Env: configEnv,
       Cmd: cmd,
       Entrypoint: entrypoint?.length ? entrypoint : null,
       Image: req.Image,
@@ -164,7 +181,9 @@ export class ContainerManager extends EventEmitter {
       User: req.User || imageConfig.User || '',
       Labels: { ...(imageConfig.Labels ?? {}), ...(req.Labels ?? {}) },
       StopSignal: req.StopSignal ?? imageConfig.StopSignal,
+      Healthcheck: mergeHealthcheck(imageConfig.Healthcheck as HealthConfig | undefined, req.Healthcheck),
     };
+    if (!config.Healthcheck) delete config.Healthcheck;
     delete (config as { HostConfig?: unknown }).HostConfig;
     delete (config as { NetworkingConfig?: unknown }).NetworkingConfig;
     if (exposed.length) config.ExposedPorts = Object.fromEntries(exposed.map((p) => [p, {}]));
@@ -198,6 +217,15 @@ export class ContainerManager extends EventEmitter {
     }
     this.emit('create', id);
     return { Id: id, Warnings: [] };
+  }
+
+  /** DELETE /containers/{me}/{alias}?link=1: drop the link, keep both containers. */
+  async removeLink(linkName: string): Promise<void> {
+    const name = linkName.startsWith('/') ? linkName : `/${linkName}`;
+    if (name.lastIndexOf('/') === 0) throw new ConflictError('Conflict, cannot remove the default link name of the container');
+    const parent = this.store.get(name.slice(0, name.lastIndexOf('/')));
+    parent.HostConfig.Links = withoutLink(parent, name);
+    await this.store.save(parent);
   }
 
   /** Layers are unpacked at pull; after a storage driver switch they are unpacked again here. */
@@ -250,7 +278,9 @@ export class ContainerManager extends EventEmitter {
     const stateDir = this.store.stateDir(id);
     // Isolators see host-path binds only: volumes, --mount and --tmpfs come in through the plan.
     const binds = this.deps.volumes ? parseMounts({ Binds: rec.HostConfig.Binds }, []).binds : rec.HostConfig.Binds;
-    const target: IsolationTarget = { containerId: id, stateDir, hostConfig: { ...rec.HostConfig, Binds: binds, Hostname: rec.Config.Hostname } };
+    const links = linkSetup(rec, (n) => this.store.find(n), (cid) => this.deps.networks?.settings(cid).IPAddress);
+    const extraHosts = [...((rec.HostConfig.ExtraHosts as string[] | null) ?? []), ...links.hosts];
+    const target: IsolationTarget = { containerId: id, stateDir, hostConfig: { ...rec.HostConfig, Binds: binds, Hostname: rec.Config.Hostname, ExtraHosts: extraHosts } };
     const isolators = this.deps.isolators();
     const done: { uri: string; impl: Isolator }[] = [];
     let mounted = false;
@@ -261,18 +291,20 @@ export class ContainerManager extends EventEmitter {
       // 1. The storage driver prepares the rootfs.
       const rootfs = await storage.mount(id);
       mounted = true;
-      const user = await resolveUser(rootfs, rec.Config.User);
+      const user = await resolveUser(rootfs, rec.Config.User, (rec.HostConfig.GroupAdd as string[] | null) ?? []);
       await ensureWorkingDir(rootfs, rec.Process.cwd || '/');
       const plan = newLaunchPlan(
         rootfs,
         {
           args: [rec.Path, ...rec.Args],
-          env: withDefaults(rec.Process.env, rec.Config.Hostname!, !!rec.Config.Tty, user.home),
+          // Link variables first: the container's own env wins over them, as in Docker.
+          env: withDefaults(mergeEnv(links.env, rec.Process.env), rec.Config.Hostname!, !!rec.Config.Tty, user.home),
           cwd: rec.Process.cwd || '/',
           uid: user.uid,
           gid: user.gid,
           additionalGids: user.additionalGids,
           terminal: !!rec.Config.Tty,
+          ...consoleSize(rec.HostConfig.ConsoleSize),
           openStdin: !!rec.Config.OpenStdin,
           stdinOnce: !!rec.Config.StdinOnce,
         },
@@ -310,6 +342,7 @@ export class ContainerManager extends EventEmitter {
       this.plans.set(id, plan);
       await writeJsonAtomic(path.join(stateDir, 'launch.json'), plan);
       Object.assign(rec.State, { Status: 'running', Running: true, Paused: false, OOMKilled: false, Pid: proc.pid, ExitCode: 0, Error: '', StartedAt: proc.startedAt, FinishedAt: '0001-01-01T00:00:00Z' });
+      this.health.arm(rec, true);
       await this.store.save(rec);
       this.watchExit(id);
       this.emit('start', id);
@@ -349,6 +382,7 @@ export class ContainerManager extends EventEmitter {
     }
     await this.deps.storage()?.unmount(id).catch(() => undefined);
     await this.deps.volumes?.release(id).catch(() => undefined);
+    this.health.disarm(id, rec);
     Object.assign(rec.State, {
       Status: 'exited',
       Running: false,
@@ -493,8 +527,12 @@ export class ContainerManager extends EventEmitter {
   private async removeNow(id: string, opts: { force?: boolean; volumes?: boolean }): Promise<void> {
     const rec = this.store.find(id);
     if (!rec) return;
+    // A restarting container (between two runs) is running as far as Docker's rm is concerned.
+    if ((rec.State.Running || rec.State.Restarting) && !opts.force) {
+      const state = rec.State.Restarting ? 'restarting' : rec.State.Paused ? 'paused' : 'running';
+      throw new ConflictError(`You cannot remove a ${state} container ${rec.Id}. ${state === 'paused' ? 'Unpause and then stop' : 'Stop'} the container before attempting removal or force remove`);
+    }
     if (rec.State.Running) {
-      if (!opts.force) throw new ConflictError(`You cannot remove a running container ${rec.Id}. Stop the container before attempting removal or force remove`);
       await this.thaw(rec);
       const exited = this.waitFor(id, 'next-exit');
       await this.runtime().kill(id, this.store.stateDir(id), 'SIGKILL').catch(() => undefined);
@@ -513,6 +551,7 @@ export class ContainerManager extends EventEmitter {
     // `rm -v` (and `run --rm`, as Docker does) removes the container's anonymous volumes.
     await this.deps.volumes?.detach(id, !!opts.volumes || !!rec.HostConfig.AutoRemove);
     this.plans.delete(id);
+    this.health.disarm(id);
     this.startTimings.delete(id);
     this.execs.dropContainer(id);
     this.emit('destroy', id, { ...(rec.Config.Labels ?? {}), image: rec.Config.Image, name: rec.Name.replace(/^\//, '') });
@@ -534,7 +573,10 @@ export class ContainerManager extends EventEmitter {
    */
   async changes(ref: string): Promise<Change[]> {
     const changes = await this.storage().changes(this.store.get(ref).Id);
-    return changes.filter((c) => !(c.kind === 'A' && INIT_PATHS.some((p) => c.path === p || c.path.startsWith(p + '/'))));
+    const own = changes.filter((c) => !(c.kind === 'A' && INIT_PATHS.some((p) => c.path === p || c.path.startsWith(p + '/'))));
+    // A directory changed only by berth's mount points in it (/etc for hosts, resolv.conf) is not the user's change.
+    const below = (dir: string) => own.some((c) => c.path.startsWith(`${dir}/`));
+    return own.filter((c) => !(INIT_PATHS.some((p) => path.posix.dirname(p) === c.path) && !below(c.path)));
   }
 
   /** The container's whole filesystem as a tar stream; the rootfs stays mounted until it ends. */
@@ -690,6 +732,7 @@ export class ContainerManager extends EventEmitter {
       if (state.status === 'running') {
         live.push(rec.Id);
         this.watchExit(rec.Id);
+        this.health.arm(rec, false);
       } else {
         const exit = state.exit ?? { exitCode: 255, signal: null, oomKilled: false, finishedAt: new Date().toISOString(), error: 'the container ended while berthd was down and left no exit status' };
         await this.serial(rec.Id, () => this.handleExit(rec.Id, exit));
@@ -707,12 +750,10 @@ export class ContainerManager extends EventEmitter {
   }
 
   summary(rec: ContainerRecord) {
-    const image = this.deps.images.store.get(rec.Image);
-    const tags = image ? familiarTags(this.deps.images.store.tagsOf(image.id)) : [];
     return {
       Id: rec.Id,
-      Names: [rec.Name],
-      Image: tags.includes(rec.Config.Image) || !tags.length ? rec.Config.Image : tags[0],
+      Names: namesOf(rec, this.store.list()),
+      Image: this.imageAsGiven(rec),
       ImageID: rec.Image,
       Command: [rec.Path, ...rec.Args].join(' '),
       Created: Math.floor(Date.parse(rec.Created) / 1000),
@@ -724,6 +765,11 @@ export class ContainerManager extends EventEmitter {
       NetworkSettings: { Networks: this.deps.networks?.settings(rec.Id).Networks ?? {} },
       Mounts: this.deps.volumes?.inspectMounts(rec.Id) ?? [],
     };
+  }
+
+  /** dockerd's rule: the image as the user named it, or its ID once that name means another image. */
+  private imageAsGiven(rec: ContainerRecord): string {
+    return this.deps.images.store.find(rec.Config.Image)?.id === rec.Image ? rec.Config.Image : rec.Image;
   }
 
   inspect(ref: string) {
@@ -770,17 +816,10 @@ async function phase<T>(iso: { uri: string }, name: string, fn: () => Promise<T>
   }
 }
 
-function validateHostConfig(h: HostConfigSpec, networks: boolean, volumes: boolean): void {
-  const mode = h.NetworkMode ?? 'default';
-  // With a network manager any network name is checked there (it must exist).
-  if (!['default', 'none', 'host', 'bridge'].includes(mode) && (!networks || !/^[^\x00-\x1f\x7f/]{1,128}$/.test(mode))) {
-    throw new InvalidArgumentError(`HostConfig.NetworkMode: unsupported network mode "${mode}" (none, host, bridge${networks ? ', or a network name' : ''})`);
-  }
-  if (volumes) return; // Binds (host paths and volume names) are checked by parseMounts
-  for (const b of h.Binds ?? []) {
-    const [src, dst] = b.split(':');
-    if (!src?.startsWith('/') || !dst?.startsWith('/')) throw new InvalidArgumentError(`invalid bind "${b}": expected /host/path:/container/path[:ro]`);
-  }
+/** HostConfig.ConsoleSize is [height, width]; [0, 0] (what clients send without a terminal) means none. */
+function consoleSize(size: unknown): { consoleSize?: { rows: number; cols: number } } {
+  const [rows, cols] = Array.isArray(size) ? (size as number[]) : [];
+  return rows > 0 && cols > 0 ? { consoleSize: { rows, cols } } : {};
 }
 
 function withDefaults(env: string[], hostname: string, tty: boolean, home: string): string[] {
@@ -798,7 +837,7 @@ function statusText(rec: ContainerRecord): string {
   switch (rec.State.Status) {
     case 'running':
     case 'paused':
-      return `Up ${since(rec.State.StartedAt)}${rec.State.Paused ? ' (Paused)' : ''}`;
+      return `Up ${since(rec.State.StartedAt)}${rec.State.Paused ? ' (Paused)' : healthSuffix(rec.State.Health)}`;
     case 'exited':
       return `Exited (${rec.State.ExitCode}) ${since(rec.State.FinishedAt)} ago`;
     case 'created':

@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import { ensureDir, readJson, writeJsonAtomic } from '../util/fs';
 import type { LogConfig } from './log-config';
+import type { HealthConfig, HealthState } from './health';
 
 export interface ContainerState {
   Status: 'created' | 'running' | 'paused' | 'restarting' | 'removing' | 'exited' | 'dead';
@@ -21,6 +22,8 @@ export interface ContainerState {
   Error: string;
   StartedAt: string;
   FinishedAt: string;
+  /** Present while the container has a healthcheck (core/containers/health.ts). */
+  Health?: HealthState;
 }
 
 /** The parts of Docker's container Config berth honours. */
@@ -44,6 +47,8 @@ export interface ContainerConfigSpec {
   StopTimeout?: number;
   ExposedPorts?: Record<string, object>;
   Volumes?: Record<string, object> | null;
+  Healthcheck?: HealthConfig;
+  MacAddress?: string;
 }
 
 export interface HostConfigSpec {

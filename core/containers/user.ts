@@ -24,7 +24,11 @@ async function readInRoot(rootfs: string, file: string): Promise<string> {
   }
 }
 
-export async function resolveUser(rootfs: string, spec: string | undefined): Promise<ResolvedUser> {
+/**
+ * `spec` is Docker's `user[:group]`; `groupAdd` (HostConfig.GroupAdd) names more groups, by name
+ * or number, that the process gets on top of the user's own supplementary groups.
+ */
+export async function resolveUser(rootfs: string, spec: string | undefined, groupAdd: string[] = []): Promise<ResolvedUser> {
   const [userPart, groupPart] = (spec || '0').split(':', 2);
   const passwd = (await readInRoot(rootfs, '/etc/passwd')).split('\n').map((l) => l.split(':'));
   const groups = (await readInRoot(rootfs, '/etc/group')).split('\n').map((l) => l.split(':'));
@@ -42,9 +46,14 @@ export async function resolveUser(rootfs: string, spec: string | undefined): Pro
     }
   }
   const name = entry?.[0];
-  const additionalGids = name
-    ? groups.filter((g) => g.length >= 4 && g[3].split(',').includes(name)).map((g) => Number(g[2])).filter((g) => g !== gid)
-    : [];
+  const memberOf = name ? groups.filter((g) => g.length >= 4 && g[3].split(',').includes(name)).map((g) => Number(g[2])) : [];
+  const added = groupAdd.map((group) => {
+    if (/^\d+$/.test(group)) return Number(group);
+    const g = groups.find((x) => x.length >= 3 && x[0] === group);
+    if (!g) throw new InvalidArgumentError(`HostConfig.GroupAdd: unable to find group ${group}: no matching entries in group file`);
+    return Number(g[2]);
+  });
+  const additionalGids = [...new Set([...memberOf, ...added])].filter((g) => g !== gid);
   return { uid, gid, additionalGids, home: entry?.[5] || '/' };
 }
 

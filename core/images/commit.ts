@@ -425,6 +425,7 @@ export class ImageCommitter {
       layers: [...base.layers, layer.blob],
       format,
       tags: tag ? [tag] : [],
+      parent: base.id,
     });
   }
 }

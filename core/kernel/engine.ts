@@ -139,6 +139,7 @@ export class Engine {
     this.containers.on('destroy', (id: string, last?: Record<string, string>) => this.events.publish('container', 'destroy', id, last ?? {}));
     this.containers.on('exit', (id: string, exit: { exitCode: number }) => this.events.publish('container', 'die', id, attrs(id, { exitCode: String(exit.exitCode) })));
     for (const action of ['kill', 'stop', 'rename', 'pause', 'unpause', 'exec_create', 'exec_start']) this.containers.on(action, publish(action));
+    this.containers.on('health_status', (id: string, status: string) => this.events.publish('container', `health_status: ${status}`, id, attrs(id)));
     this.images.onEvent = (action, id, name) => this.events.publish('image', action, id, name ? { name } : {});
   }
 

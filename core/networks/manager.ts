@@ -454,6 +454,8 @@ export class NetworkManager implements NetworkService {
     const rawMode = (hostConfig.NetworkMode as string | undefined) || 'default';
     const mode = rawMode === 'default' ? DEFAULT_NETWORK : rawMode;
     const cfg: ContainerNet = { Id: id, Mode: mode, Networks: {}, PortBindings: {}, PublishAllPorts: hostConfig.PublishAllPorts === true, ExposedPorts: [] };
+    // An endpoint must name a network that exists (dockerd: 404), even one other than NetworkMode.
+    for (const name of Object.keys(endpoints ?? {})) if (mode !== 'host' && !this.find(name)) throw new NotFoundError(`network ${name} not found`);
     if (mode !== 'none' && mode !== 'host') {
       const net = this.find(mode);
       if (!net) throw new NotFoundError(`network ${mode} not found`);

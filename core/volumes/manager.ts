@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { BerthError, ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import type { MountSpec } from '../contracts/launch';
 import type { Logger } from '../contracts/types';
 import type { VolumeDriver } from '../contracts/volume';
@@ -161,7 +161,7 @@ export class VolumeManager {
 
   private driver(name: string): VolumeDriver {
     const d = this.deps.driver(name);
-    if (!d) throw new BerthError(`volume driver ${JSON.stringify(name)} is not available (plugin volume.${name} not loaded; see berth plugins)`, 400);
+    if (!d) throw new NotFoundError(`error looking up volume plugin ${name}: plugin "${name}" not found (plugin volume.${name} is not loaded; see berth plugins)`);
     return d;
   }
 

@@ -18,15 +18,21 @@ export const DEFAULT_READONLY_PATHS: readonly string[] = [
   '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger',
 ];
 
-/** /proc, /sys (read-only unless privileged), /dev and its sub-mounts, in mount order. */
-export function defaultMounts(opts: { privileged: boolean }): MountSpec[] {
+/**
+ * /proc, /sys (read-only unless privileged), /dev and its sub-mounts, in mount order. /dev/shm is
+ * `shmSize` bytes (default 64 MiB), or the host's own with `hostIpc`, as Docker does for --ipc host.
+ */
+export function defaultMounts(opts: { privileged: boolean; shmSize?: number; hostIpc?: boolean }): MountSpec[] {
+  const shm: MountSpec = opts.hostIpc
+    ? { destination: '/dev/shm', type: 'bind', source: '/dev/shm', options: ['rbind', 'rprivate'] }
+    : { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', opts.shmSize ? `size=${opts.shmSize}` : 'size=65536k'] };
   return [
     { destination: '/proc', type: 'proc', source: 'proc', options: ['nosuid', 'noexec', 'nodev'] },
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
     { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620', 'gid=5'] },
     { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', opts.privileged ? 'rw' : 'ro'] },
     { destination: '/dev/mqueue', type: 'mqueue', source: 'mqueue', options: ['nosuid', 'noexec', 'nodev'] },
-    { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'noexec', 'nodev', 'mode=1777', 'size=65536k'] },
+    shm,
   ];
 }
 

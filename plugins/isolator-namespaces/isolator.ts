@@ -10,6 +10,7 @@ import { InvalidArgumentError } from '../../core/contracts/errors';
 import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
 import type { IdMapping, LaunchPlan, MountSpec } from '../../core/contracts/launch';
 import { CAPABILITIES, normalizeCapability } from '../../core/launcher/caps';
+import { type HostDevice, hostDevices } from '../../core/launcher/devices';
 import { parseBind } from './binds';
 import {
   DEFAULT_CAPABILITIES, DEFAULT_DEVICES, DEFAULT_HOSTS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
@@ -38,6 +39,17 @@ interface Settings {
   dnsSearch: string[];
   dnsOptions: string[];
   extraHosts: string[];
+  /** Namespaces the container shares with the host instead of getting its own (PidMode/IpcMode/CgroupnsMode host). */
+  hostNamespaces: Set<string>;
+  ulimits: { type: string; soft: number; hard: number }[];
+  /** /dev/shm size in bytes (HostConfig.ShmSize); 0 is Docker's default of 64 MiB. */
+  shmSize: number;
+  devices: HostDevice[];
+  /** HostConfig.MaskedPaths / ReadonlyPaths replace Docker's lists when given. */
+  maskedPaths: string[] | null;
+  readonlyPaths: string[] | null;
+  oomScoreAdj: number;
+  noNewPrivileges: boolean;
 }
 
 function stringList(hc: Record<string, unknown>, key: string): string[] {
@@ -83,7 +95,39 @@ export function parseHostConfig(hc: Record<string, unknown>): Settings {
     dnsSearch: stringList(hc, 'DnsSearch'),
     dnsOptions: stringList(hc, 'DnsOptions'),
     extraHosts: stringList(hc, 'ExtraHosts'),
+    hostNamespaces: new Set(
+      ([['pid', 'PidMode'], ['ipc', 'IpcMode'], ['cgroup', 'CgroupnsMode']] as const).filter(([, key]) => hc[key] === 'host').map(([ns]) => ns),
+    ),
+    ulimits: ((hc.Ulimits ?? []) as { Name: string; Soft: number; Hard: number }[]).map((u) => ({ type: u.Name, soft: u.Soft, hard: u.Hard })),
+    shmSize: typeof hc.ShmSize === 'number' ? hc.ShmSize : 0,
+    devices: hostDevices(hc.Devices),
+    maskedPaths: hc.MaskedPaths === undefined || hc.MaskedPaths === null ? null : stringList(hc, 'MaskedPaths'),
+    readonlyPaths: hc.ReadonlyPaths === undefined || hc.ReadonlyPaths === null ? null : stringList(hc, 'ReadonlyPaths'),
+    oomScoreAdj: oomScoreAdj(hc.OomScoreAdj),
+    noNewPrivileges: securityOptions(stringList(hc, 'SecurityOpt')),
   };
+}
+
+/**
+ * HostConfig.SecurityOpt: `no-new-privileges` is applied here; berth loads no AppArmor or SELinux
+ * profile, so only their opt-outs are accepted; `seccomp=...` belongs to seccomp isolators.
+ * Older clients write `key:value`. Returns whether no_new_privs is asked for.
+ */
+function securityOptions(opts: string[]): boolean {
+  let noNewPrivileges = false;
+  for (const opt of opts) {
+    const [key, value = ''] = opt.split(/[=:]/, 2);
+    if (key === 'no-new-privileges') noNewPrivileges = value === '' || value === 'true';
+    else if ((key === 'apparmor' && value === 'unconfined') || (key === 'label' && value === 'disable') || key === 'seccomp') continue;
+    else throw new InvalidArgumentError(`HostConfig.SecurityOpt: ${JSON.stringify(opt)} is not supported (berth applies no-new-privileges, seccomp=..., apparmor=unconfined, label=disable)`);
+  }
+  return noNewPrivileges;
+}
+
+function oomScoreAdj(v: unknown): number {
+  if (v === undefined || v === null) return 0;
+  if (!Number.isInteger(v) || (v as number) < -1000 || (v as number) > 1000) throw new InvalidArgumentError(`HostConfig.OomScoreAdj: invalid value ${JSON.stringify(v)}, range is from -1000 to 1000`);
+  return v as number;
 }
 
 /** Docker's rule: start from the defaults (or all when ALL is added), add, then drop. */
@@ -114,7 +158,7 @@ export class NamespacesIsolator implements Isolator {
   async plan(target: IsolationTarget, plan: LaunchPlan): Promise<void> {
     const s = parseHostConfig(target.hostConfig);
     const ns = new Set(plan.namespaces);
-    for (const n of ['mount', 'pid', 'uts', 'ipc', 'cgroup']) ns.add(n);
+    for (const n of ['mount', 'pid', 'uts', 'ipc', 'cgroup']) if (!s.hostNamespaces.has(n)) ns.add(n);
     if (s.network === 'none') ns.add('net');
     else ns.delete('net');
     const userns = this.config.userNamespace;
@@ -130,7 +174,7 @@ export class NamespacesIsolator implements Isolator {
     // Mounts: the defaults first (unless the plan already has that destination), then the
     // container's /etc files, then the user's binds, which may cover anything before them.
     const taken = new Set(plan.mounts.map((m) => m.destination));
-    const mounts = defaultMounts({ privileged: s.privileged }).filter((m) => !taken.has(m.destination));
+    const mounts = defaultMounts({ privileged: s.privileged, shmSize: s.shmSize, hostIpc: s.hostNamespaces.has('ipc') }).filter((m) => !taken.has(m.destination));
     await this.writeContainerFiles(target, plan.hostname, s);
     for (const f of CONTAINER_FILES) {
       const destination = `/etc/${f}`;
@@ -138,23 +182,29 @@ export class NamespacesIsolator implements Isolator {
       mounts.push({ destination, type: 'bind', source: join(target.stateDir, f), options: ['rbind', 'rprivate'] });
     }
     plan.mounts = [...mounts, ...plan.mounts, ...s.binds];
-    plan.devices = [...(plan.devices ?? []), ...DEFAULT_DEVICES];
+    plan.devices = [...(plan.devices ?? []), ...DEFAULT_DEVICES, ...s.devices.map((d) => d.spec)];
     plan.symlinks = [...(plan.symlinks ?? []), ...DEFAULT_SYMLINKS];
     if (!s.privileged) {
-      plan.maskedPaths = [...new Set([...plan.maskedPaths, ...DEFAULT_MASKED_PATHS])];
-      plan.readonlyPaths = [...new Set([...plan.readonlyPaths, ...DEFAULT_READONLY_PATHS])];
+      plan.maskedPaths = [...new Set([...plan.maskedPaths, ...(s.maskedPaths ?? DEFAULT_MASKED_PATHS)])];
+      plan.readonlyPaths = [...new Set([...plan.readonlyPaths, ...(s.readonlyPaths ?? DEFAULT_READONLY_PATHS)])];
     } else {
       plan.maskedPaths = [];
       plan.readonlyPaths = [];
     }
     plan.capabilities = effectiveCapabilities(s);
     plan.readonlyRootfs = plan.readonlyRootfs || s.readonlyRootfs;
+    plan.noNewPrivileges = plan.noNewPrivileges || s.noNewPrivileges;
+    if (s.ulimits.length) plan.rlimits = [...(plan.rlimits ?? []), ...s.ulimits]; // applied in order: the container's last
   }
 
   async attach(target: IsolationTarget, pid: number): Promise<void> {
+    // The container's own process only; exec sessions (joining) keep the score they start with.
+    if (target.joining) return;
+    const { oomScoreAdj } = parseHostConfig(target.hostConfig);
+    if (oomScoreAdj) await writeFile(`/proc/${pid}/oom_score_adj`, String(oomScoreAdj));
     const userns = this.config.userNamespace;
     // An exec joins the container's user namespace, whose maps are already written.
-    if (!userns || target.joining) return;
+    if (!userns) return;
     // The child waits in its new user namespace; as the host's root we may write any map.
     await writeFile(`/proc/${pid}/uid_map`, mapFile(userns.uidMappings));
     await writeFile(`/proc/${pid}/gid_map`, mapFile(userns.gidMappings));

@@ -81,7 +81,15 @@ export function containerRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('DELETE', '/containers/{id}', async (req, res) => {
-    await containers.remove(req.params.id, { force: boolParam(req.query, 'force'), volumes: boolParam(req.query, 'v') });
+    // A link's name is /container/alias: clients send that slash escaped or not (the next route).
+    if (boolParam(req.query, 'link')) await containers.removeLink(req.params.id);
+    else await containers.remove(req.params.id, { force: boolParam(req.query, 'force'), volumes: boolParam(req.query, 'v') });
+    res.writeHead(204).end();
+  });
+
+  router.add('DELETE', '/containers/{parent}/{alias}', async (req, res) => {
+    if (!boolParam(req.query, 'link')) throw new InvalidArgumentError(`${req.params.parent}/${req.params.alias} names a link: remove it with link=1`);
+    await containers.removeLink(`${req.params.parent}/${req.params.alias}`);
     res.writeHead(204).end();
   });
 

@@ -103,12 +103,17 @@ export function imageBuildRoutes(router: Router, engine: Engine): void {
   router.add('GET', '/images/get', (req, res) => save(req, res, req.query.getAll('names').flatMap((n) => n.split(',')).filter(Boolean)));
   router.add('GET', '/images/{name*}/get', (req, res) => save(req, res, [req.params.name]));
 
+  // As dockerd: 200 at once, and a bad archive is an error in the stream (docker-py raises ImageLoadError).
   router.add('POST', '/images/load', async (req, res) => {
-    const loaded = await engine.archiver.load(req.raw);
     const out = progressStream(res);
-    for (const image of loaded) {
-      if (image.tags.length) for (const t of image.tags) out.raw({ stream: `Loaded image: ${t}\n` });
-      else out.raw({ stream: `Loaded image ID: ${image.id}\n` });
+    try {
+      for (const image of await engine.archiver.load(req.raw)) {
+        if (image.tags.length) for (const t of image.tags) out.raw({ stream: `Loaded image: ${t}\n` });
+        else out.raw({ stream: `Loaded image ID: ${image.id}\n` });
+      }
+    } catch (err) {
+      req.raw.resume(); // the rest of the upload, so the client's request ends cleanly
+      out.error(err);
     }
     out.end();
   });

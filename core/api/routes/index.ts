@@ -9,6 +9,7 @@ import { imageRoutes } from './images';
 import { imageBuildRoutes } from './image-build';
 import { buildRoutes } from './build';
 import { systemRoutes } from './system';
+import { swarmRoutes } from './swarm';
 import { networkRoutes } from './networks';
 import { volumeRoutes } from './volumes';
 import { benchRoutes } from './bench';
@@ -16,6 +17,7 @@ import { benchRoutes } from './bench';
 export function buildRouter(engine: Engine): Router {
   const router = new Router();
   systemRoutes(router, engine);
+  swarmRoutes(router);
   // Before imageRoutes: it takes POST /images/create with fromSrc and passes pulls on.
   imageBuildRoutes(router, engine);
   buildRoutes(router, engine);

@@ -2,7 +2,11 @@ import * as os from 'node:os';
 import type { Engine } from '../../kernel/engine';
 import { ENGINE_VERSION } from '../../kernel/engine';
 import { BerthError } from '../../contracts/errors';
-import { parseReference } from '../../images/reference';
+import { createHash } from 'node:crypto';
+import { parseManifest } from '../../images/manifest';
+import { formatReference, parseReference } from '../../images/reference';
+import { registryAuth } from './images';
+import { runtimeNames } from '../../containers/host-config';
 import { diskUsage, pruneContainers, pruneImages } from '../../kernel/disk-usage';
 import { listQuarantined } from '../../layers/util';
 import { API_VERSION, MIN_API_VERSION, type Router, filtersParam, readJsonBody, sendJson } from '../router';
@@ -45,6 +49,7 @@ export function systemRoutes(router: Router, engine: Engine): void {
 
   router.add('GET', '/info', async (_req, res) => {
     const storage = engine.storage();
+    const runtime = engine.plugins.getSingle<{ name: string }>('runtime')?.name ?? engine.config.runtime;
     const containers = engine.containers.list();
     const cgroups = engine.plugins.get<{ info?(): { version: string; driver: string; controllers: string[] } }>('isolator.cgroups')?.info?.();
     sendJson(res, 200, {
@@ -52,8 +57,42 @@ export function systemRoutes(router: Router, engine: Engine): void {
       CgroupVersion: cgroups ? (cgroups.version === '2' ? '2' : '1') : '',
       CgroupDriver: cgroups?.driver ?? 'none',
       BerthCgroups: cgroups ?? null,
-      ID: '',
+      ID: engineId(engine.config.root),
       Name: os.hostname(),
+      Debug: process.env.BERTH_LOG_LEVEL === 'debug',
+      ExperimentalBuild: false,
+      // berth's features, as dockerd reports the kernel features it found.
+      MemoryLimit: !!cgroups?.controllers.includes('memory'),
+      SwapLimit: !!cgroups?.controllers.includes('memory'),
+      CpuCfsPeriod: !!cgroups?.controllers.includes('cpu'),
+      CpuCfsQuota: !!cgroups?.controllers.includes('cpu'),
+      CPUShares: !!cgroups?.controllers.includes('cpu'),
+      CPUSet: !!cgroups?.controllers.includes('cpuset'),
+      PidsLimit: !!cgroups?.controllers.includes('pids'),
+      KernelMemory: false,
+      KernelMemoryTCP: false,
+      OomKillDisable: false,
+      IPv4Forwarding: readText('/proc/sys/net/ipv4/ip_forward').trim() === '1',
+      BridgeNfIptables: readText('/proc/sys/net/bridge/bridge-nf-call-iptables').trim() === '1',
+      BridgeNfIp6tables: readText('/proc/sys/net/bridge/bridge-nf-call-ip6tables').trim() === '1',
+      GenericResources: null,
+      NFd: openFds(),
+      NGoroutines: 0,
+      SystemTime: new Date().toISOString(),
+      LoggingDriver: 'json-file',
+      NEventsListener: engine.events.listenerCount('event'),
+      OSVersion: osRelease('VERSION_ID') ?? '',
+      HttpProxy: process.env.HTTP_PROXY ?? process.env.http_proxy ?? '',
+      HttpsProxy: process.env.HTTPS_PROXY ?? process.env.https_proxy ?? '',
+      NoProxy: process.env.NO_PROXY ?? process.env.no_proxy ?? '',
+      Labels: [],
+      LiveRestoreEnabled: true,
+      Isolation: '',
+      InitBinary: 'berth-init',
+      ContainerdCommit: { ID: '', Expected: '' },
+      RuncCommit: { ID: '', Expected: '' },
+      InitCommit: { ID: '', Expected: '' },
+      DefaultAddressPools: [],
       ServerVersion: ENGINE_VERSION,
       Driver: storage?.name ?? engine.config.storage.driver,
       DriverStatus: storage ? [] : [['Status', engine.plugins.whyMissing('storage')]],
@@ -80,13 +119,17 @@ export function systemRoutes(router: Router, engine: Engine): void {
       // Without LocalNodeState the docker CLI prints an empty Swarm block instead of "inactive".
       Swarm: { LocalNodeState: 'inactive', NodeID: '', NodeAddr: '', ControlAvailable: false, Error: '', RemoteManagers: null },
       BerthPlugins: engine.plugins.infos,
-      Runtimes: { [engine.config.runtime]: { path: engine.config.runtime } },
-      DefaultRuntime: engine.config.runtime,
-      // What active isolators report, e.g. `name=seccomp,profile=builtin` as dockerd lists it.
-      SecurityOptions: engine.config.isolators.flatMap((id) => {
-        const info = engine.plugins.get<{ info?(): { securityOptions?: unknown } }>(`isolator.${id}`)?.info?.();
-        return Array.isArray(info?.securityOptions) ? info.securityOptions : [];
-      }),
+      Runtimes: Object.fromEntries(runtimeNames(runtime).map((name) => [name, { path: `berth runtime.${runtime}` }])),
+      DefaultRuntime: runtime,
+      // What active isolators report (e.g. `name=seccomp,profile=builtin`), and the cgroup namespace
+      // isolator.namespaces gives every container, as dockerd lists them.
+      SecurityOptions: [
+        ...engine.config.isolators.flatMap((id) => {
+          const info = engine.plugins.get<{ info?(): { securityOptions?: unknown } }>(`isolator.${id}`)?.info?.();
+          return Array.isArray(info?.securityOptions) ? (info.securityOptions as string[]) : [];
+        }),
+        ...(engine.plugins.get('isolator.namespaces') ? ['name=cgroupns'] : []),
+      ],
       Warnings: [],
     });
   });
@@ -107,6 +150,31 @@ export function systemRoutes(router: Router, engine: Engine): void {
   router.add('POST', '/images/prune', async (req, res) => {
     const dangling = filtersParam(req.query).dangling?.[0];
     sendJson(res, 200, await pruneImages(engine, dangling === 'false' || dangling === '0'));
+  });
+
+  // Docker's managed plugins (`docker plugin install`): berth has none; its own are at /berth/plugins.
+  router.add('GET', '/plugins', (_req, res) => sendJson(res, 200, []));
+
+  // berth's build cache holds no data of its own (each step is an image, pruned with the images).
+  router.add('POST', '/build/prune', (_req, res) => sendJson(res, 200, { CachesDeleted: [], SpaceReclaimed: 0 }));
+
+  // What a pull of NAME would get: the registry's descriptor for it and the platforms it offers.
+  router.add('GET', '/distribution/{name*}/json', async (req, res) => {
+    const ref = parseReference(req.params.name);
+    const what = formatReference(ref);
+    const registry = engine.images.registryFor(ref);
+    const opts = { signal: req.signal, credentials: registryAuth(req) };
+    const { bytes, mediaType } = await registry.getManifest(ref, ref.digest ?? ref.tag ?? 'latest', opts);
+    const manifest = parseManifest(bytes, mediaType, what);
+    const descriptor = { mediaType: manifest.mediaType, digest: `sha256:${createHash('sha256').update(bytes).digest('hex')}`, size: bytes.length };
+    let platforms;
+    if (manifest.kind === 'index') {
+      platforms = manifest.manifests.map((m) => m.platform).filter((p) => p && p.os !== 'unknown');
+    } else {
+      const config = JSON.parse((await readAll(await registry.getBlob(ref, manifest.config, opts), MAX_CONFIG_BYTES, what)).toString('utf8'));
+      platforms = [{ architecture: config.architecture ?? '', os: config.os ?? '', ...(config.variant ? { variant: config.variant } : {}) }];
+    }
+    sendJson(res, 200, { Descriptor: descriptor, Platforms: platforms });
   });
 
   router.add('GET', '/berth/plugins', (_req, res) => sendJson(res, 200, engine.plugins.infos));
@@ -133,11 +201,45 @@ const BUILD_TIME = (() => {
 })();
 const GIT_COMMIT = 'unknown';
 
-function osName(): string {
-  try {
-    const text = require('node:fs').readFileSync('/etc/os-release', 'utf8') as string;
-    return /^PRETTY_NAME="?([^"\n]*)"?/m.exec(text)?.[1] ?? 'Linux';
-  } catch {
-    return 'Linux';
+const MAX_CONFIG_BYTES = 4 * 1024 * 1024;
+
+async function readAll(stream: NodeJS.ReadableStream, max: number, what: string): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    size += (chunk as Buffer).length;
+    if (size > max) throw new BerthError(`image config of ${what} is larger than ${max} bytes`, 500);
+    chunks.push(chunk as Buffer);
   }
+  return Buffer.concat(chunks);
+}
+
+/** A stable engine ID per state root (dockerd keeps one in its root, as a key ID). */
+function engineId(root: string): string {
+  return createHash('sha256').update(`berth:${root}`).digest('hex').slice(0, 48).toUpperCase().replace(/(.{4})(?!$)/g, '$1:');
+}
+
+/** A small host file's text, or '' when it cannot be read. */
+function readText(file: string): string {
+  try {
+    return require('node:fs').readFileSync(file, 'utf8') as string;
+  } catch {
+    return '';
+  }
+}
+
+function openFds(): number {
+  try {
+    return (require('node:fs').readdirSync('/proc/self/fd') as string[]).length;
+  } catch {
+    return 0;
+  }
+}
+
+function osRelease(key: string): string | undefined {
+  return new RegExp(`^${key}="?([^"\\n]*)"?`, 'm').exec(readText('/etc/os-release'))?.[1];
+}
+
+function osName(): string {
+  return osRelease('PRETTY_NAME') ?? 'Linux';
 }

@@ -1,6 +1,7 @@
 /** Volumes in the Docker Engine API's shapes: /volumes, create, inspect, rm, prune. */
 import type { Engine } from '../../kernel/engine';
 import { type Router, boolParam, filtersParam, readJsonBody, sendJson } from '../router';
+import { compareVersions } from '../server';
 
 export function volumeRoutes(router: Router, engine: Engine): void {
   const volumes = engine.volumes;
@@ -35,7 +36,8 @@ export function volumeRoutes(router: Router, engine: Engine): void {
 
   router.add('POST', '/volumes/prune', async (req, res) => {
     const filters = filtersParam(req.query);
-    const all = (filters.all ?? []).some((v) => v === 'true' || v === '1');
+    // API 1.42 made prune remove only anonymous volumes unless all=true; older clients get every unused one.
+    const all = (filters.all ?? []).some((v) => v === 'true' || v === '1') || compareVersions(req.version, '1.42') < 0;
     sendJson(res, 200, await volumes.prune(all));
   });
 }
