@@ -11,6 +11,12 @@ export interface RegistryHostConfig {
   mirrors?: string[];
 }
 
+/** The Kubernetes CRI server (core/cri): its own socket, off unless enabled. */
+export interface CriConfig {
+  enabled: boolean;
+  socket: string;
+}
+
 export interface BerthConfig {
   root: string;
   socket: string;
@@ -26,6 +32,7 @@ export interface BerthConfig {
   /** Plugin URIs to leave out. */
   disabledPlugins: string[];
   pluginConfig: Record<string, Record<string, unknown>>;
+  cri: CriConfig;
   /** Folder third-party plugin paths are resolved from (the config file's folder, else cwd). */
   configDir: string;
   /** The config file in use, if any. */
@@ -44,6 +51,7 @@ export const DEFAULT_CONFIG: Omit<BerthConfig, 'configDir'> = {
   requiredPlugins: [],
   disabledPlugins: [],
   pluginConfig: {},
+  cri: { enabled: false, socket: '/run/berth/cri.sock' },
 };
 
 const KNOWN_KEYS = new Set(Object.keys(DEFAULT_CONFIG));
@@ -53,6 +61,8 @@ export interface ConfigOverrides {
   root?: string;
   socket?: string;
   storageDriver?: string;
+  /** --cri-socket: serve the CRI there (enables it). */
+  criSocket?: string;
 }
 
 type Raw = Record<string, unknown>;
@@ -114,6 +124,15 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
     }
   }
 
+  let cri = { ...DEFAULT_CONFIG.cri };
+  if (raw.cri !== undefined) {
+    if (!isObject(raw.cri)) throw fail('cri', `expected an object like { enabled: true, socket: '/run/berth/cri.sock' }, got ${describe(raw.cri)}`);
+    for (const k of Object.keys(raw.cri)) if (k !== 'enabled' && k !== 'socket') throw fail(`cri.${k}`, 'unknown key (known: enabled, socket)');
+    if (raw.cri.enabled !== undefined && typeof raw.cri.enabled !== 'boolean') throw fail('cri.enabled', `expected true or false, got ${describe(raw.cri.enabled)}`);
+    cri = { enabled: raw.cri.enabled === true, socket: absPath('cri.socket', str('cri.socket', raw.cri.socket, cri.socket)) };
+  }
+  if (overrides.criSocket) cri = { enabled: true, socket: path.resolve(overrides.criSocket) };
+
   const configDir = file ? path.dirname(path.resolve(file)) : process.cwd();
   // Command-line paths are relative to the working directory; a relative path in a config file is
   // ambiguous (cwd of whoever starts berthd), so it is refused rather than silently resolved.
@@ -131,6 +150,7 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
     requiredPlugins: strList('requiredPlugins', raw.requiredPlugins, []),
     disabledPlugins: strList('disabledPlugins', raw.disabledPlugins, []),
     pluginConfig,
+    cri,
     configDir,
     configFile: file,
   };

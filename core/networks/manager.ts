@@ -454,7 +454,8 @@ export class NetworkManager implements NetworkService {
     const rawMode = (hostConfig.NetworkMode as string | undefined) || 'default';
     const mode = rawMode === 'default' ? DEFAULT_NETWORK : rawMode;
     const cfg: ContainerNet = { Id: id, Mode: mode, Networks: {}, PortBindings: {}, PublishAllPorts: hostConfig.PublishAllPorts === true, ExposedPorts: [] };
-    if (mode !== 'none' && mode !== 'host') {
+    // container:<id> shares that container's network namespace: no networks of its own.
+    if (mode !== 'none' && mode !== 'host' && !mode.startsWith('container:')) {
       const net = this.find(mode);
       if (!net) throw new NotFoundError(`network ${mode} not found`);
       for (const key of Object.keys(endpoints ?? {})) {
