@@ -81,6 +81,7 @@ export function systemRoutes(router: Router, engine: Engine): void {
       BerthPlugins: engine.plugins.infos,
       Runtimes: { [engine.config.runtime]: { path: engine.config.runtime } },
       DefaultRuntime: engine.config.runtime,
+      BerthCri: engine.config.cri,
       SecurityOptions: [],
       Warnings: [],
     });

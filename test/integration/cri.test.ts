@@ -1,0 +1,269 @@
+/**
+ * berthd as a Kubernetes runtime (root): a gRPC client built from the project's own proto drives
+ * the CRI socket end to end — images from a real registry, a pod whose two containers share
+ * localhost and hostname, ExecSync, CRI-format logs, label filters, state after a berthd restart,
+ * and nothing left on the host afterwards.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { criServices } from '../../core/cri/server';
+import { mountsUnder, startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { isRoot, rootReason, until } from '../helpers/env';
+import { makeTempDir, pushBusybox } from '../helpers/fixtures';
+import { startRegistry, type RunningRegistry } from '../helpers/registry';
+
+const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
+
+type Client = Record<string, (req: object) => Promise<any>>;
+
+function client(socket: string, version: 'v1' | 'v1alpha2' = 'v1'): { runtime: Client; image: Client; close(): void } {
+  const defs = criServices(version);
+  const make = (def: grpc.ServiceDefinition) => {
+    const Ctor = grpc.makeGenericClientConstructor(def, 'svc');
+    const c = new Ctor(`unix:${socket}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Function>;
+    const api: Client = {};
+    for (const name of Object.keys(def)) {
+      api[name] = (req) => new Promise((resolve, reject) => c[name](req, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))));
+    }
+    return { api, c };
+  };
+  const r = make(defs.runtime);
+  const i = make(defs.image);
+  return { runtime: r.api, image: i.api, close: () => (r.c.close(), i.c.close()) };
+}
+
+/** Processes whose command line names this test's root (monitors, pause, containers). */
+function processesUnder(root: string): string[] {
+  return execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(root));
+}
+
+describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
+  let registry: RunningRegistry;
+  let first: RunningDaemon;
+  let daemon: RunningDaemon;
+  let cri: ReturnType<typeof client>;
+  let image: string;
+  let logDir: string;
+  const netnsBefore = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+
+  const criSocket = (d: string) => path.join(d, 'cri.sock');
+  const podConfig = (name: string) => ({
+    metadata: { name, uid: `uid-${name}`, namespace: 'default', attempt: 0 },
+    hostname: `${name}-host`,
+    log_directory: path.join(logDir, name),
+    dns_config: { servers: ['10.96.0.10'], searches: ['default.svc.cluster.local'], options: ['ndots:5'] },
+    labels: { app: name, tier: 'test' },
+    annotations: { 'example.com/note': `pod ${name}` },
+    linux: {},
+  });
+  const containerConfig = (name: string, args: string[], labels: Record<string, string> = {}) => ({
+    metadata: { name, attempt: 0 },
+    image: { image },
+    command: ['/bin/busybox'],
+    args,
+    labels: { container: name, ...labels },
+    annotations: { 'example.com/c': name },
+    log_path: `${name}/0.log`,
+    linux: {},
+  });
+
+  let criDir: string;
+  let socket: string;
+  let sandboxId: string;
+  let serverId: string;
+  let clientId: string;
+  let imageId: string;
+  const timings: number[] = [];
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    await pushBusybox(registry.host, 'test/busybox:latest');
+    image = `${registry.host}/test/busybox:latest`;
+    logDir = await makeTempDir('berth-cri-logs-');
+    // A short path of its own: unix socket paths stop at 107 bytes.
+    criDir = await fs.mkdtemp('/tmp/bc-');
+    socket = path.join(criDir, 'cri.sock');
+    first = daemon = await startDaemon({ args: ['--cri-socket', socket] });
+    cri = client(socket);
+  }, 120_000);
+
+  afterAll(async () => {
+    cri?.close();
+    if (daemon) await daemon.removeAllContainers();
+    if (daemon && daemon !== first) await daemon.stop();
+    await first?.stop(); // removes the shared root
+    await registry?.stop();
+    if (logDir) await fs.rm(logDir, { recursive: true, force: true });
+    if (criDir) await fs.rm(criDir, { recursive: true, force: true });
+  });
+
+  it('answers Version and Status, on v1 and v1alpha2', async () => {
+    const v = await cri.runtime.Version({ version: '0.1.0' });
+    expect(v).toMatchObject({ runtime_name: 'berth', runtime_api_version: 'v1' });
+    const old = client(socket, 'v1alpha2');
+    try {
+      expect(await old.runtime.Version({})).toMatchObject({ runtime_name: 'berth', runtime_api_version: 'v1alpha2' });
+    } finally {
+      old.close();
+    }
+    const st = await cri.runtime.Status({});
+    const conds = Object.fromEntries(st.status.conditions.map((c: any) => [c.type, c.status]));
+    expect(conds).toEqual({ RuntimeReady: true, NetworkReady: true });
+    expect(await daemon.cli(['info'])).toMatchObject({ code: 0 });
+    expect((await daemon.cli(['info'])).stdout).toContain(`CRI: ${socket}`);
+  });
+
+  it('pulls from a registry and lists, inspects and finds images by full reference', async () => {
+    const pulled = await cri.image.PullImage({ image: { image } });
+    expect(pulled.image_ref).toMatch(/^sha256:[0-9a-f]{64}$/);
+    imageId = pulled.image_ref;
+    const list = await cri.image.ListImages({});
+    const mine = list.images.find((i: any) => i.id === imageId);
+    expect(mine.repo_tags).toContain(`${registry.host}/test/busybox:latest`);
+    expect(mine.repo_digests[0]).toMatch(new RegExp(`^${registry.host}/test/busybox@sha256:`));
+    expect(Number(mine.size)).toBeGreaterThan(0);
+    const filtered = await cri.image.ListImages({ filter: { image: { image } } });
+    expect(filtered.images.map((i: any) => i.id)).toEqual([imageId]);
+    const status = await cri.image.ImageStatus({ image: { image: imageId }, verbose: true });
+    expect(status.image.id).toBe(imageId);
+    expect(JSON.parse(status.info.info).imageSpec.rootfs.type).toBe('layers');
+    expect((await cri.image.ImageStatus({ image: { image: 'docker.io/library/nothere:1' } })).image).toBeNull();
+    // The Docker API sees the same image.
+    expect((await daemon.api(`/images/${imageId}/json`)).status).toBe(200);
+    const fsInfo = await cri.image.ImageFsInfo({});
+    expect(Number(fsInfo.image_filesystems[0].used_bytes.value)).toBeGreaterThan(0);
+  });
+
+  it('runs a pod whose containers share localhost and hostname, with its IP, DNS and CRI logs', async () => {
+    const t0 = performance.now();
+    sandboxId = (await cri.runtime.RunPodSandbox({ config: podConfig('web') })).pod_sandbox_id;
+    serverId = (await cri.runtime.CreateContainer({
+      pod_sandbox_id: sandboxId,
+      config: containerConfig('server', ['sh', '-c', 'echo serving; echo oops >&2; nc -l -p 8080 -e echo hello-from-server; sleep 3600'], { role: 'server' }),
+      sandbox_config: podConfig('web'),
+    })).container_id;
+    await cri.runtime.StartContainer({ container_id: serverId });
+    timings.push(performance.now() - t0);
+
+    const pod = await cri.runtime.PodSandboxStatus({ pod_sandbox_id: sandboxId, verbose: true });
+    expect(pod.status).toMatchObject({ id: sandboxId, state: 'SANDBOX_READY', labels: { app: 'web', tier: 'test' }, annotations: { 'example.com/note': 'pod web' } });
+    expect(pod.status.metadata).toMatchObject({ name: 'web', uid: 'uid-web', namespace: 'default' });
+    expect(pod.status.network.ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
+
+    clientId = (await cri.runtime.CreateContainer({
+      pod_sandbox_id: sandboxId,
+      config: containerConfig('client', ['sleep', '3600'], { role: 'client' }),
+      sandbox_config: podConfig('web'),
+    })).container_id;
+    expect((await cri.runtime.ContainerStatus({ container_id: clientId })).status.state).toBe('CONTAINER_CREATED');
+    await cri.runtime.StartContainer({ container_id: clientId });
+
+    const st = await cri.runtime.ContainerStatus({ container_id: clientId, verbose: true });
+    expect(st.status).toMatchObject({ id: clientId, state: 'CONTAINER_RUNNING', labels: { container: 'client', role: 'client' }, image_id: imageId, log_path: path.join(logDir, 'web', 'client/0.log') });
+    expect(BigInt(st.status.started_at)).toBeGreaterThan(0n);
+
+    // One network namespace: the client reaches the server on the pod's loopback.
+    const got = await until('server listening', async () => {
+      const r = await cri.runtime.ExecSync({ container_id: clientId, cmd: ['/bin/busybox', 'nc', '127.0.0.1', '8080'], timeout: 5 });
+      return r.stdout.toString().includes('hello-from-server') ? r : undefined;
+    });
+    expect(got.exit_code).toBe(0);
+    // One UTS namespace and the sandbox's resolv.conf.
+    for (const id of [serverId, clientId]) {
+      expect((await cri.runtime.ExecSync({ container_id: id, cmd: ['hostname'], timeout: 5 })).stdout.toString()).toBe('web-host\n');
+      const resolv = (await cri.runtime.ExecSync({ container_id: id, cmd: ['cat', '/etc/resolv.conf'], timeout: 5 })).stdout.toString();
+      expect(resolv).toContain('nameserver 10.96.0.10');
+      expect(resolv).toContain('search default.svc.cluster.local');
+    }
+    const ip = (await cri.runtime.ExecSync({ container_id: clientId, cmd: ['ip', '-4', 'addr'], timeout: 5 })).stdout.toString();
+    expect(ip).toContain(pod.status.network.ip);
+
+    // ExecSync: exit code, stderr, timeout.
+    const fail = await cri.runtime.ExecSync({ container_id: clientId, cmd: ['sh', '-c', 'echo out; echo err >&2; exit 3'], timeout: 5 });
+    expect({ out: fail.stdout.toString(), err: fail.stderr.toString(), code: fail.exit_code }).toEqual({ out: 'out\n', err: 'err\n', code: 3 });
+    const t = performance.now();
+    await expect(cri.runtime.ExecSync({ container_id: clientId, cmd: ['sleep', '30'], timeout: 1 })).rejects.toMatchObject({ code: grpc.status.DEADLINE_EXCEEDED });
+    expect(performance.now() - t).toBeLessThan(5000);
+
+    // Logs in the CRI format kubelet reads.
+    const logFile = path.join(logDir, 'web', 'server/0.log');
+    const log = await until('CRI log', async () => {
+      const text = await fs.readFile(logFile, 'utf8').catch(() => '');
+      return text.includes('oops') && text.includes('serving') ? text : undefined;
+    });
+    const lines = log.trim().split('\n');
+    for (const l of lines) expect(l).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z (stdout|stderr) [FP] /);
+    expect(lines).toContainEqual(expect.stringMatching(/ stdout F serving$/));
+    expect(lines).toContainEqual(expect.stringMatching(/ stderr F oops$/));
+  }, 60_000);
+
+  it('filters pods and containers by id, state and labels', async () => {
+    const other = (await cri.runtime.RunPodSandbox({ config: podConfig('other') })).pod_sandbox_id;
+    try {
+      const pods = async (filter: object) => (await cri.runtime.ListPodSandbox({ filter })).items.map((p: any) => p.id).sort();
+      expect(await pods({ label_selector: { app: 'web' } })).toEqual([sandboxId]);
+      expect(await pods({ label_selector: { tier: 'test' } })).toEqual([sandboxId, other].sort());
+      expect(await pods({ id: other.slice(0, 12) })).toEqual([other]);
+      expect(await pods({ state: { state: 'SANDBOX_READY' }, label_selector: { app: 'nope' } })).toEqual([]);
+      const ctrs = async (filter: object) => (await cri.runtime.ListContainers({ filter })).containers.map((c: any) => c.id).sort();
+      expect(await ctrs({ label_selector: { role: 'server' } })).toEqual([serverId]);
+      expect(await ctrs({ pod_sandbox_id: sandboxId })).toEqual([serverId, clientId].sort());
+      expect(await ctrs({ pod_sandbox_id: other })).toEqual([]);
+      expect(await ctrs({ state: { state: 'CONTAINER_EXITED' } })).toEqual([]);
+      // Docker API containers are not CRI containers.
+      expect((await cri.runtime.ListContainers({})).containers.every((c: any) => c.pod_sandbox_id)).toBe(true);
+    } finally {
+      await cri.runtime.StopPodSandbox({ pod_sandbox_id: other });
+      await cri.runtime.RemovePodSandbox({ pod_sandbox_id: other });
+    }
+    await expect(cri.runtime.PodSandboxStatus({ pod_sandbox_id: other })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+  }, 60_000);
+
+  it('knows its pods and containers after a berthd restart, and logs go on', async () => {
+    cri.close();
+    await first.kill9();
+    daemon = await startDaemon({ root: first.root, args: ['--cri-socket', socket] });
+    cri = client(socket);
+    const pods = (await cri.runtime.ListPodSandbox({ filter: { label_selector: { app: 'web' } } })).items;
+    expect(pods.map((p: any) => [p.id, p.state])).toEqual([[sandboxId, 'SANDBOX_READY']]);
+    const ctrs = (await cri.runtime.ListContainers({ filter: { pod_sandbox_id: sandboxId } })).containers;
+    expect(ctrs.map((c: any) => [c.id, c.state]).sort()).toEqual([[serverId, 'CONTAINER_RUNNING'], [clientId, 'CONTAINER_RUNNING']].sort());
+    expect((await cri.runtime.ContainerStatus({ container_id: clientId })).status.metadata).toMatchObject({ name: 'client' });
+    // Output after the restart reaches the CRI log once.
+    await cri.runtime.ExecSync({ container_id: serverId, cmd: ['sh', '-c', 'echo after-restart > /proc/1/fd/1'], timeout: 5 });
+    const logFile = path.join(logDir, 'web', 'server/0.log');
+    const log = await until('log after restart', async () => {
+      const text = await fs.readFile(logFile, 'utf8');
+      return text.includes('after-restart') ? text : undefined;
+    });
+    expect(log.match(/ serving$/gm)).toHaveLength(1);
+  }, 60_000);
+
+  it('stops and removes containers and the pod, and leaves nothing behind', async () => {
+    await cri.runtime.StopContainer({ container_id: clientId, timeout: 10 });
+    const st = await cri.runtime.ContainerStatus({ container_id: clientId });
+    expect(st.status).toMatchObject({ state: 'CONTAINER_EXITED', reason: 'Error', exit_code: 143 });
+    expect(BigInt(st.status.finished_at)).toBeGreaterThan(BigInt(st.status.started_at));
+    await cri.runtime.RemoveContainer({ container_id: clientId });
+    await cri.runtime.RemoveContainer({ container_id: clientId }); // idempotent
+    await cri.runtime.StopPodSandbox({ pod_sandbox_id: sandboxId });
+    expect((await cri.runtime.PodSandboxStatus({ pod_sandbox_id: sandboxId })).status.state).toBe('SANDBOX_NOTREADY');
+    expect((await cri.runtime.ContainerStatus({ container_id: serverId })).status.state).toBe('CONTAINER_EXITED');
+    await cri.runtime.RemovePodSandbox({ pod_sandbox_id: sandboxId });
+    await cri.runtime.RemovePodSandbox({ pod_sandbox_id: sandboxId });
+    expect((await cri.runtime.ListContainers({})).containers).toEqual([]);
+    expect((await cri.runtime.ListPodSandbox({})).items).toEqual([]);
+
+    await cri.image.RemoveImage({ image: { image: imageId } });
+    expect((await cri.image.ImageStatus({ image: { image: imageId } })).image).toBeNull();
+    await cri.image.RemoveImage({ image: { image: imageId } }); // idempotent
+
+    expect(mountsUnder(first.root)).toEqual([]);
+    expect(processesUnder(first.root)).toEqual([]);
+    expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).toBe(netnsBefore);
+    console.log(`RunPodSandbox+CreateContainer+StartContainer: ${timings.map((t) => `${t.toFixed(0)} ms`).join(', ')}`);
+  }, 60_000);
+});
