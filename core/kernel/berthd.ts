@@ -92,10 +92,11 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
   let cri: { close(): Promise<void> } | undefined;
   try {
     await engine.start();
+    // Loaded only when enabled: gRPC costs start time and memory nobody else needs. Bound before
+    // the API socket, so a daemon that answers /_ping serves the CRI too.
+    if (config.cri.enabled) cri = await (await import('../cri/server.js')).startCriServer(engine, config.cri.socket, log.child('cri'));
     server = new ApiServer(buildRouter(engine), log);
     await server.listen(config.socket);
-    // Loaded only when enabled: gRPC costs start time and memory nobody else needs.
-    if (config.cri.enabled) cri = await (await import('../cri/server.js')).startCriServer(engine, config.cri.socket, log.child('cri'));
   } catch (err) {
     process.stderr.write(`berthd: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
