@@ -165,6 +165,16 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     expect(st.status).toMatchObject({ id: clientId, state: 'CONTAINER_RUNNING', labels: { container: 'client', role: 'client' }, image_id: imageId, log_path: path.join(logDir, 'web', 'client/0.log') });
     expect(BigInt(st.status.started_at)).toBeGreaterThan(0n);
 
+    // Both containers are in the sandbox's network, IPC and UTS namespaces (not the host's).
+    const podPid = JSON.parse(pod.info.info).pid;
+    for (const ns of ['net', 'ipc', 'uts']) {
+      const podNs = await fs.readlink(`/proc/${podPid}/ns/${ns}`);
+      expect(podNs).not.toBe(await fs.readlink(`/proc/self/ns/${ns}`));
+      for (const id of [serverId, clientId]) {
+        const r = await cri.runtime.ExecSync({ container_id: id, cmd: ['readlink', `/proc/self/ns/${ns}`], timeout: 5 });
+        expect(r.stdout.toString().trim()).toBe(podNs);
+      }
+    }
     // One network namespace: the client reaches the server on the pod's loopback.
     const got = await until('server listening', async () => {
       const r = await cri.runtime.ExecSync({ container_id: clientId, cmd: ['/bin/busybox', 'nc', '127.0.0.1', '8080'], timeout: 5 });
