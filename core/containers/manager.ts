@@ -137,6 +137,11 @@ export class ContainerManager extends EventEmitter {
 
     const recName = this.store.reserveName(name, id);
     const hostConfig: HostConfigSpec = { NetworkMode: 'default', ...(req.HostConfig ?? {}) };
+    // `container:<name or id prefix>` modes are stored with the full id, as dockerd does.
+    for (const key of ['NetworkMode', 'IpcMode', 'UTSMode'] as const) {
+      const mode = hostConfig[key];
+      if (typeof mode === 'string' && mode.startsWith('container:')) hostConfig[key] = `container:${this.store.get(mode.slice('container:'.length)).Id}`;
+    }
     validateHostConfig(hostConfig, !!this.deps.networks, !!this.deps.volumes);
     // Networks and volumes are checked before anything exists: a port conflict leaves no container.
     const exposed = Object.keys({ ...(imageConfig.ExposedPorts ?? {}), ...(req.ExposedPorts ?? {}) });

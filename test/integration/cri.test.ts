@@ -210,6 +210,30 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     expect(lines).toContainEqual(expect.stringMatching(/ stderr F oops$/));
   }, 60_000);
 
+  it('gives Docker API users --network/--ipc container:<name> too', async () => {
+    const create = async (name: string, hostConfig: object) => {
+      const r = await daemon.api(`/containers/create?name=${name}`, { method: 'POST', body: { Image: image, Cmd: ['sleep', '60'], Hostname: 'holder-host', HostConfig: hostConfig } });
+      expect(r.status, r.body).toBe(201);
+      expect((await daemon.api(`/containers/${name}/start`, { method: 'POST' })).status).toBe(204);
+      return r.json.Id as string;
+    };
+    const holder = await create('ns-holder', {});
+    await create('ns-joiner', { NetworkMode: 'container:ns-holder', IpcMode: 'container:ns-holder', UTSMode: 'container:ns-holder' });
+    try {
+      const inspect = (await daemon.api('/containers/ns-joiner/json')).json;
+      expect(inspect.HostConfig.NetworkMode).toBe(`container:${holder}`);
+      const holderPid = (await daemon.api('/containers/ns-holder/json')).json.State.Pid;
+      const joinerPid = inspect.State.Pid;
+      for (const ns of ['net', 'ipc', 'uts']) expect(await fs.readlink(`/proc/${joinerPid}/ns/${ns}`)).toBe(await fs.readlink(`/proc/${holderPid}/ns/${ns}`));
+      expect(await fs.readlink(`/proc/${joinerPid}/ns/pid`)).not.toBe(await fs.readlink(`/proc/${holderPid}/ns/pid`));
+      const bad = await daemon.api('/containers/create', { method: 'POST', body: { Image: image, Cmd: ['true'], HostConfig: { NetworkMode: 'container:no-such-one' } } });
+      expect(bad.status).toBe(404);
+    } finally {
+      await daemon.api('/containers/ns-joiner?force=1', { method: 'DELETE' });
+      await daemon.api('/containers/ns-holder?force=1', { method: 'DELETE' });
+    }
+  }, 60_000);
+
   it('filters pods and containers by id, state and labels', async () => {
     const other = (await cri.runtime.RunPodSandbox({ config: podConfig('other') })).pod_sandbox_id;
     try {
@@ -277,6 +301,14 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     expect(mountsUnder(first.root)).toEqual([]);
     expect(processesUnder(first.root, daemon.pid)).toEqual([]);
     expect(execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })).toBe(netnsBefore);
+    // No cgroup of any pod container or sandbox is left (v1 memory hierarchy and the v2 mount).
+    for (const id of [sandboxId, serverId, clientId]) {
+      for (const top of ['/sys/fs/cgroup/memory', '/sys/fs/cgroup/unified', '/sys/fs/cgroup']) {
+        if (!existsSync(top)) continue;
+        const hits = execFileSync('find', [top, '-maxdepth', '8', '-type', 'd', '-name', `*${id.slice(0, 12)}*`], { encoding: 'utf8' }).trim();
+        expect(hits, `cgroups of ${id}`).toBe('');
+      }
+    }
     console.log(`RunPodSandbox+CreateContainer+StartContainer: ${timings.map((t) => `${t.toFixed(0)} ms`).join(', ')}`);
   }, 60_000);
 });
