@@ -235,8 +235,13 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
   }, 60_000);
 
   it('filters pods and containers by id, state and labels', async () => {
+    // A second pod, with the pause image already made: the steady-state latency.
+    const t0 = performance.now();
     const other = (await cri.runtime.RunPodSandbox({ config: podConfig('other') })).pod_sandbox_id;
     try {
+      const c = (await cri.runtime.CreateContainer({ pod_sandbox_id: other, config: containerConfig('idle', ['sleep', '60']), sandbox_config: podConfig('other') })).container_id;
+      await cri.runtime.StartContainer({ container_id: c });
+      timings.push(performance.now() - t0);
       const pods = async (filter: object) => (await cri.runtime.ListPodSandbox({ filter })).items.map((p: any) => p.id).sort();
       expect(await pods({ label_selector: { app: 'web' } })).toEqual([sandboxId]);
       expect(await pods({ label_selector: { tier: 'test' } })).toEqual([sandboxId, other].sort());
@@ -245,8 +250,9 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
       const ctrs = async (filter: object) => (await cri.runtime.ListContainers({ filter })).containers.map((c: any) => c.id).sort();
       expect(await ctrs({ label_selector: { role: 'server' } })).toEqual([serverId]);
       expect(await ctrs({ pod_sandbox_id: sandboxId })).toEqual([serverId, clientId].sort());
-      expect(await ctrs({ pod_sandbox_id: other })).toEqual([]);
+      expect(await ctrs({ pod_sandbox_id: other })).toEqual([c]);
       expect(await ctrs({ state: { state: 'CONTAINER_EXITED' } })).toEqual([]);
+      expect(await ctrs({ state: { state: 'CONTAINER_RUNNING' }, label_selector: { container: 'idle' } })).toEqual([c]);
       // Docker API containers are not CRI containers.
       expect((await cri.runtime.ListContainers({})).containers.every((c: any) => c.pod_sandbox_id)).toBe(true);
     } finally {
@@ -275,6 +281,23 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     });
     expect(log.match(/ serving$/gm)).toHaveLength(1);
   }, 60_000);
+
+  it('updates resources and reopens a rotated log', async () => {
+    await cri.runtime.UpdateContainerResources({ container_id: serverId, linux: { memory_limit_in_bytes: 64 * 1024 * 1024 } });
+    const dir = execFileSync('find', ['/sys/fs/cgroup/memory', '-maxdepth', '8', '-type', 'd', '-name', serverId], { encoding: 'utf8' }).trim();
+    expect(dir, 'the container memory cgroup').not.toBe('');
+    expect(Number(await fs.readFile(path.join(dir, 'memory.limit_in_bytes'), 'utf8'))).toBe(64 * 1024 * 1024);
+    const logFile = path.join(logDir, 'web', 'server/0.log');
+    await fs.rename(logFile, `${logFile}.1`);
+    await cri.runtime.ReopenContainerLog({ container_id: serverId });
+    await cri.runtime.ExecSync({ container_id: serverId, cmd: ['sh', '-c', 'echo after-rotation > /proc/1/fd/1'], timeout: 5 });
+    const fresh = await until('log after rotation', async () => {
+      const text = await fs.readFile(logFile, 'utf8').catch(() => '');
+      return text.includes('after-rotation') ? text : undefined;
+    });
+    expect(fresh).not.toContain('serving');
+    await expect(cri.runtime.ReopenContainerLog({ container_id: 'f'.repeat(64) })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+  }, 30_000);
 
   it('stops and removes containers and the pod, and leaves nothing behind', async () => {
     // `sleep` at pid 1 ignores SIGTERM: after the timeout comes SIGKILL.
