@@ -10,6 +10,8 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { criServices } from '../../core/cri/server';
+import { newLaunchPlan } from '../../core/launcher/plan';
+import { buildSpec } from '../../plugins/runtime-oci/spec';
 import { mountsUnder, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason, until } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
@@ -334,4 +336,16 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     }
     console.log(`RunPodSandbox+CreateContainer+StartContainer: ${timings.map((t) => `${t.toFixed(0)} ms`).join(', ')}`);
   }, 60_000);
+});
+
+describe('shared namespaces in the OCI runtime spec', () => {
+  it('joins the namespaces of a container:<id> mode by path', () => {
+    const plan = newLaunchPlan('/rootfs', { args: ['true'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [] });
+    plan.namespaces = ['mount', 'pid'];
+    plan.enterNamespaces = { net: '/proc/42/ns/net', ipc: '/proc/42/ns/ipc', uts: '/proc/42/ns/uts' };
+    expect(buildSpec(plan).linux.namespaces).toEqual([
+      { type: 'mount' }, { type: 'pid' },
+      { type: 'network', path: '/proc/42/ns/net' }, { type: 'ipc', path: '/proc/42/ns/ipc' }, { type: 'uts', path: '/proc/42/ns/uts' },
+    ]);
+  });
 });
