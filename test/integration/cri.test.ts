@@ -118,6 +118,14 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     expect((await daemon.cli(['info'])).stdout).toContain(`CRI: ${socket}`);
   });
 
+  it('refuses bad requests with a clear error and keeps serving', async () => {
+    await expect(cri.runtime.RunPodSandbox({ config: { hostname: 'x' } })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/config\.metadata: name, uid and namespace/) });
+    await expect(cri.runtime.CreateContainer({ pod_sandbox_id: 'nope', config: {} })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND, details: expect.stringMatching(/pod sandbox nope not found/) });
+    await expect(cri.runtime.ContainerStatus({ container_id: '' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    await expect(cri.image.PullImage({ image: { image: 'UPPER/Case' } })).rejects.toMatchObject({ details: expect.stringMatching(/UPPER\/Case/) });
+    expect(await cri.runtime.Version({})).toMatchObject({ runtime_name: 'berth' });
+  });
+
   it('pulls from a registry and lists, inspects and finds images by full reference', async () => {
     const pulled = await cri.image.PullImage({ image: { image } });
     expect(pulled.image_ref).toMatch(/^sha256:[0-9a-f]{64}$/);
