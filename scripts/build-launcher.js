@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Compiles berth's C programs with the machine's gcc: core/launcher/launcher.c into
 // dist/launcher/berth-launch (the launcher and monitor) and core/launcher/init.c into
-// dist/launcher/berth-init (the reaper `run --init` puts at pid 1). Static when the C library
+// dist/launcher/berth-init (the reaper `run --init` puts at pid 1), and core/cri/pause.c into
+// dist/launcher/berth-pause (what holds a CRI pod's namespaces). Static when the C library
 // allows it (smaller monitor RSS, no loader work at each start, and init works in any rootfs).
 'use strict';
 const { spawnSync } = require('node:child_process');
@@ -42,3 +43,4 @@ function build(sourceName, outputName) {
 
 build('launcher.c', 'berth-launch');
 build('init.c', 'berth-init');
+build('../cri/pause.c', 'berth-pause');

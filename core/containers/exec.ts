@@ -97,11 +97,14 @@ export class ExecSessions {
     } finally {
       await deps.storage.unmount(container.Id);
     }
-    const joinNamespaces = Object.fromEntries(containerPlan.namespaces.filter((n) => NS_FILE[n]).map((n) => [NS_FILE[n], `/proc/${pid}/ns/${NS_FILE[n]}`]));
+    // Namespaces shared with another container (a pod's net, ipc, uts) are the process's own too.
+    const types = [...containerPlan.namespaces, ...Object.keys(containerPlan.enterNamespaces ?? {})];
+    const joinNamespaces = Object.fromEntries(types.filter((n) => NS_FILE[n]).map((n) => [NS_FILE[n], `/proc/${pid}/ns/${NS_FILE[n]}`]));
     const plan: LaunchPlan = {
       ...containerPlan,
       namespaces: [],
       joinNamespaces,
+      enterNamespaces: undefined,
       uidMappings: undefined,
       gidMappings: undefined,
       rootfs: '',

@@ -154,6 +154,11 @@ export class ContainerManager extends EventEmitter {
     const recName = this.store.reserveName(name, id);
     const runtime = this.deps.runtime()?.name ?? '';
     const hostConfig: HostConfigSpec = { NetworkMode: 'default', ...(req.HostConfig ?? {}) };
+    // `container:<name or id prefix>` modes are stored with the full id, as dockerd does.
+    for (const key of ['NetworkMode', 'IpcMode', 'UTSMode'] as const) {
+      const mode = hostConfig[key];
+      if (typeof mode === 'string' && mode.startsWith('container:')) hostConfig[key] = `container:${this.store.get(mode.slice('container:'.length)).Id}`;
+    }
     validateHostConfig(hostConfig, { networks: !!this.deps.networks, volumes: !!this.deps.volumes, runtime });
     hostConfig.Runtime ||= runtime;
     if (hostConfig.Links) hostConfig.Links = normalizeLinks(hostConfig.Links as string[], recName, (n) => !!this.store.find(n));

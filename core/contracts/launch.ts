@@ -18,6 +18,12 @@ export interface LaunchPlan {
    * user first and mount last, then forks so the pid namespace applies; no mounts, no pivot_root.
    */
   joinNamespaces?: Record<string, string>;
+  /**
+   * Namespaces of another container to share while the rest are new (Docker's `container:<id>`
+   * modes, a pod's net/ipc/uts): type ('net' | 'ipc' | 'uts') -> /proc/PID/ns/TYPE path. The
+   * runtime starts the launcher inside them, so its clone inherits them.
+   */
+  enterNamespaces?: Record<string, string>;
   /** Written from the host side by the isolator that asked for a user namespace, in `attach`. */
   uidMappings?: IdMapping[];
   gidMappings?: IdMapping[];

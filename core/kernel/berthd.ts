@@ -16,13 +16,14 @@ import { ensureDir } from '../util/fs';
 import { loadConfig } from './config';
 import { Engine } from './engine';
 
-const USAGE = `Usage: berthd [--root DIR] [--socket PATH] [--config FILE] [--storage-driver NAME]
+const USAGE = `Usage: berthd [--root DIR] [--socket PATH] [--config FILE] [--storage-driver NAME] [--cri-socket PATH]
 
 Runs the berth daemon in the foreground; logs go to stderr.
   --root DIR             state directory (default /var/lib/berth)
   --socket PATH          API socket (default /run/berth/berth.sock)
   --config FILE          config file (default: berth.config.* found from the working directory, or BERTH_CONFIG)
   --storage-driver NAME  storage driver plugin (overlay, vfs, ...)
+  --cri-socket PATH      serve the Kubernetes CRI on this socket (config: cri.enabled, cri.socket)
   --log-level LEVEL      debug, info, warn, error`;
 
 /** Hold an exclusive flock on `<root>/berthd.lock` for the daemon's lifetime. */
@@ -50,6 +51,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
         socket: { type: 'string' },
         config: { type: 'string' },
         'storage-driver': { type: 'string' },
+        'cri-socket': { type: 'string' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -70,6 +72,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
       root: args.root,
       socket: args.socket,
       storageDriver: args['storage-driver'],
+      criSocket: args['cri-socket'],
     });
   } catch (err) {
     process.stderr.write(`berthd: invalid configuration: ${(err as Error).message}\n`);
@@ -86,15 +89,19 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
 
   const engine = new Engine(config, log);
   let server: ApiServer;
+  let cri: { close(): Promise<void> } | undefined;
   try {
     await engine.start();
+    // Loaded only when enabled: gRPC costs start time and memory nobody else needs. Bound before
+    // the API socket, so a daemon that answers /_ping serves the CRI too.
+    if (config.cri.enabled) cri = await (await import('../cri/server.js')).startCriServer(engine, config.cri.socket, log.child('cri'));
     server = new ApiServer(buildRouter(engine), log);
     await server.listen(config.socket);
   } catch (err) {
     process.stderr.write(`berthd: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  log.info('berthd ready', { root: config.root, socket: config.socket, storage: engine.storage()?.name ?? 'none', config: config.configFile ?? 'defaults' });
+  log.info('berthd ready', { root: config.root, socket: config.socket, ...(cri ? { cri: config.cri.socket } : {}), storage: engine.storage()?.name ?? 'none', config: config.configFile ?? 'defaults' });
 
   let stopping = false;
   const shutdown = async (signal: string) => {
@@ -103,6 +110,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     log.info('shutting down', { signal });
     try {
       await server.close();
+      await cri?.close();
       await engine.stop();
       await fs.promises.rm(config.socket, { force: true });
     } catch (err) {

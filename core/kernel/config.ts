@@ -13,6 +13,12 @@ export interface RegistryHostConfig {
   mirrors?: string[];
 }
 
+/** The Kubernetes CRI server (core/cri): its own socket, off unless enabled. */
+export interface CriConfig {
+  enabled: boolean;
+  socket: string;
+}
+
 export interface BerthConfig {
   root: string;
   socket: string;
@@ -36,6 +42,7 @@ export interface BerthConfig {
   /** Containers' default log driver and options (daemon.json's `log-driver`, `log-opts`). */
   logDriver: string;
   logOpts: Record<string, string>;
+  cri: CriConfig;
   /** Folder third-party plugin paths are resolved from (the config file's folder, else cwd). */
   configDir: string;
   /** The config file in use, if any. */
@@ -57,6 +64,7 @@ export const DEFAULT_CONFIG: Omit<BerthConfig, 'configDir'> = {
   maxLayerSize: DEFAULT_MAX_LAYER_SIZE,
   logDriver: DEFAULT_LOG_DRIVER,
   logOpts: {},
+  cri: { enabled: false, socket: '/run/berth/cri.sock' },
 };
 
 /** daemon.json's spellings, accepted as they are so its log settings can be copied over. */
@@ -69,6 +77,8 @@ export interface ConfigOverrides {
   root?: string;
   socket?: string;
   storageDriver?: string;
+  /** --cri-socket: serve the CRI there (enables it). */
+  criSocket?: string;
 }
 
 type Raw = Record<string, unknown>;
@@ -145,6 +155,14 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
   if (rawOpts !== undefined && !isObject(rawOpts)) throw fail(optsKey, `expected an object of strings like { "max-size": "10m" }, got ${describe(rawOpts)}`);
   const logOpts = { ...(rawOpts as Record<string, string> | undefined) };
   checkLogConfig({ Type: logDriver, Config: logOpts }, (key, msg) => fail(key === 'Type' ? driverKey : `${optsKey}.${key}`, msg));
+  let cri = { ...DEFAULT_CONFIG.cri };
+  if (raw.cri !== undefined) {
+    if (!isObject(raw.cri)) throw fail('cri', `expected an object like { enabled: true, socket: '/run/berth/cri.sock' }, got ${describe(raw.cri)}`);
+    for (const k of Object.keys(raw.cri)) if (k !== 'enabled' && k !== 'socket') throw fail(`cri.${k}`, 'unknown key (known: enabled, socket)');
+    if (raw.cri.enabled !== undefined && typeof raw.cri.enabled !== 'boolean') throw fail('cri.enabled', `expected true or false, got ${describe(raw.cri.enabled)}`);
+    cri = { enabled: raw.cri.enabled === true, socket: absPath('cri.socket', str('cri.socket', raw.cri.socket, cri.socket)) };
+  }
+  if (overrides.criSocket) cri = { enabled: true, socket: path.resolve(overrides.criSocket) };
 
   const configDir = file ? path.dirname(path.resolve(file)) : process.cwd();
   // Command-line paths are relative to the working directory; a relative path in a config file is
@@ -166,6 +184,7 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
     maxLayerSize,
     logDriver,
     logOpts,
+    cri,
     configDir,
     configFile: file,
   };

@@ -28,3 +28,8 @@ export function launcherBinary(): string {
 export function initBinary(): string {
   return builtBinary('berth-init');
 }
+
+/** What holds a CRI pod sandbox's namespaces (core/cri/pause.c). */
+export function pauseBinary(): string {
+  return builtBinary('berth-pause');
+}

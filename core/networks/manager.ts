@@ -456,7 +456,8 @@ export class NetworkManager implements NetworkService {
     const cfg: ContainerNet = { Id: id, Mode: mode, Networks: {}, PortBindings: {}, PublishAllPorts: hostConfig.PublishAllPorts === true, ExposedPorts: [] };
     // An endpoint must name a network that exists (dockerd: 404), even one other than NetworkMode.
     for (const name of Object.keys(endpoints ?? {})) if (mode !== 'host' && !this.find(name)) throw new NotFoundError(`network ${name} not found`);
-    if (mode !== 'none' && mode !== 'host') {
+    // container:<id> shares that container's network namespace: no networks of its own.
+    if (mode !== 'none' && mode !== 'host' && !mode.startsWith('container:')) {
       const net = this.find(mode);
       if (!net) throw new NotFoundError(`network ${mode} not found`);
       for (const key of Object.keys(endpoints ?? {})) {

@@ -5,12 +5,13 @@
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname as hostHostname } from 'node:os';
-import { join } from 'node:path';
-import { InvalidArgumentError } from '../../core/contracts/errors';
+import { dirname, join } from 'node:path';
+import { ConflictError, InvalidArgumentError } from '../../core/contracts/errors';
 import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
 import type { IdMapping, LaunchPlan, MountSpec } from '../../core/contracts/launch';
 import { CAPABILITIES, normalizeCapability } from '../../core/launcher/caps';
 import { type HostDevice, hostDevices } from '../../core/launcher/devices';
+import { isSameProcess, readMonitorRecord } from '../../core/launcher/state';
 import { parseBind } from './binds';
 import {
   DEFAULT_CAPABILITIES, DEFAULT_DEVICES, DEFAULT_HOSTS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
@@ -26,7 +27,12 @@ export interface NamespacesConfig {
 
 export const CONTAINER_FILES = ['hostname', 'hosts', 'resolv.conf'] as const;
 
-type NetworkMode = 'none' | 'host';
+type NetworkMode = 'none' | 'host' | 'container';
+
+/** Namespaces a container can share with another one (`container:<id>` modes), by plan name. */
+const SHARE_MODES = { net: 'NetworkMode', ipc: 'IpcMode', uts: 'UTSMode' } as const;
+type Shared = keyof typeof SHARE_MODES;
+const CONTAINER_MODE = /^container:([0-9a-f]{64})$/;
 
 interface Settings {
   privileged: boolean;
@@ -50,6 +56,8 @@ interface Settings {
   readonlyPaths: string[] | null;
   oomScoreAdj: number;
   noNewPrivileges: boolean;
+  /** Namespace type -> full id of the container whose namespace this one shares. */
+  shareWith: Partial<Record<Shared, string>>;
 }
 
 function stringList(hc: Record<string, unknown>, key: string): string[] {
@@ -71,6 +79,7 @@ export function parseHostConfig(hc: Record<string, unknown>): Settings {
   else if (mode === 'none' || mode === 'default' || mode === 'bridge' || mode === '') network = 'none';
   // A user-defined network (isolator.network puts its interfaces in): a namespace of its own, lo up.
   else if (/^[^\x00-\x1f\x7f/:]{1,128}$/.test(mode)) network = 'none';
+  else if (CONTAINER_MODE.test(mode)) network = 'container';
   else throw new InvalidArgumentError(`HostConfig.NetworkMode: unsupported network mode ${JSON.stringify(mode)} (none, host, bridge/default)`);
   const capList = (key: string) =>
     stringList(hc, key).map((c) => {
@@ -105,7 +114,21 @@ export function parseHostConfig(hc: Record<string, unknown>): Settings {
     readonlyPaths: hc.ReadonlyPaths === undefined || hc.ReadonlyPaths === null ? null : stringList(hc, 'ReadonlyPaths'),
     oomScoreAdj: oomScoreAdj(hc.OomScoreAdj),
     noNewPrivileges: securityOptions(stringList(hc, 'SecurityOpt')),
+    shareWith: parseShareModes(hc),
   };
+}
+
+/** NetworkMode/IpcMode/UTSMode `container:<id>` (the id in full: core resolves names at create). */
+function parseShareModes(hc: Record<string, unknown>): Partial<Record<Shared, string>> {
+  const out: Partial<Record<Shared, string>> = {};
+  for (const [ns, key] of Object.entries(SHARE_MODES) as [Shared, string][]) {
+    const v = hc[key];
+    if (typeof v !== 'string' || !v.startsWith('container:')) continue;
+    const m = CONTAINER_MODE.exec(v);
+    if (!m) throw new InvalidArgumentError(`HostConfig.${key}: expected container:<full container id>, got ${JSON.stringify(v)}`);
+    out[ns] = m[1];
+  }
+  return out;
 }
 
 /**
@@ -161,6 +184,9 @@ export class NamespacesIsolator implements Isolator {
     for (const n of ['mount', 'pid', 'uts', 'ipc', 'cgroup']) if (!s.hostNamespaces.has(n)) ns.add(n);
     if (s.network === 'none') ns.add('net');
     else ns.delete('net');
+    const enter = await this.sharedNamespaces(target, s);
+    for (const type of Object.keys(enter)) ns.delete(type);
+    if (Object.keys(enter).length) plan.enterNamespaces = enter;
     const userns = this.config.userNamespace;
     if (userns) {
       ns.add('user');
@@ -170,16 +196,20 @@ export class NamespacesIsolator implements Isolator {
     plan.namespaces = [...ns];
     plan.loopbackUp = s.network === 'none';
     plan.hostname ||= s.network === 'host' ? hostHostname() : target.containerId.slice(0, 12);
+    // A shared UTS namespace keeps the hostname its owner set.
+    if (enter.uts) plan.hostname = undefined;
 
     // Mounts: the defaults first (unless the plan already has that destination), then the
     // container's /etc files, then the user's binds, which may cover anything before them.
     const taken = new Set(plan.mounts.map((m) => m.destination));
     const mounts = defaultMounts({ privileged: s.privileged, shmSize: s.shmSize, hostIpc: s.hostNamespaces.has('ipc') }).filter((m) => !taken.has(m.destination));
-    await this.writeContainerFiles(target, plan.hostname, s);
+    // Sharing a network namespace means sharing its /etc/hosts and resolv.conf (and hostname), as Docker does.
+    const filesDir = s.shareWith.net ? join(dirname(target.stateDir), s.shareWith.net) : target.stateDir;
+    if (!s.shareWith.net) await this.writeContainerFiles(target, plan.hostname ?? target.containerId.slice(0, 12), s);
     for (const f of CONTAINER_FILES) {
       const destination = `/etc/${f}`;
       if (taken.has(destination) || s.binds.some((b) => b.destination === destination)) continue;
-      mounts.push({ destination, type: 'bind', source: join(target.stateDir, f), options: ['rbind', 'rprivate'] });
+      mounts.push({ destination, type: 'bind', source: join(filesDir, f), options: ['rbind', 'rprivate'] });
     }
     plan.mounts = [...mounts, ...plan.mounts, ...s.binds];
     plan.devices = [...(plan.devices ?? []), ...DEFAULT_DEVICES, ...s.devices.map((d) => d.spec)];
@@ -212,6 +242,23 @@ export class NamespacesIsolator implements Isolator {
 
   async cleanup(target: IsolationTarget): Promise<void> {
     await Promise.all(CONTAINER_FILES.map((f) => rm(join(target.stateDir, f), { force: true })));
+  }
+
+  /**
+   * /proc paths of the namespaces shared with other containers. The owner must be running; its
+   * pid comes from the monitor's record in its state dir (a sibling of ours), checked against its
+   * start time so a recycled pid is never joined.
+   */
+  private async sharedNamespaces(target: IsolationTarget, s: Settings): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const [ns, owner] of Object.entries(s.shareWith) as [Shared, string][]) {
+      const record = await readMonitorRecord(join(dirname(target.stateDir), owner)).catch(() => undefined);
+      if (!record || !isSameProcess(record.pid, record.pidStartTime)) {
+        throw new ConflictError(`HostConfig.${SHARE_MODES[ns]}: cannot join container ${owner}: it is not running`);
+      }
+      out[ns] = `/proc/${record.pid}/ns/${ns}`;
+    }
+    return out;
   }
 
   private async writeContainerFiles(target: IsolationTarget, name: string, s: Settings): Promise<void> {

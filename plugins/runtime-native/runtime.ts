@@ -56,7 +56,10 @@ export class NativeRuntime implements Runtime {
     await writeFile(planFile, serializePlan(plan, { stateDir }), { mode: 0o600 });
 
     const binary = this.config.launcher ?? launcherBinary();
-    const child = spawn(binary, [planFile], { detached: true, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
+    // Shared namespaces (container:<id> modes): the launcher runs inside them, so its clone inherits them.
+    const enter = Object.entries(plan.enterNamespaces ?? {}).map(([type, path]) => `--${type}=${path}`);
+    const [program, args] = enter.length ? ['nsenter', [...enter, '--', binary, planFile]] : [binary, [planFile]];
+    const child = spawn(program, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
     const status = child.stdio[3] as unknown as Duplex;
     const stderr = child.stdio[2]!;
     let stderrText = '';

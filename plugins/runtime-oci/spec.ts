@@ -99,7 +99,13 @@ export function buildSpec(plan: LaunchPlan, opts: BuildSpecOptions = {}): OciSpe
     const t = NAMESPACE_TYPES[n];
     if (!t) throw new Error(`launch plan: unknown namespace ${JSON.stringify(n)}`);
     return t;
-  }))].map((type) => ({ type }));
+  }))].map((type): { type: string; path?: string } => ({ type }));
+  // Shared namespaces (container:<id> modes): OCI joins a namespace given by path.
+  for (const [n, path] of Object.entries(plan.enterNamespaces ?? {})) {
+    const type = NAMESPACE_TYPES[n];
+    if (!type) throw new Error(`launch plan: unknown namespace ${JSON.stringify(n)}`);
+    namespaces.push({ type, path });
+  }
   const caps = [...plan.capabilities];
   const spec: OciSpec = {
     ociVersion: '1.0.2',

@@ -44,6 +44,7 @@ describe('validateConfig', () => {
         requiredPlugins: ['storage.vfs'],
         disabledPlugins: ['isolator.cgroups'],
         pluginConfig: { 'runtime.oci': { binary: 'runc' } },
+        cri: { enabled: true, socket: '/run/berth-test/cri.sock' },
       },
       FILE,
     );
@@ -62,6 +63,7 @@ describe('validateConfig', () => {
       maxLayerSize: 64 * 1024 ** 3,
       logDriver: 'json-file',
       logOpts: {},
+      cri: { enabled: true, socket: '/run/berth-test/cri.sock' },
       configDir: '/etc/berth',
       configFile: FILE,
     });
@@ -88,6 +90,13 @@ describe('validateConfig', () => {
     expect(cfg.root).toBe(path.resolve('rel/root'));
     expect(cfg.socket).toBe('/tmp/x.sock');
     expect(cfg.storage.driver).toBe('vfs');
+  });
+
+  it('keeps the CRI off unless the file or --cri-socket enables it', () => {
+    expect(validateConfig({}).cri).toEqual({ enabled: false, socket: '/run/berth/cri.sock' });
+    expect(validateConfig({ cri: { enabled: true } }).cri).toEqual({ enabled: true, socket: '/run/berth/cri.sock' });
+    expect(validateConfig({ cri: { socket: '/tmp/x.sock' } }).cri).toEqual({ enabled: false, socket: '/tmp/x.sock' });
+    expect(validateConfig({}, undefined, { criSocket: 'rel/cri.sock' }).cri).toEqual({ enabled: true, socket: path.resolve('rel/cri.sock') });
   });
 
   it('does not share the default lists between results', () => {
@@ -118,6 +127,10 @@ describe('validateConfig', () => {
     ['relative socket', { socket: './berth.sock' }, 'socket', /absolute path/],
     ['plugins not a list', { plugins: './p.js' }, 'plugins', /list of strings/],
     ['requiredPlugins entry empty', { requiredPlugins: [''] }, 'requiredPlugins[0]', /non-empty string/],
+    ['cri not an object', { cri: true }, 'cri', /expected an object like \{ enabled: true/],
+    ['cri.enabled not boolean', { cri: { enabled: 'yes' } }, 'cri.enabled', /true or false, got "yes"/],
+    ['cri relative socket', { cri: { enabled: true, socket: 'cri.sock' } }, 'cri.socket', /absolute path/],
+    ['cri unknown key', { cri: { endpoint: '/run/x.sock' } }, 'cri.endpoint', /unknown key \(known: enabled, socket\)/],
   ])('%s', (_what, raw, key, message) => {
     const err = configError(() => validateConfig(raw, FILE));
     expect(err.key).toBe(key);

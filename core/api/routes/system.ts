@@ -130,6 +130,7 @@ export function systemRoutes(router: Router, engine: Engine): void {
         }),
         ...(engine.plugins.get('isolator.namespaces') ? ['name=cgroupns'] : []),
       ],
+      BerthCri: engine.config.cri,
       Warnings: [],
     });
   });

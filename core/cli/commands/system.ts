@@ -56,6 +56,7 @@ export async function info({ client, argv, out }: CommandContext): Promise<void>
     ...(i.CgroupVersion ? [`Cgroup Version: ${i.BerthCgroups?.version ?? i.CgroupVersion}`, `Cgroup Driver: ${i.CgroupDriver ?? 'cgroupfs'}`, ...(i.BerthCgroups ? [` Controllers: ${i.BerthCgroups.controllers.join(' ')}`] : [])] : []),
     `Default Runtime: ${i.DefaultRuntime}`,
     ...securityOptions(i.SecurityOptions ?? []),
+    `CRI: ${i.BerthCri?.enabled ? i.BerthCri.socket : 'disabled'}`,
     `Plugins:`,
     ...(i.BerthPlugins ?? []).map((p: any) => ` ${p.uri}: ${p.status}${p.reason ? ` (${p.reason})` : ''}`),
     `Kernel Version: ${i.KernelVersion}`,

@@ -1,0 +1,496 @@
+/**
+ * The CRI RuntimeService on berth's container manager. A pod sandbox is a berth container running
+ * berth-pause (core/cri/pause.c) from a one-file image berth makes itself (no pull, no network):
+ * it holds the pod's network (a berth network, through CNI), IPC and UTS namespaces, its hostname
+ * and resolv.conf. The pod's containers are berth containers that share those namespaces through
+ * the `container:<sandbox id>` modes of isolator.namespaces. Each pod has its own pid namespace
+ * per container (the v1 PodSpec default); namespace_options.pid=POD is not supported yet.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { BerthError, ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import type { ContainerRecord } from '../containers/record';
+import type { Engine } from '../kernel/engine';
+import { ENGINE_VERSION } from '../kernel/engine';
+import { FrameDecoder, MonitorFrame, signalFrame } from '../launcher/attach';
+import { pauseBinary } from '../launcher/binary';
+import { connectUnix } from '../util/unix-socket';
+import { findImage } from './images';
+import { CRI_LABEL, type CriView, criLabels, criView, matchesSelector, nanosOf } from './labels';
+import { CriLogFollower } from './logs';
+
+/** ExecSync output is capped, as the CRI asks (CVE-2022-1708). */
+const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
+
+type Labels = Record<string, string>;
+
+interface SandboxConfig {
+  metadata?: { name?: string; uid?: string; namespace?: string; attempt?: number };
+  hostname?: string;
+  log_directory?: string;
+  dns_config?: { servers?: string[]; searches?: string[]; options?: string[] };
+  port_mappings?: { protocol?: string; container_port?: number; host_port?: number; host_ip?: string }[];
+  labels?: Labels;
+  annotations?: Labels;
+  linux?: { security_context?: { namespace_options?: { network?: string; pid?: string; ipc?: string } } };
+}
+
+interface ContainerConfig {
+  metadata?: { name?: string; attempt?: number };
+  image?: { image?: string };
+  command?: string[];
+  args?: string[];
+  working_dir?: string;
+  envs?: { key: string; value: string }[];
+  mounts?: { container_path?: string; host_path?: string; readonly?: boolean; propagation?: string }[];
+  labels?: Labels;
+  annotations?: Labels;
+  log_path?: string;
+  stdin?: boolean;
+  stdin_once?: boolean;
+  tty?: boolean;
+  linux?: {
+    resources?: Resources;
+    security_context?: {
+      capabilities?: { add_capabilities?: string[]; drop_capabilities?: string[] };
+      privileged?: boolean;
+      run_as_user?: { value: string | number } | null;
+      run_as_group?: { value: string | number } | null;
+      run_as_username?: string;
+      readonly_rootfs?: boolean;
+    };
+  };
+}
+
+interface Resources {
+  cpu_period?: string | number;
+  cpu_quota?: string | number;
+  cpu_shares?: string | number;
+  memory_limit_in_bytes?: string | number;
+  cpuset_cpus?: string;
+  cpuset_mems?: string;
+}
+
+const PROPAGATION: Record<string, string> = { PROPAGATION_PRIVATE: 'rprivate', PROPAGATION_HOST_TO_CONTAINER: 'rslave', PROPAGATION_BIDIRECTIONAL: 'rshared' };
+
+/** Docker HostConfig resource keys from the CRI's; zero means not set. */
+function resourcesOf(r: Resources | undefined): Record<string, unknown> {
+  const n = (v: string | number | undefined) => Number(v ?? 0);
+  const out: Record<string, unknown> = {};
+  if (n(r?.memory_limit_in_bytes)) out.Memory = n(r?.memory_limit_in_bytes);
+  if (n(r?.cpu_shares)) out.CpuShares = n(r?.cpu_shares);
+  if (n(r?.cpu_quota)) out.CpuQuota = n(r?.cpu_quota);
+  if (n(r?.cpu_period)) out.CpuPeriod = n(r?.cpu_period);
+  if (r?.cpuset_cpus) out.CpusetCpus = r.cpuset_cpus;
+  if (r?.cpuset_mems) out.CpusetMems = r.cpuset_mems;
+  return out;
+}
+
+function containerState(rec: ContainerRecord): string {
+  switch (rec.State.Status) {
+    case 'created':
+      return 'CONTAINER_CREATED';
+    case 'running':
+    case 'paused':
+    case 'restarting':
+      return 'CONTAINER_RUNNING';
+    case 'exited':
+    case 'dead':
+      return 'CONTAINER_EXITED';
+    default:
+      return 'CONTAINER_UNKNOWN';
+  }
+}
+
+export class CriRuntime {
+  private readonly followers = new Map<string, CriLogFollower>();
+  private pauseImage?: Promise<string>;
+
+  constructor(private readonly engine: Engine) {
+    // A container's exit is when its log is complete: convert the rest and stop following.
+    engine.containers.on('exit', (id: string) => void this.stopFollowing(id));
+  }
+
+  /** After a berthd restart: follow the logs of CRI containers that still run. */
+  async recover(): Promise<void> {
+    for (const rec of this.engine.containers.list()) {
+      const view = criView(rec);
+      if (view?.kind === 'container' && view.log && rec.State.Running) await this.follow(rec, view);
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const f of this.followers.values()) await f.stop();
+    this.followers.clear();
+  }
+
+  // ---- lookups ---------------------------------------------------------------------------
+
+  private all(kind: 'sandbox' | 'container'): { rec: ContainerRecord; view: CriView }[] {
+    return this.engine.containers.list().flatMap((rec) => {
+      const view = criView(rec);
+      return view?.kind === kind ? [{ rec, view }] : [];
+    });
+  }
+
+  /** A sandbox or container by full ID or unique prefix (crictl accepts prefixes). */
+  private find(kind: 'sandbox' | 'container', id: string | undefined): { rec: ContainerRecord; view: CriView } | undefined {
+    if (!id) throw new InvalidArgumentError(`${kind === 'sandbox' ? 'pod_sandbox_id' : 'container_id'} is required`);
+    const hits = this.all(kind).filter(({ rec }) => rec.Id.startsWith(id));
+    if (hits.length > 1) throw new InvalidArgumentError(`${kind} ID prefix ${id} is ambiguous`);
+    return hits[0];
+  }
+
+  private get(kind: 'sandbox' | 'container', id: string | undefined) {
+    const hit = this.find(kind, id);
+    if (!hit) throw new NotFoundError(`${kind === 'sandbox' ? 'pod sandbox' : 'container'} ${id} not found`);
+    return hit;
+  }
+
+  // ---- the pause image -------------------------------------------------------------------
+
+  /** berth's own pause image: one layer holding berth-pause, tagged by the binary's digest. */
+  private ensurePauseImage(): Promise<string> {
+    this.pauseImage ??= (async () => {
+      const binary = readFileSync(pauseBinary());
+      const tag = createHash('sha256').update(binary).digest('hex').slice(0, 12);
+      const ref = `berth.local/pause:${tag}`;
+      if (this.engine.imageStore.find(ref)) return ref;
+      const pack = tar.pack();
+      pack.entry({ name: 'pause', mode: 0o755, uid: 0, gid: 0 }, binary);
+      pack.finalize();
+      await this.engine.importer.import(Readable.from(pack), { repo: 'berth.local/pause', tag, message: 'berth pod sandbox' });
+      return ref;
+    })();
+    this.pauseImage.catch(() => (this.pauseImage = undefined));
+    return this.pauseImage;
+  }
+
+  // ---- sandboxes -------------------------------------------------------------------------
+
+  async runPodSandbox(config: SandboxConfig | undefined): Promise<string> {
+    const md = config?.metadata;
+    if (!md?.name || !md.uid || !md.namespace) throw new InvalidArgumentError('config.metadata: name, uid and namespace are required');
+    const ns = config!.linux?.security_context?.namespace_options ?? {};
+    const hostNetwork = ns.network === 'NODE';
+    const image = await this.ensurePauseImage();
+    const portBindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
+    for (const p of config!.port_mappings ?? []) {
+      if (!p.host_port) continue;
+      (portBindings[`${p.container_port}/${(p.protocol ?? 'TCP').toLowerCase()}`] ??= []).push({ HostIp: p.host_ip ?? '', HostPort: String(p.host_port) });
+    }
+    const dns = config!.dns_config ?? {};
+    const { Id } = await this.engine.containers.create(
+      {
+        Image: image,
+        Entrypoint: ['/pause'],
+        Cmd: [],
+        Hostname: hostNetwork ? undefined : config!.hostname || md.name,
+        Labels: criLabels('sandbox', {
+          metadata: md,
+          labels: config!.labels,
+          annotations: config!.annotations,
+          extra: { [CRI_LABEL.log]: config!.log_directory ?? '', [CRI_LABEL.namespaces]: JSON.stringify(ns) },
+        }),
+        HostConfig: {
+          NetworkMode: hostNetwork ? 'host' : 'default',
+          Dns: dns.servers ?? [],
+          DnsSearch: dns.searches ?? [],
+          DnsOptions: dns.options ?? [],
+          PortBindings: portBindings,
+        },
+      } as never,
+      `k8s_POD_${md.name}_${md.namespace}_${md.uid}_${md.attempt ?? 0}`,
+    );
+    try {
+      await this.engine.containers.start(Id);
+    } catch (err) {
+      await this.engine.containers.remove(Id, { force: true }).catch(() => undefined);
+      throw err;
+    }
+    return Id;
+  }
+
+  /** Stops the pod's containers, then the pause process; the network goes with it. Idempotent. */
+  async stopPodSandbox(id: string | undefined): Promise<void> {
+    const sandbox = this.find('sandbox', id);
+    if (!sandbox) return;
+    for (const c of this.all('container').filter((c) => c.view.sandboxId === sandbox.rec.Id)) {
+      await this.engine.containers.stop(c.rec.Id, 0);
+    }
+    await this.engine.containers.stop(sandbox.rec.Id, 0);
+  }
+
+  async removePodSandbox(id: string | undefined): Promise<void> {
+    const sandbox = this.find('sandbox', id);
+    if (!sandbox) return;
+    for (const c of this.all('container').filter((c) => c.view.sandboxId === sandbox.rec.Id)) await this.removeContainer(c.rec.Id);
+    await this.engine.containers.remove(sandbox.rec.Id, { force: true });
+  }
+
+  private sandboxMessage(rec: ContainerRecord, view: CriView) {
+    return {
+      id: rec.Id,
+      metadata: view.metadata,
+      state: rec.State.Running ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY',
+      created_at: nanosOf(rec.Created),
+      labels: view.labels,
+      annotations: view.annotations,
+      runtime_handler: '',
+    };
+  }
+
+  podSandboxStatus(id: string | undefined, verbose: boolean) {
+    const { rec, view } = this.get('sandbox', id);
+    const settings = this.engine.networks.settings(rec.Id) as { Networks: Record<string, { IPAddress?: string }> };
+    const ips = Object.values(settings.Networks ?? {}).map((n) => n.IPAddress).filter((ip): ip is string => !!ip);
+    const info: Record<string, string> = {};
+    if (verbose) info.info = JSON.stringify({ pid: rec.State.Pid, hostname: rec.Config.Hostname ?? '', image: rec.Config.Image, berthContainer: rec.Name.replace(/^\//, '') });
+    return {
+      status: {
+        ...this.sandboxMessage(rec, view),
+        network: { ip: ips[0] ?? '', additional_ips: ips.slice(1).map((ip) => ({ ip })) },
+        linux: { namespaces: { options: view.namespaces } },
+      },
+      info,
+    };
+  }
+
+  listPodSandbox(filter: { id?: string; state?: { state: string } | null; label_selector?: Labels } | undefined) {
+    return this.all('sandbox')
+      .filter(({ rec, view }) => {
+        if (filter?.id && !rec.Id.startsWith(filter.id)) return false;
+        if (filter?.state && (rec.State.Running ? 'SANDBOX_READY' : 'SANDBOX_NOTREADY') !== filter.state.state) return false;
+        return matchesSelector(view.labels, filter?.label_selector);
+      })
+      .map(({ rec, view }) => this.sandboxMessage(rec, view));
+  }
+
+  // ---- containers ------------------------------------------------------------------------
+
+  async createContainer(sandboxId: string | undefined, config: ContainerConfig | undefined, sandboxConfig: SandboxConfig | undefined): Promise<string> {
+    const sandbox = this.get('sandbox', sandboxId);
+    if (!sandbox.rec.State.Running) throw new ConflictError(`pod sandbox ${sandbox.rec.Id} is not ready`);
+    const md = config?.metadata;
+    if (!md?.name) throw new InvalidArgumentError('config.metadata.name is required');
+    const wanted = config!.image?.image;
+    const image = findImage(this.engine, wanted);
+    if (!image) throw new NotFoundError(`image ${wanted} is not present: pull it first`);
+    const sec = config!.linux?.security_context ?? {};
+    const uid = sec.run_as_user ? String(sec.run_as_user.value) : sec.run_as_username || '';
+    if (sec.run_as_group && !uid) throw new InvalidArgumentError('run_as_group needs run_as_user or run_as_username');
+    const user = uid && sec.run_as_group ? `${uid}:${sec.run_as_group.value}` : uid;
+    const logDir = sandboxConfig?.log_directory || sandbox.view.log;
+    const logPath = logDir && config!.log_path ? path.join(logDir, config!.log_path) : '';
+    const hostNetwork = sandbox.view.namespaces.network === 'NODE';
+    const share = `container:${sandbox.rec.Id}`;
+    const pod = sandbox.view.metadata as { name?: string; namespace?: string; uid?: string };
+    const mounts = (config!.mounts ?? []).map((m) => {
+      if (!m.host_path?.startsWith('/') || !m.container_path?.startsWith('/')) throw new InvalidArgumentError(`mounts: host_path and container_path must be absolute (got ${JSON.stringify(m.host_path)} -> ${JSON.stringify(m.container_path)})`);
+      return `${m.host_path}:${m.container_path}:${m.readonly ? 'ro' : 'rw'},${PROPAGATION[m.propagation ?? 'PROPAGATION_PRIVATE'] ?? 'rprivate'}`;
+    });
+    const { Id } = await this.engine.containers.create(
+      {
+        Image: image.id,
+        ...(config!.command?.length ? { Entrypoint: config!.command } : {}),
+        Cmd: config!.args ?? [],
+        Env: (config!.envs ?? []).map((e) => `${e.key}=${e.value}`),
+        WorkingDir: config!.working_dir ?? '',
+        User: user,
+        Tty: !!config!.tty,
+        OpenStdin: !!config!.stdin,
+        StdinOnce: !!config!.stdin_once,
+        Hostname: sandbox.rec.Config.Hostname,
+        Labels: criLabels('container', {
+          metadata: md,
+          labels: config!.labels,
+          annotations: config!.annotations,
+          extra: { [CRI_LABEL.sandbox]: sandbox.rec.Id, [CRI_LABEL.log]: logPath, [CRI_LABEL.image]: wanted ?? '' },
+        }),
+        HostConfig: {
+          NetworkMode: hostNetwork ? 'host' : share,
+          IpcMode: share,
+          UTSMode: share,
+          Binds: mounts,
+          Privileged: !!sec.privileged,
+          CapAdd: sec.capabilities?.add_capabilities ?? [],
+          CapDrop: sec.capabilities?.drop_capabilities ?? [],
+          ReadonlyRootfs: !!sec.readonly_rootfs,
+          ...resourcesOf(config!.linux?.resources),
+        },
+      } as never,
+      `k8s_${md.name}_${pod.name}_${pod.namespace}_${pod.uid}_${md.attempt ?? 0}`,
+    );
+    return Id;
+  }
+
+  async startContainer(id: string | undefined): Promise<void> {
+    const { rec, view } = this.get('container', id);
+    const sandbox = this.find('sandbox', view.sandboxId);
+    if (!sandbox?.rec.State.Running) throw new ConflictError(`pod sandbox ${view.sandboxId} of container ${rec.Id} is not ready`);
+    // Following before the start: the converter reads the json-file log from its first line.
+    if (view.log) await this.follow(rec, view);
+    await this.engine.containers.start(rec.Id);
+  }
+
+  private async follow(rec: ContainerRecord, view: CriView): Promise<void> {
+    await this.followers.get(rec.Id)?.stop();
+    const stateDir = path.join(this.engine.config.root, 'containers', rec.Id);
+    const follower = new CriLogFollower(this.engine.containers.logPath(rec.Id), view.log, path.join(stateDir, 'cri-log.offset'));
+    this.followers.set(rec.Id, follower);
+    await follower.start();
+  }
+
+  private async stopFollowing(id: string): Promise<void> {
+    const f = this.followers.get(id);
+    this.followers.delete(id);
+    await f?.stop();
+  }
+
+  async stopContainer(id: string | undefined, timeout: number): Promise<void> {
+    const { rec } = this.get('container', id);
+    await this.engine.containers.stop(rec.Id, Math.max(0, timeout));
+  }
+
+  async removeContainer(id: string | undefined): Promise<void> {
+    const hit = this.find('container', id);
+    if (!hit) return;
+    await this.engine.containers.remove(hit.rec.Id, { force: true });
+    await this.stopFollowing(hit.rec.Id);
+  }
+
+  async reopenContainerLog(id: string | undefined): Promise<void> {
+    const { rec } = this.get('container', id);
+    const f = this.followers.get(rec.Id);
+    if (!rec.State.Running || !f) throw new ConflictError(`container ${rec.Id} is not running`);
+    await f.reopen();
+  }
+
+  private imageRef(rec: ContainerRecord): string {
+    const image = this.engine.imageStore.get(rec.Image);
+    return image?.repoDigests[0] ?? rec.Image;
+  }
+
+  private containerMessage(rec: ContainerRecord, view: CriView) {
+    return {
+      id: rec.Id,
+      pod_sandbox_id: view.sandboxId,
+      metadata: view.metadata,
+      image: { image: view.image || rec.Config.Image },
+      image_ref: this.imageRef(rec),
+      image_id: rec.Image,
+      state: containerState(rec),
+      created_at: nanosOf(rec.Created),
+      labels: view.labels,
+      annotations: view.annotations,
+    };
+  }
+
+  listContainers(filter: { id?: string; state?: { state: string } | null; pod_sandbox_id?: string; label_selector?: Labels } | undefined) {
+    return this.all('container')
+      .filter(({ rec, view }) => {
+        if (filter?.id && !rec.Id.startsWith(filter.id)) return false;
+        if (filter?.pod_sandbox_id && !view.sandboxId.startsWith(filter.pod_sandbox_id)) return false;
+        if (filter?.state && containerState(rec) !== filter.state.state) return false;
+        return matchesSelector(view.labels, filter?.label_selector);
+      })
+      .map(({ rec, view }) => this.containerMessage(rec, view));
+  }
+
+  containerStatus(id: string | undefined, verbose: boolean) {
+    const { rec, view } = this.get('container', id);
+    const s = rec.State;
+    const exited = s.Status === 'exited' || s.Status === 'dead';
+    const reason = !exited ? '' : s.OOMKilled ? 'OOMKilled' : s.ExitCode === 0 ? 'Completed' : 'Error';
+    const { labels: _l, annotations: _a, pod_sandbox_id: _p, ...base } = this.containerMessage(rec, view);
+    const info: Record<string, string> = {};
+    if (verbose) info.info = JSON.stringify({ pid: s.Pid, sandboxID: view.sandboxId, berthContainer: rec.Name.replace(/^\//, '') });
+    return {
+      status: {
+        ...base,
+        labels: view.labels,
+        annotations: view.annotations,
+        started_at: nanosOf(s.StartedAt),
+        finished_at: exited ? nanosOf(s.FinishedAt) : '0',
+        exit_code: exited ? s.ExitCode : 0,
+        reason,
+        message: s.Error ?? '',
+        mounts: (rec.HostConfig.Binds ?? []).map((b) => {
+          const [host_path, container_path, mode = ''] = b.split(':');
+          return { host_path, container_path, readonly: mode.split(',').includes('ro') };
+        }),
+        log_path: view.log,
+      },
+      info,
+    };
+  }
+
+  async updateContainerResources(id: string | undefined, linux: Resources | undefined): Promise<void> {
+    const { rec } = this.get('container', id);
+    await this.engine.containers.update(rec.Id, resourcesOf(linux));
+  }
+
+  /** Run a command in the container and collect its output; `timeout` seconds (0: none). */
+  async execSync(id: string | undefined, cmd: string[] | undefined, timeout: number) {
+    const { rec } = this.get('container', id);
+    if (!cmd?.length) throw new InvalidArgumentError('cmd: a command is required');
+    const execId = this.engine.containers.execCreate(rec.Id, { Cmd: cmd, AttachStdout: true, AttachStderr: true });
+    const out = { stdout: [] as Buffer[], stderr: [] as Buffer[], sizes: { stdout: 0, stderr: 0 } };
+    let monitor: ReturnType<typeof connectUnix> | undefined;
+    let drained!: Promise<void>;
+    const started = await this.engine.containers.execStart(execId, (socket) => {
+      monitor = connectUnix(socket);
+      const decoder = new FrameDecoder(({ type, payload }) => {
+        const stream = type === MonitorFrame.stdout ? 'stdout' : type === MonitorFrame.stderr ? 'stderr' : undefined;
+        if (!stream || out.sizes[stream] >= EXEC_OUTPUT_CAP) return;
+        const part = payload.subarray(0, EXEC_OUTPUT_CAP - out.sizes[stream]);
+        out[stream].push(Buffer.from(part));
+        out.sizes[stream] += part.length;
+      });
+      drained = new Promise((resolve) => {
+        monitor!.on('data', (c: Buffer) => decoder.push(c));
+        monitor!.on('close', () => resolve());
+        monitor!.on('error', () => resolve());
+      });
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = timeout > 0
+      ? new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeout * 1000)))
+      : new Promise<never>(() => undefined);
+    try {
+      const result = await Promise.race([started.exited, timedOut]);
+      if (result === 'timeout') {
+        monitor?.write(signalFrame(9));
+        await started.exited.catch(() => undefined);
+        throw new BerthError(`command ${JSON.stringify(cmd.join(' '))} timed out after ${timeout}s`, 504);
+      }
+      await drained;
+      return { stdout: Buffer.concat(out.stdout), stderr: Buffer.concat(out.stderr), exit_code: result.exitCode };
+    } finally {
+      clearTimeout(timer);
+      monitor?.destroy();
+    }
+  }
+
+  version(apiVersion: string) {
+    return { version: '0.1.0', runtime_name: 'berth', runtime_version: ENGINE_VERSION, runtime_api_version: apiVersion };
+  }
+
+  status(verbose: boolean) {
+    const runtimeReady = !!this.engine.plugins.getSingle('runtime') && !!this.engine.storage();
+    const networkReady = !!this.engine.plugins.get('isolator.network');
+    const condition = (type: string, ok: boolean, why: string) => ({ type, status: ok, reason: ok ? '' : why, message: ok ? '' : why });
+    return {
+      status: {
+        conditions: [
+          condition('RuntimeReady', runtimeReady, `no runtime or storage driver: ${this.engine.plugins.whyMissing(runtimeReady ? 'network' : 'runtime')}`),
+          condition('NetworkReady', networkReady, 'isolator.network (CNI) is not loaded'),
+        ],
+      },
+      info: verbose ? { config: JSON.stringify({ root: this.engine.config.root, cri: this.engine.config.cri }) } : {},
+    };
+  }
+}
