@@ -116,18 +116,18 @@ describe.skipIf(!isRoot || !hasCni)(`network hot-plug, IPAM and compose's connec
   it('keeps IPAM pools as given (range, gateway, auxiliary addresses) and allocates inside the range', async () => {
     const netId = await createNetwork({
       Name: 'pools',
-      IPAM: { Driver: 'default', Config: [{ Subnet: '10.207.240.0/24', IPRange: '10.207.240.128/25', Gateway: '10.207.240.254', AuxiliaryAddresses: { a: '10.207.240.129' } }] },
+      IPAM: { Driver: 'default', Config: [{ Subnet: '10.209.240.0/24', IPRange: '10.209.240.128/25', Gateway: '10.209.240.254', AuxiliaryAddresses: { a: '10.209.240.129' } }] },
     });
     const net = (await daemon.api(`/networks/${netId}`)).json;
-    expect(net.IPAM).toEqual({ Driver: 'default', Options: null, Config: [{ Subnet: '10.207.240.0/24', IPRange: '10.207.240.128/25', Gateway: '10.207.240.254', AuxiliaryAddresses: { a: '10.207.240.129' } }] });
+    expect(net.IPAM).toEqual({ Driver: 'default', Options: null, Config: [{ Subnet: '10.209.240.0/24', IPRange: '10.209.240.128/25', Gateway: '10.209.240.254', AuxiliaryAddresses: { a: '10.209.240.129' } }] });
     expectOk(await cli(['run', '-d', '--name', 'p1', '--network', 'pools', img]));
     const ip = (await inspect('p1')).NetworkSettings.Networks.pools.IPAddress as string;
     const last = Number(ip.split('.')[3]);
     expect(last).toBeGreaterThanOrEqual(128);
-    expect(ip).not.toBe('10.207.240.129');
-    expect((await inspect('p1')).NetworkSettings.Networks.pools.Gateway).toBe('10.207.240.254');
+    expect(ip).not.toBe('10.209.240.129');
+    expect((await inspect('p1')).NetworkSettings.Networks.pools.Gateway).toBe('10.209.240.254');
     expectOk(await cli(['rm', '-f', 'p1']));
-    const bad = await daemon.api('/networks/create', { method: 'POST', body: { Name: 'badrange', IPAM: { Config: [{ Subnet: '10.207.241.0/24', IPRange: '10.207.9.0/25' }] } } });
+    const bad = await daemon.api('/networks/create', { method: 'POST', body: { Name: 'badrange', IPAM: { Config: [{ Subnet: '10.209.241.0/24', IPRange: '10.209.9.0/25' }] } } });
     expect(bad.status).toBe(400);
     expect(bad.json.message).toContain('IPRange');
   });

@@ -149,10 +149,10 @@ describe.skipIf(!isRoot || !hasCni)(`networks, published ports and DNS (${!isRoo
 
   it('containers on one user network reach each other by name and alias; other networks cannot', async () => {
     expectOk(await cli(['network', 'create', 'front']));
-    expectOk(await cli(['network', 'create', '--subnet', '10.207.250.0/24', 'back']));
+    expectOk(await cli(['network', 'create', '--subnet', '10.209.250.0/24', 'back']));
     const front = await bridgeOf('front');
     const back = await bridgeOf('back');
-    expect(back.IPAM.Config[0].Subnet).toBe('10.207.250.0/24');
+    expect(back.IPAM.Config[0].Subnet).toBe('10.209.250.0/24');
     expect(expectOk(await cli(['network', 'ls'])).stdout).toMatch(/front\s+bridge/);
     expectOk(await cli(['run', '-d', '--name', 'srv', '--network', 'front', '--network-alias', 'www', img]));
     const srvIp = (await inspect('srv')).NetworkSettings.Networks.front.IPAddress;
@@ -181,10 +181,10 @@ describe.skipIf(!isRoot || !hasCni)(`networks, published ports and DNS (${!isRoo
   });
 
   it('--ip gives a fixed address; connect and disconnect apply to stopped containers', async () => {
-    expectOk(await cli(['network', 'create', '--subnet', '10.207.251.0/24', 'fixed']));
+    expectOk(await cli(['network', 'create', '--subnet', '10.209.251.0/24', 'fixed']));
     await bridgeOf('fixed');
-    const out = expectOk(await cli(['run', '--rm', '--network', 'fixed', '--ip', '10.207.251.77', img, 'cat', '/etc/hosts'])).stdout;
-    expect(out).toContain('10.207.251.77\t');
+    const out = expectOk(await cli(['run', '--rm', '--network', 'fixed', '--ip', '10.209.251.77', img, 'cat', '/etc/hosts'])).stdout;
+    expect(out).toContain('10.209.251.77\t');
     expectOk(await cli(['create', '--name', 'multi', img, 'sh', '-c', 'cat /proc/net/dev']));
     expectOk(await cli(['network', 'connect', 'fixed', 'multi']));
     expectOk(await cli(['start', 'multi']));
