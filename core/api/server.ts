@@ -130,7 +130,7 @@ export class ApiServer {
       // The rest of a refused body is not read, so the connection cannot carry another request.
       // It is half-closed once the answer is out (the client, perhaps still writing, reads the
       // answer and the end), and dropped by the idle check after keepAliveTimeout.
-      if (!raw.complete) res.once('finish', () => raw.socket.end());
+      if (!raw.complete && declaresBody(raw)) res.once('finish', () => raw.socket.end());
       sendError(res, err);
     }
   }
@@ -160,6 +160,11 @@ export class ApiServer {
     for (const s of this.sockets) s.destroy();
     await closed;
   }
+}
+
+/** Whether a body follows the headers (`complete` lags behind for one that has none). */
+function declaresBody(req: http.IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
 }
 
 /**

@@ -304,17 +304,19 @@ export function checkBody<T>(body: unknown, shape: Shape, what: string): T | und
 
 /**
  * `HostConfig.SecurityOpt`, checked as dockerd's parseSecurityOpt does: `seccomp=` must be
- * unconfined, builtin or a valid profile (a 400 naming the profile's key otherwise); `label=` and
- * `apparmor=` are accepted and have no effect, as on a Docker host without SELinux or AppArmor;
- * anything else is refused, naming it.
+ * unconfined, builtin or a valid profile (a 400 naming the profile's key otherwise);
+ * `no-new-privileges[=true|false]` is applied by the namespaces isolator. berth loads no AppArmor
+ * or SELinux profile, so only their opt-outs (`apparmor=unconfined`, `label=disable`) are
+ * accepted; anything else is refused, naming it. Older clients write `key:value`.
  */
 export function checkSecurityOpt(securityOpt: unknown): void {
   if (!Array.isArray(securityOpt)) return;
   for (const opt of securityOpt as string[]) {
-    const key = opt.split(/[=:]/, 1)[0];
-    if (key === 'label' || key === 'apparmor') continue;
+    const [key, value] = opt.split(/[=:]/, 2);
+    if ((key === 'label' && value === 'disable') || (key === 'apparmor' && value === 'unconfined')) continue;
+    if (key === 'no-new-privileges' && (value === undefined || value === 'true' || value === 'false')) continue;
     if (key !== 'seccomp' || opt === key) {
-      throw new InvalidArgumentError(`invalid --security-opt ${JSON.stringify(opt.length > 60 ? opt.slice(0, 60) + '...' : opt)}: berth knows seccomp=unconfined|builtin|<profile JSON>, label=... and apparmor=...`);
+      throw new InvalidArgumentError(`invalid --security-opt ${JSON.stringify(opt.length > 60 ? opt.slice(0, 60) + '...' : opt)} (HostConfig.SecurityOpt): berth applies seccomp=unconfined|builtin|<profile JSON>, no-new-privileges, apparmor=unconfined and label=disable`);
     }
   }
   seccompChoice(securityOpt);

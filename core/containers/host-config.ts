@@ -17,7 +17,10 @@ export function runtimeNames(configured: string): string[] {
   return [...new Set([configured, 'runc'])];
 }
 
-/** Namespace modes berth honours: its own namespace, or the host's (no namespace made). */
+/**
+ * Namespace modes berth honours: its own namespace, the host's (no namespace made), or another
+ * container's (`container:<id>`, resolved to the full id by create) where the key is in SHAREABLE.
+ */
 const NAMESPACE_MODES: Record<string, string[]> = {
   PidMode: ['', 'host'],
   IpcMode: ['', 'private', 'shareable', 'host'],
@@ -25,6 +28,7 @@ const NAMESPACE_MODES: Record<string, string[]> = {
   UTSMode: [''],
   UsernsMode: ['', 'host'],
 };
+const SHAREABLE = new Set(['IpcMode', 'UTSMode']);
 
 /** Fields berth does not act on, refused unless they hold what a client sends when unset. */
 const UNSUPPORTED: { field: string; why: string; unset?: (v: unknown) => boolean }[] = [
@@ -49,7 +53,6 @@ const UNSUPPORTED: { field: string; why: string; unset?: (v: unknown) => boolean
   { field: 'BlkioDeviceWriteBps', why: 'berth sets no per-device block I/O limits' },
   { field: 'BlkioDeviceReadIOps', why: 'berth sets no per-device block I/O limits' },
   { field: 'BlkioDeviceWriteIOps', why: 'berth sets no per-device block I/O limits' },
-  { field: 'DeviceCgroupRules', why: 'berth takes devices by path (Devices), not cgroup rules' },
   { field: 'DeviceRequests', why: 'berth has no device drivers (GPUs)' },
   { field: 'VolumeDriver', why: 'give the driver when creating the volume (docker volume create -d)', unset: (v) => v === 'local' },
 ];
@@ -71,6 +74,7 @@ export function validateHostConfig(h: HostConfigSpec, opts: { networks: boolean;
   }
   for (const [field, modes] of Object.entries(NAMESPACE_MODES)) {
     const value = h[field] ?? '';
+    if (SHAREABLE.has(field) && typeof value === 'string' && value.startsWith('container:')) continue;
     if (!modes.includes(value as string)) {
       throw new InvalidArgumentError(`HostConfig.${field}: berth does not support ${JSON.stringify(value)} (${modes.filter(Boolean).map((m) => JSON.stringify(m)).join(', ') || 'only the default'}${modes.length > 1 ? ', or empty for its own namespace' : ''})`);
     }
@@ -79,8 +83,6 @@ export function validateHostConfig(h: HostConfigSpec, opts: { networks: boolean;
     const value = h[field];
     if (!isUnset(value) && !unset?.(value)) throw new InvalidArgumentError(`HostConfig.${field}: not supported: ${why}`);
   }
-  const logType = (h.LogConfig as { Type?: string } | undefined)?.Type ?? '';
-  if (logType && logType !== 'json-file') throw new InvalidArgumentError(`HostConfig.LogConfig.Type: logger: no log driver named '${logType}' is registered`);
   for (const u of (h.Ulimits as { Name: string; Soft: number; Hard: number }[] | null) ?? []) {
     if (RLIMITS[`RLIMIT_${String(u.Name).toUpperCase()}`] === undefined) throw new InvalidArgumentError(`HostConfig.Ulimits: invalid ulimit type: ${u.Name}`);
     if (u.Soft > u.Hard) throw new InvalidArgumentError(`HostConfig.Ulimits: ulimit ${u.Name}: soft limit ${u.Soft} is above the hard limit ${u.Hard}`);

@@ -132,17 +132,14 @@ function parseShareModes(hc: Record<string, unknown>): Partial<Record<Shared, st
 }
 
 /**
- * HostConfig.SecurityOpt: `no-new-privileges` is applied here; berth loads no AppArmor or SELinux
- * profile, so only their opt-outs are accepted; `seccomp=...` belongs to seccomp isolators.
- * Older clients write `key:value`. Returns whether no_new_privs is asked for.
+ * HostConfig.SecurityOpt (checked by core, Docker's parseSecurityOpt): `no-new-privileges` is the
+ * one applied here. Older clients write `key:value`.
  */
 function securityOptions(opts: string[]): boolean {
   let noNewPrivileges = false;
   for (const opt of opts) {
     const [key, value = ''] = opt.split(/[=:]/, 2);
     if (key === 'no-new-privileges') noNewPrivileges = value === '' || value === 'true';
-    else if ((key === 'apparmor' && value === 'unconfined') || (key === 'label' && value === 'disable') || key === 'seccomp') continue;
-    else throw new InvalidArgumentError(`HostConfig.SecurityOpt: ${JSON.stringify(opt)} is not supported (berth applies no-new-privileges, seccomp=..., apparmor=unconfined, label=disable)`);
   }
   return noNewPrivileges;
 }

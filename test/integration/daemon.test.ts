@@ -161,6 +161,18 @@ describe('berthd API', () => {
     expect(res.json.message).toContain('/no/such/route');
   });
 
+  it('keeps a keep-alive connection open after an error answer to a request without a body', async () => {
+    const conn = net.connect(daemon.socket);
+    let seen = '';
+    conn.on('data', (c) => (seen += c.toString('latin1')));
+    const closed = new Promise<void>((resolve) => conn.once('close', () => resolve()));
+    conn.write('GET /v1.43/no/such/route HTTP/1.1\r\nHost: x\r\n\r\n');
+    await expect.poll(() => seen).toMatch(/^HTTP\/1\.1 404/);
+    conn.write('GET /_ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    await closed;
+    expect(seen).toMatch(/^HTTP\/1\.1 404[^]*HTTP\/1\.1 200 OK[^]*\r\nOK\r\n/);
+  });
+
   it('refuses a malformed image reference with 400 before any pull starts', async () => {
     const res = await daemon.api('/v1.43/images/create?fromImage=127.0.0.1:1/x&tag=bad%20tag', { method: 'POST' });
     expect(res.status).toBe(400);

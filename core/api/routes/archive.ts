@@ -116,9 +116,8 @@ interface Target {
  * rootfs), its last component not followed, unless it is `.` or empty (`dir/.`, `dir/`). The
  * caller closes `target.dir`.
  */
-function statPath(root: PinnedDir, rec: ContainerRecord, rawPath: string): { stat: ContainerPathStat; target: Target } {
-  const absPath = containerAbsPath(rawPath);
-  checkNotInBind(rec, absPath);
+function statPath(scope: Scope, rec: ContainerRecord, rawPath: string): { stat: ContainerPathStat; target: Target } {
+  const { root, absPath } = scope;
   const cut = absPath.lastIndexOf('/');
   const base = absPath.slice(cut + 1);
   const dirOnly = base === '' || base === '.';
@@ -127,7 +126,7 @@ function statPath(root: PinnedDir, rec: ContainerRecord, rawPath: string): { sta
     const st = dirOnly ? fstatSync(dir.fd) : lstatIn(dir, base);
     if (!st) throw new NotFoundError(`Could not find the file ${rawPath} in container ${rec.Name.replace(/^\//, '')}`);
     const linkTarget = st.isSymbolicLink() ? linkTargetOf(root, dir, base, absPath) : '';
-    const stat = { name: goBase(absPath), size: st.size, mode: goFileMode(st), mtime: st.mtime.toISOString(), linkTarget };
+    const stat = { name: goBase(containerAbsPath(rawPath)), size: st.size, mode: goFileMode(st), mtime: st.mtime.toISOString(), linkTarget };
     return { stat, target: { dir, name: dirOnly ? null : base, st } };
   } catch (err) {
     dir.close();
@@ -165,6 +164,34 @@ function checkNotInBind(rec: ContainerRecord, absPath: string): void {
       throw new BerthError(`${absPath} is inside the bind mount ${bind}: copying to or from bind mounts is not supported; use the host path`, 501);
     }
   }
+}
+
+/** Where a copied path is resolved: the root that holds it, and the path below that root. */
+interface Scope {
+  root: PinnedDir;
+  /** The same root as a host path (what applyLayerTar extracts into). */
+  rootPath: string;
+  absPath: string;
+  readOnly: boolean;
+  close(): void;
+}
+
+/**
+ * A path below one of the container's volumes lives in the volume itself: the container sees it
+ * mounted there, while the rootfs seen from the host (running or not) has only the image's
+ * directory. Anything else is resolved in the rootfs. Either way resolution stays in that root.
+ */
+function scopeOf(engine: Engine, rec: ContainerRecord, rootfs: string, root: PinnedDir, rawPath: string): Scope {
+  const absPath = containerAbsPath(rawPath);
+  checkNotInBind(rec, absPath);
+  const p = absPath.replace(/\/\.?$/, '') || '/';
+  for (const m of engine.volumes.inspectMounts(rec.Id)) {
+    const dest = path.posix.normalize(m.Destination);
+    if (m.Type !== 'volume' || !m.Source || dest === '/' || (p !== dest && !p.startsWith(`${dest}/`))) continue;
+    const volumeRoot = pinRoot(m.Source);
+    return { root: volumeRoot, rootPath: m.Source, absPath: absPath.slice(dest.length) || '/', readOnly: !m.RW, close: () => volumeRoot.close() };
+  }
+  return { root, rootPath: rootfs, absPath, readOnly: false, close: () => undefined };
 }
 
 function statHeader(stat: ContainerPathStat): string {
@@ -212,8 +239,15 @@ function eventAttrs(rec: ContainerRecord): Record<string, string> {
 async function getArchive(engine: Engine, req: ApiRequest, res: ServerResponse): Promise<void> {
   const rawPath = requiredPath(req);
   const rec = engine.containers.get(req.params.id);
-  await withRootfs(engine, rec, async (_rootfs, root, release) => {
-    const { stat, target } = statPath(root, rec, rawPath);
+  await withRootfs(engine, rec, async (rootfs, root, release) => {
+    const scope = scopeOf(engine, rec, rootfs, root, rawPath);
+    let stat: ContainerPathStat;
+    let target: Target;
+    try {
+      ({ stat, target } = statPath(scope, rec, rawPath));
+    } finally {
+      scope.close(); // the target holds its own fd
+    }
     if (req.method === 'HEAD') {
       target.dir.close();
       res.writeHead(200, { [PATH_STAT_HEADER]: statHeader(stat), 'Content-Type': 'application/x-tar' }).end();
@@ -305,36 +339,12 @@ async function putArchive(engine: Engine, req: ApiRequest, res: ServerResponse):
   const noOverwriteDirNonDir = boolParam(req.query, 'noOverwriteDirNonDir');
   const copyUIDGID = boolParam(req.query, 'copyUIDGID');
   if (rec.HostConfig.ReadonlyRootfs) throw new BerthError(`container ${rec.Name.replace(/^\//, '')}: its rootfs is marked read-only`, 403);
-  await withRootfs(engine, rec, async (rootfs, root, release) => {
-    const absPath = containerAbsPath(rawPath);
-    checkNotInBind(rec, absPath);
-    // Unlike a stat, the destination's last component is followed too: extracting "to" a
-    // symlink that points at a directory extracts into that directory (as Docker does).
-    const destFd = openInContainer(rawPath, rec, () => openat2(root.fd, absPath, O_PATH, IN_ROOT));
-    let st: Stats;
-    let destPath: string | null;
+  await withRootfs(engine, rec, async (rootfs, containerRoot, release) => {
+    const scope = scopeOf(engine, rec, rootfs, containerRoot, rawPath);
     try {
-      st = fstatSync(destFd);
-      destPath = containerPathOf(root, destFd);
+      await extractInto(req, rec, scope, rootfs, { rawPath, noOverwriteDirNonDir, copyUIDGID });
     } finally {
-      closeSync(destFd);
-    }
-    if (!st.isDirectory()) throw new InvalidArgumentError(`extraction point is not a directory: ${rawPath}`);
-    if (destPath === null) throw new BerthError(`extracting into ${rawPath}: the kernel resolved it outside the container's rootfs`, 500);
-    // Owners: root by default (what docker documents); with copyUIDGID the container's user,
-    // or the archive's own owners when the container has no user configured.
-    let owner: { uid: number; gid: number } | undefined = { uid: 0, gid: 0 };
-    if (copyUIDGID) owner = rec.Config.User ? await resolveUser(rootfs, rec.Config.User) : undefined;
-    const rewritten = rewriteArchive(req.raw, { root, dest: components(destPath), owner, noOverwriteDirNonDir, shownDest: rawPath });
-    req.signal.addEventListener('abort', () => rewritten.destroy(new BerthError('client went away', 499)));
-    try {
-      await applyLayerTar(rootfs, rewritten, { whiteouts: 'merge', chown: process.getuid?.() === 0 });
-    } catch (err) {
-      const e = err as BerthError;
-      if (e.status && e.status < 500) throw new BerthError(`extracting into ${rawPath}: ${e.message.replace(/^invalid layer: /, '')}`, e.status);
-      if (/Invalid tar header|Unexpected end of data|Header exceeds/.test(e.message)) throw new InvalidArgumentError(`extracting into ${rawPath}: not a valid tar archive: ${e.message}`);
-      throw err;
-    } finally {
+      scope.close();
       release();
     }
     engine.events.publish('container', 'extract-to-dir', rec.Id, eventAttrs(rec));
@@ -342,10 +352,50 @@ async function putArchive(engine: Engine, req: ApiRequest, res: ServerResponse):
   });
 }
 
+/** The PUT body extracted below the scope's root (the rootfs or a volume). */
+async function extractInto(
+  req: ApiRequest,
+  rec: ContainerRecord,
+  scope: Scope,
+  rootfs: string,
+  o: { rawPath: string; noOverwriteDirNonDir: boolean; copyUIDGID: boolean },
+): Promise<void> {
+  const { rawPath, noOverwriteDirNonDir, copyUIDGID } = o;
+  const { root, absPath } = scope;
+  if (scope.readOnly) throw new BerthError(`container ${rec.Name.replace(/^\//, '')}: ${rawPath} is on a read-only volume`, 403);
+  // Unlike a stat, the destination's last component is followed too: extracting "to" a
+  // symlink that points at a directory extracts into that directory (as Docker does).
+  const destFd = openInContainer(rawPath, rec, () => openat2(root.fd, absPath, O_PATH, IN_ROOT));
+  let st: Stats;
+  let destPath: string | null;
+  try {
+    st = fstatSync(destFd);
+    destPath = containerPathOf(root, destFd);
+  } finally {
+    closeSync(destFd);
+  }
+  if (!st.isDirectory()) throw new InvalidArgumentError(`extraction point is not a directory: ${rawPath}`);
+  if (destPath === null) throw new BerthError(`extracting into ${rawPath}: the kernel resolved it outside the container's rootfs`, 500);
+  // Owners: root by default (what docker documents); with copyUIDGID the container's user,
+  // or the archive's own owners when the container has no user configured.
+  let owner: { uid: number; gid: number } | undefined = { uid: 0, gid: 0 };
+  if (copyUIDGID) owner = rec.Config.User ? await resolveUser(rootfs, rec.Config.User) : undefined;
+  const rewritten = rewriteArchive(req.raw, { root, dest: components(destPath), owner, noOverwriteDirNonDir, shownDest: rawPath });
+  req.signal.addEventListener('abort', () => rewritten.destroy(new BerthError('client went away', 499)));
+  try {
+    await applyLayerTar(scope.rootPath, rewritten, { whiteouts: 'merge', chown: process.getuid?.() === 0 });
+  } catch (err) {
+    const e = err as BerthError;
+    if (e.status && e.status < 500) throw new BerthError(`extracting into ${rawPath}: ${e.message.replace(/^invalid layer: /, '')}`, e.status);
+    if (/Invalid tar header|Unexpected end of data|Header exceeds/.test(e.message)) throw new InvalidArgumentError(`extracting into ${rawPath}: not a valid tar archive: ${e.message}`);
+    throw err;
+  }
+}
+
 interface RewriteOptions {
-  /** The container's rootfs, pinned. */
+  /** The root extracted into (the container's rootfs or a volume), pinned. */
   root: PinnedDir;
-  /** The destination directory, as components below the rootfs. */
+  /** The destination directory, as components below that root. */
   dest: string[];
   /** Owner for every entry; undefined keeps the archive's. */
   owner?: { uid: number; gid: number };

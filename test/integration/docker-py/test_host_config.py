@@ -95,7 +95,6 @@ def test_runtime_runc_is_accepted_and_reported(client, run):
     ({'pid_mode': 'container:other'}, 'PidMode'),
     ({'mem_swappiness': 10}, 'MemorySwappiness'),
     ({'storage_opt': {'size': '1G'}}, 'StorageOpt'),
-    ({'device_cgroup_rules': ['c 1:3 rwm']}, 'DeviceCgroupRules'),
     ({'runtime': 'no-such-runtime'}, 'runtime'),
     ({'log_config': docker.types.LogConfig(type='no-such-driver')}, 'no-such-driver'),
     ({'security_opt': ['apparmor=some-profile']}, 'SecurityOpt'),
