@@ -1,8 +1,9 @@
 /**
  * vitest globalSetup: integration tests run the compiled daemon and CLI, so make sure dist/ is
  * current. `npx tsc -p .` runs once, and only when dist/core/kernel/berthd.js is missing or older
- * than some core/ or plugins/ source; the C programs are rebuilt when a .c or .h is newer. Type errors elsewhere in the tree do not stop the run (tsc
- * still emits), but a missing daemon afterwards does.
+ * than some core/ or plugins/ source. Type errors elsewhere in the tree do not stop the run (tsc
+ * still emits), but a missing daemon afterwards does. The C programs are rebuilt when a .c or .h
+ * is newer than the launcher.
  */
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync, utimesSync } from 'node:fs';
