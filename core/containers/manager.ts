@@ -31,6 +31,7 @@ import { DEFAULT_LOG_DRIVER, type LogConfig, checkLogConfig, resolveLogConfig } 
 import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
 import { type HealthConfig, HealthMonitor, healthSuffix, mergeHealthcheck } from './health';
 import { validateHostConfig } from './host-config';
+import { IsolatorChain, type NamedIsolator, isolatorCall } from './isolator-chain';
 import { linkSetup, namesOf, normalizeLinks, withoutLink } from './links';
 import { ensureWorkingDir, resolveUser } from './user';
 
@@ -52,7 +53,7 @@ export interface ManagerDeps {
   images: ImageService;
   storage: () => StorageDriver | undefined;
   runtime: () => Runtime | undefined;
-  isolators: () => { uri: string; impl: Isolator }[];
+  isolators: () => NamedIsolator[];
   unpacker: () => LayerUnpacker | undefined;
   missing: (type: string) => string;
   log: Logger;
@@ -286,11 +287,8 @@ export class ContainerManager extends EventEmitter {
     const links = linkSetup(rec, (n) => this.store.find(n), (cid) => this.deps.networks?.settings(cid).IPAddress);
     const extraHosts = [...((rec.HostConfig.ExtraHosts as string[] | null) ?? []), ...links.hosts];
     const target: IsolationTarget = { containerId: id, stateDir, hostConfig: { ...rec.HostConfig, Binds: binds, Hostname: rec.Config.Hostname, ExtraHosts: extraHosts } };
-    const isolators = this.deps.isolators();
-    const done: { uri: string; impl: Isolator }[] = [];
+    const chain = new IsolatorChain(this.deps.isolators());
     let mounted = false;
-    // Milliseconds per isolator phase of this start (GET /berth/containers/{id}/timings).
-    const timings: Record<string, number> = {};
     const startedAt = performance.now();
     try {
       // 1. The storage driver prepares the rootfs.
@@ -321,11 +319,7 @@ export class ContainerManager extends EventEmitter {
       else if (logRotation.maxSize) plan.logRotation = { maxSize: logRotation.maxSize, maxFiles: logRotation.maxFiles };
       if (this.deps.volumes) plan.mounts.push(...(await this.deps.volumes.planMounts(id, rootfs)));
       // 2. Each isolator, in config order: host-side setup, then its part of the plan.
-      for (const iso of isolators) {
-        await phase(iso, 'setup', () => iso.impl.setup?.(target), timings);
-        done.push(iso);
-        await phase(iso, 'plan', () => iso.impl.plan?.(target, plan), timings);
-      }
+      await chain.prepare(target, plan);
       // --init: a minimal reaper at pid 1, bound in after the isolators' /dev mounts.
       if (rec.HostConfig.Init) {
         plan.mounts.push({ destination: '/dev/init', type: 'bind', source: initBinary(), options: ['bind', 'ro', 'nosuid', 'nodev'] });
@@ -334,15 +328,14 @@ export class ContainerManager extends EventEmitter {
       // 3-5. The launcher clones the child; while it waits, isolators attach; then it execs.
       const proc = await runtime.start(id, stateDir, plan, {
         attach: async (pid) => {
-          for (const iso of isolators) await phase(iso, 'attach', () => iso.impl.attach?.(target, pid), timings);
+          await chain.attach(target, pid);
           const socket = runtime.attachSocket?.(id, stateDir);
           if (socket) for (const fn of this.earlyAttach.get(id) ?? []) fn(socket);
           this.earlyAttach.delete(id);
         },
       });
-      for (const iso of isolators) await phase(iso, 'started', () => iso.impl.started?.(target, proc.pid), timings);
-      timings['total start'] = performance.now() - startedAt;
-      this.startTimings.set(id, timings);
+      await chain.started(target, proc.pid);
+      this.startTimings.set(id, { ...chain.timings, 'total start': performance.now() - startedAt });
       // Exec sessions join with the same capabilities, env and cgroups: keep the plan.
       this.plans.set(id, plan);
       await writeJsonAtomic(path.join(stateDir, 'launch.json'), plan);
@@ -352,7 +345,7 @@ export class ContainerManager extends EventEmitter {
       this.watchExit(id);
       this.emit('start', id);
     } catch (err) {
-      for (const iso of done.reverse()) await iso.impl.cleanup?.(target).catch(() => undefined);
+      await chain.cleanup(target);
       if (mounted) await storage.unmount(id).catch(() => undefined);
       rec.State.Error = (err as Error).message;
       rec.State.ExitCode = (err as BerthError).status === 400 ? 127 : 128;
@@ -382,9 +375,7 @@ export class ContainerManager extends EventEmitter {
     const rec = this.store.find(id);
     if (!rec) return;
     const target: IsolationTarget = { containerId: id, stateDir: this.store.stateDir(id), hostConfig: rec.HostConfig };
-    for (const iso of [...this.deps.isolators()].reverse()) {
-      await phase(iso, 'cleanup', () => iso.impl.cleanup?.(target)).catch((err) => this.deps.log.warn('isolator cleanup failed', { container: id, error: (err as Error).message }));
-    }
+    await new IsolatorChain(this.deps.isolators()).cleanup(target, (err) => this.deps.log.warn('isolator cleanup failed', { container: id, error: err.message }));
     await this.deps.storage()?.unmount(id).catch(() => undefined);
     await this.deps.volumes?.release(id).catch(() => undefined);
     this.health.disarm(id, rec);
@@ -546,7 +537,7 @@ export class ContainerManager extends EventEmitter {
       // Whoever waits on this container (an attached `run`) learns how it ended: 137, not 0.
       if (status) Object.assign(rec.State, { Status: 'exited', Running: false, Pid: 0, ExitCode: status.exitCode, OOMKilled: status.oomKilled, FinishedAt: status.finishedAt });
       const target: IsolationTarget = { containerId: id, stateDir: this.store.stateDir(id), hostConfig: rec.HostConfig };
-      for (const iso of [...this.deps.isolators()].reverse()) await iso.impl.cleanup?.(target).catch(() => undefined);
+      await new IsolatorChain(this.deps.isolators()).cleanup(target);
     }
     rec.State.Status = 'removing';
     await this.runtime().delete(id, this.store.stateDir(id)).catch(() => undefined);
@@ -650,7 +641,7 @@ export class ContainerManager extends EventEmitter {
     if (!rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
     if (rec.State.Paused) throw new ConflictError(`Container ${rec.Id} is already paused`);
     const iso = this.isolatorWith('pause', 'pause');
-    await phase(iso, 'pause', () => iso.impl.pause!(this.target(rec)));
+    await isolatorCall(iso, 'pause', () => iso.impl.pause!(this.target(rec)));
     Object.assign(rec.State, { Paused: true, Status: 'paused' });
     await this.store.save(rec);
     this.emit('pause', rec.Id);
@@ -667,7 +658,7 @@ export class ContainerManager extends EventEmitter {
   private async thaw(rec: ContainerRecord): Promise<void> {
     if (!rec.State.Paused) return;
     const iso = this.isolatorWith('resume', 'unpause');
-    await phase(iso, 'resume', () => iso.impl.resume!(this.target(rec)));
+    await isolatorCall(iso, 'resume', () => iso.impl.resume!(this.target(rec)));
     Object.assign(rec.State, { Paused: false, Status: rec.State.Running ? 'running' : rec.State.Status });
     await this.store.save(rec);
   }
@@ -695,7 +686,7 @@ export class ContainerManager extends EventEmitter {
     const { RestartPolicy, ...limits } = resources as { RestartPolicy?: HostConfigSpec['RestartPolicy'] } & Record<string, unknown>;
     if (rec.State.Running && Object.keys(limits).length) {
       const iso = this.isolatorWith('update', 'update');
-      await phase(iso, 'update', () => iso.impl.update!(this.target(rec), limits));
+      await isolatorCall(iso, 'update', () => iso.impl.update!(this.target(rec), limits));
     }
     Object.assign(rec.HostConfig, limits, RestartPolicy ? { RestartPolicy } : {});
     await this.store.save(rec);
@@ -717,9 +708,8 @@ export class ContainerManager extends EventEmitter {
     const plan = this.plans.get(rec.Id) ?? (await readJson<LaunchPlan>(path.join(this.store.stateDir(rec.Id), 'launch.json')));
     if (!plan || !rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
     // The launcher joins namespaces; the isolators put the exec'd process into the container's cgroups.
-    const attach = async (pid: number) => {
-      for (const iso of this.deps.isolators()) await phase(iso, 'attach', () => iso.impl.attach?.({ ...this.target(rec), joining: true }, pid));
-    };
+    const chain = new IsolatorChain(this.deps.isolators());
+    const attach = (pid: number) => chain.attach({ ...this.target(rec), joining: true }, pid);
     const started = await this.execs.start(session, rec, plan, { runtime: this.runtime(), storage: this.storage(), attach }, beforeExec);
     this.emit('exec_start', rec.Id);
     return started;
@@ -806,18 +796,6 @@ export class ContainerManager extends EventEmitter {
       Config: rec.Config,
       NetworkSettings: this.deps.networks?.settings(rec.Id) ?? { Networks: {}, Ports: {}, IPAddress: '', Gateway: '', MacAddress: '' },
     };
-  }
-}
-
-async function phase<T>(iso: { uri: string }, name: string, fn: () => Promise<T> | T | undefined, timings?: Record<string, number>): Promise<T | undefined> {
-  const t0 = performance.now();
-  try {
-    return await fn();
-  } catch (err) {
-    const e = err as BerthError;
-    throw new BerthError(`${iso.uri} ${name}: ${e.message}`, e.status ?? 500, { cause: err });
-  } finally {
-    if (timings) timings[`${iso.uri} ${name}`] = (timings[`${iso.uri} ${name}`] ?? 0) + performance.now() - t0;
   }
 }
 
