@@ -11,4 +11,5 @@ export { isolatorConformance, basePlan } from '../../test/conformance/isolator';
 // Fakes for tests of the kernel itself (lifecycle, restart policy, isolator order) without root.
 export { FakeRuntime } from './fake-runtime';
 export { MemoryStorage } from './memory-storage';
-export { RecordingIsolator, type IsolatorPhase } from './recording-isolator';
+export { RecordingIsolator } from './recording-isolator';
+export { IsolatorChain, type IsolatorPhase } from '../containers/isolator-chain';

@@ -3,10 +3,9 @@
  * check the order the kernel promises (setup -> plan -> attach -> started; cleanup in reverse
  * config order) and what a failing phase leaves behind.
  */
+import type { IsolatorPhase } from '../containers/isolator-chain';
 import type { IsolationTarget, Isolator } from '../contracts/isolator';
 import type { LaunchPlan } from '../contracts/launch';
-
-export type IsolatorPhase = 'setup' | 'plan' | 'attach' | 'started' | 'cleanup';
 
 export class RecordingIsolator implements Isolator {
   /** Every call, across all instances that share the log: `name phase containerId`. */
