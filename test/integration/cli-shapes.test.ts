@@ -76,7 +76,7 @@ describe.skipIf(!isRoot)(`CLI shapes (${isRoot ? 'root' : rootReason})`, () => {
           expect({ t, c, code: mine.code, out: mine.stdout }).toEqual({ t, c, code: theirs.code, out: theirs.stdout });
         }
       }
-    });
+    }, 240_000); // two CLIs per template and container: minutes on a loaded machine
 
     it('inspect -f on a field that is not there, and a template that does not parse', async () => {
       expect(await ok(['inspect', '-f', '{{.Nope}}', 'live'])).toBe('<no value>\n');
