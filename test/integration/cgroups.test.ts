@@ -119,7 +119,7 @@ describe.skipIf(!isRoot)(`isolator.cgroups on the real kernel${isRoot ? '' : ` (
     }
   });
 
-  it('NanoCpus 0.5e9 keeps a busy loop near half a core', async () => {
+  it('NanoCpus 0.5e9 keeps a busy loop at half a core at most', async () => {
     const c = await startLong(['sh', '-c', 'while :; do :; done'], { NanoCpus: 0.5e9 });
     try {
       const read = async () => ((await h.cgroups.stats(c.target)).cpu_stats as { cpu_usage: { total_usage: number } }).cpu_usage.total_usage;
@@ -130,7 +130,8 @@ describe.skipIf(!isRoot)(`isolator.cgroups on the real kernel${isRoot ? '' : ` (
       const u1 = await read();
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       const cores = (u1 - u0) / 1e9 / seconds;
-      expect(cores).toBeGreaterThan(0.3);
+      // The quota is a ceiling; on a loaded machine the loop may get less than its half core.
+      expect(cores).toBeGreaterThan(0.02);
       expect(cores).toBeLessThan(0.7);
       const cpuDir = dirOf(c.target, 'cpu');
       if (existsSync(join(cpuDir, 'cpu.cfs_quota_us'))) expect(readFileSync(join(cpuDir, 'cpu.cfs_quota_us'), 'utf8').trim()).toBe('50000');
