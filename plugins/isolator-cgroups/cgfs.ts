@@ -4,7 +4,7 @@
  * Synchronous on purpose: each call is one small kernfs syscall, and a dozen of them per container
  * cost far less than a trip through libuv's thread pool each.
  */
-import { BerthError } from '../../core/contracts/errors';
+import { BerthError } from '../../core/plugin';
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, writeSync } from 'node:fs';
 
 export interface CgroupFs {

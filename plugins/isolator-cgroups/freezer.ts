@@ -3,7 +3,7 @@
  * cgroup.freeze (1 / 0, done when cgroup.events says `frozen 1`). Freezing a v2 cgroup works in
  * any v2 directory, so a hybrid host without a v1 freezer still pauses through its cgroup2 mount.
  */
-import { BerthError } from '../../core/contracts/errors';
+import { BerthError } from '../../core/plugin';
 import { type CgroupDir, type CgroupFs, dirWith, readKeyed, readTrimmed, writeControl } from './cgfs';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -2,7 +2,7 @@
  * cgroup v2 driver: one directory, controllers enabled from the parent's cgroup.subtree_control,
  * v2 file names and value scales (runc's conversions).
  */
-import { BerthError, InvalidArgumentError } from '../../core/contracts/errors';
+import { BerthError, InvalidArgumentError } from '../../core/plugin';
 import { type CgroupFs, readTrimmed, writeControl } from './cgfs';
 import { checkCpusetAvailable } from './v1';
 import { blkioWeightToIoWeight, cpuMax, DEFAULT_CFS_PERIOD, memorySwapMax, type Resources, sharesToWeight } from './resources';

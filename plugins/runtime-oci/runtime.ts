@@ -22,11 +22,24 @@ import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { BerthError, ConflictError, InvalidArgumentError } from '../../core/contracts/errors';
-import type { LaunchPlan } from '../../core/contracts/launch';
-import type { Logger } from '../../core/contracts/types';
-import type { ExitStatus, Runtime, RuntimeProcess, RuntimeState, StartHooks } from '../../core/contracts/runtime';
-import { FrameDecoder, LOG_FILE, MonitorFrame, isSameProcess, processStartTime, readyFrame } from '../../core/launcher/index';
+import {
+  BerthError,
+  ConflictError,
+  InvalidArgumentError,
+  FrameDecoder,
+  LOG_FILE,
+  MonitorFrame,
+  isSameProcess,
+  processStartTime,
+  readyFrame,
+  type LaunchPlan,
+  type Logger,
+  type ExitStatus,
+  type Runtime,
+  type RuntimeProcess,
+  type RuntimeState,
+  type StartHooks,
+} from '../../core/plugin';
 import { LogPump, RAW_STDERR, RAW_STDOUT } from './logs';
 import { buildSpec, cgroupsPathFor, unsupportedParts } from './spec';
 
