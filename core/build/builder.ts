@@ -34,7 +34,7 @@ import { type ManifestFormat, type StoredLayer, applyChanges, formatOf, recordIm
 import { decompressIfNeeded } from '../images/import';
 import { hostPlatform } from '../images/manifest';
 import { familiarReference, parseReference } from '../images/reference';
-import { progressMessage } from '../api/progress';
+import { progressMessage } from '../util/progress';
 import type { ContainerManager } from '../containers/manager';
 import { readLogs } from '../containers/logs';
 import { resolveUser } from '../containers/user';
