@@ -4,11 +4,10 @@
  * also import core/contracts, which this re-exports whole); test/unit/house-rules.test.ts holds
  * the built-ins to it.
  *
- * Versioning: PLUGIN_API_VERSION follows semver over the names exported here. Adding a name or an
- * optional field is a minor bump; removing or changing one is a major bump. A manifest may declare
- * the major it was written for (`apiVersion`); the kernel refuses a plugin whose major differs.
+ * Versioning: PLUGIN_API_VERSION (core/contracts/plugin.ts) follows semver over the names exported
+ * here. A manifest may declare the major it was written for (`apiVersion`); the kernel refuses a
+ * plugin whose major differs.
  */
-export const PLUGIN_API_VERSION = '1.0.0';
 
 // Extension points, their tokens, shared value types, errors and definePlugin.
 export * from './contracts';

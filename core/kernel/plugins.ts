@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import type { DependencyContainer } from 'tsyringe';
 import type { Logger } from '../contracts/types';
 import { ConfigError, SkipPlugin } from '../contracts/errors';
-import type { PluginContext, PluginInfo, PluginManifest } from '../contracts/plugin';
+import { PLUGIN_API_VERSION, type PluginContext, type PluginInfo, type PluginManifest } from '../contracts/plugin';
 import type { BerthConfig } from './config';
 import { ensureDir } from '../util/fs';
 
@@ -61,6 +61,10 @@ async function importManifest(specifier: string, source: string): Promise<Candid
   }
   if (!/^[a-z0-9][a-z0-9-]*$/.test(manifest.id) || !/^[a-z0-9][a-z0-9-]*$/.test(manifest.type)) {
     throw new PluginLoadError(`plugin ${source}: type and id must be lowercase words (got "${manifest.type}.${manifest.id}")`);
+  }
+  const major = Number(PLUGIN_API_VERSION.split('.')[0]);
+  if (manifest.apiVersion !== undefined && manifest.apiVersion !== major) {
+    throw new PluginLoadError(`plugin ${source} was written for berth/plugin ${manifest.apiVersion}.x; this berthd has ${PLUGIN_API_VERSION}`);
   }
   return { manifest, uri: `${manifest.type}.${manifest.id}`, source };
 }

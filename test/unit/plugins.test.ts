@@ -271,14 +271,16 @@ describe('loadPlugins', () => {
       'berth-plugin-not-installed',
       writePlugin('not-a-manifest', 'module.exports = { hello: 1 };'),
       writePlugin('bad-id', pluginSource({ type: 'misc', id: 'Bad_Id' })),
-      writePlugin('fine', pluginSource({ type: 'misc', id: 'fine' })),
+      writePlugin('future', pluginSource({ type: 'misc', id: 'future', extra: 'apiVersion: 2,' })),
+      writePlugin('fine', pluginSource({ type: 'misc', id: 'fine', extra: 'apiVersion: 1,' })),
     ];
     const loaded = await load({ plugins });
     const failed = loaded.infos.filter((i) => i.status === 'failed');
-    expect(failed.map((i) => i.uri)).toEqual(['./plugins/missing.js', 'berth-plugin-not-installed', './plugins/not-a-manifest.js', './plugins/bad-id.js']);
+    expect(failed.map((i) => i.uri)).toEqual(['./plugins/missing.js', 'berth-plugin-not-installed', './plugins/not-a-manifest.js', './plugins/bad-id.js', './plugins/future.js']);
     expect(failed[1].reason).toContain('berth-plugin-not-installed');
     expect(failed[2].reason).toMatch(/does not default-export a manifest/);
     expect(failed[3].reason).toMatch(/lowercase/);
+    expect(failed[4].reason).toBe('plugin ./plugins/future.js was written for berth/plugin 2.x; this berthd has 1.0.0');
     expect(loaded.infos.find((i) => i.uri === 'misc.fine')!.status).toBe('ok');
   });
 
