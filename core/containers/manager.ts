@@ -8,7 +8,7 @@ import type * as net from 'node:net';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../contracts/types';
-import { BerthError, ConflictError, InvalidArgumentError } from '../contracts/errors';
+import { BerthError, CanceledError, ConflictError, HTTP_STATUS, InvalidArgumentError, NotImplementedError } from '../contracts/errors';
 import type { Isolator, IsolationTarget } from '../contracts/isolator';
 import type { LaunchPlan } from '../contracts/launch';
 import type { ExitStatus, Runtime } from '../contracts/runtime';
@@ -101,13 +101,13 @@ export class ContainerManager extends EventEmitter {
 
   private storage(): StorageDriver {
     const s = this.deps.storage();
-    if (!s) throw new BerthError(`no storage driver: ${this.deps.missing('storage')}`, 500);
+    if (!s) throw new BerthError(`no storage driver: ${this.deps.missing('storage')}`);
     return s;
   }
 
   private runtime(): Runtime {
     const r = this.deps.runtime();
-    if (!r) throw new BerthError(`no runtime: ${this.deps.missing('runtime')}`, 500);
+    if (!r) throw new BerthError(`no runtime: ${this.deps.missing('runtime')}`);
     return r;
   }
 
@@ -240,7 +240,7 @@ export class ContainerManager extends EventEmitter {
     for (const c of image.chainIds) if (!(await storage.hasLayer(c))) missing.push(c);
     if (!missing.length) return;
     const unpacker = this.deps.unpacker();
-    if (!unpacker) throw new BerthError('no layer unpacker configured', 500);
+    if (!unpacker) throw new BerthError('no layer unpacker configured');
     await unpacker.unpack(
       image.layers.map((blob, i) => ({ blob, diffId: image.diffIds[i], chainId: image.chainIds[i], parent: i ? image.chainIds[i - 1] : null })),
       () => undefined,
@@ -514,7 +514,7 @@ export class ContainerManager extends EventEmitter {
       };
       const onAbort = () => {
         cleanup();
-        reject(new BerthError('wait cancelled', 499));
+        reject(new CanceledError('wait cancelled'));
       };
       this.on('exit', onExit);
       this.on('destroy', onDestroy);
@@ -641,7 +641,7 @@ export class ContainerManager extends EventEmitter {
   /** The first isolator that offers `method`, or a clear error naming what is missing. */
   private isolatorWith<K extends keyof Isolator>(method: K, what: string): { uri: string; impl: Isolator } {
     const iso = this.deps.isolators().find((i) => typeof i.impl[method] === 'function');
-    if (!iso) throw new BerthError(`${what} needs an isolator that supports it (isolator.cgroups); configured: ${this.deps.isolators().map((i) => i.uri).join(', ') || 'none'}`, 501);
+    if (!iso) throw new NotImplementedError(`${what} needs an isolator that supports it (isolator.cgroups); configured: ${this.deps.isolators().map((i) => i.uri).join(', ') || 'none'}`);
     return iso;
   }
 
@@ -815,7 +815,7 @@ async function phase<T>(iso: { uri: string }, name: string, fn: () => Promise<T>
     return await fn();
   } catch (err) {
     const e = err as BerthError;
-    throw new BerthError(`${iso.uri} ${name}: ${e.message}`, e.status ?? 500, { cause: err });
+    throw new BerthError(`${iso.uri} ${name}: ${e.message}`, e.status ?? HTTP_STATUS.Internal, { cause: err });
   } finally {
     if (timings) timings[`${iso.uri} ${name}`] = (timings[`${iso.uri} ${name}`] ?? 0) + performance.now() - t0;
   }

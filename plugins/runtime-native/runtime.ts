@@ -96,7 +96,7 @@ export class NativeRuntime implements Runtime {
         else resolve(value!);
       };
       const failure = (message: string) =>
-        new BerthError(`container ${containerId}: ${message}`, /^exec: /.test(message) ? 400 : 500);
+        new (/^exec: /.test(message) ? InvalidArgumentError : BerthError)(`container ${containerId}: ${message}`);
 
       const onLine = async (line: string) => {
         const space = line.indexOf(' ');

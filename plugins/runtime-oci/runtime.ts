@@ -26,6 +26,7 @@ import {
   BerthError,
   ConflictError,
   InvalidArgumentError,
+  NotImplementedError,
   FrameDecoder,
   LOG_FILE,
   MonitorFrame,
@@ -115,7 +116,7 @@ export class OciRuntime implements Runtime {
 
   async start(containerId: string, stateDir: string, plan: LaunchPlan, hooks: StartHooks = {}): Promise<RuntimeProcess> {
     if (plan.joinNamespaces && Object.keys(plan.joinNamespaces).length) {
-      throw new BerthError(`runtime.oci does not run exec sessions yet (container process ${containerId}); use runtime: 'native' for exec`, 501);
+      throw new NotImplementedError(`runtime.oci does not run exec sessions yet (container process ${containerId}); use runtime: 'native' for exec`);
     }
     if (plan.process.openStdin) this.log?.warn('runtime.oci: stdin is not connected (OpenStdin ignored)', { container: containerId });
     const skipped = unsupportedParts(plan);
@@ -162,7 +163,7 @@ export class OciRuntime implements Runtime {
       await this.closeSession(stateDir);
       const reason = await this.runcError(stateDir);
       const message = reason ?? what;
-      throw new BerthError(`container ${containerId}: ${message}`, /^exec: /.test(message) ? 400 : 500);
+      throw new (/^exec: /.test(message) ? InvalidArgumentError : BerthError)(`container ${containerId}: ${message}`);
     };
 
     const first = await waitForFile(stateDir, [CREATED, EXIT]);

@@ -6,7 +6,9 @@
  * - a plugin imports only its own files, core/plugin (`berth/plugin`) and core/contracts;
  * - the CLI loads no engine code: everything it can reach stays inside core/cli plus a few pure
  *   helpers, and its packages are Node's own plus tar-stream;
- * - the folders of core form no cycle (each folder depends on ones below it).
+ * - the folders of core form no cycle (each folder depends on ones below it);
+ * - errors are thrown as kinds (NotFoundError, ConflictError ...), not as `new BerthError(msg, 409)`:
+ *   the status of a kind is in one table (HTTP_STATUS).
  * Each check is also run on a small made-up graph that breaks it, so a check that silently finds
  * nothing fails here too.
  */
@@ -163,6 +165,24 @@ function coreFolderCycles(graph: ImportGraph): string[][] {
   );
 }
 
+/** `new BerthError(msg, <a number written out>)`: a status picked at the throw site instead of a kind. */
+function statusesPickedAtThrow(files: Map<string, string>): string[] {
+  const out: string[] = [];
+  for (const [file, text] of files) {
+    const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest);
+    const hasNumber = (node: ts.Node): boolean => ts.isNumericLiteral(node) || ts.forEachChild(node, hasNumber) === true;
+    const visit = (node: ts.Node) => {
+      if (ts.isNewExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === 'BerthError') {
+        const status = node.arguments?.[1];
+        if (status && hasNumber(status)) out.push(`${file}:${source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1}`);
+      }
+      ts.forEachChild(node, visit);
+    };
+    visit(source);
+  }
+  return out;
+}
+
 function fakeGraph(edges: Record<string, string[]>): ImportGraph {
   return new Map(
     Object.entries(edges).map(([file, targets]) => [
@@ -173,7 +193,8 @@ function fakeGraph(edges: Record<string, string[]>): ImportGraph {
 }
 
 describe('house rules', () => {
-  const graph = buildGraph([...tsFiles('core'), ...tsFiles('plugins')]);
+  const sources = [...tsFiles('core'), ...tsFiles('plugins')];
+  const graph = buildGraph(sources);
 
   it('sees the whole tree', () => {
     expect(graph.size).toBeGreaterThan(150);
@@ -219,5 +240,14 @@ describe('house rules', () => {
     expect(coreFolderCycles(bad)).toEqual([
       ['core/api/router.ts -> core/kernel/engine.ts', 'core/kernel/engine.ts -> core/images/store.ts', 'core/images/store.ts -> core/api/progress.ts'],
     ]);
+  });
+
+  it('errors are thrown as kinds, not with a status picked at the throw', () => {
+    expect(statusesPickedAtThrow(new Map(sources.map((f) => [f, fs.readFileSync(path.join(REPO, f), 'utf8')])))).toEqual([]);
+    const bad = new Map([
+      ['core/a.ts', "throw new BerthError('no', 409);\nthrow new BerthError(`x`, cond ? 400 : 500);\nthrow new BerthError('ok');"],
+      ['core/b.ts', 'throw new BerthError(`${e.message}`, e.status ?? HTTP_STATUS.Internal, { cause: e });'],
+    ]);
+    expect(statusesPickedAtThrow(bad)).toEqual(['core/a.ts:1', 'core/a.ts:2']);
   });
 });
