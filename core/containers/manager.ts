@@ -8,7 +8,7 @@ import type * as net from 'node:net';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../contracts/types';
-import { BerthError, CanceledError, ConflictError, HTTP_STATUS, InvalidArgumentError, NotImplementedError } from '../contracts/errors';
+import { BerthError, CanceledError, ConflictError, HTTP_STATUS, InvalidArgumentError, NotImplementedError, StateError } from '../contracts/errors';
 import type { Isolator, IsolationTarget } from '../contracts/isolator';
 import type { LaunchPlan } from '../contracts/launch';
 import type { ExitStatus, Runtime } from '../contracts/runtime';
@@ -33,6 +33,7 @@ import { type HealthConfig, HealthMonitor, healthSuffix, mergeHealthcheck } from
 import { validateHostConfig } from './host-config';
 import { linkSetup, namesOf, normalizeLinks, withoutLink } from './links';
 import { ensureWorkingDir, resolveUser } from './user';
+import { assertCan } from './state';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_STOP_TIMEOUT = 10;
@@ -274,10 +275,8 @@ export class ContainerManager extends EventEmitter {
 
   private async startNow(id: string): Promise<void> {
     const rec = this.store.get(id);
-    if (rec.State.Running) {
-      if (rec.State.Paused) throw new ConflictError(`cannot start a paused container, try unpause instead`);
-      return; // Docker answers 304: already started
-    }
+    assertCan('start', rec);
+    if (rec.State.Running) return; // Docker answers 304: already started
     const storage = this.storage();
     const runtime = this.runtime();
     const stateDir = this.store.stateDir(id);
@@ -441,7 +440,7 @@ export class ContainerManager extends EventEmitter {
 
   async kill(ref: string, signal: string | number = 'SIGKILL'): Promise<void> {
     const rec = this.store.get(ref);
-    if (!rec.State.Running) throw new ConflictError(`Cannot kill container: ${ref}: Container ${rec.Id} is not running`);
+    assertCan('kill', rec, { ref });
     rec.ManuallyStopped = true;
     await this.thaw(rec);
     // dockerd answers a SIGKILL only once the container has stopped (10 s at most), so a
@@ -532,11 +531,7 @@ export class ContainerManager extends EventEmitter {
   private async removeNow(id: string, opts: { force?: boolean; volumes?: boolean }): Promise<void> {
     const rec = this.store.find(id);
     if (!rec) return;
-    // A restarting container (between two runs) is running as far as Docker's rm is concerned.
-    if ((rec.State.Running || rec.State.Restarting) && !opts.force) {
-      const state = rec.State.Restarting ? 'restarting' : rec.State.Paused ? 'paused' : 'running';
-      throw new ConflictError(`You cannot remove a ${state} container ${rec.Id}. ${state === 'paused' ? 'Unpause and then stop' : 'Stop'} the container before attempting removal or force remove`);
-    }
+    assertCan('remove', rec, { force: opts.force });
     if (rec.State.Running) {
       await this.thaw(rec);
       const exited = this.waitFor(id, 'next-exit');
@@ -647,8 +642,7 @@ export class ContainerManager extends EventEmitter {
 
   async pause(ref: string): Promise<void> {
     const rec = this.store.get(ref);
-    if (!rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
-    if (rec.State.Paused) throw new ConflictError(`Container ${rec.Id} is already paused`);
+    assertCan('pause', rec);
     const iso = this.isolatorWith('pause', 'pause');
     await phase(iso, 'pause', () => iso.impl.pause!(this.target(rec)));
     Object.assign(rec.State, { Paused: true, Status: 'paused' });
@@ -658,7 +652,7 @@ export class ContainerManager extends EventEmitter {
 
   async unpause(ref: string): Promise<void> {
     const rec = this.store.get(ref);
-    if (!rec.State.Paused) throw new ConflictError(`Container ${rec.Id} is not paused`);
+    assertCan('unpause', rec);
     await this.thaw(rec);
     this.emit('unpause', rec.Id);
   }
@@ -675,7 +669,7 @@ export class ContainerManager extends EventEmitter {
   /** Host pids of the container's processes. */
   async pids(ref: string): Promise<number[]> {
     const rec = this.store.get(ref);
-    if (!rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
+    assertCan('top', rec);
     const iso = this.deps.isolators().find((i) => i.impl.pids);
     return iso ? await iso.impl.pids!(this.target(rec)) : [rec.State.Pid];
   }
@@ -715,7 +709,8 @@ export class ContainerManager extends EventEmitter {
     const session = this.execs.get(execId);
     const rec = this.store.get(session.ContainerID);
     const plan = this.plans.get(rec.Id) ?? (await readJson<LaunchPlan>(path.join(this.store.stateDir(rec.Id), 'launch.json')));
-    if (!plan || !rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
+    assertCan('exec', rec);
+    if (!plan) throw new StateError(`Container ${rec.Id} is not running`);
     // The launcher joins namespaces; the isolators put the exec'd process into the container's cgroups.
     const attach = async (pid: number) => {
       for (const iso of this.deps.isolators()) await phase(iso, 'attach', () => iso.impl.attach?.({ ...this.target(rec), joining: true }, pid));

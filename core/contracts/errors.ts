@@ -9,6 +9,8 @@ export const HTTP_STATUS = {
   Forbidden: 403,
   NotFound: 404,
   Conflict: 409,
+  /** An object (a container, an exec session) is in the wrong state for the operation. */
+  State: 409,
   TooLarge: 413,
   /** The client went away (nginx's 499): nobody reads the answer, the work stops. */
   Canceled: 499,
@@ -72,6 +74,11 @@ export class ConflictError extends BerthError {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, HTTP_STATUS.Conflict, options);
   }
+}
+
+/** The object is in the wrong state for the operation (not running, already paused; HTTP 409). A ConflictError too. */
+export class StateError extends ConflictError {
+  override readonly kind: ErrorKind = 'State';
 }
 
 /** A request body or object over a limit (HTTP 413). */
