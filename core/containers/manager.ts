@@ -8,7 +8,7 @@ import type * as net from 'node:net';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../contracts/types';
-import { BerthError, CanceledError, ConflictError, HTTP_STATUS, InvalidArgumentError, NotImplementedError, StateError } from '../contracts/errors';
+import { BerthError, CanceledError, ConflictError, InvalidArgumentError, NotImplementedError, StateError } from '../contracts/errors';
 import type { Isolator, IsolationTarget } from '../contracts/isolator';
 import type { LaunchPlan } from '../contracts/launch';
 import type { ExitStatus, Runtime } from '../contracts/runtime';
@@ -31,6 +31,7 @@ import { DEFAULT_LOG_DRIVER, type LogConfig, checkLogConfig, resolveLogConfig } 
 import { type ContainerConfigSpec, type ContainerRecord, ContainerStore, type HostConfigSpec, initialState } from './record';
 import { type HealthConfig, HealthMonitor, healthSuffix, mergeHealthcheck } from './health';
 import { validateHostConfig } from './host-config';
+import { IsolatorChain, type NamedIsolator, isolatorCall } from './isolator-chain';
 import { linkSetup, namesOf, normalizeLinks, withoutLink } from './links';
 import { ensureWorkingDir, resolveUser } from './user';
 import { assertCan } from './state';
@@ -53,7 +54,7 @@ export interface ManagerDeps {
   images: ImageService;
   storage: () => StorageDriver | undefined;
   runtime: () => Runtime | undefined;
-  isolators: () => { uri: string; impl: Isolator }[];
+  isolators: () => NamedIsolator[];
   unpacker: () => LayerUnpacker | undefined;
   missing: (type: string) => string;
   log: Logger;
@@ -285,11 +286,8 @@ export class ContainerManager extends EventEmitter {
     const links = linkSetup(rec, (n) => this.store.find(n), (cid) => this.deps.networks?.settings(cid).IPAddress);
     const extraHosts = [...((rec.HostConfig.ExtraHosts as string[] | null) ?? []), ...links.hosts];
     const target: IsolationTarget = { containerId: id, stateDir, hostConfig: { ...rec.HostConfig, Binds: binds, Hostname: rec.Config.Hostname, ExtraHosts: extraHosts } };
-    const isolators = this.deps.isolators();
-    const done: { uri: string; impl: Isolator }[] = [];
+    const chain = new IsolatorChain(this.deps.isolators());
     let mounted = false;
-    // Milliseconds per isolator phase of this start (GET /berth/containers/{id}/timings).
-    const timings: Record<string, number> = {};
     const startedAt = performance.now();
     try {
       // 1. The storage driver prepares the rootfs.
@@ -320,11 +318,7 @@ export class ContainerManager extends EventEmitter {
       else if (logRotation.maxSize) plan.logRotation = { maxSize: logRotation.maxSize, maxFiles: logRotation.maxFiles };
       if (this.deps.volumes) plan.mounts.push(...(await this.deps.volumes.planMounts(id, rootfs)));
       // 2. Each isolator, in config order: host-side setup, then its part of the plan.
-      for (const iso of isolators) {
-        await phase(iso, 'setup', () => iso.impl.setup?.(target), timings);
-        done.push(iso);
-        await phase(iso, 'plan', () => iso.impl.plan?.(target, plan), timings);
-      }
+      await chain.prepare(target, plan);
       // --init: a minimal reaper at pid 1, bound in after the isolators' /dev mounts.
       if (rec.HostConfig.Init) {
         plan.mounts.push({ destination: '/dev/init', type: 'bind', source: initBinary(), options: ['bind', 'ro', 'nosuid', 'nodev'] });
@@ -333,15 +327,14 @@ export class ContainerManager extends EventEmitter {
       // 3-5. The launcher clones the child; while it waits, isolators attach; then it execs.
       const proc = await runtime.start(id, stateDir, plan, {
         attach: async (pid) => {
-          for (const iso of isolators) await phase(iso, 'attach', () => iso.impl.attach?.(target, pid), timings);
+          await chain.attach(target, pid);
           const socket = runtime.attachSocket?.(id, stateDir);
           if (socket) for (const fn of this.earlyAttach.get(id) ?? []) fn(socket);
           this.earlyAttach.delete(id);
         },
       });
-      for (const iso of isolators) await phase(iso, 'started', () => iso.impl.started?.(target, proc.pid), timings);
-      timings['total start'] = performance.now() - startedAt;
-      this.startTimings.set(id, timings);
+      await chain.started(target, proc.pid);
+      this.startTimings.set(id, { ...chain.timings, 'total start': performance.now() - startedAt });
       // Exec sessions join with the same capabilities, env and cgroups: keep the plan.
       this.plans.set(id, plan);
       await writeJsonAtomic(path.join(stateDir, 'launch.json'), plan);
@@ -351,7 +344,7 @@ export class ContainerManager extends EventEmitter {
       this.watchExit(id);
       this.emit('start', id);
     } catch (err) {
-      for (const iso of done.reverse()) await iso.impl.cleanup?.(target).catch(() => undefined);
+      await chain.cleanup(target);
       if (mounted) await storage.unmount(id).catch(() => undefined);
       rec.State.Error = (err as Error).message;
       rec.State.ExitCode = (err as BerthError).status === 400 ? 127 : 128;
@@ -381,9 +374,7 @@ export class ContainerManager extends EventEmitter {
     const rec = this.store.find(id);
     if (!rec) return;
     const target: IsolationTarget = { containerId: id, stateDir: this.store.stateDir(id), hostConfig: rec.HostConfig };
-    for (const iso of [...this.deps.isolators()].reverse()) {
-      await phase(iso, 'cleanup', () => iso.impl.cleanup?.(target)).catch((err) => this.deps.log.warn('isolator cleanup failed', { container: id, error: (err as Error).message }));
-    }
+    await new IsolatorChain(this.deps.isolators()).cleanup(target, (err) => this.deps.log.warn('isolator cleanup failed', { container: id, error: err.message }));
     await this.deps.storage()?.unmount(id).catch(() => undefined);
     await this.deps.volumes?.release(id).catch(() => undefined);
     this.health.disarm(id, rec);
@@ -541,7 +532,7 @@ export class ContainerManager extends EventEmitter {
       // Whoever waits on this container (an attached `run`) learns how it ended: 137, not 0.
       if (status) Object.assign(rec.State, { Status: 'exited', Running: false, Pid: 0, ExitCode: status.exitCode, OOMKilled: status.oomKilled, FinishedAt: status.finishedAt });
       const target: IsolationTarget = { containerId: id, stateDir: this.store.stateDir(id), hostConfig: rec.HostConfig };
-      for (const iso of [...this.deps.isolators()].reverse()) await iso.impl.cleanup?.(target).catch(() => undefined);
+      await new IsolatorChain(this.deps.isolators()).cleanup(target);
     }
     rec.State.Status = 'removing';
     await this.runtime().delete(id, this.store.stateDir(id)).catch(() => undefined);
@@ -644,7 +635,7 @@ export class ContainerManager extends EventEmitter {
     const rec = this.store.get(ref);
     assertCan('pause', rec);
     const iso = this.isolatorWith('pause', 'pause');
-    await phase(iso, 'pause', () => iso.impl.pause!(this.target(rec)));
+    await isolatorCall(iso, 'pause', () => iso.impl.pause!(this.target(rec)));
     Object.assign(rec.State, { Paused: true, Status: 'paused' });
     await this.store.save(rec);
     this.emit('pause', rec.Id);
@@ -661,7 +652,7 @@ export class ContainerManager extends EventEmitter {
   private async thaw(rec: ContainerRecord): Promise<void> {
     if (!rec.State.Paused) return;
     const iso = this.isolatorWith('resume', 'unpause');
-    await phase(iso, 'resume', () => iso.impl.resume!(this.target(rec)));
+    await isolatorCall(iso, 'resume', () => iso.impl.resume!(this.target(rec)));
     Object.assign(rec.State, { Paused: false, Status: rec.State.Running ? 'running' : rec.State.Status });
     await this.store.save(rec);
   }
@@ -689,7 +680,7 @@ export class ContainerManager extends EventEmitter {
     const { RestartPolicy, ...limits } = resources as { RestartPolicy?: HostConfigSpec['RestartPolicy'] } & Record<string, unknown>;
     if (rec.State.Running && Object.keys(limits).length) {
       const iso = this.isolatorWith('update', 'update');
-      await phase(iso, 'update', () => iso.impl.update!(this.target(rec), limits));
+      await isolatorCall(iso, 'update', () => iso.impl.update!(this.target(rec), limits));
     }
     Object.assign(rec.HostConfig, limits, RestartPolicy ? { RestartPolicy } : {});
     await this.store.save(rec);
@@ -712,9 +703,8 @@ export class ContainerManager extends EventEmitter {
     assertCan('exec', rec);
     if (!plan) throw new StateError(`Container ${rec.Id} is not running`);
     // The launcher joins namespaces; the isolators put the exec'd process into the container's cgroups.
-    const attach = async (pid: number) => {
-      for (const iso of this.deps.isolators()) await phase(iso, 'attach', () => iso.impl.attach?.({ ...this.target(rec), joining: true }, pid));
-    };
+    const chain = new IsolatorChain(this.deps.isolators());
+    const attach = (pid: number) => chain.attach({ ...this.target(rec), joining: true }, pid);
     const started = await this.execs.start(session, rec, plan, { runtime: this.runtime(), storage: this.storage(), attach }, beforeExec);
     this.emit('exec_start', rec.Id);
     return started;
@@ -801,18 +791,6 @@ export class ContainerManager extends EventEmitter {
       Config: rec.Config,
       NetworkSettings: this.deps.networks?.settings(rec.Id) ?? { Networks: {}, Ports: {}, IPAddress: '', Gateway: '', MacAddress: '' },
     };
-  }
-}
-
-async function phase<T>(iso: { uri: string }, name: string, fn: () => Promise<T> | T | undefined, timings?: Record<string, number>): Promise<T | undefined> {
-  const t0 = performance.now();
-  try {
-    return await fn();
-  } catch (err) {
-    const e = err as BerthError;
-    throw new BerthError(`${iso.uri} ${name}: ${e.message}`, e.status ?? HTTP_STATUS.Internal, { cause: err });
-  } finally {
-    if (timings) timings[`${iso.uri} ${name}`] = (timings[`${iso.uri} ${name}`] ?? 0) + performance.now() - t0;
   }
 }
 

@@ -11,6 +11,7 @@ import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { IsolatorChain } from '../../core/containers/isolator-chain';
 import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
 import type { LaunchPlan } from '../../core/contracts/launch';
 import { CAPABILITIES } from '../../core/launcher/caps';
@@ -52,7 +53,10 @@ export function isolatorConformance(name: string, makeIsolator: () => Isolator |
       const plan = basePlan(path.join(dir, 'rootfs'));
       const earlier = { destination: '/earlier', type: 'tmpfs', source: 'tmpfs', options: ['nosuid'] };
       plan.mounts.push(earlier);
-      await iso.plan?.(target, plan);
+      // Through the chain berthd starts containers with: setup, then plan.
+      const chain = IsolatorChain.of([iso]);
+      await chain.prepare(target, plan);
+      await chain.cleanup(target);
       expect(plan.mounts).toContainEqual(earlier);
       for (const m of plan.mounts) expect(m.destination.startsWith('/'), `mount destination ${m.destination}`).toBe(true);
       for (const n of plan.namespaces) expect(NAMESPACES).toContain(n);

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { IsolatorChain } from '../../core/containers/isolator-chain';
 import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
 import type { PluginContext } from '../../core/contracts/plugin';
 import type { RuntimeProcess } from '../../core/contracts/runtime';
@@ -51,27 +52,21 @@ export class CgroupsHarness extends ContainerHarness {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const target: IsolationTarget = { containerId: id, stateDir, hostConfig: opts.hostConfig ?? {} };
     const plan = this.basePlan(args, opts.process);
-    const done: Isolator[] = [];
+    const chain = IsolatorChain.of(this.isolators);
     try {
-      for (const iso of this.isolators) {
-        await iso.setup?.(target);
-        done.push(iso);
-        await iso.plan?.(target, plan);
-      }
-      const proc = await this.runtime.start(id, stateDir, plan, {
-        attach: async (pid) => {
-          for (const iso of this.isolators) await iso.attach?.(target, pid);
-        },
-      });
+      await chain.prepare(target, plan);
+      const proc = await this.runtime.start(id, stateDir, plan, { attach: (pid) => chain.attach(target, pid) });
       return { id, stateDir, proc, target };
     } catch (err) {
-      for (const iso of done.reverse()) await iso.cleanup?.(target).catch(() => undefined);
+      await chain.cleanup(target);
       throw err;
     }
   }
 
   async cleanup(target: IsolationTarget): Promise<void> {
-    for (const iso of [...this.isolators].reverse()) await iso.cleanup?.(target);
+    const errors: Error[] = [];
+    await IsolatorChain.of(this.isolators).cleanup(target, (err) => errors.push(err));
+    if (errors.length) throw errors[0];
   }
 
   override async run(args: string[], opts: RunOptions = {}): Promise<RunResult> {

@@ -14,6 +14,16 @@ export function hasCommand(cmd: string): boolean {
   }
 }
 
+/** True when python3 can import `modules` (e.g. `docker` from Debian's python3-docker). */
+export function hasPythonModules(...modules: string[]): boolean {
+  try {
+    execFileSync('python3', ['-c', `import ${modules.join(', ')}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Poll `fn` until it returns something truthy; a throw counts as "not yet". On timeout the error
  * names `what`, the last error seen, and what `show` returns (state worth seeing in a failure).

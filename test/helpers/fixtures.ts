@@ -61,6 +61,17 @@ export async function makeTempDir(prefix = 'berth-test-'): Promise<string> {
 }
 
 /**
+ * A docker-archive of a busybox image tagged `tag`, ready for `berth load -i` (or POST
+ * /images/load): built by umoci in `work`/layout, converted by skopeo.
+ */
+export async function busyboxArchive(work: string, tag: string, opts: BusyboxLayoutOptions = {}): Promise<string> {
+  const layout = await buildBusyboxLayout(path.join(work, 'layout'), opts);
+  const archive = path.join(work, 'image.tar');
+  await execFileP('skopeo', ['copy', '-q', `oci:${layout.ref}`, `docker-archive:${archive}:${tag}`]);
+  return archive;
+}
+
+/**
  * Build a busybox image into the OCI layout `dir` (created when missing; several tags may share
  * one layout). Uses only umoci: init, new, unpack, repack, config, gc.
  */

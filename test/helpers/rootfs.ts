@@ -11,6 +11,7 @@ import type { LaunchPlan, ProcessSpec } from '../../core/contracts/launch';
 import type { PluginContext, PluginManifest } from '../../core/contracts/plugin';
 import type { ExitStatus, Runtime, RuntimeProcess } from '../../core/contracts/runtime';
 import type { Logger } from '../../core/contracts/types';
+import { IsolatorChain } from '../../core/containers/isolator-chain';
 import { newLaunchPlan } from '../../core/launcher/plan';
 import namespacesPlugin from '../../plugins/isolator-namespaces/index';
 import nativePlugin from '../../plugins/runtime-native/index';
@@ -97,16 +98,16 @@ export class ContainerHarness {
     });
   }
 
-  /** Setup + plan phases, then start through the runtime with the isolator's attach as hook. */
+  /** Setup + plan phases, then start through the runtime with the isolator's attach as hook (berthd's chain). */
   async start(args: string[], opts: RunOptions = {}): Promise<{ id: string; stateDir: string; proc: RuntimeProcess; target: IsolationTarget }> {
     const id = randomBytes(32).toString('hex'); // Docker's shape: 64 hex digits, hostname = first 12
     const stateDir = join(this.base, 'containers', id);
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     const target: IsolationTarget = { containerId: id, stateDir, hostConfig: opts.hostConfig ?? {} };
     const plan = this.basePlan(args, opts.process);
-    await this.isolator.setup?.(target);
-    await this.isolator.plan?.(target, plan);
-    const proc = await this.runtime.start(id, stateDir, plan, { attach: (pid) => this.isolator.attach?.(target, pid) });
+    const chain = IsolatorChain.of([this.isolator]);
+    await chain.prepare(target, plan);
+    const proc = await this.runtime.start(id, stateDir, plan, { attach: (pid) => chain.attach(target, pid) });
     return { id, stateDir, proc, target };
   }
 

@@ -6,14 +6,13 @@
  * leave no container, network or volume. Traffic stays on loopback and the project's bridge.
  * Services stop with a 1 s grace period: their PID 1 (httpd, sleep) ignores SIGTERM, as in Docker.
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOk, runProgram, startDaemon, type CliResult, type RunningDaemon } from '../helpers/daemon';
 import { hasCommand, isRoot, rootReason } from '../helpers/env';
-import { buildBusyboxLayout, makeTempDir } from '../helpers/fixtures';
+import { busyboxArchive, makeTempDir } from '../helpers/fixtures';
 
 const hasCompose = hasCommand('docker-compose');
 const hasCni = existsSync('/usr/lib/cni/bridge');
@@ -35,9 +34,7 @@ describe.skipIf(!isRoot || !hasCompose || !hasCni)(`docker-compose projects on b
 
   beforeAll(async () => {
     work = await makeTempDir('berth-compose-');
-    const layout = await buildBusyboxLayout(path.join(work, 'layout'), { extraFiles: { 'www/index.html': 'hello from web\n' } });
-    const archive = path.join(work, 'image.tar');
-    execFileSync('skopeo', ['copy', '-q', `oci:${layout.ref}`, `docker-archive:${archive}:compose/busybox:latest`]);
+    const archive = await busyboxArchive(work, 'compose/busybox:latest', { extraFiles: { 'www/index.html': 'hello from web\n' } });
     daemon = await startDaemon();
     expectOk(await daemon.cli(['load', '-i', archive]));
   });

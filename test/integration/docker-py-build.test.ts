@@ -3,23 +3,13 @@
  * RUN, cache_from limits the cache to the named images' steps, and RUN's stderr comes back
  * wrapped in the red escape codes dockerd adds.
  */
-import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOk, runProgram, startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason } from '../helpers/env';
-import { buildBusyboxLayout, makeTempDir } from '../helpers/fixtures';
+import { hasPythonModules, isRoot, rootReason } from '../helpers/env';
+import { busyboxArchive, makeTempDir } from '../helpers/fixtures';
 
-function hasPythonDocker(): boolean {
-  try {
-    execFileSync('python3', ['-c', 'import docker'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const hasDockerPy = hasPythonDocker();
+const hasDockerPy = hasPythonModules('docker');
 const reason = !isRoot ? rootReason : hasDockerPy ? 'root' : 'needs python3-docker (Debian: apt-get install python3-docker)';
 
 const PRELUDE = `
@@ -35,9 +25,7 @@ describe.skipIf(!isRoot || !hasDockerPy)(`builds through docker-py (${reason})`,
 
   beforeAll(async () => {
     work = await makeTempDir('berth-pybuild-');
-    const layout = await buildBusyboxLayout(path.join(work, 'layout'));
-    const archive = path.join(work, 'image.tar');
-    execFileSync('skopeo', ['copy', '-q', `oci:${layout.ref}`, `docker-archive:${archive}:busybox:latest`]);
+    const archive = await busyboxArchive(work, 'busybox:latest');
     daemon = await startDaemon();
     expectOk(await daemon.cli(['load', '-i', archive]));
   });

@@ -5,23 +5,13 @@
  * and detach keys (default, from the client's config, per request) close the client's stream
  * while the container and its stdin go on.
  */
-import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOk, runProgram, startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason } from '../helpers/env';
-import { buildBusyboxLayout, makeTempDir } from '../helpers/fixtures';
+import { hasPythonModules, isRoot, rootReason } from '../helpers/env';
+import { busyboxArchive, makeTempDir } from '../helpers/fixtures';
 
-function hasPythonDocker(): boolean {
-  try {
-    execFileSync('python3', ['-c', 'import docker'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-const hasDockerPy = hasPythonDocker();
+const hasDockerPy = hasPythonModules('docker');
 const reason = !isRoot ? rootReason : hasDockerPy ? 'root' : 'needs python3-docker (Debian: apt-get install python3-docker)';
 
 const SCRIPT = `
@@ -67,9 +57,7 @@ describe.skipIf(!isRoot || !hasDockerPy)(`hijacked streams through docker-py (${
 
   beforeAll(async () => {
     work = await makeTempDir('berth-execrace-');
-    const layout = await buildBusyboxLayout(path.join(work, 'layout'));
-    const archive = path.join(work, 'image.tar');
-    execFileSync('skopeo', ['copy', '-q', `oci:${layout.ref}`, `docker-archive:${archive}:execrace/busybox:latest`]);
+    const archive = await busyboxArchive(work, 'execrace/busybox:latest');
     daemon = await startDaemon();
     expectOk(await daemon.cli(['load', '-i', archive]));
     expectOk(await daemon.cli(['run', '-d', '--name', 'target', '--network', 'none', 'execrace/busybox:latest', 'sleep', '3600']));

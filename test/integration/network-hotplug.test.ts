@@ -8,11 +8,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bridgeOfRecord, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason, until } from '../helpers/env';
-import { buildBusyboxLayout, makeTempDir } from '../helpers/fixtures';
+import { busyboxArchive, makeTempDir } from '../helpers/fixtures';
 
 const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
 const reason = !isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)';
@@ -30,10 +29,8 @@ describe.skipIf(!isRoot || !hasCni)(`network hot-plug, IPAM and compose's connec
 
   beforeAll(async () => {
     work = await makeTempDir('berth-hotplug-');
-    const layout = await buildBusyboxLayout(path.join(work, 'layout'), { cmd: ['/bin/busybox', 'sleep', '3600'] });
     // A docker-archive to load: the netns test's berthd cannot reach a registry on the host's loopback.
-    archive = path.join(work, 'image.tar');
-    execFileSync('skopeo', ['copy', '-q', `oci:${layout.ref}`, `docker-archive:${archive}:${img}`]);
+    archive = await busyboxArchive(work, img, { cmd: ['/bin/busybox', 'sleep', '3600'] });
     daemon = await startDaemon();
     expectOk(await daemon.cli(['load', '-i', archive]));
   });

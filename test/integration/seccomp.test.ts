@@ -15,6 +15,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IsolatorChain } from '../../core/containers/isolator-chain';
 import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
 import type { LaunchPlan } from '../../core/contracts/launch';
 import { launcherBinary, serializePlan } from '../../core/launcher/index';
@@ -123,14 +124,20 @@ int main(int argc, char **argv) {
 }
 `;
 
-/** Runs isolators one after another per phase, in order (what berthd does with its config list). */
+/** Runs isolators as berthd does with its config list: one chain, phase by phase. */
 function stacked(isolators: Isolator[]): Isolator {
+  const chain = () => IsolatorChain.of(isolators);
+  let started = chain();
   return {
     name: 'stacked',
-    async setup(t) { for (const i of isolators) await i.setup?.(t); },
-    async plan(t, p) { for (const i of isolators) await i.plan?.(t, p); },
-    async attach(t, pid) { for (const i of isolators) await i.attach?.(t, pid); },
-    async cleanup(t) { for (const i of [...isolators].reverse()) await i.cleanup?.(t); },
+    async setup() {
+      started = chain();
+    },
+    plan: (t, p) => started.prepare(t, p),
+    attach: (t, pid) => started.attach(t, pid),
+    cleanup: (t) => chain().cleanup(t, (err) => {
+      throw err;
+    }),
   };
 }
 

@@ -3,13 +3,12 @@
  * volumes with their size and users, and images as `docker images` lists them (build steps'
  * parents left out, their layers still counted).
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
-import { buildBusyboxLayout, makeTempDir } from '../helpers/fixtures';
+import { busyboxArchive, makeTempDir } from '../helpers/fixtures';
 
 const hasCni = existsSync('/usr/lib/cni/bridge');
 
@@ -20,9 +19,7 @@ describe.skipIf(!isRoot || !hasCni)(`stats and system df (${!isRoot ? rootReason
 
   beforeAll(async () => {
     work = await makeTempDir('berth-usage-');
-    const layout = await buildBusyboxLayout(path.join(work, 'layout'));
-    const archive = path.join(work, 'image.tar');
-    execFileSync('skopeo', ['copy', '-q', `oci:${layout.ref}`, `docker-archive:${archive}:${img}`]);
+    const archive = await busyboxArchive(work, img);
     daemon = await startDaemon();
     expectOk(await daemon.cli(['load', '-i', archive]));
   });
