@@ -72,7 +72,7 @@ skopeo copy --quiet --dest-tls-verify=false "oci:$OCI:app" "docker://127.0.0.1:$
 echo "registry on 127.0.0.1:$PORT holds demo/busybox:latest and demo/app:latest"
 
 say "Starting berthd (root $ROOT, socket $SOCK)"
-"$REPO_DIR/dist/core/kernel/berthd.js" --root "$ROOT" --socket "$SOCK" 2>"$WORK/berthd.log" &
+"$REPO_DIR/dist/core/daemon/berthd.js" --root "$ROOT" --socket "$SOCK" 2>"$WORK/berthd.log" &
 BERTHD_PID=$!
 for _ in $(seq 100); do [ -S "$SOCK" ] && break; sleep 0.05; done
 [ -S "$SOCK" ] || { cat "$WORK/berthd.log"; exit 1; }

@@ -4,7 +4,7 @@
  * Docker's `{"message": "..."}` with the error's status code.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { BerthError, InvalidArgumentError } from '../contracts/errors';
+import { BerthError, InvalidArgumentError, TooLargeError, UnavailableError } from '../contracts/errors';
 
 export const API_VERSION = '1.43';
 export const MIN_API_VERSION = '1.24';
@@ -39,11 +39,11 @@ export class BodyBudget {
 export const jsonBudget = new BodyBudget(MAX_BUFFERED_JSON);
 
 export function bodyTooLarge(): BerthError {
-  return new BerthError(`request body larger than the ${MAX_JSON_BODY / (1024 * 1024)} MiB limit (${MAX_JSON_BODY} bytes)`, 413);
+  return new TooLargeError(`request body larger than the ${MAX_JSON_BODY / (1024 * 1024)} MiB limit (${MAX_JSON_BODY} bytes)`);
 }
 
 export function bodyBudgetExhausted(): BerthError {
-  return new BerthError(`too many large request bodies in flight (${MAX_BUFFERED_JSON / (1024 * 1024)} MiB buffered): retry later`, 503);
+  return new UnavailableError(`too many large request bodies in flight (${MAX_BUFFERED_JSON / (1024 * 1024)} MiB buffered): retry later`);
 }
 
 /** The declared Content-Length, refused (413) above MAX_JSON_BODY before any byte is read. */
@@ -116,8 +116,19 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(data);
 }
 
+/**
+ * The edge between error kinds and HTTP: an engine or plugin error answers with its kind's status
+ * (HTTP_STATUS in core/contracts/errors.ts, or the status it relays); anything else is a 500.
+ */
+export function httpStatus(err: unknown): number {
+  if (err instanceof BerthError) return err.status;
+  // A plugin built against its own copy of berth throws its own copy of the classes.
+  const e = err as { kind?: unknown; status?: unknown } | null;
+  return typeof e?.kind === 'string' && typeof e.status === 'number' ? e.status : 500;
+}
+
 export function sendError(res: ServerResponse, err: unknown): void {
-  const status = err instanceof BerthError ? err.status : 500;
+  const status = httpStatus(err);
   const message = err instanceof Error ? err.message : String(err);
   if (res.headersSent) {
     res.destroy();

@@ -8,7 +8,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import * as path from 'node:path';
 import type { Logger } from '../contracts/types';
 import { InvalidArgumentError, NotFoundError } from '../contracts/errors';
-import { API_VERSION, MIN_API_VERSION, type ApiRequest, Router, bodyBudgetExhausted, declaredJsonLength, jsonBudget, sendError, sendJson } from './router';
+import { API_VERSION, MIN_API_VERSION, type ApiRequest, Router, bodyBudgetExhausted, declaredJsonLength, httpStatus, jsonBudget, sendError, sendJson } from './router';
 
 const VERSIONED = /^\/v(\d+\.\d+)(\/.*)$/;
 
@@ -125,7 +125,7 @@ export class ApiServer {
       req.params = found.params;
       await found.handler(req, res);
     } catch (err) {
-      const status = (err as { status?: number }).status ?? 500;
+      const status = httpStatus(err);
       if (status >= 500 && status !== 503) this.log.error('request failed', { method, path: p, error: (err as Error).message });
       // The rest of a refused body is not read, so the connection cannot carry another request.
       // It is half-closed once the answer is out (the client, perhaps still writing, reads the

@@ -25,7 +25,7 @@ import * as tar from 'tar-stream';
 import type { ContainerConfig, Descriptor, HistoryEntry, ImageConfig, ImageRef, Logger } from '../contracts/types';
 import type { RegistryCredentials } from '../contracts/registry';
 import type { StorageDriver } from '../contracts/storage';
-import { BerthError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import { BerthError, CanceledError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import type { ContentStore } from '../content/store';
 import type { ImageService } from '../images/service';
 import { type ImageRecord, MAX_CONFIG_BYTES, chainIds, checkConfigSize } from '../images/store';
@@ -34,7 +34,7 @@ import { type ManifestFormat, type StoredLayer, applyChanges, formatOf, recordIm
 import { decompressIfNeeded } from '../images/import';
 import { hostPlatform } from '../images/manifest';
 import { familiarReference, parseReference } from '../images/reference';
-import { progressMessage } from '../api/progress';
+import { progressMessage } from '../util/progress';
 import type { ContainerManager } from '../containers/manager';
 import { readLogs } from '../containers/logs';
 import { resolveUser } from '../containers/user';
@@ -174,7 +174,7 @@ export class ImageBuilder {
 
   storage(): StorageDriver {
     const s = this.deps.storage();
-    if (!s) throw new BerthError('no storage driver is configured: cannot build', 500);
+    if (!s) throw new BerthError('no storage driver is configured: cannot build');
     return s;
   }
 
@@ -243,7 +243,7 @@ export class ImageBuilder {
     const top = rec.chainIds[rec.chainIds.length - 1];
     if (!top || (await storage.hasLayer(top))) return;
     const unpacker = this.deps.unpacker();
-    if (!unpacker) throw new BerthError('no layer unpacker configured', 500);
+    if (!unpacker) throw new BerthError('no layer unpacker configured');
     await unpacker.unpack(
       rec.layers.map((blob, i) => ({ blob, diffId: rec.diffIds[i], chainId: rec.chainIds[i], parent: i ? rec.chainIds[i - 1] : null })),
       () => undefined,
@@ -339,7 +339,7 @@ class BuildRun {
   }
 
   private checkAborted(): void {
-    if (this.opts.signal?.aborted) throw new BerthError('build cancelled: the client went away', 499);
+    if (this.opts.signal?.aborted) throw new CanceledError('build cancelled: the client went away');
   }
 
   private stepLine(ins: Instruction): void {
@@ -761,7 +761,7 @@ class BuildRun {
       const status = await exited;
       live = false;
       await pump;
-      if (this.opts.signal?.aborted) throw new BerthError('build cancelled: the client went away', 499);
+      if (this.opts.signal?.aborted) throw new CanceledError('build cancelled: the client went away');
       return status.StatusCode;
     } catch (err) {
       live = false;

@@ -5,7 +5,7 @@
  * and the phase (the original kept as `cause`, its status kept); each phase is timed. The
  * container manager, the test harnesses and the isolator conformance suite all start through it.
  */
-import { BerthError } from '../contracts/errors';
+import { BerthError, HTTP_STATUS } from '../contracts/errors';
 import type { IsolationTarget, Isolator } from '../contracts/isolator';
 import type { LaunchPlan } from '../contracts/launch';
 
@@ -74,7 +74,7 @@ export async function isolatorCall<T>(iso: { uri: string }, what: string, fn: ()
     return await fn();
   } catch (err) {
     const e = err as BerthError;
-    throw new BerthError(`${iso.uri} ${what}: ${e.message}`, e.status ?? 500, { cause: err });
+    throw new BerthError(`${iso.uri} ${what}: ${e.message}`, e.status ?? HTTP_STATUS.Internal, { cause: err });
   } finally {
     if (timings) timings[`${iso.uri} ${what}`] = (timings[`${iso.uri} ${what}`] ?? 0) + performance.now() - t0;
   }

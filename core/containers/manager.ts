@@ -8,7 +8,7 @@ import type * as net from 'node:net';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../contracts/types';
-import { BerthError, ConflictError, InvalidArgumentError } from '../contracts/errors';
+import { BerthError, CanceledError, ConflictError, InvalidArgumentError, NotImplementedError, StateError } from '../contracts/errors';
 import type { Isolator, IsolationTarget } from '../contracts/isolator';
 import type { LaunchPlan } from '../contracts/launch';
 import type { ExitStatus, Runtime } from '../contracts/runtime';
@@ -34,6 +34,7 @@ import { validateHostConfig } from './host-config';
 import { IsolatorChain, type NamedIsolator, isolatorCall } from './isolator-chain';
 import { linkSetup, namesOf, normalizeLinks, withoutLink } from './links';
 import { ensureWorkingDir, resolveUser } from './user';
+import { assertCan } from './state';
 
 export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const DEFAULT_STOP_TIMEOUT = 10;
@@ -102,13 +103,13 @@ export class ContainerManager extends EventEmitter {
 
   private storage(): StorageDriver {
     const s = this.deps.storage();
-    if (!s) throw new BerthError(`no storage driver: ${this.deps.missing('storage')}`, 500);
+    if (!s) throw new BerthError(`no storage driver: ${this.deps.missing('storage')}`);
     return s;
   }
 
   private runtime(): Runtime {
     const r = this.deps.runtime();
-    if (!r) throw new BerthError(`no runtime: ${this.deps.missing('runtime')}`, 500);
+    if (!r) throw new BerthError(`no runtime: ${this.deps.missing('runtime')}`);
     return r;
   }
 
@@ -241,7 +242,7 @@ export class ContainerManager extends EventEmitter {
     for (const c of image.chainIds) if (!(await storage.hasLayer(c))) missing.push(c);
     if (!missing.length) return;
     const unpacker = this.deps.unpacker();
-    if (!unpacker) throw new BerthError('no layer unpacker configured', 500);
+    if (!unpacker) throw new BerthError('no layer unpacker configured');
     await unpacker.unpack(
       image.layers.map((blob, i) => ({ blob, diffId: image.diffIds[i], chainId: image.chainIds[i], parent: i ? image.chainIds[i - 1] : null })),
       () => undefined,
@@ -275,10 +276,8 @@ export class ContainerManager extends EventEmitter {
 
   private async startNow(id: string): Promise<void> {
     const rec = this.store.get(id);
-    if (rec.State.Running) {
-      if (rec.State.Paused) throw new ConflictError(`cannot start a paused container, try unpause instead`);
-      return; // Docker answers 304: already started
-    }
+    assertCan('start', rec);
+    if (rec.State.Running) return; // Docker answers 304: already started
     const storage = this.storage();
     const runtime = this.runtime();
     const stateDir = this.store.stateDir(id);
@@ -432,7 +431,7 @@ export class ContainerManager extends EventEmitter {
 
   async kill(ref: string, signal: string | number = 'SIGKILL'): Promise<void> {
     const rec = this.store.get(ref);
-    if (!rec.State.Running) throw new ConflictError(`Cannot kill container: ${ref}: Container ${rec.Id} is not running`);
+    assertCan('kill', rec, { ref });
     rec.ManuallyStopped = true;
     await this.thaw(rec);
     // dockerd answers a SIGKILL only once the container has stopped (10 s at most), so a
@@ -505,7 +504,7 @@ export class ContainerManager extends EventEmitter {
       };
       const onAbort = () => {
         cleanup();
-        reject(new BerthError('wait cancelled', 499));
+        reject(new CanceledError('wait cancelled'));
       };
       this.on('exit', onExit);
       this.on('destroy', onDestroy);
@@ -523,11 +522,7 @@ export class ContainerManager extends EventEmitter {
   private async removeNow(id: string, opts: { force?: boolean; volumes?: boolean }): Promise<void> {
     const rec = this.store.find(id);
     if (!rec) return;
-    // A restarting container (between two runs) is running as far as Docker's rm is concerned.
-    if ((rec.State.Running || rec.State.Restarting) && !opts.force) {
-      const state = rec.State.Restarting ? 'restarting' : rec.State.Paused ? 'paused' : 'running';
-      throw new ConflictError(`You cannot remove a ${state} container ${rec.Id}. ${state === 'paused' ? 'Unpause and then stop' : 'Stop'} the container before attempting removal or force remove`);
-    }
+    assertCan('remove', rec, { force: opts.force });
     if (rec.State.Running) {
       await this.thaw(rec);
       const exited = this.waitFor(id, 'next-exit');
@@ -632,14 +627,13 @@ export class ContainerManager extends EventEmitter {
   /** The first isolator that offers `method`, or a clear error naming what is missing. */
   private isolatorWith<K extends keyof Isolator>(method: K, what: string): { uri: string; impl: Isolator } {
     const iso = this.deps.isolators().find((i) => typeof i.impl[method] === 'function');
-    if (!iso) throw new BerthError(`${what} needs an isolator that supports it (isolator.cgroups); configured: ${this.deps.isolators().map((i) => i.uri).join(', ') || 'none'}`, 501);
+    if (!iso) throw new NotImplementedError(`${what} needs an isolator that supports it (isolator.cgroups); configured: ${this.deps.isolators().map((i) => i.uri).join(', ') || 'none'}`);
     return iso;
   }
 
   async pause(ref: string): Promise<void> {
     const rec = this.store.get(ref);
-    if (!rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
-    if (rec.State.Paused) throw new ConflictError(`Container ${rec.Id} is already paused`);
+    assertCan('pause', rec);
     const iso = this.isolatorWith('pause', 'pause');
     await isolatorCall(iso, 'pause', () => iso.impl.pause!(this.target(rec)));
     Object.assign(rec.State, { Paused: true, Status: 'paused' });
@@ -649,7 +643,7 @@ export class ContainerManager extends EventEmitter {
 
   async unpause(ref: string): Promise<void> {
     const rec = this.store.get(ref);
-    if (!rec.State.Paused) throw new ConflictError(`Container ${rec.Id} is not paused`);
+    assertCan('unpause', rec);
     await this.thaw(rec);
     this.emit('unpause', rec.Id);
   }
@@ -666,7 +660,7 @@ export class ContainerManager extends EventEmitter {
   /** Host pids of the container's processes. */
   async pids(ref: string): Promise<number[]> {
     const rec = this.store.get(ref);
-    if (!rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
+    assertCan('top', rec);
     const iso = this.deps.isolators().find((i) => i.impl.pids);
     return iso ? await iso.impl.pids!(this.target(rec)) : [rec.State.Pid];
   }
@@ -706,7 +700,8 @@ export class ContainerManager extends EventEmitter {
     const session = this.execs.get(execId);
     const rec = this.store.get(session.ContainerID);
     const plan = this.plans.get(rec.Id) ?? (await readJson<LaunchPlan>(path.join(this.store.stateDir(rec.Id), 'launch.json')));
-    if (!plan || !rec.State.Running) throw new ConflictError(`Container ${rec.Id} is not running`);
+    assertCan('exec', rec);
+    if (!plan) throw new StateError(`Container ${rec.Id} is not running`);
     // The launcher joins namespaces; the isolators put the exec'd process into the container's cgroups.
     const chain = new IsolatorChain(this.deps.isolators());
     const attach = (pid: number) => chain.attach({ ...this.target(rec), joining: true }, pid);

@@ -9,3 +9,4 @@ export * from './runtime';
 export * from './services';
 export * from './volume';
 export * from './network';
+export * from './slots';

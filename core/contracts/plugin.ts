@@ -1,6 +1,12 @@
 import type { DependencyContainer } from 'tsyringe';
 import type { Logger } from './types';
 
+/**
+ * The version of the plugin API (`berth/plugin`), semver over its exports: adding a name or an
+ * optional field bumps the minor, removing or changing one bumps the major.
+ */
+export const PLUGIN_API_VERSION = '1.0.0';
+
 /** Extension point types that berth itself knows; plugins may declare others. */
 export type PluginType = 'storage' | 'isolator' | 'registry' | 'runtime' | (string & {});
 
@@ -27,6 +33,8 @@ export interface PluginContext<Config = unknown> {
 export interface PluginManifest<Config = unknown, Impl = unknown> {
   type: PluginType;
   id: string;
+  /** The major version of `berth/plugin` this plugin was written for; another major refuses to load it. */
+  apiVersion?: number;
   /** Plugin types (or full URIs) that must be initialised before this one. Ordering, not imports. */
   requires?: string[];
   /** Default config section, merged under `pluginConfig[uri]`. */

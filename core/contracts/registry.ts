@@ -47,6 +47,8 @@ export interface Registry {
   hasBlob?(ref: ImageRef, desc: Descriptor, opts?: RegistryRequestOptions): Promise<boolean>;
   putBlob?(ref: ImageRef, desc: Descriptor, body: () => Readable, opts?: RegistryRequestOptions & { mountFrom?: string[] }): Promise<'pushed' | 'exists' | 'mounted'>;
   putManifest?(ref: ImageRef, reference: string, manifest: FetchedManifest, opts?: RegistryRequestOptions): Promise<void>;
+  /** berthd is shutting down: close idle connections. */
+  close?(): Promise<void> | void;
 }
 
 export const Registry = Symbol.for('berth.Registry');

@@ -78,6 +78,8 @@ export interface Runtime {
   logPath(containerId: string, stateDir: string): string;
   /** Remove the runtime's files from the state dir (the process must have exited; kill first). */
   delete(containerId: string, stateDir: string): Promise<void>;
+  /** berthd is shutting down: release what is not tied to one container (containers keep running). */
+  close?(): Promise<void> | void;
 }
 
 export const Runtime = Symbol.for('berth.Runtime');

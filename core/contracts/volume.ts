@@ -37,6 +37,8 @@ export interface VolumeDriver {
   unmount?(name: string, containerId: string): Promise<void>;
   /** Volumes the driver has storage for (core reconciles them with its records at start). */
   list(): Promise<VolumeInfo[]>;
+  /** berthd is shutting down (volumes stay). */
+  close?(): Promise<void> | void;
 }
 
 export const VolumeDriver = Symbol.for('berth.VolumeDriver');

@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { BerthError, ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError, TimeoutError } from '../contracts/errors';
 import type { ContainerRecord } from '../containers/record';
 import type { Engine } from '../kernel/engine';
 import { ENGINE_VERSION } from '../kernel/engine';
@@ -465,7 +465,7 @@ export class CriRuntime {
       if (result === 'timeout') {
         monitor?.write(signalFrame(9));
         await started.exited.catch(() => undefined);
-        throw new BerthError(`command ${JSON.stringify(cmd.join(' '))} timed out after ${timeout}s`, 504);
+        throw new TimeoutError(`command ${JSON.stringify(cmd.join(' '))} timed out after ${timeout}s`);
       }
       await drained;
       return { stdout: Buffer.concat(out.stdout), stderr: Buffer.concat(out.stderr), exit_code: result.exitCode };

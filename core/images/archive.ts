@@ -25,7 +25,7 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import type { Descriptor, ImageConfig, ImageRef } from '../contracts/types';
 import { MediaTypes } from '../contracts/types';
-import { BerthError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import { InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import { type ContentStore, DigestMismatchError, sha256Digest } from '../content/store';
 import type { ImageService } from './service';
 import { type ImageRecord, checkConfigSize } from './store';
@@ -372,7 +372,7 @@ async function planLoad(archive: SpooledArchive): Promise<LoadPlan[]> {
 
 /** Check a file against a digest the archive claims for it. */
 function verifyFile(f: SpooledFile, digest: string, what: string, size?: number): void {
-  if (size !== undefined && f.size !== size) throw new BerthError(`${what}: size mismatch: expected ${size} bytes, got ${f.size}`, 400);
+  if (size !== undefined && f.size !== size) throw new InvalidArgumentError(`${what}: size mismatch: expected ${size} bytes, got ${f.size}`);
   if (f.digest !== digest) throw new DigestMismatchError(digest, f.digest, what);
 }
 

@@ -278,10 +278,10 @@ export async function recordImage(
   const configBytes = parts.configBytes ?? Buffer.from(JSON.stringify(parts.config));
   const configDigest = sha256Digest(configBytes);
   const diffIds = parts.config.rootfs.diff_ids;
-  if (diffIds.length !== parts.layers.length) throw new BerthError(`image config lists ${diffIds.length} diff IDs for ${parts.layers.length} layers`, 500);
+  if (diffIds.length !== parts.layers.length) throw new BerthError(`image config lists ${diffIds.length} diff IDs for ${parts.layers.length} layers`);
   const chains = chainIds(diffIds);
   const unpacker = deps.unpacker();
-  if (!unpacker) throw new BerthError('no storage driver is configured: cannot unpack the image layers', 500);
+  if (!unpacker) throw new BerthError('no storage driver is configured: cannot unpack the image layers');
   let built: { bytes: Buffer; mediaType: string };
   let layers: Descriptor[];
   if (parts.manifest) {
@@ -395,7 +395,7 @@ export class ImageCommitter {
     const tag = repoTag(opts.repo, opts.tag);
     const ctr = this.deps.container(opts.container);
     const storage = this.deps.storage();
-    if (!storage) throw new BerthError('no storage driver is configured: cannot commit', 500);
+    if (!storage) throw new BerthError('no storage driver is configured: cannot commit');
     const base = this.deps.images.store.get(ctr.Image);
     if (!base) throw new NotFoundError(`image ${ctr.Image} of container ${opts.container} no longer exists`);
     const baseConfig = await this.deps.images.config(base);

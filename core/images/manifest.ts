@@ -40,40 +40,39 @@ export function isIndexMediaType(mt: string): boolean {
 
 /** Parse a manifest or index. `what` names the reference in errors. */
 export function parseManifest(bytes: Buffer, servedMediaType: string, what: string): ImageManifest | ImageIndex {
-  if (bytes.length > MAX_MANIFEST_BYTES) throw new BerthError(`manifest for ${what} is larger than ${MAX_MANIFEST_BYTES} bytes`, 400);
+  if (bytes.length > MAX_MANIFEST_BYTES) throw new InvalidArgumentError(`manifest for ${what} is larger than ${MAX_MANIFEST_BYTES} bytes`);
   let doc: any;
   try {
     doc = JSON.parse(bytes.toString('utf8'));
   } catch (err) {
-    throw new BerthError(`manifest for ${what} is not valid JSON: ${(err as Error).message}`, 500);
+    throw new BerthError(`manifest for ${what} is not valid JSON: ${(err as Error).message}`);
   }
-  if (typeof doc !== 'object' || doc === null) throw new BerthError(`manifest for ${what} is not a JSON object`, 500);
+  if (typeof doc !== 'object' || doc === null) throw new BerthError(`manifest for ${what} is not a JSON object`);
   const served = servedMediaType.split(';')[0].trim();
   const mediaType: string = doc.mediaType || served;
   if (doc.schemaVersion === 1 || mediaType === MediaTypes.dockerSchema1 || mediaType === MediaTypes.dockerSchema1Signed) {
-    throw new BerthError(
+    throw new InvalidArgumentError(
       `${what} uses a Docker schema 1 manifest, which berth does not support (it was removed from Docker too); push the image again with a current docker, podman or skopeo`,
-      400,
     );
   }
-  if (doc.schemaVersion !== 2) throw new BerthError(`manifest for ${what} has unsupported schemaVersion ${doc.schemaVersion}`, 500);
+  if (doc.schemaVersion !== 2) throw new BerthError(`manifest for ${what} has unsupported schemaVersion ${doc.schemaVersion}`);
   if (Array.isArray(doc.manifests) || isIndexMediaType(mediaType)) {
-    if (!Array.isArray(doc.manifests)) throw new BerthError(`index for ${what} has no manifests list`, 500);
+    if (!Array.isArray(doc.manifests)) throw new BerthError(`index for ${what} has no manifests list`);
     return { kind: 'index', mediaType, manifests: doc.manifests.map((d: unknown, i: number) => descriptor(d, `${what} manifests[${i}]`)) };
   }
-  if (!doc.config) throw new BerthError(`manifest for ${what} has no config`, 500);
-  if (doc.layers !== undefined && !Array.isArray(doc.layers)) throw new BerthError(`manifest for ${what}: layers is not a list`, 500);
+  if (!doc.config) throw new BerthError(`manifest for ${what} has no config`);
+  if (doc.layers !== undefined && !Array.isArray(doc.layers)) throw new BerthError(`manifest for ${what}: layers is not a list`);
   const layers: Descriptor[] = (doc.layers ?? []).map((d: unknown, i: number) => descriptor(d, `${what} layers[${i}]`));
   for (const l of layers) {
-    if (!LAYER_TYPES.has(l.mediaType)) throw new BerthError(`${what}: layer ${l.digest} has unsupported media type ${l.mediaType}`, 500);
+    if (!LAYER_TYPES.has(l.mediaType)) throw new BerthError(`${what}: layer ${l.digest} has unsupported media type ${l.mediaType}`);
   }
   return { kind: 'manifest', mediaType: mediaType || MediaTypes.ociManifest, config: descriptor(doc.config, `${what} config`), layers };
 }
 
 function descriptor(d: any, what: string): Descriptor {
-  if (!d || typeof d !== 'object') throw new BerthError(`${what}: not a descriptor`, 500);
-  if (typeof d.digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(d.digest)) throw new BerthError(`${what}: unsupported or invalid digest ${JSON.stringify(d.digest)}`, 500);
-  if (!Number.isSafeInteger(d.size) || d.size < 0) throw new BerthError(`${what}: invalid size ${JSON.stringify(d.size)}`, 500);
+  if (!d || typeof d !== 'object') throw new BerthError(`${what}: not a descriptor`);
+  if (typeof d.digest !== 'string' || !/^sha256:[a-f0-9]{64}$/.test(d.digest)) throw new BerthError(`${what}: unsupported or invalid digest ${JSON.stringify(d.digest)}`);
+  if (!Number.isSafeInteger(d.size) || d.size < 0) throw new BerthError(`${what}: invalid size ${JSON.stringify(d.size)}`);
   return d as Descriptor;
 }
 

@@ -50,7 +50,7 @@ export class Puller {
 
   registryFor(ref: ImageRef): Registry {
     const reg = this.registries().find((r) => r.claims(ref));
-    if (!reg) throw new BerthError(`no registry plugin accepts ${formatReference(ref)}`, 500);
+    if (!reg) throw new BerthError(`no registry plugin accepts ${formatReference(ref)}`);
     return reg;
   }
 
@@ -74,7 +74,7 @@ export class Puller {
       const childDigest = sha256Digest(fetched.bytes);
       if (childDigest !== chosen.digest) throw new DigestMismatchError(chosen.digest, childDigest, `manifest for ${formatPlatform(platform)} of ${what}`);
       parsed = parseManifest(fetched.bytes, fetched.mediaType || chosen.mediaType, what);
-      if (parsed.kind !== 'manifest') throw new BerthError(`${what}: nested index for ${formatPlatform(platform)} is not supported`, 500);
+      if (parsed.kind !== 'manifest') throw new BerthError(`${what}: nested index for ${formatPlatform(platform)} is not supported`);
       manifestDigest = childDigest;
     }
     const manifest = parsed as ImageManifest;
@@ -124,7 +124,7 @@ export class Puller {
     await this.content.ingest(manifest.config, () => registry.getBlob(ref, manifest.config, reqOpts));
     const config = parseConfig(await this.content.read(manifest.config.digest), what);
     if (config.rootfs.diff_ids.length !== manifest.layers.length) {
-      throw new BerthError(`${what}: config lists ${config.rootfs.diff_ids.length} diff IDs for ${manifest.layers.length} layers`, 500);
+      throw new BerthError(`${what}: config lists ${config.rootfs.diff_ids.length} diff IDs for ${manifest.layers.length} layers`);
     }
     if (opts.platform && (config.os !== platform.os || config.architecture !== platform.architecture)) {
       throw new NotFoundError(`${what} is ${config.os}/${config.architecture}, not ${formatPlatform(platform)}`);
@@ -213,10 +213,10 @@ export function parseConfig(bytes: Buffer, what: string): ImageConfig {
   try {
     config = JSON.parse(bytes.toString('utf8'));
   } catch (err) {
-    throw new BerthError(`image config of ${what} is not valid JSON: ${(err as Error).message}`, 500);
+    throw new BerthError(`image config of ${what} is not valid JSON: ${(err as Error).message}`);
   }
   if (!config?.rootfs || !Array.isArray(config.rootfs.diff_ids) || config.rootfs.diff_ids.some((d) => !/^sha256:[a-f0-9]{64}$/.test(d))) {
-    throw new BerthError(`image config of ${what} has no valid rootfs.diff_ids`, 500);
+    throw new BerthError(`image config of ${what} has no valid rootfs.diff_ids`);
   }
   return config;
 }

@@ -7,7 +7,7 @@
  */
 import { Transform, type Readable } from 'node:stream';
 import type { Descriptor, ImageRef, ProgressSink } from '../contracts/types';
-import { BerthError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import { InvalidArgumentError, NotFoundError, NotImplementedError } from '../contracts/errors';
 import type { RegistryCredentials } from '../contracts/registry';
 import type { ContentStore } from '../content/store';
 import type { ImageService } from './service';
@@ -61,7 +61,7 @@ export class ImagePusher {
 
   private async pushOne(ref: ImageRef, rec: ImageRecord, opts: PushOptions, progress: ProgressSink): Promise<PushedTag> {
     const registry = this.deps.images.registryFor(ref);
-    if (!registry.hasBlob || !registry.putBlob || !registry.putManifest) throw new BerthError(`the registry plugin for ${ref.domain} cannot push`, 501);
+    if (!registry.hasBlob || !registry.putBlob || !registry.putManifest) throw new NotImplementedError(`the registry plugin for ${ref.domain} cannot push`);
     const reqOpts = { credentials: opts.credentials, signal: opts.signal };
     progress({ status: `The push refers to repository [${repositoryName(ref)}]` });
     const manifest = await this.manifestOf(rec);

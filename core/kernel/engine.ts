@@ -26,7 +26,8 @@ import type { Isolator } from '../contracts/isolator';
 import type { Runtime } from '../contracts/runtime';
 import type { BerthConfig } from './config';
 import { DockerConfigCredentials } from './credentials';
-import { type LoadedPlugins, builtinPluginDirs, loadPlugins } from './plugins';
+import { type LoadedPlugins, builtinPluginDirs, loadPlugins, resolveSlot } from './plugins';
+import { IsolatorSlot, RegistrySlot, RuntimeSlot, StorageSlot, VolumeSlot } from '../contracts/slots';
 import { ensureDir } from '../util/fs';
 import { NetworkService } from '../contracts/network';
 import type { VolumeDriver } from '../contracts/volume';
@@ -63,7 +64,7 @@ export class Engine {
     const puller = new Puller(
       this.content,
       this.imageStore,
-      () => this.plugins.getAll<Registry>('registry'),
+      () => this.registries(),
       () => this.unpacker,
     );
     this.images = new ImageService(this.content, this.imageStore, puller);
@@ -79,14 +80,14 @@ export class Engine {
         return rec?.State.Running && rec.State.Pid ? { containerId: id, stateDir: store.stateDir(id), pid: rec.State.Pid } : undefined;
       },
     });
-    this.volumes = new VolumeManager({ root: config.root, log: log.child('volumes'), nameOf, driver: (name) => this.plugins?.get<VolumeDriver>(`volume.${name}`) });
+    this.volumes = new VolumeManager({ root: config.root, log: log.child('volumes'), nameOf, driver: (name) => this.volumeDriver(name) });
     this.containers = new ContainerManager({
       root: config.root,
       store,
       images: this.images,
       storage: () => this.storage(),
-      runtime: () => this.plugins.getSingle<Runtime>('runtime'),
-      isolators: () => this.config.isolators.map((id) => ({ uri: `isolator.${id}`, impl: this.plugins.get<Isolator>(`isolator.${id}`)! })).filter((i) => i.impl),
+      runtime: () => this.runtime(),
+      isolators: () => this.isolators().map((impl) => ({ uri: this.plugins.uriOf(impl)!, impl })),
       unpacker: () => this.unpacker,
       missing: (type) => this.plugins.whyMissing(type),
       log: log.child('containers'),
@@ -143,13 +144,31 @@ export class Engine {
     this.images.onEvent = (action, id, name) => this.events.publish('image', action, id, name ? { name } : {});
   }
 
+  // The extension points, resolved by token from what the plugin kernel registered (empty before start).
   storage(): StorageDriver | undefined {
-    return this.plugins.getSingle<StorageDriver>('storage');
+    return resolveSlot(this.container, StorageSlot)[0];
+  }
+
+  runtime(): Runtime | undefined {
+    return resolveSlot(this.container, RuntimeSlot)[0];
+  }
+
+  /** In config order. */
+  isolators(): Isolator[] {
+    return resolveSlot(this.container, IsolatorSlot);
+  }
+
+  /** Specific registries first, the fallback last. */
+  registries(): Registry[] {
+    return resolveSlot(this.container, RegistrySlot);
+  }
+
+  volumeDriver(name: string): VolumeDriver | undefined {
+    return resolveSlot(this.container, VolumeSlot).find((d) => d.name === name);
   }
 
   async stop(): Promise<void> {
     await this.networks.close();
-    for (const id of this.config.isolators) await this.plugins.get<Isolator>(`isolator.${id}`)?.close?.();
-    await this.storage()?.close?.();
+    await this.plugins.closeAll();
   }
 }

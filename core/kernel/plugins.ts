@@ -9,7 +9,8 @@ import { pathToFileURL } from 'node:url';
 import type { DependencyContainer } from 'tsyringe';
 import type { Logger } from '../contracts/types';
 import { ConfigError, SkipPlugin } from '../contracts/errors';
-import type { PluginContext, PluginInfo, PluginManifest } from '../contracts/plugin';
+import { PLUGIN_API_VERSION, type PluginContext, type PluginInfo, type PluginManifest } from '../contracts/plugin';
+import { SLOTS, type Slot } from '../contracts/slots';
 import type { BerthConfig } from './config';
 import { ensureDir } from '../util/fs';
 
@@ -35,6 +36,15 @@ export interface LoadedPlugins {
   get<T>(uri: string): T | undefined;
   /** Why a single slot is empty, for clear errors ("no storage driver: storage.overlay skipped: ..."). */
   whyMissing(type: string): string;
+  /** The URI of an implementation resolved from a slot (isolator timings and errors name it). */
+  uriOf(impl: unknown): string | undefined;
+  /** berthd is stopping: every plugin's `close()`, in reverse init order; a failure is logged, the rest still close. */
+  closeAll(): Promise<void>;
+}
+
+/** The implementations in a slot, from the container the kernel registered them in: a single slot holds at most one. */
+export function resolveSlot<T>(container: DependencyContainer, slot: Slot<T>): T[] {
+  return container.isRegistered(slot.token, true) ? container.resolveAll<T>(slot.token) : [];
 }
 
 function isManifest(m: any): m is PluginManifest {
@@ -61,6 +71,10 @@ async function importManifest(specifier: string, source: string): Promise<Candid
   }
   if (!/^[a-z0-9][a-z0-9-]*$/.test(manifest.id) || !/^[a-z0-9][a-z0-9-]*$/.test(manifest.type)) {
     throw new PluginLoadError(`plugin ${source}: type and id must be lowercase words (got "${manifest.type}.${manifest.id}")`);
+  }
+  const major = Number(PLUGIN_API_VERSION.split('.')[0]);
+  if (manifest.apiVersion !== undefined && manifest.apiVersion !== major) {
+    throw new PluginLoadError(`plugin ${source} was written for berth/plugin ${manifest.apiVersion}.x; this berthd has ${PLUGIN_API_VERSION}`);
   }
   return { manifest, uri: `${manifest.type}.${manifest.id}`, source };
 }
@@ -153,6 +167,7 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
 
   const impls = new Map<string, unknown>();
   const byType = new Map<string, string[]>();
+  const initOrder: string[] = [];
   const api = {
     getSingle<T>(type: string): T | undefined {
       const choose = SINGLE_SLOTS[type];
@@ -201,6 +216,7 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
         getAll: api.getAll,
       };
       impls.set(c.uri, await c.manifest.init(ctx));
+      initOrder.push(c.uri);
       byType.set(c.manifest.type, [...(byType.get(c.manifest.type) ?? []), c.uri]);
     } catch (err) {
       if (err instanceof ConfigError) throw err;
@@ -217,6 +233,11 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
   // Specific registries are consulted before the catch-all one.
   const regs = byType.get('registry');
   if (regs) byType.set('registry', [...regs].sort((a, b) => Number((impls.get(a) as any)?.fallback ?? false) - Number((impls.get(b) as any)?.fallback ?? false)));
+  // Each extension point's implementations under its token, in slot order: what core resolves.
+  for (const slot of SLOTS) {
+    const chosen = slot.cardinality === 'single' ? [api.getSingle(slot.type)].filter((i) => i !== undefined) : api.getAll(slot.type);
+    for (const impl of chosen) container.register(slot.token, { useValue: impl });
+  }
 
   return {
     infos,
@@ -228,6 +249,17 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
       const info = infos.find((i) => (uri ? i.uri === uri : i.type === type));
       if (!info) return uri ? `no plugin ${uri} is installed` : `no ${type} plugin is installed`;
       return `${info.uri} ${info.status}${info.reason ? `: ${info.reason}` : ''}`;
+    },
+    uriOf: (impl) => [...impls].find(([, i]) => i === impl)?.[0],
+    async closeAll() {
+      for (const uri of [...initOrder].reverse()) {
+        const impl = impls.get(uri) as { close?: () => Promise<void> | void } | undefined;
+        try {
+          await impl?.close?.();
+        } catch (err) {
+          log.error('plugin close failed', { plugin: uri, error: (err as Error).message });
+        }
+      }
     },
   };
 }

@@ -10,7 +10,7 @@
  *                      (the monitor keeps 1 MiB per client); the container's log has all of it.
  */
 import type { Socket } from 'node:net';
-import { BerthError } from '../contracts/errors';
+import { UnavailableError } from '../contracts/errors';
 
 export const ClientFrame = { stdin: 0, closeStdin: 1, resize: 2, signal: 3 } as const;
 export const MonitorFrame = { stdout: 1, stderr: 2, exit: 3, ready: 4, refused: 5 } as const;
@@ -93,13 +93,13 @@ export function monitorReady(socket: Socket): Promise<void> {
       head = Buffer.concat([head, chunk]);
       if (head.length < 5 || head.length < 5 + head.readUInt32BE(1)) return;
       const end = 5 + head.readUInt32BE(1);
-      if (head[0] === MonitorFrame.refused) return done(new BerthError(head.subarray(5, end).toString('utf8'), 503));
+      if (head[0] === MonitorFrame.refused) return done(new UnavailableError(head.subarray(5, end).toString('utf8')));
       // Anything but READY came from a monitor that does not send it: keep that frame too.
       const rest = head[0] === MonitorFrame.ready ? head.subarray(end) : head;
       done();
       if (rest.length) socket.unshift(rest);
     };
-    const onClose = () => done(new BerthError('the container monitor closed the attach connection', 503));
+    const onClose = () => done(new UnavailableError('the container monitor closed the attach connection'));
     const timer = setTimeout(() => {
       done();
       if (head.length) socket.unshift(head);

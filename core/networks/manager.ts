@@ -13,7 +13,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { BerthError, ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import { ConflictError, ForbiddenError, InvalidArgumentError, NotFoundError, UnavailableError } from '../contracts/errors';
 import type { NetworkAttacher, NetworkEndpoint, NetworkJoin, NetworkService, RunningNetns } from '../contracts/network';
 import type { Logger } from '../contracts/types';
 import { ensureDir, readJson, writeJsonAtomic } from '../util/fs';
@@ -246,7 +246,7 @@ export class NetworkManager implements NetworkService {
       const candidate: [number, number] = [POOL_BASE + i * 256, 24];
       if (!busy.some((b) => overlaps(b, candidate))) return { network: candidate[0], len: 24 };
     }
-    throw new BerthError('no free subnet left in 10.207.0.0/16 for a new network: pass --subnet', 503);
+    throw new UnavailableError('no free subnet left in 10.207.0.0/16 for a new network: pass --subnet');
   }
 
   /** POST /networks/create (Docker's body: Name, Driver, EnableIPv6, IPAM {Driver, Config[{Subnet, IPRange, Gateway, AuxiliaryAddresses}]}, Options, Labels). */
@@ -262,7 +262,7 @@ export class NetworkManager implements NetworkService {
   }): Promise<{ Id: string; Warning: string }> {
     const name = req?.Name;
     if (!name || !NETWORK_NAME.test(name)) throw new InvalidArgumentError(`invalid network name ${JSON.stringify(name ?? '')}: expected 1 to 128 characters, no slash or control characters`);
-    if (PREDEFINED.has(name)) throw new BerthError(`operation is not permitted on predefined ${name} network`, 403);
+    if (PREDEFINED.has(name)) throw new ForbiddenError(`operation is not permitted on predefined ${name} network`);
     if (this.byName(name)) throw new ConflictError(`network with name ${name} already exists`);
     if (req.Driver && req.Driver !== 'bridge') throw new InvalidArgumentError(`network driver ${JSON.stringify(req.Driver)} is not supported (bridge)`);
     if (req.IPAM?.Driver && req.IPAM.Driver !== 'default') throw new InvalidArgumentError(`IPAM driver ${JSON.stringify(req.IPAM.Driver)} is not supported (default)`);
@@ -347,7 +347,7 @@ export class NetworkManager implements NetworkService {
 
   async remove(ref: string): Promise<void> {
     const rec = this.get(ref);
-    if (rec.Name === DEFAULT_NETWORK) throw new BerthError(`${rec.Name} is a pre-defined network and cannot be removed`, 403);
+    if (rec.Name === DEFAULT_NETWORK) throw new ForbiddenError(`${rec.Name} is a pre-defined network and cannot be removed`);
     const users = this.usersOf(rec.Name);
     if (users.length) {
       const names = users.map((u) => this.deps.nameOf(u.Id) ?? u.Id.slice(0, 12));
@@ -600,7 +600,7 @@ export class NetworkManager implements NetworkService {
     const ep = this.endpointConfig(net, req, undefined, containerId);
     const running = this.deps.running(containerId);
     if (running) {
-      if (!this.attacher) throw new BerthError(`container ${name} is running and the network isolator offers no hot-plug: stop it, connect, start it`, 409);
+      if (!this.attacher) throw new ConflictError(`container ${name} is running and the network isolator offers no hot-plug: stop it, connect, start it`);
       await this.bridgeUp(net);
       const used = new Set((c.Endpoints ?? []).map((e) => e.ifname));
       let i = 0;
@@ -624,7 +624,7 @@ export class NetworkManager implements NetworkService {
     const running = this.deps.running(containerId);
     const endpoint = c.Endpoints?.find((e) => e.network === net.Name);
     if (running && endpoint) {
-      if (!this.attacher) throw new BerthError(`container ${this.deps.nameOf(containerId)} is running and the network isolator offers no hot-plug: stop it first`, 409);
+      if (!this.attacher) throw new ConflictError(`container ${this.deps.nameOf(containerId)} is running and the network isolator offers no hot-plug: stop it first`);
       const primary = c.Endpoints![0] === endpoint;
       await this.attacher.leave(running, endpoint.ifname);
       c.Endpoints = c.Endpoints!.filter((e) => e !== endpoint);

@@ -4,7 +4,7 @@
  * Synchronous on purpose: each call is one small kernfs syscall, and a dozen of them per container
  * cost far less than a trip through libuv's thread pool each.
  */
-import { BerthError } from '../../core/contracts/errors';
+import { BerthError, HTTP_STATUS } from '../../core/plugin';
 import { closeSync, constants, existsSync, mkdirSync, openSync, readFileSync, rmdirSync, writeSync } from 'node:fs';
 
 export interface CgroupFs {
@@ -53,7 +53,7 @@ export function writeControl(fs: CgroupFs, file: string, value: string | number)
     fs.write(file, String(value));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    throw new BerthError(`cgroup: cannot write ${JSON.stringify(String(value))} to ${file}: ${e.code ?? e.message}`, 500, { cause: err });
+    throw new BerthError(`cgroup: cannot write ${JSON.stringify(String(value))} to ${file}: ${e.code ?? e.message}`, HTTP_STATUS.Internal, { cause: err });
   }
 }
 

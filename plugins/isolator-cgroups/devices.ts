@@ -5,9 +5,27 @@
  */
 import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import { InvalidArgumentError } from '../../core/contracts/errors';
-import { and32Imm, type BpfInsn, exit, jneImm, jneReg, loadWord, mov32Imm, mov32Reg, R0, R1, R2, R3, R4, R5, rsh32Imm } from '../../core/sys/bpf';
-import { MAX_MAJOR, MAX_MINOR, splitDev } from '../../core/sys/syscalls';
+import {
+  InvalidArgumentError,
+  and32Imm,
+  exit,
+  jneImm,
+  jneReg,
+  loadWord,
+  mov32Imm,
+  mov32Reg,
+  R0,
+  R1,
+  R2,
+  R3,
+  R4,
+  R5,
+  rsh32Imm,
+  MAX_MAJOR,
+  MAX_MINOR,
+  splitDev,
+  type BpfInsn,
+} from '../../core/plugin';
 import { type CgroupFs, writeControl } from './cgfs';
 
 /**

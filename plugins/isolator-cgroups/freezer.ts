@@ -3,7 +3,7 @@
  * cgroup.freeze (1 / 0, done when cgroup.events says `frozen 1`). Freezing a v2 cgroup works in
  * any v2 directory, so a hybrid host without a v1 freezer still pauses through its cgroup2 mount.
  */
-import { BerthError } from '../../core/contracts/errors';
+import { BerthError, InvalidArgumentError } from '../../core/plugin';
 import { type CgroupDir, type CgroupFs, dirWith, readKeyed, readTrimmed, writeControl } from './cgfs';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -23,7 +23,7 @@ export function isFrozen(fs: CgroupFs, dirs: CgroupDir[]): boolean {
 /** Freeze every process of the container; resolves once the kernel says all are frozen. */
 export async function freeze(fs: CgroupFs, dirs: CgroupDir[], timeoutMs = 5000): Promise<void> {
   const d = freezerDir(dirs);
-  if (!d) throw new BerthError('pause needs the freezer cgroup controller (or a cgroup v2 hierarchy), which this host does not have', 400);
+  if (!d) throw new InvalidArgumentError('pause needs the freezer cgroup controller (or a cgroup v2 hierarchy), which this host does not have');
   const deadline = Date.now() + timeoutMs;
   let delay = 1;
   if (d.kind === 'v1') {
@@ -50,7 +50,7 @@ export async function freeze(fs: CgroupFs, dirs: CgroupDir[], timeoutMs = 5000):
 
 export function thaw(fs: CgroupFs, dirs: CgroupDir[]): void {
   const d = freezerDir(dirs);
-  if (!d) throw new BerthError('unpause needs the freezer cgroup controller (or a cgroup v2 hierarchy), which this host does not have', 400);
+  if (!d) throw new InvalidArgumentError('unpause needs the freezer cgroup controller (or a cgroup v2 hierarchy), which this host does not have');
   if (d.kind === 'v1') writeControl(fs, `${d.dir}/freezer.state`, 'THAWED');
   else writeControl(fs, `${d.dir}/cgroup.freeze`, '0');
 }

@@ -1,6 +1,4 @@
-import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
-import { definePlugin } from '../../core/contracts/plugin';
-import { bpf } from '../../core/sys/bpf';
+import { ConfigError, SkipPlugin, definePlugin, bpf } from '../../core/plugin';
 import { nodeCgroupFs } from './cgfs';
 import { CgroupsIsolator, type CgroupsConfig } from './isolator';
 import { detectLayout } from './layout';

@@ -8,10 +8,7 @@
  */
 import { join, posix } from 'node:path';
 import { readFileSync, writeFileSync, rmSync } from 'node:fs';
-import { InvalidArgumentError } from '../../core/contracts/errors';
-import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
-import type { LaunchPlan } from '../../core/contracts/launch';
-import { type Bpf, bpf as hostBpf } from '../../core/sys/bpf';
+import { InvalidArgumentError, bpf as hostBpf, type IsolationTarget, type Isolator, type LaunchPlan, type Bpf } from '../../core/plugin';
 import { type CgroupDir, type CgroupFs, dirWith, nodeCgroupFs, readKeyed, readPids, readTrimmed, writeControl } from './cgfs';
 import { applyDevicesV1, devicePolicy, deviceProgram, updateDevicesV1 } from './devices';
 import { freeze, isFrozen, thaw } from './freezer';

@@ -4,7 +4,7 @@
  * memory.swap.max from MemorySwap).
  */
 import { cpus } from 'node:os';
-import { InvalidArgumentError } from '../../core/contracts/errors';
+import { InvalidArgumentError } from '../../core/plugin';
 
 /** Docker refuses memory limits below 6 MB (linuxMinMemory). */
 export const MIN_MEMORY = 6 * 1024 * 1024;

@@ -1,7 +1,7 @@
 /**
  * cgroup v1 driver: one directory per hierarchy, each controller with its own file names.
  */
-import { InvalidArgumentError } from '../../core/contracts/errors';
+import { InvalidArgumentError } from '../../core/plugin';
 import { type CgroupFs, readNumber, readTrimmed, writeControl } from './cgfs';
 import { parseCpuList, type Resources } from './resources';
 

@@ -2,7 +2,7 @@
  * cgroup v2 driver: one directory, controllers enabled from the parent's cgroup.subtree_control,
  * v2 file names and value scales (runc's conversions).
  */
-import { BerthError, InvalidArgumentError } from '../../core/contracts/errors';
+import { BerthError, HTTP_STATUS, InvalidArgumentError } from '../../core/plugin';
 import { type CgroupFs, readTrimmed, writeControl } from './cgfs';
 import { checkCpusetAvailable } from './v1';
 import { blkioWeightToIoWeight, cpuMax, DEFAULT_CFS_PERIOD, memorySwapMax, type Resources, sharesToWeight } from './resources';
@@ -29,7 +29,7 @@ export function enableSubtreeControllers(fs: CgroupFs, dir: string, wanted: stri
         ? `cgroup: cannot enable ${missing.join(', ')} for the cgroups below ${dir}: it holds processes (cgroup v2 allows controllers only below cgroups without processes). ` +
           `Set pluginConfig['isolator.cgroups'].parent to a cgroup path without processes, e.g. "/berth"`
         : `cgroup: cannot enable ${missing.join(', ')} in ${dir}/cgroup.subtree_control: ${code ?? (err as Error).message}`,
-      500,
+      HTTP_STATUS.Internal,
       { cause: err },
     );
   }

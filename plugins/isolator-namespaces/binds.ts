@@ -1,5 +1,4 @@
-import { InvalidArgumentError } from '../../core/contracts/errors';
-import type { MountSpec } from '../../core/contracts/launch';
+import { InvalidArgumentError, type MountSpec } from '../../core/plugin';
 
 const PROPAGATIONS = new Set(['private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave']);
 

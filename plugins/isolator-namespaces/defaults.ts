@@ -1,5 +1,5 @@
 /** Docker's defaults (moby oci/defaults.go, runc), which berth matches unless asked otherwise. */
-import type { DeviceSpec, MountSpec, SymlinkSpec } from '../../core/contracts/launch';
+import type { DeviceSpec, MountSpec, SymlinkSpec } from '../../core/plugin';
 
 /** The 14 capabilities Docker keeps: CapBnd 00000000a80425fb. */
 export const DEFAULT_CAPABILITIES: readonly string[] = [

@@ -1,7 +1,4 @@
-import { ConfigError } from '../../core/contracts/errors';
-import type { Isolator } from '../../core/contracts/isolator';
-import type { IdMapping } from '../../core/contracts/launch';
-import { definePlugin } from '../../core/contracts/plugin';
+import { ConfigError, definePlugin, type Isolator, type IdMapping } from '../../core/plugin';
 import { NamespacesIsolator, type NamespacesConfig } from './isolator';
 
 export { DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_DEVICES } from './defaults';

@@ -6,12 +6,21 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname as hostHostname } from 'node:os';
 import { dirname, join } from 'node:path';
-import { ConflictError, InvalidArgumentError } from '../../core/contracts/errors';
-import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
-import type { IdMapping, LaunchPlan, MountSpec } from '../../core/contracts/launch';
-import { CAPABILITIES, normalizeCapability } from '../../core/launcher/caps';
-import { type HostDevice, hostDevices } from '../../core/launcher/devices';
-import { isSameProcess, readMonitorRecord } from '../../core/launcher/state';
+import {
+  ConflictError,
+  InvalidArgumentError,
+  CAPABILITIES,
+  normalizeCapability,
+  hostDevices,
+  isSameProcess,
+  readMonitorRecord,
+  type IsolationTarget,
+  type Isolator,
+  type IdMapping,
+  type LaunchPlan,
+  type MountSpec,
+  type HostDevice,
+} from '../../core/plugin';
 import { parseBind } from './binds';
 import {
   DEFAULT_CAPABILITIES, DEFAULT_DEVICES, DEFAULT_HOSTS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,

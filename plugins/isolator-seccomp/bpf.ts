@@ -11,7 +11,7 @@
  *            a binary search over the numbers with rules; each leaf tries its rules in order
  *            (argument checks on the two 32-bit halves of seccomp_data.args[i]), then the default.
  */
-import type { SeccompAction, SeccompArch, SeccompArg, SeccompProfile, SeccompRule } from '../../core/seccomp/profile';
+import type { SeccompAction, SeccompArch, SeccompArg, SeccompProfile, SeccompRule } from '../../core/plugin';
 import { ABI_NR_BASE, syscallTable, type Abi } from './syscalls';
 
 // linux/bpf_common.h

@@ -5,7 +5,7 @@
  * that guards them; filter a few calls on their arguments. Arch-specific names a host lacks drop
  * out when the profile is compiled for it.
  */
-import type { SeccompArg, SeccompCondition, SeccompProfile, SeccompRule } from '../../core/seccomp/profile';
+import type { SeccompArg, SeccompCondition, SeccompProfile, SeccompRule } from '../../core/plugin';
 
 /** Allowed to every container. */
 const ALLOWED = `

@@ -1,5 +1,4 @@
-import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
-import { definePlugin } from '../../core/contracts/plugin';
+import { ConfigError, SkipPlugin, definePlugin } from '../../core/plugin';
 import { hostAbi } from './bpf';
 import { SeccompIsolator } from './isolator';
 

@@ -1,7 +1,5 @@
 import * as os from 'node:os';
-import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
-import type { LaunchPlan } from '../../core/contracts/launch';
-import { seccompChoice } from '../../core/seccomp/profile';
+import { seccompChoice, type IsolationTarget, type Isolator, type LaunchPlan } from '../../core/plugin';
 import { compileProfile, type CompiledFilter, type CompileTarget } from './bpf';
 import { DOCKER_DEFAULT_PROFILE } from './default-profile';
 

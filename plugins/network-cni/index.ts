@@ -1,8 +1,5 @@
 import { existsSync } from 'node:fs';
-import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
-import type { Isolator } from '../../core/contracts/isolator';
-import { NetworkService } from '../../core/contracts/network';
-import { definePlugin } from '../../core/contracts/plugin';
+import { ConfigError, SkipPlugin, NetworkService, definePlugin, type Isolator } from '../../core/plugin';
 import { CniRuntime } from './cni';
 import { NetworkIsolator } from './isolator';
 

@@ -8,8 +8,15 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type { IsolationTarget, Isolator } from '../../core/contracts/isolator';
-import type { NetworkAttacher, NetworkEndpoint, NetworkJoin, NetworkService, RunningNetns } from '../../core/contracts/network';
+import type {
+  IsolationTarget,
+  Isolator,
+  NetworkAttacher,
+  NetworkEndpoint,
+  NetworkJoin,
+  NetworkService,
+  RunningNetns,
+} from '../../core/plugin';
 import type { CniResult, CniRuntime } from './cni';
 
 interface CacheEntry {

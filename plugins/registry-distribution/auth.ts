@@ -4,8 +4,7 @@
  * until shortly before they expire. Concurrent requests for the same token share one fetch.
  */
 import crypto from 'node:crypto';
-import type { RegistryCredentials } from '../../core/contracts';
-import { RegistryError } from '../../core/contracts';
+import { RegistryError, type RegistryCredentials } from '../../core/plugin';
 import type { Challenge } from './www-authenticate';
 
 export interface TokenFetch {

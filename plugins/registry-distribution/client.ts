@@ -22,7 +22,7 @@ import {
   type Registry,
   type RegistryCredentials,
   type RegistryRequestOptions,
-} from '../../core/contracts';
+} from '../../core/plugin';
 import { TokenCache, basicHeader, hasUsablePassword } from './auth';
 import { isValidHost, type DistributionConfig } from './config';
 import {

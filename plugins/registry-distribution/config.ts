@@ -1,4 +1,4 @@
-import { ConfigError } from '../../core/contracts';
+import { ConfigError } from '../../core/plugin';
 
 /** Per-host settings, from the global `registries` config section. */
 export interface HostConfig {

@@ -9,7 +9,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { Readable } from 'node:stream';
-import { RegistryError } from '../../core/contracts';
+import { RegistryError } from '../../core/plugin';
 
 export interface RawRequest {
   method: 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';

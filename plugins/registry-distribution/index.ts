@@ -2,7 +2,7 @@
  * registry.distribution: the OCI distribution-spec v2 client. The catch-all registry (`fallback`):
  * it claims every host and is consulted after more specific registry plugins.
  */
-import { CredentialStore, definePlugin, type Registry } from '../../core/contracts';
+import { CredentialStore, definePlugin, type Registry } from '../../core/plugin';
 import { DistributionRegistry } from './client';
 import { defaults, parseConfig, type DistributionConfig } from './config';
 

@@ -1,6 +1,4 @@
-import { ConfigError } from '../../core/contracts/errors';
-import { definePlugin } from '../../core/contracts/plugin';
-import type { Runtime } from '../../core/contracts/runtime';
+import { ConfigError, definePlugin, type Runtime } from '../../core/plugin';
 import { NativeRuntime, type NativeRuntimeConfig } from './runtime';
 
 /** `runtime.native`: berth's own launcher and monitor (core/launcher). */

@@ -12,16 +12,31 @@ import { spawn } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import type { Duplex } from 'node:stream';
-import { connectUnix } from '../../core/util/unix-socket';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { BerthError, ConflictError, InvalidArgumentError } from '../../core/contracts/errors';
-import type { LaunchPlan } from '../../core/contracts/launch';
-import type { ExitStatus, Runtime, RuntimeProcess, RuntimeState, StartHooks } from '../../core/contracts/runtime';
 import {
-  ATTACH_SOCKET, EXIT_FILE, LOG_FILE, PLAN_FILE, RUNTIME_FILE, isSameProcess, launcherBinary,
-  readExitRecord, readMonitorRecord, serializePlan, signalFrame,
-} from '../../core/launcher/index';
+  connectUnix,
+  BerthError,
+  ConflictError,
+  InvalidArgumentError,
+  ATTACH_SOCKET,
+  EXIT_FILE,
+  LOG_FILE,
+  PLAN_FILE,
+  RUNTIME_FILE,
+  isSameProcess,
+  launcherBinary,
+  readExitRecord,
+  readMonitorRecord,
+  serializePlan,
+  signalFrame,
+  type LaunchPlan,
+  type ExitStatus,
+  type Runtime,
+  type RuntimeProcess,
+  type RuntimeState,
+  type StartHooks,
+} from '../../core/plugin';
 
 export interface NativeRuntimeConfig {
   /** Path of the launcher binary; default: the one `npm run build` compiled. */
@@ -81,7 +96,7 @@ export class NativeRuntime implements Runtime {
         else resolve(value!);
       };
       const failure = (message: string) =>
-        new BerthError(`container ${containerId}: ${message}`, /^exec: /.test(message) ? 400 : 500);
+        new (/^exec: /.test(message) ? InvalidArgumentError : BerthError)(`container ${containerId}: ${message}`);
 
       const onLine = async (line: string) => {
         const space = line.indexOf(' ');

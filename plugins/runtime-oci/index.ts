@@ -1,9 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
-import { definePlugin } from '../../core/contracts/plugin';
-import type { Runtime } from '../../core/contracts/runtime';
+import { ConfigError, SkipPlugin, definePlugin, type Runtime } from '../../core/plugin';
 import { OciRuntime, type OciRuntimeConfig } from './runtime';
 
 /**

@@ -22,11 +22,25 @@ import { createHash } from 'node:crypto';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { BerthError, ConflictError, InvalidArgumentError } from '../../core/contracts/errors';
-import type { LaunchPlan } from '../../core/contracts/launch';
-import type { Logger } from '../../core/contracts/types';
-import type { ExitStatus, Runtime, RuntimeProcess, RuntimeState, StartHooks } from '../../core/contracts/runtime';
-import { FrameDecoder, LOG_FILE, MonitorFrame, isSameProcess, processStartTime, readyFrame } from '../../core/launcher/index';
+import {
+  BerthError,
+  ConflictError,
+  InvalidArgumentError,
+  NotImplementedError,
+  FrameDecoder,
+  LOG_FILE,
+  MonitorFrame,
+  isSameProcess,
+  processStartTime,
+  readyFrame,
+  type LaunchPlan,
+  type Logger,
+  type ExitStatus,
+  type Runtime,
+  type RuntimeProcess,
+  type RuntimeState,
+  type StartHooks,
+} from '../../core/plugin';
 import { LogPump, RAW_STDERR, RAW_STDOUT } from './logs';
 import { buildSpec, cgroupsPathFor, unsupportedParts } from './spec';
 
@@ -102,7 +116,7 @@ export class OciRuntime implements Runtime {
 
   async start(containerId: string, stateDir: string, plan: LaunchPlan, hooks: StartHooks = {}): Promise<RuntimeProcess> {
     if (plan.joinNamespaces && Object.keys(plan.joinNamespaces).length) {
-      throw new BerthError(`runtime.oci does not run exec sessions yet (container process ${containerId}); use runtime: 'native' for exec`, 501);
+      throw new NotImplementedError(`runtime.oci does not run exec sessions yet (container process ${containerId}); use runtime: 'native' for exec`);
     }
     if (plan.process.openStdin) this.log?.warn('runtime.oci: stdin is not connected (OpenStdin ignored)', { container: containerId });
     const skipped = unsupportedParts(plan);
@@ -149,7 +163,7 @@ export class OciRuntime implements Runtime {
       await this.closeSession(stateDir);
       const reason = await this.runcError(stateDir);
       const message = reason ?? what;
-      throw new BerthError(`container ${containerId}: ${message}`, /^exec: /.test(message) ? 400 : 500);
+      throw new (/^exec: /.test(message) ? InvalidArgumentError : BerthError)(`container ${containerId}: ${message}`);
     };
 
     const first = await waitForFile(stateDir, [CREATED, EXIT]);

@@ -12,7 +12,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { posix } from 'node:path';
-import type { LaunchPlan } from '../../core/contracts/launch';
+import type { LaunchPlan } from '../../core/plugin';
 
 export interface OciHook {
   path: string;

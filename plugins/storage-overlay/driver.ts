@@ -18,9 +18,10 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { promisify } from 'node:util';
-import type { Change, StorageDriver, StorageUsage } from '../../core/contracts/storage';
-import { ConflictError, InvalidArgumentError, NotFoundError } from '../../core/contracts/errors';
 import {
+  ConflictError,
+  InvalidArgumentError,
+  NotFoundError,
   applyLayerTar,
   chainIdHex,
   checkContainerId,
@@ -31,9 +32,13 @@ import {
   removeOrQuarantine,
   removeTree,
   writeLayerTar,
+  MNT_DETACH,
+  type Change,
+  type StorageDriver,
+  type StorageUsage,
   type Quarantine,
-} from '../../core/layers';
-import { MNT_DETACH, type Syscalls } from '../../core/sys/syscalls';
+  type Syscalls,
+} from '../../core/plugin';
 import { mountPoints } from './mountinfo';
 
 const execFileP = promisify(execFile);

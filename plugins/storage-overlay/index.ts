@@ -1,9 +1,5 @@
 import { promises as fs } from 'node:fs';
-import { definePlugin } from '../../core/contracts/plugin';
-import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
-import type { StorageDriver } from '../../core/contracts/storage';
-import { syscalls } from '../../core/sys/syscalls';
-import { quarantineDir } from '../../core/layers';
+import { definePlugin, ConfigError, SkipPlugin, syscalls, quarantineDir, type StorageDriver } from '../../core/plugin';
 import { OverlayDriver, type OverlayConfig } from './driver';
 
 export default definePlugin<OverlayConfig, StorageDriver>({

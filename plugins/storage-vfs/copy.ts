@@ -8,7 +8,7 @@
 import { constants as fsc, promises as fs, type Stats } from 'node:fs';
 import * as fsSync from 'node:fs';
 import path from 'node:path';
-import { S_IFBLK, S_IFCHR, S_IFIFO, splitDev, type Syscalls } from '../../core/sys/syscalls';
+import { S_IFBLK, S_IFCHR, S_IFIFO, splitDev, type Syscalls } from '../../core/plugin';
 
 /** A counting semaphore: at most `limit` callers between acquire and release. */
 class Limiter {

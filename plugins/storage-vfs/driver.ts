@@ -9,9 +9,9 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import type { Change, StorageDriver, StorageUsage } from '../../core/contracts/storage';
-import { ConflictError, NotFoundError } from '../../core/contracts/errors';
 import {
+  ConflictError,
+  NotFoundError,
   applyLayerTar,
   chainIdHex,
   checkContainerId,
@@ -22,9 +22,12 @@ import {
   removeOrQuarantine,
   removeTree,
   writeLayerTar,
+  type Change,
+  type StorageDriver,
+  type StorageUsage,
   type Quarantine,
-} from '../../core/layers';
-import type { Syscalls } from '../../core/sys/syscalls';
+  type Syscalls,
+} from '../../core/plugin';
 import { copyTree } from './copy';
 
 export interface VfsConfig {

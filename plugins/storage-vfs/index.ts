@@ -1,8 +1,4 @@
-import { definePlugin } from '../../core/contracts/plugin';
-import { ConfigError } from '../../core/contracts/errors';
-import type { StorageDriver } from '../../core/contracts/storage';
-import { syscalls } from '../../core/sys/syscalls';
-import { quarantineDir } from '../../core/layers';
+import { definePlugin, ConfigError, syscalls, quarantineDir, type StorageDriver } from '../../core/plugin';
 import { VfsDriver, type VfsConfig } from './driver';
 
 export default definePlugin<VfsConfig, StorageDriver>({

@@ -1,9 +1,7 @@
 /** The `local` volume driver: a volume is a directory, `<root>/volumes/<name>/_data`. */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { InvalidArgumentError } from '../../core/contracts/errors';
-import { removeTree } from '../../core/layers';
-import type { VolumeCreateRequest, VolumeDriver, VolumeInfo } from '../../core/contracts/volume';
+import { InvalidArgumentError, removeTree, type VolumeCreateRequest, type VolumeDriver, type VolumeInfo } from '../../core/plugin';
 
 export class LocalVolumeDriver implements VolumeDriver {
   readonly name = 'local';

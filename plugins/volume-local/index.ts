@@ -1,5 +1,4 @@
-import { definePlugin } from '../../core/contracts/plugin';
-import type { VolumeDriver } from '../../core/contracts/volume';
+import { definePlugin, type VolumeDriver } from '../../core/plugin';
 import { LocalVolumeDriver } from './driver';
 
 /** `volume.local`: named and anonymous volumes as directories under `<root>/volumes`. */

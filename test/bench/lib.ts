@@ -13,7 +13,7 @@ export { mountsUnder, pidAlive, seeded, unmountUnder };
 
 /** The checkout root: this file runs from dist/test/bench/. */
 export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
-export const BERTHD_JS = path.join(REPO_ROOT, 'dist', 'core', 'kernel', 'berthd.js');
+export const BERTHD_JS = path.join(REPO_ROOT, 'dist', 'core', 'daemon', 'berthd.js');
 export const CLI_JS = path.join(REPO_ROOT, 'dist', 'core', 'cli', 'main.js');
 
 export interface CmdResult {

@@ -1,5 +1,5 @@
 /**
- * A real berthd for integration tests: the compiled daemon (`dist/core/kernel/berthd.js`) started
+ * A real berthd for integration tests: the compiled daemon (`dist/core/daemon/berthd.js`) started
  * as a child process on a temp root and socket, plus the real CLI (`dist/core/cli/main.js`) and
  * raw HTTP over the socket. Nothing is built here: test/helpers/global-setup.ts keeps dist/ current.
  */
@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
-export const BERTHD_JS = path.join(REPO_ROOT, 'dist', 'core', 'kernel', 'berthd.js');
+export const BERTHD_JS = path.join(REPO_ROOT, 'dist', 'core', 'daemon', 'berthd.js');
 export const CLI_JS = path.join(REPO_ROOT, 'dist', 'core', 'cli', 'main.js');
 
 export interface StartDaemonOptions {

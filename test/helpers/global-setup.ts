@@ -1,6 +1,6 @@
 /**
  * vitest globalSetup: integration tests run the compiled daemon and CLI, so make sure dist/ is
- * current. `npx tsc -p .` runs once, and only when dist/core/kernel/berthd.js is missing or older
+ * current. `npx tsc -p .` runs once, and only when dist/core/daemon/berthd.js is missing or older
  * than some core/ or plugins/ source. Type errors elsewhere in the tree do not stop the run (tsc
  * still emits), but a missing daemon afterwards does. The C programs are rebuilt when a .c or .h
  * is newer than the launcher.
@@ -10,7 +10,7 @@ import { readdirSync, statSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
-const BERTHD_JS = path.join(REPO_ROOT, 'dist', 'core', 'kernel', 'berthd.js');
+const BERTHD_JS = path.join(REPO_ROOT, 'dist', 'core', 'daemon', 'berthd.js');
 const BUILD_INFO = path.join(REPO_ROOT, 'dist', '.tsbuildinfo');
 
 function newestSource(dir: string, pattern = /\.ts$/): number {

@@ -6,7 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
 import type { Logger } from '../../core/contracts/types';
 import { validateConfig } from '../../core/kernel/config';
-import { PluginLoadError, loadPlugins, orderPlugins, resolvePluginSpecifier } from '../../core/kernel/plugins';
+import { PluginLoadError, loadPlugins, orderPlugins, resolvePluginSpecifier, resolveSlot } from '../../core/kernel/plugins';
+import { IsolatorSlot, RegistrySlot, RuntimeSlot, StorageSlot, VolumeSlot, type Slot } from '../../core/contracts/slots';
 
 /** A silent logger written as a class, so methods called without their `this` would break. */
 class RecordingLogger implements Logger {
@@ -204,6 +205,40 @@ describe('loadPlugins', () => {
     expect(harness.__berthPluginTest.contexts['registry.special'].config.registries).toEqual({ 'localhost:5000': { insecure: true, mirrors: [] } });
   });
 
+  it('registers every initialised plugin under its slot token, in slot order, and closes them in reverse init order', async () => {
+    // Each implementation records its close in the shared list.
+    const impl = 'return { uri: ctx.uri, name: ctx.uri.split(".")[1], fallback: ctx.uri === "registry.catchall", close: async () => { h.inits.push("close " + ctx.uri); if (ctx.uri === "isolator.cg") throw new Error("busy"); } };';
+    const plugins = [
+      writePlugin('mem', pluginSource({ type: 'storage', id: 'mem', body: impl })),
+      writePlugin('other', pluginSource({ type: 'storage', id: 'other', body: impl })),
+      writePlugin('ns', pluginSource({ type: 'isolator', id: 'ns', requires: ['storage'], body: impl })),
+      writePlugin('cg', pluginSource({ type: 'isolator', id: 'cg', body: impl })),
+      writePlugin('rt', pluginSource({ type: 'runtime', id: 'fake', requires: ['isolator'], body: impl })),
+      writePlugin('catchall', pluginSource({ type: 'registry', id: 'catchall', body: impl })),
+      writePlugin('special', pluginSource({ type: 'registry', id: 'special', body: impl })),
+      writePlugin('local', pluginSource({ type: 'volume', id: 'local', body: impl })),
+    ];
+    const di = container.createChildContainer();
+    const loaded = await loadPlugins({ config: config({ plugins, storage: { driver: 'mem' }, runtime: 'fake', isolators: ['cg', 'ns'] }), container: di, log, builtins: [] });
+    const uris = (slot: Slot<unknown>) => resolveSlot(di, slot).map((i) => (i as { uri: string }).uri);
+    expect(uris(StorageSlot)).toEqual(['storage.mem']);
+    expect(uris(RuntimeSlot)).toEqual(['runtime.fake']);
+    expect(uris(IsolatorSlot)).toEqual(['isolator.cg', 'isolator.ns']);
+    expect(uris(RegistrySlot)).toEqual(['registry.special', 'registry.catchall']);
+    expect(uris(VolumeSlot)).toEqual(['volume.local']);
+    // Resolved from a plugin's child container too, and nothing under a slot nobody filled.
+    expect(resolveSlot(harness.__berthPluginTest.contexts['runtime.fake'].container, IsolatorSlot)).toHaveLength(2);
+    expect(resolveSlot(container.createChildContainer(), StorageSlot)).toEqual([]);
+    expect(loaded.uriOf(resolveSlot(di, IsolatorSlot)[1])).toBe('isolator.ns');
+
+    const inits = harness.__berthPluginTest.inits.filter((l) => !l.startsWith('close'));
+    await loaded.closeAll();
+    const closes = harness.__berthPluginTest.inits.filter((l) => l.startsWith('close')).map((l) => l.slice('close '.length));
+    expect(closes).toEqual([...inits].reverse());
+    expect(closes).not.toContain('storage.other');
+    expect(log.lines.some((l) => l.startsWith('error') && l.includes('isolator.cg') && l.includes('busy'))).toBe(true);
+  });
+
   it('loads built-ins given as module paths and marks them builtin', async () => {
     const file = path.join(dir, 'builtin-vfs.js');
     fs.writeFileSync(file, pluginSource({ type: 'storage', id: 'vfs' }));
@@ -271,14 +306,16 @@ describe('loadPlugins', () => {
       'berth-plugin-not-installed',
       writePlugin('not-a-manifest', 'module.exports = { hello: 1 };'),
       writePlugin('bad-id', pluginSource({ type: 'misc', id: 'Bad_Id' })),
-      writePlugin('fine', pluginSource({ type: 'misc', id: 'fine' })),
+      writePlugin('future', pluginSource({ type: 'misc', id: 'future', extra: 'apiVersion: 2,' })),
+      writePlugin('fine', pluginSource({ type: 'misc', id: 'fine', extra: 'apiVersion: 1,' })),
     ];
     const loaded = await load({ plugins });
     const failed = loaded.infos.filter((i) => i.status === 'failed');
-    expect(failed.map((i) => i.uri)).toEqual(['./plugins/missing.js', 'berth-plugin-not-installed', './plugins/not-a-manifest.js', './plugins/bad-id.js']);
+    expect(failed.map((i) => i.uri)).toEqual(['./plugins/missing.js', 'berth-plugin-not-installed', './plugins/not-a-manifest.js', './plugins/bad-id.js', './plugins/future.js']);
     expect(failed[1].reason).toContain('berth-plugin-not-installed');
     expect(failed[2].reason).toMatch(/does not default-export a manifest/);
     expect(failed[3].reason).toMatch(/lowercase/);
+    expect(failed[4].reason).toBe('plugin ./plugins/future.js was written for berth/plugin 2.x; this berthd has 1.0.0');
     expect(loaded.infos.find((i) => i.uri === 'misc.fine')!.status).toBe('ok');
   });
 

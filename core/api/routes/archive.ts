@@ -22,7 +22,7 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
-import { BerthError, InvalidArgumentError, NotFoundError } from '../../contracts/errors';
+import { BerthError, CanceledError, ForbiddenError, InvalidArgumentError, NotFoundError, NotImplementedError } from '../../contracts/errors';
 import type { StorageDriver } from '../../contracts/storage';
 import type { ContainerRecord } from '../../containers/record';
 import { resolveUser } from '../../containers/user';
@@ -84,7 +84,7 @@ function openInContainer<T>(shown: string, rec: ContainerRecord, open: () => T):
     if (code === 'ENOENT') throw new NotFoundError(`Could not find the file ${shown} in container ${rec.Name.replace(/^\//, '')}`);
     if (code === 'ENOTDIR') throw new InvalidArgumentError(`${shown}: a parent is not a directory`);
     if (code === 'ELOOP') throw new InvalidArgumentError(`${shown}: too many levels of symbolic links`);
-    if (code === 'EXDEV') throw new BerthError(`${shown} crosses a mount point inside the container: copying across mounts is not supported`, 501);
+    if (code === 'EXDEV') throw new NotImplementedError(`${shown} crosses a mount point inside the container: copying across mounts is not supported`);
     throw err;
   }
 }
@@ -161,7 +161,7 @@ function checkNotInBind(rec: ContainerRecord, absPath: string): void {
   for (const bind of rec.HostConfig.Binds ?? []) {
     const dest = path.posix.normalize(bind.split(':')[1] ?? '');
     if (dest && dest !== '/' && (p === dest || p.startsWith(dest + '/'))) {
-      throw new BerthError(`${absPath} is inside the bind mount ${bind}: copying to or from bind mounts is not supported; use the host path`, 501);
+      throw new NotImplementedError(`${absPath} is inside the bind mount ${bind}: copying to or from bind mounts is not supported; use the host path`);
     }
   }
 }
@@ -211,7 +211,7 @@ function requiredPath(req: ApiRequest): string {
  */
 async function withRootfs<T>(engine: Engine, rec: ContainerRecord, fn: (rootfs: string, root: PinnedDir, release: () => void) => Promise<T>): Promise<T> {
   const storage: StorageDriver | undefined = engine.storage();
-  if (!storage) throw new BerthError(`no storage driver: ${engine.plugins.whyMissing('storage')}`, 500);
+  if (!storage) throw new BerthError(`no storage driver: ${engine.plugins.whyMissing('storage')}`);
   const rootfs = await storage.mount(rec.Id);
   let released = false;
   let root: PinnedDir | undefined;
@@ -338,7 +338,7 @@ async function putArchive(engine: Engine, req: ApiRequest, res: ServerResponse):
   const rec = engine.containers.get(req.params.id);
   const noOverwriteDirNonDir = boolParam(req.query, 'noOverwriteDirNonDir');
   const copyUIDGID = boolParam(req.query, 'copyUIDGID');
-  if (rec.HostConfig.ReadonlyRootfs) throw new BerthError(`container ${rec.Name.replace(/^\//, '')}: its rootfs is marked read-only`, 403);
+  if (rec.HostConfig.ReadonlyRootfs) throw new ForbiddenError(`container ${rec.Name.replace(/^\//, '')}: its rootfs is marked read-only`);
   await withRootfs(engine, rec, async (rootfs, containerRoot, release) => {
     const scope = scopeOf(engine, rec, rootfs, containerRoot, rawPath);
     try {
@@ -362,7 +362,7 @@ async function extractInto(
 ): Promise<void> {
   const { rawPath, noOverwriteDirNonDir, copyUIDGID } = o;
   const { root, absPath } = scope;
-  if (scope.readOnly) throw new BerthError(`container ${rec.Name.replace(/^\//, '')}: ${rawPath} is on a read-only volume`, 403);
+  if (scope.readOnly) throw new ForbiddenError(`container ${rec.Name.replace(/^\//, '')}: ${rawPath} is on a read-only volume`);
   // Unlike a stat, the destination's last component is followed too: extracting "to" a
   // symlink that points at a directory extracts into that directory (as Docker does).
   const destFd = openInContainer(rawPath, rec, () => openat2(root.fd, absPath, O_PATH, IN_ROOT));
@@ -375,13 +375,13 @@ async function extractInto(
     closeSync(destFd);
   }
   if (!st.isDirectory()) throw new InvalidArgumentError(`extraction point is not a directory: ${rawPath}`);
-  if (destPath === null) throw new BerthError(`extracting into ${rawPath}: the kernel resolved it outside the container's rootfs`, 500);
+  if (destPath === null) throw new BerthError(`extracting into ${rawPath}: the kernel resolved it outside the container's rootfs`);
   // Owners: root by default (what docker documents); with copyUIDGID the container's user,
   // or the archive's own owners when the container has no user configured.
   let owner: { uid: number; gid: number } | undefined = { uid: 0, gid: 0 };
   if (copyUIDGID) owner = rec.Config.User ? await resolveUser(rootfs, rec.Config.User) : undefined;
   const rewritten = rewriteArchive(req.raw, { root, dest: components(destPath), owner, noOverwriteDirNonDir, shownDest: rawPath });
-  req.signal.addEventListener('abort', () => rewritten.destroy(new BerthError('client went away', 499)));
+  req.signal.addEventListener('abort', () => rewritten.destroy(new CanceledError('client went away')));
   try {
     await applyLayerTar(scope.rootPath, rewritten, { whiteouts: 'merge', chown: process.getuid?.() === 0 });
   } catch (err) {

@@ -9,7 +9,7 @@ import type { RegistryCredentials } from '../../contracts/registry';
 import { InvalidArgumentError } from '../../contracts/errors';
 import type { Engine } from '../../kernel/engine';
 import { type BuildOptions, BuildError } from '../../build/builder';
-import { progressStream } from '../progress';
+import { progressStream } from '../../util/progress';
 import { type Router, boolParam } from '../router';
 
 function jsonParam<T>(q: URLSearchParams, name: string, check: (v: unknown) => v is T): T | undefined {

@@ -5,7 +5,7 @@
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { connectUnix } from '../../util/unix-socket';
-import { BerthError, ConflictError, InvalidArgumentError } from '../../contracts/errors';
+import { BerthError, ConflictError, InvalidArgumentError, NotImplementedError } from '../../contracts/errors';
 import type { Engine } from '../../kernel/engine';
 import type { CreateRequest, WaitCondition } from '../../containers/manager';
 import { muxFrame, readLogs } from '../../containers/logs';
@@ -119,7 +119,7 @@ export function containerRoutes(router: Router, engine: Engine): void {
     const since = timestampParam(q, 'since');
     const until = timestampParam(q, 'until');
     const tty = !!rec.Config.Tty;
-    if (containers.logConfigOf(rec).Type === 'none') throw new BerthError('configured logging driver does not support reading', 501);
+    if (containers.logConfigOf(rec).Type === 'none') throw new NotImplementedError('configured logging driver does not support reading');
     res.writeHead(200, { 'Content-Type': tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream' });
     // Headers go out now: a follower must see the 200 before the container writes anything.
     res.flushHeaders();

@@ -9,7 +9,7 @@ import { muxFrame } from '../../containers/logs';
 import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';
 import { hijack, relayMonitor } from '../hijack';
 import { EXEC_CONFIG, EXEC_START, checkBody } from '../validate';
-import { type Router, intParam, readJsonBody, sendJson } from '../router';
+import { type Router, httpStatus, intParam, readJsonBody, sendJson } from '../router';
 
 /** The longest berthd waits for a client to read a hijacked response's headers. */
 const HEADERS_READ_TIMEOUT_MS = 500;
@@ -56,7 +56,7 @@ export function execRoutes(router: Router, engine: Engine): void {
       // upgrade gets the stream anyway with the reason on it, and the exec's exit code says
       // 126/127, as dockerd does — the docker CLI shows nothing but "unable to upgrade" otherwise.
       const upgrade = !!req.raw.headers.upgrade;
-      const status = (err as { status?: number }).status ?? 500;
+      const status = httpStatus(err);
       if (!upgrade || status === 409 || session.Running || session.ExitCode !== null) throw err;
       monitor?.destroy();
       const message = (err as Error).message;

@@ -6,7 +6,7 @@ import type { ServerResponse } from 'node:http';
 import type { ContainerConfig, ProgressEvent } from '../../contracts/types';
 import { InvalidArgumentError } from '../../contracts/errors';
 import type { Engine } from '../../kernel/engine';
-import { progressStream } from '../progress';
+import { progressStream } from '../../util/progress';
 import { type ApiRequest, Router, boolParam, readJsonBody, sendJson } from '../router';
 import { imageRoutes, registryAuth } from './images';
 import { COMMIT_CONFIG, checkBody } from '../validate';

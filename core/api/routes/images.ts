@@ -3,7 +3,7 @@ import { InvalidArgumentError } from '../../contracts/errors';
 import type { Engine } from '../../kernel/engine';
 import { parsePlatform } from '../../images/manifest';
 import { parseReference } from '../../images/reference';
-import { progressStream } from '../progress';
+import { progressStream } from '../../util/progress';
 import { type ApiRequest, type Router, boolParam, filtersParam, sendJson } from '../router';
 
 /** Docker's X-Registry-Auth: base64url JSON of {username, password, serveraddress, identitytoken, registrytoken}. */

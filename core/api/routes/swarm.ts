@@ -3,7 +3,7 @@
  * in a swarm (503 with dockerd's own messages); clients such as docker-py's test suite rely on
  * those answers (`leave_swarm(force=True)` in a tearDown must not fail with a 404).
  */
-import { BerthError } from '../../contracts/errors';
+import { UnavailableError } from '../../contracts/errors';
 import type { Router } from '../router';
 
 const NOT_A_MANAGER = 'This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect this node to swarm and try again.';
@@ -21,7 +21,7 @@ const MANAGER_RESOURCES = ['services', 'tasks', 'nodes', 'secrets', 'configs'];
 
 export function swarmRoutes(router: Router): void {
   const unavailable = (message: string) => () => {
-    throw new BerthError(message, 503);
+    throw new UnavailableError(message);
   };
   for (const [method, path] of MANAGER_ROUTES) router.add(method, path, unavailable(NOT_A_MANAGER));
   for (const resource of MANAGER_RESOURCES) {

@@ -1,7 +1,7 @@
 import * as os from 'node:os';
 import type { Engine } from '../../kernel/engine';
 import { ENGINE_VERSION } from '../../kernel/engine';
-import { BerthError } from '../../contracts/errors';
+import { BerthError, NotImplementedError } from '../../contracts/errors';
 import { createHash } from 'node:crypto';
 import { parseManifest } from '../../images/manifest';
 import { formatReference, parseReference } from '../../images/reference';
@@ -141,7 +141,7 @@ export function systemRoutes(router: Router, engine: Engine): void {
     const host = (body.serveraddress || 'docker.io').replace(/^https?:\/\//, '').replace(/\/(v1|v2)?\/?$/, '');
     const ref = parseReference(`${host === 'index.docker.io' ? 'docker.io' : host}/login-check`);
     const registry = engine.images.registryFor(ref);
-    if (!registry.login) throw new BerthError(`the registry plugin for ${host} does not support login`, 501);
+    if (!registry.login) throw new NotImplementedError(`the registry plugin for ${host} does not support login`);
     await registry.login(ref.domain, { username: body.username, password: body.password, identitytoken: body.identitytoken }, { signal: req.signal });
     sendJson(res, 200, { Status: 'Login Succeeded', IdentityToken: '' });
   });
@@ -209,7 +209,7 @@ async function readAll(stream: NodeJS.ReadableStream, max: number, what: string)
   let size = 0;
   for await (const chunk of stream) {
     size += (chunk as Buffer).length;
-    if (size > max) throw new BerthError(`image config of ${what} is larger than ${max} bytes`, 500);
+    if (size > max) throw new BerthError(`image config of ${what} is larger than ${max} bytes`);
     chunks.push(chunk as Buffer);
   }
   return Buffer.concat(chunks);

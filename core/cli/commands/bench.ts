@@ -8,7 +8,7 @@ import type { CommandContext } from '../main';
 import { UsageError } from '../main';
 import { parse } from '../args';
 import { table } from '../render';
-import { benchIsolation, renderIsolation } from '../../bench/isolation';
+import { benchIsolation, renderIsolation } from '../bench-isolation';
 
 const USAGE = 'berth bench isolation --config FILE [--config FILE ...] --image REF [-n N] [--json FILE] [-q]';
 

@@ -5,7 +5,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { ProgressEvent } from '../contracts/types';
-import { progressBar } from '../util/format';
+import { progressBar } from './format';
 
 export function progressMessage(e: ProgressEvent): Record<string, unknown> {
   const msg: Record<string, unknown> = { status: e.status };

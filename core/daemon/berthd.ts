@@ -13,8 +13,8 @@ import { BerthError } from '../contracts/errors';
 import { LOCK_EX, LOCK_NB, syscalls } from '../sys/syscalls';
 import { createLogger } from '../util/log';
 import { ensureDir } from '../util/fs';
-import { loadConfig } from './config';
-import { Engine } from './engine';
+import { loadConfig } from '../kernel/config';
+import { Engine } from '../kernel/engine';
 
 const USAGE = `Usage: berthd [--root DIR] [--socket PATH] [--config FILE] [--storage-driver NAME] [--cri-socket PATH]
 

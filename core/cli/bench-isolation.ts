@@ -12,7 +12,7 @@ import { promises as fs, openSync, closeSync, readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { Client } from '../cli/client';
+import { Client } from './client';
 
 const execFileP = promisify(execFile);
 
@@ -249,7 +249,7 @@ async function runToEnd(client: Client, image: string, cmd: string[], hostConfig
 
 async function benchConfig(configFile: string, opts: IsolationBenchOptions): Promise<ConfigResult> {
   const say = opts.progress ?? (() => undefined);
-  const berthd = opts.berthd ?? path.resolve(__dirname, '..', 'kernel', 'berthd.js');
+  const berthd = opts.berthd ?? path.resolve(__dirname, '..', 'daemon', 'berthd.js');
   say(`${configFile}: starting berthd`);
   const daemon = await Daemon.start(configFile, berthd);
   const { client } = daemon;
