@@ -4,6 +4,7 @@
  * only here, and berthd imports this file only when `cri.enabled` is set.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -12,6 +13,7 @@ import type { Logger } from '../contracts/types';
 import type { Engine } from '../kernel/engine';
 import { imageHandlers } from './images';
 import { CriRuntime } from './runtime';
+import { AuthorityFixingStream } from './uds-authority';
 
 /** The project's own proto file (shipped in the package: package.json "files"). */
 export function protoFile(): string {
@@ -102,14 +104,21 @@ export async function startCriServer(engine: Engine, socket: string, log: Logger
   }
   await fs.promises.mkdir(path.dirname(socket), { recursive: true, mode: 0o700 });
   await fs.promises.rm(socket, { force: true });
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(new Error(`CRI socket ${socket}: ${err.message}`)) : resolve())),
-  );
+  // Our own listener: each connection goes to grpc-js through the authority fix (uds-authority.ts).
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = net.createServer((conn) => injector.injectConnection(new AuthorityFixingStream(conn)));
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', (err) => reject(new Error(`CRI socket ${socket}: ${err.message}`)));
+    listener.listen(socket, () => resolve());
+  });
   await fs.promises.chmod(socket, 0o660);
   log.info('CRI serving', { socket });
   return {
     async close() {
+      // The listener's close ends when its connections do: grpc-js shuts those.
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await closed;
       await runtime.close();
       await fs.promises.rm(socket, { force: true });
     },
