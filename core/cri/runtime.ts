@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
@@ -15,12 +16,14 @@ import { BerthError, ConflictError, InvalidArgumentError, NotFoundError } from '
 import type { ContainerRecord } from '../containers/record';
 import type { Engine } from '../kernel/engine';
 import { ENGINE_VERSION } from '../kernel/engine';
-import { FrameDecoder, MonitorFrame, signalFrame } from '../launcher/attach';
+import { closeStdinFrame, FrameDecoder, MonitorFrame, monitorReady, resizeFrame, signalFrame, stdinFrame } from '../launcher/attach';
 import { pauseBinary } from '../launcher/binary';
+import type { Socket } from 'node:net';
 import { connectUnix } from '../util/unix-socket';
 import { findImage } from './images';
 import { CRI_LABEL, type CriView, criLabels, criView, matchesSelector, nanosOf } from './labels';
 import { CriLogFollower } from './logs';
+import { type CommandStreams, dialTcp, type StreamingServer } from './streaming/server';
 
 /** ExecSync output is capped, as the CRI asks (CVE-2022-1708). */
 const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
@@ -105,9 +108,41 @@ function containerState(rec: ContainerRecord): string {
   }
 }
 
+/** Relays a monitor connection (core/launcher/attach.ts) to the client's streams; resolves when it closes. */
+function relay(monitor: Socket, streams: CommandStreams): Promise<void> {
+  const decoder = new FrameDecoder(({ type, payload }) => {
+    if (type === MonitorFrame.stdout) streams.stdout?.write(payload);
+    else if (type === MonitorFrame.stderr) (streams.stderr ?? streams.stdout)?.write(payload);
+  });
+  streams.stdin?.on('data', (c: Buffer) => monitor.write(stdinFrame(c)));
+  streams.stdin?.on('end', () => monitor.writable && monitor.write(closeStdinFrame()));
+  streams.onResize(({ width, height }) => monitor.writable && monitor.write(resizeFrame(height, width)));
+  return new Promise((resolve) => {
+    monitor.on('data', (c: Buffer) => decoder.push(c));
+    monitor.on('close', () => resolve());
+    monitor.on('error', () => resolve());
+    monitor.resume();
+  });
+}
+
+interface Usage {
+  cpu: { timestamp: string; usage_core_nano_seconds: { value: string }; usage_nano_cores: { value: string } };
+  memory: Record<'working_set_bytes' | 'available_bytes' | 'usage_bytes' | 'rss_bytes' | 'page_faults' | 'major_page_faults', { value: string }> & { timestamp: string };
+  processes: number;
+  timestamp: string;
+}
+
+/** Previous CPU readings, for usage_nano_cores (a rate between two ContainerStats calls). */
+interface CpuSample {
+  at: bigint;
+  usage: number;
+}
+
 export class CriRuntime {
   private readonly followers = new Map<string, CriLogFollower>();
+  private readonly cpuSamples = new Map<string, CpuSample>();
   private pauseImage?: Promise<string>;
+  streaming?: StreamingServer;
 
   constructor(private readonly engine: Engine) {
     // A container's exit is when its log is complete: convert the rest and stop following.
@@ -188,7 +223,8 @@ export class CriRuntime {
         Image: image,
         Entrypoint: ['/pause'],
         Cmd: [],
-        Hostname: hostNetwork ? undefined : config!.hostname || md.name,
+        // No hostname given: the node's, as containerd does (pod names can be longer than 64 bytes).
+        Hostname: hostNetwork ? undefined : config!.hostname || os.hostname(),
         Labels: criLabels('sandbox', {
           metadata: md,
           labels: config!.labels,
@@ -245,8 +281,7 @@ export class CriRuntime {
 
   podSandboxStatus(id: string | undefined, verbose: boolean) {
     const { rec, view } = this.get('sandbox', id);
-    const settings = this.engine.networks.settings(rec.Id) as { Networks: Record<string, { IPAddress?: string }> };
-    const ips = Object.values(settings.Networks ?? {}).map((n) => n.IPAddress).filter((ip): ip is string => !!ip);
+    const ips = this.podIps(rec.Id);
     const info: Record<string, string> = {};
     if (verbose) info.info = JSON.stringify({ pid: rec.State.Pid, hostname: rec.Config.Hostname ?? '', image: rec.Config.Image, berthContainer: rec.Name.replace(/^\//, '') });
     return {
@@ -473,6 +508,174 @@ export class CriRuntime {
       clearTimeout(timer);
       monitor?.destroy();
     }
+  }
+
+  // ---- streaming -------------------------------------------------------------------------
+
+  private streamingServer(): StreamingServer {
+    if (!this.streaming) throw new BerthError('the CRI streaming server is not running', 503);
+    return this.streaming;
+  }
+
+  exec(req: { container_id?: string; cmd?: string[]; tty?: boolean; stdin?: boolean; stdout?: boolean; stderr?: boolean }) {
+    const { rec } = this.get('container', req.container_id);
+    if (!rec.State.Running) throw new ConflictError(`container ${rec.Id} is not running`);
+    if (!req.cmd?.length) throw new InvalidArgumentError('cmd: a command is required');
+    if (!req.stdin && !req.stdout && !req.stderr) throw new InvalidArgumentError('one of stdin, stdout and stderr must be set');
+    const cmd = req.cmd;
+    const tty = !!req.tty;
+    const url = this.streamingServer().command({
+      kind: 'exec', stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr, tty,
+      run: async (streams) => {
+        const execId = this.engine.containers.execCreate(rec.Id, { Cmd: cmd, Tty: tty, AttachStdin: !!streams.stdin, AttachStdout: true, AttachStderr: true });
+        let relayed: Promise<void> = Promise.resolve();
+        const started = await this.engine.containers.execStart(execId, (socket) => {
+          relayed = relay(connectUnix(socket), streams);
+        });
+        const { exitCode } = await started.exited;
+        await relayed;
+        return exitCode;
+      },
+    });
+    return { url };
+  }
+
+  attach(req: { container_id?: string; stdin?: boolean; tty?: boolean; stdout?: boolean; stderr?: boolean }) {
+    const { rec } = this.get('container', req.container_id);
+    if (!rec.State.Running) throw new ConflictError(`container ${rec.Id} is not running`);
+    if (req.stdin && !rec.Config.OpenStdin) throw new InvalidArgumentError(`container ${rec.Id} was created without stdin: it cannot be attached with stdin`);
+    if (!!req.tty !== !!rec.Config.Tty) throw new InvalidArgumentError(`tty=${!!req.tty} does not match container ${rec.Id}, created with tty=${!!rec.Config.Tty}`);
+    const url = this.streamingServer().command({
+      kind: 'attach', stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr, tty: !!req.tty,
+      run: async (streams) => {
+        const monitor = this.engine.containers.connectAttach(rec.Id);
+        if (!monitor) throw new ConflictError(`container ${rec.Id} is not running`);
+        await monitorReady(monitor);
+        // The client going away ends the attach, not the container.
+        for (const s of [streams.stdin, streams.stdout, streams.stderr]) s?.on('close', () => monitor.destroy());
+        await relay(monitor, streams);
+        return 0;
+      },
+    });
+    return { url };
+  }
+
+  /** Connections go to the pod's IP (or the host's loopback for host-network pods). */
+  portForward(req: { pod_sandbox_id?: string }) {
+    const { rec, view } = this.get('sandbox', req.pod_sandbox_id);
+    if (!rec.State.Running) throw new ConflictError(`pod sandbox ${rec.Id} is not ready`);
+    const url = this.streamingServer().portForward(async (port) => {
+      const ip = view.namespaces.network === 'NODE' ? '127.0.0.1' : this.podIps(rec.Id)[0];
+      if (!ip) throw new ConflictError(`pod sandbox ${rec.Id} has no IP address`);
+      return dialTcp(ip, port);
+    });
+    return { url };
+  }
+
+  private podIps(id: string): string[] {
+    const settings = this.engine.networks.settings(id) as { Networks: Record<string, { IPAddress?: string }> };
+    return Object.values(settings.Networks ?? {}).map((n) => n.IPAddress).filter((ip): ip is string => !!ip);
+  }
+
+  // ---- stats -----------------------------------------------------------------------------
+
+  /** CRI CpuUsage and MemoryUsage from berth's cgroup readings (Docker stats shape). */
+  private async usage(rec: ContainerRecord): Promise<Usage> {
+    const raw = (await this.engine.containers.rawStats(rec.Id).catch(() => ({}))) as {
+      cpu_stats?: { cpu_usage?: { total_usage?: number } };
+      memory_stats?: { usage?: number; limit?: number; stats?: Record<string, number> };
+      pids_stats?: { current?: number };
+    };
+    const at = process.hrtime.bigint();
+    const timestamp = String(BigInt(Date.now()) * 1_000_000n);
+    const total = raw.cpu_stats?.cpu_usage?.total_usage ?? 0;
+    const before = this.cpuSamples.get(rec.Id);
+    this.cpuSamples.set(rec.Id, { at, usage: total });
+    const elapsed = before ? Number(at - before.at) : 0;
+    const nanoCores = before && elapsed > 0 ? Math.max(0, Math.round(((total - before.usage) * 1e9) / elapsed)) : 0;
+    const mem = raw.memory_stats ?? {};
+    const st = mem.stats ?? {};
+    const usageBytes = mem.usage ?? 0;
+    // Kubernetes' working set: usage less the inactive file cache (v2 name, then v1's).
+    const workingSet = Math.max(0, usageBytes - (st.inactive_file ?? st.total_inactive_file ?? 0));
+    const value = (n: number) => ({ value: String(n) });
+    return {
+      cpu: { timestamp, usage_core_nano_seconds: value(total), usage_nano_cores: value(nanoCores) },
+      memory: {
+        timestamp,
+        working_set_bytes: value(workingSet),
+        available_bytes: value(mem.limit ? Math.max(0, mem.limit - workingSet) : 0),
+        usage_bytes: value(usageBytes),
+        rss_bytes: value(st.anon ?? st.rss ?? 0),
+        page_faults: value(st.pgfault ?? 0),
+        major_page_faults: value(st.pgmajfault ?? 0),
+      },
+      processes: raw.pids_stats?.current ?? 0,
+      timestamp,
+    };
+  }
+
+  private async containerStatsOf(rec: ContainerRecord, view: CriView) {
+    return this.containerStatsFrom(rec, view, await this.usage(rec));
+  }
+
+  private containerStatsFrom(rec: ContainerRecord, view: CriView, { cpu, memory, timestamp }: Usage) {
+    return {
+      attributes: { id: rec.Id, metadata: view.metadata, labels: view.labels, annotations: view.annotations },
+      cpu,
+      memory,
+      writable_layer: { timestamp, fs_id: { mountpoint: path.join(this.engine.config.root, 'containers', rec.Id) }, used_bytes: { value: '0' }, inodes_used: { value: '0' } },
+    };
+  }
+
+  async containerStats(id: string | undefined) {
+    const { rec, view } = this.get('container', id);
+    return { stats: await this.containerStatsOf(rec, view) };
+  }
+
+  async listContainerStats(filter: { id?: string; pod_sandbox_id?: string; label_selector?: Labels } | undefined) {
+    const hits = this.all('container').filter(({ rec, view }) => {
+      if (filter?.id && !rec.Id.startsWith(filter.id)) return false;
+      if (filter?.pod_sandbox_id && !view.sandboxId.startsWith(filter.pod_sandbox_id)) return false;
+      return matchesSelector(view.labels, filter?.label_selector);
+    });
+    return { stats: await Promise.all(hits.map(({ rec, view }) => this.containerStatsOf(rec, view))) };
+  }
+
+  /** A pod's figures: the sum of its containers' (the pause process's own are negligible). */
+  private async podStatsOf(rec: ContainerRecord, view: CriView) {
+    const members = this.all('container').filter((c) => c.view.sandboxId === rec.Id && c.rec.State.Running);
+    const own = await Promise.all(members.map((c) => this.usage(c.rec)));
+    const containers = members.map((c, i) => this.containerStatsFrom(c.rec, c.view, own[i]));
+    const pause = await this.usage(rec);
+    const sum = (pick: (u: Usage) => { value: string }) => ({ value: String([pause, ...own].reduce((n, u) => n + Number(pick(u).value), 0)) });
+    return {
+      attributes: { id: rec.Id, metadata: view.metadata, labels: view.labels, annotations: view.annotations },
+      linux: {
+        cpu: { timestamp: pause.timestamp, usage_core_nano_seconds: sum((u) => u.cpu.usage_core_nano_seconds), usage_nano_cores: sum((u) => u.cpu.usage_nano_cores) },
+        memory: {
+          timestamp: pause.timestamp,
+          working_set_bytes: sum((u) => u.memory.working_set_bytes),
+          available_bytes: { value: '0' },
+          usage_bytes: sum((u) => u.memory.usage_bytes),
+          rss_bytes: sum((u) => u.memory.rss_bytes),
+          page_faults: sum((u) => u.memory.page_faults),
+          major_page_faults: sum((u) => u.memory.major_page_faults),
+        },
+        process: { timestamp: pause.timestamp, process_count: { value: String([pause, ...own].reduce((n, u) => n + u.processes, 0)) } },
+        containers,
+      },
+    };
+  }
+
+  async podSandboxStats(id: string | undefined) {
+    const { rec, view } = this.get('sandbox', id);
+    return { stats: await this.podStatsOf(rec, view) };
+  }
+
+  async listPodSandboxStats(filter: { id?: string; label_selector?: Labels } | undefined) {
+    const hits = this.all('sandbox').filter(({ rec, view }) => (!filter?.id || rec.Id.startsWith(filter.id)) && matchesSelector(view.labels, filter?.label_selector));
+    return { stats: await Promise.all(hits.map(({ rec, view }) => this.podStatsOf(rec, view))) };
   }
 
   version(apiVersion: string) {

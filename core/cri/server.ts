@@ -13,6 +13,7 @@ import type { Logger } from '../contracts/types';
 import type { Engine } from '../kernel/engine';
 import { imageHandlers } from './images';
 import { CriRuntime } from './runtime';
+import { StreamingServer } from './streaming/server';
 import { AuthorityFixingStream } from './uds-authority';
 
 /** The project's own proto file (shipped in the package: package.json "files"). */
@@ -74,6 +75,10 @@ export interface CriServer {
 export async function startCriServer(engine: Engine, socket: string, log: Logger): Promise<CriServer> {
   const runtime = new CriRuntime(engine);
   await runtime.recover();
+  // Exec, Attach and PortForward URLs: loopback only, a free port.
+  const streaming = new StreamingServer(log);
+  await streaming.listen('127.0.0.1', 0);
+  runtime.streaming = streaming;
   const images = imageHandlers(engine);
   const runtimeHandlers = (apiVersion: string): Record<string, Handler> => ({
     Version: () => runtime.version(apiVersion),
@@ -92,6 +97,13 @@ export async function startCriServer(engine: Engine, socket: string, log: Logger
     UpdateContainerResources: (r) => runtime.updateContainerResources(r.container_id, r.linux),
     ReopenContainerLog: (r) => runtime.reopenContainerLog(r.container_id),
     ExecSync: (r) => runtime.execSync(r.container_id, r.cmd, Number(r.timeout)),
+    Exec: (r) => runtime.exec(r),
+    Attach: (r) => runtime.attach(r),
+    PortForward: (r) => runtime.portForward(r),
+    ContainerStats: (r) => runtime.containerStats(r.container_id),
+    ListContainerStats: (r) => runtime.listContainerStats(r.filter),
+    PodSandboxStats: (r) => runtime.podSandboxStats(r.pod_sandbox_id),
+    ListPodSandboxStats: (r) => runtime.listPodSandboxStats(r.filter),
     // berth's networks carry their own subnets; kubelet's pod CIDR is accepted and not used.
     UpdateRuntimeConfig: () => ({}),
   });
@@ -119,6 +131,7 @@ export async function startCriServer(engine: Engine, socket: string, log: Logger
       const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
       await closed;
+      await streaming.close();
       await runtime.close();
       await fs.promises.rm(socket, { force: true });
     },
