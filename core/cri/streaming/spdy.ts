@@ -8,7 +8,7 @@
  * for what arrives, for clients that do count.
  */
 import { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
+import { Duplex } from 'node:stream';
 import * as zlib from 'node:zlib';
 
 /** The SPDY/3 header compression dictionary (draft-mbelshe-httpbis-spdy-00, 2.6.10.1). */
@@ -53,8 +53,11 @@ const MAX_DATA = 64 * 1024 - 1;
 
 export type SpdyHeaders = Record<string, string>;
 
-/** One stream the client opened: readable through 'data'/'end', writable with write()/end(). */
-export class SpdyStream extends EventEmitter {
+/**
+ * One stream the client opened, as a Duplex: what the client sends is readable (buffered until
+ * read), what is written goes out in DATA frames, end() sends FIN.
+ */
+export class SpdyStream extends Duplex {
   localClosed = false;
   remoteClosed = false;
 
@@ -63,41 +66,39 @@ export class SpdyStream extends EventEmitter {
     readonly id: number,
     readonly headers: SpdyHeaders,
   ) {
-    super();
+    super({ allowHalfOpen: true });
   }
 
-  write(data: Buffer | string): void {
-    if (this.localClosed) return;
-    const bytes = Buffer.isBuffer(data) ? data : Buffer.from(data);
-    for (let off = 0; off < bytes.length; off += MAX_DATA) this.session.sendData(this.id, bytes.subarray(off, off + MAX_DATA), false);
+  override _read(): void {
+    /* received data is pushed as it arrives */
   }
 
-  /** Half-close: a FIN from our side. */
-  end(): void {
-    if (this.localClosed) return;
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    for (let off = 0; off < chunk.length; off += MAX_DATA) this.session.sendData(this.id, chunk.subarray(off, off + MAX_DATA), false);
+    done();
+  }
+
+  override _final(done: () => void): void {
     this.localClosed = true;
     this.session.sendData(this.id, Buffer.alloc(0), true);
     this.session.forgetIfDone(this);
+    done();
   }
 
   /** @internal */
   receive(data: Buffer, fin: boolean): void {
-    if (data.length) this.emit('data', data);
+    if (data.length && !this.remoteClosed) this.push(data);
     if (fin && !this.remoteClosed) {
       this.remoteClosed = true;
-      this.emit('end');
+      this.push(null);
       this.session.forgetIfDone(this);
     }
   }
 
   /** @internal the session is gone or the client reset the stream. */
   abort(): void {
-    this.localClosed = true;
-    if (!this.remoteClosed) {
-      this.remoteClosed = true;
-      this.emit('end');
-    }
-    this.emit('close');
+    this.localClosed = this.remoteClosed = true;
+    this.destroy();
   }
 }
 
@@ -273,10 +274,7 @@ export class SpdySession extends EventEmitter {
 
   /** @internal a stream closed both ways is no longer tracked. */
   forgetIfDone(stream: SpdyStream): void {
-    if (stream.localClosed && stream.remoteClosed) {
-      this.streams.delete(stream.id);
-      stream.emit('close');
-    }
+    if (stream.localClosed && stream.remoteClosed) this.streams.delete(stream.id);
   }
 }
 
