@@ -114,6 +114,7 @@ export class SpdySession extends EventEmitter {
   /** Frames are handled one at a time: header blocks inflate asynchronously, in order. */
   private queue: Promise<void> = Promise.resolve();
   private closed = false;
+  private lastStreamId = 0;
 
   constructor(private readonly socket: Duplex) {
     super();
@@ -140,9 +141,8 @@ export class SpdySession extends EventEmitter {
   /** Tell the client we are done (GOAWAY), then close once what we wrote is flushed. */
   goAway(): void {
     if (this.closed) return;
-    const body = Buffer.alloc(8);
-    body.writeUInt32BE(0, 0);
-    this.sendControl(GOAWAY, 0, body);
+    // Last good stream: every stream the client opened was handled; status 0 is OK.
+    this.sendControl(GOAWAY, 0, Buffer.concat([u32(this.lastStreamId), u32(0)]));
     this.queue = this.queue.then(() => new Promise<void>((resolve) => this.socket.end(resolve))).then(() => this.close());
   }
 
@@ -181,6 +181,7 @@ export class SpdySession extends EventEmitter {
         if (this.streams.has(id) || id % 2 === 0) return this.reset(id, RST_PROTOCOL_ERROR);
         const stream = new SpdyStream(this, id, headers);
         this.streams.set(id, stream);
+        this.lastStreamId = Math.max(this.lastStreamId, id);
         await this.reply(id);
         this.emit('stream', stream);
         if (flags & FLAG_FIN) stream.receive(Buffer.alloc(0), true);
@@ -238,8 +239,9 @@ export class SpdySession extends EventEmitter {
     });
   }
 
+  /** The status headers tell HTTP-minded SPDY clients the stream is accepted; spdystream ignores them. */
   private async reply(id: number): Promise<void> {
-    const block = await this.deflateHeaders({});
+    const block = await this.deflateHeaders({ ':status': '200', ':version': 'HTTP/1.1' });
     this.sendControl(SYN_REPLY, 0, Buffer.concat([u32(id), block]));
   }
 
