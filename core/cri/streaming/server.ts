@@ -113,6 +113,8 @@ export class StreamingServer {
     const wanted = ['error', ...(request.stdin ? ['stdin'] : []), ...(request.stdout ? ['stdout'] : []), ...(request.stderr && !request.tty ? ['stderr'] : []), ...(request.tty ? ['resize'] : [])];
     const streams = new Map<string, SpdyStream>();
     const resizeListeners: ((size: { width: number; height: number }) => void)[] = [];
+    // A size sent before the command is running is kept for it.
+    let lastSize: { width: number; height: number } | undefined;
     const allThere = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), STREAMS_WAIT_MS);
       session.on('close', () => (clearTimeout(timer), resolve(false)));
@@ -130,7 +132,8 @@ export class StreamingServer {
               buffered = buffered.slice(end + 1);
               try {
                 const { Width, Height } = JSON.parse(one) as { Width: number; Height: number };
-                for (const l of resizeListeners) l({ width: Width, height: Height });
+                lastSize = { width: Width, height: Height };
+                for (const l of resizeListeners) l(lastSize);
               } catch {
                 /* a malformed size is dropped */
               }
@@ -144,7 +147,7 @@ export class StreamingServer {
     const errorStream = streams.get('error')!;
     let status: object;
     try {
-      const code = await request.run({ stdin: streams.get('stdin'), stdout: streams.get('stdout'), stderr: streams.get('stderr'), onResize: (l) => resizeListeners.push(l) });
+      const code = await request.run({ stdin: streams.get('stdin'), stdout: streams.get('stdout'), stderr: streams.get('stderr'), onResize: (l) => (resizeListeners.push(l), lastSize && l(lastSize)) });
       status = code === 0
         ? { metadata: {}, status: 'Success' }
         : { metadata: {}, status: 'Failure', message: `command terminated with non-zero exit code: ${code}`, reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: String(code) }] } };
