@@ -64,6 +64,12 @@ interface ContainerConfig {
       run_as_group?: { value: string | number } | null;
       run_as_username?: string;
       readonly_rootfs?: boolean;
+      supplemental_groups?: (string | number)[];
+      no_new_privs?: boolean;
+      masked_paths?: string[];
+      readonly_paths?: string[];
+      seccomp_profile_path?: string;
+      seccomp?: { profile_type?: string; localhost_ref?: string } | null;
     };
   };
 }
@@ -75,6 +81,35 @@ interface Resources {
   memory_limit_in_bytes?: string | number;
   cpuset_cpus?: string;
   cpuset_mems?: string;
+}
+
+type SecurityContext = NonNullable<NonNullable<ContainerConfig['linux']>['security_context']>;
+
+/**
+ * Docker SecurityOpt for the CRI's seccomp choice: the `seccomp` profile, else the older
+ * `seccomp_profile_path`; none given is unconfined, as kubelet means it.
+ */
+function seccompOpts(sec: SecurityContext): string[] {
+  // A privileged container runs unconfined whatever profile it names (containerd does the same).
+  if (sec.privileged) return ['seccomp=unconfined'];
+  const localhost = (file: string) => {
+    if (!path.isAbsolute(file)) throw new InvalidArgumentError(`seccomp: the localhost profile must be an absolute path, got ${JSON.stringify(file)}`);
+    try {
+      return [`seccomp=${readFileSync(file, 'utf8')}`];
+    } catch (err) {
+      throw new InvalidArgumentError(`seccomp: cannot read the localhost profile ${file}: ${(err as Error).message}`);
+    }
+  };
+  if (sec.seccomp) {
+    if (sec.seccomp.profile_type === 'Unconfined') return ['seccomp=unconfined'];
+    if (sec.seccomp.profile_type === 'Localhost') return localhost(sec.seccomp.localhost_ref ?? '');
+    return [];
+  }
+  const p = sec.seccomp_profile_path ?? '';
+  if (p === '' || p === 'unconfined') return ['seccomp=unconfined'];
+  if (p === 'runtime/default' || p === 'docker/default') return [];
+  if (p.startsWith('localhost/')) return localhost(p.slice('localhost/'.length));
+  throw new InvalidArgumentError(`seccomp_profile_path: expected unconfined, runtime/default or localhost/<path>, got ${JSON.stringify(p)}`);
 }
 
 const PROPAGATION: Record<string, string> = { PROPAGATION_PRIVATE: 'rprivate', PROPAGATION_HOST_TO_CONTAINER: 'rslave', PROPAGATION_BIDIRECTIONAL: 'rshared' };
@@ -354,6 +389,11 @@ export class CriRuntime {
           CapAdd: sec.capabilities?.add_capabilities ?? [],
           CapDrop: sec.capabilities?.drop_capabilities ?? [],
           ReadonlyRootfs: !!sec.readonly_rootfs,
+          GroupAdd: (sec.supplemental_groups ?? []).map(String),
+          SecurityOpt: [...seccompOpts(sec), ...(sec.no_new_privs ? ['no-new-privileges'] : [])],
+          // Empty lists are kubelet's "runtime default"; privileged containers get none.
+          ...(sec.masked_paths?.length ? { MaskedPaths: sec.masked_paths } : {}),
+          ...(sec.readonly_paths?.length ? { ReadonlyPaths: sec.readonly_paths } : {}),
           ...resourcesOf(config!.linux?.resources),
         },
       } as never,
@@ -455,7 +495,9 @@ export class CriRuntime {
         message: s.Error ?? '',
         mounts: (rec.HostConfig.Binds ?? []).map((b) => {
           const [host_path, container_path, mode = ''] = b.split(':');
-          return { host_path, container_path, readonly: mode.split(',').includes('ro') };
+          const opts = mode.split(',');
+          const propagation = Object.entries(PROPAGATION).find(([, docker]) => opts.includes(docker))?.[0] ?? 'PROPAGATION_PRIVATE';
+          return { host_path, container_path, readonly: opts.includes('ro'), propagation };
         }),
         log_path: view.log,
       },
