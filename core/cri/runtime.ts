@@ -3,8 +3,9 @@
  * berth-pause (core/cri/pause.c) from a one-file image berth makes itself (no pull, no network):
  * it holds the pod's network (a berth network, through CNI), IPC and UTS namespaces, its hostname
  * and resolv.conf. The pod's containers are berth containers that share those namespaces through
- * the `container:<sandbox id>` modes of isolator.namespaces. Each pod has its own pid namespace
- * per container (the v1 PodSpec default); namespace_options.pid=POD is not supported yet.
+ * the `container:<sandbox id>` modes of isolator.namespaces. Each container has a pid namespace of
+ * its own (the v1 PodSpec default) unless namespace_options.pid is POD (the sandbox's, with pause
+ * as init) or NODE (the host's).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -60,6 +61,7 @@ interface ContainerConfig {
     security_context?: {
       capabilities?: { add_capabilities?: string[]; drop_capabilities?: string[] };
       privileged?: boolean;
+      namespace_options?: { pid?: string } | null;
       run_as_user?: { value: string | number } | null;
       run_as_group?: { value: string | number } | null;
       run_as_username?: string;
@@ -268,6 +270,8 @@ export class CriRuntime {
         }),
         HostConfig: {
           NetworkMode: hostNetwork ? 'host' : 'default',
+          PidMode: ns.pid === 'NODE' ? 'host' : '',
+          IpcMode: ns.ipc === 'NODE' ? 'host' : '',
           Dns: dns.servers ?? [],
           DnsSearch: dns.searches ?? [],
           DnsOptions: dns.options ?? [],
@@ -357,6 +361,10 @@ export class CriRuntime {
     const logPath = logDir && config!.log_path ? path.join(logDir, config!.log_path) : '';
     const hostNetwork = sandbox.view.namespaces.network === 'NODE';
     const share = `container:${sandbox.rec.Id}`;
+    // The container's own pid option (kubelet copies the pod's there), else the pod's: NODE is the
+    // host's, POD the sandbox's (pause is its init), CONTAINER one of its own.
+    const pid = sec.namespace_options?.pid || sandbox.view.namespaces.pid;
+    const pidMode = pid === 'NODE' ? 'host' : pid === 'POD' ? share : '';
     const pod = sandbox.view.metadata as { name?: string; namespace?: string; uid?: string };
     const mounts = (config!.mounts ?? []).map((m) => {
       if (!m.host_path?.startsWith('/') || !m.container_path?.startsWith('/')) throw new InvalidArgumentError(`mounts: host_path and container_path must be absolute (got ${JSON.stringify(m.host_path)} -> ${JSON.stringify(m.container_path)})`);
@@ -382,6 +390,7 @@ export class CriRuntime {
         }),
         HostConfig: {
           NetworkMode: hostNetwork ? 'host' : share,
+          PidMode: pidMode,
           IpcMode: share,
           UTSMode: share,
           Binds: mounts,

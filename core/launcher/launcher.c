@@ -141,6 +141,7 @@ struct plan {
   struct sock_filter *filter; /* seccomp: installed last before exec (see child_main) */
   int n_filter;
   char *session_keyring; /* joined in the child, so keys never reach berthd's or another container's */
+  char *pid_namespace;   /* another container's pid namespace, for the child only (a pod's, pid=POD) */
 };
 static struct plan P;
 
@@ -300,6 +301,7 @@ static void parse_plan(const char *file) {
     else if (!strcmp(key, "cwd")) P.cwd = ONE();
     else if (!strcmp(key, "oom-cgroup")) P.oom_cgroup = ONE();
     else if (!strcmp(key, "session-keyring")) P.session_keyring = ONE();
+    else if (!strcmp(key, "pid-namespace")) P.pid_namespace = ONE();
     else if (!strcmp(key, "arg")) PUSH(args, ONE());
     else if (!strcmp(key, "env")) PUSH(env, ONE());
     else if (!strcmp(key, "mask")) PUSH(masked, ONE());
@@ -1403,6 +1405,13 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &mask, NULL);
 
   err_fd = err_p[1];
+  /* setns of a pid namespace applies to children only: the monitor stays in its own, and clone
+   * returns the child's pid as the host sees it. */
+  if (P.pid_namespace) {
+    int ns = open(P.pid_namespace, O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || setns(ns, CLONE_NEWPID) < 0) die("pid namespace %s: %s", P.pid_namespace, strerror(errno));
+    close(ns);
+  }
   /* SIGCHLD in the flags: the monitor reaps it like a forked child. Raw clone: no stack needed. */
   pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)(P.n_joins ? 0 : P.clone_flags) | SIGCHLD, 0, 0, 0, 0);
   if (pid < 0) die("clone (namespaces 0x%x): %s", P.clone_flags, strerror(errno));
