@@ -2,7 +2,8 @@
  * The CRI's streaming and stats calls as kubelet makes them (root): Exec and PortForward answer a
  * URL, the client upgrades it to SPDY/3.1 and speaks remotecommand v4 / port-forward on it (the
  * client is spdy-transport, not berth's code); a pod's echo server on a port answers through the
- * forward; ContainerStats and PodSandboxStats carry the cgroup readings.
+ * forward; ContainerStats and PodSandboxStats carry the cgroup readings; a pod with pid=POD shares
+ * one pid namespace with pause as its init.
  */
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -16,18 +17,19 @@ import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
 const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
 
-describe.skipIf(!isRoot || !hasCni)(`CRI streaming and stats (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
+describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats and pid=POD (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
   let registry: RunningRegistry;
   let daemon: RunningDaemon;
   let cri: ReturnType<typeof criClient>;
   let criDir: string;
   let sandboxId: string;
   let echoId: string;
+  let image: string;
 
   beforeAll(async () => {
     registry = await startRegistry();
     await pushBusybox(registry.host, 'test/busybox:latest');
-    const image = `${registry.host}/test/busybox:latest`;
+    image = `${registry.host}/test/busybox:latest`;
     // A short path of its own: unix socket paths stop at 107 bytes.
     criDir = await fs.mkdtemp('/tmp/bs-');
     const socket = path.join(criDir, 'cri.sock');
@@ -147,5 +149,33 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming and stats (${!isRoot ? rootRe
     expect(Number(pod.stats.linux.process.process_count.value)).toBeGreaterThanOrEqual(2);
     const all = await cri.runtime.ListPodSandboxStats({});
     expect(all.stats.map((s: any) => s.attributes.id)).toContain(sandboxId);
+  });
+
+  it('pid=POD: the containers see pause as pid 1 and each other; pid=CONTAINER sees only itself', async () => {
+    // CRI NamespaceMode: POD = 0, CONTAINER = 1.
+    const podConfig = { metadata: { name: 'pidpod', uid: 'uid-pidpod', namespace: 'default', attempt: 0 }, linux: { security_context: { namespace_options: { pid: 'POD' } } } };
+    const pod = (await cri.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
+    try {
+      const run = async (name: string, pid: string) => {
+        const { container_id } = await cri.runtime.CreateContainer({
+          pod_sandbox_id: pod,
+          config: { metadata: { name, attempt: 0 }, image: { image }, command: ['/bin/busybox'], args: ['sleep', `${name === 'shared' ? 3600 : 3601}`], linux: { security_context: { namespace_options: { pid } } } },
+          sandbox_config: podConfig,
+        });
+        await cri.runtime.StartContainer({ container_id });
+        return container_id;
+      };
+      const shared = await run('shared', 'POD');
+      const own = await run('own', 'CONTAINER');
+      const ps = async (id: string) => (await cri.runtime.ExecSync({ container_id: id, cmd: ['/bin/busybox', 'ps', '-o', 'pid,args'], timeout: 30 })).stdout.toString();
+      const sharedView = await ps(shared);
+      expect(sharedView).toMatch(/^\s*1 \/pause$/m);
+      expect(sharedView).toMatch(/sleep 3600/);
+      const ownView = await ps(own);
+      expect(ownView).toMatch(/^\s*1 \/bin\/busybox sleep 3601$/m);
+      expect(ownView).not.toMatch(/pause|sleep 3600/);
+    } finally {
+      await cri.runtime.RemovePodSandbox({ pod_sandbox_id: pod });
+    }
   });
 });
