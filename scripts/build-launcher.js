@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Compiles berth's C programs with the machine's gcc: core/launcher/launcher.c into
+// Compiles berth's C programs with the machine's gcc: core/launcher/launch/*.c into
 // dist/launcher/berth-launch (the launcher and monitor) and core/launcher/init.c into
 // dist/launcher/berth-init (the reaper `run --init` puts at pid 1), and core/cri/pause.c into
 // dist/launcher/berth-pause (what holds a CRI pod's namespaces). Static when the C library
@@ -24,11 +24,15 @@ if (probe.error || probe.status !== 0) {
 }
 fs.mkdirSync(outDir, { recursive: true });
 
+/** `sourceName`: one C file, or a folder whose .c files make one program. */
 function build(sourceName, outputName) {
   const source = path.join(root, 'core', 'launcher', sourceName);
   const output = path.join(outDir, outputName);
   if (!fs.existsSync(source)) fail(`missing source ${source}`);
-  const flags = ['-O2', '-Wall', '-Wextra', '-std=gnu11', '-D_FORTIFY_SOURCE=2', '-o', `${output}.tmp`, source];
+  const sources = fs.statSync(source).isDirectory()
+    ? fs.readdirSync(source).filter((f) => f.endsWith('.c')).sort().map((f) => path.join(source, f))
+    : [source];
+  const flags = ['-O2', '-Wall', '-Wextra', '-std=gnu11', '-D_FORTIFY_SOURCE=2', '-o', `${output}.tmp`, ...sources];
   let result = spawnSync(cc, [...flags, '-static'], { stdio: ['ignore', 'inherit', 'pipe'] });
   if (result.status !== 0) {
     // No static libc on this machine: a dynamic binary works the same, with a little more RSS.
@@ -41,6 +45,6 @@ function build(sourceName, outputName) {
   console.log(`build-launcher: ${path.relative(root, output)}`);
 }
 
-build('launcher.c', 'berth-launch');
+build('launch', 'berth-launch');
 build('init.c', 'berth-init');
 build('../cri/pause.c', 'berth-pause');

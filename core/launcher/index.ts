@@ -1,4 +1,4 @@
-/** What core exports for runtimes about the native launcher (see launcher.c for the C side). */
+/** What core exports for runtimes about the native launcher (see launch/launcher.h for the C side). */
 export * from './plan';
 export * from './caps';
 export * from './binary';

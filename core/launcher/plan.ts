@@ -1,6 +1,6 @@
 /**
  * Serialises a LaunchPlan into the launcher's line format (`berth-plan 1`, documented at the top
- * of launcher.c). This is the only writer of that format; the C parser is strict and refuses
+ * of core/launcher/launch/launcher.h). This is the only writer of that format; the C parser is strict and refuses
  * unknown keys, so the two move together.
  */
 import type { LaunchPlan, ProcessSpec } from '../contracts/launch';

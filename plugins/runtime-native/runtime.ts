@@ -1,5 +1,5 @@
 /**
- * The native runtime: runs a launch plan with berth's own launcher (core/launcher/launcher.c).
+ * The native runtime: runs a launch plan with berth's own launcher (core/launcher/launch/).
  *
  * start: write the plan into the state dir, spawn the launcher detached (its own session, stdio
  * not tied to berthd), read `pid N` from its status channel (fd 3), run the attach hook while the

