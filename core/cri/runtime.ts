@@ -9,6 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
@@ -19,7 +20,6 @@ import type { Engine } from '../kernel/engine';
 import { ENGINE_VERSION } from '../kernel/engine';
 import { closeStdinFrame, FrameDecoder, MonitorFrame, monitorReady, resizeFrame, signalFrame, stdinFrame } from '../launcher/attach';
 import { pauseBinary } from '../launcher/binary';
-import type { Socket } from 'node:net';
 import { connectUnix } from '../util/unix-socket';
 import { findImage } from './images';
 import { CRI_LABEL, type CriView, criLabels, criView, matchesSelector, nanosOf } from './labels';
@@ -304,6 +304,7 @@ export class CriRuntime {
     if (!sandbox) return;
     for (const c of this.all('container').filter((c) => c.view.sandboxId === sandbox.rec.Id)) await this.removeContainer(c.rec.Id);
     await this.engine.containers.remove(sandbox.rec.Id, { force: true });
+    this.cpuSamples.delete(sandbox.rec.Id);
   }
 
   private sandboxMessage(rec: ContainerRecord, view: CriView) {
@@ -443,6 +444,7 @@ export class CriRuntime {
     const hit = this.find('container', id);
     if (!hit) return;
     await this.engine.containers.remove(hit.rec.Id, { force: true });
+    this.cpuSamples.delete(hit.rec.Id);
     await this.stopFollowing(hit.rec.Id);
   }
 
@@ -670,13 +672,9 @@ export class CriRuntime {
     return this.containerStatsFrom(rec, view, await this.usage(rec));
   }
 
-  private containerStatsFrom(rec: ContainerRecord, view: CriView, { cpu, memory, timestamp }: Usage) {
-    return {
-      attributes: { id: rec.Id, metadata: view.metadata, labels: view.labels, annotations: view.annotations },
-      cpu,
-      memory,
-      writable_layer: { timestamp, fs_id: { mountpoint: path.join(this.engine.config.root, 'containers', rec.Id) }, used_bytes: { value: '0' }, inodes_used: { value: '0' } },
-    };
+  /** No writable_layer: the storage drivers do not measure a container's upper layer yet. */
+  private containerStatsFrom(rec: ContainerRecord, view: CriView, { cpu, memory }: Usage) {
+    return { attributes: { id: rec.Id, metadata: view.metadata, labels: view.labels, annotations: view.annotations }, cpu, memory };
   }
 
   async containerStats(id: string | undefined) {
@@ -693,7 +691,7 @@ export class CriRuntime {
     return { stats: await Promise.all(hits.map(({ rec, view }) => this.containerStatsOf(rec, view))) };
   }
 
-  /** A pod's figures: the sum of its containers' (the pause process's own are negligible). */
+  /** A pod's figures: the sum of its pause process's and its running containers'. */
   private async podStatsOf(rec: ContainerRecord, view: CriView) {
     const members = this.all('container').filter((c) => c.view.sandboxId === rec.Id && c.rec.State.Running);
     const own = await Promise.all(members.map((c) => this.usage(c.rec)));
