@@ -7,12 +7,14 @@
  * its own (the v1 PodSpec default) unless namespace_options.pid is POD (the sandbox's, with pause
  * as init) or NODE (the host's).
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { BerthError, ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import type { ContainerRecord } from '../containers/record';
@@ -25,6 +27,8 @@ import { findImage } from './images';
 import { CRI_LABEL, type CriView, criLabels, criView, matchesSelector, nanosOf } from './labels';
 import { CriLogFollower } from './logs';
 import { type CommandStreams, dialTcp, type StreamingServer } from './streaming/server';
+
+const execFileP = promisify(execFile);
 
 /** ExecSync output is capped, as the CRI asks (CVE-2022-1708). */
 const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
@@ -39,7 +43,7 @@ interface SandboxConfig {
   port_mappings?: { protocol?: string; container_port?: number; host_port?: number; host_ip?: string }[];
   labels?: Labels;
   annotations?: Labels;
-  linux?: { security_context?: { namespace_options?: { network?: string; pid?: string; ipc?: string } } };
+  linux?: { security_context?: { namespace_options?: { network?: string; pid?: string; ipc?: string } }; sysctls?: Labels };
 }
 
 interface ContainerConfig {
@@ -113,6 +117,9 @@ function seccompOpts(sec: SecurityContext): string[] {
   if (p.startsWith('localhost/')) return localhost(p.slice('localhost/'.length));
   throw new InvalidArgumentError(`seccomp_profile_path: expected unconfined, runtime/default or localhost/<path>, got ${JSON.stringify(p)}`);
 }
+
+/** IPC-namespaced sysctls (the kernel's list; net.* follows the network namespace). */
+const NAMESPACED_IPC_SYSCTL = /^(kernel\.(shm[a-z_]*|msg[a-z_]*|sem)|fs\.mqueue\.[a-z_]+)$/;
 
 const PROPAGATION: Record<string, string> = { PROPAGATION_PRIVATE: 'rprivate', PROPAGATION_HOST_TO_CONTAINER: 'rslave', PROPAGATION_BIDIRECTIONAL: 'rshared' };
 
@@ -282,11 +289,37 @@ export class CriRuntime {
     );
     try {
       await this.engine.containers.start(Id);
+      await this.applySysctls(Id, config!.linux?.sysctls ?? {}, ns);
     } catch (err) {
       await this.engine.containers.remove(Id, { force: true }).catch(() => undefined);
       throw err;
     }
     return Id;
+  }
+
+  /**
+   * The pod's sysctls, written from inside the sandbox's network and IPC namespaces (what
+   * /proc/sys shows depends on the writer's namespaces). Only namespaced keys are accepted, and
+   * none that would reach the host's namespaces.
+   */
+  private async applySysctls(id: string, sysctls: Labels, ns: { network?: string; ipc?: string }): Promise<void> {
+    const entries = Object.entries(sysctls);
+    if (!entries.length) return;
+    const pid = this.engine.containers.list().find((r) => r.Id === id)?.State.Pid;
+    for (const [key, value] of entries) {
+      const net = key.startsWith('net.');
+      if (!/^[a-z0-9_]+(\.[a-z0-9_-]+)+$/.test(key) || !(net || NAMESPACED_IPC_SYSCTL.test(key))) {
+        throw new InvalidArgumentError(`sysctls: ${key} is not a namespaced sysctl (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)`);
+      }
+      if ((net && ns.network === 'NODE') || (!net && ns.ipc === 'NODE')) throw new InvalidArgumentError(`sysctls: ${key} would change the host's namespace (the pod shares it)`);
+      const file = `/proc/sys/${key.replace(/\./g, '/')}`;
+      try {
+        await execFileP('nsenter', ['--target', String(pid), '--net', '--ipc', '--', '/bin/sh', '-c', 'printf %s "$1" > "$0"', file, value]);
+      } catch (err) {
+        const e = err as { stderr?: string; message: string };
+        throw new InvalidArgumentError(`sysctls: cannot set ${key}=${value}: ${e.stderr?.trim() || e.message}`);
+      }
+    }
   }
 
   /** Stops the pod's containers, then the pause process; the network goes with it. Idempotent. */

@@ -3,7 +3,7 @@
  * URL, the client upgrades it to SPDY/3.1 and speaks remotecommand v4 / port-forward on it (the
  * client is spdy-transport, not berth's code); a pod's echo server on a port answers through the
  * forward; ContainerStats and PodSandboxStats carry the cgroup readings; a pod with pid=POD shares
- * one pid namespace with pause as its init.
+ * one pid namespace with pause as its init, and its sysctls are set in its own namespaces.
  */
 import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -17,7 +17,7 @@ import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
 const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
 
-describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats and pid=POD (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
+describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
   let registry: RunningRegistry;
   let daemon: RunningDaemon;
   let cri: ReturnType<typeof criClient>;
@@ -151,9 +151,10 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats and pid=POD (${!isRoot
     expect(all.stats.map((s: any) => s.attributes.id)).toContain(sandboxId);
   });
 
-  it('pid=POD: the containers see pause as pid 1 and each other; pid=CONTAINER sees only itself', async () => {
+  it('pid=POD: the containers see pause as pid 1 and each other; pid=CONTAINER sees only itself; the pod sysctls are its own', async () => {
     // CRI NamespaceMode: POD = 0, CONTAINER = 1.
-    const podConfig = { metadata: { name: 'pidpod', uid: 'uid-pidpod', namespace: 'default', attempt: 0 }, linux: { security_context: { namespace_options: { pid: 'POD' } } } };
+    const sysctls = { 'kernel.shm_rmid_forced': '1', 'fs.mqueue.msg_max': '42', 'net.ipv4.ip_unprivileged_port_start': '79' };
+    const podConfig = { metadata: { name: 'pidpod', uid: 'uid-pidpod', namespace: 'default', attempt: 0 }, linux: { sysctls, security_context: { namespace_options: { pid: 'POD' } } } };
     const pod = (await cri.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
     try {
       const run = async (name: string, pid: string) => {
@@ -174,8 +175,22 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats and pid=POD (${!isRoot
       const ownView = await ps(own);
       expect(ownView).toMatch(/^\s*1 \/bin\/busybox sleep 3601$/m);
       expect(ownView).not.toMatch(/pause|sleep 3600/);
+      // The pod's sysctls, seen from a container: its IPC and network namespaces are the pod's.
+      for (const [key, value] of Object.entries(sysctls)) {
+        const read = await cri.runtime.ExecSync({ container_id: own, cmd: ['/bin/busybox', 'cat', `/proc/sys/${key.replace(/\./g, '/')}`], timeout: 30 });
+        expect(read.stdout.toString().trim()).toBe(value);
+      }
+      const hostValue = (await fs.readFile('/proc/sys/fs/mqueue/msg_max', 'utf8')).trim();
+      expect(hostValue).not.toBe('42');
     } finally {
       await cri.runtime.RemovePodSandbox({ pod_sandbox_id: pod });
     }
+  });
+
+  it('refuses sysctls that are not namespaced, and leaves no sandbox behind', async () => {
+    const before = (await cri.runtime.ListPodSandbox({})).items.length;
+    const config = { metadata: { name: 'badsysctl', uid: 'uid-bad', namespace: 'default', attempt: 0 }, linux: { sysctls: { 'kernel.panic': '1' } } };
+    await expect(cri.runtime.RunPodSandbox({ config })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/kernel\.panic is not a namespaced sysctl/) });
+    expect((await cri.runtime.ListPodSandbox({})).items.length).toBe(before);
   });
 });
