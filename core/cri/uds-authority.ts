@@ -68,6 +68,7 @@ function frame(type: number, flags: number, stream: number, payload: Buffer): Bu
 export class AuthorityFixingStream extends Duplex {
   private pending: Buffer = Buffer.alloc(0);
   private prefaceSeen = false;
+  private passThrough = false;
   private readonly decoder = hpack.decompressor.create({ table: { size: 4096 } });
   /** A header block split over CONTINUATION frames, until END_HEADERS. */
   private block?: { stream: number; flags: number; parts: Buffer[] };
@@ -89,14 +90,15 @@ export class AuthorityFixingStream extends Duplex {
   }
 
   private fromClient(chunk: Buffer): void {
+    if (this.passThrough) return this.forward(chunk);
     this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
     if (!this.prefaceSeen) {
       if (this.pending.length < PREFACE.length) return;
       if (!this.pending.subarray(0, PREFACE.length).equals(PREFACE)) {
-        // Not HTTP/2 with prior knowledge: hand it on as it is and let the server answer.
+        // Not HTTP/2 with prior knowledge: hand everything on as it is and let the server answer.
+        this.passThrough = true;
         this.forward(this.pending);
         this.pending = Buffer.alloc(0);
-        this.prefaceSeen = true;
         return;
       }
       this.forward(this.pending.subarray(0, PREFACE.length));
