@@ -28,7 +28,7 @@ const NAMESPACE_MODES: Record<string, string[]> = {
   UTSMode: [''],
   UsernsMode: ['', 'host'],
 };
-const SHAREABLE = new Set(['IpcMode', 'UTSMode']);
+const SHAREABLE = new Set(['IpcMode', 'UTSMode', 'PidMode']);
 
 /** Fields berth does not act on, refused unless they hold what a client sends when unset. */
 const UNSUPPORTED: { field: string; why: string; unset?: (v: unknown) => boolean }[] = [

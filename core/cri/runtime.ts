@@ -3,24 +3,32 @@
  * berth-pause (core/cri/pause.c) from a one-file image berth makes itself (no pull, no network):
  * it holds the pod's network (a berth network, through CNI), IPC and UTS namespaces, its hostname
  * and resolv.conf. The pod's containers are berth containers that share those namespaces through
- * the `container:<sandbox id>` modes of isolator.namespaces. Each pod has its own pid namespace
- * per container (the v1 PodSpec default); namespace_options.pid=POD is not supported yet.
+ * the `container:<sandbox id>` modes of isolator.namespaces. Each container has a pid namespace of
+ * its own (the v1 PodSpec default) unless namespace_options.pid is POD (the sandbox's, with pause
+ * as init) or NODE (the host's).
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import tar from 'tar-stream';
 import { ConflictError, InvalidArgumentError, NotFoundError, TimeoutError } from '../contracts/errors';
 import type { ContainerRecord } from '../containers/record';
 import type { Engine } from '../kernel/engine';
 import { ENGINE_VERSION } from '../kernel/engine';
-import { FrameDecoder, MonitorFrame, signalFrame } from '../launcher/attach';
+import { closeStdinFrame, FrameDecoder, MonitorFrame, monitorReady, resizeFrame, signalFrame, stdinFrame } from '../launcher/attach';
 import { pauseBinary } from '../launcher/binary';
 import { connectUnix } from '../util/unix-socket';
 import { findImage } from './images';
 import { CRI_LABEL, type CriView, criLabels, criView, matchesSelector, nanosOf } from './labels';
 import { CriLogFollower } from './logs';
+import { type CommandStreams, dialTcp, type StreamingServer } from './streaming/server';
+
+const execFileP = promisify(execFile);
 
 /** ExecSync output is capped, as the CRI asks (CVE-2022-1708). */
 const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;
@@ -35,7 +43,7 @@ interface SandboxConfig {
   port_mappings?: { protocol?: string; container_port?: number; host_port?: number; host_ip?: string }[];
   labels?: Labels;
   annotations?: Labels;
-  linux?: { security_context?: { namespace_options?: { network?: string; pid?: string; ipc?: string } } };
+  linux?: { security_context?: { namespace_options?: { network?: string; pid?: string; ipc?: string } }; sysctls?: Labels };
 }
 
 interface ContainerConfig {
@@ -57,10 +65,17 @@ interface ContainerConfig {
     security_context?: {
       capabilities?: { add_capabilities?: string[]; drop_capabilities?: string[] };
       privileged?: boolean;
+      namespace_options?: { pid?: string } | null;
       run_as_user?: { value: string | number } | null;
       run_as_group?: { value: string | number } | null;
       run_as_username?: string;
       readonly_rootfs?: boolean;
+      supplemental_groups?: (string | number)[];
+      no_new_privs?: boolean;
+      masked_paths?: string[];
+      readonly_paths?: string[];
+      seccomp_profile_path?: string;
+      seccomp?: { profile_type?: string; localhost_ref?: string } | null;
     };
   };
 }
@@ -73,6 +88,38 @@ interface Resources {
   cpuset_cpus?: string;
   cpuset_mems?: string;
 }
+
+type SecurityContext = NonNullable<NonNullable<ContainerConfig['linux']>['security_context']>;
+
+/**
+ * Docker SecurityOpt for the CRI's seccomp choice: the `seccomp` profile, else the older
+ * `seccomp_profile_path`; none given is unconfined, as kubelet means it.
+ */
+function seccompOpts(sec: SecurityContext): string[] {
+  // A privileged container runs unconfined whatever profile it names (containerd does the same).
+  if (sec.privileged) return ['seccomp=unconfined'];
+  const localhost = (file: string) => {
+    if (!path.isAbsolute(file)) throw new InvalidArgumentError(`seccomp: the localhost profile must be an absolute path, got ${JSON.stringify(file)}`);
+    try {
+      return [`seccomp=${readFileSync(file, 'utf8')}`];
+    } catch (err) {
+      throw new InvalidArgumentError(`seccomp: cannot read the localhost profile ${file}: ${(err as Error).message}`);
+    }
+  };
+  if (sec.seccomp) {
+    if (sec.seccomp.profile_type === 'Unconfined') return ['seccomp=unconfined'];
+    if (sec.seccomp.profile_type === 'Localhost') return localhost(sec.seccomp.localhost_ref ?? '');
+    return [];
+  }
+  const p = sec.seccomp_profile_path ?? '';
+  if (p === '' || p === 'unconfined') return ['seccomp=unconfined'];
+  if (p === 'runtime/default' || p === 'docker/default') return [];
+  if (p.startsWith('localhost/')) return localhost(p.slice('localhost/'.length));
+  throw new InvalidArgumentError(`seccomp_profile_path: expected unconfined, runtime/default or localhost/<path>, got ${JSON.stringify(p)}`);
+}
+
+/** IPC-namespaced sysctls (the kernel's list; net.* follows the network namespace). */
+const NAMESPACED_IPC_SYSCTL = /^(kernel\.(shm[a-z_]*|msg[a-z_]*|sem)|fs\.mqueue\.[a-z_]+)$/;
 
 const PROPAGATION: Record<string, string> = { PROPAGATION_PRIVATE: 'rprivate', PROPAGATION_HOST_TO_CONTAINER: 'rslave', PROPAGATION_BIDIRECTIONAL: 'rshared' };
 
@@ -105,9 +152,41 @@ function containerState(rec: ContainerRecord): string {
   }
 }
 
+/** Relays a monitor connection (core/launcher/attach.ts) to the client's streams; resolves when it closes. */
+function relay(monitor: Socket, streams: CommandStreams): Promise<void> {
+  const decoder = new FrameDecoder(({ type, payload }) => {
+    if (type === MonitorFrame.stdout) streams.stdout?.write(payload);
+    else if (type === MonitorFrame.stderr) (streams.stderr ?? streams.stdout)?.write(payload);
+  });
+  streams.stdin?.on('data', (c: Buffer) => monitor.write(stdinFrame(c)));
+  streams.stdin?.on('end', () => monitor.writable && monitor.write(closeStdinFrame()));
+  streams.onResize(({ width, height }) => monitor.writable && monitor.write(resizeFrame(height, width)));
+  return new Promise((resolve) => {
+    monitor.on('data', (c: Buffer) => decoder.push(c));
+    monitor.on('close', () => resolve());
+    monitor.on('error', () => resolve());
+    monitor.resume();
+  });
+}
+
+interface Usage {
+  cpu: { timestamp: string; usage_core_nano_seconds: { value: string }; usage_nano_cores: { value: string } };
+  memory: Record<'working_set_bytes' | 'available_bytes' | 'usage_bytes' | 'rss_bytes' | 'page_faults' | 'major_page_faults', { value: string }> & { timestamp: string };
+  processes: number;
+  timestamp: string;
+}
+
+/** Previous CPU readings, for usage_nano_cores (a rate between two ContainerStats calls). */
+interface CpuSample {
+  at: bigint;
+  usage: number;
+}
+
 export class CriRuntime {
   private readonly followers = new Map<string, CriLogFollower>();
+  private readonly cpuSamples = new Map<string, CpuSample>();
   private pauseImage?: Promise<string>;
+  streaming?: StreamingServer;
 
   constructor(private readonly engine: Engine) {
     // A container's exit is when its log is complete: convert the rest and stop following.
@@ -188,7 +267,8 @@ export class CriRuntime {
         Image: image,
         Entrypoint: ['/pause'],
         Cmd: [],
-        Hostname: hostNetwork ? undefined : config!.hostname || md.name,
+        // No hostname given: the node's, as containerd does (pod names can be longer than 64 bytes).
+        Hostname: hostNetwork ? undefined : config!.hostname || os.hostname(),
         Labels: criLabels('sandbox', {
           metadata: md,
           labels: config!.labels,
@@ -197,6 +277,8 @@ export class CriRuntime {
         }),
         HostConfig: {
           NetworkMode: hostNetwork ? 'host' : 'default',
+          PidMode: ns.pid === 'NODE' ? 'host' : '',
+          IpcMode: ns.ipc === 'NODE' ? 'host' : '',
           Dns: dns.servers ?? [],
           DnsSearch: dns.searches ?? [],
           DnsOptions: dns.options ?? [],
@@ -207,11 +289,37 @@ export class CriRuntime {
     );
     try {
       await this.engine.containers.start(Id);
+      await this.applySysctls(Id, config!.linux?.sysctls ?? {}, ns);
     } catch (err) {
       await this.engine.containers.remove(Id, { force: true }).catch(() => undefined);
       throw err;
     }
     return Id;
+  }
+
+  /**
+   * The pod's sysctls, written from inside the sandbox's network and IPC namespaces (what
+   * /proc/sys shows depends on the writer's namespaces). Only namespaced keys are accepted, and
+   * none that would reach the host's namespaces.
+   */
+  private async applySysctls(id: string, sysctls: Labels, ns: { network?: string; ipc?: string }): Promise<void> {
+    const entries = Object.entries(sysctls);
+    if (!entries.length) return;
+    const pid = this.engine.containers.list().find((r) => r.Id === id)?.State.Pid;
+    for (const [key, value] of entries) {
+      const net = key.startsWith('net.');
+      if (!/^[a-z0-9_]+(\.[a-z0-9_-]+)+$/.test(key) || !(net || NAMESPACED_IPC_SYSCTL.test(key))) {
+        throw new InvalidArgumentError(`sysctls: ${key} is not a namespaced sysctl (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*)`);
+      }
+      if ((net && ns.network === 'NODE') || (!net && ns.ipc === 'NODE')) throw new InvalidArgumentError(`sysctls: ${key} would change the host's namespace (the pod shares it)`);
+      const file = `/proc/sys/${key.replace(/\./g, '/')}`;
+      try {
+        await execFileP('nsenter', ['--target', String(pid), '--net', '--ipc', '--', '/bin/sh', '-c', 'printf %s "$1" > "$0"', file, value]);
+      } catch (err) {
+        const e = err as { stderr?: string; message: string };
+        throw new InvalidArgumentError(`sysctls: cannot set ${key}=${value}: ${e.stderr?.trim() || e.message}`);
+      }
+    }
   }
 
   /** Stops the pod's containers, then the pause process; the network goes with it. Idempotent. */
@@ -229,6 +337,7 @@ export class CriRuntime {
     if (!sandbox) return;
     for (const c of this.all('container').filter((c) => c.view.sandboxId === sandbox.rec.Id)) await this.removeContainer(c.rec.Id);
     await this.engine.containers.remove(sandbox.rec.Id, { force: true });
+    this.cpuSamples.delete(sandbox.rec.Id);
   }
 
   private sandboxMessage(rec: ContainerRecord, view: CriView) {
@@ -245,8 +354,7 @@ export class CriRuntime {
 
   podSandboxStatus(id: string | undefined, verbose: boolean) {
     const { rec, view } = this.get('sandbox', id);
-    const settings = this.engine.networks.settings(rec.Id) as { Networks: Record<string, { IPAddress?: string }> };
-    const ips = Object.values(settings.Networks ?? {}).map((n) => n.IPAddress).filter((ip): ip is string => !!ip);
+    const ips = this.podIps(rec.Id);
     const info: Record<string, string> = {};
     if (verbose) info.info = JSON.stringify({ pid: rec.State.Pid, hostname: rec.Config.Hostname ?? '', image: rec.Config.Image, berthContainer: rec.Name.replace(/^\//, '') });
     return {
@@ -287,6 +395,10 @@ export class CriRuntime {
     const logPath = logDir && config!.log_path ? path.join(logDir, config!.log_path) : '';
     const hostNetwork = sandbox.view.namespaces.network === 'NODE';
     const share = `container:${sandbox.rec.Id}`;
+    // The container's own pid option (kubelet copies the pod's there), else the pod's: NODE is the
+    // host's, POD the sandbox's (pause is its init), CONTAINER one of its own.
+    const pid = sec.namespace_options?.pid || sandbox.view.namespaces.pid;
+    const pidMode = pid === 'NODE' ? 'host' : pid === 'POD' ? share : '';
     const pod = sandbox.view.metadata as { name?: string; namespace?: string; uid?: string };
     const mounts = (config!.mounts ?? []).map((m) => {
       if (!m.host_path?.startsWith('/') || !m.container_path?.startsWith('/')) throw new InvalidArgumentError(`mounts: host_path and container_path must be absolute (got ${JSON.stringify(m.host_path)} -> ${JSON.stringify(m.container_path)})`);
@@ -312,6 +424,7 @@ export class CriRuntime {
         }),
         HostConfig: {
           NetworkMode: hostNetwork ? 'host' : share,
+          PidMode: pidMode,
           IpcMode: share,
           UTSMode: share,
           Binds: mounts,
@@ -319,6 +432,11 @@ export class CriRuntime {
           CapAdd: sec.capabilities?.add_capabilities ?? [],
           CapDrop: sec.capabilities?.drop_capabilities ?? [],
           ReadonlyRootfs: !!sec.readonly_rootfs,
+          GroupAdd: (sec.supplemental_groups ?? []).map(String),
+          SecurityOpt: [...seccompOpts(sec), ...(sec.no_new_privs ? ['no-new-privileges'] : [])],
+          // Empty lists are kubelet's "runtime default"; privileged containers get none.
+          ...(sec.masked_paths?.length ? { MaskedPaths: sec.masked_paths } : {}),
+          ...(sec.readonly_paths?.length ? { ReadonlyPaths: sec.readonly_paths } : {}),
           ...resourcesOf(config!.linux?.resources),
         },
       } as never,
@@ -359,6 +477,7 @@ export class CriRuntime {
     const hit = this.find('container', id);
     if (!hit) return;
     await this.engine.containers.remove(hit.rec.Id, { force: true });
+    this.cpuSamples.delete(hit.rec.Id);
     await this.stopFollowing(hit.rec.Id);
   }
 
@@ -420,7 +539,9 @@ export class CriRuntime {
         message: s.Error ?? '',
         mounts: (rec.HostConfig.Binds ?? []).map((b) => {
           const [host_path, container_path, mode = ''] = b.split(':');
-          return { host_path, container_path, readonly: mode.split(',').includes('ro') };
+          const opts = mode.split(',');
+          const propagation = Object.entries(PROPAGATION).find(([, docker]) => opts.includes(docker))?.[0] ?? 'PROPAGATION_PRIVATE';
+          return { host_path, container_path, readonly: opts.includes('ro'), propagation };
         }),
         log_path: view.log,
       },
@@ -473,6 +594,170 @@ export class CriRuntime {
       clearTimeout(timer);
       monitor?.destroy();
     }
+  }
+
+  // ---- streaming -------------------------------------------------------------------------
+
+  private streamingServer(): StreamingServer {
+    if (!this.streaming) throw new BerthError('the CRI streaming server is not running', 503);
+    return this.streaming;
+  }
+
+  exec(req: { container_id?: string; cmd?: string[]; tty?: boolean; stdin?: boolean; stdout?: boolean; stderr?: boolean }) {
+    const { rec } = this.get('container', req.container_id);
+    if (!rec.State.Running) throw new ConflictError(`container ${rec.Id} is not running`);
+    if (!req.cmd?.length) throw new InvalidArgumentError('cmd: a command is required');
+    if (!req.stdin && !req.stdout && !req.stderr) throw new InvalidArgumentError('one of stdin, stdout and stderr must be set');
+    const cmd = req.cmd;
+    const tty = !!req.tty;
+    const url = this.streamingServer().command({
+      kind: 'exec', stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr, tty,
+      run: async (streams) => {
+        const execId = this.engine.containers.execCreate(rec.Id, { Cmd: cmd, Tty: tty, AttachStdin: !!streams.stdin, AttachStdout: true, AttachStderr: true });
+        let relayed: Promise<void> = Promise.resolve();
+        const started = await this.engine.containers.execStart(execId, (socket) => {
+          relayed = relay(connectUnix(socket), streams);
+        });
+        const { exitCode } = await started.exited;
+        await relayed;
+        return exitCode;
+      },
+    });
+    return { url };
+  }
+
+  attach(req: { container_id?: string; stdin?: boolean; tty?: boolean; stdout?: boolean; stderr?: boolean }) {
+    const { rec } = this.get('container', req.container_id);
+    if (!rec.State.Running) throw new ConflictError(`container ${rec.Id} is not running`);
+    if (req.stdin && !rec.Config.OpenStdin) throw new InvalidArgumentError(`container ${rec.Id} was created without stdin: it cannot be attached with stdin`);
+    if (!!req.tty !== !!rec.Config.Tty) throw new InvalidArgumentError(`tty=${!!req.tty} does not match container ${rec.Id}, created with tty=${!!rec.Config.Tty}`);
+    const url = this.streamingServer().command({
+      kind: 'attach', stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr, tty: !!req.tty,
+      run: async (streams) => {
+        const monitor = this.engine.containers.connectAttach(rec.Id);
+        if (!monitor) throw new ConflictError(`container ${rec.Id} is not running`);
+        await monitorReady(monitor);
+        // The client going away ends the attach, not the container.
+        for (const s of [streams.stdin, streams.stdout, streams.stderr]) s?.on('close', () => monitor.destroy());
+        await relay(monitor, streams);
+        return 0;
+      },
+    });
+    return { url };
+  }
+
+  /** Connections go to the pod's IP (or the host's loopback for host-network pods). */
+  portForward(req: { pod_sandbox_id?: string }) {
+    const { rec, view } = this.get('sandbox', req.pod_sandbox_id);
+    if (!rec.State.Running) throw new ConflictError(`pod sandbox ${rec.Id} is not ready`);
+    const url = this.streamingServer().portForward(async (port) => {
+      const ip = view.namespaces.network === 'NODE' ? '127.0.0.1' : this.podIps(rec.Id)[0];
+      if (!ip) throw new ConflictError(`pod sandbox ${rec.Id} has no IP address`);
+      return dialTcp(ip, port);
+    });
+    return { url };
+  }
+
+  private podIps(id: string): string[] {
+    const settings = this.engine.networks.settings(id) as { Networks: Record<string, { IPAddress?: string }> };
+    return Object.values(settings.Networks ?? {}).map((n) => n.IPAddress).filter((ip): ip is string => !!ip);
+  }
+
+  // ---- stats -----------------------------------------------------------------------------
+
+  /** CRI CpuUsage and MemoryUsage from berth's cgroup readings (Docker stats shape). */
+  private async usage(rec: ContainerRecord): Promise<Usage> {
+    const raw = (await this.engine.containers.rawStats(rec.Id).catch(() => ({}))) as {
+      cpu_stats?: { cpu_usage?: { total_usage?: number } };
+      memory_stats?: { usage?: number; limit?: number; stats?: Record<string, number> };
+      pids_stats?: { current?: number };
+    };
+    const at = process.hrtime.bigint();
+    const timestamp = String(BigInt(Date.now()) * 1_000_000n);
+    const total = raw.cpu_stats?.cpu_usage?.total_usage ?? 0;
+    const before = this.cpuSamples.get(rec.Id);
+    this.cpuSamples.set(rec.Id, { at, usage: total });
+    const elapsed = before ? Number(at - before.at) : 0;
+    const nanoCores = before && elapsed > 0 ? Math.max(0, Math.round(((total - before.usage) * 1e9) / elapsed)) : 0;
+    const mem = raw.memory_stats ?? {};
+    const st = mem.stats ?? {};
+    const usageBytes = mem.usage ?? 0;
+    // Kubernetes' working set: usage less the inactive file cache (v2 name, then v1's).
+    const workingSet = Math.max(0, usageBytes - (st.inactive_file ?? st.total_inactive_file ?? 0));
+    const value = (n: number) => ({ value: String(n) });
+    return {
+      cpu: { timestamp, usage_core_nano_seconds: value(total), usage_nano_cores: value(nanoCores) },
+      memory: {
+        timestamp,
+        working_set_bytes: value(workingSet),
+        available_bytes: value(mem.limit ? Math.max(0, mem.limit - workingSet) : 0),
+        usage_bytes: value(usageBytes),
+        rss_bytes: value(st.anon ?? st.rss ?? 0),
+        page_faults: value(st.pgfault ?? 0),
+        major_page_faults: value(st.pgmajfault ?? 0),
+      },
+      processes: raw.pids_stats?.current ?? 0,
+      timestamp,
+    };
+  }
+
+  private async containerStatsOf(rec: ContainerRecord, view: CriView) {
+    return this.containerStatsFrom(rec, view, await this.usage(rec));
+  }
+
+  /** No writable_layer: the storage drivers do not measure a container's upper layer yet. */
+  private containerStatsFrom(rec: ContainerRecord, view: CriView, { cpu, memory }: Usage) {
+    return { attributes: { id: rec.Id, metadata: view.metadata, labels: view.labels, annotations: view.annotations }, cpu, memory };
+  }
+
+  async containerStats(id: string | undefined) {
+    const { rec, view } = this.get('container', id);
+    return { stats: await this.containerStatsOf(rec, view) };
+  }
+
+  async listContainerStats(filter: { id?: string; pod_sandbox_id?: string; label_selector?: Labels } | undefined) {
+    const hits = this.all('container').filter(({ rec, view }) => {
+      if (filter?.id && !rec.Id.startsWith(filter.id)) return false;
+      if (filter?.pod_sandbox_id && !view.sandboxId.startsWith(filter.pod_sandbox_id)) return false;
+      return matchesSelector(view.labels, filter?.label_selector);
+    });
+    return { stats: await Promise.all(hits.map(({ rec, view }) => this.containerStatsOf(rec, view))) };
+  }
+
+  /** A pod's figures: the sum of its pause process's and its running containers'. */
+  private async podStatsOf(rec: ContainerRecord, view: CriView) {
+    const members = this.all('container').filter((c) => c.view.sandboxId === rec.Id && c.rec.State.Running);
+    const own = await Promise.all(members.map((c) => this.usage(c.rec)));
+    const containers = members.map((c, i) => this.containerStatsFrom(c.rec, c.view, own[i]));
+    const pause = await this.usage(rec);
+    const sum = (pick: (u: Usage) => { value: string }) => ({ value: String([pause, ...own].reduce((n, u) => n + Number(pick(u).value), 0)) });
+    return {
+      attributes: { id: rec.Id, metadata: view.metadata, labels: view.labels, annotations: view.annotations },
+      linux: {
+        cpu: { timestamp: pause.timestamp, usage_core_nano_seconds: sum((u) => u.cpu.usage_core_nano_seconds), usage_nano_cores: sum((u) => u.cpu.usage_nano_cores) },
+        memory: {
+          timestamp: pause.timestamp,
+          working_set_bytes: sum((u) => u.memory.working_set_bytes),
+          available_bytes: { value: '0' },
+          usage_bytes: sum((u) => u.memory.usage_bytes),
+          rss_bytes: sum((u) => u.memory.rss_bytes),
+          page_faults: sum((u) => u.memory.page_faults),
+          major_page_faults: sum((u) => u.memory.major_page_faults),
+        },
+        process: { timestamp: pause.timestamp, process_count: { value: String([pause, ...own].reduce((n, u) => n + u.processes, 0)) } },
+        containers,
+      },
+    };
+  }
+
+  async podSandboxStats(id: string | undefined) {
+    const { rec, view } = this.get('sandbox', id);
+    return { stats: await this.podStatsOf(rec, view) };
+  }
+
+  async listPodSandboxStats(filter: { id?: string; label_selector?: Labels } | undefined) {
+    const hits = this.all('sandbox').filter(({ rec, view }) => (!filter?.id || rec.Id.startsWith(filter.id)) && matchesSelector(view.labels, filter?.label_selector));
+    return { stats: await Promise.all(hits.map(({ rec, view }) => this.podStatsOf(rec, view))) };
   }
 
   version(apiVersion: string) {

@@ -4,6 +4,7 @@
  * only here, and berthd imports this file only when `cri.enabled` is set.
  */
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -12,6 +13,8 @@ import type { Logger } from '../contracts/types';
 import type { Engine } from '../kernel/engine';
 import { imageHandlers } from './images';
 import { CriRuntime } from './runtime';
+import { StreamingServer } from './streaming/server';
+import { AuthorityFixingStream } from './uds-authority';
 
 /** The project's own proto file (shipped in the package: package.json "files"). */
 export function protoFile(): string {
@@ -72,6 +75,10 @@ export interface CriServer {
 export async function startCriServer(engine: Engine, socket: string, log: Logger): Promise<CriServer> {
   const runtime = new CriRuntime(engine);
   await runtime.recover();
+  // Exec, Attach and PortForward URLs: loopback only, a free port.
+  const streaming = new StreamingServer(log);
+  await streaming.listen('127.0.0.1', 0);
+  runtime.streaming = streaming;
   const images = imageHandlers(engine);
   const runtimeHandlers = (apiVersion: string): Record<string, Handler> => ({
     Version: () => runtime.version(apiVersion),
@@ -90,6 +97,13 @@ export async function startCriServer(engine: Engine, socket: string, log: Logger
     UpdateContainerResources: (r) => runtime.updateContainerResources(r.container_id, r.linux),
     ReopenContainerLog: (r) => runtime.reopenContainerLog(r.container_id),
     ExecSync: (r) => runtime.execSync(r.container_id, r.cmd, Number(r.timeout)),
+    Exec: (r) => runtime.exec(r),
+    Attach: (r) => runtime.attach(r),
+    PortForward: (r) => runtime.portForward(r),
+    ContainerStats: (r) => runtime.containerStats(r.container_id),
+    ListContainerStats: (r) => runtime.listContainerStats(r.filter),
+    PodSandboxStats: (r) => runtime.podSandboxStats(r.pod_sandbox_id),
+    ListPodSandboxStats: (r) => runtime.listPodSandboxStats(r.filter),
     // berth's networks carry their own subnets; kubelet's pod CIDR is accepted and not used.
     UpdateRuntimeConfig: () => ({}),
   });
@@ -102,14 +116,22 @@ export async function startCriServer(engine: Engine, socket: string, log: Logger
   }
   await fs.promises.mkdir(path.dirname(socket), { recursive: true, mode: 0o700 });
   await fs.promises.rm(socket, { force: true });
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix:${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(new Error(`CRI socket ${socket}: ${err.message}`)) : resolve())),
-  );
+  // Our own listener: each connection goes to grpc-js through the authority fix (uds-authority.ts).
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = net.createServer((conn) => injector.injectConnection(new AuthorityFixingStream(conn)));
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', (err) => reject(new Error(`CRI socket ${socket}: ${err.message}`)));
+    listener.listen(socket, () => resolve());
+  });
   await fs.promises.chmod(socket, 0o660);
   log.info('CRI serving', { socket });
   return {
     async close() {
+      // The listener's close ends when its connections do: grpc-js shuts those.
+      const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
       await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      await closed;
+      await streaming.close();
       await runtime.close();
       await fs.promises.rm(socket, { force: true });
     },

@@ -95,6 +95,8 @@ export function serializePlan(plan: LaunchPlan, opts: SerializeOptions): string 
       put('namespace', ns);
     }
   }
+  // Entered by the monitor just before the clone; the other shared namespaces the runtime enters.
+  if (plan.enterNamespaces?.pid) put('pid-namespace', absolute('enterNamespaces.pid', plan.enterNamespaces.pid));
   if (plan.rootfs) put('rootfs', absolute('rootfs', plan.rootfs));
   if (plan.readonlyRootfs) put('readonly-rootfs');
   for (const m of plan.mounts) {

@@ -39,7 +39,7 @@ export const CONTAINER_FILES = ['hostname', 'hosts', 'resolv.conf'] as const;
 type NetworkMode = 'none' | 'host' | 'container';
 
 /** Namespaces a container can share with another one (`container:<id>` modes), by plan name. */
-const SHARE_MODES = { net: 'NetworkMode', ipc: 'IpcMode', uts: 'UTSMode' } as const;
+const SHARE_MODES = { net: 'NetworkMode', ipc: 'IpcMode', uts: 'UTSMode', pid: 'PidMode' } as const;
 type Shared = keyof typeof SHARE_MODES;
 const CONTAINER_MODE = /^container:([0-9a-f]{64})$/;
 
@@ -127,7 +127,7 @@ export function parseHostConfig(hc: Record<string, unknown>): Settings {
   };
 }
 
-/** NetworkMode/IpcMode/UTSMode `container:<id>` (the id in full: core resolves names at create). */
+/** NetworkMode/IpcMode/UTSMode/PidMode `container:<id>` (the id in full: core resolves names at create). */
 function parseShareModes(hc: Record<string, unknown>): Partial<Record<Shared, string>> {
   const out: Partial<Record<Shared, string>> = {};
   for (const [ns, key] of Object.entries(SHARE_MODES) as [Shared, string][]) {

@@ -72,7 +72,8 @@ export class NativeRuntime implements Runtime {
 
     const binary = this.config.launcher ?? launcherBinary();
     // Shared namespaces (container:<id> modes): the launcher runs inside them, so its clone inherits them.
-    const enter = Object.entries(plan.enterNamespaces ?? {}).map(([type, path]) => `--${type}=${path}`);
+    // A shared pid namespace is the plan's (pid-namespace): entered here, the monitor would be in it too.
+    const enter = Object.entries(plan.enterNamespaces ?? {}).filter(([type]) => type !== 'pid').map(([type, path]) => `--${type}=${path}`);
     const [program, args] = enter.length ? ['nsenter', [...enter, '--', binary, planFile]] : [binary, [planFile]];
     const child = spawn(program, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
     const status = child.stdio[3] as unknown as Duplex;

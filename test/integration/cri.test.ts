@@ -9,33 +9,15 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { criServices } from '../../core/cri/server';
 import { newLaunchPlan } from '../../core/launcher/plan';
 import { buildSpec } from '../../plugins/runtime-oci/spec';
+import { criClient } from '../helpers/cri';
 import { mountsUnder, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason, until } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
 const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
-
-type Client = Record<string, (req: object) => Promise<any>>;
-
-function client(socket: string, version: 'v1' | 'v1alpha2' = 'v1'): { runtime: Client; image: Client; close(): void } {
-  const defs = criServices(version);
-  const make = (def: grpc.ServiceDefinition) => {
-    const Ctor = grpc.makeGenericClientConstructor(def, 'svc');
-    const c = new Ctor(`unix:${socket}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & Record<string, Function>;
-    const api: Client = {};
-    for (const name of Object.keys(def)) {
-      api[name] = (req) => new Promise((resolve, reject) => c[name](req, (err: Error | null, res: unknown) => (err ? reject(err) : resolve(res))));
-    }
-    return { api, c };
-  };
-  const r = make(defs.runtime);
-  const i = make(defs.image);
-  return { runtime: r.api, image: i.api, close: () => (r.c.close(), i.c.close()) };
-}
 
 /** Processes whose command line names this test's root (monitors, pause, containers). */
 function processesUnder(root: string, except: number): string[] {
@@ -46,7 +28,7 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
   let registry: RunningRegistry;
   let first: RunningDaemon;
   let daemon: RunningDaemon;
-  let cri: ReturnType<typeof client>;
+  let cri: ReturnType<typeof criClient>;
   let image: string;
   let logDir: string;
   const netnsBefore = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
@@ -89,7 +71,7 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     criDir = await fs.mkdtemp('/tmp/bc-');
     socket = path.join(criDir, 'cri.sock');
     first = daemon = await startDaemon({ args: ['--cri-socket', socket] });
-    cri = client(socket);
+    cri = criClient(socket);
   }, 120_000);
 
   afterAll(async () => {
@@ -105,7 +87,7 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
   it('answers Version and Status, on v1 and v1alpha2', async () => {
     const v = await cri.runtime.Version({ version: '0.1.0' });
     expect(v).toMatchObject({ runtime_name: 'berth', runtime_api_version: 'v1' });
-    const old = client(socket, 'v1alpha2');
+    const old = criClient(socket, 'v1alpha2');
     try {
       expect(await old.runtime.Version({})).toMatchObject({ runtime_name: 'berth', runtime_api_version: 'v1alpha2' });
     } finally {
@@ -116,6 +98,17 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     expect(conds).toEqual({ RuntimeReady: true, NetworkReady: true });
     expect(await daemon.cli(['info'])).toMatchObject({ code: 0 });
     expect((await daemon.cli(['info'])).stdout).toContain(`CRI: ${socket}`);
+  });
+
+  it('serves clients that send the socket path as :authority (gRPC-Go before 1.53: crictl, kubelet 1.26)', async () => {
+    const goStyle = criClient(socket, 'v1', { 'grpc.default_authority': socket });
+    try {
+      expect(await goStyle.runtime.Version({})).toMatchObject({ runtime_name: 'berth' });
+      // Several calls on one connection: the header blocks stay decodable after the rewrite.
+      for (let i = 0; i < 3; i++) expect((await goStyle.runtime.Status({})).status.conditions).toHaveLength(2);
+    } finally {
+      goStyle.close();
+    }
   });
 
   it('refuses bad requests with a clear error and keeps serving', async () => {
@@ -276,7 +269,7 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     cri.close();
     await first.kill9();
     daemon = await startDaemon({ root: first.root, args: ['--cri-socket', socket] });
-    cri = client(socket);
+    cri = criClient(socket);
     const pods = (await cri.runtime.ListPodSandbox({ filter: { label_selector: { app: 'web' } } })).items;
     expect(pods.map((p: any) => [p.id, p.state])).toEqual([[sandboxId, 'SANDBOX_READY']]);
     const ctrs = (await cri.runtime.ListContainers({ filter: { pod_sandbox_id: sandboxId } })).containers;

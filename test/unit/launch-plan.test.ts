@@ -52,6 +52,7 @@ const full: LaunchPlan = {
   seccomp: { bpf: '0600000000000000'.repeat(3) },
   oomCgroup: '/sys/fs/cgroup/memory/berth/abc',
   sessionKeyring: '_ses.abc',
+  enterNamespaces: { pid: '/proc/42/ns/pid' },
   logPath: '/var/log/berth/abc.log',
   logRotation: { maxSize: 1_000_000, maxFiles: 3 },
   process: {
@@ -92,6 +93,7 @@ describe('launch plan: plan.ts writes, the C reader reads', () => {
       seccompInstructions: 3,
       oomCgroup: full.oomCgroup,
       sessionKeyring: '_ses.abc',
+      pidNamespace: '/proc/42/ns/pid',
       uid: 1000,
       gid: 1001,
       groups: [27, 100],

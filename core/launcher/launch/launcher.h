@@ -22,6 +22,7 @@
  *   console-size ROWS\tCOLS | stdin | stdin-once | oom-cgroup DIR
  *   seccomp HEX   (a classic-BPF filter, 16 hex digits per struct sock_filter in memory order)
  *   session-keyring NAME   (the child joins this session keyring, runc's `_ses.<container id>`)
+ *   pid-namespace PATH     (the monitor enters it just before the clone: the child is born there)
  *
  * Status channel (fd 3, a socket or pipe pair from berthd), one line each:
  *   launcher -> berthd: `pid N` (child cloned, waiting), `started N` (exec done; N = final pid),
@@ -148,6 +149,7 @@ struct plan {
   struct sock_filter *filter; /* seccomp: installed last before exec (see child_main) */
   int n_filter;
   char *session_keyring; /* joined in the child, so keys never reach berthd's or another container's */
+  char *pid_namespace;   /* another container's pid namespace, for the child only (a pod's, pid=POD) */
 };
 extern struct plan P;
 

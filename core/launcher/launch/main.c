@@ -68,6 +68,13 @@ int main(int argc, char **argv) {
   sigprocmask(SIG_BLOCK, &mask, NULL);
 
   err_fd = err_p[1];
+  /* setns of a pid namespace applies to children only: the monitor stays in its own, and clone
+   * returns the child's pid as the host sees it. */
+  if (P.pid_namespace) {
+    int ns = open(P.pid_namespace, O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || setns(ns, CLONE_NEWPID) < 0) die("pid namespace %s: %s", P.pid_namespace, strerror(errno));
+    close(ns);
+  }
   /* SIGCHLD in the flags: the monitor reaps it like a forked child. Raw clone: no stack needed. */
   pid_t pid = (pid_t)syscall(SYS_clone, (unsigned long)(P.n_joins ? 0 : P.clone_flags) | SIGCHLD, 0, 0, 0, 0);
   if (pid < 0) die("clone (namespaces 0x%x): %s", P.clone_flags, strerror(errno));

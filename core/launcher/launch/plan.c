@@ -131,6 +131,7 @@ void parse_plan(const char *file) {
     else if (!strcmp(key, "cwd")) P.cwd = ONE();
     else if (!strcmp(key, "oom-cgroup")) P.oom_cgroup = ONE();
     else if (!strcmp(key, "session-keyring")) P.session_keyring = ONE();
+    else if (!strcmp(key, "pid-namespace")) P.pid_namespace = ONE();
     else if (!strcmp(key, "arg")) PUSH(args, ONE());
     else if (!strcmp(key, "env")) PUSH(env, ONE());
     else if (!strcmp(key, "mask")) PUSH(masked, ONE());
@@ -309,6 +310,8 @@ void print_plan(FILE *out) {
   json_string(out, P.oom_cgroup);
   fputs(",\"sessionKeyring\":", out);
   json_string(out, P.session_keyring);
+  fputs(",\"pidNamespace\":", out);
+  json_string(out, P.pid_namespace);
   fprintf(out, ",\"uid\":%u,\"gid\":%u,\"groups\":[", (unsigned)P.uid, (unsigned)P.gid);
   for (int i = 0; i < P.n_groups; i++) fprintf(out, "%s%u", i ? "," : "", (unsigned)P.groups[i]);
   fputs("],\"cwd\":", out);

@@ -1,0 +1,196 @@
+/**
+ * The CRI's streaming and stats calls as kubelet makes them (root): Exec and PortForward answer a
+ * URL, the client upgrades it to SPDY/3.1 and speaks remotecommand v4 / port-forward on it (the
+ * client is spdy-transport, not berth's code); a pod's echo server on a port answers through the
+ * forward; ContainerStats and PodSandboxStats carry the cgroup readings; a pod with pid=POD shares
+ * one pid namespace with pause as its init, and its sysctls are set in its own namespaces.
+ */
+import { existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { collect, criClient, upgradeToSpdy } from '../helpers/cri';
+import { startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { isRoot, rootReason } from '../helpers/env';
+import { pushBusybox } from '../helpers/fixtures';
+import { startRegistry, type RunningRegistry } from '../helpers/registry';
+
+const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
+
+describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
+  let registry: RunningRegistry;
+  let daemon: RunningDaemon;
+  let cri: ReturnType<typeof criClient>;
+  let criDir: string;
+  let sandboxId: string;
+  let echoId: string;
+  let image: string;
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    await pushBusybox(registry.host, 'test/busybox:latest');
+    image = `${registry.host}/test/busybox:latest`;
+    // A short path of its own: unix socket paths stop at 107 bytes.
+    criDir = await fs.mkdtemp('/tmp/bs-');
+    const socket = path.join(criDir, 'cri.sock');
+    daemon = await startDaemon({ args: ['--cri-socket', socket] });
+    cri = criClient(socket);
+    await cri.image.PullImage({ image: { image } });
+    const podConfig = { metadata: { name: 'stream', uid: 'uid-stream', namespace: 'default', attempt: 0 }, linux: {} };
+    sandboxId = (await cri.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
+    // An echo server on port 8080: each connection gets `cat` on its socket.
+    const created = await cri.runtime.CreateContainer({
+      pod_sandbox_id: sandboxId,
+      config: { metadata: { name: 'echo', attempt: 0 }, image: { image }, command: ['/bin/busybox'], args: ['nc', '-ll', '-p', '8080', '-e', '/bin/busybox', 'cat'], linux: {} },
+      sandbox_config: podConfig,
+    });
+    echoId = created.container_id;
+    await cri.runtime.StartContainer({ container_id: echoId });
+  }, 120_000);
+
+  afterAll(async () => {
+    if (sandboxId) await cri.runtime.RemovePodSandbox({ pod_sandbox_id: sandboxId }).catch(() => undefined);
+    cri?.close();
+    await daemon?.stop();
+    await registry?.stop();
+    if (criDir) await fs.rm(criDir, { recursive: true, force: true });
+  });
+
+  it('Exec: stdin reaches the command, stdout and stderr come back apart, the exit code in the status', async () => {
+    const { url } = await cri.runtime.Exec({ container_id: echoId, cmd: ['/bin/busybox', 'sh', '-c', 'cat; echo to-stderr >&2; exit 7'], stdin: true, stdout: true, stderr: true });
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/exec\//);
+    const session = await upgradeToSpdy(url, 'v4.channel.k8s.io');
+    const error = collect(session.open({ streamtype: 'error' }));
+    const stdin = session.open({ streamtype: 'stdin' });
+    const stdout = collect(session.open({ streamtype: 'stdout' }));
+    const stderr = collect(session.open({ streamtype: 'stderr' }));
+    stdin.write('line one\n');
+    stdin.end('line two\n');
+    expect(await stdout).toBe('line one\nline two\n');
+    expect(await stderr).toBe('to-stderr\n');
+    const status = JSON.parse(await error);
+    expect(status).toMatchObject({ status: 'Failure', reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: '7' }] } });
+    session.socket.destroy();
+  });
+
+  it('Exec with a terminal: the command sees a tty of the size the client sent', async () => {
+    const { url } = await cri.runtime.Exec({ container_id: echoId, cmd: ['/bin/busybox', 'sh', '-c', 'read go; /bin/busybox stty size; /bin/busybox tty'], stdin: true, stdout: true, tty: true });
+    const session = await upgradeToSpdy(url, 'v4.channel.k8s.io');
+    const error = collect(session.open({ streamtype: 'error' }));
+    const stdin = session.open({ streamtype: 'stdin' });
+    const stdout = collect(session.open({ streamtype: 'stdout' }));
+    const resize = session.open({ streamtype: 'resize' });
+    // Sent before the line the command waits for, so stty sees it.
+    resize.write(JSON.stringify({ Width: 91, Height: 33 }));
+    stdin.write('go\r');
+    const out = await stdout;
+    expect(out).toMatch(/33 91/);
+    expect(out).toMatch(/\/dev\/pts\/\d+/);
+    expect(JSON.parse(await error)).toEqual({ metadata: {}, status: 'Success' });
+    session.socket.destroy();
+  });
+
+  it('PortForward: bytes go to the pod port and back, two connections at once', async () => {
+    const { url } = await cri.runtime.PortForward({ pod_sandbox_id: sandboxId, port: [8080] });
+    const session = await upgradeToSpdy(url, 'portforward.k8s.io');
+    const exchange = async (requestid: string, text: string) => {
+      const error = collect(session.open({ streamtype: 'error', port: '8080', requestid }));
+      const data = session.open({ streamtype: 'data', port: '8080', requestid });
+      const echoed = new Promise<string>((resolve) => {
+        let got = '';
+        data.on('data', (c: Buffer) => {
+          got += c.toString('utf8');
+          if (got.length >= text.length) resolve(got);
+        });
+      });
+      data.write(text);
+      expect(await echoed).toBe(text);
+      data.end();
+      return error;
+    };
+    const [a, b] = await Promise.all([exchange('0', 'ping through the forward\n'), exchange('1', 'second connection\n')]);
+    expect(await a).toBe('');
+    expect(await b).toBe('');
+    session.socket.destroy();
+  });
+
+  it('PortForward to a closed port: the error stream says so', async () => {
+    const { url } = await cri.runtime.PortForward({ pod_sandbox_id: sandboxId, port: [8081] });
+    const session = await upgradeToSpdy(url, 'portforward.k8s.io');
+    const error = collect(session.open({ streamtype: 'error', port: '8081', requestid: '0' }));
+    session.open({ streamtype: 'data', port: '8081', requestid: '0' });
+    expect(await error).toMatch(/error forwarding port 8081 to the pod: .*ECONNREFUSED/);
+    session.socket.destroy();
+  });
+
+  it('a streaming URL serves once; unknown tokens and other protocols are refused', async () => {
+    const { url } = await cri.runtime.Exec({ container_id: echoId, cmd: ['true'], stdout: true });
+    await expect(upgradeToSpdy(url, 'v5.channel.k8s.io')).rejects.toMatchObject({ status: 403 });
+    const session = await upgradeToSpdy(url, 'v4.channel.k8s.io');
+    session.socket.destroy();
+    await expect(upgradeToSpdy(url, 'v4.channel.k8s.io')).rejects.toMatchObject({ status: 404 });
+    await expect(cri.runtime.Exec({ container_id: echoId, cmd: [], stdout: true })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    await expect(cri.runtime.PortForward({ pod_sandbox_id: 'nope' })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND });
+  });
+
+  it('ContainerStats and PodSandboxStats: CPU time and memory from the cgroups', async () => {
+    // Burn a little CPU so the reading is above zero.
+    await cri.runtime.ExecSync({ container_id: echoId, cmd: ['/bin/busybox', 'sh', '-c', 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done'], timeout: 60 });
+    const { stats } = await cri.runtime.ContainerStats({ container_id: echoId });
+    expect(stats.attributes).toMatchObject({ id: echoId, metadata: { name: 'echo' } });
+    expect(Number(stats.cpu.usage_core_nano_seconds.value)).toBeGreaterThan(0);
+    expect(Number(stats.memory.working_set_bytes.value)).toBeGreaterThan(0);
+    const listed = await cri.runtime.ListContainerStats({ filter: { pod_sandbox_id: sandboxId } });
+    expect(listed.stats.map((s: any) => s.attributes.id)).toEqual([echoId]);
+    const pod = await cri.runtime.PodSandboxStats({ pod_sandbox_id: sandboxId });
+    expect(pod.stats.attributes.id).toBe(sandboxId);
+    expect(pod.stats.linux.containers.map((c: any) => c.attributes.id)).toEqual([echoId]);
+    expect(Number(pod.stats.linux.cpu.usage_core_nano_seconds.value)).toBeGreaterThanOrEqual(Number(stats.cpu.usage_core_nano_seconds.value));
+    expect(Number(pod.stats.linux.process.process_count.value)).toBeGreaterThanOrEqual(2);
+    const all = await cri.runtime.ListPodSandboxStats({});
+    expect(all.stats.map((s: any) => s.attributes.id)).toContain(sandboxId);
+  });
+
+  it('pid=POD: the containers see pause as pid 1 and each other; pid=CONTAINER sees only itself; the pod sysctls are its own', async () => {
+    // CRI NamespaceMode: POD = 0, CONTAINER = 1.
+    const sysctls = { 'kernel.shm_rmid_forced': '1', 'fs.mqueue.msg_max': '42', 'net.ipv4.ip_unprivileged_port_start': '79' };
+    const podConfig = { metadata: { name: 'pidpod', uid: 'uid-pidpod', namespace: 'default', attempt: 0 }, linux: { sysctls, security_context: { namespace_options: { pid: 'POD' } } } };
+    const pod = (await cri.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
+    try {
+      const run = async (name: string, pid: string) => {
+        const { container_id } = await cri.runtime.CreateContainer({
+          pod_sandbox_id: pod,
+          config: { metadata: { name, attempt: 0 }, image: { image }, command: ['/bin/busybox'], args: ['sleep', `${name === 'shared' ? 3600 : 3601}`], linux: { security_context: { namespace_options: { pid } } } },
+          sandbox_config: podConfig,
+        });
+        await cri.runtime.StartContainer({ container_id });
+        return container_id;
+      };
+      const shared = await run('shared', 'POD');
+      const own = await run('own', 'CONTAINER');
+      const ps = async (id: string) => (await cri.runtime.ExecSync({ container_id: id, cmd: ['/bin/busybox', 'ps', '-o', 'pid,args'], timeout: 30 })).stdout.toString();
+      const sharedView = await ps(shared);
+      expect(sharedView).toMatch(/^\s*1 \/pause$/m);
+      expect(sharedView).toMatch(/sleep 3600/);
+      const ownView = await ps(own);
+      expect(ownView).toMatch(/^\s*1 \/bin\/busybox sleep 3601$/m);
+      expect(ownView).not.toMatch(/pause|sleep 3600/);
+      // The pod's sysctls, seen from a container: its IPC and network namespaces are the pod's.
+      for (const [key, value] of Object.entries(sysctls)) {
+        const read = await cri.runtime.ExecSync({ container_id: own, cmd: ['/bin/busybox', 'cat', `/proc/sys/${key.replace(/\./g, '/')}`], timeout: 30 });
+        expect(read.stdout.toString().trim()).toBe(value);
+      }
+      const hostValue = (await fs.readFile('/proc/sys/fs/mqueue/msg_max', 'utf8')).trim();
+      expect(hostValue).not.toBe('42');
+    } finally {
+      await cri.runtime.RemovePodSandbox({ pod_sandbox_id: pod });
+    }
+  });
+
+  it('refuses sysctls that are not namespaced, and leaves no sandbox behind', async () => {
+    const before = (await cri.runtime.ListPodSandbox({})).items.length;
+    const config = { metadata: { name: 'badsysctl', uid: 'uid-bad', namespace: 'default', attempt: 0 }, linux: { sysctls: { 'kernel.panic': '1' } } };
+    await expect(cri.runtime.RunPodSandbox({ config })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/kernel\.panic is not a namespaced sysctl/) });
+    expect((await cri.runtime.ListPodSandbox({})).items.length).toBe(before);
+  });
+});
