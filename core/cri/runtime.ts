@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import tar from 'tar-stream';
-import { ConflictError, InvalidArgumentError, NotFoundError, TimeoutError } from '../contracts/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError, TimeoutError, UnavailableError } from '../contracts/errors';
 import type { ContainerRecord } from '../containers/record';
 import type { Engine } from '../kernel/engine';
 import { ENGINE_VERSION } from '../kernel/engine';
@@ -599,7 +599,7 @@ export class CriRuntime {
   // ---- streaming -------------------------------------------------------------------------
 
   private streamingServer(): StreamingServer {
-    if (!this.streaming) throw new BerthError('the CRI streaming server is not running', 503);
+    if (!this.streaming) throw new UnavailableError('the CRI streaming server is not running');
     return this.streaming;
   }
 
