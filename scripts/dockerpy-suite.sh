@@ -8,6 +8,9 @@
 #   scripts/dockerpy-suite.sh berthd|dockerd DOCKER_PY_SRC [pytest args...]
 #   e.g. scripts/dockerpy-suite.sh berthd /tmp/docker-py tests/integration/api_exec_test.py -x
 #
+# BERTHD_JS runs another build of berthd (default: this checkout's dist). Needs python3-paramiko
+# (tests/helpers.py imports it) and python3-pytest-timeout; run with PYTHON=/usr/bin/python3.
+# HOLD=1 starts the daemon and waits instead of running pytest (its DOCKER_HOST is printed).
 # Prints pytest's summary; the whole output and the daemon's log stay in $KEEP (default: a temp
 # dir named at the end).
 set -euo pipefail
@@ -90,7 +93,7 @@ if [ "$ENGINE" = berthd ]; then
   cat > "$WORK/berth.config.json" <<JSON
 { "registries": { "docker.io": { "mirrors": ["127.0.0.1:$PORT"] } } }
 JSON
-  (cd "$WORK" && exec node "$REPO_DIR/dist/core/kernel/berthd.js" --root "$WORK/root" --socket "$SOCK" --config "$WORK/berth.config.json") >"$KEEP/daemon.log" 2>&1 &
+  (cd "$WORK" && exec node "${BERTHD_JS:-$REPO_DIR/dist/core/kernel/berthd.js}" --root "$WORK/root" --socket "$SOCK" --config "$WORK/berth.config.json") >"$KEEP/daemon.log" 2>&1 &
   DAEMON_PID=$!
 elif [ "$ENGINE" = dockerd ]; then
   echo '{}' > "$WORK/daemon.json"
@@ -109,10 +112,16 @@ for ref in busybox:latest alpine:3.10 alpine:latest; do
 done
 
 # ---- suite ----
+if [ -n "${HOLD:-}" ]; then
+  # Keep the daemon up for running single tests by hand; ends with this script (Ctrl-C or kill).
+  echo "DOCKER_HOST=unix://$SOCK DOCKER_TEST_API_VERSION=1.41 (pid $DAEMON_PID)"
+  wait "$DAEMON_PID"
+  exit
+fi
 cd "$SRC"
 set +e
 DOCKER_HOST=unix://$SOCK DOCKER_TEST_API_VERSION=1.41 DOCKER_CONFIG=$WORK/cfg PYTHONDONTWRITEBYTECODE=1 \
-  timeout "${SUITE_TIMEOUT:-3600}" "$PYTHON" -m pytest -p no:cacheprovider -v -rfEs "$@" >"$KEEP/pytest.txt" 2>&1
+  timeout "${SUITE_TIMEOUT:-3600}" "$PYTHON" -m pytest -p no:cacheprovider -v -rfEs --timeout="${TEST_TIMEOUT:-180}" "$@" >"$KEEP/pytest.txt" 2>&1
 set -e
 grep -E '^(FAILED|ERROR) ' "$KEEP/pytest.txt" | sort > "$KEEP/failures.txt" || true
 tail -1 "$KEEP/pytest.txt"

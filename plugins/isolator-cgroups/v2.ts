@@ -48,6 +48,7 @@ export function applyMemoryV2(fs: CgroupFs, dir: string, r: Resources): void {
     }
   }
   if (r.memoryReservation !== undefined) writeControl(fs, `${dir}/memory.low`, r.memoryReservation);
+  if (r.memorySwappiness !== undefined) throw new InvalidArgumentError('--memory-swappiness needs cgroup v1\'s memory controller: cgroup v2 has no per-cgroup swappiness (HostConfig.MemorySwappiness)');
 }
 
 /** cpu.weight from shares, cpu.max `QUOTA PERIOD` (keeping the half that is not changed). */

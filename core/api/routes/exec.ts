@@ -54,13 +54,13 @@ export function execRoutes(router: Router, engine: Engine): void {
     } catch (err) {
       // A process that could not start (no such executable, bad user): a client that asked to
       // upgrade gets the stream anyway with the reason on it, and the exec's exit code says
-      // 126/127, as dockerd does — the docker CLI shows nothing but "unable to upgrade" otherwise.
+      // 126, as dockerd's does — the docker CLI shows nothing but "unable to upgrade" otherwise.
       const upgrade = !!req.raw.headers.upgrade;
       const status = (err as { status?: number }).status ?? 500;
       if (!upgrade || status === 409 || session.Running || session.ExitCode !== null) throw err;
       monitor?.destroy();
       const message = (err as Error).message;
-      session.ExitCode = /not found|no such file/i.test(message) ? 127 : 126;
+      session.ExitCode = 126;
       const client = hijack(req, res, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
       client.on('error', () => undefined);
       const line = Buffer.from(`${message}\r\n`);

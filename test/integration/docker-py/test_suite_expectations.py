@@ -1,0 +1,140 @@
+"""
+What docker-py 7.1's own integration suite (tests/integration) expects of the daemon, where
+berthd once differed from dockerd 20.10: each test here names the docker-py test it stands for.
+"""
+import io
+import os
+import socket
+import tarfile
+import tempfile
+
+import docker
+import pytest
+
+from conftest import logs, wait_exit
+
+
+def test_attach_with_logs_and_no_stream_replays_the_output(client, run):
+    # AttachContainerTest.test_attach_no_stream: it hung until the client's timeout.
+    c = run(['sh', '-c', 'echo hello; echo oops >&2'])
+    wait_exit(client, c)
+    assert client.attach(c, stream=False, logs=True, stderr=False) == b'hello\n'
+    both = client.attach(c, stream=False, logs=True)
+    assert sorted(both.split()) == [b'hello', b'oops']
+
+
+def test_config_volumes_of_the_request_become_anonymous_volumes(client, run):
+    # ArchiveTest.*: create_container(volumes=['/vol1']) sends Config.Volumes only.
+    c = run(['sh', '-c', 'echo data > /vol1/f'], volumes=['/vol1'])
+    assert wait_exit(client, c) == 0
+    info = client.inspect_container(c)
+    mounts = [m for m in info['Mounts'] if m['Destination'] == '/vol1']
+    assert len(mounts) == 1 and mounts[0]['Type'] == 'volume'
+    assert '/vol1' in info['Config']['Volumes']
+    stream, stat = client.get_archive(c, '/vol1/f')
+    assert stat['name'] == 'f'
+    with tarfile.open(fileobj=io.BytesIO(b''.join(stream))) as tar:
+        assert tar.extractfile('f').read() == b'data\n'
+    volume = mounts[0]['Name']
+    client.remove_container(c, v=True)
+    assert volume not in [v['Name'] for v in client.volumes()['Volumes'] or []]
+
+
+def test_volumes_from_shares_volumes_and_binds_with_their_modes(client, run, image):
+    # CreateContainerTest.test_create_container_with_volumes_from
+    with tempfile.TemporaryDirectory() as host_dir:
+        source = run(['sh', '-c', 'echo shared > /data/f'], volumes=['/data'],
+                     host_config=client.create_host_config(binds={host_dir: {'bind': '/host', 'mode': 'ro'}}))
+        assert wait_exit(client, source) == 0
+        name = client.inspect_container(source)['Name'].lstrip('/')
+        reader = run(['sh', '-c', 'cat /data/f; touch /host/x 2>/dev/null || echo host-ro; touch /data/g && echo data-rw'],
+                     host_config=client.create_host_config(volumes_from=[name]))
+        assert wait_exit(client, reader) == 0
+        assert logs(client, reader).split() == ['shared', 'host-ro', 'data-rw']
+        assert client.inspect_container(reader)['HostConfig']['VolumesFrom'] == [name]
+        ro = run(['touch', '/data/h'], host_config=client.create_host_config(volumes_from=[f'{name}:ro']))
+        assert wait_exit(client, ro) != 0
+        assert 'Read-only file system' in logs(client, ro)
+    with pytest.raises(docker.errors.NotFound):
+        client.create_container(image, 'true', host_config=client.create_host_config(volumes_from=['no-such-container']))
+
+
+def test_bind_propagation_is_reported(client, run):
+    # VolumeBindTest.test_create_with_binds_rw_rshared
+    with tempfile.TemporaryDirectory() as host_dir:
+        c = run(['true'], host_config=client.create_host_config(binds={host_dir: {'bind': '/mnt', 'mode': 'rw,rshared'}}))
+        wait_exit(client, c)
+        mount = [m for m in client.inspect_container(c)['Mounts'] if m['Destination'] == '/mnt'][0]
+        assert (mount['Source'], mount['RW'], mount['Propagation']) == (host_dir, True, 'rshared')
+
+
+def test_uts_mode_host_shares_the_hostname_and_never_sets_it(client, run):
+    # CreateContainerTest.test_create_with_uts_mode
+    before = socket.gethostname()
+    c = run(['sh', '-c', 'hostname; cat /etc/hostname'], host_config=client.create_host_config(uts_mode='host'))
+    assert wait_exit(client, c) == 0
+    assert logs(client, c).split() == [before, before]
+    assert client.inspect_container(c)['HostConfig']['UTSMode'] == 'host'
+    assert socket.gethostname() == before
+    own = run(['hostname'])
+    wait_exit(client, own)
+    assert logs(client, own).strip() == own[:12]
+
+
+def _memory_cgroup_dir(pid):
+    with open(f'/proc/{pid}/cgroup') as f:
+        for line in f:
+            _, controllers, path = line.rstrip('\n').split(':', 2)
+            if 'memory' in controllers.split(','):
+                return f'/sys/fs/cgroup/memory{path}'
+    return None
+
+
+def test_memory_swappiness_is_written_to_the_cgroup(client, run):
+    # CreateContainerTest.test_create_with_memory_constraints_with_int
+    if _memory_cgroup_dir(os.getpid()) is None:
+        # cgroup v2 has no per-cgroup swappiness: the start is refused, naming the field.
+        with pytest.raises(docker.errors.APIError) as e:
+            run(['true'], host_config=client.create_host_config(mem_swappiness=40))
+        assert 'MemorySwappiness' in e.value.explanation
+        return
+    c = run(['sleep', '60'], host_config=client.create_host_config(mem_swappiness=40))
+    info = client.inspect_container(c)
+    assert info['HostConfig']['MemorySwappiness'] == 40
+    with open(os.path.join(_memory_cgroup_dir(info['State']['Pid']), 'memory.swappiness')) as f:
+        assert f.read().strip() == '40'
+    with pytest.raises(docker.errors.APIError) as e:
+        run(['true'], host_config=client.create_host_config(mem_swappiness=101))
+    assert e.value.response.status_code == 400 and 'swappiness' in e.value.explanation
+
+
+def test_runtime_given_beside_the_config_is_taken(client, image, containers):
+    # ContainerCPUTest.test_create_with_runtime: create_container(runtime=) puts it outside HostConfig.
+    c = client.create_container(image, 'true', runtime='runc')['Id']
+    containers.append(c)
+    assert client.inspect_container(c)['HostConfig']['Runtime'] == 'runc'
+    assert 'Runtime' not in client.inspect_container(c)['Config']
+    with pytest.raises(docker.errors.APIError) as e:
+        containers.append(client.create_container(image, 'true', runtime='no-such-runtime')['Id'])
+    assert e.value.response.status_code == 400
+
+
+def test_log_driver_checks_as_dockerd(client, run, image):
+    # CreateContainerTest.test_valid_log_driver_and_log_opt / test_invalid_log_driver_raises_exception
+    c = run(['true'], host_config=client.create_host_config(log_config=docker.types.LogConfig(type='json-file', config={'max-file': '100'})))
+    assert client.inspect_container(c)['HostConfig']['LogConfig'] == {'Type': 'json-file', 'Config': {'max-file': '100'}}
+    with pytest.raises(docker.errors.APIError) as e:
+        client.create_container(image, 'true', host_config=client.create_host_config(log_config=docker.types.LogConfig(type='asdf')))
+    assert e.value.explanation == "logger: no log driver named 'asdf' is registered"
+
+
+def test_volume_driver_is_kept_and_used_for_the_containers_volumes(client, run, image, containers):
+    # models ContainerTest.test_create_with_volume_driver
+    c = run(['true'], start=False, host_config=client.create_host_config(volume_driver='foo'))
+    assert client.inspect_container(c)['HostConfig']['VolumeDriver'] == 'foo'
+    # A container with a volume needs the driver to exist.
+    with pytest.raises(docker.errors.NotFound) as e:
+        containers.append(client.create_container(image, 'true', volumes=['/v'], host_config=client.create_host_config(volume_driver='foo'))['Id'])
+    assert 'foo' in e.value.explanation
+    local = run(['true'], start=False, volumes=['/v'], host_config=client.create_host_config(volume_driver='local'))
+    assert [m['Driver'] for m in client.inspect_container(local)['Mounts']] == ['local']
