@@ -47,12 +47,13 @@ umoci init --layout "$OCI"
 umoci new --image "$OCI:busybox"
 umoci unpack --image "$OCI:busybox" "$WORK/bundle" >/dev/null
 ROOTFS=$WORK/bundle/rootfs
-mkdir -p "$ROOTFS"/{bin,etc,tmp,root,proc,sys,dev,var/run}
+mkdir -p "$ROOTFS"/{bin,etc,tmp,root,proc,sys,dev,var/run,var/opt}
 chmod 1777 "$ROOTFS/tmp"
 cp /bin/busybox "$ROOTFS/bin/busybox"
 for applet in $(/bin/busybox --list); do [ -e "$ROOTFS/bin/$applet" ] || ln -s busybox "$ROOTFS/bin/$applet"; done
-printf 'root:x:0:0:root:/root:/bin/sh\ndaemon:x:1:1:daemon:/usr/sbin:/bin/false\nnobody:x:65534:65534:nobody:/:/bin/false\n' > "$ROOTFS/etc/passwd"
-printf 'root:x:0:\ndaemon:x:1:\nnobody:x:65534:\n' > "$ROOTFS/etc/group"
+# alpine's own users that the suite names (exec as postgres)
+printf 'root:x:0:0:root:/root:/bin/sh\ndaemon:x:2:2:daemon:/sbin:/sbin/nologin\npostgres:x:70:70::/var/lib/postgresql:/bin/sh\nnobody:x:65534:65534:nobody:/:/sbin/nologin\n' > "$ROOTFS/etc/passwd"
+printf 'root:x:0:root\ndaemon:x:2:root,bin,daemon\npostgres:x:70:\nnobody:x:65534:\n' > "$ROOTFS/etc/group"
 umoci repack --image "$OCI:busybox" --history.created_by "COPY busybox-static /bin/" "$WORK/bundle"
 umoci config --image "$OCI:busybox" --config.cmd sh --config.env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 rm -rf "$WORK/bundle"
@@ -112,6 +113,8 @@ for ref in busybox:latest alpine:3.10 alpine:latest; do
 done
 
 # ---- suite ----
+# docker-py keeps contexts beside the config file it finds (in the working directory without one).
+mkdir -p "$WORK/cfg" && echo '{}' > "$WORK/cfg/config.json"
 if [ -n "${HOLD:-}" ]; then
   # Keep the daemon up for running single tests by hand; ends with this script (Ctrl-C or kill).
   echo "DOCKER_HOST=unix://$SOCK DOCKER_TEST_API_VERSION=1.41 (pid $DAEMON_PID)"

@@ -12,7 +12,7 @@ import { muxFrame, readLogs } from '../../containers/logs';
 import { containerFilter } from '../../containers/filters';
 import { monitorReady, resizeFrame } from '../../launcher/attach';
 import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';
-import { hijack, relayMonitor } from '../hijack';
+import { headersRead, hijack, relayMonitor } from '../hijack';
 import { CREATE_BODY, checkBody, checkSecurityOpt } from '../validate';
 import { type ApiRequest, type Router, boolParam, filtersParam, intParam, readJsonBody, sendJson, timestampParam } from '../router';
 
@@ -170,6 +170,7 @@ async function attach(engine: Engine, req: ApiRequest, res: ServerResponse): Pro
   // logs=1: what the container wrote so far comes first, as dockerd replays it; stream=0 ends there.
   const replayLogs = async (client: Socket) => {
     if (!boolParam(q, 'logs') || containers.logConfigOf(rec).Type === 'none') return;
+    await headersRead(client);
     const gone = new AbortController();
     client.once('close', () => gone.abort());
     const entries = readLogs(containers.logPath(rec.Id), { stdout: wantOut, stderr: wantErr, follow: false, isLive: () => false, signal: gone.signal });
@@ -203,6 +204,7 @@ async function attach(engine: Engine, req: ApiRequest, res: ServerResponse): Pro
     monitor.on('error', () => undefined);
     const client = hijack(req, res, contentType);
     client.on('error', () => undefined);
+    await headersRead(client); // the monitor may hold output already (see headersRead)
     await replayLogs(client);
     relay(client, monitor);
     return;

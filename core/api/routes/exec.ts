@@ -1,28 +1,14 @@
 /** Exec routes in the Docker Engine API's shape: create, start (hijacked or detached), inspect, resize. */
 import type { Socket } from 'node:net';
 import { connectUnix } from '../../util/unix-socket';
-import { unreadBytes } from '../../sys/socket';
 import type { Engine } from '../../kernel/engine';
 import type { ExecConfig } from '../../containers/exec';
 import { resizeFrame } from '../../launcher/attach';
 import { muxFrame } from '../../containers/logs';
 import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';
-import { hijack, relayMonitor } from '../hijack';
+import { headersRead, hijack, relayMonitor } from '../hijack';
 import { EXEC_CONFIG, EXEC_START, checkBody } from '../validate';
 import { type Router, intParam, readJsonBody, sendJson } from '../router';
-
-/** The longest berthd waits for a client to read a hijacked response's headers. */
-const HEADERS_READ_TIMEOUT_MS = 500;
-
-/** Resolves once the peer has read everything written so far (or after the timeout). */
-async function headersRead(client: Socket): Promise<void> {
-  const fd = (client as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  const deadline = Date.now() + HEADERS_READ_TIMEOUT_MS;
-  while (fd !== undefined && fd >= 0 && !client.destroyed && Date.now() < deadline) {
-    if (client.writableLength === 0 && unreadBytes(fd) === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-}
 
 export function execRoutes(router: Router, engine: Engine): void {
   const containers = engine.containers;
@@ -87,7 +73,7 @@ export function execRoutes(router: Router, engine: Engine): void {
       detachKeys: parseDetachKeys(session.Config.DetachKeys || DEFAULT_DETACH_KEYS),
       onExit: (exit) => {
         session.Running = false;
-        session.ExitCode = exit.exitCode;
+        session.ExitCode = exit.error ? 126 : exit.exitCode;
       },
     });
     exited.catch(() => client.end());
