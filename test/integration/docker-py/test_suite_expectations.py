@@ -2,6 +2,7 @@
 What docker-py 7.1's own integration suite (tests/integration) expects of the daemon, where
 berthd once differed from dockerd 20.10: each test here names the docker-py test it stands for.
 """
+import gzip
 import io
 import os
 import socket
@@ -193,3 +194,42 @@ def test_ipv6_pool_without_enable_ipv6_is_kept_and_hands_out_no_address(client, 
         client.remove_container(c, force=True)
     finally:
         client.remove_network(name)
+
+
+def _push_blob(registry, repo, data):
+    import hashlib
+    import urllib.request
+    digest = 'sha256:' + hashlib.sha256(data).hexdigest()
+    start = urllib.request.Request(f'http://{registry}/v2/{repo}/blobs/uploads/', method='POST')
+    with urllib.request.urlopen(start) as r:
+        location = r.headers['Location']
+    upload = location if location.startswith('http') else f'http://{registry}{location}'
+    put = urllib.request.Request(f'{upload}{"&" if "?" in upload else "?"}digest={digest}', data=data, method='PUT',
+                                 headers={'Content-Type': 'application/octet-stream'})
+    urllib.request.urlopen(put).close()
+    return {'digest': digest, 'size': len(data)}
+
+
+def test_plugin_privileges_come_from_the_plugin_config(client, image):
+    # PluginTest.test_plugin_privileges: a plugin manifest pushed to the test registry by hand.
+    import json
+    import urllib.request
+    registry = image.split('/')[0]
+    config = {'network': {'type': 'host'}, 'mounts': [{'source': '/var/lib/x', 'destination': '/x'}, {'destination': '/tmp'}],
+              'linux': {'capabilities': ['CAP_SYS_ADMIN'], 'devices': [{'path': '/dev/fuse'}]}, 'interface': {'types': ['docker.volumedriver/1.0'], 'socket': 'p.sock'}}
+    cfg = _push_blob(registry, 'test/plugin', json.dumps(config).encode())
+    layer = _push_blob(registry, 'test/plugin', gzip.compress(b''))
+    manifest = {'schemaVersion': 2, 'mediaType': 'application/vnd.docker.distribution.manifest.v2+json',
+                'config': {'mediaType': 'application/vnd.docker.plugin.v1+json', **cfg},
+                'layers': [{'mediaType': 'application/vnd.docker.image.rootfs.diff.tar.gzip', **layer}]}
+    put = urllib.request.Request(f'http://{registry}/v2/test/plugin/manifests/v1', data=json.dumps(manifest).encode(), method='PUT',
+                                 headers={'Content-Type': manifest['mediaType']})
+    urllib.request.urlopen(put).close()
+    assert client.plugin_privileges(f'{registry}/test/plugin:v1') == [
+        {'Name': 'network', 'Description': 'permissions to access a network', 'Value': ['host']},
+        {'Name': 'mount', 'Description': 'host path to mount', 'Value': ['/var/lib/x']},
+        {'Name': 'device', 'Description': 'host device to access', 'Value': ['/dev/fuse']},
+        {'Name': 'capabilities', 'Description': 'list of additional capabilities required', 'Value': ['CAP_SYS_ADMIN']},
+    ]
+    # One the registry does not have grants nothing, as dockerd 20.10 answers.
+    assert client.plugin_privileges(f'{registry}/test/no-such-plugin:v1') == []
