@@ -23,12 +23,17 @@ PYTHON=${PYTHON:-python3}
 
 WORK=$(mktemp -d /tmp/dps.XXXXXX)
 KEEP=${KEEP:-$(mktemp -d /tmp/dockerpy-suite-out.XXXXXX)}
+SOCK=$WORK/daemon.sock
 REGISTRY_PID=""
 DAEMON_PID=""
 
 cleanup() {
   set +e
   if [ -n "$DAEMON_PID" ]; then
+    # Containers outlive berthd by design (their monitors stay): remove them through the API first.
+    for id in $(curl -fsS --unix-socket "$SOCK" 'http://d/containers/json?all=1' 2>/dev/null | node -e 'let s="";process.stdin.on("data",(d)=>(s+=d)).on("end",()=>{for(const c of JSON.parse(s||"[]"))console.log(c.Id)})'); do
+      curl -fsS --unix-socket "$SOCK" -X DELETE "http://d/containers/$id?force=1&v=1" >/dev/null 2>&1
+    done
     kill -TERM "$DAEMON_PID" 2>/dev/null
     for _ in $(seq 200); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$DAEMON_PID" 2>/dev/null
@@ -89,7 +94,6 @@ push alpine alpine:latest
 push hello hello-world:latest
 
 # ---- daemon ----
-SOCK=$WORK/daemon.sock
 if [ "$ENGINE" = berthd ]; then
   cat > "$WORK/berth.config.json" <<JSON
 { "registries": { "docker.io": { "mirrors": ["127.0.0.1:$PORT"] } } }
