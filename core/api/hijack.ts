@@ -6,6 +6,7 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { FrameDecoder, MonitorFrame, closeStdinFrame, stdinFrame } from '../launcher/attach';
 import { muxFrame } from '../containers/logs';
+import { unreadBytes } from '../sys/socket';
 import { DetachWatcher } from './detach-keys';
 import type { ApiRequest } from './router';
 
@@ -26,6 +27,23 @@ export function hijack(req: ApiRequest, res: ServerResponse, contentType: string
   return socket;
 }
 
+/** The longest berthd waits for a client to read a hijacked response's headers. */
+const HEADERS_READ_TIMEOUT_MS = 500;
+
+/**
+ * Resolves once the peer has read everything written so far (or after the timeout). Output sent
+ * right behind the 101 can reach the client in the same read as the headers, and clients that
+ * read the headers through a buffered reader and then switch to the raw socket (docker-py) lose
+ * it; dockerd's output never comes that early.
+ */
+export async function headersRead(client: Socket): Promise<void> {
+  const fd = (client as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  const deadline = Date.now() + HEADERS_READ_TIMEOUT_MS;
+  while (fd !== undefined && fd >= 0 && !client.destroyed && Date.now() < deadline) {
+    if (client.writableLength === 0 && unreadBytes(fd) === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 1));
+  }
+}
 
 export interface RelayOptions {
   tty: boolean;
@@ -33,7 +51,7 @@ export interface RelayOptions {
   stdout: boolean;
   stderr: boolean;
   /** Called with the monitor's exit record before the client's stream ends. */
-  onExit?: (exit: { exitCode: number }) => void;
+  onExit?: (exit: { exitCode: number; error?: string | null }) => void;
   /** With a TTY and stdin: the sequence that detaches the client (its stdin stays open for others). */
   detachKeys?: Buffer;
 }

@@ -85,6 +85,8 @@ export interface BuildOptions {
   registryConfig?: Record<string, RegistryCredentials>;
   /** `host:ip` entries added to RUN containers' /etc/hosts (`--add-host`). */
   extraHosts?: string[];
+  /** The network RUN containers join (`--network`: bridge, host, none or a network's name or id). */
+  networkMode?: string;
   /**
    * Images whose build steps may serve as cache (`--cache-from`): when given, only steps that are
    * one of these images or their parents are cache hits, as dockerd's classic builder does.
@@ -720,7 +722,7 @@ class BuildRun {
         WorkingDir: c.WorkingDir ?? '',
         User: c.User ?? '',
         Labels: {},
-        HostConfig: { ExtraHosts: this.opts.extraHosts ?? [] },
+        HostConfig: { ExtraHosts: this.opts.extraHosts ?? [], ...(this.opts.networkMode ? { NetworkMode: this.opts.networkMode } : {}) },
       });
       this.out.stream(` ---> Running in ${short(Id)}\n`);
       const rm = this.opts.rm !== false;

@@ -145,7 +145,8 @@ export class ExecSessions {
     session.Pid = proc.pid;
     const exited = deps.runtime.wait(name, session.stateDir).then(async (exit) => {
       session.Running = false;
-      session.ExitCode = exit.exitCode;
+      // A process that never ran (no such executable, not executable) is 126, as dockerd's exec says.
+      session.ExitCode = exit.error ? 126 : exit.exitCode;
       await deps.runtime.delete(name, session.stateDir).catch(() => undefined);
       await fs.promises.rm(session.stateDir, { recursive: true, force: true });
       return exit;

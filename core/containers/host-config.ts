@@ -25,14 +25,13 @@ const NAMESPACE_MODES: Record<string, string[]> = {
   PidMode: ['', 'host'],
   IpcMode: ['', 'private', 'shareable', 'host'],
   CgroupnsMode: ['', 'private', 'host'],
-  UTSMode: [''],
+  UTSMode: ['', 'host'],
   UsernsMode: ['', 'host'],
 };
 const SHAREABLE = new Set(['IpcMode', 'UTSMode', 'PidMode']);
 
 /** Fields berth does not act on, refused unless they hold what a client sends when unset. */
 const UNSUPPORTED: { field: string; why: string; unset?: (v: unknown) => boolean }[] = [
-  { field: 'VolumesFrom', why: 'berth does not share volumes between containers; name the volumes with Binds or Mounts' },
   { field: 'Sysctls', why: 'berth does not set namespaced sysctls' },
   { field: 'StorageOpt', why: 'the storage drivers take no per-container options' },
   { field: 'CgroupParent', why: 'the cgroup parent is set in berth\'s config (isolator.cgroups), not per container' },
@@ -47,14 +46,12 @@ const UNSUPPORTED: { field: string; why: string; unset?: (v: unknown) => boolean
   { field: 'KernelMemory', why: 'kernel memory limits are deprecated and not set by berth' },
   { field: 'KernelMemoryTCP', why: 'kernel memory limits are deprecated and not set by berth' },
   { field: 'OomKillDisable', why: 'berth does not disable the OOM killer' },
-  { field: 'MemorySwappiness', why: 'berth does not set memory swappiness', unset: (v) => v === -1 },
   { field: 'BlkioWeightDevice', why: 'berth sets no per-device block I/O weights' },
   { field: 'BlkioDeviceReadBps', why: 'berth sets no per-device block I/O limits' },
   { field: 'BlkioDeviceWriteBps', why: 'berth sets no per-device block I/O limits' },
   { field: 'BlkioDeviceReadIOps', why: 'berth sets no per-device block I/O limits' },
   { field: 'BlkioDeviceWriteIOps', why: 'berth sets no per-device block I/O limits' },
   { field: 'DeviceRequests', why: 'berth has no device drivers (GPUs)' },
-  { field: 'VolumeDriver', why: 'give the driver when creating the volume (docker volume create -d)', unset: (v) => v === 'local' },
 ];
 
 function isUnset(v: unknown): boolean {

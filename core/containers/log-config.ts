@@ -11,7 +11,7 @@ export interface LogConfig {
   Config: Record<string, string>;
 }
 
-/** What the monitor does with the json-file log; no maxSize means it is never rotated. */
+/** What the monitor does with the json-file log; no maxSize means it is never rotated (max-file alone is accepted and idle, as in dockerd). */
 export interface LogRotation {
   maxSize?: number;
   maxFiles: number;
@@ -36,7 +36,7 @@ export function parseHumanSize(text: string): number | undefined {
 /** Check a driver and its options; the rotation the monitor applies (undefined for `none`). */
 export function checkLogConfig(cfg: LogConfig, fail: Fail): LogRotation | undefined {
   if (!DRIVERS.includes(cfg.Type)) {
-    throw fail('Type', `logger: no log driver named '${cfg.Type}' is registered (berth has ${DRIVERS.join(', ')})`);
+    throw fail('Type', `logger: no log driver named '${cfg.Type}' is registered`);
   }
   const options = Object.entries(cfg.Config);
   if (cfg.Type === 'none') {
@@ -62,7 +62,6 @@ export function checkLogConfig(cfg: LogConfig, fail: Fail): LogRotation | undefi
     if (!/^\d+$/.test(maxFileText)) throw fail('max-file', `invalid max-file '${maxFileText}': expected a whole number`);
     maxFiles = Number(maxFileText);
     if (maxFiles < 1) throw fail('max-file', 'max-file cannot be less than 1');
-    if (maxSize === undefined) throw fail('max-file', 'max-file needs max-size: without a size there is nothing to rotate');
   }
   return { maxSize, maxFiles };
 }

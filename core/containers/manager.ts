@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Logger } from '../contracts/types';
@@ -24,7 +25,7 @@ import type { EndpointRequest, NetworkManager } from '../networks/manager';
 import { humanDuration } from '../util/format';
 import { readJson, writeJsonAtomic } from '../util/fs';
 import { connectUnix } from '../util/unix-socket';
-import { type VolumeManager, parseMounts } from '../volumes/manager';
+import { type ContainerMount, type VolumeManager, parseBind, parseMounts } from '../volumes/manager';
 import { mergeEnv } from './env';
 import { type ExecConfig, ExecSessions } from './exec';
 import { DEFAULT_LOG_DRIVER, type LogConfig, checkLogConfig, resolveLogConfig } from './log-config';
@@ -161,6 +162,9 @@ export class ContainerManager extends EventEmitter {
       const mode = hostConfig[key];
       if (typeof mode === 'string' && mode.startsWith('container:')) hostConfig[key] = `container:${this.store.get(mode.slice('container:'.length)).Id}`;
     }
+    // docker-py's create_container(runtime=...) sends Runtime beside the Config, not in HostConfig.
+    const configRuntime = (req as { Runtime?: unknown }).Runtime;
+    if (!hostConfig.Runtime && typeof configRuntime === 'string') hostConfig.Runtime = configRuntime;
     validateHostConfig(hostConfig, { networks: !!this.deps.networks, volumes: !!this.deps.volumes, runtime });
     hostConfig.Runtime ||= runtime;
     if (hostConfig.Links) hostConfig.Links = normalizeLinks(hostConfig.Links as string[], recName, (n) => !!this.store.find(n));
@@ -169,7 +173,9 @@ export class ContainerManager extends EventEmitter {
     // Networks and volumes are checked before anything exists: a port conflict leaves no container.
     const exposed = Object.keys({ ...(imageConfig.ExposedPorts ?? {}), ...(req.ExposedPorts ?? {}) });
     const netConfig = await this.deps.networks?.configure(id, hostConfig, req.NetworkingConfig?.EndpointsConfig ?? undefined, exposed, req.MacAddress || undefined);
-    const volumeMounts = this.deps.volumes ? parseMounts(hostConfig, Object.keys(imageConfig.Volumes ?? {})).mounts : [];
+    // Config.Volumes of the request (`-v /path` as docker-py sends it) add to the image's VOLUMEs.
+    const volumeTargets = Object.keys({ ...(imageConfig.Volumes ?? {}), ...(req.Volumes ?? {}) });
+    const volumeMounts = this.deps.volumes ? this.withVolumesFrom(hostConfig, parseMounts(hostConfig, volumeTargets)) : [];
     const entrypoint = req.Entrypoint !== undefined && req.Entrypoint !== null ? req.Entrypoint : (imageConfig.Entrypoint ?? []);
     const cmd = req.Cmd?.length ? req.Cmd : req.Entrypoint !== undefined && req.Entrypoint !== null ? [] : (imageConfig.Cmd ?? []);
     const argv = [...(entrypoint ?? []), ...(cmd ?? [])];
@@ -178,7 +184,7 @@ export class ContainerManager extends EventEmitter {
     const env = configEnv.filter((e) => e.includes('='));
     const config: ContainerConfigSpec = {
       ...req,
-      Hostname: req.Hostname || id.slice(0, 12),
+      Hostname: req.Hostname || (hostConfig.UTSMode === 'host' ? os.hostname() : id.slice(0, 12)),
       Env: configEnv,
       Cmd: cmd,
       Entrypoint: entrypoint?.length ? entrypoint : null,
@@ -191,6 +197,8 @@ export class ContainerManager extends EventEmitter {
       Healthcheck: mergeHealthcheck(imageConfig.Healthcheck as HealthConfig | undefined, req.Healthcheck),
     };
     if (!config.Healthcheck) delete config.Healthcheck;
+    if (volumeTargets.length) config.Volumes = Object.fromEntries(volumeTargets.map((v) => [v, {}]));
+    delete (config as { Runtime?: unknown }).Runtime;
     delete (config as { HostConfig?: unknown }).HostConfig;
     delete (config as { NetworkingConfig?: unknown }).NetworkingConfig;
     if (exposed.length) config.ExposedPorts = Object.fromEntries(exposed.map((p) => [p, {}]));
@@ -214,7 +222,7 @@ export class ContainerManager extends EventEmitter {
     try {
       await this.store.save(rec);
       if (netConfig) await this.deps.networks!.save(netConfig);
-      if (this.deps.volumes) await this.deps.volumes.attach(id, volumeMounts);
+      if (this.deps.volumes) await this.deps.volumes.attach(id, volumeMounts, (hostConfig.VolumeDriver as string | undefined) || undefined);
     } catch (err) {
       await this.deps.networks?.forget(id).catch(() => undefined);
       await this.deps.volumes?.detach(id, true).catch(() => undefined);
@@ -224,6 +232,34 @@ export class ContainerManager extends EventEmitter {
     }
     this.emit('create', id);
     return { Id: id, Warnings: [] };
+  }
+
+  /**
+   * HostConfig.VolumesFrom (`container[:ro|:rw]`): the new container also gets every volume and
+   * bind of those containers, at the same paths, read-only if the source had it so or `:ro` says
+   * so; its own mounts win where a path is taken, as in dockerd.
+   */
+  private withVolumesFrom(hostConfig: HostConfigSpec, own: { binds: string[]; mounts: ContainerMount[] }): ContainerMount[] {
+    const from = hostConfig.VolumesFrom as unknown;
+    if (from === undefined || from === null) return own.mounts;
+    if (!Array.isArray(from) || from.some((f) => typeof f !== 'string')) throw new InvalidArgumentError('HostConfig.VolumesFrom: expected a list of "container[:ro|:rw]"');
+    const taken = new Set([...own.binds.map((b) => path.posix.normalize(b.split(':')[1]).replace(/\/$/, '')), ...own.mounts.map((m) => m.Target)]);
+    const mounts = [...own.mounts];
+    for (const entry of from as string[]) {
+      const [ref, mode = '', extra] = entry.split(':');
+      if (extra !== undefined || !['', 'ro', 'rw'].includes(mode)) throw new InvalidArgumentError(`HostConfig.VolumesFrom: invalid mode in ${JSON.stringify(entry)} (ro or rw)`);
+      const source = this.store.get(ref);
+      const binds = parseMounts({ Binds: source.HostConfig.Binds }, []).binds.map((b): ContainerMount => {
+        const bind = parseBind(b);
+        return { Type: 'bind', Source: bind.source, Target: bind.target, ReadOnly: bind.readOnly, Options: [bind.propagation] };
+      });
+      for (const m of [...binds, ...this.deps.volumes!.mountsOf(source.Id)]) {
+        if (taken.has(m.Target)) continue;
+        taken.add(m.Target);
+        mounts.push({ ...m, ReadOnly: mode ? mode === 'ro' : m.ReadOnly });
+      }
+    }
+    return mounts;
   }
 
   /** DELETE /containers/{me}/{alias}?link=1: drop the link, keep both containers. */
@@ -784,10 +820,10 @@ export class ContainerManager extends EventEmitter {
       AppArmorProfile: '',
       HostConfig: { ...rec.HostConfig, LogConfig: this.logConfigOf(rec) },
       GraphDriver: { Name: rec.Driver, Data: null },
-      Mounts: (rec.HostConfig.Binds ?? []).map((b) => {
-        const [Source, Destination, mode = ''] = b.split(':');
-        return { Type: 'bind', Source, Destination, Mode: mode, RW: !mode.split(',').includes('ro'), Propagation: 'rprivate' };
-      }).filter((m) => m.Source?.startsWith('/') && m.Destination?.startsWith('/')).concat(this.deps.volumes?.inspectMounts(rec.Id) ?? []),
+      Mounts: (rec.HostConfig.Binds ?? []).filter((b) => /^\/[^:]*:\//.test(b)).map((b) => {
+        const { source, target, readOnly, propagation } = parseBind(b);
+        return { Type: 'bind', Source: source, Destination: target, Mode: b.split(':')[2] ?? '', RW: !readOnly, Propagation: propagation };
+      }).concat(this.deps.volumes?.inspectMounts(rec.Id) ?? []),
       Config: rec.Config,
       NetworkSettings: this.deps.networks?.settings(rec.Id) ?? { Networks: {}, Ports: {}, IPAddress: '', Gateway: '', MacAddress: '' },
     };

@@ -271,7 +271,6 @@ export class NetworkManager implements NetworkService {
     const v6 = pools.filter((p) => p.Subnet?.includes(':'));
     if (pools.some((p) => !p.Subnet)) throw new InvalidArgumentError('IPAM.Config: every pool needs a Subnet');
     if (v4.length > 1 || v6.length > 1) throw new InvalidArgumentError('IPAM.Config: berth takes one IPv4 and one IPv6 pool per network');
-    if (v6.length && !req.EnableIPv6) throw new InvalidArgumentError(`IPv6 subnet ${v6[0].Subnet} given but EnableIPv6 is not set`);
     const pool4 = v4[0];
     let subnet: { network: number; len: number };
     if (pool4) {
@@ -322,8 +321,11 @@ export class NetworkManager implements NetworkService {
         if (g === undefined || !inCidr6(g, parsed) || g === parsed.network) throw new InvalidArgumentError(`invalid gateway ${JSON.stringify(pool6.Gateway)}: not a host address in ${pool6.Subnet}`);
         gateway = g;
       }
-      rec.Subnet6 = `${formatIPv6(parsed.network)}/${parsed.len}`;
-      rec.Gateway6 = formatIPv6(gateway);
+      // Without EnableIPv6, dockerd keeps and shows the pool but hands out no IPv6 addresses.
+      if (req.EnableIPv6) {
+        rec.Subnet6 = `${formatIPv6(parsed.network)}/${parsed.len}`;
+        rec.Gateway6 = formatIPv6(gateway);
+      }
     }
     if (pools.length) {
       rec.IPAMConfig = pools.map((p) => ({
@@ -368,7 +370,9 @@ export class NetworkManager implements NetworkService {
       if (!ep) continue;
       containers[c.Id] = { Name: this.deps.nameOf(c.Id) ?? '', EndpointID: endpointId(c.Id, rec.Name), MacAddress: ep.mac ?? '', IPv4Address: ep.address, IPv6Address: ep.address6 ?? '' };
     }
-    const config = rec.IPAMConfig ?? [{ Subnet: rec.Subnet, Gateway: rec.Gateway }];
+    // The IPv4 subnet berth picked comes first when the client gave only an IPv6 pool, as in dockerd.
+    const given = rec.IPAMConfig ?? [];
+    const config = given.some((p) => !p.Subnet.includes(':')) ? given : [{ Subnet: rec.Subnet, Gateway: rec.Gateway }, ...given];
     return {
       Name: rec.Name,
       Id: rec.Id,
@@ -398,7 +402,7 @@ export class NetworkManager implements NetworkService {
   cniConfig(rec: NetworkRecord, ep?: EndpointConfig): Record<string, unknown> {
     const ranges: Record<string, string>[][] = [[{ subnet: rec.Subnet, gateway: rec.Gateway, ...this.range4(rec) }]];
     if (rec.Subnet6) ranges.push([{ subnet: rec.Subnet6, gateway: rec.Gateway6! }]);
-    const ips = [ep?.IPv4Address, ep?.IPv6Address].filter((a): a is string => !!a);
+    const ips = [ep?.IPv4Address, rec.Subnet6 ? ep?.IPv6Address : undefined].filter((a): a is string => !!a);
     return {
       cniVersion: '1.0.0',
       name: cniName(rec),
@@ -513,10 +517,12 @@ export class NetworkManager implements NetworkService {
     const ip6 = req.IPAMConfig?.IPv6Address;
     if (ip6) {
       const n = parseIPv6(ip6);
-      const c = net.Subnet6 ? parseCidr6(net.Subnet6) : undefined;
+      // A pool given without EnableIPv6 takes the address into IPAMConfig only, as dockerd does.
+      const subnet6 = net.Subnet6 ?? net.IPAMConfig?.find((p) => p.Subnet.includes(':'))?.Subnet;
+      const c = subnet6 ? parseCidr6(subnet6) : undefined;
       if (!c) throw new InvalidArgumentError(`invalid IPv6 address ${JSON.stringify(ip6)}: network ${net.Name} has no IPv6 subnet (create it with --ipv6 --subnet)`);
       if (n === undefined || !inCidr6(n, c) || n === c.network || formatIPv6(n) === net.Gateway6) {
-        throw new InvalidArgumentError(`invalid IPv6 address ${JSON.stringify(ip6)} for network ${net.Name}: not a host address in ${net.Subnet6}`);
+        throw new InvalidArgumentError(`invalid IPv6 address ${JSON.stringify(ip6)} for network ${net.Name}: not a host address in ${subnet6}`);
       }
       const other = holder('IPv6Address', formatIPv6(n));
       if (other) throw new ConflictError(`address ${ip6} on network ${net.Name} is already assigned to container ${this.deps.nameOf(other.Id) ?? other.Id}`);

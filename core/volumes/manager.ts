@@ -59,6 +59,15 @@ function checkTarget(what: string, target: string): string {
   return path.posix.normalize(target).replace(/\/$/, '');
 }
 
+const PROPAGATIONS = ['private', 'rprivate', 'shared', 'rshared', 'slave', 'rslave'];
+
+/** A host-path bind of HostConfig.Binds (`/host:/ctr[:ro,rshared,...]`, checked by parseMounts) in parts. */
+export function parseBind(bind: string): { source: string; target: string; readOnly: boolean; propagation: string } {
+  const [source, target, opts = ''] = bind.split(':');
+  const flags = opts.split(',');
+  return { source, target: path.posix.normalize(target).replace(/\/$/, ''), readOnly: flags.includes('ro'), propagation: flags.find((f) => PROPAGATIONS.includes(f)) ?? 'rprivate' };
+}
+
 /**
  * Split a create request's mounts: host-path binds stay in HostConfig.Binds (isolator.namespaces
  * mounts them); named and anonymous volumes, --mount entries and --tmpfs become ContainerMounts.
@@ -234,8 +243,11 @@ export class VolumeManager {
 
   // ---- containers ---------------------------------------------------------------------------
 
-  /** At create: make the volumes the container names (and anonymous ones), record its mounts. */
-  async attach(containerId: string, mounts: ContainerMount[]): Promise<ContainerMount[]> {
+  /**
+   * At create: make the volumes the container names (and anonymous ones) with `driver`
+   * (HostConfig.VolumeDriver, else local), record its mounts.
+   */
+  async attach(containerId: string, mounts: ContainerMount[], driver = 'local'): Promise<ContainerMount[]> {
     const made: string[] = [];
     try {
       const resolved: ContainerMount[] = [];
@@ -246,7 +258,7 @@ export class VolumeManager {
         }
         const anonymous = !m.Source;
         if (anonymous || !this.records.has(m.Source)) {
-          const rec = await this.create({ Name: m.Source || undefined }, anonymous);
+          const rec = await this.create({ Name: m.Source || undefined, Driver: driver }, anonymous);
           made.push(rec.Name);
           resolved.push({ ...m, Source: rec.Name });
         } else resolved.push(m);

@@ -20,6 +20,8 @@ export interface Resources {
   /** True when memorySwap was not asked for but derived (Docker's default: twice the memory). */
   memorySwapImplied?: boolean;
   memoryReservation?: number;
+  /** 0-100 (memory.swappiness, cgroup v1 only). */
+  memorySwappiness?: number;
   cpuShares?: number;
   /** CFS quota in µs; -1 = no quota. */
   cpuQuota?: number;
@@ -38,6 +40,7 @@ export const RESOURCE_FLAGS: Record<string, string> = {
   Memory: '--memory',
   MemorySwap: '--memory-swap',
   MemoryReservation: '--memory-reservation',
+  MemorySwappiness: '--memory-swappiness',
   NanoCpus: '--cpus',
   CpuShares: '--cpu-shares',
   CpuQuota: '--cpu-quota',
@@ -106,6 +109,12 @@ export function parseResources(hc: Record<string, unknown>, mode: 'create' | 'up
     if (reservation < MIN_MEMORY) throw new InvalidArgumentError('Minimum memory reservation allowed is 6MB');
     if (r.memory && r.memory > 0 && r.memory < reservation) throw new InvalidArgumentError('Minimum memory limit can not be less than memory reservation limit, see usage');
     r.memoryReservation = reservation;
+  }
+  const swappiness = int(hc, 'MemorySwappiness');
+  // -1 (what clients send when unset) keeps the parent's.
+  if (swappiness !== undefined && swappiness !== -1) {
+    if (swappiness < 0 || swappiness > 100) throw new InvalidArgumentError(`Invalid value: ${swappiness}, valid memory swappiness range is 0-100`);
+    r.memorySwappiness = swappiness;
   }
 
   const shares = int(hc, 'CpuShares');
@@ -204,6 +213,7 @@ export function neededControllers(r: Resources): { controller: string; key: stri
   if (r.memory !== undefined) out.push({ controller: 'memory', key: 'Memory' });
   if (r.memorySwap !== undefined && !r.memorySwapImplied) out.push({ controller: 'memory', key: 'MemorySwap' });
   if (r.memoryReservation !== undefined) out.push({ controller: 'memory', key: 'MemoryReservation' });
+  if (r.memorySwappiness !== undefined) out.push({ controller: 'memory', key: 'MemorySwappiness' });
   if (r.cpuShares !== undefined) out.push({ controller: 'cpu', key: 'CpuShares' });
   if (r.cpuQuota !== undefined || r.cpuPeriod !== undefined) out.push({ controller: 'cpu', key: r.cpuLimitKey ?? 'CpuQuota' });
   if (r.cpusetCpus !== undefined) out.push({ controller: 'cpuset', key: 'CpusetCpus' });

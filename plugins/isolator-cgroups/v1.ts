@@ -27,7 +27,7 @@ function isEinval(err: unknown): boolean {
   return ((err as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'EINVAL';
 }
 
-/** memory.limit_in_bytes, memory.memsw.limit_in_bytes, memory.soft_limit_in_bytes. */
+/** memory.limit_in_bytes, memory.memsw.limit_in_bytes, memory.soft_limit_in_bytes, memory.swappiness. */
 export function applyMemoryV1(fs: CgroupFs, dir: string, r: Resources): void {
   const limitFile = `${dir}/memory.limit_in_bytes`;
   const swapFile = `${dir}/memory.memsw.limit_in_bytes`;
@@ -62,6 +62,7 @@ export function applyMemoryV1(fs: CgroupFs, dir: string, r: Resources): void {
     writeControl(fs, swapFile, swap);
   }
   if (r.memoryReservation !== undefined) writeControl(fs, `${dir}/memory.soft_limit_in_bytes`, r.memoryReservation);
+  if (r.memorySwappiness !== undefined) writeControl(fs, `${dir}/memory.swappiness`, r.memorySwappiness);
 }
 
 /** cpu.shares, cpu.cfs_period_us, cpu.cfs_quota_us. */

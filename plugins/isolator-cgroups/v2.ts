@@ -37,6 +37,7 @@ export function enableSubtreeControllers(fs: CgroupFs, dir: string, wanted: stri
 
 /** memory.max, memory.swap.max (swap only, not memory + swap as in v1), memory.low. */
 export function applyMemoryV2(fs: CgroupFs, dir: string, r: Resources): void {
+  if (r.memorySwappiness !== undefined) throw new InvalidArgumentError('--memory-swappiness needs cgroup v1\'s memory controller: cgroup v2 has no per-cgroup swappiness (HostConfig.MemorySwappiness)');
   if (r.memory !== undefined) writeControl(fs, `${dir}/memory.max`, r.memory < 0 ? 'max' : r.memory);
   let swap = r.memorySwap;
   if (r.memory === -1 && swap === undefined) swap = -1;

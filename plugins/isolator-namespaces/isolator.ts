@@ -54,7 +54,7 @@ interface Settings {
   dnsSearch: string[];
   dnsOptions: string[];
   extraHosts: string[];
-  /** Namespaces the container shares with the host instead of getting its own (PidMode/IpcMode/CgroupnsMode host). */
+  /** Namespaces the container shares with the host instead of getting its own (PidMode/IpcMode/UTSMode/CgroupnsMode host). */
   hostNamespaces: Set<string>;
   ulimits: { type: string; soft: number; hard: number }[];
   /** /dev/shm size in bytes (HostConfig.ShmSize); 0 is Docker's default of 64 MiB. */
@@ -114,7 +114,7 @@ export function parseHostConfig(hc: Record<string, unknown>): Settings {
     dnsOptions: stringList(hc, 'DnsOptions'),
     extraHosts: stringList(hc, 'ExtraHosts'),
     hostNamespaces: new Set(
-      ([['pid', 'PidMode'], ['ipc', 'IpcMode'], ['cgroup', 'CgroupnsMode']] as const).filter(([, key]) => hc[key] === 'host').map(([ns]) => ns),
+      ([['pid', 'PidMode'], ['ipc', 'IpcMode'], ['uts', 'UTSMode'], ['cgroup', 'CgroupnsMode']] as const).filter(([, key]) => hc[key] === 'host').map(([ns]) => ns),
     ),
     ulimits: ((hc.Ulimits ?? []) as { Name: string; Soft: number; Hard: number }[]).map((u) => ({ type: u.Name, soft: u.Soft, hard: u.Hard })),
     shmSize: typeof hc.ShmSize === 'number' ? hc.ShmSize : 0,
@@ -201,9 +201,10 @@ export class NamespacesIsolator implements Isolator {
     }
     plan.namespaces = [...ns];
     plan.loopbackUp = s.network === 'none';
-    plan.hostname ||= s.network === 'host' ? hostHostname() : target.containerId.slice(0, 12);
-    // A shared UTS namespace keeps the hostname its owner set.
-    if (enter.uts) plan.hostname = undefined;
+    const hostUts = s.hostNamespaces.has('uts');
+    plan.hostname ||= s.network === 'host' || hostUts ? hostHostname() : target.containerId.slice(0, 12);
+    // A shared UTS namespace keeps the hostname its owner set; the host's is never set from here.
+    if (enter.uts || hostUts) plan.hostname = undefined;
 
     // Mounts: the defaults first (unless the plan already has that destination), then the
     // container's /etc files, then the user's binds, which may cover anything before them.
@@ -211,7 +212,7 @@ export class NamespacesIsolator implements Isolator {
     const mounts = defaultMounts({ privileged: s.privileged, shmSize: s.shmSize, hostIpc: s.hostNamespaces.has('ipc') }).filter((m) => !taken.has(m.destination));
     // Sharing a network namespace means sharing its /etc/hosts and resolv.conf (and hostname), as Docker does.
     const filesDir = s.shareWith.net ? join(dirname(target.stateDir), s.shareWith.net) : target.stateDir;
-    if (!s.shareWith.net) await this.writeContainerFiles(target, plan.hostname ?? target.containerId.slice(0, 12), s);
+    if (!s.shareWith.net) await this.writeContainerFiles(target, hostUts ? hostHostname() : (plan.hostname ?? target.containerId.slice(0, 12)), s);
     for (const f of CONTAINER_FILES) {
       const destination = `/etc/${f}`;
       if (taken.has(destination) || s.binds.some((b) => b.destination === destination)) continue;

@@ -39,6 +39,7 @@ export const V1_FILES: Record<string, Record<string, string>> = {
     'memory.limit_in_bytes': '9223372036854771712\n',
     'memory.memsw.limit_in_bytes': '9223372036854771712\n',
     'memory.soft_limit_in_bytes': '9223372036854771712\n',
+    'memory.swappiness': '60\n',
     'memory.usage_in_bytes': '0\n',
     'memory.max_usage_in_bytes': '0\n',
     'memory.failcnt': '0\n',

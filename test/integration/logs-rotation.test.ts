@@ -144,10 +144,10 @@ describe.skipIf(!isRoot)(`json-file log rotation (${isRoot ? 'root' : rootReason
     const dir = await makeTempDir('berth-logcfg-');
     try {
       const file = path.join(dir, 'berth.config.json');
-      await fs.writeFile(file, JSON.stringify({ 'log-opts': { 'max-file': '3' } }));
+      await fs.writeFile(file, JSON.stringify({ 'log-opts': { 'max-file': '0' } }));
       const res = await runBerthd(['--config', file, '--root', path.join(dir, 'root'), '--socket', path.join(dir, 's.sock')]);
       expect(res.code).not.toBe(0);
-      expect(res.stdout + res.stderr).toMatch(/log-opts\.max-file: max-file needs max-size/);
+      expect(res.stdout + res.stderr).toMatch(/log-opts\.max-file: max-file cannot be less than 1/);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

@@ -84,8 +84,9 @@ describe('isolator.cgroups on a fake cgroup v1 / hybrid tree', () => {
   });
 
   it('writes v1 limits with Docker\'s semantics', async () => {
-    await iso.setup(target({ Memory: 64 * MiB, MemoryReservation: 32 * MiB, NanoCpus: 0.5e9, CpuShares: 512, PidsLimit: 20, BlkioWeight: 300, CpusetCpus: '1' }));
+    await iso.setup(target({ Memory: 64 * MiB, MemoryReservation: 32 * MiB, MemorySwappiness: 40, NanoCpus: 0.5e9, CpuShares: 512, PidsLimit: 20, BlkioWeight: 300, CpusetCpus: '1' }));
     expect(tree.read(...mem('memory.limit_in_bytes'))).toBe(String(64 * MiB));
+    expect(tree.read(...mem('memory.swappiness'))).toBe('40');
     expect(tree.read(...mem('memory.memsw.limit_in_bytes'))).toBe(String(128 * MiB)); // Docker's default: twice Memory
     expect(tree.read(...mem('memory.soft_limit_in_bytes'))).toBe(String(32 * MiB));
     // The kernel wants limit <= memsw at every step: from unlimited, the memory limit goes first.

@@ -69,6 +69,8 @@ describe('parseResources: Docker\'s rules and messages', () => {
     expect(() => parseResources({ Memory: 64 * MiB, MemorySwap: 32 * MiB })).toThrow(/memoryswap limit should be larger/);
     expect(() => parseResources({ Memory: 32 * MiB, MemoryReservation: 64 * MiB })).toThrow(/less than memory reservation/);
     expect(() => parseResources({ MemoryReservation: 1024 })).toThrow(/Minimum memory reservation allowed is 6MB/);
+    expect(() => parseResources({ MemorySwappiness: 101 })).toThrow(/valid memory swappiness range is 0-100/);
+    expect(parseResources({ MemorySwappiness: -1 }).memorySwappiness).toBeUndefined(); // what clients send when unset
     expect(() => parseResources({ CpuShares: -5 })).toThrow(/HostConfig.CpuShares/);
     expect(() => parseResources({ NanoCpus: 3e9 }, 'create', 2)).toThrow('Range of CPUs is from 0.01 to 2.00, as there are only 2 CPUs available');
     expect(() => parseResources({ NanoCpus: -1 }, 'create', 2)).toThrow(/Range of CPUs/);
@@ -153,6 +155,10 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
     await iso.attach(t, 4242);
     expect(tree.read(...dir, 'cgroup.procs')).toBe('4242\n');
     expect(iso.pids(t)).toEqual([4242]);
+  });
+
+  it('refuses MemorySwappiness, which cgroup v2 has no file for, naming the field', async () => {
+    await expect(iso.setup(target({ MemorySwappiness: 10 }))).rejects.toThrow(/HostConfig\.MemorySwappiness/);
   });
 
   it('applies the implied swap default (2 x Memory) as memory.swap.max = Memory', async () => {

@@ -64,6 +64,7 @@ export function buildRoutes(router: Router, engine: Engine): void {
       registryConfig: registryConfig(req.raw.headers['x-registry-config']),
       extraHosts: q.getAll('extrahosts').flatMap((h) => h.split(',')).map((h) => h.trim()).filter(Boolean),
       cacheFrom: jsonParam(q, 'cachefrom', stringList),
+      networkMode: q.get('networkmode') || undefined,
       signal: req.signal,
     };
     const quiet = boolParam(q, 'q');

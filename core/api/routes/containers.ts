@@ -12,7 +12,7 @@ import { muxFrame, readLogs } from '../../containers/logs';
 import { containerFilter } from '../../containers/filters';
 import { monitorReady, resizeFrame } from '../../launcher/attach';
 import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';
-import { hijack, relayMonitor } from '../hijack';
+import { headersRead, hijack, relayMonitor } from '../hijack';
 import { CREATE_BODY, checkBody, checkSecurityOpt } from '../validate';
 import { type ApiRequest, type Router, boolParam, filtersParam, intParam, readJsonBody, sendJson, timestampParam } from '../router';
 
@@ -167,6 +167,28 @@ async function attach(engine: Engine, req: ApiRequest, res: ServerResponse): Pro
   const detachKeys = parseDetachKeys(q.get('detachKeys') || DEFAULT_DETACH_KEYS);
   const contentType = tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream';
   const relay = (client: Socket, monitor: Socket) => relayMonitor(client, monitor, { tty, stdin: wantStdin, stdout: wantOut, stderr: wantErr, detachKeys });
+  // logs=1: what the container wrote so far comes first, as dockerd replays it; stream=0 ends there.
+  const replayLogs = async (client: Socket) => {
+    if (!boolParam(q, 'logs') || containers.logConfigOf(rec).Type === 'none') return;
+    await headersRead(client);
+    const gone = new AbortController();
+    client.once('close', () => gone.abort());
+    const entries = readLogs(containers.logPath(rec.Id), { stdout: wantOut, stderr: wantErr, follow: false, isLive: () => false, signal: gone.signal });
+    for await (const e of entries) {
+      if (client.destroyed) return;
+      const payload = Buffer.from(e.log);
+      if (!client.write(tty ? payload : muxFrame(e.stream === 'stderr' ? 2 : 1, payload))) {
+        await new Promise((r) => (client.once('drain', r), client.once('close', r)));
+      }
+    }
+  };
+  if (!boolParam(q, 'stream')) {
+    const client = hijack(req, res, contentType);
+    client.on('error', () => undefined);
+    await replayLogs(client);
+    client.end();
+    return;
+  }
 
   if (rec.State.Running) {
     const monitor = containers.connectAttach(rec.Id);
@@ -182,11 +204,14 @@ async function attach(engine: Engine, req: ApiRequest, res: ServerResponse): Pro
     monitor.on('error', () => undefined);
     const client = hijack(req, res, contentType);
     client.on('error', () => undefined);
+    await headersRead(client); // the monitor may hold output already (see headersRead)
+    await replayLogs(client);
     relay(client, monitor);
     return;
   }
   const client = hijack(req, res, contentType);
   client.on('error', () => undefined);
+  await replayLogs(client);
   // Not started yet (docker run attaches first): connect while the process waits to exec, so
   // not one byte of its output is missed.
   const cancel = containers.onBeforeExec(rec.Id, (socketPath) => relay(client, connectUnix(socketPath)));

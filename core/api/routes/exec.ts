@@ -1,28 +1,14 @@
 /** Exec routes in the Docker Engine API's shape: create, start (hijacked or detached), inspect, resize. */
 import type { Socket } from 'node:net';
 import { connectUnix } from '../../util/unix-socket';
-import { unreadBytes } from '../../sys/socket';
 import type { Engine } from '../../kernel/engine';
 import type { ExecConfig } from '../../containers/exec';
 import { resizeFrame } from '../../launcher/attach';
 import { muxFrame } from '../../containers/logs';
 import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';
-import { hijack, relayMonitor } from '../hijack';
+import { headersRead, hijack, relayMonitor } from '../hijack';
 import { EXEC_CONFIG, EXEC_START, checkBody } from '../validate';
 import { type Router, httpStatus, intParam, readJsonBody, sendJson } from '../router';
-
-/** The longest berthd waits for a client to read a hijacked response's headers. */
-const HEADERS_READ_TIMEOUT_MS = 500;
-
-/** Resolves once the peer has read everything written so far (or after the timeout). */
-async function headersRead(client: Socket): Promise<void> {
-  const fd = (client as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  const deadline = Date.now() + HEADERS_READ_TIMEOUT_MS;
-  while (fd !== undefined && fd >= 0 && !client.destroyed && Date.now() < deadline) {
-    if (client.writableLength === 0 && unreadBytes(fd) === 0) return;
-    await new Promise((resolve) => setTimeout(resolve, 1));
-  }
-}
 
 export function execRoutes(router: Router, engine: Engine): void {
   const containers = engine.containers;
@@ -54,13 +40,13 @@ export function execRoutes(router: Router, engine: Engine): void {
     } catch (err) {
       // A process that could not start (no such executable, bad user): a client that asked to
       // upgrade gets the stream anyway with the reason on it, and the exec's exit code says
-      // 126/127, as dockerd does — the docker CLI shows nothing but "unable to upgrade" otherwise.
+      // 126, as dockerd's does — the docker CLI shows nothing but "unable to upgrade" otherwise.
       const upgrade = !!req.raw.headers.upgrade;
       const status = httpStatus(err);
       if (!upgrade || status === 409 || session.Running || session.ExitCode !== null) throw err;
       monitor?.destroy();
       const message = (err as Error).message;
-      session.ExitCode = /not found|no such file/i.test(message) ? 127 : 126;
+      session.ExitCode = 126;
       const client = hijack(req, res, tty ? 'application/vnd.docker.raw-stream' : 'application/vnd.docker.multiplexed-stream');
       client.on('error', () => undefined);
       const line = Buffer.from(`${message}\r\n`);
@@ -87,7 +73,7 @@ export function execRoutes(router: Router, engine: Engine): void {
       detachKeys: parseDetachKeys(session.Config.DetachKeys || DEFAULT_DETACH_KEYS),
       onExit: (exit) => {
         session.Running = false;
-        session.ExitCode = exit.exitCode;
+        session.ExitCode = exit.error ? 126 : exit.exitCode;
       },
     });
     exited.catch(() => client.end());

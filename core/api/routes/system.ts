@@ -1,7 +1,7 @@
 import * as os from 'node:os';
 import type { Engine } from '../../kernel/engine';
 import { ENGINE_VERSION } from '../../kernel/engine';
-import { BerthError, NotImplementedError } from '../../contracts/errors';
+import { BerthError, InvalidArgumentError, NotImplementedError } from '../../contracts/errors';
 import { createHash } from 'node:crypto';
 import { parseManifest } from '../../images/manifest';
 import { formatReference, parseReference } from '../../images/reference';
@@ -156,6 +156,28 @@ export function systemRoutes(router: Router, engine: Engine): void {
   // Docker's managed plugins (`docker plugin install`): berth has none; its own are at /berth/plugins.
   router.add('GET', '/plugins', (_req, res) => sendJson(res, 200, []));
 
+  // What installing a plugin would grant it, read from its config in the registry. A plugin that
+  // cannot be fetched has none: dockerd 20.10 answers [] then too (docker-py's suite relies on it).
+  router.add('GET', '/plugins/privileges', async (req, res) => {
+    const remote = req.query.get('remote');
+    if (!remote) throw new InvalidArgumentError('remote: the plugin reference is required');
+    const ref = parseReference(remote);
+    let config: PluginConfig;
+    try {
+      const registry = engine.images.registryFor(ref);
+      const opts = { signal: req.signal, credentials: registryAuth(req) };
+      const what = formatReference(ref);
+      const { bytes, mediaType } = await registry.getManifest(ref, ref.digest ?? ref.tag ?? 'latest', opts);
+      const manifest = parseManifest(bytes, mediaType, what);
+      if (manifest.kind !== 'manifest') throw new InvalidArgumentError(`${what} is an index, not a plugin`);
+      config = JSON.parse((await readAll(await registry.getBlob(ref, manifest.config, opts), MAX_CONFIG_BYTES, what)).toString('utf8'));
+    } catch (err) {
+      engine.log.warn('plugin privileges: cannot read the plugin config', { remote, error: (err as Error).message });
+      return sendJson(res, 200, []);
+    }
+    sendJson(res, 200, pluginPrivileges(config));
+  });
+
   // berth's build cache holds no data of its own (each step is an image, pruned with the images).
   router.add('POST', '/build/prune', (_req, res) => sendJson(res, 200, { CachesDeleted: [], SpaceReclaimed: 0 }));
 
@@ -243,4 +265,27 @@ function osRelease(key: string): string | undefined {
 
 function osName(): string {
   return osRelease('PRETTY_NAME') ?? 'Linux';
+}
+
+/** The parts of a Docker plugin's config (application/vnd.docker.plugin.v1+json) that need a grant. */
+interface PluginConfig {
+  network?: { type?: string };
+  ipchost?: boolean;
+  pidhost?: boolean;
+  mounts?: { source?: string | null }[] | null;
+  linux?: { devices?: { path?: string | null }[] | null; allowAllDevices?: boolean; capabilities?: string[] | null };
+}
+
+/** moby's computePrivileges, in its order and wording. */
+function pluginPrivileges(c: PluginConfig): { Name: string; Description: string; Value: string[] }[] {
+  const out: { Name: string; Description: string; Value: string[] }[] = [];
+  const type = c.network?.type ?? '';
+  if (type && type !== 'null' && type !== 'bridge') out.push({ Name: 'network', Description: 'permissions to access a network', Value: [type] });
+  if (c.ipchost) out.push({ Name: 'host ipc namespace', Description: 'allow access to host ipc namespace', Value: ['true'] });
+  if (c.pidhost) out.push({ Name: 'host pid namespace', Description: 'allow access to host pid namespace', Value: ['true'] });
+  for (const m of c.mounts ?? []) if (m.source) out.push({ Name: 'mount', Description: 'host path to mount', Value: [m.source] });
+  for (const d of c.linux?.devices ?? []) if (d.path) out.push({ Name: 'device', Description: 'host device to access', Value: [d.path] });
+  if (c.linux?.allowAllDevices) out.push({ Name: 'allow-all-devices', Description: "allow 'rwm' access to all devices", Value: ['true'] });
+  if (c.linux?.capabilities?.length) out.push({ Name: 'capabilities', Description: 'list of additional capabilities required', Value: c.linux.capabilities });
+  return out;
 }

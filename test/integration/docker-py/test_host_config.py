@@ -89,11 +89,8 @@ def test_runtime_runc_is_accepted_and_reported(client, run):
 
 @pytest.mark.parametrize('host, field', [
     ({'sysctls': {'net.ipv4.ip_forward': '1'}}, 'Sysctls'),
-    ({'volumes_from': ['other']}, 'VolumesFrom'),
     ({'cgroup_parent': 'elsewhere'}, 'CgroupParent'),
-    ({'uts_mode': 'host'}, 'UTSMode'),
     ({'pid_mode': 'container:other'}, 'PidMode'),
-    ({'mem_swappiness': 10}, 'MemorySwappiness'),
     ({'storage_opt': {'size': '1G'}}, 'StorageOpt'),
     ({'runtime': 'no-such-runtime'}, 'runtime'),
     ({'log_config': docker.types.LogConfig(type='no-such-driver')}, 'no-such-driver'),
