@@ -4,7 +4,7 @@
  * podman, runc), in one run, as medians and ratios berth/peer. Prints a table; writes every raw
  * sample to a JSON file (default ./bench-results.json).
  *
- *   node dist/test/bench/run.js [--quick] [--json PATH] [--only pull,run,exec,commit,storage,burst]
+ *   node dist/test/bench/run.js [--quick] [--pulls N] [--json PATH] [--only pull,run,exec,commit,storage,burst]
  *
  * Needs root (real mounts and namespaces) and a built tree (`npm run build`). Everything it starts
  * lives below one temp dir and is stopped by pid; at the end it checks that no mount below that
@@ -761,12 +761,13 @@ async function main(): Promise<number> {
       quick: { type: 'boolean', default: false },
       json: { type: 'string', default: path.resolve('bench-results.json') },
       only: { type: 'string' },
+      pulls: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
   if (values.help) {
-    console.log('Usage: npm run bench -- [--quick] [--json PATH] [--only pull,run,exec,commit,storage,burst]');
+    console.log('Usage: npm run bench -- [--quick] [--pulls N] [--json PATH] [--only pull,run,exec,commit,storage,burst]');
     return 0;
   }
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : [...SECTIONS];
@@ -779,6 +780,10 @@ async function main(): Promise<number> {
   const n = quick
     ? { pull: 1, run: 5, exec: 5, commit: 2, create: 10, vfs: 1, burst: 50 }
     : { pull: 5, run: 15, exec: 15, commit: 5, create: 30, vfs: 3, burst: 50 };
+  if (values.pulls !== undefined) {
+    n.pull = Number(values.pulls);
+    if (!Number.isInteger(n.pull) || n.pull < 1) throw new Error(`--pulls: expected a whole number >= 1, got "${values.pulls}"`);
+  }
   const started = Date.now();
   const cleanup = new Cleanup();
   // Short base path: unix socket paths stop at 107 bytes.
