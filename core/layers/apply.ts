@@ -27,6 +27,12 @@ export interface ApplyOptions {
   whiteouts: WhiteoutMode;
   /** Apply entry uid/gid with lchown (default: when running as root). */
   chown?: boolean;
+  /**
+   * The tree is berth's own (a layer being made) and changes only through this apply: parent
+   * directories resolved for one entry are kept for the next ones until an entry removes or
+   * replaces anything. Never for a running container's tree, which can change at any time.
+   */
+  ownTree?: boolean;
   syscalls?: Syscalls;
 }
 
@@ -155,6 +161,14 @@ class Applier {
   private readonly dirTimes: DirTimes[] = [];
   /** The root, pinned: the tree may be a running container's, changing while we write to it. */
   private readonly rootDir: PinnedDir;
+  /**
+   * With `ownTree`: an entry's parent (its components as the tar names them) resolved and pinned.
+   * Tar entries come directory by directory, so most entries reuse their predecessor's. Emptied
+   * whenever an entry removes or replaces something, the only way a resolved path can change.
+   */
+  private readonly parents = new Map<string, { components: string[]; dir: PinnedDir }>();
+  /** Cached parents forgotten while an entry may still use one: closed once the entry is done. */
+  private retired: PinnedDir[] = [];
 
   constructor(private readonly root: string, private readonly opts: ApplyOptions) {
     this.sys = opts.syscalls ?? defaultSyscalls;
@@ -163,7 +177,33 @@ class Applier {
   }
 
   close(): void {
+    this.forgetParents();
+    this.closeRetired();
     this.rootDir.close();
+  }
+
+  private forgetParents(): void {
+    for (const { dir } of this.parents.values()) this.retired.push(dir);
+    this.parents.clear();
+  }
+
+  private closeRetired(): void {
+    for (const dir of this.retired) dir.close();
+    this.retired = [];
+  }
+
+  /** The resolved, pinned parent directory of an entry (owned by the caller unless cached). */
+  private async parentOf(parentComponents: string[]): Promise<{ components: string[]; dir: PinnedDir; cached: boolean }> {
+    const key = parentComponents.join('/');
+    const hit = this.parents.get(key);
+    if (hit) return { ...hit, cached: true };
+    const parent = await resolveInRoot(this.root, parentComponents, true);
+    const dir = this.pinDir(parent.components, true);
+    if (!this.opts.ownTree) return { components: parent.components, dir, cached: false };
+    // A handful of directories is plenty for tar order; keep the fd count small.
+    if (this.parents.size >= 16) this.forgetParents();
+    this.parents.set(key, { components: parent.components, dir });
+    return { components: parent.components, dir, cached: true };
   }
 
   /**
@@ -196,14 +236,15 @@ class Applier {
     if (wh) {
       if (hasDotDot(name)) throw new InvalidLayerError(`whiteout ${JSON.stringify(name)} contains ".."`);
       await this.whiteout(components.slice(0, -1), wh.kind === 'opaque' ? null : wh.target, name);
+      this.closeRetired();
       return;
     }
-    const parent = await resolveInRoot(this.root, components.slice(0, -1), true);
-    const dir = this.pinDir(parent.components, true);
+    const parent = await this.parentOf(components.slice(0, -1));
     try {
-      await this.place(dir, [...parent.components, base], header, body);
+      await this.place(parent.dir, [...parent.components, base], header, body);
     } finally {
-      dir.close();
+      if (!parent.cached) parent.dir.close();
+      this.closeRetired();
     }
   }
 
@@ -213,29 +254,54 @@ class Applier {
     const base = components2[components2.length - 1];
     const target = dir.path(base);
     const xattrs = this.xattrsOf(header, name);
+    const type = header.type ?? 'file';
+    const mode = (header.mode ?? 0o644) & 0o7777;
+    const mtime = header.mtime ?? new Date(0);
     // Metadata calls below are synchronous on purpose: each is microseconds, while a round trip
     // through libuv's pool costs tens, and a layer of small files is thousands of such calls.
-    const existing = lstatOrNullSync(target);
-    const type = header.type ?? 'file';
-    if (existing && !(existing.isDirectory() && type === 'directory')) {
-      // Through the pinned parent (target is /proc/self/fd/N/base), fd-relative at any depth.
-      if (existing.isDirectory()) await removeTree(target);
-      else fsSync.unlinkSync(target);
-    }
-    const mode = (header.mode ?? 0o644) & 0o7777;
+    // Directories, files and symlinks are made at once and only on EEXIST is the name looked at
+    // (most names are new): what is there goes, unless a directory meets a directory.
+    const makeOrReplace = async (make: () => void): Promise<void> => {
+      try {
+        return make();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const existing = lstatOrNullSync(target);
+      if (existing?.isDirectory() && type === 'directory') return;
+      await this.clear(target, existing);
+      make();
+    };
     switch (type) {
       case 'directory':
-        if (!existing || !existing.isDirectory()) fsSync.mkdirSync(target, 0o700);
+        await makeOrReplace(() => fsSync.mkdirSync(target, 0o700));
         break;
       case 'file':
-      case 'contiguous-file':
-        await writeFileEntry(target, body, header.size ?? 0);
+      case 'contiguous-file': {
+        // O_EXCL|O_NOFOLLOW: never write through a link planted at the name (what was there went).
+        let fd = -1;
+        await makeOrReplace(() => void (fd = fsSync.openSync(target, NEW_FILE, 0o600)));
+        try {
+          await writeFileEntry(fd, body, header.size ?? 0);
+          // The fd, not the name: no path lookup, and the very file just written.
+          if (this.chown) fsSync.fchownSync(fd, header.uid ?? 0, header.gid ?? 0);
+          fsSync.fchmodSync(fd, mode);
+          for (const [key, value] of xattrs) this.sys.lsetxattr(target, key, value);
+          fsSync.futimesSync(fd, mtime, mtime);
+        } finally {
+          fsSync.closeSync(fd);
+        }
+        this.markAdded(components2);
+        return;
+      }
+      case 'symlink': {
+        const linkname = header.linkname;
+        if (!linkname) throw new InvalidLayerError(`symlink ${JSON.stringify(name)} has no target`);
+        await makeOrReplace(() => fsSync.symlinkSync(linkname, target));
         break;
-      case 'symlink':
-        if (!header.linkname) throw new InvalidLayerError(`symlink ${JSON.stringify(name)} has no target`);
-        fsSync.symlinkSync(header.linkname, target);
-        break;
+      }
       case 'link': {
+        await this.clear(target, lstatOrNullSync(target));
         const linkComponents = entryComponents(header.linkname ?? '');
         if (linkComponents.length === 0) throw new InvalidLayerError(`hardlink ${JSON.stringify(name)} has no target`);
         const source = await resolveInRoot(this.root, linkComponents, false);
@@ -265,10 +331,12 @@ class Applier {
         if (type === 'character-device' && major === 0 && minor === 0) {
           throw new InvalidLayerError(`device ${JSON.stringify(name)} is 0:0, which is reserved for overlay whiteouts`);
         }
+        await this.clear(target, lstatOrNullSync(target));
         this.sys.mknod(target, (type === 'character-device' ? S_IFCHR : S_IFBLK) | mode, major, minor);
         break;
       }
       case 'fifo':
+        await this.clear(target, lstatOrNullSync(target));
         this.sys.mknod(target, S_IFIFO | mode, 0, 0);
         break;
       default:
@@ -279,9 +347,17 @@ class Applier {
     // chown clears setuid/setgid, so the mode comes after it; symlinks have no mode of their own.
     if (type !== 'symlink') chmodNoFollow(target, mode);
     for (const [key, value] of xattrs) this.sys.lsetxattr(target, key, value);
-    const mtime = header.mtime ?? new Date(0);
     if (type === 'directory') this.dirTimes.push({ components: components2, mtime });
     else fsSync.lutimesSync(target, mtime, mtime);
+  }
+
+  /** Removes what is at `target` (its lstat `existing`; null: nothing) to make room for an entry. */
+  private async clear(target: string, existing: fsSync.Stats | null): Promise<void> {
+    if (!existing) return;
+    this.forgetParents();
+    // Through the pinned parent (target is /proc/self/fd/N/base), fd-relative at any depth.
+    if (existing.isDirectory()) await removeTree(target);
+    else fsSync.unlinkSync(target);
   }
 
   private markAdded(components: string[]): void {
@@ -290,6 +366,7 @@ class Applier {
 
   /** `.wh.NAME` (target set) or `.wh..wh..opq` (target null) inside `dirComponents`. */
   private async whiteout(dirComponents: string[], target: string | null, name: string): Promise<void> {
+    this.forgetParents();
     const dir = await resolveInRoot(this.root, dirComponents, true);
     const dirSt = await lstatOrNull(dir.hostPath);
     // Whiteouts below something this layer made a non-directory hide nothing more (umoci writes
@@ -364,26 +441,20 @@ class Applier {
   }
 }
 
+const NEW_FILE = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
 /** Small files are gathered and written in one call; large ones stream in 1 MiB writes. */
 const SMALL_FILE = 1024 * 1024;
 
-async function writeFileEntry(target: string, body: Readable, size: number): Promise<void> {
-  // O_EXCL|O_NOFOLLOW: never write through a link planted at the name (we removed what was there).
-  const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+/** A file entry's body into `fd` (left open for its metadata). */
+async function writeFileEntry(fd: number, body: Readable, size: number): Promise<void> {
   if (size > SMALL_FILE) {
-    const handle = await fs.open(target, flags, 0o600);
-    await pipeline(body, new Coalesce(), handle.createWriteStream());
+    await pipeline(body, new Coalesce(), fsSync.createWriteStream('', { fd, autoClose: false }));
     return;
   }
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(chunk as Buffer);
-  const fd = fsSync.openSync(target, flags, 0o600);
-  try {
-    const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-    for (let off = 0; off < data.length; ) off += fsSync.writeSync(fd, data, off);
-  } finally {
-    fsSync.closeSync(fd);
-  }
+  const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  for (let off = 0; off < data.length; ) off += fsSync.writeSync(fd, data, off);
 }
 
 function lstatOrNullSync(p: string) {

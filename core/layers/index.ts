@@ -14,6 +14,7 @@ export {
 } from './names';
 export { resolveInRoot, ensureDirs, type Resolved } from './resolve';
 export { applyLayerTar, lstatOrNull, type ApplyOptions, type ApplyResult, type WhiteoutMode } from './apply';
+export { applyLayerTarThreaded } from './apply-worker';
 export { openLayerStream, layerCompression, type LayerCompression } from './compression';
 export {
   diffTrees,

@@ -22,7 +22,7 @@ import {
   ConflictError,
   InvalidArgumentError,
   NotFoundError,
-  applyLayerTar,
+  applyLayerTarThreaded,
   chainIdHex,
   checkContainerId,
   diskUsage,
@@ -129,7 +129,7 @@ export class OverlayDriver implements StorageDriver {
     let link: string;
     try {
       await fs.mkdir(path.join(tmp, 'diff'), 0o755);
-      await applyLayerTar(path.join(tmp, 'diff'), tar, { whiteouts: 'overlay', syscalls: this.sys });
+      await applyLayerTarThreaded(path.join(tmp, 'diff'), tar, { whiteouts: 'overlay', ownTree: true, syscalls: this.sys });
       link = await this.newLinkName();
       await fs.writeFile(path.join(tmp, 'parent'), parentChainId ?? '');
       await fs.writeFile(path.join(tmp, 'link'), link);

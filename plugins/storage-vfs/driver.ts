@@ -12,7 +12,7 @@ import type { Readable } from 'node:stream';
 import {
   ConflictError,
   NotFoundError,
-  applyLayerTar,
+  applyLayerTarThreaded,
   chainIdHex,
   checkContainerId,
   diffTrees,
@@ -82,7 +82,7 @@ export class VfsDriver implements StorageDriver {
       const root = path.join(tmp, 'root');
       if (parentChainId === null) await fs.mkdir(root, 0o755);
       else await copyTree(this.layerRoot(parentChainId), root, { sys: this.sys, concurrency: this.config.copyConcurrency });
-      await applyLayerTar(root, tar, { whiteouts: 'merge', syscalls: this.sys });
+      await applyLayerTarThreaded(root, tar, { whiteouts: 'merge', ownTree: true, syscalls: this.sys });
       await fs.writeFile(path.join(tmp, 'parent'), parentChainId ?? '');
       await fs.rename(tmp, finalDir);
     } catch (err) {

@@ -1,8 +1,10 @@
 /**
- * The bench's images, made by tools written by others: umoci builds a busybox image, and a big
- * one with four more layers of incompressible data (each added verbatim with `umoci raw add-layer`
- * from a tar made by tar(1)); skopeo pushes both to a local docker-registry as Docker schema2
- * (every peer pulls that).
+ * The bench's images, made by tools written by others: umoci builds a busybox image; a big one
+ * with four more layers of incompressible data; and a many-file one from real files of this
+ * machine (host directories of docs, man pages, python3 and perl libraries, one layer each group,
+ * plus one 20 MiB random file). Each extra layer is a tar made by tar(1), added with `umoci raw
+ * add-layer` (which gzips it, as registries serve layers); skopeo pushes the images to a local
+ * docker-registry as Docker schema2 (every peer pulls that).
  */
 import crypto from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -17,6 +19,10 @@ export interface BenchImages {
   big: string;
   /** Uncompressed bytes of the big image's four data layers. */
   bigDataBytes: number;
+  /** `HOST/bench/files:latest`: busybox plus layers of real files from this machine. */
+  files: string;
+  /** What the many-file image holds: entries and bytes of its host-file layers, and its layers. */
+  filesShape: { entries: number; bytes: number; layers: string[] };
   /** The OCI layout both were built in (kept for the runc bundle). */
   layoutDir: string;
 }
@@ -52,6 +58,58 @@ async function writeDataLayer(dir: string, layer: number, shape: BigImageShape):
   }
 }
 
+/**
+ * The many-file image's layers: host directories (relative to /), one layer per group; groups
+ * whose directories are all missing are left out. Tens of thousands of small, compressible files.
+ */
+export const FILES_LAYERS: string[][] = [['usr/share/doc'], ['usr/share/man'], ['usr/lib/python3', 'usr/share/perl']];
+/** One incompressible file in a layer of its own, as images carry (a binary, a model, a jar). */
+export const FILES_RANDOM_BYTES = 20 * 1024 * 1024;
+
+/** Entries and bytes of regular files below `dir` (not following symlinks). */
+async function countTree(dir: string): Promise<{ entries: number; bytes: number }> {
+  let entries = 0;
+  let bytes = 0;
+  for (const e of await fs.readdir(dir, { withFileTypes: true, recursive: true })) {
+    entries++;
+    if (e.isFile()) bytes += (await fs.lstat(path.join(e.parentPath ?? e.path, e.name))).size;
+  }
+  return { entries, bytes };
+}
+
+/** busybox plus FILES_LAYERS (tar(1) of the host directories) plus one random file, as `tag` in the layout. */
+export async function buildFilesImage(workDir: string, layoutDir: string, tag: string): Promise<BenchImages['filesShape']> {
+  const image = await buildBusyboxLayout(layoutDir, { tag, cmd: ['sh'] });
+  const shape: BenchImages['filesShape'] = { entries: 0, bytes: 0, layers: [] };
+  const addLayer = async (tarArgs: string[], what: string) => {
+    const tarFile = path.join(workDir, `files-layer-${shape.layers.length + 1}.tar`);
+    await mustRun('tar', ['--numeric-owner', '-cf', tarFile, ...tarArgs], { timeoutMs: 300_000 });
+    await mustRun('umoci', ['raw', 'add-layer', '--image', image.ref, '--history.created_by', `bench files layer: ${what}`, tarFile], { timeoutMs: 300_000 });
+    await fs.rm(tarFile, { force: true });
+    shape.layers.push(what);
+  };
+  for (const group of FILES_LAYERS) {
+    const present: string[] = [];
+    for (const dir of group) {
+      const st = await fs.lstat(path.join('/', dir)).catch(() => null);
+      if (!st?.isDirectory()) continue;
+      present.push(dir);
+      const counted = await countTree(path.join('/', dir));
+      shape.entries += counted.entries;
+      shape.bytes += counted.bytes;
+    }
+    if (present.length) await addLayer(['-C', '/', ...present], present.map((d) => `/${d}`).join(' '));
+  }
+  const staging = path.join(workDir, 'files-random');
+  await fs.mkdir(path.join(staging, 'opt'), { recursive: true });
+  await fs.writeFile(path.join(staging, 'opt', 'blob.bin'), crypto.randomBytes(FILES_RANDOM_BYTES));
+  await addLayer(['-C', staging, '--owner=0', '--group=0', 'opt'], `/opt/blob.bin (${FILES_RANDOM_BYTES / 1048576} MiB random)`);
+  await fs.rm(staging, { recursive: true, force: true });
+  shape.entries += 2;
+  shape.bytes += FILES_RANDOM_BYTES;
+  return shape;
+}
+
 export async function buildAndPushImages(workDir: string, registryHost: string, shape: BigImageShape = DEFAULT_BIG): Promise<BenchImages> {
   const layoutDir = path.join(workDir, 'layout');
   await buildBusyboxLayout(layoutDir, { tag: 'busybox', cmd: ['sh'] });
@@ -65,10 +123,17 @@ export async function buildAndPushImages(workDir: string, registryHost: string, 
     await mustRun('umoci', ['raw', 'add-layer', '--image', big.ref, '--history.created_by', `bench data layer ${layer}`, tarFile], { timeoutMs: 300_000 });
     await fs.rm(tarFile, { force: true });
   }
+  const filesShape = await buildFilesImage(workDir, layoutDir, 'files');
   await mustRun('umoci', ['gc', '--layout', layoutDir]);
-  const busyboxRef = `${registryHost}/bench/busybox:latest`;
-  const bigRef = `${registryHost}/bench/big:latest`;
   await pushImage(`${layoutDir}:busybox`, registryHost, 'bench/busybox:latest', { format: 'v2s2' });
   await pushImage(big.ref, registryHost, 'bench/big:latest', { format: 'v2s2' });
-  return { busybox: busyboxRef, big: bigRef, bigDataBytes: shape.layers * shape.bytesPerLayer, layoutDir };
+  await pushImage(`${layoutDir}:files`, registryHost, 'bench/files:latest', { format: 'v2s2' });
+  return {
+    busybox: `${registryHost}/bench/busybox:latest`,
+    big: `${registryHost}/bench/big:latest`,
+    bigDataBytes: shape.layers * shape.bytesPerLayer,
+    files: `${registryHost}/bench/files:latest`,
+    filesShape,
+    layoutDir,
+  };
 }

@@ -4,7 +4,7 @@
  * podman, runc), in one run, as medians and ratios berth/peer. Prints a table; writes every raw
  * sample to a JSON file (default ./bench-results.json).
  *
- *   node dist/test/bench/run.js [--quick] [--json PATH] [--only pull,run,exec,commit,storage,burst]
+ *   node dist/test/bench/run.js [--quick] [--pulls N] [--json PATH] [--only pull,run,exec,commit,storage,burst]
  *
  * Needs root (real mounts and namespaces) and a built tree (`npm run build`). Everything it starts
  * lives below one temp dir and is stopped by pid; at the end it checks that no mount below that
@@ -136,12 +136,33 @@ function dirFor(ctx: Ctx, name: string): string {
 
 // ---- 1. pull -------------------------------------------------------------------------------------
 
+/** One image the pull section pulls cold with every tool, with berth's targets against the peers. */
+interface PullCase {
+  key: string;
+  ref: string;
+  what: string;
+  targets: { docker: number; podman: number };
+}
+
 async function benchPull(ctx: Ctx): Promise<void> {
-  const S = 'pull';
   const size = `${Math.round(ctx.images.bigDataBytes / 1e6)} MB`;
-  const what = `cold pull, 5 layers (${size} random + busybox)`;
-  log(`[pull] ${ctx.n.pull} cold pull(s) of ${ctx.images.big} per tool`);
-  const samples: Record<string, number[]> = { berth: [], skopeo: [], docker: [], podman: [] };
+  const files = ctx.images.filesShape;
+  const cases: PullCase[] = [
+    { key: 'pull', ref: ctx.images.big, what: `cold pull, 5 layers (${size} random + busybox)`, targets: { docker: 0.7, podman: 0.6 } },
+    {
+      key: 'pullfiles',
+      ref: ctx.images.files,
+      what: `cold pull, many-file image (${files.layers.length + 1} layers: busybox, ${files.entries} host entries, ${Math.round(files.bytes / 1e6)} MB)`,
+      targets: { docker: 0.8, podman: 0.8 },
+    },
+  ];
+  for (const c of cases) await pullCase(ctx, c);
+}
+
+async function pullCase(ctx: Ctx, c: PullCase): Promise<void> {
+  const S = 'pull';
+  log(`[pull] ${ctx.n.pull} cold pull(s) of ${c.ref} per tool`);
+  const samples: Record<string, number[]> = { berth: [], skopeo: [], umoci: [], docker: [], podman: [] };
   const failed = new Set<string>();
   const once = async (tool: string, fn: () => Promise<number>) => {
     if (failed.has(tool)) return;
@@ -152,12 +173,13 @@ async function benchPull(ctx: Ctx): Promise<void> {
       skip(S, tool, (err as Error).message);
     }
   };
+  const haveUmoci = !ctx.skopeoWhy && !!which('umoci');
   // Iterations are interleaved across tools, so background load hits them all alike.
   for (let i = 0; i < ctx.n.pull; i++) {
     await once('berth', async () => {
       const d = await startBerthd(dirFor(ctx, 'pull-berth'));
       try {
-        return ok(await d.cli(['pull', ctx.images.big], 300_000), 'berth pull').seconds;
+        return ok(await d.cli(['pull', c.ref], 300_000), 'berth pull').seconds;
       } finally {
         await d.stop();
       }
@@ -166,8 +188,21 @@ async function benchPull(ctx: Ctx): Promise<void> {
       await once('skopeo', async () => {
         const dest = dirFor(ctx, 'pull-skopeo');
         try {
-          const res = await runCmd('skopeo', ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', '--src-no-creds', `docker://${ctx.images.big}`, `oci:${dest}:latest`], { timeoutMs: 300_000 });
-          return ok(res, 'skopeo copy').seconds;
+          return ok(await skopeoCopy(c.ref, dest), 'skopeo copy').seconds;
+        } finally {
+          await removeTree(dest);
+        }
+      });
+    }
+    if (haveUmoci) {
+      // Download, then unpack into a rootfs: what berth does, by two Go tools one after the other.
+      await once('umoci', async () => {
+        const dest = dirFor(ctx, 'pull-umoci');
+        await fs.mkdir(dest, { recursive: true });
+        try {
+          const copied = ok(await skopeoCopy(c.ref, path.join(dest, 'layout')), 'skopeo copy');
+          const unpacked = ok(await runCmd('umoci', ['unpack', '--image', `${path.join(dest, 'layout')}:latest`, path.join(dest, 'bundle')], { timeoutMs: 300_000 }), 'umoci unpack');
+          return copied.seconds + unpacked.seconds;
         } finally {
           await removeTree(dest);
         }
@@ -177,9 +212,9 @@ async function benchPull(ctx: Ctx): Promise<void> {
       const docker = ctx.docker;
       await once('docker', async () => {
         try {
-          return ok(await docker.cli(['pull', '-q', ctx.images.big], 300_000), 'docker pull').seconds;
+          return ok(await docker.cli(['pull', '-q', c.ref], 300_000), 'docker pull').seconds;
         } finally {
-          await docker.cli(['rmi', '-f', ctx.images.big]);
+          await docker.cli(['rmi', '-f', c.ref]);
         }
       });
     }
@@ -187,26 +222,33 @@ async function benchPull(ctx: Ctx): Promise<void> {
       await once('podman', async () => {
         const p = await podmanInstance(dirFor(ctx, 'pull-podman'));
         try {
-          return ok(await p.run(['pull', '-q', '--tls-verify=false', ctx.images.big], 300_000), 'podman pull').seconds;
+          return ok(await p.run(['pull', '-q', '--tls-verify=false', c.ref], 300_000), 'podman pull').seconds;
         } finally {
           await p.stop();
         }
       });
     }
   }
-  const tools: [string, string, string][] = [
-    ['berth', 'berth pull (fresh root)', ''],
-    ['skopeo', 'skopeo copy -> oci: (download only, floor)', ''],
-    ['docker', 'docker pull (private dockerd, after rmi)', ''],
-    ['podman', 'podman pull (fresh root)', ''],
+  const tools: [string, string][] = [
+    ['berth', 'berth pull (fresh root)'],
+    ['skopeo', 'skopeo copy -> oci: (download only, floor)'],
+    ['umoci', 'skopeo copy + umoci unpack (download, then unpack)'],
+    ['docker', 'docker pull (private dockerd, after rmi)'],
+    ['podman', 'podman pull (fresh root)'],
   ];
-  for (const [tool, label] of tools) if (samples[tool].length && !failed.has(tool)) record(`pull.${tool}`, S, what, label, 's', samples[tool]);
-  compare({ section: S, what, berth: 'pull.berth', peer: 'pull.skopeo' });
-  compare({ section: S, what, berth: 'pull.berth', peer: 'pull.docker', target: 0.7 });
-  compare({ section: S, what, berth: 'pull.berth', peer: 'pull.podman', target: 0.6 });
+  for (const [tool, label] of tools) if (samples[tool].length && !failed.has(tool)) record(`${c.key}.${tool}`, S, c.what, label, 's', samples[tool]);
+  compare({ section: S, what: c.what, berth: `${c.key}.berth`, peer: `${c.key}.skopeo` });
+  if (haveUmoci) compare({ section: S, what: c.what, berth: `${c.key}.berth`, peer: `${c.key}.umoci` });
+  compare({ section: S, what: c.what, berth: `${c.key}.berth`, peer: `${c.key}.docker`, target: c.targets.docker });
+  compare({ section: S, what: c.what, berth: `${c.key}.berth`, peer: `${c.key}.podman`, target: c.targets.podman });
   if (ctx.skopeoWhy) skip(S, 'skopeo', ctx.skopeoWhy);
   if (ctx.dockerWhy) skip(S, 'docker', ctx.dockerWhy);
   if (ctx.podmanWhy) skip(S, 'podman', ctx.podmanWhy);
+}
+
+/** `skopeo copy` of a bench image from the loopback registry into an OCI layout at `dest` (tag latest). */
+function skopeoCopy(ref: string, dest: string): Promise<CmdResult> {
+  return runCmd('skopeo', ['--insecure-policy', 'copy', '--quiet', '--src-tls-verify=false', '--src-no-creds', `docker://${ref}`, `oci:${dest}:latest`], { timeoutMs: 300_000 });
 }
 
 // ---- shared: the long-lived berthd and peer images -------------------------------------------------
@@ -719,12 +761,13 @@ async function main(): Promise<number> {
       quick: { type: 'boolean', default: false },
       json: { type: 'string', default: path.resolve('bench-results.json') },
       only: { type: 'string' },
+      pulls: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   });
   if (values.help) {
-    console.log('Usage: npm run bench -- [--quick] [--json PATH] [--only pull,run,exec,commit,storage,burst]');
+    console.log('Usage: npm run bench -- [--quick] [--pulls N] [--json PATH] [--only pull,run,exec,commit,storage,burst]');
     return 0;
   }
   const only = values.only ? values.only.split(',').map((s) => s.trim()) : [...SECTIONS];
@@ -737,6 +780,10 @@ async function main(): Promise<number> {
   const n = quick
     ? { pull: 1, run: 5, exec: 5, commit: 2, create: 10, vfs: 1, burst: 50 }
     : { pull: 5, run: 15, exec: 15, commit: 5, create: 30, vfs: 3, burst: 50 };
+  if (values.pulls !== undefined) {
+    n.pull = Number(values.pulls);
+    if (!Number.isInteger(n.pull) || n.pull < 1) throw new Error(`--pulls: expected a whole number >= 1, got "${values.pulls}"`);
+  }
   const started = Date.now();
   const cleanup = new Cleanup();
   // Short base path: unix socket paths stop at 107 bytes.
@@ -770,7 +817,7 @@ async function main(): Promise<number> {
     const registry = await startRegistry();
     trackedPids.add(registry.pid);
     cleanup.add('stop docker-registry', () => registry.stop());
-    log(`registry on ${registry.host}; building images with umoci (busybox + 4 x ${DEFAULT_BIG.bytesPerLayer / 1048576} MiB of random data) ...`);
+    log(`registry on ${registry.host}; building images with umoci (busybox; + 4 x ${DEFAULT_BIG.bytesPerLayer / 1048576} MiB of random data; + host files) ...`);
     const shape: BigImageShape = DEFAULT_BIG;
     const { seconds: buildSeconds, value: images } = await timed(() => buildAndPushImages(path.join(base, 'images'), registry.host, shape));
     log(`images built and pushed in ${buildSeconds.toFixed(1)} s`);

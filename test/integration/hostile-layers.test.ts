@@ -2,9 +2,10 @@
  * Hostile layers, table-driven, in the spirit of containerd's TestBreakouts and go-archive's
  * TestUntarInvalid*: each case is rejected with a clear error or contained inside the root; a
  * sentinel directory outside the root never changes, and no partial layer directory remains.
- * Every case runs against both drivers.
+ * Every case runs against both drivers, from the sources (the layer applied inline) and as
+ * built in dist/ (the layer applied in a worker thread, as berthd does).
  */
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
@@ -160,6 +161,10 @@ const cases: Case[] = [
   },
 ];
 
+/** The built tree (`*-built`): its drivers apply each layer in a worker thread (core/layers/apply-worker.ts). */
+const DIST = path.resolve(__dirname, '../../dist');
+const built = existsSync(path.join(DIST, 'core/layers/apply-thread.js'));
+
 const drivers: Array<[string, (stateDir: string) => Promise<StorageDriver>]> = [
   [
     'overlay',
@@ -177,7 +182,29 @@ const drivers: Array<[string, (stateDir: string) => Promise<StorageDriver>]> = [
       return d;
     },
   ],
+  ...(built
+    ? ([
+        [
+          'overlay-built',
+          async (stateDir) => {
+            const d: StorageDriver = new (require(`${DIST}/plugins/storage-overlay/driver.js`).OverlayDriver)(stateDir, require(`${DIST}/core/sys/syscalls.js`).syscalls, { mountOptions: [] });
+            await d.init();
+            return d;
+          },
+        ],
+        [
+          'vfs-built',
+          async (stateDir) => {
+            const d: StorageDriver = new (require(`${DIST}/plugins/storage-vfs/driver.js`).VfsDriver)(stateDir, require(`${DIST}/core/sys/syscalls.js`).syscalls, { copyConcurrency: 8 });
+            await d.init();
+            return d;
+          },
+        ],
+      ] as Array<[string, (stateDir: string) => Promise<StorageDriver>]>)
+    : []),
 ];
+
+if (!built) it.skip('hostile layers through the built drivers: dist/ is not built (npm run build)', () => undefined);
 
 describe.skipIf(!isRoot)(`hostile layers (${rootReason})`, () => {
   let tmp: string;
