@@ -16,6 +16,9 @@ import { ensureDir } from '../util/fs';
 import { loadConfig } from '../kernel/config';
 import { Engine } from '../kernel/engine';
 
+/** How long a graceful shutdown (API, CRI, plugins) may take before berthd exits anyway. */
+const SHUTDOWN_DEADLINE_MS = 15_000;
+
 const USAGE = `Usage: berthd [--root DIR] [--socket PATH] [--config FILE] [--storage-driver NAME] [--cri-socket PATH]
 
 Runs the berth daemon in the foreground; logs go to stderr.
@@ -108,6 +111,12 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('shutting down', { signal });
+    // Containers outlive berthd (their monitors are not its children): a shutdown that hangs on a
+    // connection or a plugin must not keep the daemon, its lock and its socket around forever.
+    setTimeout(() => {
+      log.error('shutdown did not finish in time; exiting now', { seconds: SHUTDOWN_DEADLINE_MS / 1000 });
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS).unref();
     try {
       await server.close();
       await cri?.close();

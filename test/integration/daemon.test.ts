@@ -108,6 +108,21 @@ describe('berthd start-up', () => {
   });
 });
 
+describe('berthd shutdown', () => {
+  it('exits within its deadline when a plugin never finishes closing, and says so', async () => {
+    const plugin = path.join(__dirname, '..', 'fixtures', 'hang-on-close-plugin.cjs');
+    const daemon = await startDaemon({ config: { plugins: [plugin] } });
+    try {
+      process.kill(daemon.pid, 'SIGTERM');
+      const deadline = new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 40_000).unref());
+      expect(await Promise.race([daemon.exited, deadline])).toEqual({ code: 1, signal: null });
+      expect(daemon.logs()).toContain('shutdown did not finish in time');
+    } finally {
+      await daemon.stop();
+    }
+  }, 60_000);
+});
+
 describe('berthd API', () => {
   let daemon: RunningDaemon;
   beforeAll(async () => {
