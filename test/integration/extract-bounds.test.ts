@@ -180,7 +180,9 @@ describe.skipIf(!isRoot)(`extraction bounds and clean failures (${isRoot ? 'root
       expect(res.status, res.body).toBe(200);
       const growth = procStatus(many.pid, 'VmHWM') - before;
       console.log(`200k-entry layer (${(archive.length / MiB).toFixed(1)} MiB archive): loaded in ${Date.now() - started} ms, berthd peak RSS +${(growth / MiB).toFixed(0)} MiB`);
-      expect(growth).toBeLessThan(80 * MiB);
+      // Per-entry state would cost hundreds of MiB here (911 MiB before the streamed applier); the
+      // layer's worker thread adds a V8 isolate, a constant 15-20 MiB whatever the entry count.
+      expect(growth).toBeLessThan(100 * MiB);
       const id = /sha256:[0-9a-f]{64}/.exec(res.body)![0];
       expect((await many.api(`/images/${id}`, { method: 'DELETE' })).status).toBe(200);
     } finally {
