@@ -124,20 +124,19 @@ int main(int argc, char **argv) {
 }
 `;
 
-/** Runs isolators as berthd does with its config list: one chain, phase by phase. */
+/** Runs isolators as berthd does with its config list: one chain per start, phase by phase. */
 function stacked(isolators: Isolator[]): Isolator {
-  const chain = () => IsolatorChain.of(isolators);
-  let started = chain();
+  let chain = IsolatorChain.of(isolators);
   return {
     name: 'stacked',
-    async setup() {
-      started = chain();
+    // The chain's prepare runs each isolator's setup and then its plan, in order.
+    plan: (t, p) => (chain = IsolatorChain.of(isolators)).prepare(t, p),
+    attach: (t, pid) => chain.attach(t, pid),
+    async cleanup(t) {
+      const errors: Error[] = [];
+      await IsolatorChain.of(isolators).cleanup(t, (err) => errors.push(err));
+      if (errors.length) throw errors[0];
     },
-    plan: (t, p) => started.prepare(t, p),
-    attach: (t, pid) => started.attach(t, pid),
-    cleanup: (t) => chain().cleanup(t, (err) => {
-      throw err;
-    }),
   };
 }
 
