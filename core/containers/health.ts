@@ -92,7 +92,8 @@ const msOf = (ns: number | undefined, fallback: number) => (ns ? Math.max(1, Mat
 
 export interface HealthDeps {
   find(id: string): ContainerRecord | undefined;
-  save(rec: ContainerRecord): Promise<void>;
+  /** Change the record, visible only once saved (ContainerStore.update). */
+  update(rec: ContainerRecord, change: (draft: ContainerRecord) => void): Promise<void>;
   execCreate(id: string, config: ExecConfig): string;
   execStart(execId: string, beforeExec: (socketPath: string) => void): Promise<{ exited: Promise<ExitStatus> }>;
   execForget(execId: string): void;
@@ -157,9 +158,8 @@ export class HealthMonitor {
     const current = this.deps.find(id);
     // Stopped (or restarted) while the probe ran: that result no longer describes it.
     if (!current?.State.Running || current.State.Health !== rec.State.Health || current.State.StartedAt !== rec.State.StartedAt) return;
-    const health = rec.State.Health;
-    const before = health.Status;
-    health.Log = [...health.Log, { Start: start.toISOString(), End: new Date().toISOString(), ExitCode: exitCode, Output: output }].slice(-MAX_LOG_ENTRIES);
+    const before = rec.State.Health;
+    const health: HealthState = { ...before, Log: [...before.Log, { Start: start.toISOString(), End: new Date().toISOString(), ExitCode: exitCode, Output: output }].slice(-MAX_LOG_ENTRIES) };
     if (exitCode === 0) {
       health.FailingStreak = 0;
       health.Status = 'healthy';
@@ -170,8 +170,11 @@ export class HealthMonitor {
         if (health.FailingStreak >= (hc.Retries || DEFAULT_RETRIES)) health.Status = 'unhealthy';
       }
     }
-    await this.deps.save(rec);
-    if (health.Status !== before) this.deps.emit(id, health.Status);
+    // Inspect shows the result only once it is saved: a berthd killed right after reports it still.
+    await this.deps.update(rec, (draft) => {
+      draft.State.Health = health;
+    });
+    if (health.Status !== before.Status) this.deps.emit(id, health.Status);
   }
 
   /** One probe as an exec session: its exit code and (capped) output; -1 when it timed out or could not start. */

@@ -89,7 +89,7 @@ export class ContainerManager extends EventEmitter {
     this.execs = new ExecSessions(deps.root);
     this.health = new HealthMonitor({
       find: (id) => this.store.find(id),
-      save: (rec) => this.store.save(rec),
+      update: (rec, change) => this.store.update(rec, change),
       execCreate: (id, config) => this.execCreate(id, config),
       execStart: (execId, beforeExec) => this.execStart(execId, beforeExec),
       execForget: (execId) => this.execs.forget(execId),

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
-import { ensureDir, readJson, writeJsonAtomic } from '../util/fs';
+import { ensureDir, readJson, writeFileAtomic } from '../util/fs';
 import type { LogConfig } from './log-config';
 import type { HealthConfig, HealthState } from './health';
 
@@ -101,6 +101,8 @@ export class ContainerStore {
   private readonly byId = new Map<string, ContainerRecord>();
   /** Names handed out to creates that have not saved their record yet: name -> container id. */
   private readonly reserved = new Map<string, string>();
+  /** Per container: the last file write queued, so writes land in the order they were asked. */
+  private readonly writes = new Map<string, Promise<void>>();
 
   constructor(root: string) {
     this.dir = path.join(root, 'containers');
@@ -182,14 +184,46 @@ export class ContainerStore {
   }
 
   async save(rec: ContainerRecord): Promise<void> {
-    await ensureDir(this.stateDir(rec.Id));
-    await writeJsonAtomic(path.join(this.stateDir(rec.Id), 'config.json'), rec);
+    await this.write(rec.Id, rec);
     this.byId.set(rec.Id, rec);
     this.releaseName(rec.Id); // the record holds its name now (a rename reserved the new one)
   }
 
+  /**
+   * Apply `change` to the record once it is on disk, so no reader sees a state that a crash of
+   * berthd would lose. `change` runs twice (on a draft, then on the record) and must not depend on
+   * being run once.
+   */
+  async update(rec: ContainerRecord, change: (draft: ContainerRecord) => void): Promise<void> {
+    const draft = structuredClone(rec);
+    change(draft);
+    await this.write(rec.Id, draft);
+    change(rec);
+  }
+
+  /**
+   * Write one record's file, in call order: two saves in flight (a probe's and an exec's) must not
+   * land the older one last. The content is taken now, so the last call's state is what stays.
+   */
+  private write(id: string, rec: ContainerRecord): Promise<void> {
+    const json = JSON.stringify(rec, null, 2) + '\n';
+    const file = path.join(this.stateDir(id), 'config.json');
+    const done = (this.writes.get(id) ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(async () => {
+        await ensureDir(path.dirname(file));
+        await writeFileAtomic(file, json);
+      });
+    this.writes.set(id, done);
+    void done.finally(() => {
+      if (this.writes.get(id) === done) this.writes.delete(id);
+    }).catch(() => undefined);
+    return done;
+  }
+
   async delete(id: string): Promise<void> {
     this.byId.delete(id);
+    await this.writes.get(id)?.catch(() => undefined); // a write landing after the rm would leave the dir behind
     await fs.promises.rm(this.stateDir(id), { recursive: true, force: true });
   }
 }
