@@ -17,6 +17,14 @@ export interface IsolationTarget {
  * before exec) -> started; stats on demand; cleanup in reverse config order.
  * The kernel wraps every error with the isolator's URI and the phase that failed.
  */
+/** An isolator's part of GET /info; every isolator is asked, none is named. */
+export interface IsolatorInfo {
+  /** Entries of Docker's SecurityOptions, e.g. `name=seccomp,profile=builtin`. */
+  securityOptions?: string[];
+  /** A resource isolator's cgroup layout (the first isolator that reports one is the host's). */
+  cgroups?: { version: '1' | '2' | 'hybrid'; driver: string; controllers: string[] };
+}
+
 export interface Isolator {
   readonly name: string;
   setup?(target: IsolationTarget): Promise<void>;
@@ -29,8 +37,8 @@ export interface Isolator {
   close?(): Promise<void> | void;
 
   // Optional capabilities of resource isolators (isolator.cgroups has them all).
-  /** What the isolator found on this host, for `berth info` (e.g. cgroup version and controllers). */
-  info?(): object;
+  /** What the isolator found on this host and applies, for `berth info` (GET /info). */
+  info?(): IsolatorInfo;
   /** Freeze every process of the container; resolves once the kernel reports it frozen. */
   pause?(target: IsolationTarget): Promise<void>;
   resume?(target: IsolationTarget): Promise<void>;

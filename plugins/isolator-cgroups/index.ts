@@ -39,7 +39,7 @@ export default definePlugin<CgroupsConfig, CgroupsIsolator>({
     }
     if (process.getuid?.() !== 0) throw new SkipPlugin('creating cgroups needs root');
     const isolator = new CgroupsIsolator(ctx.config, layout, nodeCgroupFs, bpf);
-    ctx.log.debug('cgroup layout', { ...isolator.info() });
+    ctx.log.debug('cgroup layout', { ...isolator.info().cgroups });
     return isolator;
   },
 });

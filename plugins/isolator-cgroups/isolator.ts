@@ -66,8 +66,8 @@ export class CgroupsIsolator implements Isolator {
   }
 
   /** For `berth info` (CgroupVersion, CgroupDriver). */
-  info(): CgroupsInfo {
-    return { version: this.layout.version, driver: 'cgroupfs', controllers: controllerNames(this.layout) };
+  info(): { cgroups: CgroupsInfo } {
+    return { cgroups: { version: this.layout.version, driver: 'cgroupfs', controllers: controllerNames(this.layout) } };
   }
 
   /** Where containers' cgroups are put in hierarchy `h`. */

@@ -16,6 +16,7 @@ import {
   readMonitorRecord,
   type IsolationTarget,
   type Isolator,
+  type IsolatorInfo,
   type IdMapping,
   type LaunchPlan,
   type MountSpec,
@@ -177,6 +178,11 @@ export class NamespacesIsolator implements Isolator {
   readonly name = 'namespaces';
 
   constructor(private readonly config: NamespacesConfig) {}
+
+  /** Every container gets its own cgroup namespace unless it asks for the host's (dockerd lists it so). */
+  info(): IsolatorInfo {
+    return { securityOptions: ['name=cgroupns'] };
+  }
 
   async setup(target: IsolationTarget): Promise<void> {
     const s = parseHostConfig(target.hostConfig); // refuse bad input before anything exists

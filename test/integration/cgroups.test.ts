@@ -65,7 +65,7 @@ describe.skipIf(!isRoot)(`isolator.cgroups on the real kernel${isRoot ? '' : ` (
   }
 
   it('reports the host layout for berth info', () => {
-    const info = h.cgroups.info();
+    const info = h.cgroups.info().cgroups;
     expect(info.driver).toBe('cgroupfs');
     expect(['1', '2', 'hybrid']).toContain(info.version);
     const mounts = readFileSync('/proc/self/mountinfo', 'utf8');

@@ -48,7 +48,7 @@ describe('isolator.cgroups device rules on a fake tree', () => {
 
   it('uses only the unified hierarchy on a hybrid host when hierarchy is v2', async () => {
     const iso = make([...V1, V2], 'v2');
-    expect(iso.info().version).toBe('2');
+    expect(iso.info().cgroups.version).toBe('2');
     await iso.setup(target({ Privileged: true }));
     expect(tree.devicePrograms.get(v2Dir())).toEqual(deviceProgram({ allowAll: true, rules: [] }));
     expect(tree.writesTo('devices.allow')).toEqual([]);

@@ -49,9 +49,9 @@ describe('isolator.cgroups on a fake cgroup v1 / hybrid tree', () => {
   });
 
   it('detects hybrid: v1 controllers plus an empty cgroup2 mount; pure v1 without it', () => {
-    expect(iso.info()).toEqual({ version: 'hybrid', driver: 'cgroupfs', controllers: ['blkio', 'cpu', 'cpuacct', 'cpuset', 'devices', 'freezer', 'memory', 'pids'] });
+    expect(iso.info().cgroups).toEqual({ version: 'hybrid', driver: 'cgroupfs', controllers: ['blkio', 'cpu', 'cpuacct', 'cpuset', 'devices', 'freezer', 'memory', 'pids'] });
     make(v1Hierarchies());
-    expect(iso.info().version).toBe('1');
+    expect(iso.info().cgroups.version).toBe('1');
   });
 
   it('creates the container cgroup below berthd\'s own cgroup in every hierarchy, the cgroup2 one too', async () => {

@@ -125,7 +125,7 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
   });
 
   it('reports version 2 and the controllers for berth info', () => {
-    expect(iso.info()).toEqual({ version: '2', driver: 'cgroupfs', controllers: ['cpu', 'cpuset', 'io', 'memory', 'pids'] });
+    expect(iso.info().cgroups).toEqual({ version: '2', driver: 'cgroupfs', controllers: ['cpu', 'cpuset', 'io', 'memory', 'pids'] });
   });
 
   it('creates <own>/berth/<id>, enables controllers on the way, and writes v2 limits', async () => {

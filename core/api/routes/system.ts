@@ -49,9 +49,10 @@ export function systemRoutes(router: Router, engine: Engine): void {
 
   router.add('GET', '/info', async (_req, res) => {
     const storage = engine.storage();
-    const runtime = engine.plugins.getSingle<{ name: string }>('runtime')?.name ?? engine.config.runtime;
+    const runtime = engine.runtime()?.name ?? engine.config.runtime;
     const containers = engine.containers.list();
-    const cgroups = engine.plugins.get<{ info?(): { version: string; driver: string; controllers: string[] } }>('isolator.cgroups')?.info?.();
+    const isolatorInfos = engine.isolators().map((iso) => iso.info?.() ?? {});
+    const cgroups = isolatorInfos.find((info) => info.cgroups)?.cgroups;
     sendJson(res, 200, {
       // Docker reports a hybrid host as cgroup v1; berth's own field says hybrid.
       CgroupVersion: cgroups ? (cgroups.version === '2' ? '2' : '1') : '',
@@ -121,15 +122,8 @@ export function systemRoutes(router: Router, engine: Engine): void {
       BerthPlugins: engine.plugins.infos,
       Runtimes: Object.fromEntries(runtimeNames(runtime).map((name) => [name, { path: `berth runtime.${runtime}` }])),
       DefaultRuntime: runtime,
-      // What active isolators report (e.g. `name=seccomp,profile=builtin`), and the cgroup namespace
-      // isolator.namespaces gives every container, as dockerd lists them.
-      SecurityOptions: [
-        ...engine.config.isolators.flatMap((id) => {
-          const info = engine.plugins.get<{ info?(): { securityOptions?: unknown } }>(`isolator.${id}`)?.info?.();
-          return Array.isArray(info?.securityOptions) ? (info.securityOptions as string[]) : [];
-        }),
-        ...(engine.plugins.get('isolator.namespaces') ? ['name=cgroupns'] : []),
-      ],
+      // What the active isolators apply (e.g. `name=seccomp,profile=builtin`), as dockerd lists them.
+      SecurityOptions: isolatorInfos.flatMap((info) => info.securityOptions ?? []),
       BerthCri: engine.config.cri,
       Warnings: [],
     });
