@@ -77,6 +77,8 @@ export {
   LOCK_NB,
   LOCK_UN,
 } from './sys/syscalls';
+// Layer stores mark their folders so ext4 spreads the trees below them (see sys/fsflags.ts).
+export { markTopDir, isTopDir } from './sys/fsflags';
 
 // eBPF programs (cgroup v2 device filters): the bpf(2) calls and an instruction builder.
 export {

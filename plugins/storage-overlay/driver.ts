@@ -38,6 +38,7 @@ import {
   type StorageUsage,
   type Quarantine,
   type Syscalls,
+  markTopDir,
 } from '../../core/plugin';
 import { mountPoints } from './mountinfo';
 
@@ -79,6 +80,8 @@ export class OverlayDriver implements StorageDriver {
 
   async init(): Promise<void> {
     for (const dir of [this.layersDir, this.linksDir, this.containersDir]) await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+    // Each layer and container tree in a block group of its own (ext4: creates skip fewer freed inodes).
+    for (const dir of [this.layersDir, this.containersDir]) markTopDir(dir);
   }
 
   /** Mounts and unmounts a tiny overlay under stateDir; throws with the kernel's reason. */
