@@ -4,7 +4,7 @@
  * podman, runc), in one run, as medians and ratios berth/peer. Prints a table; writes every raw
  * sample to a JSON file (default ./bench-results.json).
  *
- *   node dist/test/bench/run.js [--quick] [--pulls N] [--json PATH] [--only pull,run,exec,commit,storage,burst]
+ *   node dist/test/bench/run.js [--quick] [--pulls N] [--json PATH] [--only pull,run,exec,commit,storage,burst,scale]
  *
  * Needs root (real mounts and namespaces) and a built tree (`npm run build`). Everything it starts
  * lives below one temp dir and is stopped by pid; at the end it checks that no mount below that
@@ -15,18 +15,19 @@ import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import * as tarStream from 'tar-stream';
 import overlayPlugin from '../../plugins/storage-overlay/index';
 import type { Logger } from '../../core/contracts/types';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 import { apiRemove, apiRunOnce, type Berthd, CLI_COMMAND, expectStatus, startBerthd } from './berth';
 import { buildAndPushImages, type BenchImages, DEFAULT_BIG, type BigImageShape } from './images';
 import { hostResidueBefore, removeHostResidue } from './residue';
-import { BERTHD_JS, CLI_JS, Cleanup, processesMentioning, trackedPids, type CmdResult, median, mountsUnder, mustRun, pidAlive, removeTree, rssMB, runCmd, sleep, timed, which } from './lib';
+import { BERTHD_JS, CLI_JS, Cleanup, commOf, processesMentioning, trackedPids, type CmdResult, median, mountsUnder, mustRun, pidAlive, removeTree, rssMB, runCmd, sleep, timed, which } from './lib';
 import { dockerMissing, type Dockerd, podmanInstance, podmanMissing, runcBundle, startDockerd } from './peers';
 
 // ---- results -------------------------------------------------------------------------------------
 
-type Unit = 's' | 'ms' | 'MB' | 'count';
+type Unit = 's' | 'ms' | 'MB' | 'KiB' | 'count';
 
 interface Measure {
   id: string;
@@ -664,6 +665,104 @@ async function benchBurst(ctx: Ctx): Promise<void> {
   compare({ section: S, what: whatCli, berth: 'burstcli.berth', peer: 'burstcli.docker' });
 }
 
+// ---- 7. scale: many containers and images, memory per container ----------------------------------
+
+/** A field of /proc/PID/status in KiB (VmRSS, RssAnon ...). */
+function statusKiB(pid: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+/** Run `tasks` with `limit` at once. */
+async function inBatches<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: limit }, async () => {
+    while (next < items.length) await fn(items[next++]);
+  }));
+}
+
+async function benchScale(ctx: Ctx): Promise<void> {
+  const S = 'scale';
+  const RUNNING = 100;
+  const CONTAINERS = 1000;
+  const IMAGES = 500;
+  log(`[scale] ${RUNNING} running containers, then ${CONTAINERS} in all and ${IMAGES} images, on a berthd of its own`);
+  await attempt(S, 'berth', async () => {
+    const d = await startBerthd(dirFor(ctx, 'scale'));
+    const ids: string[] = [];
+    ctx.cleanup.add('remove scale containers, stop berthd', async () => {
+      await inBatches([...ids], 8, (id) => apiRemove(d.api, id).catch(() => undefined));
+      await d.stop();
+    });
+    ok(await d.cli(['pull', '-q', ctx.images.busybox], 120_000), 'berth pull busybox');
+    const create = async (cmd: string[]) => {
+      const res = expectStatus(await d.api('/containers/create', { method: 'POST', body: { Image: ctx.images.busybox, Cmd: cmd, HostConfig: { NetworkMode: 'none' } } }), 'create', 201);
+      ids.push(res.json.Id as string);
+      return res.json.Id as string;
+    };
+
+    // Memory: berthd's anonymous RSS idle, then with RUNNING containers; each one's monitor.
+    await sleep(1000);
+    const anonIdle = statusKiB(d.pid, 'RssAnon');
+    record('scale.anon.idle', S, 'berthd anonymous RSS (RssAnon), idle', 'berthd', 'MB', [anonIdle / 1024]);
+    absolute({ section: S, what: 'berthd anonymous RSS (RssAnon), idle', measure: 'scale.anon.idle', max: 30 });
+    await inBatches(Array.from({ length: RUNNING }, (_, i) => i), 4, async () => {
+      const id = await create(['sleep', '600']);
+      expectStatus(await d.api(`/containers/${id}/start`, { method: 'POST' }), 'start', 204);
+    });
+    await sleep(1000);
+    const anonBusy = statusKiB(d.pid, 'RssAnon');
+    const perContainer = (anonBusy - anonIdle) / RUNNING;
+    record('scale.anon.per', S, `berthd anonymous RSS added per running container (${RUNNING} running)`, 'berthd', 'KiB', [perContainer]);
+    absolute({ section: S, what: `berthd anonymous RSS added per running container (${RUNNING} running)`, measure: 'scale.anon.per', max: 100 });
+    const monitors: number[] = [];
+    for (const id of ids) {
+      const pid = (await d.api(`/containers/${id}/json`)).json?.State?.Pid as number;
+      const ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
+      if (commOf(ppid).startsWith('berth-launch')) monitors.push(statusKiB(ppid, 'VmRSS') / 1024);
+    }
+    if (monitors.length) {
+      record('scale.monitor', S, 'monitor (berth-launch) RSS per running container', 'berth-launch', 'MB', monitors);
+      absolute({ section: S, what: 'monitor (berth-launch) RSS per running container', measure: 'scale.monitor', max: 1 });
+    }
+
+    // Listing: CONTAINERS containers (the running ones plus created ones), then IMAGES images.
+    await inBatches(Array.from({ length: CONTAINERS - RUNNING }, (_, i) => i), 4, async () => void (await create(['true'])));
+    const listTimes = async (urlPath: string, expect: number) => {
+      const samples: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const { seconds, value } = await timed(() => d.api(urlPath));
+        const n = (expectStatus(value, urlPath, 200).json as unknown[]).length;
+        if (n < expect) throw new Error(`${urlPath} listed ${n}, expected at least ${expect}`);
+        samples.push(seconds * 1000);
+      }
+      return samples;
+    };
+    const whatPs = `GET /containers/json?all=1 with ${CONTAINERS} containers`;
+    record('scale.ps', S, whatPs, 'berthd', 'ms', await listTimes('/containers/json?all=1', CONTAINERS));
+    absolute({ section: S, what: whatPs, measure: 'scale.ps', max: 50 });
+
+    // Distinct images, each one file of its own (docker import of a tiny tar).
+    await inBatches(Array.from({ length: IMAGES }, (_, i) => i), 4, async (i) => {
+      const tar = await tarOfFile(`image-${i}`, `${i}\n`);
+      expectStatus(await d.api(`/images/create?fromSrc=-&repo=scale/img${i}&tag=latest`, { method: 'POST', body: tar, headers: { 'content-type': 'application/x-tar' } }), `import ${i}`, 200);
+    });
+    const whatImages = `GET /images/json with ${IMAGES} images`;
+    record('scale.images', S, whatImages, 'berthd', 'ms', await listTimes('/images/json', IMAGES));
+    absolute({ section: S, what: whatImages, measure: 'scale.images', max: 50 });
+  });
+}
+
+/** A tar of one regular file (512-byte header, data padded, two zero blocks). */
+async function tarOfFile(name: string, content: string): Promise<Buffer> {
+  const pack = tarStream.pack();
+  pack.entry({ name, mode: 0o644, mtime: new Date(0) }, content);
+  pack.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of pack) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
 // ---- report --------------------------------------------------------------------------------------
 
 function fmt(m: Measure | undefined): string {
@@ -677,6 +776,7 @@ function fmtValue(m: Measure): string {
   if (m.unit === 's') return v < 1 ? `${(v * 1000).toFixed(0)} ms` : `${v.toFixed(2)} s`;
   if (m.unit === 'ms') return `${v.toFixed(v < 10 ? 2 : 1)} ms`;
   if (m.unit === 'MB') return `${v.toFixed(1)} MB`;
+  if (m.unit === 'KiB') return `${v.toFixed(0)} KiB`;
   return String(v);
 }
 
@@ -718,8 +818,8 @@ function buildRows(): { rows: Row[]; targetResults: { what: string; against: str
     } else if (t) {
       const m = measures.get(t.measure);
       const met = m ? m.median <= t.max : null;
-      rows.push({ section: t.section, what: t.what, berth: fmt(m), peerTool: '(absolute target)', peer: '', ratio: '', target: `<= ${t.max} ms`, verdict: met === null ? 'n/a' : met ? 'met' : 'MISSED' });
-      targetResults.push({ what: t.what, against: 'absolute', value: m?.median ?? null, target: `<= ${t.max} ms`, met });
+      rows.push({ section: t.section, what: t.what, berth: fmt(m), peerTool: '(absolute target)', peer: '', ratio: '', target: `<= ${t.max} ${m?.unit ?? 'ms'}`, verdict: met === null ? 'n/a' : met ? 'met' : 'MISSED' });
+      targetResults.push({ what: t.what, against: 'absolute', value: m?.median ?? null, target: `<= ${t.max} ${m?.unit ?? 'ms'}`, met });
     }
   }
   return { rows, targetResults };
@@ -753,7 +853,7 @@ function summarisePaths(paths: string[]): string {
 
 // ---- main ----------------------------------------------------------------------------------------
 
-const SECTIONS = ['pull', 'run', 'exec', 'commit', 'storage', 'burst'] as const;
+const SECTIONS = ['pull', 'run', 'exec', 'commit', 'storage', 'burst', 'scale'] as const;
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
@@ -858,7 +958,7 @@ async function main(): Promise<number> {
     if (ctx.dockerWhy) log(`docker: skipped (${ctx.dockerWhy})`);
     if (ctx.podmanWhy) log(`podman: skipped (${ctx.podmanWhy})`);
 
-    const sections: Record<(typeof SECTIONS)[number], (c: Ctx) => Promise<void>> = { pull: benchPull, run: benchRun, exec: benchExec, commit: benchCommit, storage: benchStorage, burst: benchBurst };
+    const sections: Record<(typeof SECTIONS)[number], (c: Ctx) => Promise<void>> = { pull: benchPull, run: benchRun, exec: benchExec, commit: benchCommit, storage: benchStorage, burst: benchBurst, scale: benchScale };
     for (const s of SECTIONS) {
       if (!only.includes(s)) continue;
       const t = await timed(() => sections[s](ctx));
