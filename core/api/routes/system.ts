@@ -123,7 +123,7 @@ export function systemRoutes(router: Router, engine: Engine): void {
       Runtimes: Object.fromEntries(runtimeNames(runtime).map((name) => [name, { path: `berth runtime.${runtime}` }])),
       DefaultRuntime: runtime,
       // What the active isolators apply (e.g. `name=seccomp,profile=builtin`), as dockerd lists them.
-      SecurityOptions: isolatorInfos.flatMap((info) => info.securityOptions ?? []),
+      SecurityOptions: dockerdOrder(isolatorInfos.flatMap((info) => info.securityOptions ?? [])),
       BerthCri: engine.config.cri,
       Warnings: [],
     });
@@ -282,4 +282,14 @@ function pluginPrivileges(c: PluginConfig): { Name: string; Description: string;
   if (c.linux?.allowAllDevices) out.push({ Name: 'allow-all-devices', Description: "allow 'rwm' access to all devices", Value: ['true'] });
   if (c.linux?.capabilities?.length) out.push({ Name: 'capabilities', Description: 'list of additional capabilities required', Value: c.linux.capabilities });
   return out;
+}
+
+/** The order dockerd lists security options in (daemon/info.go); others go before cgroupns. */
+const SECURITY_OPTION_ORDER = ['apparmor', 'seccomp', 'selinux', 'userns', 'rootless', 'cgroupns'];
+function dockerdOrder(options: string[]): string[] {
+  const rank = (opt: string) => {
+    const i = SECURITY_OPTION_ORDER.indexOf(/name=([^,]+)/.exec(opt)?.[1] ?? '');
+    return i >= 0 ? i : SECURITY_OPTION_ORDER.length - 1.5;
+  };
+  return [...options].sort((a, b) => rank(a) - rank(b));
 }
