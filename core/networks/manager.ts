@@ -4,7 +4,7 @@
  * bindings, and while running the endpoints CNI made and the host ports in use), host-local IPAM
  * state (`<root>/networks/ipam/`), bridges, published ports (userland proxy) and the DNS
  * responder of each user-defined network. The container side (CNI ADD/DEL) is the network
- * isolator's (plugins/network-cni), which calls this manager through the NetworkService contract.
+ * isolator's (plugins/isolator-network), which calls this manager through the NetworkService contract.
  *
  * A network's bridge (and DNS responder) is made when its first container starts and stays while
  * berthd runs, so later starts skip that work; `network rm` and berthd's stop take unused bridges
