@@ -14,7 +14,7 @@ export interface BuildOutput {
   raw(msg: Record<string, unknown>): void;
 }
 
-export const shortId = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
+const shortId = (id: string) => id.replace(/^sha256:/, '').slice(0, 12);
 
 export class BuildProgress {
   private step = 0;
