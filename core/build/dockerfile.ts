@@ -4,7 +4,7 @@
  * ignored), comment lines dropped (also inside continued lines), lines ending in the escape
  * character joined with the next, instruction names case-insensitive, leading `--flag=value`
  * options split off, and the JSON (exec) form recognised. Variables are substituted later, at
- * build time, when their values are known (see words.ts and builder.ts).
+ * build time, when their values are known (see words.ts and instructions/).
  */
 import { InvalidArgumentError } from '../contracts/errors';
 

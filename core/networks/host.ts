@@ -8,6 +8,7 @@ import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import { promisify } from 'node:util';
+import type { NetworkRecord } from './records';
 
 const run = promisify(execFile);
 
@@ -27,7 +28,7 @@ async function ip(args: string[]): Promise<string> {
  * mounted sysfs. Cheap enough for every start; a bridge without an address reads as absent and
  * is repaired by ensureBridge.
  */
-export function bridgeReady(dev: string): boolean {
+function bridgeReady(dev: string): boolean {
   return dev in networkInterfaces();
 }
 
@@ -38,7 +39,7 @@ export async function linkNames(): Promise<Set<string>> {
 }
 
 /** Create (or repair) the bridge: present, gateway addresses set, forwarding off, up. */
-export async function ensureBridge(dev: string, gateway: string, prefixLen: number, gateway6?: { address: string; len: number }): Promise<void> {
+async function ensureBridge(dev: string, gateway: string, prefixLen: number, gateway6?: { address: string; len: number }): Promise<void> {
   await ip(['link', 'add', 'name', dev, 'type', 'bridge']).catch((err: Error) => {
     if (!/File exists/.test(err.message)) throw err; // made earlier, or by another start at the same moment
   });
@@ -51,8 +52,29 @@ export async function ensureBridge(dev: string, gateway: string, prefixLen: numb
   await ip(['link', 'set', dev, 'up']);
 }
 
-export async function deleteBridge(dev: string): Promise<void> {
+async function deleteBridge(dev: string): Promise<void> {
   await ip(['link', 'del', dev]).catch(() => undefined); // already gone is fine
+}
+
+/**
+ * The bridges of berth's networks. A bridge is made when its network's first container starts
+ * and stays while berthd runs, so later starts only check it is still there.
+ */
+export class HostBridges {
+  private readonly ready = new Set<string>();
+
+  async up(net: Pick<NetworkRecord, 'Bridge' | 'Subnet' | 'Gateway' | 'Subnet6' | 'Gateway6'>): Promise<void> {
+    if (this.ready.has(net.Bridge) && bridgeReady(net.Bridge)) return;
+    const c = parseCidr(net.Subnet)!;
+    const c6 = net.Subnet6 ? parseCidr6(net.Subnet6) : undefined;
+    await ensureBridge(net.Bridge, net.Gateway, c.len, c6 ? { address: net.Gateway6!, len: c6.len } : undefined);
+    this.ready.add(net.Bridge);
+  }
+
+  async down(dev: string): Promise<void> {
+    this.ready.delete(dev);
+    await deleteBridge(dev);
+  }
 }
 
 /** IPv4 routes of the host as [network, prefixLen], to keep berth's subnets clear of them. */
