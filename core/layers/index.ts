@@ -13,7 +13,8 @@ export {
   OVERLAY_OPAQUE_XATTR,
 } from './names';
 export { resolveInRoot, ensureDirs, type Resolved } from './resolve';
-export { applyLayerTar, lstatOrNull, type ApplyOptions, type ApplyResult, type WhiteoutMode } from './apply';
+export { applyLayerTar, type ApplyOptions, type ApplyResult, type WhiteoutMode } from './apply';
+export { lstatOrNull } from './applier';
 export { applyLayerTarThreaded } from './apply-worker';
 export { openLayerStream, layerCompression, type LayerCompression } from './compression';
 export {

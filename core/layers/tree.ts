@@ -14,7 +14,7 @@ import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import type { Change } from '../contracts/storage';
 import { OVERLAY_OPAQUE_XATTR } from './names';
-import { lstatOrNull } from './apply';
+import { lstatOrNull } from './applier';
 import { lstatIn, pinRoot, type PinnedDir } from '../sys/inroot';
 import { syscalls as defaultSyscalls, type Syscalls } from '../sys/syscalls';
 
