@@ -8,7 +8,8 @@
  *   helpers, and its packages are Node's own plus tar-stream;
  * - the folders of core form no cycle (each folder depends on ones below it);
  * - errors are thrown as kinds (NotFoundError, ConflictError ...), not as `new BerthError(msg, 409)`:
- *   the status of a kind is in one table (HTTP_STATUS).
+ *   the status of a kind is in one table (HTTP_STATUS);
+ * - no source file is longer than MAX_LINES: a file that long holds more than one thing.
  * Each check is also run on a small made-up graph that breaks it, so a check that silently finds
  * nothing fails here too.
  */
@@ -192,6 +193,17 @@ function fakeGraph(edges: Record<string, string[]>): ImportGraph {
   );
 }
 
+/** Lines a source file may have (core, plugins, examples). */
+const MAX_LINES = 400;
+
+/** Files of `texts` longer than `max` lines, as `file (N lines)`. */
+function oversized(texts: Map<string, string>, max: number): string[] {
+  return [...texts].flatMap(([file, text]) => {
+    const lines = text.split('\n').length - (text.endsWith('\n') ? 1 : 0);
+    return lines > max ? [`${file} (${lines} lines)`] : [];
+  });
+}
+
 describe('house rules', () => {
   const sources = [...tsFiles('core'), ...tsFiles('plugins')];
   const graph = buildGraph(sources);
@@ -249,5 +261,11 @@ describe('house rules', () => {
       ['core/b.ts', 'throw new BerthError(`${e.message}`, e.status ?? HTTP_STATUS.Internal, { cause: e });'],
     ]);
     expect(statusesPickedAtThrow(bad)).toEqual(['core/a.ts:1', 'core/a.ts:2']);
+  });
+
+  it(`no source file is longer than ${MAX_LINES} lines`, () => {
+    const files = [...sources, ...tsFiles('examples')];
+    expect(oversized(new Map(files.map((f) => [f, fs.readFileSync(path.join(REPO, f), 'utf8')])), MAX_LINES)).toEqual([]);
+    expect(oversized(new Map([['core/a.ts', 'x\n'.repeat(401)], ['core/b.ts', 'x\n'.repeat(400)]]), MAX_LINES)).toEqual(['core/a.ts (401 lines)']);
   });
 });
