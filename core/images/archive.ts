@@ -33,7 +33,8 @@ import type { LayerUnpacker } from './pull';
 import { parseConfig } from './pull';
 import { hostPlatform, parseManifest, selectPlatform } from './manifest';
 import { familiarName, familiarReference, formatReference, parseReference } from './reference';
-import { buildManifest, formatOf, recordImage } from './commit';
+import { buildManifest, formatOf } from './manifest-build';
+import { recordImage } from './record-image';
 import { decompressIfNeeded } from './import';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
