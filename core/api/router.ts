@@ -4,7 +4,7 @@
  * Docker's `{"message": "..."}` with the error's status code.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { BerthError, InvalidArgumentError, TooLargeError, UnavailableError } from '../contracts/errors';
+import { BerthError, InvalidArgumentError, TooLargeError, UnavailableError, startFailureReason } from '../contracts/errors';
 
 export const API_VERSION = '1.43';
 export const MIN_API_VERSION = '1.24';
@@ -134,7 +134,13 @@ export function sendError(res: ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
-  sendJson(res, status, { message });
+  sendJson(res, status, { message, ...startFailureDetail(err) });
+}
+
+/** berth's addition to Docker's error body: why a command could not start (the CLI picks docker run's exit code from it). */
+function startFailureDetail(err: unknown): { kind?: 'StartFailure'; reason?: string } {
+  const reason = startFailureReason(err);
+  return reason ? { kind: 'StartFailure', reason } : {};
 }
 
 /**

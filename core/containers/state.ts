@@ -10,7 +10,7 @@
  *   running --exit--> exited --(restart policy)--> restarting --start--> running
  *   any --remove--> removing (the record then goes)
  */
-import { BerthError, StateError } from '../contracts/errors';
+import { type BerthError, START_FAILURE_EXIT_CODES, StateError, startFailureReason } from '../contracts/errors';
 import type { ExitStatus } from '../contracts/runtime';
 import { type ContainerRecord, initialState } from './record';
 
@@ -57,11 +57,13 @@ export function markStarted(rec: ContainerRecord, pid: number, startedAt: string
 
 /**
  * A start failed before the process ran: the state stays what it was, with the error and
- * Docker's exit code for it (127 for a command that cannot be run, 128 otherwise).
+ * dockerd's exit code for it: 127 for a command not found, 126 for one that cannot be run, 127
+ * for other refusals of the command (a runtime that gives no reason), 128 for anything else.
  */
 export function markStartFailed(rec: ContainerRecord, err: unknown): void {
+  const reason = startFailureReason(err);
   rec.State.Error = (err as Error).message;
-  rec.State.ExitCode = (err as BerthError).status === 400 ? 127 : 128;
+  rec.State.ExitCode = reason ? START_FAILURE_EXIT_CODES[reason] : (err as BerthError).status === 400 ? 127 : 128;
 }
 
 /** The process ended (or was found ended after a berthd restart). */

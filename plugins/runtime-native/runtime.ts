@@ -19,6 +19,9 @@ import {
   BerthError,
   ConflictError,
   InvalidArgumentError,
+  START_FAILURE_EXIT_CODES,
+  StartFailure,
+  type StartFailureReason,
   ATTACH_SOCKET,
   EXIT_FILE,
   LOG_FILE,
@@ -96,8 +99,13 @@ export class NativeRuntime implements Runtime {
         if (err) reject(err);
         else resolve(value!);
       };
-      const failure = (message: string) =>
-        new (/^exec: /.test(message) ? InvalidArgumentError : BerthError)(`container ${containerId}: ${message}`);
+      const failure = (message: string) => new BerthError(`container ${containerId}: ${message}`);
+      /** The launcher's `error CODE MESSAGE`: 127 and 126 say why the command cannot run, 125 is anything else. */
+      const startFailure = (line: string) => {
+        const [, code, message] = /^(\d+) ([\s\S]*)$/.exec(line) ?? ['', '125', line];
+        const reason = (Object.keys(START_FAILURE_EXIT_CODES) as StartFailureReason[]).find((r) => START_FAILURE_EXIT_CODES[r] === Number(code));
+        return reason ? new StartFailure(`container ${containerId}: ${message}`, reason) : failure(message);
+      };
 
       const onLine = async (line: string) => {
         const space = line.indexOf(' ');
@@ -121,7 +129,7 @@ export class NativeRuntime implements Runtime {
             startedAt: record?.startedAt ?? new Date().toISOString(),
           });
         } else if (word === 'error') {
-          finish(failure(rest));
+          finish(startFailure(rest));
         }
       };
       // Lines are handled one after another; the close handler queues behind them.

@@ -3,18 +3,31 @@
 
 int err_fd = -1;
 
-static void child_fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
-static void child_fail(const char *fmt, ...) {
+/* Tell the monitor why the start failed: `CODE MESSAGE`, with errno's text when it is set. */
+static void fail_with(enum start_failure code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+static void fail_with(enum start_failure code, const char *fmt, ...) {
   char buf[1024];
   int saved = errno;
+  int n = snprintf(buf, sizeof buf, "%d ", code);
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(buf, sizeof buf, fmt, ap);
+  n += vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
   va_end(ap);
   if (n > 0 && saved && n < (int)sizeof buf - 4)
     snprintf(buf + n, sizeof buf - (size_t)n, ": %s", strerror(saved));
   if (write_all(err_fd, buf, strlen(buf)) < 0) { /* monitor gone */ }
-  _exit(127);
+  _exit(code);
+}
+
+/* A step before the exec failed. */
+#define child_fail(...) fail_with(START_FAILED, __VA_ARGS__)
+
+/* Why an execve failed, as docker tells the cases apart (moby's translateContainerdStartErr):
+ * nothing there is 127, there but not runnable is 126. */
+static enum start_failure exec_failure(int err) {
+  if (err == ENOENT || err == ENOTDIR) return START_NOT_FOUND;
+  if (err == EACCES || err == EISDIR) return START_NOT_EXECUTABLE;
+  return START_FAILED;
 }
 
 static int openat2_in_root(int rootfd, const char *path, int flags) {
@@ -380,7 +393,7 @@ __attribute__((noreturn)) static void exec_process(void) {
   const char *file = P.args[0];
   if (strchr(file, '/')) {
     execve(file, P.args, P.env);
-    child_fail("exec: \"%s\"", file);
+    fail_with(exec_failure(errno), "exec: \"%s\"", file);
   }
   const char *path = env_get("PATH");
   if (!path) path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -393,13 +406,13 @@ __attribute__((noreturn)) static void exec_process(void) {
     snprintf(full, sizeof full, "%.*s/%s", (int)len, len ? p : ".", file);
     execve(full, P.args, P.env);
     if (errno == EACCES) saw_eacces = 1;
-    else if (errno != ENOENT && errno != ENOTDIR) child_fail("exec: \"%s\"", full);
+    else if (errno != ENOENT && errno != ENOTDIR) fail_with(exec_failure(errno), "exec: \"%s\"", full);
     if (!colon) break;
     p = colon + 1;
   }
-  errno = saw_eacces ? EACCES : 0;
-  if (saw_eacces) child_fail("exec: \"%s\": permission denied", file);
-  child_fail("exec: \"%s\": executable file not found in $PATH", file);
+  errno = 0;
+  if (saw_eacces) fail_with(START_NOT_EXECUTABLE, "exec: \"%s\": permission denied", file);
+  fail_with(START_NOT_FOUND, "exec: \"%s\": executable file not found in $PATH", file);
 }
 
 static void join_namespaces(void) {

@@ -26,7 +26,9 @@
  *
  * Status channel (fd 3, a socket or pipe pair from berthd), one line each:
  *   launcher -> berthd: `pid N` (child cloned, waiting), `started N` (exec done; N = final pid),
- *                       `error MESSAGE` (start failed; the monitor then exits)
+ *                       `error CODE MESSAGE` (start failed; the monitor then exits). CODE says why,
+ *                       as docker run's exit code: 127 the command was not found, 126 it was found
+ *                       but cannot be run (permission, a directory), 125 anything else.
  *   berthd -> launcher: `go` (attach done: continue), anything else or EOF: kill the child, exit.
  *
  * Monitor (parent half, double-forked into its own session, child subreaper):
@@ -169,7 +171,11 @@ long oom_kills(const char *dir);
 int read_line(int fd, char *buf, size_t size);
 
 /* child.c: runs in the cloned child, never returns */
-extern int err_fd; /* the child's error pipe: close-on-exec, so EOF there means the exec worked */
+/* Why a start failed (the CODE of the status channel's `error` line). */
+enum start_failure { START_FAILED = 125, START_NOT_EXECUTABLE = 126, START_NOT_FOUND = 127 };
+/* The child's error pipe: close-on-exec, so EOF there means the exec worked. What the child writes
+ * there is `CODE MESSAGE`. */
+extern int err_fd;
 void parse_mount_opts(char *opts, unsigned long *flags, unsigned long *prop, char *data, size_t size);
 void child_main(int sync_rd, int pid_wr, int console_sock, int in_fd, int out_fd, int errs_fd) __attribute__((noreturn));
 
