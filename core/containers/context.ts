@@ -90,10 +90,6 @@ export class ContainerContext {
     return next;
   }
 
-  stateDir(id: string): string {
-    return this.store.stateDir(id);
-  }
-
   /** Where a started container's launch plan is kept (exec sessions derive theirs from it). */
   launchPlanPath(id: string): string {
     return path.join(this.store.stateDir(id), 'launch.json');

@@ -135,14 +135,14 @@ export class ContainerManager extends EventEmitter {
 
   logPath(ref: string): string {
     const rec = this.get(ref);
-    return this.ctx.runtime().logPath(rec.Id, this.ctx.stateDir(rec.Id));
+    return this.ctx.runtime().logPath(rec.Id, this.ctx.store.stateDir(rec.Id));
   }
 
   /** Connect to the running container's attach socket (monitor protocol, core/launcher/attach.ts). */
   connectAttach(ref: string): net.Socket | undefined {
     const rec = this.get(ref);
     if (!rec.State.Running) return undefined;
-    const socket = this.ctx.runtime().attachSocket?.(rec.Id, this.ctx.stateDir(rec.Id));
+    const socket = this.ctx.runtime().attachSocket?.(rec.Id, this.ctx.store.stateDir(rec.Id));
     return socket ? connectUnix(socket) : undefined;
   }
 

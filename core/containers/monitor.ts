@@ -23,7 +23,7 @@ function watchExit(ctx: ContainerContext, id: string): void {
   ctx.watching.add(id);
   ctx
     .runtime()
-    .wait(id, ctx.stateDir(id))
+    .wait(id, ctx.store.stateDir(id))
     .then(
       (exit) => ctx.serial(id, () => handleExit(ctx, id, exit)),
       (err) => ctx.serial(id, () => handleExit(ctx, id, { exitCode: 255, signal: null, oomKilled: false, finishedAt: new Date().toISOString(), error: (err as Error).message })),
@@ -66,7 +66,7 @@ export async function recover(ctx: ContainerContext): Promise<void> {
   const live: string[] = [];
   for (const rec of ctx.store.list()) {
     if (!rec.State.Running || !runtime) continue;
-    const state = await runtime.state(rec.Id, ctx.stateDir(rec.Id));
+    const state = await runtime.state(rec.Id, ctx.store.stateDir(rec.Id));
     if (state.status === 'running') {
       live.push(rec.Id);
       watchExit(ctx, rec.Id);

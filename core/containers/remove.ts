@@ -24,7 +24,7 @@ export async function removeNow(ctx: ContainerContext, id: string, opts: RemoveO
   const rec = ctx.store.find(id);
   if (!rec) return;
   assertCan('remove', rec, { force: opts.force });
-  const stateDir = ctx.stateDir(id);
+  const stateDir = ctx.store.stateDir(id);
   if (rec.State.Running) {
     await thaw(ctx, rec);
     const exited = waitFor(ctx, id, 'next-exit');

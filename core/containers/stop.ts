@@ -21,7 +21,7 @@ export async function killContainer(ctx: ContainerContext, ref: string, signal: 
   // `docker kill` followed by `docker inspect` sees the exit; other signals return at once.
   const isKill = ['SIGKILL', 'KILL', '9'].includes(String(signal).toUpperCase());
   const exited = isKill ? waitFor(ctx, rec.Id, 'not-running') : undefined;
-  await ctx.runtime().kill(rec.Id, ctx.stateDir(rec.Id), signal);
+  await ctx.runtime().kill(rec.Id, ctx.store.stateDir(rec.Id), signal);
   ctx.events.emit('kill', rec.Id);
   if (exited) await Promise.race([exited.catch(() => undefined), new Promise((r) => setTimeout(r, 10_000).unref())]);
 }
@@ -35,13 +35,13 @@ export async function stopContainer(ctx: ContainerContext, ref: string, timeout?
   const exited = waitFor(ctx, rec.Id, 'not-running');
   const t = timeout ?? rec.Config.StopTimeout ?? DEFAULT_STOP_TIMEOUT;
   try {
-    await ctx.runtime().kill(rec.Id, ctx.stateDir(rec.Id), signal || rec.Config.StopSignal || 'SIGTERM');
+    await ctx.runtime().kill(rec.Id, ctx.store.stateDir(rec.Id), signal || rec.Config.StopSignal || 'SIGTERM');
   } catch (err) {
     if (!(err instanceof ConflictError)) throw err;
   }
   const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), Math.max(0, t) * 1000).unref());
   if ((await Promise.race([exited, timer])) === 'timeout') {
-    await ctx.runtime().kill(rec.Id, ctx.stateDir(rec.Id), 'SIGKILL').catch(() => undefined);
+    await ctx.runtime().kill(rec.Id, ctx.store.stateDir(rec.Id), 'SIGKILL').catch(() => undefined);
     await exited;
   }
   ctx.events.emit('stop', rec.Id);
