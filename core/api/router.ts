@@ -1,7 +1,7 @@
 /**
  * A small router for the Docker-shaped API: routes are regexes over the unversioned path
  * (`/v1.43/images/json` and `/images/json` reach the same handler), and every error becomes
- * Docker's `{"message": "..."}` with the error's status code.
+ * Docker's `{"message": "..."}` with the error's status code (a StartFailure adds its kind and reason).
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { BerthError, InvalidArgumentError, TooLargeError, UnavailableError, startFailureReason } from '../contracts/errors';
