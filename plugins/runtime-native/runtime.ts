@@ -100,12 +100,8 @@ export class NativeRuntime implements Runtime {
         else resolve(value!);
       };
       const failure = (message: string) => new BerthError(`container ${containerId}: ${message}`);
-      /** The launcher's `error CODE MESSAGE`: 127 and 126 say why the command cannot run, 125 is anything else. */
-      const startFailure = (line: string) => {
-        const [, code, message] = /^(\d+) ([\s\S]*)$/.exec(line) ?? ['', '125', line];
-        const reason = (Object.keys(START_FAILURE_EXIT_CODES) as StartFailureReason[]).find((r) => START_FAILURE_EXIT_CODES[r] === Number(code));
-        return reason ? new StartFailure(`container ${containerId}: ${message}`, reason) : failure(message);
-      };
+      /** Why the command cannot run, from the launcher's `reason CODE` line (docker run's 127, 126) before its `error`. */
+      let reason: StartFailureReason | undefined;
 
       const onLine = async (line: string) => {
         const space = line.indexOf(' ');
@@ -128,8 +124,10 @@ export class NativeRuntime implements Runtime {
             monitorPid: record?.monitorPid,
             startedAt: record?.startedAt ?? new Date().toISOString(),
           });
+        } else if (word === 'reason') {
+          reason = (Object.keys(START_FAILURE_EXIT_CODES) as StartFailureReason[]).find((r) => START_FAILURE_EXIT_CODES[r] === Number(rest));
         } else if (word === 'error') {
-          finish(startFailure(rest));
+          finish(reason ? new StartFailure(`container ${containerId}: ${rest}`, reason) : failure(rest));
         }
       };
       // Lines are handled one after another; the close handler queues behind them.

@@ -27,9 +27,10 @@
  *
  * Status channel (fd 3, a socket or pipe pair from berthd), one line each:
  *   launcher -> berthd: `pid N` (child cloned, waiting), `started N` (exec done; N = final pid),
- *                       `error CODE MESSAGE` (start failed; the monitor then exits). CODE says why,
- *                       as docker run's exit code: 127 the command was not found, 126 it was found
- *                       but cannot be run (permission, a directory), 125 anything else.
+ *                       `error MESSAGE` (start failed; the monitor then exits), just before it
+ *                       `reason CODE` when the command itself cannot run, CODE as docker run's
+ *                       exit code: 127 it was not found, 126 it cannot be run (permission, a
+ *                       directory). Any other failure has no reason line (docker run's 125).
  *   berthd -> launcher: `go` (attach done: continue), anything else or EOF: kill the child, exit.
  *
  * Monitor (parent half, double-forked into its own session, child subreaper):
@@ -172,7 +173,7 @@ long oom_kills(const char *dir);
 int read_line(int fd, char *buf, size_t size);
 
 /* child.c: runs in the cloned child, never returns */
-/* Why a start failed (the CODE of the status channel's `error` line). */
+/* Why a start failed (the CODE of the status channel's `reason` line). */
 enum start_failure { START_FAILED = 125, START_NOT_EXECUTABLE = 126, START_NOT_FOUND = 127 };
 /* The child's error pipe: close-on-exec, so EOF there means the exec worked. What the child writes
  * there is `CODE MESSAGE`. */

@@ -145,12 +145,14 @@ int main(int argc, char **argv) {
   if (errlen) {
     int st = 0;
     waitpid(pid, &st, 0);
-    /* `CODE MESSAGE`: berthd gets both, the exit file the message. */
+    /* `CODE MESSAGE`: berthd gets both (the code only when it says more than "failed"), the exit
+     * file the message. */
     char *message;
     long code = strtol(errbuf, &message, 10);
     if (message == errbuf || *message != ' ') code = START_FAILED, message = errbuf;
     else message++;
-    status_line("error %ld %s", code, message);
+    if (code != START_FAILED) status_line("reason %ld", code);
+    status_line("error %s", message);
     unlink("attach.sock");
     write_exit(st, 0, -1, message);
     return 1;

@@ -23,7 +23,7 @@ void die(const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(buf, sizeof buf, fmt, ap);
   va_end(ap);
-  status_line("error %d %s", START_FAILED, buf);
+  status_line("error %s", buf);
   fprintf(stderr, "berth-launch: %s\n", buf);
   exit(1);
 }
