@@ -1,10 +1,10 @@
 /**
  * A small router for the Docker-shaped API: routes are regexes over the unversioned path
  * (`/v1.43/images/json` and `/images/json` reach the same handler), and every error becomes
- * Docker's `{"message": "..."}` with the error's status code.
+ * Docker's `{"message": "..."}` with the error's status code (a StartFailure adds its kind and reason).
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import { BerthError, InvalidArgumentError, TooLargeError, UnavailableError } from '../contracts/errors';
+import { BerthError, InvalidArgumentError, TooLargeError, UnavailableError, startFailureReason } from '../contracts/errors';
 
 export const API_VERSION = '1.43';
 export const MIN_API_VERSION = '1.24';
@@ -134,7 +134,13 @@ export function sendError(res: ServerResponse, err: unknown): void {
     res.destroy();
     return;
   }
-  sendJson(res, status, { message });
+  sendJson(res, status, { message, ...startFailureDetail(err) });
+}
+
+/** berth's addition to Docker's error body: why a command could not start (the CLI picks docker run's exit code from it). */
+function startFailureDetail(err: unknown): { kind?: 'StartFailure'; reason?: string } {
+  const reason = startFailureReason(err);
+  return reason ? { kind: 'StartFailure', reason } : {};
 }
 
 /**

@@ -4,14 +4,15 @@
  * triggers first, then every instruction through its handler (instructions/). Every step starts
  * from the previous step's image and goes through `commit`: a cache hit moves the stage to the
  * cached image; otherwise the step runs and its result is recorded. Layers are gzip-stored and
- * applied under their chain IDs (images/commit.ts storeLayer/recordImage), so each step's image
+ * applied under their chain IDs (images/store-layer.ts, record-image.ts), so each step's image
  * is a real, runnable image.
  */
 import type { Descriptor, HistoryEntry, ImageConfig } from '../contracts/types';
 import type { RegistryCredentials } from '../contracts/registry';
 import { CanceledError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import { type ImageRecord, MAX_CONFIG_BYTES, checkConfigSize } from '../images/store';
-import { formatOf, recordImage } from '../images/commit';
+import { formatOf } from '../images/manifest-build';
+import { recordImage } from '../images/record-image';
 import { hostPlatform } from '../images/manifest';
 import { parseReference } from '../images/reference';
 import { type ArgValues, baseName, metaArgValues, stageLookup } from './args';

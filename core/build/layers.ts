@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { StorageDriver } from '../contracts/storage';
 import { BerthError } from '../contracts/errors';
 import type { ImageRecord } from '../images/store';
-import { type StoredLayer, storeLayer } from '../images/commit';
+import { type StoredLayer, storeLayer } from '../images/store-layer';
 import type { BuilderDeps } from './options';
 
 /** A scratch layer after its callback ran: `diff()` stores its changes as a layer, `discard()` drops it; both remove it. */

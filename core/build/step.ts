@@ -4,7 +4,8 @@
  */
 import type { ContainerConfig, Descriptor, ImageConfig } from '../contracts/types';
 import { type ImageRecord, chainIds } from '../images/store';
-import type { ManifestFormat, StoredLayer } from '../images/commit';
+import type { ManifestFormat } from '../images/manifest-build';
+import type { StoredLayer } from '../images/store-layer';
 import type { ArgValues } from './args';
 import type { Dockerfile } from './dockerfile';
 import type { BuildLayers } from './layers';

@@ -7,7 +7,8 @@ export const API_PREFIX = '/v1.43';
 export const DEFAULT_SOCKET = '/run/berth/berth.sock';
 
 export class ApiError extends Error {
-  constructor(readonly status: number, message: string) {
+  /** `reason`: why a container's command could not start, when the daemon says (kind StartFailure). */
+  constructor(readonly status: number, message: string, readonly reason?: string) {
     super(message);
   }
 }
@@ -68,12 +69,15 @@ export class Client {
           res.on('end', () => {
             const text = Buffer.concat(chunks).toString('utf8');
             let message = text;
+            let reason: string | undefined;
             try {
-              message = JSON.parse(text).message ?? text;
+              const body = JSON.parse(text);
+              message = body.message ?? text;
+              if (body.kind === 'StartFailure') reason = body.reason;
             } catch {
               /* not JSON: keep the text */
             }
-            reject(new ApiError(res.statusCode ?? 500, message || `HTTP ${res.statusCode}`));
+            reject(new ApiError(res.statusCode ?? 500, message || `HTTP ${res.statusCode}`, reason));
           });
         },
       );

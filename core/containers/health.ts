@@ -11,7 +11,7 @@ import type { Logger } from '../contracts/types';
 import { FrameDecoder, MonitorFrame, signalFrame } from '../launcher/attach';
 import { connectUnix } from '../util/unix-socket';
 import type { ExitStatus } from '../contracts/runtime';
-import type { ExecConfig } from './exec';
+import type { ExecConfig } from './exec-sessions';
 import type { ContainerRecord } from './record';
 
 /** Docker's HealthConfig; durations in nanoseconds, 0 meaning the default. */

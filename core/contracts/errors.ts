@@ -11,6 +11,8 @@ export const HTTP_STATUS = {
   Conflict: 409,
   /** An object (a container, an exec session) is in the wrong state for the operation. */
   State: 409,
+  /** A container's command cannot be run: not found, or not executable (dockerd's 400). */
+  StartFailure: 400,
   TooLarge: 413,
   /** The client went away (nginx's 499): nobody reads the answer, the work stops. */
   Canceled: 499,
@@ -79,6 +81,30 @@ export class ConflictError extends BerthError {
 /** The object is in the wrong state for the operation (not running, already paused; HTTP 409). A ConflictError too. */
 export class StateError extends ConflictError {
   override readonly kind: ErrorKind = 'State';
+}
+
+/** Why a container's command could not be started, with the exit code docker gives each reason. */
+export const START_FAILURE_EXIT_CODES = { 'command-not-found': 127, 'command-not-executable': 126 } as const;
+
+export type StartFailureReason = keyof typeof START_FAILURE_EXIT_CODES;
+
+/**
+ * The runtime could not start a container's (or an exec session's) command; `reason` says why,
+ * as the launcher reported it, so clients pick docker run's exit code (127, 126) without reading
+ * the message. Other start failures (a mount, a cgroup) are plain errors: docker run's 125.
+ */
+export class StartFailure extends BerthError {
+  override readonly kind: ErrorKind = 'StartFailure';
+
+  constructor(message: string, readonly reason: StartFailureReason, options?: { cause?: unknown }) {
+    super(message, HTTP_STATUS.StartFailure, options);
+  }
+}
+
+/** The reason of a StartFailure, also of one thrown by a plugin built against its own copy of berth. */
+export function startFailureReason(err: unknown): StartFailureReason | undefined {
+  const e = err as { kind?: unknown; reason?: unknown } | null;
+  return e?.kind === 'StartFailure' && typeof e.reason === 'string' && e.reason in START_FAILURE_EXIT_CODES ? (e.reason as StartFailureReason) : undefined;
 }
 
 /** A request body or object over a limit (HTTP 413). */

@@ -13,7 +13,9 @@ import type { ImageService } from './service';
 import type { ImageRecord } from './store';
 import type { LayerUnpacker } from './pull';
 import { hostPlatform } from './manifest';
-import { applyChanges, recordImage, repoTag, storeLayer } from './commit';
+import { applyChanges } from './config-changes';
+import { recordImage, repoTag } from './record-image';
+import { storeLayer } from './store-layer';
 import { DEFAULT_MAX_LAYER_SIZE, SizeLimit } from '../layers/compression';
 
 export interface ImportOptions {

@@ -13,7 +13,7 @@ import type { ContentStore } from '../content/store';
 import type { ImageService } from './service';
 import type { ImageRecord } from './store';
 import { runLimited, shortId } from './pull';
-import { buildManifest, formatOf } from './commit';
+import { buildManifest, formatOf } from './manifest-build';
 import { formatReference, parseReference, repositoryName } from './reference';
 
 /** Docker pushes 5 layers at once; a loopback registry gains little from more. */

@@ -19,6 +19,9 @@ import {
   BerthError,
   ConflictError,
   InvalidArgumentError,
+  START_FAILURE_EXIT_CODES,
+  StartFailure,
+  type StartFailureReason,
   ATTACH_SOCKET,
   EXIT_FILE,
   LOG_FILE,
@@ -96,8 +99,9 @@ export class NativeRuntime implements Runtime {
         if (err) reject(err);
         else resolve(value!);
       };
-      const failure = (message: string) =>
-        new (/^exec: /.test(message) ? InvalidArgumentError : BerthError)(`container ${containerId}: ${message}`);
+      const failure = (message: string) => new BerthError(`container ${containerId}: ${message}`);
+      /** Why the command cannot run, from the launcher's `reason CODE` line (docker run's 127, 126) before its `error`. */
+      let reason: StartFailureReason | undefined;
 
       const onLine = async (line: string) => {
         const space = line.indexOf(' ');
@@ -120,8 +124,10 @@ export class NativeRuntime implements Runtime {
             monitorPid: record?.monitorPid,
             startedAt: record?.startedAt ?? new Date().toISOString(),
           });
+        } else if (word === 'reason') {
+          reason = (Object.keys(START_FAILURE_EXIT_CODES) as StartFailureReason[]).find((r) => START_FAILURE_EXIT_CODES[r] === Number(rest));
         } else if (word === 'error') {
-          finish(failure(rest));
+          finish(reason ? new StartFailure(`container ${containerId}: ${rest}`, reason) : failure(rest));
         }
       };
       // Lines are handled one after another; the close handler queues behind them.

@@ -154,4 +154,55 @@ describe('container lifecycle on fake plugins (no root)', () => {
     expect(() => engine.containers.get(id)).toThrow(/No such container/);
     expect(runtime.running(stateDir(id))).toBe(false);
   });
+  it('always: an exit is followed by restarting (the back-off), then a new run counted in RestartCount', async () => {
+    const id = await create({ HostConfig: { NetworkMode: 'none', RestartPolicy: { Name: 'always' } } });
+    await engine.containers.start(id);
+    const firstPid = engine.containers.get(id).State.Pid;
+    // The policy acts right after the exit is saved and announced: look at the state just then.
+    const afterExit = new Promise<unknown>((resolve) => {
+      const onExit = (eid: string) => {
+        if (eid !== id) return;
+        engine.containers.off('exit', onExit);
+        queueMicrotask(() => resolve(structuredClone(engine.containers.get(id).State)));
+      };
+      engine.containers.on('exit', onExit);
+    });
+    runtime.exit(stateDir(id), 0);
+    expect(await afterExit).toMatchObject({ Status: 'restarting', Restarting: true, Running: false, ExitCode: 0 });
+    await until('the restart', () => engine.containers.get(id).State.Running);
+    expect(engine.containers.get(id)).toMatchObject({ RestartCount: 1, State: { Status: 'running', Restarting: false } });
+    expect(engine.containers.get(id).State.Pid).not.toBe(firstPid);
+    await engine.containers.remove(id, { force: true });
+  });
+
+  it('a start by hand during the back-off runs the container once and leaves it running, not restarting', async () => {
+    const id = await create({ HostConfig: { NetworkMode: 'none', RestartPolicy: { Name: 'unless-stopped' } } });
+    await engine.containers.start(id);
+    // As after ten restarts: a back-off of a minute, so the hand is surely first.
+    engine.containers.get(id).RestartCount = 10;
+    const exited = engine.containers.waitFor(id, 'next-exit');
+    runtime.exit(stateDir(id), 2);
+    await exited;
+    expect(engine.containers.get(id).State).toMatchObject({ Status: 'restarting', Restarting: true });
+    await engine.containers.start(id);
+    expect(engine.containers.get(id)).toMatchObject({ RestartCount: 10, State: { Status: 'running', Running: true, Restarting: false } });
+    await engine.containers.remove(id, { force: true });
+  });
+
+  it('remove --force of a running container: whoever waits on it learns the kill (137)', async () => {
+    const id = await create();
+    await engine.containers.start(id);
+    const waited = engine.containers.waitFor(id, 'removed');
+    await engine.containers.remove(id, { force: true });
+    expect(await waited).toEqual({ StatusCode: 137 });
+    expect(runtime.signals.filter((s) => s.containerId === id).map((s) => s.signal)).toEqual(['SIGKILL']);
+  });
+
+  it('pause without an isolator that can freeze is refused naming the isolators there are', async () => {
+    const id = await create();
+    await engine.containers.start(id);
+    await expect(engine.containers.pause(id)).rejects.toMatchObject({ status: 501, message: expect.stringMatching(/pause needs an isolator .* configured: isolator\.rec-a, isolator\.rec-b/) });
+    expect(engine.containers.get(id).State).toMatchObject({ Status: 'running', Paused: false });
+    await engine.containers.remove(id, { force: true });
+  });
 });

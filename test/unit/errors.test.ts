@@ -15,9 +15,11 @@ import {
   NotFoundError,
   NotImplementedError,
   RegistryError,
+  StartFailure,
   TimeoutError,
   TooLargeError,
   UnavailableError,
+  startFailureReason,
 } from '../../core/contracts/errors';
 
 describe('error kinds', () => {
@@ -34,6 +36,7 @@ describe('error kinds', () => {
       [new NotImplementedError('x'), 'NotImplemented', 501],
       [new UnavailableError('x'), 'Unavailable', 503],
       [new TimeoutError('x'), 'Timeout', 504],
+      [new StartFailure('x', 'command-not-found'), 'StartFailure', 400],
     ] as const;
     for (const [err, kind, status] of cases) {
       expect({ name: err.name, kind: err.kind, status: err.status, http: httpStatus(err) }).toEqual({ name: err.constructor.name, kind, status, http: status });
@@ -61,5 +64,15 @@ describe('error kinds', () => {
     expect(httpStatus(undefined)).toBe(500);
     // What a plugin built against its own copy of berth throws: another class, same shape.
     expect(httpStatus(Object.assign(new Error('No such thing'), { kind: 'NotFound', status: 404 }))).toBe(404);
+  });
+});
+
+describe('start failures', () => {
+  it('carry their reason; a plugin\'s own copy of the class is recognised by kind, other errors are not', () => {
+    expect(startFailureReason(new StartFailure('exec: "/x"', 'command-not-executable'))).toBe('command-not-executable');
+    expect(startFailureReason({ kind: 'StartFailure', status: 400, reason: 'command-not-found', message: 'from a plugin' })).toBe('command-not-found');
+    expect(startFailureReason({ kind: 'StartFailure', status: 400, reason: 'something-else' })).toBeUndefined();
+    expect(startFailureReason(new InvalidArgumentError('exec: "/x": executable file not found in $PATH'))).toBeUndefined();
+    expect(startFailureReason(null)).toBeUndefined();
   });
 });

@@ -2,7 +2,7 @@
 import type { Socket } from 'node:net';
 import { connectUnix } from '../../util/unix-socket';
 import type { Engine } from '../../kernel/engine';
-import type { ExecConfig } from '../../containers/exec';
+import type { ExecConfig } from '../../containers/exec-sessions';
 import { resizeFrame } from '../../launcher/attach';
 import { muxFrame } from '../../containers/logs';
 import { DEFAULT_DETACH_KEYS, parseDetachKeys } from '../detach-keys';

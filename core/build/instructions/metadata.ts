@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import type { ContainerConfig } from '../../contracts/types';
 import { InvalidArgumentError } from '../../contracts/errors';
-import { applyChanges } from '../../images/commit';
+import { applyChanges } from '../../images/config-changes';
 import { declareArgs } from '../args';
 import { type Instruction, DockerfileError } from '../dockerfile';
 import { BuildError } from '../errors';

@@ -6,7 +6,7 @@ import type { Readable } from 'node:stream';
 import { PassThrough } from 'node:stream';
 import * as tar from 'tar-stream';
 import { CanceledError } from '../../contracts/errors';
-import { storeLayer } from '../../images/commit';
+import { storeLayer } from '../../images/store-layer';
 import { readLogs } from '../../containers/logs';
 import { envValue } from '../args';
 import { type Instruction, DockerfileError } from '../dockerfile';

@@ -426,7 +426,7 @@ export async function run({ client, argv, out, err }: CommandContext): Promise<n
       try {
         await client.request(`/containers/${id}/start`, { method: 'POST' });
       } catch (e) {
-        throw e instanceof ApiError ? new StartError(e.status, e.message) : e;
+        throw e instanceof ApiError ? new StartError(e.status, e.message, e.reason) : e;
       }
       out.write(id + '\n');
       return 0;
@@ -446,7 +446,7 @@ async function reportingRunErrors(command: string, err: NodeJS.WriteStream, fn: 
   } catch (e) {
     if (e instanceof StartError) {
       report(`Error response from daemon: ${e.message}`);
-      return startFailureCode(e.message);
+      return startFailureCode(e);
     }
     if (e instanceof ApiError) report(`Error response from daemon: ${e.message}`);
     else if (e instanceof RunError) report(e.message);
@@ -458,11 +458,9 @@ async function reportingRunErrors(command: string, err: NodeJS.WriteStream, fn: 
 /** The start of a created container failed (as opposed to the create or the attach). */
 class StartError extends ApiError {}
 
-/** docker run's exit codes for a process that never ran: 127 not found, 126 not runnable, else 125. */
-function startFailureCode(message: string): number {
-  if (/executable file not found|no such file or directory/i.test(message)) return 127;
-  if (/permission denied|is a directory/i.test(message)) return 126;
-  return 125;
+/** docker run's exit codes for a process that never ran, from the daemon's reason: 127 not found, 126 not runnable, else 125. */
+function startFailureCode(err: ApiError): number {
+  return err.reason === 'command-not-found' ? 127 : err.reason === 'command-not-executable' ? 126 : 125;
 }
 
 /** The `docker run` sequence: attach, wait (registered first), start, relay until exit. */
@@ -512,7 +510,7 @@ async function attachAndStart(client: Client, id: string, o: { tty: boolean; std
         // Nothing will run: stop waiting (with --rm, berthd has removed the container already).
         waitRes.destroy();
         void waitBody.catch(() => undefined);
-        throw e instanceof ApiError ? new StartError(e.status, e.message) : e;
+        throw e instanceof ApiError ? new StartError(e.status, e.message, e.reason) : e;
       }
     }
     if (rawMode) stdin!.setRawMode(true);

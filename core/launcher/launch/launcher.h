@@ -9,7 +9,8 @@
  *        berth-launch --print-plan PLANFILE   (parse only; print the plan as JSON, for tests)
  *
  * Sources: launcher.h (this contract, the plan struct), plan.c (the plan reader), child.c (between
- * clone and exec), monitor.c (the parent half: log, attach clients, exit), util.c, main.c.
+ * clone and exec) and rootfs.c (its mounts and pivot_root), monitor.c (the parent half: attach
+ * clients, exit) and log.c (its json-file log), util.c, main.c.
  *
  * Plan format (line oriented, versioned). First line `berth-plan 1`. Every other line is
  * `KEY VALUE`, VALUE split into fields on TAB; in every field `\\` `\n` `\t` stand for backslash,
@@ -26,7 +27,10 @@
  *
  * Status channel (fd 3, a socket or pipe pair from berthd), one line each:
  *   launcher -> berthd: `pid N` (child cloned, waiting), `started N` (exec done; N = final pid),
- *                       `error MESSAGE` (start failed; the monitor then exits)
+ *                       `error MESSAGE` (start failed; the monitor then exits), just before it
+ *                       `reason CODE` when the command itself cannot run, CODE as docker run's
+ *                       exit code: 127 it was not found, 126 it cannot be run (permission, a
+ *                       directory). Any other failure has no reason line (docker run's 125).
  *   berthd -> launcher: `go` (attach done: continue), anything else or EOF: kill the child, exit.
  *
  * Monitor (parent half, double-forked into its own session, child subreaper):
@@ -169,12 +173,35 @@ long oom_kills(const char *dir);
 int read_line(int fd, char *buf, size_t size);
 
 /* child.c: runs in the cloned child, never returns */
-extern int err_fd; /* the child's error pipe: close-on-exec, so EOF there means the exec worked */
-void parse_mount_opts(char *opts, unsigned long *flags, unsigned long *prop, char *data, size_t size);
+/* Why a start failed (the CODE of the status channel's `reason` line). */
+enum start_failure { START_FAILED = 125, START_NOT_EXECUTABLE = 126, START_NOT_FOUND = 127 };
+/* The child's error pipe: close-on-exec, so EOF there means the exec worked. What the child writes
+ * there is `CODE MESSAGE`. */
+extern int err_fd;
+/* Tell the monitor why the start failed (`CODE MESSAGE`, with errno's text when it is set), exit. */
+void fail_with(enum start_failure code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+/* A step before the exec failed. */
+#define child_fail(...) fail_with(START_FAILED, __VA_ARGS__)
 void child_main(int sync_rd, int pid_wr, int console_sock, int in_fd, int out_fd, int errs_fd) __attribute__((noreturn));
 
-/* monitor.c: the parent half, after the child is cloned */
+/* rootfs.c: the child's filesystem, from the plan */
+void parse_mount_opts(char *opts, unsigned long *flags, unsigned long *prop, char *data, size_t size);
+void setup_rootfs(void);
+
+/* log.c: the container's json-file log. A stream is one of the container's outputs, with the
+ * line it has not logged yet. */
+struct stream {
+  int fd;
+  const char *name;
+  unsigned char id;
+  char line[LINE_MAX_BYTES];
+  size_t len;
+};
 void monitor_open_log(void);
+void log_bytes(struct stream *s, const char *data, size_t n);
+void log_entry(struct stream *s); /* the pending line, if any, as one entry */
+
+/* monitor.c: the parent half, after the child is cloned */
 int listen_attach(void);
 int recv_fd(int sock);
 void write_exit(int status, int have_status, long oom_before, const char *error);

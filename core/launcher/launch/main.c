@@ -145,9 +145,16 @@ int main(int argc, char **argv) {
   if (errlen) {
     int st = 0;
     waitpid(pid, &st, 0);
-    status_line("error %s", errbuf);
+    /* `CODE MESSAGE`: berthd gets both (the code only when it says more than "failed"), the exit
+     * file the message. */
+    char *message;
+    long code = strtol(errbuf, &message, 10);
+    if (message == errbuf || *message != ' ') code = START_FAILED, message = errbuf;
+    else message++;
+    if (code != START_FAILED) status_line("reason %ld", code);
+    status_line("error %s", message);
     unlink("attach.sock");
-    write_exit(st, 0, -1, errbuf);
+    write_exit(st, 0, -1, message);
     return 1;
   }
   char json[512], now[48];
