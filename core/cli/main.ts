@@ -5,7 +5,7 @@
  */
 import { ApiError, Client, DaemonUnreachable } from './client';
 import { HelpRequested } from './args';
-import { TemplateError } from './template/parse';
+import { TemplateError } from './template/errors';
 
 export interface CommandContext {
   client: Client;
