@@ -239,6 +239,26 @@ describe('loadPlugins', () => {
     expect(log.lines.some((l) => l.startsWith('error') && l.includes('isolator.cg') && l.includes('busy'))).toBe(true);
   });
 
+  it('a single-slot plugin another requires by URI starts outside its slot; unrequired ones stay disabled', async () => {
+    const impl = 'return { uri: ctx.uri, name: ctx.uri.split(".")[1], inner: ctx.getAll("runtime").map((r) => r.uri) };';
+    const plugins = [
+      writePlugin('native', pluginSource({ type: 'runtime', id: 'native', body: impl })),
+      writePlugin('other', pluginSource({ type: 'runtime', id: 'other', body: impl })),
+      writePlugin('timed', pluginSource({ type: 'runtime', id: 'timed', requires: ['runtime.native'], body: impl })),
+    ];
+    const di = container.createChildContainer();
+    const loaded = await loadPlugins({ config: config({ plugins, runtime: 'timed' }), container: di, log, builtins: [] });
+    const status = Object.fromEntries(loaded.infos.map((i) => [i.uri, i.status]));
+    expect(status).toEqual({ 'runtime.native': 'ok', 'runtime.other': 'disabled', 'runtime.timed': 'ok' });
+    expect(harness.__berthPluginTest.inits).toEqual(['runtime.native', 'runtime.timed']);
+    expect(resolveSlot(di, RuntimeSlot).map((i) => (i as { uri: string }).uri)).toEqual(['runtime.timed']);
+    expect(loaded.get<{ inner: string[] }>('runtime.timed')?.inner).toEqual(['runtime.native']);
+    // Not required by anything that starts: a required-by-URI link from a disabled plugin does not count.
+    harness.__berthPluginTest.inits = [];
+    const again = await load({ plugins, runtime: 'other' });
+    expect(Object.fromEntries(again.infos.map((i) => [i.uri, i.status]))).toEqual({ 'runtime.native': 'disabled', 'runtime.other': 'ok', 'runtime.timed': 'disabled' });
+  });
+
   it('loads built-ins given as module paths and marks them builtin', async () => {
     const file = path.join(dir, 'builtin-vfs.js');
     fs.writeFileSync(file, pluginSource({ type: 'storage', id: 'vfs' }));
