@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { container } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
+import { PLUGIN_API_VERSION } from '../../core/contracts/plugin';
 import type { Logger } from '../../core/contracts/types';
 import { validateConfig } from '../../core/kernel/config';
 import { PluginLoadError, loadPlugins, orderPlugins, resolvePluginSpecifier, resolveSlot } from '../../core/kernel/plugins';
@@ -335,7 +336,7 @@ describe('loadPlugins', () => {
     expect(failed[1].reason).toContain('berth-plugin-not-installed');
     expect(failed[2].reason).toMatch(/does not default-export a manifest/);
     expect(failed[3].reason).toMatch(/lowercase/);
-    expect(failed[4].reason).toBe('plugin ./plugins/future.js was written for berth/plugin 2.x; this berthd has 1.0.0');
+    expect(failed[4].reason).toBe(`plugin ./plugins/future.js was written for berth/plugin 2.x; this berthd has ${PLUGIN_API_VERSION}`);
     expect(loaded.infos.find((i) => i.uri === 'misc.fine')!.status).toBe('ok');
   });
 
