@@ -171,3 +171,14 @@ export function parseTimestamp(v: string | undefined): number | undefined {
   if (Number.isNaN(t)) throw new UsageError(`invalid time "${v}": expected a Unix time, a duration such as 10m, or a date such as 2026-01-02T15:04:05Z`);
   return Math.floor(t / 1000);
 }
+
+/** `--filter k=v` flags as the `filters` query parameter (JSON of key -> values), as docker sends it. */
+export function filtersQuery(flags: string[] | undefined): string | undefined {
+  const filters: Record<string, Record<string, boolean>> = {};
+  for (const f of flags ?? []) {
+    const i = f.indexOf('=');
+    if (i <= 0) throw new UsageError(`invalid argument "${f}" for "-f, --filter" flag: bad format of filter (expected name=value)`);
+    (filters[f.slice(0, i).trim().toLowerCase()] ??= {})[f.slice(i + 1)] = true;
+  }
+  return Object.keys(filters).length ? JSON.stringify(filters) : undefined;
+}

@@ -5,7 +5,7 @@
  */
 import { ApiError, Client, DaemonUnreachable } from './client';
 import { HelpRequested } from './args';
-import { TemplateError } from './template/parse';
+import { TemplateError } from './template/errors';
 
 export interface CommandContext {
   client: Client;
@@ -34,18 +34,18 @@ const COMMANDS: Record<string, [string, string, string]> = {
   run: ['containers', 'run', 'Create and run a new container from an image'],
   create: ['containers', 'create', 'Create a new container'],
   start: ['containers', 'start', 'Start one or more stopped containers'],
-  stop: ['containers', 'stop', 'Stop one or more running containers'],
-  restart: ['containers', 'restart', 'Restart one or more containers'],
-  kill: ['containers', 'kill', 'Kill one or more running containers'],
-  rm: ['containers', 'rm', 'Remove one or more containers'],
-  ps: ['containers', 'ps', 'List containers'],
-  logs: ['containers', 'logs', 'Fetch the logs of a container'],
-  wait: ['containers', 'wait', 'Block until containers stop, then print their exit codes'],
+  stop: ['lifecycle', 'stop', 'Stop one or more running containers'],
+  restart: ['lifecycle', 'restart', 'Restart one or more containers'],
+  kill: ['lifecycle', 'kill', 'Kill one or more running containers'],
+  rm: ['lifecycle', 'rm', 'Remove one or more containers'],
+  ps: ['ps', 'ps', 'List containers'],
+  logs: ['logs', 'logs', 'Fetch the logs of a container'],
+  wait: ['lifecycle', 'wait', 'Block until containers stop, then print their exit codes'],
   attach: ['containers', 'attach', "Attach to a running container's output (and input)"],
-  rename: ['containers', 'rename', 'Rename a container'],
-  export: ['containers', 'exportFs', "Export a container's filesystem as a tar archive"],
-  diff: ['containers', 'diff', "Inspect changes to files on a container's filesystem"],
-  exec: ['containers', 'exec', 'Execute a command in a running container'],
+  rename: ['lifecycle', 'rename', 'Rename a container'],
+  export: ['container-fs', 'exportFs', "Export a container's filesystem as a tar archive"],
+  diff: ['container-fs', 'diff', "Inspect changes to files on a container's filesystem"],
+  exec: ['exec', 'exec', 'Execute a command in a running container'],
   cp: ['cp', 'cp', 'Copy files/folders between a container and the local filesystem'],
   events: ['system', 'events', 'Get real time events from the server'],
   pause: ['resources', 'pause', 'Pause all processes within one or more containers'],

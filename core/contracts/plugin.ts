@@ -4,8 +4,9 @@ import type { Logger } from './types';
 /**
  * The version of the plugin API (`berth/plugin`), semver over its exports: adding a name or an
  * optional field bumps the minor, removing or changing one bumps the major.
+ * 1.1.0: a single-slot plugin named by URI in an enabled plugin's `requires` starts unselected.
  */
-export const PLUGIN_API_VERSION = '1.0.0';
+export const PLUGIN_API_VERSION = '1.1.0';
 
 /** Extension point types that berth itself knows; plugins may declare others. */
 export type PluginType = 'storage' | 'isolator' | 'registry' | 'runtime' | (string & {});
@@ -35,7 +36,10 @@ export interface PluginManifest<Config = unknown, Impl = unknown> {
   id: string;
   /** The major version of `berth/plugin` this plugin was written for; another major refuses to load it. */
   apiVersion?: number;
-  /** Plugin types (or full URIs) that must be initialised before this one. Ordering, not imports. */
+  /**
+   * Plugin types (or full URIs) that must be initialised before this one. Ordering, not imports;
+   * a storage or runtime plugin named by URI starts even when config selected another (since 1.1).
+   */
   requires?: string[];
   /** Default config section, merged under `pluginConfig[uri]`. */
   defaults?: Partial<Config>;

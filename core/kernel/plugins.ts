@@ -159,8 +159,9 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
   }
 
   const enabled: Candidate[] = [];
+  const required = requiredByUri(candidates, config);
   for (const c of candidates) {
-    const reason = disabledReason(c, config);
+    const reason = disabledReason(c, config, required);
     if (reason) infos.push({ uri: c.uri, type: c.manifest.type, id: c.manifest.id, status: 'disabled', reason, source: c.source });
     else enabled.push(c);
   }
@@ -264,10 +265,22 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
   };
 }
 
-function disabledReason(c: Candidate, config: BerthConfig): string | undefined {
+/**
+ * URIs that plugins which start anyway name in `requires`: a single-slot plugin among them starts
+ * without being selected (a runtime that wraps runtime.native), and stays out of the slot.
+ */
+function requiredByUri(candidates: Candidate[], config: BerthConfig): Set<string> {
+  const required = new Set<string>();
+  for (const c of candidates) {
+    if (disabledReason(c, config, new Set()) === undefined) for (const r of c.manifest.requires ?? []) if (r.includes('.')) required.add(r);
+  }
+  return required;
+}
+
+function disabledReason(c: Candidate, config: BerthConfig, required: Set<string>): string | undefined {
   if (config.disabledPlugins.includes(c.uri)) return 'disabled by config';
   const choose = SINGLE_SLOTS[c.manifest.type];
-  if (choose && choose(config) !== c.manifest.id) return `not selected (${c.manifest.type} is ${choose(config)})`;
+  if (choose && choose(config) !== c.manifest.id && !required.has(c.uri)) return `not selected (${c.manifest.type} is ${choose(config)})`;
   if (c.manifest.type === 'isolator' && !config.isolators.includes(c.manifest.id)) return 'not in config isolators';
   return undefined;
 }

@@ -16,10 +16,8 @@
  * `runc create` reparents the container to init and its exit status is lost.
  */
 import { execFile, spawn } from 'node:child_process';
-import { constants as fsConstants, watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import * as net from 'node:net';
+import { mkdir, open, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
@@ -27,12 +25,8 @@ import {
   ConflictError,
   InvalidArgumentError,
   NotImplementedError,
-  FrameDecoder,
   LOG_FILE,
-  MonitorFrame,
-  isSameProcess,
   processStartTime,
-  readyFrame,
   type LaunchPlan,
   type Logger,
   type ExitStatus,
@@ -41,7 +35,25 @@ import {
   type RuntimeState,
   type StartHooks,
 } from '../../core/plugin';
-import { LogPump, RAW_STDERR, RAW_STDOUT } from './logs';
+import { AttachServers } from './attach-server';
+import { RAW_STDERR, RAW_STDOUT } from './logs';
+import {
+  BUNDLE_DIR,
+  CREATED,
+  CREATE_HOOK,
+  EXIT,
+  GO_FIFO,
+  MONITOR_SCRIPT,
+  RECORD,
+  RUNC_LOG,
+  STARTED,
+  START_HOOK,
+  answerHook,
+  exists,
+  readRuntimeState,
+  waitForFile,
+  type StartRecord,
+} from './monitor';
 import { buildSpec, cgroupsPathFor, unsupportedParts } from './spec';
 
 const execFileP = promisify(execFile);
@@ -55,49 +67,9 @@ export interface OciRuntimeConfig {
   hookTimeout: number;
 }
 
-const BUNDLE_DIR = 'oci-bundle';
-const CREATED = 'oci-created';
-const STARTED = 'oci-started';
-const GO_FIFO = 'oci-go';
-const EXIT = 'oci-exit';
-const RECORD = 'oci-runtime.json';
-const RUNC_LOG = 'oci-runc.log';
-
-/** The monitor: $1 binary, $2 runc root, $3 bundle, $4 id, $5 state dir, $6 oom counter file or ''. */
-const MONITOR_SCRIPT = `
-"$1" --root "$2" --log "$5/${RUNC_LOG}" --log-format json run --keep --bundle "$3" "$4" </dev/null
-code=$?
-oom=0
-if [ -n "$6" ] && [ -r "$6" ]; then oom=$(sed -n 's/^oom_kill //p' "$6"); fi
-"$1" --root "$2" delete --force "$4" >/dev/null 2>&1
-printf '{"exitCode":%d,"oomKill":%d,"finishedAt":"%s"}\\n' "$code" "\${oom:-0}" "$(date -u +%Y-%m-%dT%H:%M:%S.%NZ)" > "$5/${EXIT}.tmp"
-mv "$5/${EXIT}.tmp" "$5/${EXIT}"
-`;
-
-const CREATE_HOOK = `cat > "$0/${CREATED}.tmp" && mv "$0/${CREATED}.tmp" "$0/${CREATED}" && read answer < "$0/${GO_FIFO}" && [ "$answer" = go ]`;
-const START_HOOK = `: > "$0/${STARTED}"`;
-
-interface Record_ {
-  pid: number;
-  pidStartTime: number;
-  monitorPid: number;
-  monitorStartTime: number;
-  startedAt: string;
-}
-
-/** A container's berthd-side companions: the log pump and the attach socket. */
-interface Session {
-  pump: LogPump;
-  server: net.Server;
-  socketPath: string;
-  clients: Set<net.Socket>;
-}
-
-const exists = (file: string) => readFile(file).then(() => true, () => false);
-
 export class OciRuntime implements Runtime {
   readonly name = 'oci';
-  private readonly sessions = new Map<string, Session>();
+  private readonly attach = new AttachServers();
 
   constructor(private readonly config: OciRuntimeConfig, private readonly pluginDir: string, private readonly log?: Logger) {}
 
@@ -123,7 +95,7 @@ export class OciRuntime implements Runtime {
     if (skipped.length) this.log?.warn('runtime.oci: plan parts an OCI runtime cannot carry out', { container: containerId, parts: skipped });
 
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
-    await this.closeSession(stateDir);
+    await this.attach.close(stateDir);
     // A restart reuses the state dir: nothing of the previous run may answer for this one.
     await Promise.all([CREATED, STARTED, GO_FIFO, EXIT, RECORD, RUNC_LOG, RAW_STDOUT, RAW_STDERR, 'oci-log-offsets.json'].map((f) => rm(join(stateDir, f), { force: true })));
     await this.runc(['delete', '--force', containerId]).catch(() => undefined);
@@ -141,7 +113,7 @@ export class OciRuntime implements Runtime {
     await execFileP('mkfifo', ['-m', '600', join(stateDir, GO_FIFO)]);
 
     const oomFile = plan.oomCgroup ? join(plan.oomCgroup, plan.oomCgroup.includes('/unified') || !plan.oomCgroup.includes('/memory') ? 'memory.events' : 'memory.oom_control') : '';
-    const session = await this.openSession(stateDir, plan.logPath ?? this.logPath(containerId, stateDir));
+    await this.serveAttach(stateDir, plan.logPath ?? this.logPath(containerId, stateDir));
     const out = await open(join(stateDir, RAW_STDOUT), 'a', 0o600);
     const err = await open(join(stateDir, RAW_STDERR), 'a', 0o600);
     let monitorPid: number;
@@ -160,7 +132,7 @@ export class OciRuntime implements Runtime {
     }
 
     const failed = async (what: string): Promise<never> => {
-      await this.closeSession(stateDir);
+      await this.attach.close(stateDir);
       const reason = await this.runcError(stateDir);
       const message = reason ?? what;
       throw new (/^exec: /.test(message) ? InvalidArgumentError : BerthError)(`container ${containerId}: ${message}`);
@@ -174,13 +146,13 @@ export class OciRuntime implements Runtime {
     } catch (e) {
       await answerHook(join(stateDir, GO_FIFO), 'abort');
       await waitForFile(stateDir, [EXIT]).catch(() => undefined);
-      await this.closeSession(stateDir);
+      await this.attach.close(stateDir);
       throw e;
     }
     await answerHook(join(stateDir, GO_FIFO), 'go');
     const second = await waitForFile(stateDir, [STARTED, EXIT]);
     if (second === EXIT && !(await exists(join(stateDir, STARTED)))) return failed('the process exited before it started');
-    const record: Record_ = {
+    const record: StartRecord = {
       pid: created.pid,
       pidStartTime: processStartTime(created.pid) ?? 0,
       monitorPid,
@@ -188,7 +160,6 @@ export class OciRuntime implements Runtime {
       startedAt: new Date().toISOString(),
     };
     await writeFile(join(stateDir, RECORD), JSON.stringify(record));
-    void session;
     return { pid: record.pid, monitorPid, startedAt: record.startedAt };
   }
 
@@ -208,55 +179,8 @@ export class OciRuntime implements Runtime {
     return exec >= 0 ? msg.slice(exec) : msg;
   }
 
-  private async openSession(stateDir: string, logPath: string): Promise<Session> {
-    const existing = this.sessions.get(stateDir);
-    if (existing) return existing;
-    const socketPath = this.attachSocket('', stateDir);
-    await mkdir(join(this.pluginDir, 'attach'), { recursive: true, mode: 0o700 });
-    await rm(socketPath, { force: true });
-    const pump = new LogPump(stateDir, logPath);
-    const clients = new Set<net.Socket>();
-    const server = net.createServer((sock) => {
-      clients.add(sock);
-      sock.on('error', () => undefined);
-      sock.write(readyFrame()); // as the native monitor does: berthd waits for it before a 101
-      sock.on('close', () => clients.delete(sock));
-      const decoder = new FrameDecoder(({ type, payload }) => {
-        // SIGNAL frames (3) carry a u32 signal number; stdin and resize have nowhere to go.
-        if (type === 3 && payload.length === 4) void this.killByStateDir(stateDir, payload.readUInt32BE(0)).catch(() => undefined);
-      });
-      sock.on('data', (c: Buffer) => decoder.push(c));
-    });
-    pump.on('data', (stream: 'stdout' | 'stderr', data: Buffer) => {
-      const header = Buffer.alloc(5);
-      header[0] = stream === 'stdout' ? MonitorFrame.stdout : MonitorFrame.stderr;
-      header.writeUInt32BE(data.length, 1);
-      for (const c of clients) c.write(Buffer.concat([header, data]));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(socketPath, () => resolve());
-    });
-    server.unref();
-    pump.follow();
-    const session = { pump, server, socketPath, clients };
-    this.sessions.set(stateDir, session);
-    return session;
-  }
-
-  /** Drain the log, tell attach clients the exit, close the socket. */
-  private async closeSession(stateDir: string, exit?: ExitStatus): Promise<void> {
-    const s = this.sessions.get(stateDir);
-    if (!s) return;
-    this.sessions.delete(stateDir);
-    await s.pump.finish();
-    const payload = Buffer.from(JSON.stringify(exit ?? { exitCode: 255, signal: null, oomKilled: false, finishedAt: new Date().toISOString(), error: 'start failed' }));
-    const header = Buffer.alloc(5);
-    header[0] = MonitorFrame.exit;
-    header.writeUInt32BE(payload.length, 1);
-    for (const c of s.clients) c.end(Buffer.concat([header, payload]));
-    await new Promise<void>((r) => s.server.close(() => r()));
-    await rm(s.socketPath, { force: true });
+  private serveAttach(stateDir: string, logPath: string): Promise<void> {
+    return this.attach.open(stateDir, this.attachSocket('', stateDir), logPath, (signal) => void this.killByStateDir(stateDir, signal).catch(() => undefined));
   }
 
   private containerIdOf(stateDir: string): Promise<string | undefined> {
@@ -286,39 +210,21 @@ export class OciRuntime implements Runtime {
     const state = await this.state(containerId, stateDir);
     if (state.status === 'absent') throw new ConflictError(`container ${containerId} was never started`);
     // A restarted berthd picks the log and the attach socket up again.
-    if (state.status === 'running') await this.openSession(stateDir, this.logPath(containerId, stateDir)).catch(() => undefined);
+    if (state.status === 'running') await this.serveAttach(stateDir, this.logPath(containerId, stateDir)).catch(() => undefined);
     if (state.status === 'running') await waitForFile(stateDir, [EXIT], opts.signal);
     const final = await this.state(containerId, stateDir);
     const exit = final.exit ?? { exitCode: 255, signal: null, oomKilled: false, finishedAt: new Date().toISOString(), error: 'runtime.oci: no exit status recorded' };
-    await this.closeSession(stateDir, exit);
+    await this.attach.close(stateDir, exit);
     return exit;
   }
-
-  async state(_containerId: string, stateDir: string): Promise<RuntimeState> {
-    const [recordText, exitText] = await Promise.all([
-      readFile(join(stateDir, RECORD), 'utf8').catch(() => undefined),
-      readFile(join(stateDir, EXIT), 'utf8').catch(() => undefined),
-    ]);
-    const record = recordText ? (JSON.parse(recordText) as Record_) : undefined;
-    const base = record ? { pid: record.pid, monitorPid: record.monitorPid, startedAt: record.startedAt } : {};
-    if (exitText) {
-      const raw = JSON.parse(exitText) as { exitCode: number; oomKill: number; finishedAt: string };
-      return { status: 'exited', ...base, exit: { exitCode: raw.exitCode, signal: null, oomKilled: raw.oomKill > 0, finishedAt: raw.finishedAt, error: null } };
-    }
-    if (!record) return { status: 'absent' };
-    if (isSameProcess(record.monitorPid, record.monitorStartTime) || isSameProcess(record.pid, record.pidStartTime)) return { status: 'running', ...base };
-    if (await exists(join(stateDir, EXIT))) return this.state(_containerId, stateDir);
-    return {
-      status: 'unknown',
-      ...base,
-      exit: { exitCode: 255, signal: null, oomKilled: false, finishedAt: new Date().toISOString(), error: 'the runtime.oci monitor vanished without recording an exit status' },
-    };
+  state(_containerId: string, stateDir: string): Promise<RuntimeState> {
+    return readRuntimeState(stateDir);
   }
 
   async delete(containerId: string, stateDir: string): Promise<void> {
     const state = await this.state(containerId, stateDir);
     if (state.status === 'running') throw new ConflictError(`container ${containerId} is still running: kill it first`);
-    await this.closeSession(stateDir);
+    await this.attach.close(stateDir);
     const cgroupsPath = await readFile(join(stateDir, BUNDLE_DIR, 'config.json'), 'utf8')
       .then((t) => JSON.parse(t).linux?.cgroupsPath as string | undefined)
       .catch(() => undefined);
@@ -330,16 +236,9 @@ export class OciRuntime implements Runtime {
       ),
     );
   }
-
-  /** Close every session (berthd shutting down); containers keep running. */
-  async close(): Promise<void> {
-    for (const s of this.sessions.values()) {
-      s.pump.stop();
-      for (const c of s.clients) c.destroy();
-      s.server.close();
-      await rm(s.socketPath, { force: true });
-    }
-    this.sessions.clear();
+  /** Stop serving attach sockets (berthd shutting down); containers keep running. */
+  close(): Promise<void> {
+    return this.attach.closeAll();
   }
 }
 
@@ -375,56 +274,4 @@ export function signalName(signal: string | number): string {
     return signal.toUpperCase().startsWith('SIG') ? signal.toUpperCase() : `SIG${signal.toUpperCase()}`;
   }
   throw new InvalidArgumentError(`invalid signal: ${JSON.stringify(signal)}`);
-}
-
-/** Resolve with the first of `names` to appear in `dir` (inotify, with a 50 ms poll behind it). */
-function waitForFile(dir: string, names: string[], signal?: AbortSignal): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let watcher: FSWatcher | undefined;
-    let done = false;
-    const finish = (err: Error | null, name?: string) => {
-      if (done) return;
-      done = true;
-      watcher?.close();
-      clearInterval(timer);
-      signal?.removeEventListener('abort', onAbort);
-      if (err) reject(err);
-      else resolve(name!);
-    };
-    const onAbort = () => finish(signal?.reason instanceof Error ? signal.reason : new Error('wait aborted'));
-    const check = async () => {
-      for (const n of names) if (await exists(join(dir, n))) return finish(null, n);
-    };
-    if (signal?.aborted) return onAbort();
-    signal?.addEventListener('abort', onAbort);
-    try {
-      watcher = watch(dir, (_e, name) => {
-        if (name && names.includes(name.toString())) void check();
-      });
-      watcher.on('error', () => undefined);
-    } catch {
-      /* the poll covers it */
-    }
-    const timer = setInterval(() => void check(), 50);
-    void check();
-  });
-}
-
-/** Answer the createRuntime hook through its fifo; it may not have opened it yet, so retry. */
-async function answerHook(fifo: string, answer: 'go' | 'abort'): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    try {
-      const fh = await open(fifo, fsConstants.O_WRONLY | fsConstants.O_NONBLOCK);
-      try {
-        await fh.write(`${answer}\n`);
-      } finally {
-        await fh.close();
-      }
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENXIO') throw err;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-  throw new BerthError(`runtime.oci: the createRuntime hook never opened ${fifo}`);
 }

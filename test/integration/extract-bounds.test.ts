@@ -20,7 +20,7 @@ import { expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
 import { makeTempDir } from '../helpers/fixtures';
 import { tarOf } from '../helpers/layer-fixtures';
-import { buildBusyboxRootfs } from '../helpers/rootfs';
+import { buildBusyboxRootfs } from '../helpers/busybox-rootfs';
 
 const sha256 = (b: Buffer) => 'sha256:' + createHash('sha256').update(b).digest('hex');
 

@@ -16,7 +16,7 @@ import { isRoot, rootReason } from '../helpers/env';
 import { buildBusyboxLayout, makeTempDir } from '../helpers/fixtures';
 
 const execFileP = promisify(execFile);
-const EXAMPLES = ['registry-layout', 'isolator-readonly'];
+const EXAMPLES = ['registry-layout', 'isolator-readonly', 'storage-reflink', 'runtime-timed'];
 
 
 /** The examples compile with the root build (tsconfig includes examples/); rebuild when stale. */
@@ -63,7 +63,7 @@ describe('example plugins use only the public API', () => {
       const mod = require(path.join(REPO_ROOT, 'dist', 'examples', name, 'index.js'));
       const manifest = mod.default ?? mod;
       expect(typeof manifest.init).toBe('function');
-      expect(manifest.type).toMatch(/^(registry|isolator)$/);
+      expect(manifest.type).toMatch(/^(registry|isolator|storage|runtime)$/);
     }
   });
 });
@@ -124,6 +124,37 @@ describe.skipIf(!isRoot)(`example plugins in a real berthd (${isRoot ? 'root' : 
     const missing = await d.cli(['pull', 'layout.local/nothing:v1']);
     expect(missing.code).not.toBe(0);
     expect(missing.stderr).toMatch(/layout\.local\/nothing:v1/);
+  });
+
+  it('swaps in the example storage driver and runtime from config: containers run on them', async () => {
+    const d = await daemonWith(path.join(work, 'storage-runtime'), {
+      plugins: ['../pkgs/registry-layout', '../pkgs/storage-reflink', '../pkgs/runtime-timed'],
+      storage: { driver: 'reflink' },
+      runtime: 'timed',
+      pluginConfig: { 'registry.layout': { dir: layouts } },
+    });
+    const plugins = expectOk(await d.cli(['plugins'])).stdout;
+    expect(plugins).toMatch(/storage\.reflink\s+ok\s+\.\.\/pkgs\/storage-reflink/);
+    expect(plugins).toMatch(/storage\.overlay\s+disabled/);
+    expect(plugins).toMatch(/runtime\.timed\s+ok\s+\.\.\/pkgs\/runtime-timed/);
+    // Not selected, but runtime.timed requires it by URI: it starts, outside the runtime slot.
+    expect(plugins).toMatch(/runtime\.native\s+ok\s+builtin/);
+    expectOk(await d.cli(['pull', 'layout.local/busybox:v1']));
+    const layers = path.join(d.root, 'plugins', 'storage.reflink', 'layers');
+    expect(readdirSync(layers).filter((n) => /^[0-9a-f]{64}$/.test(n)).length).toBeGreaterThan(0);
+    expect(expectOk(await d.cli(['run', '--rm', 'layout.local/busybox:v1'])).stdout).toBe('from-layout\n');
+    const id = expectOk(await d.cli(['run', '-d', 'layout.local/busybox:v1', 'sh', '-c', 'echo changed > /etc/motd'])).stdout.trim();
+    expectOk(await d.cli(['wait', id]));
+    // The container's writes are in its own tree, seen by diff, and not in the image's layers.
+    expect(expectOk(await d.cli(['diff', id])).stdout).toMatch(/^A \/etc\/motd$/m);
+    expect(readFileSync(path.join(d.root, 'plugins', 'storage.reflink', 'containers', id, 'root', 'etc', 'motd'), 'utf8')).toBe('changed\n');
+    expectOk(await d.cli(['rm', id]));
+    expect(existsSync(path.join(d.root, 'plugins', 'storage.reflink', 'containers', id))).toBe(false);
+    // Each start went through the timing wrapper.
+    const timings = readFileSync(path.join(d.root, 'plugins', 'runtime.timed', 'timings.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(timings.length).toBe(2);
+    expect(timings.map((t) => t.container)).toContain(id);
+    for (const t of timings) expect(t.totalMs).toBeGreaterThanOrEqual(t.spawnMs + t.attachMs);
   });
 
   it('loads the registry example as an npm package installed from its tarball', async () => {

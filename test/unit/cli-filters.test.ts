@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { containerFilter, type ContainerFacts } from '../../core/containers/filters';
 import { imageFilter, matchReference, type ImageFacts } from '../../core/images/filters';
 import type { ContainerRecord } from '../../core/containers/record';
-import { filtersQuery } from '../../core/cli/commands/containers';
+import { filtersQuery } from '../../core/cli/args';
 import { imageContexts } from '../../core/cli/formatters';
 
 function container(name: string, over: { status?: string; exit?: number; started?: boolean; labels?: Record<string, string>; created: string; image?: string; health?: string }): ContainerFacts {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { container } from 'tsyringe';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, SkipPlugin } from '../../core/contracts/errors';
+import { PLUGIN_API_VERSION } from '../../core/contracts/plugin';
 import type { Logger } from '../../core/contracts/types';
 import { validateConfig } from '../../core/kernel/config';
 import { PluginLoadError, loadPlugins, orderPlugins, resolvePluginSpecifier, resolveSlot } from '../../core/kernel/plugins';
@@ -239,6 +240,26 @@ describe('loadPlugins', () => {
     expect(log.lines.some((l) => l.startsWith('error') && l.includes('isolator.cg') && l.includes('busy'))).toBe(true);
   });
 
+  it('a single-slot plugin another requires by URI starts outside its slot; unrequired ones stay disabled', async () => {
+    const impl = 'return { uri: ctx.uri, name: ctx.uri.split(".")[1], inner: ctx.getAll("runtime").map((r) => r.uri) };';
+    const plugins = [
+      writePlugin('native', pluginSource({ type: 'runtime', id: 'native', body: impl })),
+      writePlugin('other', pluginSource({ type: 'runtime', id: 'other', body: impl })),
+      writePlugin('timed', pluginSource({ type: 'runtime', id: 'timed', requires: ['runtime.native'], body: impl })),
+    ];
+    const di = container.createChildContainer();
+    const loaded = await loadPlugins({ config: config({ plugins, runtime: 'timed' }), container: di, log, builtins: [] });
+    const status = Object.fromEntries(loaded.infos.map((i) => [i.uri, i.status]));
+    expect(status).toEqual({ 'runtime.native': 'ok', 'runtime.other': 'disabled', 'runtime.timed': 'ok' });
+    expect(harness.__berthPluginTest.inits).toEqual(['runtime.native', 'runtime.timed']);
+    expect(resolveSlot(di, RuntimeSlot).map((i) => (i as { uri: string }).uri)).toEqual(['runtime.timed']);
+    expect(loaded.get<{ inner: string[] }>('runtime.timed')?.inner).toEqual(['runtime.native']);
+    // Not required by anything that starts: a required-by-URI link from a disabled plugin does not count.
+    harness.__berthPluginTest.inits = [];
+    const again = await load({ plugins, runtime: 'other' });
+    expect(Object.fromEntries(again.infos.map((i) => [i.uri, i.status]))).toEqual({ 'runtime.native': 'disabled', 'runtime.other': 'ok', 'runtime.timed': 'disabled' });
+  });
+
   it('loads built-ins given as module paths and marks them builtin', async () => {
     const file = path.join(dir, 'builtin-vfs.js');
     fs.writeFileSync(file, pluginSource({ type: 'storage', id: 'vfs' }));
@@ -315,7 +336,7 @@ describe('loadPlugins', () => {
     expect(failed[1].reason).toContain('berth-plugin-not-installed');
     expect(failed[2].reason).toMatch(/does not default-export a manifest/);
     expect(failed[3].reason).toMatch(/lowercase/);
-    expect(failed[4].reason).toBe('plugin ./plugins/future.js was written for berth/plugin 2.x; this berthd has 1.0.0');
+    expect(failed[4].reason).toBe(`plugin ./plugins/future.js was written for berth/plugin 2.x; this berthd has ${PLUGIN_API_VERSION}`);
     expect(loaded.infos.find((i) => i.uri === 'misc.fine')!.status).toBe('ok');
   });
 

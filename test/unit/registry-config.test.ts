@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../core/contracts';
-import { canonicalHost, isLoopbackHost } from '../../plugins/registry-distribution/client';
+import { canonicalHost, isLoopbackHost } from '../../plugins/registry-distribution/endpoints';
 import manifest from '../../plugins/registry-distribution/index';
 import { defaults, parseConfig } from '../../plugins/registry-distribution/config';
 

@@ -1,10 +1,9 @@
 import type { CommandContext } from '../main';
-import { parse, registryHost } from '../args';
+import { filtersQuery, parse, registryHost } from '../args';
 import { registryAuthHeader } from '../credentials';
 import { ProgressRenderer, ago, shortId, table, truncate } from '../render';
 import { IMAGE_HEADERS, IMAGE_TABLE, IMAGE_TABLE_DIGESTS, imageContexts } from '../formatters';
 import { Format } from '../template';
-import { filtersQuery } from './containers';
 import { printInspected } from '../render';
 import { humanSize } from '../../util/format';
 

@@ -1,6 +1,5 @@
 import type { CommandContext } from '../main';
-import { parse, parseTimestamp } from '../args';
-import { filtersQuery } from './containers';
+import { filtersQuery, parse, parseTimestamp } from '../args';
 import { printInspected, table } from '../render';
 import { Format } from '../template';
 import { UsageError } from '../main';

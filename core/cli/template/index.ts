@@ -2,9 +2,10 @@
  * Docker's --format: Go templates over the API's JSON or over formatter contexts, `table` formats
  * with a header row and tabwriter columns, `json` for one JSON object per line.
  */
-import { DOCKER_FUNCS, HEADER_FUNCS, compileTemplate, type Template } from './exec';
+import { compileTemplate, type Template } from './exec';
+import { DOCKER_FUNCS, HEADER_FUNCS } from './funcs';
 import { tabwrite } from './tabwriter';
-import { TemplateError } from './parse';
+import { TemplateError } from './errors';
 
 export { compileTemplate, TemplateError, tabwrite };
 import { STRUCT } from './fmt';
