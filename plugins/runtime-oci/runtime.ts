@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import {
   BerthError,
+  StartFailure,
   ConflictError,
   InvalidArgumentError,
   NotImplementedError,
@@ -135,7 +136,10 @@ export class OciRuntime implements Runtime {
       await this.attach.close(stateDir);
       const reason = await this.runcError(stateDir);
       const message = reason ?? what;
-      throw new (/^exec: /.test(message) ? InvalidArgumentError : BerthError)(`container ${containerId}: ${message}`);
+      if (!/^exec: /.test(message)) throw new BerthError(`container ${containerId}: ${message}`);
+      // runc has no codes for why its exec failed: its Go error text is all there is.
+      const notFound = /executable file not found|no such file or directory/.test(message);
+      throw new StartFailure(`container ${containerId}: ${message}`, notFound ? 'command-not-found' : 'command-not-executable');
     };
 
     const first = await waitForFile(stateDir, [CREATED, EXIT]);

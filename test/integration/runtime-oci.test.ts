@@ -114,8 +114,10 @@ describe.skipIf(!isRoot || !hasCommand('runc'))(`runtime.oci with runc (${!isRoo
 
   it('an unknown command is a clear start error', async () => {
     const res = await daemon.cli(['run', '--rm', img, 'no-such-binary']);
-    expect(res.code).not.toBe(0);
+    expect(res.code).toBe(127); // docker run's code for a command that is not there
     expect(res.stderr).toMatch(/no-such-binary/);
+    const dir = await daemon.cli(['run', '--rm', img, '/etc']);
+    expect(dir.code).toBe(126); // there, but not something to run
   });
 
   it('kill and stop reach the process; exit 137 after SIGKILL', async () => {
