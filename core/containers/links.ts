@@ -48,9 +48,20 @@ export function linkSetup(rec: ContainerRecord, find: (name: string) => Containe
   return out;
 }
 
-/** Names a container is known by: its own, and `/other/alias` for every link to it. */
-export function namesOf(rec: ContainerRecord, all: ContainerRecord[]): string[] {
-  return [rec.Name, ...all.flatMap((c) => linksOf(c).filter((l) => l.target === rec.Name).map((l) => l.name))];
+/**
+ * Names containers are known by: their own, and `/other/alias` for every link to them. One pass
+ * over `all`, so listing a thousand containers does not look at every other one for each.
+ */
+export function namesOfAll(all: ContainerRecord[]): (rec: ContainerRecord) => string[] {
+  const aliases = new Map<string, string[]>();
+  for (const c of all) {
+    for (const l of linksOf(c)) {
+      const names = aliases.get(l.target);
+      if (names) names.push(l.name);
+      else aliases.set(l.target, [l.name]);
+    }
+  }
+  return (rec) => [rec.Name, ...(aliases.get(rec.Name) ?? [])];
 }
 
 /** `parent`'s links without the one named `name` (`/parent/alias`); NotFound when it has no such link. */

@@ -27,6 +27,7 @@ import { type RemoveOptions, removeContainer } from './remove';
 import { pidsOf, rawStatsOf, updateResources } from './resources';
 import { startContainer } from './start';
 import { killContainer, restartContainer, stopContainer } from './stop';
+import { namesOfAll } from './links';
 import { containerSummary, inspectContainer } from './views';
 import { type WaitCondition, type WaitResult, waitFor } from './wait';
 
@@ -180,6 +181,12 @@ export class ContainerManager extends EventEmitter {
 
   summary(rec: ContainerRecord) {
     return containerSummary(this.ctx, rec);
+  }
+
+  /** Rows of GET /containers/json for `recs`, in their order. */
+  summaries(recs: ContainerRecord[]) {
+    const names = namesOfAll(this.ctx.store.list());
+    return recs.map((rec) => containerSummary(this.ctx, rec, names));
   }
 
   inspect(ref: string) {

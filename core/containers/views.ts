@@ -3,14 +3,14 @@ import { humanDuration } from '../util/format';
 import { parseBind } from '../volumes/manager';
 import type { ContainerContext } from './context';
 import { healthSuffix } from './health';
-import { namesOf } from './links';
+import { namesOfAll } from './links';
 import type { ContainerRecord } from './record';
 
-/** One row of GET /containers/json. */
-export function containerSummary(ctx: ContainerContext, rec: ContainerRecord) {
+/** One row of GET /containers/json; `names` from namesOfAll when listing many. */
+export function containerSummary(ctx: ContainerContext, rec: ContainerRecord, names = namesOfAll(ctx.store.list())) {
   return {
     Id: rec.Id,
-    Names: namesOf(rec, ctx.store.list()),
+    Names: names(rec),
     Image: imageAsGiven(ctx, rec),
     ImageID: rec.Image,
     Command: [rec.Path, ...rec.Args].join(' '),

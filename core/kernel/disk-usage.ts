@@ -40,8 +40,9 @@ export async function diskUsage(engine: Engine) {
       listed: listed(img),
     };
   });
-  const containerRows = containers.map((c) => ({
-    ...engine.containers.summary(c),
+  const summaries = engine.containers.summaries(containers);
+  const containerRows = containers.map((c, i) => ({
+    ...summaries[i],
     SizeRw: usage.containers[c.Id] ?? 0,
     SizeRootFs: (usage.containers[c.Id] ?? 0) + (imageRows.find((i) => i.Id === c.Image)?.Size ?? 0),
   }));

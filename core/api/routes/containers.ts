@@ -31,12 +31,13 @@ export function containerRoutes(router: Router, engine: Engine): void {
       imageAndDescendants: (ref) => engine.images.imageAndDescendants(ref),
     });
     const all = boolParam(req.query, 'all') || filter.impliesAll;
-    const list = containers
-      .list()
-      .filter((c) => all || c.State.Running)
-      .map((rec) => ({ rec, summary: containers.summary(rec) }))
+    const recs = containers.list().filter((c) => all || c.State.Running);
+    const summaries = containers.summaries(recs);
+    const list = recs
+      .map((rec, i) => ({ rec, summary: summaries[i] }))
       .filter(({ rec, summary }) => filter.match({ rec, networks: summary.NetworkSettings.Networks, mounts: summary.Mounts, ports: summary.Ports }));
-    list.sort((a, b) => Date.parse(b.rec.Created) - Date.parse(a.rec.Created));
+    const created = new Map(list.map(({ rec }) => [rec, Date.parse(rec.Created)]));
+    list.sort((a, b) => created.get(b.rec)! - created.get(a.rec)!);
     const limit = intParam(req.query, 'limit') ?? -1;
     sendJson(res, 200, (limit > 0 ? list.slice(0, limit) : list).map((c) => c.summary));
   });
