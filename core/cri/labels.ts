@@ -17,6 +17,8 @@ export const CRI_LABEL = {
   image: 'io.berth.cri.image',
   /** Sandboxes: the NamespaceOption they were made with, as JSON. */
   namespaces: 'io.berth.cri.namespaces',
+  /** Sandboxes on a CNI network: its name (without the label: a berth network). */
+  cniNetwork: 'io.berth.cri.cni-network',
 } as const;
 
 export type CriKind = 'sandbox' | 'container';

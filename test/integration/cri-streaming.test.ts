@@ -33,7 +33,8 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (
     // A short path of its own: unix socket paths stop at 107 bytes.
     criDir = await fs.mkdtemp('/tmp/bs-');
     const socket = path.join(criDir, 'cri.sock');
-    daemon = await startDaemon({ args: ['--cri-socket', socket] });
+    // No CNI config in criDir: the pod is on berth's own network.
+    daemon = await startDaemon({ args: ['--cri-socket', socket], config: { cri: { cniConfDir: criDir } } });
     cri = criClient(socket);
     await cri.image.PullImage({ image: { image } });
     const podConfig = { metadata: { name: 'stream', uid: 'uid-stream', namespace: 'default', attempt: 0 }, linux: {} };
