@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError, NotImplementedError } from '../contracts/errors';
 import type { ContainerRecord } from '../containers/record';
 import type { Engine } from '../kernel/engine';
 import { findImage } from './images';
@@ -17,6 +17,13 @@ import type { CriStats } from './stats';
 import type { ContainerConfig, Labels, Resources, SandboxConfig, SecurityContext } from './types';
 
 const PROPAGATION: Record<string, string> = { PROPAGATION_PRIVATE: 'rprivate', PROPAGATION_HOST_TO_CONTAINER: 'rslave', PROPAGATION_BIDIRECTIONAL: 'rshared' };
+
+/**
+ * The launcher makes the container's / rprivate before its binds (nothing it mounts may reach the
+ * host), so an rshared bind would get a peer group of its own and send nothing back: refused
+ * rather than silently one-way (the fix is runc's: a private parent of the rootfs instead).
+ */
+const UNSUPPORTED_PROPAGATION = 'PROPAGATION_BIDIRECTIONAL';
 
 /**
  * Docker SecurityOpt for the CRI's seccomp choice: the `seccomp` profile, else the older
@@ -119,6 +126,7 @@ export class CriContainers {
     const pod = sandbox.view.metadata as { name?: string; namespace?: string; uid?: string };
     const mounts = (config!.mounts ?? []).map((m) => {
       if (!m.host_path?.startsWith('/') || !m.container_path?.startsWith('/')) throw new InvalidArgumentError(`mounts: host_path and container_path must be absolute (got ${JSON.stringify(m.host_path)} -> ${JSON.stringify(m.container_path)})`);
+      if (m.propagation === UNSUPPORTED_PROPAGATION) throw new NotImplementedError(`mounts: ${m.container_path}: ${UNSUPPORTED_PROPAGATION} is not supported: berth's launcher keeps container mounts from propagating to the host`);
       return `${m.host_path}:${m.container_path}:${m.readonly ? 'ro' : 'rw'},${PROPAGATION[m.propagation ?? 'PROPAGATION_PRIVATE'] ?? 'rprivate'}`;
     });
     const { Id } = await this.engine.containers.create(
