@@ -10,7 +10,8 @@ import type { Engine } from '../kernel/engine';
 import { closeStdinFrame, FrameDecoder, MonitorFrame, monitorReady, resizeFrame, signalFrame, stdinFrame } from '../launcher/attach';
 import { connectUnix } from '../util/unix-socket';
 import type { CriObjects } from './objects';
-import { type CommandStreams, dialTcp, type StreamingServer } from './streaming/server';
+import type { CommandStreams } from './streaming/command';
+import { dialTcp, type StreamingServer } from './streaming/server';
 
 /** ExecSync output is capped, as the CRI asks (CVE-2022-1708). */
 const EXEC_OUTPUT_CAP = 16 * 1024 * 1024;

@@ -9,7 +9,7 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collect, criClient, upgradeToSpdy } from '../helpers/cri';
+import { channelWebSocket, collect, criClient, upgradeToSpdy } from '../helpers/cri';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
@@ -89,6 +89,41 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (
     expect(out).toMatch(/\/dev\/pts\/\d+/);
     expect(JSON.parse(await error)).toEqual({ metadata: {}, status: 'Success' });
     session.socket.destroy();
+  });
+
+  it('Exec over a WebSocket (v5.channel.k8s.io): stdin and its close, stdout and stderr apart, the exit code', async () => {
+    const { url } = await cri.runtime.Exec({ container_id: echoId, cmd: ['/bin/busybox', 'sh', '-c', 'cat; echo to-stderr >&2; exit 7'], stdin: true, stdout: true, stderr: true });
+    const ws = await channelWebSocket(url, ['v5.channel.k8s.io', 'v4.channel.k8s.io']);
+    expect(ws.protocol).toBe('v5.channel.k8s.io');
+    ws.send(0, 'line one\n');
+    ws.send(0, 'line two\n');
+    // cat ends only on stdin's EOF, which only v5 can send.
+    ws.closeChannel(0);
+    const got = await ws.done;
+    expect(ws.order[0]).toBe(1);
+    expect(got[1]).toBe('line one\nline two\n');
+    expect(got[2]).toBe('to-stderr\n');
+    expect(JSON.parse(got[3])).toMatchObject({ status: 'Failure', reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: '7' }] } });
+  });
+
+  it('Exec over a WebSocket (v4.channel.k8s.io) with a terminal: the size from the resize channel', async () => {
+    const { url } = await cri.runtime.Exec({ container_id: echoId, cmd: ['/bin/busybox', 'sh', '-c', 'read go; /bin/busybox stty size'], stdin: true, stdout: true, tty: true });
+    const ws = await channelWebSocket(url, ['v4.channel.k8s.io']);
+    expect(ws.protocol).toBe('v4.channel.k8s.io');
+    ws.send(4, JSON.stringify({ Width: 101, Height: 27 }));
+    ws.send(0, 'go\r');
+    const got = await ws.done;
+    expect(got[1]).toMatch(/27 101/);
+    expect(JSON.parse(got[3])).toEqual({ metadata: {}, status: 'Success' });
+  });
+
+  it('a WebSocket offering none of v5/v4.channel.k8s.io is refused by name, and the URL stays unused', async () => {
+    const { url } = await cri.runtime.Exec({ container_id: echoId, cmd: ['/bin/busybox', 'echo', 'still here'], stdout: true });
+    await expect(channelWebSocket(url, ['channel.k8s.io'])).rejects.toMatchObject({ status: 403, body: expect.stringMatching(/offered WebSocket subprotocols \(channel\.k8s\.io\) is v5\.channel\.k8s\.io or v4\.channel\.k8s\.io/) });
+    const ws = await channelWebSocket(url, ['v4.channel.k8s.io']);
+    const got = await ws.done;
+    expect(got[1]).toBe('still here\n');
+    expect(JSON.parse(got[3])).toEqual({ metadata: {}, status: 'Success' });
   });
 
   it('PortForward: bytes go to the pod port and back, two connections at once', async () => {
