@@ -152,6 +152,7 @@ export class CriContainers {
           PidMode: pidMode,
           IpcMode: share,
           UTSMode: share,
+          CgroupParent: sandbox.rec.HostConfig.CgroupParent ?? '',
           Binds: mounts,
           Privileged: !!sec.privileged,
           CapAdd: sec.capabilities?.add_capabilities ?? [],

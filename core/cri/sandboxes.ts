@@ -92,6 +92,8 @@ export class CriSandboxes {
         HostConfig: {
           // On CNI the sandbox starts with a namespace of its own (loopback only); ADD does the rest.
           NetworkMode: hostNetwork ? 'host' : cniConfig ? 'none' : 'default',
+          // cgroupfs driver: the pod's cgroup below berth's own parent (isolator.cgroups).
+          CgroupParent: config!.linux?.cgroup_parent ?? '',
           PidMode: ns.pid === 'NODE' ? 'host' : '',
           IpcMode: ns.ipc === 'NODE' ? 'host' : '',
           Dns: dns.servers ?? [],

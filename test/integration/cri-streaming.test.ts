@@ -5,7 +5,7 @@
  * forward; ContainerStats and PodSandboxStats carry the cgroup readings; a pod with pid=POD shares
  * one pid namespace with pause as its init, and its sysctls are set in its own namespaces.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,14 @@ import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
 const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
+
+/** A process's memory cgroup and where that hierarchy is mounted (v1's memory line, else v2's). */
+function memoryCgroup(pid: number): { path: string; mount: string } {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').filter(Boolean).map((l) => l.split(':'));
+  const v1 = lines.find(([, ctrls]) => ctrls.split(',').includes('memory'));
+  if (v1) return { path: v1[2], mount: '/sys/fs/cgroup/memory' };
+  return { path: lines.find(([id]) => id === '0')![2], mount: '/sys/fs/cgroup' };
+}
 
 describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
   let registry: RunningRegistry;
@@ -185,6 +193,31 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (
     expect(Number(pod.stats.linux.process.process_count.value)).toBeGreaterThanOrEqual(2);
     const all = await cri.runtime.ListPodSandboxStats({});
     expect(all.stats.map((s: any) => s.attributes.id)).toContain(sandboxId);
+  });
+
+  it('cgroup_parent: the pod and its containers get cgroups in it, below berthd\'s own; the removed pod leaves none', async () => {
+    const parent = '/kubepods/burstable/podcg';
+    const podConfig = { metadata: { name: 'cgpod', uid: 'uid-cgpod', namespace: 'default', attempt: 0 }, linux: { cgroup_parent: parent } };
+    const pod = (await cri.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
+    const { container_id } = await cri.runtime.CreateContainer({
+      pod_sandbox_id: pod,
+      config: { metadata: { name: 'sleeper', attempt: 0 }, image: { image }, command: ['/bin/busybox'], args: ['sleep', '3600'], linux: {} },
+      sandbox_config: podConfig,
+    });
+    await cri.runtime.StartContainer({ container_id });
+    const own = memoryCgroup(daemon.pid);
+    const podDir = path.posix.join(own.path, 'berth', parent);
+    const pausePid = JSON.parse((await cri.runtime.PodSandboxStatus({ pod_sandbox_id: pod, verbose: true })).info.info).pid;
+    const sleeperPid = JSON.parse((await cri.runtime.ContainerStatus({ container_id, verbose: true })).info.info).pid;
+    expect(memoryCgroup(pausePid).path).toBe(path.posix.join(podDir, pod));
+    expect(memoryCgroup(sleeperPid).path).toBe(path.posix.join(podDir, container_id));
+    await expect(cri.runtime.RunPodSandbox({ config: { ...podConfig, metadata: { ...podConfig.metadata, name: 'up' }, linux: { cgroup_parent: '/kubepods/../../escape' } } })).rejects.toMatchObject({
+      details: expect.stringMatching(/HostConfig\.CgroupParent: expected a cgroup path/),
+    });
+    await cri.runtime.StopPodSandbox({ pod_sandbox_id: pod });
+    await cri.runtime.RemovePodSandbox({ pod_sandbox_id: pod });
+    expect(existsSync(path.posix.join(own.mount, own.path, 'berth', 'kubepods'))).toBe(false);
+    expect(existsSync(path.posix.join(own.mount, own.path, 'berth'))).toBe(true);
   });
 
   it('pid=POD: the containers see pause as pid 1 and each other; pid=CONTAINER sees only itself; the pod sysctls are its own', async () => {
