@@ -29,7 +29,8 @@ const NAMESPACED_IPC_SYSCTL = /^(kernel\.(shm[a-z_]*|msg[a-z_]*|sem)|fs\.mqueue\
 
 export class CriSandboxes {
   readonly cni: PodCni;
-  private pauseImage?: Promise<string>;
+  private pause?: { binary: Buffer; tag: string };
+  private pauseImport?: Promise<void>;
 
   constructor(
     private readonly engine: Engine,
@@ -40,21 +41,27 @@ export class CriSandboxes {
     this.cni = new PodCni(engine, objects);
   }
 
-  /** berth's own pause image: one layer holding berth-pause, tagged by the binary's digest. */
-  private ensurePauseImage(): Promise<string> {
-    this.pauseImage ??= (async () => {
+  /**
+   * berth's own pause image: one layer holding berth-pause, tagged by the binary's digest. Looked
+   * up at each pod start, so an image removed (crictl rmi, berth rmi) is made again.
+   */
+  private async ensurePauseImage(): Promise<string> {
+    if (!this.pause) {
       const binary = readFileSync(pauseBinary());
-      const tag = createHash('sha256').update(binary).digest('hex').slice(0, 12);
-      const ref = `berth.local/pause:${tag}`;
-      if (this.engine.imageStore.find(ref)) return ref;
+      this.pause = { binary, tag: createHash('sha256').update(binary).digest('hex').slice(0, 12) };
+    }
+    const { binary, tag } = this.pause;
+    const ref = `berth.local/pause:${tag}`;
+    if (this.engine.imageStore.find(ref)) return ref;
+    // Pods started together share one import.
+    this.pauseImport ??= (async () => {
       const pack = tar.pack();
       pack.entry({ name: 'pause', mode: 0o755, uid: 0, gid: 0 }, binary);
       pack.finalize();
       await this.engine.importer.import(Readable.from(pack), { repo: 'berth.local/pause', tag, message: 'berth pod sandbox' });
-      return ref;
-    })();
-    this.pauseImage.catch(() => (this.pauseImage = undefined));
-    return this.pauseImage;
+    })().finally(() => (this.pauseImport = undefined));
+    await this.pauseImport;
+    return ref;
   }
 
   async runPodSandbox(config: SandboxConfig | undefined): Promise<string> {

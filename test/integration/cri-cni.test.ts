@@ -123,4 +123,15 @@ describe.skipIf(!isRoot || !hasCni)(`CRI pods on a CNI bridge from the conf dir 
       await cri.runtime.RemovePodSandbox({ pod_sandbox_id: pod.id });
     }
   }, 120_000);
+
+  it('makes the pause image again when it was removed (crictl rmi)', async () => {
+    const pause = (await cri.image.ListImages({})).images.find((i: any) => i.repo_tags.some((t: string) => t.startsWith('berth.local/pause:')));
+    expect(pause).toBeDefined();
+    await cri.image.RemoveImage({ image: { image: pause.id } });
+    const id = (await cri.runtime.RunPodSandbox({ config: podConfig('pod-again') })).pod_sandbox_id;
+    expect((await cri.runtime.PodSandboxStatus({ pod_sandbox_id: id })).status).toMatchObject({ state: 'SANDBOX_READY', network: { ip: expect.stringMatching(/^10\.231\./) } });
+    await cri.runtime.StopPodSandbox({ pod_sandbox_id: id });
+    await cri.runtime.RemovePodSandbox({ pod_sandbox_id: id });
+    expect(bridgePorts()).toEqual([]);
+  }, 60_000);
 });
