@@ -134,10 +134,10 @@ export class CriExec {
   }
 
   /** Connections go to the pod's IP (or the host's loopback for host-network pods). */
-  portForward(req: { pod_sandbox_id?: string }) {
+  portForward(req: { pod_sandbox_id?: string; port?: number[] }) {
     const { rec, view } = this.objects.get('sandbox', req.pod_sandbox_id);
     if (!rec.State.Running) throw new ConflictError(`pod sandbox ${rec.Id} is not ready`);
-    const url = this.streamingServer().portForward(async (port) => {
+    const url = this.streamingServer().portForward(req.port ?? [], async (port) => {
       const ip = view.namespaces.network === 'NODE' ? '127.0.0.1' : this.podIps(rec)[0];
       if (!ip) throw new ConflictError(`pod sandbox ${rec.Id} has no IP address`);
       return dialTcp(ip, port);

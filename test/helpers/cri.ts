@@ -89,19 +89,23 @@ export interface ChannelSession {
   done: Promise<Record<number, string>>;
   /** The messages' channels in arrival order (the first says the session is up). */
   order: number[];
+  /** Each channel's bytes so far. */
+  received: Record<number, Buffer>;
+  close(): void;
 }
 
 /** Open a streaming URL as a WebSocket offering `protocols`; rejects with the HTTP status when refused. */
 export function channelWebSocket(url: string, protocols: string[]): Promise<ChannelSession> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url.replace(/^http/, 'ws'), protocols);
-    const received: Record<number, string> = {};
+    const received: Record<number, Buffer> = {};
     const order: number[] = [];
     ws.on('message', (data: Buffer) => {
       order.push(data[0]);
-      received[data[0]] = (received[data[0]] ?? '') + data.subarray(1).toString('utf8');
+      received[data[0]] = Buffer.concat([received[data[0]] ?? Buffer.alloc(0), data.subarray(1)]);
     });
-    const done = new Promise<Record<number, string>>((res) => ws.on('close', () => res(received)));
+    const text = () => Object.fromEntries(Object.entries(received).map(([k, v]) => [k, v.toString('utf8')]));
+    const done = new Promise<Record<number, string>>((res) => ws.on('close', () => res(text())));
     ws.once('unexpected-response', (_req, res) => {
       let body = '';
       res.on('data', (c: Buffer) => (body += c));
@@ -115,6 +119,8 @@ export function channelWebSocket(url: string, protocols: string[]): Promise<Chan
         closeChannel: (channel) => ws.send(Buffer.from([255, channel])),
         done,
         order,
+        received,
+        close: () => ws.close(),
       }),
     );
   });

@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { channelWebSocket, collect, criClient, upgradeToSpdy } from '../helpers/cri';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason } from '../helpers/env';
+import { isRoot, rootReason, until } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
@@ -132,6 +132,23 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (
     const got = await ws.done;
     expect(got[1]).toBe('still here\n');
     expect(JSON.parse(got[3])).toEqual({ metadata: {}, status: 'Success' });
+  });
+
+  it('PortForward over a WebSocket (v4.channel.k8s.io): the port announced on both channels, bytes to the pod port and back', async () => {
+    const { url } = await cri.runtime.PortForward({ pod_sandbox_id: sandboxId, port: [8080] });
+    const ws = await channelWebSocket(`${url}?ports=8080`, ['v4.channel.k8s.io']);
+    expect(ws.protocol).toBe('v4.channel.k8s.io');
+    const port = Buffer.from([8080 & 0xff, 8080 >> 8]);
+    await until('the port on both channels', () => (ws.received[0]?.length && ws.received[1]?.length) || undefined);
+    expect(ws.received[0].subarray(0, 2)).toEqual(port);
+    expect(ws.received[1]).toEqual(port);
+    ws.send(0, 'through a websocket\n');
+    await until('the echo', () => ws.received[0].subarray(2).toString() === 'through a websocket\n' || undefined);
+    ws.close();
+    await ws.done;
+    // A port the request does not name and the query does not either: refused before the upgrade.
+    const none = await cri.runtime.PortForward({ pod_sandbox_id: sandboxId, port: [] });
+    await expect(channelWebSocket(none.url, ['v4.channel.k8s.io'])).rejects.toMatchObject({ status: 400, body: expect.stringMatching(/needs the ports/) });
   });
 
   it('PortForward: bytes go to the pod port and back, two connections at once', async () => {

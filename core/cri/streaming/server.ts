@@ -2,7 +2,8 @@
  * The CRI streaming server: Exec, Attach and PortForward answer with a one-time URL on a loopback
  * HTTP port of berthd; the client (kubelet, crictl) upgrades that request to SPDY/3.1 and speaks
  * Kubernetes' remotecommand (v4.channel.k8s.io) or port-forward (portforward.k8s.io) protocol on
- * it, or (exec and attach) to a WebSocket speaking v5/v4.channel.k8s.io (websocket.ts).
+ * it, or to a WebSocket (websocket.ts: v5/v4.channel.k8s.io for exec and attach, v4.channel.k8s.io
+ * or portforward.k8s.io for port-forward).
  * The URL's token is the only authority: it is random, used once, and expires after a minute.
  */
 import { randomBytes } from 'node:crypto';
@@ -24,7 +25,14 @@ const PORTFORWARD = 'portforward.k8s.io';
 /** Opens a TCP connection to `port` inside the pod. */
 export type PortDialer = (port: number) => Promise<Socket>;
 
-type Pending = (CommandRequest | { kind: 'portforward'; dial: PortDialer }) & { expires: number };
+/** A port-forward session: the ports the CRI request named (a WebSocket client may name others in `?ports=`). */
+export interface ForwardRequest {
+  kind: 'portforward';
+  ports: number[];
+  dial: PortDialer;
+}
+
+type Pending = (CommandRequest | ForwardRequest) & { expires: number };
 
 export class StreamingServer {
   private readonly pending = new Map<string, Pending>();
@@ -61,8 +69,8 @@ export class StreamingServer {
     return this.register({ ...request, expires: Date.now() + TOKEN_TTL_MS });
   }
 
-  portForward(dial: PortDialer): string {
-    return this.register({ kind: 'portforward', dial, expires: Date.now() + TOKEN_TTL_MS });
+  portForward(ports: number[], dial: PortDialer): string {
+    return this.register({ kind: 'portforward', ports, dial, expires: Date.now() + TOKEN_TTL_MS });
   }
 
   private register(p: Pending): string {
@@ -81,13 +89,13 @@ export class StreamingServer {
     const p = token ? this.pending.get(token) : undefined;
     if (!p || p.kind !== kind || p.expires < Date.now()) return refuse(404, 'CRI streaming: unknown or expired URL');
     const upgrade = String(req.headers.upgrade).toLowerCase();
-    if (upgrade === 'websocket' && p.kind !== 'portforward') {
-      const why = this.websockets.refusal(req);
-      if (why) return refuse(403, why);
+    if (upgrade === 'websocket') {
+      const why = this.websockets.refusal(req, p);
+      if (why) return refuse(why.status, why.message);
       this.pending.delete(token);
       return this.websockets.serve(req, socket, head, p);
     }
-    if (upgrade !== 'spdy/3.1') return refuse(400, `CRI streaming: unsupported upgrade ${JSON.stringify(req.headers.upgrade)} (this server speaks SPDY/3.1${p.kind === 'portforward' ? '' : ' and WebSocket'})`);
+    if (upgrade !== 'spdy/3.1') return refuse(400, `CRI streaming: unsupported upgrade ${JSON.stringify(req.headers.upgrade)} (this server speaks SPDY/3.1 and WebSocket)`);
     const offered = String(req.headers['x-stream-protocol-version'] ?? '').split(',').map((s) => s.trim());
     const protocol = p.kind === 'portforward' ? PORTFORWARD : REMOTECOMMAND;
     if (!offered.includes(protocol)) return refuse(403, `CRI streaming: none of the offered protocols (${offered.join(', ')}) is ${protocol}`);

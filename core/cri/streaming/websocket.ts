@@ -1,43 +1,69 @@
 /**
- * Exec and attach over a WebSocket (kubelet's and kubectl's newer transport): the subprotocols
- * v5.channel.k8s.io and v4.channel.k8s.io. Every binary message starts with its channel: 0 stdin,
- * 1 stdout, 2 stderr, 3 error (the metav1.Status at the end), 4 resize (JSON sizes). v5 adds a
- * close: the message [255, channel] ends that channel (stdin's EOF, which v4 cannot send).
+ * The streaming sessions over a WebSocket (kubelet's and kubectl's newer transport). Every binary
+ * message starts with its channel.
+ * - exec and attach, subprotocols v5.channel.k8s.io and v4.channel.k8s.io: 0 stdin, 1 stdout,
+ *   2 stderr, 3 error (the metav1.Status at the end), 4 resize (JSON sizes). v5 adds a close: the
+ *   message [255, channel] ends that channel (stdin's EOF, which v4 cannot send).
+ * - port-forward, v4.channel.k8s.io or portforward.k8s.io: port i of `?ports=` (else the CRI
+ *   request's) has data channel 2i and error channel 2i+1, each opened with the port number as two
+ *   little-endian bytes; one TCP connection per port for the WebSocket's life.
  * The framing itself is the `ws` package's.
  */
 import type * as http from 'node:http';
+import type { Socket } from 'node:net';
 import { PassThrough, type Duplex, Writable } from 'node:stream';
 import { WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../../contracts/types';
 import { type CommandRequest, commandStatus, ResizeParser, type TerminalSize } from './command';
+import type { ForwardRequest } from './server';
 
 /** In the server's order of preference. */
-const PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
+const COMMAND_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io'];
+const FORWARD_PROTOCOLS = ['v4.channel.k8s.io', 'portforward.k8s.io'];
 const CHANNEL = { stdin: 0, stdout: 1, stderr: 2, error: 3, resize: 4, close: 255 } as const;
 
 function offered(req: http.IncomingMessage): string[] {
   return String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
 }
 
+/** `?ports=8080,9090`, as kubectl sends them; undefined when absent. */
+function queryPorts(req: http.IncomingMessage): number[] | undefined {
+  const raw = new URL(req.url ?? '/', 'http://x').searchParams.getAll('ports').flatMap((v) => v.split(','));
+  return raw.length ? raw.map((p) => Number(p.trim())) : undefined;
+}
+
+const validPort = (p: number) => Number.isInteger(p) && p > 0 && p < 65536;
+
 export class WebSocketCommands {
-  private readonly server = new WebSocketServer({
-    noServer: true,
-    handleProtocols: (protocols) => PROTOCOLS.find((p) => protocols.has(p)) ?? false,
-  });
+  private readonly server = new WebSocketServer({ noServer: true, handleProtocols: (protocols, req) => this.chooseProtocol([...protocols], req) || false });
+  private readonly forwardKind = new WeakSet<http.IncomingMessage>();
 
   constructor(private readonly log: Logger) {}
 
-  /** Why this upgrade cannot be served, if it cannot. */
-  refusal(req: http.IncomingMessage): string | undefined {
-    const protocols = offered(req);
-    if (PROTOCOLS.some((p) => protocols.includes(p))) return undefined;
-    return `CRI streaming: none of the offered WebSocket subprotocols (${protocols.join(', ') || 'none'}) is ${PROTOCOLS.join(' or ')}`;
+  private chooseProtocol(protocols: string[], req: http.IncomingMessage): string | undefined {
+    return (this.forwardKind.has(req) ? FORWARD_PROTOCOLS : COMMAND_PROTOCOLS).find((p) => protocols.includes(p));
   }
 
-  serve(req: http.IncomingMessage, socket: Duplex, head: Buffer, request: CommandRequest): void {
+  /** Why this upgrade cannot be served, if it cannot. */
+  refusal(req: http.IncomingMessage, p: CommandRequest | ForwardRequest): { status: number; message: string } | undefined {
+    const protocols = offered(req);
+    const wanted = p.kind === 'portforward' ? FORWARD_PROTOCOLS : COMMAND_PROTOCOLS;
+    if (!wanted.some((w) => protocols.includes(w))) {
+      return { status: 403, message: `CRI streaming: none of the offered WebSocket subprotocols (${protocols.join(', ') || 'none'}) is ${wanted.join(' or ')}` };
+    }
+    if (p.kind !== 'portforward') return undefined;
+    const ports = queryPorts(req) ?? p.ports;
+    if (!ports.length) return { status: 400, message: 'CRI streaming: port-forward over a WebSocket needs the ports (query parameter ports=8080,...)' };
+    const bad = ports.find((n) => !validPort(n));
+    return bad === undefined ? undefined : { status: 400, message: `CRI streaming: ports: ${bad} is not a TCP port` };
+  }
+
+  serve(req: http.IncomingMessage, socket: Duplex, head: Buffer, p: CommandRequest | ForwardRequest): void {
+    if (p.kind === 'portforward') this.forwardKind.add(req);
     this.server.handleUpgrade(req, socket, head, (ws) => {
       ws.on('error', (err) => this.log.debug('CRI streaming: WebSocket error', { error: err.message }));
-      void this.session(ws, request);
+      if (p.kind === 'portforward') this.forward(ws, queryPorts(req) ?? p.ports, p);
+      else void this.command(ws, p);
     });
   }
 
@@ -46,7 +72,7 @@ export class WebSocketCommands {
     this.server.close();
   }
 
-  private async session(ws: WebSocket, request: CommandRequest): Promise<void> {
+  private async command(ws: WebSocket, request: CommandRequest): Promise<void> {
     const canClose = ws.protocol === 'v5.channel.k8s.io';
     const channel = (num: number) =>
       new Writable({
@@ -85,5 +111,42 @@ export class WebSocketCommands {
     if (ws.readyState !== WebSocket.OPEN) return;
     ws.send(Buffer.concat([Buffer.from([CHANNEL.error]), Buffer.from(JSON.stringify(status))]));
     ws.close(1000);
+  }
+
+  private forward(ws: WebSocket, ports: number[], request: ForwardRequest): void {
+    const send = (channel: number, data: Buffer | string) => ws.readyState === WebSocket.OPEN && ws.send(Buffer.concat([Buffer.from([channel]), Buffer.from(data)]));
+    const conns = ports.map((port, i) => {
+      const portBytes = Buffer.alloc(2);
+      portBytes.writeUInt16LE(port);
+      send(2 * i, portBytes);
+      send(2 * i + 1, portBytes);
+      // What the client sends before the connection is up waits for it.
+      const state: { conn?: Socket; pending: Buffer[] } = { pending: [] };
+      request.dial(port).then(
+        (conn) => {
+          state.conn = conn;
+          for (const b of state.pending.splice(0)) conn.write(b);
+          conn.on('data', (c: Buffer) => send(2 * i, c));
+          conn.on('error', (err) => send(2 * i + 1, `error forwarding port ${port}: ${err.message}`));
+          // The pod closed the connection: nothing more can flow on this WebSocket's port.
+          conn.on('close', () => ws.close(1000));
+        },
+        (err: Error) => {
+          send(2 * i + 1, `error forwarding port ${port} to the pod: ${err.message}`);
+          ws.close(1000);
+        },
+      );
+      return state;
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (!isBinary || !data.length || data[0] % 2 !== 0) return;
+      const state = conns[data[0] / 2];
+      if (!state) return;
+      if (state.conn) state.conn.write(data.subarray(1));
+      else state.pending.push(Buffer.from(data.subarray(1)));
+    });
+    ws.on('close', () => {
+      for (const s of conns) s.conn?.destroy();
+    });
   }
 }
