@@ -133,6 +133,11 @@ function conflistOf(raw: unknown, file: string): Conflist {
   return { cniVersion, name, plugins: [plugin] };
 }
 
+/** A config with a plugin that takes the pod's host ports (portmap's capability). */
+export function takesPortMappings(config: Conflist): boolean {
+  return (config.plugins ?? []).some((p) => (p.capabilities as Record<string, boolean> | undefined)?.portMappings);
+}
+
 /** libcni's runtimeConfig: plugins that declare the portMappings capability get the pod's. */
 function withRuntimeConfig(config: Conflist, ports: PortMapping[]): Conflist {
   const mappings = ports

@@ -26,12 +26,14 @@ export class CriRuntime {
   }
 
   /** After a berthd restart: pick up what still runs. */
-  recover(): Promise<void> {
-    return this.containers.recover();
+  async recover(): Promise<void> {
+    await this.containers.recover();
+    await this.sandboxes.recover();
   }
 
-  close(): Promise<void> {
-    return this.containers.close();
+  async close(): Promise<void> {
+    this.sandboxes.close();
+    await this.containers.close();
   }
 
   version(apiVersion: string) {

@@ -15,12 +15,13 @@ import { InvalidArgumentError } from '../contracts/errors';
 import type { ContainerRecord } from '../containers/record';
 import type { Engine } from '../kernel/engine';
 import { pauseBinary } from '../launcher/binary';
-import { PodCni } from './cni';
+import { PodCni, takesPortMappings } from './cni';
 import type { CriContainers } from './containers';
 import { CRI_LABEL, type CriView, criLabels, matchesSelector, nanosOf } from './labels';
 import type { CriObjects } from './objects';
 import type { CriStats } from './stats';
-import type { Labels, NamespaceOptions, SandboxConfig } from './types';
+import { HostPortProxies } from './host-ports';
+import type { Labels, NamespaceOptions, PortMapping, SandboxConfig } from './types';
 
 const execFileP = promisify(execFile);
 
@@ -32,6 +33,8 @@ export class CriSandboxes {
   private pause?: { binary: Buffer; tag: string };
   private pauseImport?: Promise<void>;
 
+  private readonly hostPorts: HostPortProxies;
+
   constructor(
     private readonly engine: Engine,
     private readonly objects: CriObjects,
@@ -39,6 +42,20 @@ export class CriSandboxes {
     private readonly stats: CriStats,
   ) {
     this.cni = new PodCni(engine, objects);
+    this.hostPorts = new HostPortProxies(engine.log.child('cri'));
+  }
+
+  /** After a berthd restart: the host port proxies of the CNI pods that still run. */
+  async recover(): Promise<void> {
+    for (const { rec } of this.objects.all('sandbox')) {
+      const ports = JSON.parse(rec.Config.Labels?.[CRI_LABEL.hostPorts] || '[]') as PortMapping[];
+      const ip = this.cni.ips(rec.Id)[0];
+      if (rec.State.Running && ports.length && ip) await this.hostPorts.start(rec.Id, ip, ports).catch((err) => this.engine.log.warn('CRI: a pod host port could not be opened again', { pod: rec.Id, error: (err as Error).message }));
+    }
+  }
+
+  close(): void {
+    this.hostPorts.close();
   }
 
   /**
@@ -93,7 +110,7 @@ export class CriSandboxes {
           extra: {
             [CRI_LABEL.log]: config!.log_directory ?? '',
             [CRI_LABEL.namespaces]: JSON.stringify(ns),
-            ...(cniConfig ? { [CRI_LABEL.cniNetwork]: String(cniConfig.name ?? '') } : {}),
+            ...(cniConfig ? { [CRI_LABEL.cniNetwork]: String(cniConfig.name ?? ''), [CRI_LABEL.hostPorts]: takesPortMappings(cniConfig) ? '[]' : JSON.stringify(config!.port_mappings ?? []) } : {}),
           },
         }),
         HostConfig: {
@@ -117,9 +134,11 @@ export class CriSandboxes {
       if (cniConfig) {
         const pod = { sandboxId: Id, name: md.name, namespace: md.namespace, uid: md.uid, portMappings: config!.port_mappings ?? [] };
         await this.cni.setUp(pod, pid, cniConfig);
+        if (!takesPortMappings(cniConfig)) await this.hostPorts.start(Id, this.cni.ips(Id)[0], pod.portMappings);
       }
       await this.applySysctls(pid, config!.linux?.sysctls ?? {}, ns);
     } catch (err) {
+      this.hostPorts.stop(Id);
       await this.cni.tearDown(Id, this.pid(Id)).catch(() => undefined);
       await this.engine.containers.remove(Id, { force: true }).catch(() => undefined);
       throw err;
@@ -158,6 +177,7 @@ export class CriSandboxes {
     const sandbox = this.objects.find('sandbox', id);
     if (!sandbox) return;
     for (const c of this.objects.members(sandbox.rec.Id)) await this.engine.containers.stop(c.rec.Id, 0);
+    this.hostPorts.stop(sandbox.rec.Id);
     await this.cni.tearDown(sandbox.rec.Id, this.pid(sandbox.rec.Id));
     await this.engine.containers.stop(sandbox.rec.Id, 0);
   }
@@ -166,6 +186,7 @@ export class CriSandboxes {
     const sandbox = this.objects.find('sandbox', id);
     if (!sandbox) return;
     for (const c of this.objects.members(sandbox.rec.Id)) await this.containers.removeContainer(c.rec.Id);
+    this.hostPorts.stop(sandbox.rec.Id);
     await this.cni.tearDown(sandbox.rec.Id, this.pid(sandbox.rec.Id));
     await this.engine.containers.remove(sandbox.rec.Id, { force: true });
     this.stats.forget(sandbox.rec.Id);

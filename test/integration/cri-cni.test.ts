@@ -2,11 +2,13 @@
  * CRI pod networking the Kubernetes way (root): berthd reads the first CNI config of its conf dir
  * (cri.cniConfDir, lexical order), runs ADD in each sandbox's network namespace and reports the
  * address in PodSandboxStatus; two pods on that bridge reach each other by IP (busybox nc); DEL at
- * StopPodSandbox leaves no veth on the bridge and no address reserved in host-local's store.
+ * StopPodSandbox leaves no veth on the bridge and no address reserved in host-local's store. The
+ * config has no portmap plugin: a pod's host port is berth's userland proxy, on loopback here.
  * The bridge (bcricni0) and subnet (10.231.0.0/16) are this test's own; no masquerade, no iptables.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fs } from 'node:fs';
+import * as net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { criClient } from '../helpers/cri';
@@ -133,5 +135,39 @@ describe.skipIf(!isRoot || !hasCni)(`CRI pods on a CNI bridge from the conf dir 
     await cri.runtime.StopPodSandbox({ pod_sandbox_id: id });
     await cri.runtime.RemovePodSandbox({ pod_sandbox_id: id });
     expect(bridgePorts()).toEqual([]);
+  }, 60_000);
+
+  it('proxies a pod host port to the pod IP when the config has no portmap, and closes it with the pod', async () => {
+    const hostPort = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const config = { ...podConfig('pod-port'), port_mappings: [{ protocol: 'TCP', container_port: PORT, host_port: hostPort, host_ip: '127.0.0.1' }] };
+    const id = (await cri.runtime.RunPodSandbox({ config })).pod_sandbox_id;
+    const { container_id } = await cri.runtime.CreateContainer({
+      pod_sandbox_id: id,
+      config: { metadata: { name: 'listener', attempt: 0 }, image: { image }, command: ['/bin/busybox'], args: ['sh', '-c', `nc -l -p ${PORT} > /received; exec sleep 3600`], linux: {} },
+      sandbox_config: config,
+    });
+    await cri.runtime.StartContainer({ container_id });
+    // Until the listener is up, the proxy's connection to the pod is refused and the client's closes.
+    await until('the bytes through the host port', async () => {
+      await new Promise<void>((resolve) => {
+        const c = net.connect({ host: '127.0.0.1', port: hostPort }, () => c.end('via the host port\n'));
+        c.on('close', () => resolve());
+        c.on('error', () => undefined);
+      });
+      const got = await cri.runtime.ExecSync({ container_id, cmd: ['cat', '/received'], timeout: 10 });
+      return got.stdout.toString() === 'via the host port\n' || undefined;
+    }, 30_000);
+    await cri.runtime.StopPodSandbox({ pod_sandbox_id: id });
+    const refused = await new Promise<string>((resolve) => {
+      const c = net.connect({ host: '127.0.0.1', port: hostPort }, () => (c.destroy(), resolve('connected')));
+      c.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    });
+    expect(refused).toBe('ECONNREFUSED');
+    await cri.runtime.RemovePodSandbox({ pod_sandbox_id: id });
   }, 60_000);
 });
