@@ -17,10 +17,10 @@ import type { Engine } from '../kernel/engine';
 import { pauseBinary } from '../launcher/binary';
 import { PodCni, takesPortMappings } from './cni';
 import type { CriContainers } from './containers';
+import { HostPortProxies } from './host-ports';
 import { CRI_LABEL, type CriView, criLabels, matchesSelector, nanosOf } from './labels';
 import type { CriObjects } from './objects';
 import type { CriStats } from './stats';
-import { HostPortProxies } from './host-ports';
 import type { Labels, NamespaceOptions, PortMapping, SandboxConfig } from './types';
 
 const execFileP = promisify(execFile);
@@ -30,10 +30,9 @@ const NAMESPACED_IPC_SYSCTL = /^(kernel\.(shm[a-z_]*|msg[a-z_]*|sem)|fs\.mqueue\
 
 export class CriSandboxes {
   readonly cni: PodCni;
+  private readonly hostPorts: HostPortProxies;
   private pause?: { binary: Buffer; tag: string };
   private pauseImport?: Promise<void>;
-
-  private readonly hostPorts: HostPortProxies;
 
   constructor(
     private readonly engine: Engine,
@@ -89,7 +88,7 @@ export class CriSandboxes {
     const cni = hostNetwork ? undefined : this.cni.choose();
     const cniConfig = cni && 'config' in cni ? cni.config : undefined;
     const image = await this.ensurePauseImage();
-    // On CNI, host ports are the portmap plugin's (when the config has it), not berth's proxy.
+    // On CNI, host ports are the portmap plugin's or, without it, host-ports.ts's; not core/networks'.
     const portBindings: Record<string, { HostIp: string; HostPort: string }[]> = {};
     for (const p of cniConfig ? [] : (config!.port_mappings ?? [])) {
       if (!p.host_port) continue;
@@ -110,7 +109,10 @@ export class CriSandboxes {
           extra: {
             [CRI_LABEL.log]: config!.log_directory ?? '',
             [CRI_LABEL.namespaces]: JSON.stringify(ns),
-            ...(cniConfig ? { [CRI_LABEL.cniNetwork]: String(cniConfig.name ?? ''), [CRI_LABEL.hostPorts]: takesPortMappings(cniConfig) ? '[]' : JSON.stringify(config!.port_mappings ?? []) } : {}),
+            ...(cniConfig && {
+              [CRI_LABEL.cniNetwork]: String(cniConfig.name ?? ''),
+              [CRI_LABEL.hostPorts]: JSON.stringify(takesPortMappings(cniConfig) ? [] : (config!.port_mappings ?? [])),
+            }),
           },
         }),
         HostConfig: {
