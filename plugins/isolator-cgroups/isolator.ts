@@ -57,6 +57,7 @@ export function cgroupSubParent(hostConfig: Record<string, unknown> | undefined)
   }
   return parts;
 }
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The update body's fields that change which devices the container may use. */
