@@ -34,7 +34,6 @@ const SHAREABLE = new Set(['IpcMode', 'UTSMode', 'PidMode']);
 const UNSUPPORTED: { field: string; why: string; unset?: (v: unknown) => boolean }[] = [
   { field: 'Sysctls', why: 'berth does not set namespaced sysctls' },
   { field: 'StorageOpt', why: 'the storage drivers take no per-container options' },
-  { field: 'CgroupParent', why: 'the cgroup parent is set in berth\'s config (isolator.cgroups), not per container' },
   { field: 'Cgroup', why: 'berth does not join another container\'s cgroup' },
   { field: 'Isolation', why: 'Linux containers have only the default isolation', unset: (v) => v === '' || v === 'default' },
   { field: 'CpuCount', why: 'Windows only' },

@@ -10,3 +10,4 @@ export * from './services';
 export * from './volume';
 export * from './network';
 export * from './slots';
+export * from './pod-network';

@@ -17,6 +17,10 @@ export const CRI_LABEL = {
   image: 'io.berth.cri.image',
   /** Sandboxes: the NamespaceOption they were made with, as JSON. */
   namespaces: 'io.berth.cri.namespaces',
+  /** Sandboxes on a CNI network: its name (without the label: a berth network). */
+  cniNetwork: 'io.berth.cri.cni-network',
+  /** Sandboxes on a CNI network without portmap: the port mappings berth proxies itself. */
+  hostPorts: 'io.berth.cri.host-ports',
 } as const;
 
 export type CriKind = 'sandbox' | 'container';

@@ -78,33 +78,34 @@ export async function startCriServer(engine: Engine, socket: string, log: Logger
   // Exec, Attach and PortForward URLs: loopback only, a free port.
   const streaming = new StreamingServer(log);
   await streaming.listen('127.0.0.1', 0);
-  runtime.streaming = streaming;
+  runtime.exec.streaming = streaming;
   const images = imageHandlers(engine);
+  const { sandboxes, containers, exec, stats } = runtime;
   const runtimeHandlers = (apiVersion: string): Record<string, Handler> => ({
     Version: () => runtime.version(apiVersion),
     Status: (r) => runtime.status(!!r.verbose),
-    RunPodSandbox: async (r) => ({ pod_sandbox_id: await runtime.runPodSandbox(r.config) }),
-    StopPodSandbox: (r) => runtime.stopPodSandbox(r.pod_sandbox_id),
-    RemovePodSandbox: (r) => runtime.removePodSandbox(r.pod_sandbox_id),
-    PodSandboxStatus: (r) => runtime.podSandboxStatus(r.pod_sandbox_id, !!r.verbose),
-    ListPodSandbox: (r) => ({ items: runtime.listPodSandbox(r.filter) }),
-    CreateContainer: async (r) => ({ container_id: await runtime.createContainer(r.pod_sandbox_id, r.config, r.sandbox_config) }),
-    StartContainer: (r) => runtime.startContainer(r.container_id),
-    StopContainer: (r) => runtime.stopContainer(r.container_id, Number(r.timeout)),
-    RemoveContainer: (r) => runtime.removeContainer(r.container_id),
-    ListContainers: (r) => ({ containers: runtime.listContainers(r.filter) }),
-    ContainerStatus: (r) => runtime.containerStatus(r.container_id, !!r.verbose),
-    UpdateContainerResources: (r) => runtime.updateContainerResources(r.container_id, r.linux),
-    ReopenContainerLog: (r) => runtime.reopenContainerLog(r.container_id),
-    ExecSync: (r) => runtime.execSync(r.container_id, r.cmd, Number(r.timeout)),
-    Exec: (r) => runtime.exec(r),
-    Attach: (r) => runtime.attach(r),
-    PortForward: (r) => runtime.portForward(r),
-    ContainerStats: (r) => runtime.containerStats(r.container_id),
-    ListContainerStats: (r) => runtime.listContainerStats(r.filter),
-    PodSandboxStats: (r) => runtime.podSandboxStats(r.pod_sandbox_id),
-    ListPodSandboxStats: (r) => runtime.listPodSandboxStats(r.filter),
-    // berth's networks carry their own subnets; kubelet's pod CIDR is accepted and not used.
+    RunPodSandbox: async (r) => ({ pod_sandbox_id: await sandboxes.runPodSandbox(r.config) }),
+    StopPodSandbox: (r) => sandboxes.stopPodSandbox(r.pod_sandbox_id),
+    RemovePodSandbox: (r) => sandboxes.removePodSandbox(r.pod_sandbox_id),
+    PodSandboxStatus: (r) => sandboxes.podSandboxStatus(r.pod_sandbox_id, !!r.verbose),
+    ListPodSandbox: (r) => ({ items: sandboxes.listPodSandbox(r.filter) }),
+    CreateContainer: async (r) => ({ container_id: await containers.createContainer(r.pod_sandbox_id, r.config, r.sandbox_config) }),
+    StartContainer: (r) => containers.startContainer(r.container_id),
+    StopContainer: (r) => containers.stopContainer(r.container_id, Number(r.timeout)),
+    RemoveContainer: (r) => containers.removeContainer(r.container_id),
+    ListContainers: (r) => ({ containers: containers.listContainers(r.filter) }),
+    ContainerStatus: (r) => containers.containerStatus(r.container_id, !!r.verbose),
+    UpdateContainerResources: (r) => containers.updateContainerResources(r.container_id, r.linux),
+    ReopenContainerLog: (r) => containers.reopenContainerLog(r.container_id),
+    ExecSync: (r) => exec.execSync(r.container_id, r.cmd, Number(r.timeout)),
+    Exec: (r) => exec.exec(r),
+    Attach: (r) => exec.attach(r),
+    PortForward: (r) => exec.portForward(r),
+    ContainerStats: (r) => stats.containerStats(r.container_id),
+    ListContainerStats: (r) => stats.listContainerStats(r.filter),
+    PodSandboxStats: (r) => stats.podSandboxStats(r.pod_sandbox_id),
+    ListPodSandboxStats: (r) => stats.listPodSandboxStats(r.filter),
+    // The pod CIDR is the CNI config's business (its IPAM); kubelet's is accepted and not used.
     UpdateRuntimeConfig: () => ({}),
   });
 

@@ -17,6 +17,10 @@ export interface RegistryHostConfig {
 export interface CriConfig {
   enabled: boolean;
   socket: string;
+  /** Pod networks: the first CNI configuration here (lexical order), as containerd reads it. */
+  cniConfDir: string;
+  /** Where the CNI plugin binaries are. */
+  cniBinDir: string;
 }
 
 export interface BerthConfig {
@@ -64,7 +68,7 @@ export const DEFAULT_CONFIG: Omit<BerthConfig, 'configDir'> = {
   maxLayerSize: DEFAULT_MAX_LAYER_SIZE,
   logDriver: DEFAULT_LOG_DRIVER,
   logOpts: {},
-  cri: { enabled: false, socket: '/run/berth/cri.sock' },
+  cri: { enabled: false, socket: '/run/berth/cri.sock', cniConfDir: '/etc/cni/net.d', cniBinDir: '/usr/lib/cni' },
 };
 
 /** daemon.json's spellings, accepted as they are so its log settings can be copied over. */
@@ -158,11 +162,13 @@ export function validateConfig(raw: unknown, file?: string, overrides: ConfigOve
   let cri = { ...DEFAULT_CONFIG.cri };
   if (raw.cri !== undefined) {
     if (!isObject(raw.cri)) throw fail('cri', `expected an object like { enabled: true, socket: '/run/berth/cri.sock' }, got ${describe(raw.cri)}`);
-    for (const k of Object.keys(raw.cri)) if (k !== 'enabled' && k !== 'socket') throw fail(`cri.${k}`, 'unknown key (known: enabled, socket)');
+    const known = Object.keys(cri);
+    for (const k of Object.keys(raw.cri)) if (!known.includes(k)) throw fail(`cri.${k}`, `unknown key (known: ${known.join(', ')})`);
     if (raw.cri.enabled !== undefined && typeof raw.cri.enabled !== 'boolean') throw fail('cri.enabled', `expected true or false, got ${describe(raw.cri.enabled)}`);
-    cri = { enabled: raw.cri.enabled === true, socket: absPath('cri.socket', str('cri.socket', raw.cri.socket, cri.socket)) };
+    const abs = (key: keyof CriConfig & string) => absPath(`cri.${key}`, str(`cri.${key}`, (raw.cri as Record<string, unknown>)[key], cri[key] as string));
+    cri = { enabled: raw.cri.enabled === true, socket: abs('socket'), cniConfDir: abs('cniConfDir'), cniBinDir: abs('cniBinDir') };
   }
-  if (overrides.criSocket) cri = { enabled: true, socket: path.resolve(overrides.criSocket) };
+  if (overrides.criSocket) cri = { ...cri, enabled: true, socket: path.resolve(overrides.criSocket) };
 
   const configDir = file ? path.dirname(path.resolve(file)) : process.cwd();
   // Command-line paths are relative to the working directory; a relative path in a config file is

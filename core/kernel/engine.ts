@@ -30,6 +30,7 @@ import { type LoadedPlugins, builtinPluginDirs, loadPlugins, resolveSlot } from 
 import { IsolatorSlot, RegistrySlot, RuntimeSlot, StorageSlot, VolumeSlot } from '../contracts/slots';
 import { ensureDir } from '../util/fs';
 import { NetworkService } from '../contracts/network';
+import { type PodNetworkRunner, PodNetworks } from '../contracts/pod-network';
 import type { VolumeDriver } from '../contracts/volume';
 import { NetworkManager } from '../networks/manager';
 import { VolumeManager } from '../volumes/manager';
@@ -54,6 +55,8 @@ export class Engine {
   readonly importer: ImageImporter;
   readonly builder: ImageBuilder;
   plugins!: LoadedPlugins;
+  /** What a network plugin offered to run CRI pods' CNI configurations with (core/cri). */
+  podNetworkRunner?: PodNetworkRunner;
   /** Unpacks layers into the configured storage driver; absent when no driver initialised. */
   unpacker?: StorageUnpacker;
 
@@ -106,6 +109,7 @@ export class Engine {
     this.container.registerInstance(BlobReader, this.content);
     this.container.registerInstance(CredentialStore, new DockerConfigCredentials());
     this.container.registerInstance(NetworkService, this.networks);
+    this.container.registerInstance<PodNetworks>(PodNetworks, { offer: (runner) => (this.podNetworkRunner = runner) });
   }
 
   async start(builtins = builtinPluginDirs(BUILTIN_PLUGINS_DIR)): Promise<void> {

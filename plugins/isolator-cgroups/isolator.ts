@@ -41,6 +41,23 @@ export interface CgroupsInfo {
 export const STATE_FILE = 'cgroups.json';
 
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const CGROUP_NAME = /^[A-Za-z0-9_.:@-]{1,255}$/;
+
+/**
+ * HostConfig.CgroupParent (the CRI's cgroup_parent, e.g. /kubepods/besteffort/pod<uid>): a path
+ * taken below berth's own parent whether written absolute or not, so a container never lands
+ * outside the cgroup berthd was started in.
+ */
+export function cgroupSubParent(hostConfig: Record<string, unknown> | undefined): string[] {
+  const raw = hostConfig?.CgroupParent;
+  if (raw === undefined || raw === null || raw === '') return [];
+  const parts = typeof raw === 'string' ? raw.split('/').filter(Boolean) : [];
+  if (!parts.length || parts.some((p) => p === '.' || p === '..' || !CGROUP_NAME.test(p))) {
+    throw new InvalidArgumentError(`HostConfig.CgroupParent: expected a cgroup path like /kubepods/pod1 (names of letters, digits and _.:@-, no . or ..), got ${JSON.stringify(raw)}`);
+  }
+  return parts;
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The update body's fields that change which devices the container may use. */
@@ -85,12 +102,12 @@ export class CgroupsIsolator implements Isolator {
     } catch {
       // not set up, or set up before this file existed: compute
     }
-    return this.computeDirs(target.containerId);
+    return this.computeDirs(target.containerId, cgroupSubParent(target.hostConfig));
   }
 
-  private computeDirs(containerId: string): CgroupDir[] {
+  private computeDirs(containerId: string, sub: string[]): CgroupDir[] {
     if (!CONTAINER_ID.test(containerId)) throw new InvalidArgumentError(`cgroups: container id ${JSON.stringify(containerId)} cannot name a cgroup`);
-    return this.layout.hierarchies.map((h) => ({ kind: h.kind, dir: join(this.parentDir(h), containerId), controllers: [...h.controllers] }));
+    return this.layout.hierarchies.map((h) => ({ kind: h.kind, dir: join(this.parentDir(h), ...sub, containerId), controllers: [...h.controllers] }));
   }
 
   /** Refuse limits whose controller this host lacks, naming the flag and the controller. */
@@ -117,12 +134,13 @@ export class CgroupsIsolator implements Isolator {
     const r = parseResources(target.hostConfig, 'create');
     this.checkControllers(r);
     const devices = devicePolicy(target.hostConfig);
-    const dirs = this.computeDirs(target.containerId);
+    const sub = cgroupSubParent(target.hostConfig);
+    const dirs = this.computeDirs(target.containerId, sub);
     const created: string[] = [];
     try {
       for (const [i, h] of this.layout.hierarchies.entries()) {
         const d = dirs[i];
-        if (this.makeWithParents(h, d.dir)) created.push(d.dir);
+        if (this.makeWithParents(h, sub, d.dir)) created.push(d.dir);
         if (h.kind === 'v2') {
           // What is actually usable in the new cgroup (the parent may not have offered everything).
           d.controllers = (readTrimmed(this.fs, `${d.dir}/cgroup.controllers`) ?? '').split(/\s+/).filter((c) => h.controllers.includes(c));
@@ -160,14 +178,17 @@ export class CgroupsIsolator implements Isolator {
    * at its shutdown when it is empty (close below), possibly between the two steps: then both
    * are done again.
    */
-  private makeWithParents(h: Hierarchy, dir: string): boolean {
-    try {
-      this.makeParents(h);
+  private makeWithParents(h: Hierarchy, sub: string[], dir: string): boolean {
+    const make = () => {
+      let parent = this.makeParents(h);
+      for (const part of sub) parent = this.makeLevel(h, parent, join(parent, part));
       return this.fs.mkdir(dir);
+    };
+    try {
+      return make();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      this.makeParents(h);
-      return this.fs.mkdir(dir);
+      return make();
     }
   }
 
@@ -186,8 +207,8 @@ export class CgroupsIsolator implements Isolator {
     }
   }
 
-  /** Create the parent chain (e.g. `<own>/berth`), with cpuset and v2 controllers passed down. */
-  private makeParents(h: Hierarchy): string | undefined {
+  /** Create the parent chain (e.g. `<own>/berth`), with cpuset and v2 controllers passed down; returns its last dir. */
+  private makeParents(h: Hierarchy): string {
     const top = this.config.parent.startsWith('/') ? h.mountPoint : h.ownDir;
     let dir = top;
     try {
@@ -197,20 +218,22 @@ export class CgroupsIsolator implements Isolator {
     } catch (err) {
       this.enableError = (err as Error).message;
     }
-    for (const part of this.config.parent.split('/').filter(Boolean)) {
-      const parent = dir;
-      dir = join(dir, part);
-      this.fs.mkdir(dir);
-      if (h.kind === 'v1' && h.controllers.includes('cpuset')) inheritCpusetV1(this.fs, dir, parent);
-      if (h.kind === 'v2' && h.controllers.length) {
-        try {
-          enableSubtreeControllers(this.fs, dir, h.controllers);
-        } catch (err) {
-          this.enableError = (err as Error).message;
-        }
+    for (const part of this.config.parent.split('/').filter(Boolean)) dir = this.makeLevel(h, dir, join(dir, part));
+    return dir;
+  }
+
+  /** One cgroup of a parent chain: made if missing, with cpuset and v2 controllers passed down. */
+  private makeLevel(h: Hierarchy, parent: string, dir: string): string {
+    this.fs.mkdir(dir);
+    if (h.kind === 'v1' && h.controllers.includes('cpuset')) inheritCpusetV1(this.fs, dir, parent);
+    if (h.kind === 'v2' && h.controllers.length) {
+      try {
+        enableSubtreeControllers(this.fs, dir, h.controllers);
+      } catch (err) {
+        this.enableError = (err as Error).message;
       }
     }
-    return this.enableError;
+    return dir;
   }
 
   /** Write the limits into each controller's directory, with its version's files. */
@@ -330,8 +353,24 @@ export class CgroupsIsolator implements Isolator {
       }
       await sleep(Math.min(5 * 2 ** attempt, 100));
     }
+    this.removeEmptySubParents(dirs);
     this.known.delete(target.containerId);
     rmSync(join(target.stateDir, STATE_FILE), { force: true });
+  }
+
+  /** The CgroupParent chain between berth's parent and a removed container's cgroup, where no other container is left in it. */
+  private removeEmptySubParents(dirs: CgroupDir[]): void {
+    for (const [i, h] of this.layout.hierarchies.entries()) {
+      const top = this.parentDir(h);
+      if (!dirs[i]) continue;
+      for (let dir = posix.dirname(dirs[i].dir); dir.startsWith(top + '/'); dir = posix.dirname(dir)) {
+        try {
+          this.fs.rmdir(dir);
+        } catch {
+          break; // another container of the pod, or not there
+        }
+      }
+    }
   }
 
   private killAll(d: CgroupDir): void {

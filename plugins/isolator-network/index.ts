@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
-import { ConfigError, SkipPlugin, NetworkService, definePlugin, type Isolator } from '../../core/plugin';
+import { ConfigError, SkipPlugin, NetworkService, PodNetworks, definePlugin, type Isolator } from '../../core/plugin';
 import { CniRuntime } from './cni';
 import { NetworkIsolator } from './isolator';
+import { CniPodNetworkRunner } from './pod-network';
 
 export interface NetworkCniConfig {
   /** Folders searched for CNI plugin binaries (CNI_PATH). */
@@ -27,6 +28,7 @@ export default definePlugin<NetworkCniConfig, Isolator>({
       if (!cni.find(needed)) throw new SkipPlugin(`CNI plugin "${needed}" not found in ${ctx.config.cniPath.join(':')} (Debian: apt-get install containernetworking-plugins)`);
     }
     if (!ctx.container.isRegistered(NetworkService, true)) throw new SkipPlugin('berthd offers no network service');
+    if (ctx.container.isRegistered(PodNetworks, true)) ctx.container.resolve<PodNetworks>(PodNetworks).offer(new CniPodNetworkRunner());
     return new NetworkIsolator(cni, ctx.container.resolve<NetworkService>(NetworkService));
   },
 });

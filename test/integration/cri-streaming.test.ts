@@ -5,17 +5,25 @@
  * forward; ContainerStats and PodSandboxStats carry the cgroup readings; a pod with pid=POD shares
  * one pid namespace with pause as its init, and its sysctls are set in its own namespaces.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { collect, criClient, upgradeToSpdy } from '../helpers/cri';
+import { channelWebSocket, collect, criClient, upgradeToSpdy } from '../helpers/cri';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason } from '../helpers/env';
+import { isRoot, rootReason, until } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
 const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
+
+/** A process's memory cgroup and where that hierarchy is mounted (v1's memory line, else v2's). */
+function memoryCgroup(pid: number): { path: string; mount: string } {
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').filter(Boolean).map((l) => l.split(':'));
+  const v1 = lines.find(([, ctrls]) => ctrls.split(',').includes('memory'));
+  if (v1) return { path: v1[2], mount: '/sys/fs/cgroup/memory' };
+  return { path: lines.find(([id]) => id === '0')![2], mount: '/sys/fs/cgroup' };
+}
 
 describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
   let registry: RunningRegistry;
@@ -33,7 +41,8 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (
     // A short path of its own: unix socket paths stop at 107 bytes.
     criDir = await fs.mkdtemp('/tmp/bs-');
     const socket = path.join(criDir, 'cri.sock');
-    daemon = await startDaemon({ args: ['--cri-socket', socket] });
+    // No CNI config in criDir: the pod is on berth's own network.
+    daemon = await startDaemon({ args: ['--cri-socket', socket], config: { cri: { cniConfDir: criDir } } });
     cri = criClient(socket);
     await cri.image.PullImage({ image: { image } });
     const podConfig = { metadata: { name: 'stream', uid: 'uid-stream', namespace: 'default', attempt: 0 }, linux: {} };
@@ -88,6 +97,58 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (
     expect(out).toMatch(/\/dev\/pts\/\d+/);
     expect(JSON.parse(await error)).toEqual({ metadata: {}, status: 'Success' });
     session.socket.destroy();
+  });
+
+  it('Exec over a WebSocket (v5.channel.k8s.io): stdin and its close, stdout and stderr apart, the exit code', async () => {
+    const { url } = await cri.runtime.Exec({ container_id: echoId, cmd: ['/bin/busybox', 'sh', '-c', 'cat; echo to-stderr >&2; exit 7'], stdin: true, stdout: true, stderr: true });
+    const ws = await channelWebSocket(url, ['v5.channel.k8s.io', 'v4.channel.k8s.io']);
+    expect(ws.protocol).toBe('v5.channel.k8s.io');
+    ws.send(0, 'line one\n');
+    ws.send(0, 'line two\n');
+    // cat ends only on stdin's EOF, which only v5 can send.
+    ws.closeChannel(0);
+    const got = await ws.done;
+    expect(ws.order[0]).toBe(1);
+    expect(got[1]).toBe('line one\nline two\n');
+    expect(got[2]).toBe('to-stderr\n');
+    expect(JSON.parse(got[3])).toMatchObject({ status: 'Failure', reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: '7' }] } });
+  });
+
+  it('Exec over a WebSocket (v4.channel.k8s.io) with a terminal: the size from the resize channel', async () => {
+    const { url } = await cri.runtime.Exec({ container_id: echoId, cmd: ['/bin/busybox', 'sh', '-c', 'read go; /bin/busybox stty size'], stdin: true, stdout: true, tty: true });
+    const ws = await channelWebSocket(url, ['v4.channel.k8s.io']);
+    expect(ws.protocol).toBe('v4.channel.k8s.io');
+    ws.send(4, JSON.stringify({ Width: 101, Height: 27 }));
+    ws.send(0, 'go\r');
+    const got = await ws.done;
+    expect(got[1]).toMatch(/27 101/);
+    expect(JSON.parse(got[3])).toEqual({ metadata: {}, status: 'Success' });
+  });
+
+  it('a WebSocket offering none of v5/v4.channel.k8s.io is refused by name, and the URL stays unused', async () => {
+    const { url } = await cri.runtime.Exec({ container_id: echoId, cmd: ['/bin/busybox', 'echo', 'still here'], stdout: true });
+    await expect(channelWebSocket(url, ['channel.k8s.io'])).rejects.toMatchObject({ status: 403, body: expect.stringMatching(/offered WebSocket subprotocols \(channel\.k8s\.io\) is v5\.channel\.k8s\.io or v4\.channel\.k8s\.io/) });
+    const ws = await channelWebSocket(url, ['v4.channel.k8s.io']);
+    const got = await ws.done;
+    expect(got[1]).toBe('still here\n');
+    expect(JSON.parse(got[3])).toEqual({ metadata: {}, status: 'Success' });
+  });
+
+  it('PortForward over a WebSocket (v4.channel.k8s.io): the port announced on both channels, bytes to the pod port and back', async () => {
+    const { url } = await cri.runtime.PortForward({ pod_sandbox_id: sandboxId, port: [8080] });
+    const ws = await channelWebSocket(`${url}?ports=8080`, ['v4.channel.k8s.io']);
+    expect(ws.protocol).toBe('v4.channel.k8s.io');
+    const port = Buffer.from([8080 & 0xff, 8080 >> 8]);
+    await until('the port on both channels', () => (ws.received[0]?.length && ws.received[1]?.length) || undefined);
+    expect(ws.received[0].subarray(0, 2)).toEqual(port);
+    expect(ws.received[1]).toEqual(port);
+    ws.send(0, 'through a websocket\n');
+    await until('the echo', () => ws.received[0].subarray(2).toString() === 'through a websocket\n' || undefined);
+    ws.close();
+    await ws.done;
+    // A port the request does not name and the query does not either: refused before the upgrade.
+    const none = await cri.runtime.PortForward({ pod_sandbox_id: sandboxId, port: [] });
+    await expect(channelWebSocket(none.url, ['v4.channel.k8s.io'])).rejects.toMatchObject({ status: 400, body: expect.stringMatching(/needs the ports/) });
   });
 
   it('PortForward: bytes go to the pod port and back, two connections at once', async () => {
@@ -149,6 +210,31 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (
     expect(Number(pod.stats.linux.process.process_count.value)).toBeGreaterThanOrEqual(2);
     const all = await cri.runtime.ListPodSandboxStats({});
     expect(all.stats.map((s: any) => s.attributes.id)).toContain(sandboxId);
+  });
+
+  it('cgroup_parent: the pod and its containers get cgroups in it, below berthd\'s own; the removed pod leaves none', async () => {
+    const parent = '/kubepods/burstable/podcg';
+    const podConfig = { metadata: { name: 'cgpod', uid: 'uid-cgpod', namespace: 'default', attempt: 0 }, linux: { cgroup_parent: parent } };
+    const pod = (await cri.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
+    const { container_id } = await cri.runtime.CreateContainer({
+      pod_sandbox_id: pod,
+      config: { metadata: { name: 'sleeper', attempt: 0 }, image: { image }, command: ['/bin/busybox'], args: ['sleep', '3600'], linux: {} },
+      sandbox_config: podConfig,
+    });
+    await cri.runtime.StartContainer({ container_id });
+    const own = memoryCgroup(daemon.pid);
+    const podDir = path.posix.join(own.path, 'berth', parent);
+    const pausePid = JSON.parse((await cri.runtime.PodSandboxStatus({ pod_sandbox_id: pod, verbose: true })).info.info).pid;
+    const sleeperPid = JSON.parse((await cri.runtime.ContainerStatus({ container_id, verbose: true })).info.info).pid;
+    expect(memoryCgroup(pausePid).path).toBe(path.posix.join(podDir, pod));
+    expect(memoryCgroup(sleeperPid).path).toBe(path.posix.join(podDir, container_id));
+    await expect(cri.runtime.RunPodSandbox({ config: { ...podConfig, metadata: { ...podConfig.metadata, name: 'up' }, linux: { cgroup_parent: '/kubepods/../../escape' } } })).rejects.toMatchObject({
+      details: expect.stringMatching(/HostConfig\.CgroupParent: expected a cgroup path/),
+    });
+    await cri.runtime.StopPodSandbox({ pod_sandbox_id: pod });
+    await cri.runtime.RemovePodSandbox({ pod_sandbox_id: pod });
+    expect(existsSync(path.posix.join(own.mount, own.path, 'berth', 'kubepods'))).toBe(false);
+    expect(existsSync(path.posix.join(own.mount, own.path, 'berth'))).toBe(true);
   });
 
   it('pid=POD: the containers see pause as pid 1 and each other; pid=CONTAINER sees only itself; the pod sysctls are its own', async () => {

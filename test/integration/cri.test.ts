@@ -70,7 +70,8 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     // A short path of its own: unix socket paths stop at 107 bytes.
     criDir = await fs.mkdtemp('/tmp/bc-');
     socket = path.join(criDir, 'cri.sock');
-    first = daemon = await startDaemon({ args: ['--cri-socket', socket] });
+    // criDir holds no CNI config: pods go on berth's own network (the CNI way is cri-cni.test.ts).
+    first = daemon = await startDaemon({ args: ['--cri-socket', socket], config: { cri: { cniConfDir: criDir } } });
     cri = criClient(socket);
   }, 120_000);
 
@@ -95,7 +96,9 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     }
     const st = await cri.runtime.Status({});
     const conds = Object.fromEntries(st.status.conditions.map((c: any) => [c.type, c.status]));
-    expect(conds).toEqual({ RuntimeReady: true, NetworkReady: true });
+    expect(conds).toEqual({ RuntimeReady: true, NetworkReady: false });
+    // containerd's words for a conf dir without a network config.
+    expect(st.status.conditions[1]).toMatchObject({ reason: 'NetworkPluginNotReady', message: expect.stringContaining(`cni config uninitialized: no network config (.conf, .conflist, .json) in ${criDir}`) });
     expect(await daemon.cli(['info'])).toMatchObject({ code: 0 });
     expect((await daemon.cli(['info'])).stdout).toContain(`CRI: ${socket}`);
   });
@@ -268,7 +271,7 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
   it('knows its pods and containers after a berthd restart, and logs go on', async () => {
     cri.close();
     await first.kill9();
-    daemon = await startDaemon({ root: first.root, args: ['--cri-socket', socket] });
+    daemon = await startDaemon({ root: first.root, args: ['--cri-socket', socket], config: { cri: { cniConfDir: criDir } } });
     cri = criClient(socket);
     const pods = (await cri.runtime.ListPodSandbox({ filter: { label_selector: { app: 'web' } } })).items;
     expect(pods.map((p: any) => [p.id, p.state])).toEqual([[sandboxId, 'SANDBOX_READY']]);

@@ -63,7 +63,7 @@ describe('validateConfig', () => {
       maxLayerSize: 64 * 1024 ** 3,
       logDriver: 'json-file',
       logOpts: {},
-      cri: { enabled: true, socket: '/run/berth-test/cri.sock' },
+      cri: { enabled: true, socket: '/run/berth-test/cri.sock', cniConfDir: '/etc/cni/net.d', cniBinDir: '/usr/lib/cni' },
       configDir: '/etc/berth',
       configFile: FILE,
     });
@@ -93,10 +93,18 @@ describe('validateConfig', () => {
   });
 
   it('keeps the CRI off unless the file or --cri-socket enables it', () => {
-    expect(validateConfig({}).cri).toEqual({ enabled: false, socket: '/run/berth/cri.sock' });
-    expect(validateConfig({ cri: { enabled: true } }).cri).toEqual({ enabled: true, socket: '/run/berth/cri.sock' });
-    expect(validateConfig({ cri: { socket: '/tmp/x.sock' } }).cri).toEqual({ enabled: false, socket: '/tmp/x.sock' });
-    expect(validateConfig({}, undefined, { criSocket: 'rel/cri.sock' }).cri).toEqual({ enabled: true, socket: path.resolve('rel/cri.sock') });
+    const cni = { cniConfDir: '/etc/cni/net.d', cniBinDir: '/usr/lib/cni' };
+    expect(validateConfig({}).cri).toEqual({ enabled: false, socket: '/run/berth/cri.sock', ...cni });
+    expect(validateConfig({ cri: { enabled: true } }).cri).toEqual({ enabled: true, socket: '/run/berth/cri.sock', ...cni });
+    expect(validateConfig({ cri: { socket: '/tmp/x.sock' } }).cri).toEqual({ enabled: false, socket: '/tmp/x.sock', ...cni });
+    expect(validateConfig({}, undefined, { criSocket: 'rel/cri.sock' }).cri).toEqual({ enabled: true, socket: path.resolve('rel/cri.sock'), ...cni });
+  });
+
+  it('reads the CRI CNI dirs and keeps them when --cri-socket enables the CRI', () => {
+    const raw = { cri: { cniConfDir: '/tmp/net.d', cniBinDir: '/opt/cni/bin' } };
+    expect(validateConfig(raw, undefined, { criSocket: '/tmp/c.sock' }).cri).toEqual({ enabled: true, socket: '/tmp/c.sock', cniConfDir: '/tmp/net.d', cniBinDir: '/opt/cni/bin' });
+    expect(() => validateConfig({ cri: { cniConfDir: 'net.d' } })).toThrow(/cri\.cniConfDir/);
+    expect(() => validateConfig({ cri: { cniDir: '/x' } })).toThrow(/cri\.cniDir.*known: enabled, socket, cniConfDir, cniBinDir/);
   });
 
   it('does not share the default lists between results', () => {
@@ -130,7 +138,7 @@ describe('validateConfig', () => {
     ['cri not an object', { cri: true }, 'cri', /expected an object like \{ enabled: true/],
     ['cri.enabled not boolean', { cri: { enabled: 'yes' } }, 'cri.enabled', /true or false, got "yes"/],
     ['cri relative socket', { cri: { enabled: true, socket: 'cri.sock' } }, 'cri.socket', /absolute path/],
-    ['cri unknown key', { cri: { endpoint: '/run/x.sock' } }, 'cri.endpoint', /unknown key \(known: enabled, socket\)/],
+    ['cri unknown key', { cri: { endpoint: '/run/x.sock' } }, 'cri.endpoint', /unknown key \(known: enabled, socket, cniConfDir, cniBinDir\)/],
   ])('%s', (_what, raw, key, message) => {
     const err = configError(() => validateConfig(raw, FILE));
     expect(err.key).toBe(key);

@@ -1,7 +1,9 @@
 /**
  * The CRI streaming server: Exec, Attach and PortForward answer with a one-time URL on a loopback
  * HTTP port of berthd; the client (kubelet, crictl) upgrades that request to SPDY/3.1 and speaks
- * Kubernetes' remotecommand (v4.channel.k8s.io) or port-forward (portforward.k8s.io) protocol on it.
+ * Kubernetes' remotecommand (v4.channel.k8s.io) or port-forward (portforward.k8s.io) protocol on
+ * it, or to a WebSocket (websocket.ts: v5/v4.channel.k8s.io for exec and attach, v4.channel.k8s.io
+ * or portforward.k8s.io for port-forward).
  * The URL's token is the only authority: it is random, used once, and expires after a minute.
  */
 import { randomBytes } from 'node:crypto';
@@ -10,7 +12,9 @@ import type { AddressInfo, Socket } from 'node:net';
 import { connect as tcpConnect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../../contracts/types';
+import { type CommandRequest, commandStatus, ResizeParser, type TerminalSize } from './command';
 import { SpdySession, type SpdyStream } from './spdy';
+import { WebSocketCommands } from './websocket';
 
 const TOKEN_TTL_MS = 60_000;
 /** How long the client may take to open the streams it announced. */
@@ -18,40 +22,29 @@ const STREAMS_WAIT_MS = 30_000;
 const REMOTECOMMAND = 'v4.channel.k8s.io';
 const PORTFORWARD = 'portforward.k8s.io';
 
-/** The streams of one remotecommand session, as the client opened them. */
-export interface CommandStreams {
-  stdin?: SpdyStream;
-  stdout?: SpdyStream;
-  stderr?: SpdyStream;
-  /** Terminal sizes, one JSON object per resize. */
-  onResize(listener: (size: { width: number; height: number }) => void): void;
-}
-
-/** What the runtime does with a session: resolves with the command's exit code (attach: 0). */
-export type CommandRunner = (streams: CommandStreams) => Promise<number>;
 /** Opens a TCP connection to `port` inside the pod. */
 export type PortDialer = (port: number) => Promise<Socket>;
 
-export interface CommandRequest {
-  kind: 'exec' | 'attach';
-  stdin: boolean;
-  stdout: boolean;
-  stderr: boolean;
-  tty: boolean;
-  run: CommandRunner;
+/** A port-forward session: the ports the CRI request named (a WebSocket client may name others in `?ports=`). */
+export interface ForwardRequest {
+  kind: 'portforward';
+  ports: number[];
+  dial: PortDialer;
 }
 
-type Pending = (CommandRequest | { kind: 'portforward'; dial: PortDialer }) & { expires: number };
+type Pending = (CommandRequest | ForwardRequest) & { expires: number };
 
 export class StreamingServer {
   private readonly pending = new Map<string, Pending>();
   private readonly sessions = new Set<SpdySession>();
+  private readonly websockets: WebSocketCommands;
   private readonly server = http.createServer((_req, res) => {
     res.writeHead(400, { 'Content-Type': 'text/plain' }).end('CRI streaming: upgrade this request to SPDY/3.1\n');
   });
   private baseUrl = '';
 
   constructor(private readonly log: Logger) {
+    this.websockets = new WebSocketCommands(log);
     this.server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
   }
 
@@ -66,6 +59,7 @@ export class StreamingServer {
 
   async close(): Promise<void> {
     for (const s of this.sessions) s.close();
+    this.websockets.close();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
   }
@@ -75,8 +69,8 @@ export class StreamingServer {
     return this.register({ ...request, expires: Date.now() + TOKEN_TTL_MS });
   }
 
-  portForward(dial: PortDialer): string {
-    return this.register({ kind: 'portforward', dial, expires: Date.now() + TOKEN_TTL_MS });
+  portForward(ports: number[], dial: PortDialer): string {
+    return this.register({ kind: 'portforward', ports, dial, expires: Date.now() + TOKEN_TTL_MS });
   }
 
   private register(p: Pending): string {
@@ -94,7 +88,14 @@ export class StreamingServer {
     const [, kind, token] = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]+)$/.exec(req.url?.split('?')[0] ?? '') ?? [];
     const p = token ? this.pending.get(token) : undefined;
     if (!p || p.kind !== kind || p.expires < Date.now()) return refuse(404, 'CRI streaming: unknown or expired URL');
-    if (String(req.headers.upgrade).toLowerCase() !== 'spdy/3.1') return refuse(400, `CRI streaming: unsupported upgrade ${JSON.stringify(req.headers.upgrade)} (this server speaks SPDY/3.1)`);
+    const upgrade = String(req.headers.upgrade).toLowerCase();
+    if (upgrade === 'websocket') {
+      const why = this.websockets.refusal(req, p);
+      if (why) return refuse(why.status, why.message);
+      this.pending.delete(token);
+      return this.websockets.serve(req, socket, head, p);
+    }
+    if (upgrade !== 'spdy/3.1') return refuse(400, `CRI streaming: unsupported upgrade ${JSON.stringify(req.headers.upgrade)} (this server speaks SPDY/3.1 and WebSocket)`);
     const offered = String(req.headers['x-stream-protocol-version'] ?? '').split(',').map((s) => s.trim());
     const protocol = p.kind === 'portforward' ? PORTFORWARD : REMOTECOMMAND;
     if (!offered.includes(protocol)) return refuse(403, `CRI streaming: none of the offered protocols (${offered.join(', ')}) is ${protocol}`);
@@ -112,9 +113,9 @@ export class StreamingServer {
   private async serveCommand(session: SpdySession, request: CommandRequest): Promise<void> {
     const wanted = ['error', ...(request.stdin ? ['stdin'] : []), ...(request.stdout ? ['stdout'] : []), ...(request.stderr && !request.tty ? ['stderr'] : []), ...(request.tty ? ['resize'] : [])];
     const streams = new Map<string, SpdyStream>();
-    const resizeListeners: ((size: { width: number; height: number }) => void)[] = [];
+    const resizeListeners: ((size: TerminalSize) => void)[] = [];
     // A size sent before the command is running is kept for it.
-    let lastSize: { width: number; height: number } | undefined;
+    let lastSize: TerminalSize | undefined;
     const allThere = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), STREAMS_WAIT_MS);
       session.on('close', () => (clearTimeout(timer), resolve(false)));
@@ -123,37 +124,18 @@ export class StreamingServer {
         if (!wanted.includes(type) || streams.has(type)) return s.end();
         streams.set(type, s);
         if (type === 'resize') {
-          let buffered = '';
-          s.on('data', (c: Buffer) => {
-            buffered += c.toString('utf8');
-            // The client writes one JSON object per size, back to back.
-            for (let end = buffered.indexOf('}'); end >= 0; end = buffered.indexOf('}')) {
-              const one = buffered.slice(0, end + 1);
-              buffered = buffered.slice(end + 1);
-              try {
-                const { Width, Height } = JSON.parse(one) as { Width: number; Height: number };
-                lastSize = { width: Width, height: Height };
-                for (const l of resizeListeners) l(lastSize);
-              } catch {
-                /* a malformed size is dropped */
-              }
-            }
+          const sizes = new ResizeParser((size) => {
+            lastSize = size;
+            for (const l of resizeListeners) l(size);
           });
+          s.on('data', (c: Buffer) => sizes.push(c));
         }
         if (streams.size === wanted.length) (clearTimeout(timer), resolve(true));
       });
     });
     if (!(await allThere)) return session.close();
     const errorStream = streams.get('error')!;
-    let status: object;
-    try {
-      const code = await request.run({ stdin: streams.get('stdin'), stdout: streams.get('stdout'), stderr: streams.get('stderr'), onResize: (l) => (resizeListeners.push(l), lastSize && l(lastSize)) });
-      status = code === 0
-        ? { metadata: {}, status: 'Success' }
-        : { metadata: {}, status: 'Failure', message: `command terminated with non-zero exit code: ${code}`, reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: String(code) }] } };
-    } catch (err) {
-      status = { metadata: {}, status: 'Failure', message: (err as Error).message, reason: 'InternalError' };
-    }
+    const status = await commandStatus(request, { stdin: streams.get('stdin'), stdout: streams.get('stdout'), stderr: streams.get('stderr'), onResize: (l) => (resizeListeners.push(l), lastSize && l(lastSize)) });
     errorStream.write(JSON.stringify(status));
     for (const s of streams.values()) s.end();
     session.goAway();

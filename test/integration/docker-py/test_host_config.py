@@ -89,7 +89,6 @@ def test_runtime_runc_is_accepted_and_reported(client, run):
 
 @pytest.mark.parametrize('host, field', [
     ({'sysctls': {'net.ipv4.ip_forward': '1'}}, 'Sysctls'),
-    ({'cgroup_parent': 'elsewhere'}, 'CgroupParent'),
     ({'pid_mode': 'container:other'}, 'PidMode'),
     ({'storage_opt': {'size': '1G'}}, 'StorageOpt'),
     ({'runtime': 'no-such-runtime'}, 'runtime'),

@@ -1,0 +1,99 @@
+/**
+ * CRI mount propagation (root): on a host dir that is a shared mount, a mount made on the host
+ * after the containers started shows in a PROPAGATION_HOST_TO_CONTAINER (rslave) mount and not in
+ * a PROPAGATION_PRIVATE one; ContainerStatus reports each mode. PROPAGATION_BIDIRECTIONAL is
+ * refused by name (the launcher keeps container mounts from reaching the host).
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, promises as fs } from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { criClient } from '../helpers/cri';
+import { startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { isRoot, rootReason } from '../helpers/env';
+import { makeTempDir, pushBusybox } from '../helpers/fixtures';
+import { startRegistry, type RunningRegistry } from '../helpers/registry';
+
+const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
+
+describe.skipIf(!isRoot || !hasCni)(`CRI mount propagation (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
+  let registry: RunningRegistry;
+  let daemon: RunningDaemon;
+  let cri: ReturnType<typeof criClient>;
+  let criDir: string;
+  let shared: string;
+  let image: string;
+
+  beforeAll(async () => {
+    registry = await startRegistry();
+    await pushBusybox(registry.host, 'test/busybox:latest');
+    image = `${registry.host}/test/busybox:latest`;
+    // The host side: a mount of its own, shared, so that events can propagate from and to it.
+    shared = await makeTempDir('berth-cri-prop-');
+    execFileSync('mount', ['--bind', shared, shared]);
+    execFileSync('mount', ['--make-shared', shared]);
+    criDir = await fs.mkdtemp('/tmp/bp-');
+    const socket = path.join(criDir, 'cri.sock');
+    daemon = await startDaemon({ args: ['--cri-socket', socket], config: { cri: { cniConfDir: criDir } } });
+    cri = criClient(socket);
+    await cri.image.PullImage({ image: { image } });
+  }, 120_000);
+
+  afterAll(async () => {
+    cri?.close();
+    if (daemon) {
+      await daemon.removeAllContainers();
+      await daemon.stop();
+    }
+    await registry?.stop();
+    if (shared) {
+      execFileSync('umount', ['--recursive', shared]);
+      await fs.rm(shared, { recursive: true, force: true });
+    }
+    if (criDir) await fs.rm(criDir, { recursive: true, force: true });
+  });
+
+  it('carries host mounts into HOST_TO_CONTAINER mounts, not into PRIVATE ones; refuses BIDIRECTIONAL', async () => {
+    const podConfig = { metadata: { name: 'prop', uid: 'uid-prop', namespace: 'default', attempt: 0 }, linux: {} };
+    const pod = (await cri.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
+    const start = async (name: string, propagation: string, privileged = false) => {
+      const { container_id } = await cri.runtime.CreateContainer({
+        pod_sandbox_id: pod,
+        config: {
+          metadata: { name, attempt: 0 },
+          image: { image },
+          command: ['/bin/busybox'],
+          args: ['sleep', '3600'],
+          mounts: [{ host_path: shared, container_path: '/shared', propagation }],
+          linux: { security_context: { privileged } },
+        },
+        sandbox_config: podConfig,
+      });
+      await cri.runtime.StartContainer({ container_id });
+      const { status } = await cri.runtime.ContainerStatus({ container_id });
+      expect(status.mounts).toEqual([expect.objectContaining({ host_path: shared, container_path: '/shared', propagation })]);
+      return container_id;
+    };
+    const privateId = await start('private', 'PROPAGATION_PRIVATE');
+    const slaveId = await start('slave', 'PROPAGATION_HOST_TO_CONTAINER');
+    const run = (id: string, script: string) => cri.runtime.ExecSync({ container_id: id, cmd: ['sh', '-c', script], timeout: 30 });
+
+    await fs.mkdir(path.join(shared, 'from-host'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', path.join(shared, 'from-host')]);
+    await fs.writeFile(path.join(shared, 'from-host', 'marker'), 'host side\n');
+    expect((await run(slaveId, 'cat /shared/from-host/marker')).stdout.toString()).toBe('host side\n');
+    const hidden = await run(privateId, 'cat /shared/from-host/marker');
+    expect(hidden.exit_code).not.toBe(0);
+    expect(hidden.stderr.toString()).toMatch(/No such file/);
+    // The directory is there (one filesystem); the mount on it is not.
+    expect((await run(privateId, 'ls /shared')).stdout.toString()).toBe('from-host\n');
+
+    await expect(start('bidi', 'PROPAGATION_BIDIRECTIONAL', true)).rejects.toMatchObject({
+      code: grpc.status.UNIMPLEMENTED,
+      details: expect.stringMatching(/mounts: \/shared: PROPAGATION_BIDIRECTIONAL is not supported/),
+    });
+    await cri.runtime.StopPodSandbox({ pod_sandbox_id: pod });
+    await cri.runtime.RemovePodSandbox({ pod_sandbox_id: pod });
+  }, 120_000);
+});
