@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { BerthError, InvalidArgumentError } from '../contracts/errors';
 import type { ImageRecord } from '../images/store';
 import type { EndpointRequest } from '../networks/manager';
-import { type ContainerMount, parseBind, parseMounts } from '../volumes/manager';
+import { type ContainerMount, parseBind, parseMounts } from '../volumes/mounts';
 import type { ContainerContext } from './context';
 import { mergeEnv } from './env';
 import { type HealthConfig, mergeHealthcheck } from './health';

@@ -9,7 +9,7 @@ import type { IsolationTarget } from '../contracts/isolator';
 import { initBinary } from '../launcher/binary';
 import { newLaunchPlan } from '../launcher/plan';
 import { writeJsonAtomic } from '../util/fs';
-import { parseMounts } from '../volumes/manager';
+import { parseMounts } from '../volumes/mounts';
 import type { ContainerContext } from './context';
 import { mergeEnv } from './env';
 import { IsolatorChain } from './isolator-chain';

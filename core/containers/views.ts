@@ -1,6 +1,6 @@
 /** Docker's JSON shapes of a container: a row of `docker ps` and `docker inspect`. */
 import { humanDuration } from '../util/format';
-import { parseBind } from '../volumes/manager';
+import { parseBind } from '../volumes/mounts';
 import type { ContainerContext } from './context';
 import { healthSuffix } from './health';
 import { namesOfAll } from './links';
