@@ -22,31 +22,8 @@ export * as layers from './layers';
 // keeps in a container's state dir, and the attach socket protocol (core/launcher/attach.ts).
 export { PLAN_VERSION, RLIMITS, newLaunchPlan, serializePlan, type SerializeOptions } from './launcher/plan';
 export { launcherBinary, initBinary } from './launcher/binary';
-export {
-  RUNTIME_FILE,
-  EXIT_FILE,
-  ATTACH_SOCKET,
-  LOG_FILE,
-  PLAN_FILE,
-  readMonitorRecord,
-  readExitRecord,
-  processStartTime,
-  isSameProcess,
-  type MonitorRecord,
-  type ExitRecord,
-} from './launcher/state';
-export {
-  ClientFrame,
-  MonitorFrame,
-  FrameDecoder,
-  readyFrame,
-  stdinFrame,
-  closeStdinFrame,
-  resizeFrame,
-  signalFrame,
-  monitorReady,
-  type MonitorMessage,
-} from './launcher/attach';
+export { RUNTIME_FILE, EXIT_FILE, ATTACH_SOCKET, LOG_FILE, PLAN_FILE, readMonitorRecord, readExitRecord, processStartTime, isSameProcess, type MonitorRecord, type ExitRecord } from './launcher/state';
+export { ClientFrame, MonitorFrame, FrameDecoder, readyFrame, stdinFrame, closeStdinFrame, resizeFrame, signalFrame, monitorReady, type MonitorMessage } from './launcher/attach';
 
 // Linux process attributes isolators put in a plan: capability names and host devices.
 export { CAPABILITIES, normalizeCapability, capabilityMask } from './launcher/caps';
@@ -81,26 +58,7 @@ export {
 export { markTopDir, isTopDir } from './sys/fsflags';
 
 // eBPF programs (cgroup v2 device filters): the bpf(2) calls and an instruction builder.
-export {
-  type Bpf,
-  type BpfInsn,
-  bpf,
-  encodeInsns,
-  R0,
-  R1,
-  R2,
-  R3,
-  R4,
-  R5,
-  loadWord,
-  and32Imm,
-  rsh32Imm,
-  mov32Reg,
-  mov32Imm,
-  jneImm,
-  jneReg,
-  exit,
-} from './sys/bpf';
+export { type Bpf, type BpfInsn, bpf, encodeInsns, R0, R1, R2, R3, R4, R5, loadWord, and32Imm, rsh32Imm, mov32Reg, mov32Imm, jneImm, jneReg, exit } from './sys/bpf';
 
 // Docker's seccomp profile format, checked the same way the API checks `--security-opt seccomp=`.
 export {

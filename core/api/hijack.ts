@@ -17,11 +17,7 @@ export function hijack(req: ApiRequest, res: ServerResponse, contentType: string
   res.detachSocket(socket);
   // The stream is established: it may stay quiet as long as it likes.
   socket.setTimeout(0);
-  socket.write(
-    upgrade
-      ? `HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`
-      : `HTTP/1.1 200 OK\r\nContent-Type: ${contentType}\r\n\r\n`,
-  );
+  socket.write(upgrade ? `HTTP/1.1 101 UPGRADED\r\nContent-Type: ${contentType}\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n` : `HTTP/1.1 200 OK\r\nContent-Type: ${contentType}\r\n\r\n`);
   const head = (req.raw as { head?: Buffer }).head;
   if (head?.length) process.nextTick(() => socket.unshift(head));
   return socket;

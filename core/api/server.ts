@@ -42,7 +42,11 @@ export class ApiServer {
   /** The request each connection is serving, for the idle check. */
   private readonly serving = new WeakMap<Socket, http.IncomingMessage>();
 
-  constructor(readonly router: Router, private readonly log: Logger, timeouts: ApiTimeouts = apiTimeoutsFromEnv()) {
+  constructor(
+    readonly router: Router,
+    private readonly log: Logger,
+    timeouts: ApiTimeouts = apiTimeoutsFromEnv(),
+  ) {
     this.server = http.createServer(
       {
         headersTimeout: timeouts.headersMs,

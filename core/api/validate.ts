@@ -9,17 +9,7 @@
 import { InvalidArgumentError } from '../contracts/errors';
 import { seccompChoice } from '../seccomp/profile';
 
-export type Shape =
-  | 'string'
-  | 'bool'
-  | 'int'
-  | 'number'
-  | 'strslice'
-  | 'object'
-  | 'any'
-  | { array: Shape }
-  | { map: Shape }
-  | { fields: Record<string, Shape> };
+export type Shape = 'string' | 'bool' | 'int' | 'number' | 'strslice' | 'object' | 'any' | { array: Shape } | { map: Shape } | { fields: Record<string, Shape> };
 
 const strings: Shape = { array: 'string' };
 const stringMap: Shape = { map: 'string' };
@@ -178,9 +168,7 @@ export const EXEC_START: Shape = { fields: { Detach: 'bool', Tty: 'bool', Consol
 
 /** POST /containers/{id}/update: Resources plus RestartPolicy. */
 export const UPDATE_BODY: Shape = {
-  fields: Object.fromEntries(
-    Object.entries(HOST_CONFIG).filter(([k]) => k === 'RestartPolicy' || k in RESOURCE_KEYS()),
-  ),
+  fields: Object.fromEntries(Object.entries(HOST_CONFIG).filter(([k]) => k === 'RestartPolicy' || k in RESOURCE_KEYS())),
 };
 
 function RESOURCE_KEYS(): Record<string, true> {
@@ -316,7 +304,9 @@ export function checkSecurityOpt(securityOpt: unknown): void {
     if ((key === 'label' && value === 'disable') || (key === 'apparmor' && value === 'unconfined')) continue;
     if (key === 'no-new-privileges' && (value === undefined || value === 'true' || value === 'false')) continue;
     if (key !== 'seccomp' || opt === key) {
-      throw new InvalidArgumentError(`invalid --security-opt ${JSON.stringify(opt.length > 60 ? opt.slice(0, 60) + '...' : opt)} (HostConfig.SecurityOpt): berth applies seccomp=unconfined|builtin|<profile JSON>, no-new-privileges, apparmor=unconfined and label=disable`);
+      throw new InvalidArgumentError(
+        `invalid --security-opt ${JSON.stringify(opt.length > 60 ? opt.slice(0, 60) + '...' : opt)} (HostConfig.SecurityOpt): berth applies seccomp=unconfined|builtin|<profile JSON>, no-new-privileges, apparmor=unconfined and label=disable`,
+      );
     }
   }
   seccompChoice(securityOpt);

@@ -9,8 +9,24 @@
 import { InvalidArgumentError } from '../contracts/errors';
 
 export const INSTRUCTIONS = [
-  'FROM', 'RUN', 'CMD', 'LABEL', 'MAINTAINER', 'EXPOSE', 'ENV', 'ADD', 'COPY', 'ENTRYPOINT', 'VOLUME',
-  'USER', 'WORKDIR', 'ARG', 'ONBUILD', 'STOPSIGNAL', 'HEALTHCHECK', 'SHELL',
+  'FROM',
+  'RUN',
+  'CMD',
+  'LABEL',
+  'MAINTAINER',
+  'EXPOSE',
+  'ENV',
+  'ADD',
+  'COPY',
+  'ENTRYPOINT',
+  'VOLUME',
+  'USER',
+  'WORKDIR',
+  'ARG',
+  'ONBUILD',
+  'STOPSIGNAL',
+  'HEALTHCHECK',
+  'SHELL',
 ] as const;
 export type InstructionName = (typeof INSTRUCTIONS)[number];
 
@@ -61,7 +77,11 @@ export interface Dockerfile {
 
 /** A parse error naming the file and the line: `Dockerfile:7: unknown instruction: RUNN`. */
 export class DockerfileError extends InvalidArgumentError {
-  constructor(readonly file: string, readonly line: number, detail: string) {
+  constructor(
+    readonly file: string,
+    readonly line: number,
+    detail: string,
+  ) {
     super(`${file}:${line}: ${detail}`);
   }
 }
@@ -131,7 +151,8 @@ export function parseDockerfile(text: string, file = 'Dockerfile'): Dockerfile {
       metaArgs.push(ins);
     } else stages[stages.length - 1].instructions.push(ins);
   }
-  if (!stages.length) throw new DockerfileError(file, instructions.length ? instructions[instructions.length - 1].line : 1, 'no FROM instruction: a Dockerfile must start with FROM (after optional ARGs)');
+  if (!stages.length)
+    throw new DockerfileError(file, instructions.length ? instructions[instructions.length - 1].line : 1, 'no FROM instruction: a Dockerfile must start with FROM (after optional ARGs)');
   const names = new Set<string>();
   for (const s of stages) {
     if (!s.name) continue;
@@ -170,7 +191,8 @@ function parseInstruction(text: string, line: number, escape: string, file: stri
   }
   const required: InstructionName[] = ['FROM', 'RUN', 'ENV', 'LABEL', 'EXPOSE', 'ADD', 'COPY', 'USER', 'WORKDIR', 'ARG', 'STOPSIGNAL', 'VOLUME', 'SHELL', 'MAINTAINER'];
   if (required.includes(name) && !ins.args) throw new DockerfileError(file, line, `${name} requires at least one argument`);
-  if ((name === 'COPY' || name === 'ADD') && (ins.json ?? ins.args.split(/\s+/)).length < 2) throw new DockerfileError(file, line, `${name} requires at least two arguments, but only one was provided. Destination could not be determined`);
+  if ((name === 'COPY' || name === 'ADD') && (ins.json ?? ins.args.split(/\s+/)).length < 2)
+    throw new DockerfileError(file, line, `${name} requires at least two arguments, but only one was provided. Destination could not be determined`);
   if (name === 'SHELL' && !ins.json) throw new DockerfileError(file, line, 'SHELL requires the arguments to be in JSON form');
   return ins;
 }
@@ -190,7 +212,8 @@ export function parseJsonArray(args: string): string[] | undefined {
 function stageName(from: Instruction, file: string): string | undefined {
   const words = from.args.split(/\s+/);
   if (words.length === 1) return undefined;
-  if (words.length !== 3 || words[1].toUpperCase() !== 'AS') throw new DockerfileError(file, from.line, `FROM requires either one or three arguments (FROM IMAGE [AS NAME]), got ${JSON.stringify(from.args)}`);
+  if (words.length !== 3 || words[1].toUpperCase() !== 'AS')
+    throw new DockerfileError(file, from.line, `FROM requires either one or three arguments (FROM IMAGE [AS NAME]), got ${JSON.stringify(from.args)}`);
   const name = words[2].toLowerCase();
   if (!/^[a-z][a-z0-9-_.]*$/.test(name)) throw new DockerfileError(file, from.line, `invalid name for build stage: "${words[2]}", name can't start with a number or contain symbols`);
   return name;

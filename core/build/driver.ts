@@ -116,7 +116,9 @@ export class BuildDriver implements StepContext {
       await this.dispatch(state, ins, stage);
     }
     if (addLabels) {
-      const labels = Object.entries(this.opts.labels!).map(([k, v]) => `${JSON.stringify(k)}=${JSON.stringify(v)}`).join(' ');
+      const labels = Object.entries(this.opts.labels!)
+        .map(([k, v]) => `${JSON.stringify(k)}=${JSON.stringify(v)}`)
+        .join(' ');
       const ins = parseInstructionLine(`LABEL ${labels}`, stage.from.line, this.dockerfile.escape, 'build labels');
       this.progress.stepLine(ins);
       await this.dispatch(state, ins, stage);

@@ -3,7 +3,10 @@ import { BerthError, InvalidArgumentError } from '../contracts/errors';
 
 /** A build failure in Docker's words; `code` is the failing RUN's exit code, when there was one. */
 export class BuildError extends BerthError {
-  constructor(message: string, readonly code?: number) {
+  constructor(
+    message: string,
+    readonly code?: number,
+  ) {
     super(message, 400);
   }
 }

@@ -50,7 +50,10 @@ export class IgnoreMatcher {
 
   /** Whether `rel` (a path relative to the context, `/`-separated) is left out of the context. */
   ignores(rel: string): boolean {
-    const clean = path.posix.normalize(rel).replace(/^\.?\/+/, '').replace(/\/+$/, '');
+    const clean = path.posix
+      .normalize(rel)
+      .replace(/^\.?\/+/, '')
+      .replace(/\/+$/, '');
     if (!clean || clean === '.') return false;
     const parents: string[] = [];
     const parts = clean.split('/');

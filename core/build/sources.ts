@@ -171,7 +171,7 @@ export async function resolveSources(tree: SourceTree, sources: string[], instru
       }
       continue;
     }
-    if (clean === '' ) {
+    if (clean === '') {
       out.push(await sourceAt(tree, '', src, instruction));
       continue;
     }

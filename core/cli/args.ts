@@ -22,7 +22,10 @@ type Values<O extends Flags> = { [K in keyof O]?: O[K]['type'] extends 'boolean'
 
 /** `--help` was asked for: main prints the text with the command's description. */
 export class HelpRequested extends Error {
-  constructor(readonly usage: string, readonly options: string) {
+  constructor(
+    readonly usage: string,
+    readonly options: string,
+  ) {
     super('help');
   }
 }
@@ -65,7 +68,11 @@ export interface ParsedArgs<O extends Flags> {
 export function parseFlags<O extends Flags>(argv: string[], flags: O, usage: string, opts: { interspersed?: boolean } = {}): ParsedArgs<O> {
   const values: Record<string, string | boolean | string[]> = {};
   const positionals: string[] = [];
-  const byShort = new Map(Object.entries(flags).filter(([, f]) => f.short).map(([n, f]) => [f.short!, n]));
+  const byShort = new Map(
+    Object.entries(flags)
+      .filter(([, f]) => f.short)
+      .map(([n, f]) => [f.short!, n]),
+  );
   const label = (name: string) => `${flags[name].short ? `-${flags[name].short}, ` : ''}--${name}`;
   const set = (name: string, value: string | true) => {
     const f = flags[name];

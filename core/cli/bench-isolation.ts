@@ -130,7 +130,9 @@ const MEMORY_SCRIPT = 'x=0123456789abcdef; i=0; while [ $i -lt 22 ]; do x="$x$x"
 
 /** MAC addresses of the host's own links (not loopback), from the bench's network namespace. */
 function hostMacs(): string[] {
-  return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((a) => a.mac)).filter((m) => m && m !== '00:00:00:00:00:00');
+  return Object.values(os.networkInterfaces())
+    .flatMap((list) => (list ?? []).map((a) => a.mac))
+    .filter((m) => m && m !== '00:00:00:00:00:00');
 }
 
 /** Docker's multiplexed log stream -> text (both streams). */
@@ -165,7 +167,12 @@ function stopAllOnSignal(): void {
 }
 
 class Daemon {
-  private constructor(readonly dir: string, readonly client: Client, readonly child: ChildProcess, readonly logFile: string) {}
+  private constructor(
+    readonly dir: string,
+    readonly client: Client,
+    readonly child: ChildProcess,
+    readonly logFile: string,
+  ) {}
 
   static async start(configFile: string, berthd: string): Promise<Daemon> {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'bb-'));
@@ -219,7 +226,10 @@ class Daemon {
   private async cleanup(): Promise<void> {
     live.delete(this);
     // Whatever berthd left mounted under its temp root goes before the dir does.
-    const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((p) => p && p.startsWith(this.dir + '/'));
+    const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4])
+      .filter((p) => p && p.startsWith(this.dir + '/'));
     for (const m of mounts.sort((a, b) => b.length - a.length)) await execFileP('umount', ['-l', m]).catch(() => undefined);
     await fs.rm(this.dir, { recursive: true, force: true });
   }
@@ -243,7 +253,10 @@ async function runToEnd(client: Client, image: string, cmd: string[], hostConfig
     const logs = await readAll(await client.request(`/containers/${Id}/logs`, { query: { stdout: 1, stderr: 1 } }));
     return { code: waited.StatusCode, output: demux(logs) };
   } finally {
-    await client.request(`/containers/${Id}`, { method: 'DELETE', query: { force: 1 } }).then(readAll).catch(() => undefined);
+    await client
+      .request(`/containers/${Id}`, { method: 'DELETE', query: { force: 1 } })
+      .then(readAll)
+      .catch(() => undefined);
   }
 }
 
@@ -276,7 +289,10 @@ async function benchConfig(configFile: string, opts: IsolationBenchOptions): Pro
         const usage = Number(stats?.memory_stats?.usage ?? 0);
         memories.push(usage > 0 ? Math.round(usage / 1024) : rssKiB(inspect.State.Pid));
       } finally {
-        await client.request(`/containers/${Id}`, { method: 'DELETE', query: { force: 1 } }).then(readAll).catch(() => undefined);
+        await client
+          .request(`/containers/${Id}`, { method: 'DELETE', query: { force: 1 } })
+          .then(readAll)
+          .catch(() => undefined);
       }
       say(`${configFile}: container ${i + 1}/${opts.n} started in ${starts.at(-1)?.toFixed(1)} ms`);
     }
@@ -332,18 +348,44 @@ export function renderIsolation(r: IsolationBenchResult, table: (head: string[],
   const kib = (k: number) => (k >= 1024 ? `${(k / 1024).toFixed(1)} MiB` : `${k} KiB`);
   const out: string[] = [];
   out.push(`isolation bench: ${r.n} containers per config, image ${r.image}, ${r.host.cpus} CPUs, kernel ${r.host.kernel}\n`);
-  out.push(table(
-    ['CONFIG', 'RUNTIME', 'ISOLATORS', 'START P50', 'START P95', 'MONITOR RSS', 'CONTAINER MEM', 'BERTHD RSS'],
-    r.configs.map((c) => [name(c), c.runtime, c.isolators.join(',') || '-', `${c.startMs.p50.toFixed(1)} ms`, `${c.startMs.p95.toFixed(1)} ms`, kib(c.monitorRssKiB.p50), kib(c.containerMemoryKiB.p50), kib(c.daemonRssKiB)]),
-  ));
+  out.push(
+    table(
+      ['CONFIG', 'RUNTIME', 'ISOLATORS', 'START P50', 'START P95', 'MONITOR RSS', 'CONTAINER MEM', 'BERTHD RSS'],
+      r.configs.map((c) => [
+        name(c),
+        c.runtime,
+        c.isolators.join(',') || '-',
+        `${c.startMs.p50.toFixed(1)} ms`,
+        `${c.startMs.p95.toFixed(1)} ms`,
+        kib(c.monitorRssKiB.p50),
+        kib(c.containerMemoryKiB.p50),
+        kib(c.daemonRssKiB),
+      ]),
+    ),
+  );
   const keys = [...new Set(r.configs.flatMap((c) => Object.keys(c.phasesMs)))].sort();
   out.push('\nberthd-side setup per isolator phase (p50 ms):\n');
-  out.push(table(['PHASE', ...r.configs.map(name)], keys.map((k) => [k, ...r.configs.map((c) => (c.phasesMs[k] ? c.phasesMs[k].p50.toFixed(2) : '-'))])));
+  out.push(
+    table(
+      ['PHASE', ...r.configs.map(name)],
+      keys.map((k) => [k, ...r.configs.map((c) => (c.phasesMs[k] ? c.phasesMs[k].p50.toFixed(2) : '-'))]),
+    ),
+  );
   out.push('\nescape probes (YES = the container could):\n');
   const probes: [string, keyof Probes][] = [
-    ['sees host pids', 'seesHostPids'], ['can mount', 'canMount'], ['can write /proc/sys', 'canWriteProcSys'],
-    ['can load a module', 'canLoadModule'], ['sees host network', 'seesHostNetwork'], ['writes its rootfs', 'writesRootfs'], ['exceeds memory limit', 'exceedsMemoryLimit'],
+    ['sees host pids', 'seesHostPids'],
+    ['can mount', 'canMount'],
+    ['can write /proc/sys', 'canWriteProcSys'],
+    ['can load a module', 'canLoadModule'],
+    ['sees host network', 'seesHostNetwork'],
+    ['writes its rootfs', 'writesRootfs'],
+    ['exceeds memory limit', 'exceedsMemoryLimit'],
   ];
-  out.push(table(['PROBE', ...r.configs.map(name)], probes.map(([label, k]) => [label, ...r.configs.map((c) => yesNo(c.probes[k] as boolean))])));
+  out.push(
+    table(
+      ['PROBE', ...r.configs.map(name)],
+      probes.map(([label, k]) => [label, ...r.configs.map((c) => yesNo(c.probes[k] as boolean))]),
+    ),
+  );
   return out.join('');
 }

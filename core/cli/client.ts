@@ -8,7 +8,11 @@ export const DEFAULT_SOCKET = '/run/berth/berth.sock';
 
 export class ApiError extends Error {
   /** `reason`: why a container's command could not start, when the daemon says (kind StartFailure). */
-  constructor(readonly status: number, message: string, readonly reason?: string) {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly reason?: string,
+  ) {
     super(message);
   }
 }

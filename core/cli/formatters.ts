@@ -24,21 +24,47 @@ export function ellipsis(s: string, n: number): string {
 }
 
 const since = (unixSeconds: number) => `${humanDuration(Date.now() - unixSeconds * 1000)} ago`;
-const sortedLabels = (labels: Record<string, string> | null | undefined) => Object.entries(labels ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`).join(',');
+const sortedLabels = (labels: Record<string, string> | null | undefined) =>
+  Object.entries(labels ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
 
 /** docker's header for `.Label "com.example.some-key"`: the last part of the key, dashes and underscores as spaces. */
 const labelHeader = (name: string) => (name.split('.').pop() ?? '').replace(/[-_]/g, ' ');
 
 function struct<T extends object>(type: string, fields: T): T {
-  const obj = { ...fields, toJSON: () => Object.fromEntries(Object.entries(fields).filter(([k]) => k !== 'Label').sort(([a], [b]) => a.localeCompare(b)).map(([k, f]) => [k, typeof f === 'function' ? (f as () => unknown)() : f])) };
+  const obj = {
+    ...fields,
+    toJSON: () =>
+      Object.fromEntries(
+        Object.entries(fields)
+          .filter(([k]) => k !== 'Label')
+          .sort(([a], [b]) => a.localeCompare(b))
+          .map(([k, f]) => [k, typeof f === 'function' ? (f as () => unknown)() : f]),
+      ),
+  };
   Object.defineProperty(obj, STRUCT, { value: type });
   Object.defineProperty(obj, 'toJSON', { enumerable: false });
   return obj;
 }
 
 export const CONTAINER_HEADERS = {
-  ID: 'CONTAINER ID', Image: 'IMAGE', Command: 'COMMAND', CreatedAt: 'CREATED AT', RunningFor: 'CREATED', Ports: 'PORTS', State: 'STATE', Status: 'STATUS',
-  Size: 'SIZE', Names: 'NAMES', Labels: 'LABELS', Label: labelHeader, Mounts: 'MOUNTS', LocalVolumes: 'LOCAL VOLUMES', Networks: 'NETWORKS',
+  ID: 'CONTAINER ID',
+  Image: 'IMAGE',
+  Command: 'COMMAND',
+  CreatedAt: 'CREATED AT',
+  RunningFor: 'CREATED',
+  Ports: 'PORTS',
+  State: 'STATE',
+  Status: 'STATUS',
+  Size: 'SIZE',
+  Names: 'NAMES',
+  Labels: 'LABELS',
+  Label: labelHeader,
+  Mounts: 'MOUNTS',
+  LocalVolumes: 'LOCAL VOLUMES',
+  Networks: 'NETWORKS',
 };
 export const CONTAINER_TABLE = 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}';
 
@@ -46,7 +72,11 @@ export const CONTAINER_TABLE = 'table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.Runn
 export function containerContext(c: any, trunc: boolean) {
   return struct('*formatter.ContainerContext', {
     ID: () => (trunc ? c.Id.slice(0, 12) : c.Id),
-    Names: () => (c.Names ?? []).map((n: string) => n.replace(/^\//, '')).filter((n: string) => !trunc || !n.includes('/')).join(','),
+    Names: () =>
+      (c.Names ?? [])
+        .map((n: string) => n.replace(/^\//, ''))
+        .filter((n: string) => !trunc || !n.includes('/'))
+        .join(','),
     Image: () => (!c.Image ? '<no image>' : trunc ? c.Image.replace(/@sha256:[a-f0-9]+$/, '').replace(/^sha256:([a-f0-9]{12})[a-f0-9]*$/, '$1') : c.Image),
     Command: () => JSON.stringify(trunc ? ellipsis(c.Command ?? '', 20) : (c.Command ?? '')),
     CreatedAt: () => goTimeString(c.Created),
@@ -62,13 +92,25 @@ export function containerContext(c: any, trunc: boolean) {
     Label: (name: string) => c.Labels?.[name] ?? '',
     Mounts: () => (c.Mounts ?? []).map((m: any) => (trunc ? ellipsis(m.Name || m.Source, 15) : m.Name || m.Source)).join(','),
     LocalVolumes: () => String((c.Mounts ?? []).filter((m: any) => m.Driver === 'local').length),
-    Networks: () => Object.keys(c.NetworkSettings?.Networks ?? {}).sort().join(','),
+    Networks: () =>
+      Object.keys(c.NetworkSettings?.Networks ?? {})
+        .sort()
+        .join(','),
   });
 }
 
 export const IMAGE_HEADERS = {
-  ID: 'IMAGE ID', Repository: 'REPOSITORY', Tag: 'TAG', Digest: 'DIGEST', CreatedSince: 'CREATED', CreatedAt: 'CREATED AT', Size: 'SIZE',
-  Containers: 'CONTAINERS', VirtualSize: 'VIRTUAL SIZE', SharedSize: 'SHARED SIZE', UniqueSize: 'UNIQUE SIZE',
+  ID: 'IMAGE ID',
+  Repository: 'REPOSITORY',
+  Tag: 'TAG',
+  Digest: 'DIGEST',
+  CreatedSince: 'CREATED',
+  CreatedAt: 'CREATED AT',
+  Size: 'SIZE',
+  Containers: 'CONTAINERS',
+  VirtualSize: 'VIRTUAL SIZE',
+  SharedSize: 'SHARED SIZE',
+  UniqueSize: 'UNIQUE SIZE',
 };
 export const IMAGE_TABLE = 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
 export const IMAGE_TABLE_DIGESTS = 'table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
@@ -132,7 +174,18 @@ export function volumeContext(v: any) {
   });
 }
 
-export const NETWORK_HEADERS = { ID: 'NETWORK ID', Name: 'NAME', Driver: 'DRIVER', Scope: 'SCOPE', IPv6: 'IPV6', Internal: 'INTERNAL', Labels: 'LABELS', Label: labelHeader, CreatedAt: 'CREATED', Subnet: 'SUBNET' };
+export const NETWORK_HEADERS = {
+  ID: 'NETWORK ID',
+  Name: 'NAME',
+  Driver: 'DRIVER',
+  Scope: 'SCOPE',
+  IPv6: 'IPV6',
+  Internal: 'INTERNAL',
+  Labels: 'LABELS',
+  Label: labelHeader,
+  CreatedAt: 'CREATED',
+  Subnet: 'SUBNET',
+};
 /** docker's columns plus the subnet, which berth has always shown. */
 export const NETWORK_TABLE = 'table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Subnet}}\t{{.Scope}}';
 
@@ -151,7 +204,17 @@ export function networkContext(n: any, trunc: boolean) {
   });
 }
 
-export const STATS_HEADERS = { Container: 'CONTAINER', ID: 'CONTAINER ID', Name: 'NAME', CPUPerc: 'CPU %', MemUsage: 'MEM USAGE / LIMIT', MemPerc: 'MEM %', NetIO: 'NET I/O', BlockIO: 'BLOCK I/O', PIDs: 'PIDS' };
+export const STATS_HEADERS = {
+  Container: 'CONTAINER',
+  ID: 'CONTAINER ID',
+  Name: 'NAME',
+  CPUPerc: 'CPU %',
+  MemUsage: 'MEM USAGE / LIMIT',
+  MemPerc: 'MEM %',
+  NetIO: 'NET I/O',
+  BlockIO: 'BLOCK I/O',
+  PIDs: 'PIDS',
+};
 export const STATS_TABLE = 'table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}';
 
 export interface StatsRow {

@@ -34,7 +34,10 @@ export class ProgressRenderer {
   private readonly lines = new Map<string, string>();
   error?: string;
 
-  constructor(private readonly out: NodeJS.WriteStream, private readonly tty = !!out.isTTY) {}
+  constructor(
+    private readonly out: NodeJS.WriteStream,
+    private readonly tty = !!out.isTTY,
+  ) {}
 
   handle(msg: { id?: string; status?: string; progress?: string; progressDetail?: { current?: number }; error?: string; errorDetail?: { message?: string } }): void {
     if (msg.error || msg.errorDetail) {

@@ -86,7 +86,10 @@ export class ContainerContext {
   serial<T>(id: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.busy.get(id) ?? Promise.resolve();
     const next = prev.then(fn, fn);
-    this.busy.set(id, next.catch(() => undefined));
+    this.busy.set(
+      id,
+      next.catch(() => undefined),
+    );
     return next;
   }
 
@@ -103,7 +106,15 @@ export class ContainerContext {
   /** The first isolator that offers `method`, or a clear error naming what is missing. */
   isolatorWith<K extends keyof Isolator>(method: K, what: string): { uri: string; impl: Isolator } {
     const iso = this.deps.isolators().find((i) => typeof i.impl[method] === 'function');
-    if (!iso) throw new NotImplementedError(`${what} needs an isolator that supports it (isolator.cgroups); configured: ${this.deps.isolators().map((i) => i.uri).join(', ') || 'none'}`);
+    if (!iso)
+      throw new NotImplementedError(
+        `${what} needs an isolator that supports it (isolator.cgroups); configured: ${
+          this.deps
+            .isolators()
+            .map((i) => i.uri)
+            .join(', ') || 'none'
+        }`,
+      );
     return iso;
   }
 

@@ -34,7 +34,7 @@ const SHAREABLE = new Set(['IpcMode', 'UTSMode', 'PidMode']);
 const UNSUPPORTED: { field: string; why: string; unset?: (v: unknown) => boolean }[] = [
   { field: 'Sysctls', why: 'berth does not set namespaced sysctls' },
   { field: 'StorageOpt', why: 'the storage drivers take no per-container options' },
-  { field: 'Cgroup', why: 'berth does not join another container\'s cgroup' },
+  { field: 'Cgroup', why: "berth does not join another container's cgroup" },
   { field: 'Isolation', why: 'Linux containers have only the default isolation', unset: (v) => v === '' || v === 'default' },
   { field: 'CpuCount', why: 'Windows only' },
   { field: 'CpuPercent', why: 'Windows only' },
@@ -72,7 +72,14 @@ export function validateHostConfig(h: HostConfigSpec, opts: { networks: boolean;
     const value = h[field] ?? '';
     if (SHAREABLE.has(field) && typeof value === 'string' && value.startsWith('container:')) continue;
     if (!modes.includes(value as string)) {
-      throw new InvalidArgumentError(`HostConfig.${field}: berth does not support ${JSON.stringify(value)} (${modes.filter(Boolean).map((m) => JSON.stringify(m)).join(', ') || 'only the default'}${modes.length > 1 ? ', or empty for its own namespace' : ''})`);
+      throw new InvalidArgumentError(
+        `HostConfig.${field}: berth does not support ${JSON.stringify(value)} (${
+          modes
+            .filter(Boolean)
+            .map((m) => JSON.stringify(m))
+            .join(', ') || 'only the default'
+        }${modes.length > 1 ? ', or empty for its own namespace' : ''})`,
+      );
     }
   }
   for (const { field, why, unset } of UNSUPPORTED) {

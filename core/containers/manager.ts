@@ -44,15 +44,20 @@ export class ContainerManager extends EventEmitter {
   constructor(deps: ManagerDeps) {
     super();
     this.setMaxListeners(0);
-    this.ctx = new ContainerContext(deps, this, (ctx) => new HealthMonitor({
-      find: (id) => ctx.store.find(id),
-      update: (rec, change) => ctx.store.update(rec, change),
-      execCreate: (id, config) => execCreate(ctx, id, config),
-      execStart: (execId, beforeExec) => execStart(ctx, execId, beforeExec),
-      execForget: (execId) => ctx.execs.forget(execId),
-      emit: (id, status) => this.emit('health_status', id, status),
-      log: deps.log,
-    }));
+    this.ctx = new ContainerContext(
+      deps,
+      this,
+      (ctx) =>
+        new HealthMonitor({
+          find: (id) => ctx.store.find(id),
+          update: (rec, change) => ctx.store.update(rec, change),
+          execCreate: (id, config) => execCreate(ctx, id, config),
+          execStart: (execId, beforeExec) => execStart(ctx, execId, beforeExec),
+          execForget: (execId) => ctx.execs.forget(execId),
+          emit: (id, status) => this.emit('health_status', id, status),
+          log: deps.log,
+        }),
+    );
     this.execs = this.ctx.execs;
     monitorExits(this.ctx);
   }
@@ -71,7 +76,9 @@ export class ContainerManager extends EventEmitter {
 
   /** Image IDs in use by containers (an image in use cannot be deleted). */
   usersOf(imageId: string): string[] {
-    return this.list().filter((c) => c.Image === imageId).map((c) => c.Id);
+    return this.list()
+      .filter((c) => c.Image === imageId)
+      .map((c) => c.Id);
   }
 
   create(req: CreateRequest, name?: string): Promise<{ Id: string; Warnings: string[] }> {
@@ -91,7 +98,11 @@ export class ContainerManager extends EventEmitter {
   onBeforeExec(id: string, fn: (socketPath: string) => void): () => void {
     const early = this.ctx.earlyAttach;
     early.set(id, [...(early.get(id) ?? []), fn]);
-    return () => early.set(id, (early.get(id) ?? []).filter((f) => f !== fn));
+    return () =>
+      early.set(
+        id,
+        (early.get(id) ?? []).filter((f) => f !== fn),
+      );
   }
 
   kill(ref: string, signal: string | number = 'SIGKILL'): Promise<void> {

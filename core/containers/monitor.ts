@@ -36,7 +36,10 @@ async function handleExit(ctx: ContainerContext, id: string, exit: ExitStatus): 
   const rec = ctx.store.find(id);
   if (!rec) return;
   await new IsolatorChain(ctx.deps.isolators()).cleanup(ctx.target(rec), (err) => ctx.warn('isolator cleanup failed', id, err));
-  await ctx.deps.storage()?.unmount(id).catch(() => undefined);
+  await ctx.deps
+    .storage()
+    ?.unmount(id)
+    .catch(() => undefined);
   await ctx.deps.volumes?.release(id).catch(() => undefined);
   ctx.health.disarm(id, rec);
   markExited(rec, exit);
@@ -53,10 +56,12 @@ function scheduleRestart(ctx: ContainerContext, rec: ContainerRecord): void {
     const current = ctx.store.find(rec.Id);
     if (!current || current.State.Running || current.ManuallyStopped) return;
     markRestartDue(current);
-    ctx.serial(current.Id, () => startNow(ctx, current.Id)).catch((err) => {
-      ctx.warn('restart failed', current.Id, err);
-      markRestartFailed(current);
-    });
+    ctx
+      .serial(current.Id, () => startNow(ctx, current.Id))
+      .catch((err) => {
+        ctx.warn('restart failed', current.Id, err);
+        markRestartFailed(current);
+      });
   }, restartDelay(rec)).unref();
 }
 
@@ -78,7 +83,11 @@ export async function recover(ctx: ContainerContext): Promise<void> {
   }
   await ctx.deps.storage()?.recover?.(live);
   // Running containers keep their rootfs mounted; count the mount so stop releases it.
-  for (const id of live) await ctx.deps.storage()?.mount(id).catch(() => undefined);
+  for (const id of live)
+    await ctx.deps
+      .storage()
+      ?.mount(id)
+      .catch(() => undefined);
   // Containers whose policy says so come back with the daemon.
   for (const rec of ctx.store.list()) {
     if (!rec.State.Running && shouldRestart(rec, rec.State.ExitCode, true) && hasStarted(rec)) {

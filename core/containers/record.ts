@@ -88,7 +88,19 @@ export interface ContainerRecord {
 }
 
 export function initialState(): ContainerState {
-  return { Status: 'created', Running: false, Paused: false, Restarting: false, OOMKilled: false, Dead: false, Pid: 0, ExitCode: 0, Error: '', StartedAt: '0001-01-01T00:00:00Z', FinishedAt: '0001-01-01T00:00:00Z' };
+  return {
+    Status: 'created',
+    Running: false,
+    Paused: false,
+    Restarting: false,
+    OOMKilled: false,
+    Dead: false,
+    Pid: 0,
+    ExitCode: 0,
+    Error: '',
+    StartedAt: '0001-01-01T00:00:00Z',
+    FinishedAt: '0001-01-01T00:00:00Z',
+  };
 }
 
 const NAME = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
@@ -164,7 +176,8 @@ export class ContainerStore {
       if (!NAME.test(requested)) throw new InvalidArgumentError(`Invalid container name (${requested}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed`);
       const name = requested.startsWith('/') ? requested : `/${requested}`;
       const holder = holderOf(name);
-      if (holder) throw new ConflictError(`Conflict. The container name "${name}" is already in use by container "${holder}". You have to remove (or rename) that container to be able to reuse that name.`);
+      if (holder)
+        throw new ConflictError(`Conflict. The container name "${name}" is already in use by container "${holder}". You have to remove (or rename) that container to be able to reuse that name.`);
       this.reserved.set(name, forId);
       return name;
     }
@@ -215,9 +228,11 @@ export class ContainerStore {
         await writeFileAtomic(file, json);
       });
     this.writes.set(id, done);
-    void done.finally(() => {
-      if (this.writes.get(id) === done) this.writes.delete(id);
-    }).catch(() => undefined);
+    void done
+      .finally(() => {
+        if (this.writes.get(id) === done) this.writes.delete(id);
+      })
+      .catch(() => undefined);
     return done;
   }
 

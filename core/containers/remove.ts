@@ -28,7 +28,10 @@ export async function removeNow(ctx: ContainerContext, id: string, opts: RemoveO
   if (rec.State.Running) {
     await thaw(ctx, rec);
     const exited = waitFor(ctx, id, 'next-exit');
-    await ctx.runtime().kill(id, stateDir, 'SIGKILL').catch(() => undefined);
+    await ctx
+      .runtime()
+      .kill(id, stateDir, 'SIGKILL')
+      .catch(() => undefined);
     // The exit handler runs in this container's queue, after us: finish its work here.
     const status = await Promise.race([exited.then(() => undefined), ctx.runtime().wait(id, stateDir)]);
     // Whoever waits on this container (an attached `run`) learns how it ended: 137, not 0.
@@ -36,7 +39,10 @@ export async function removeNow(ctx: ContainerContext, id: string, opts: RemoveO
     await new IsolatorChain(ctx.deps.isolators()).cleanup(ctx.target(rec));
   }
   markRemoving(rec);
-  await ctx.runtime().delete(id, stateDir).catch(() => undefined);
+  await ctx
+    .runtime()
+    .delete(id, stateDir)
+    .catch(() => undefined);
   await ctx.storage().remove(id);
   await ctx.store.delete(id);
   await ctx.deps.networks?.forget(id).catch((e) => ctx.warn('network cleanup failed', id, e));

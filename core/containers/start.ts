@@ -38,7 +38,11 @@ export async function startNow(ctx: ContainerContext, id: string): Promise<void>
   const stateDir = ctx.store.stateDir(id);
   // Isolators see host-path binds only: volumes, --mount and --tmpfs come in through the plan.
   const binds = ctx.deps.volumes ? parseMounts({ Binds: rec.HostConfig.Binds }, []).binds : rec.HostConfig.Binds;
-  const links = linkSetup(rec, (n) => ctx.store.find(n), (cid) => ctx.deps.networks?.settings(cid).IPAddress);
+  const links = linkSetup(
+    rec,
+    (n) => ctx.store.find(n),
+    (cid) => ctx.deps.networks?.settings(cid).IPAddress,
+  );
   const extraHosts = [...((rec.HostConfig.ExtraHosts as string[] | null) ?? []), ...links.hosts];
   const target: IsolationTarget = { containerId: id, stateDir, hostConfig: { ...rec.HostConfig, Binds: binds, Hostname: rec.Config.Hostname, ExtraHosts: extraHosts } };
   const chain = new IsolatorChain(ctx.deps.isolators());
@@ -69,7 +73,8 @@ export async function startNow(ctx: ContainerContext, id: string): Promise<void>
     );
     plan.sessionKeyring = `_ses.${id}`;
     const logRotation = checkLogConfig(ctx.logConfigOf(rec), (key, msg) => new InvalidArgumentError(`log-opt ${key}: ${msg}`));
-    if (!logRotation) plan.logPath = '/dev/null'; // the none driver
+    if (!logRotation)
+      plan.logPath = '/dev/null'; // the none driver
     else if (logRotation.maxSize) plan.logRotation = { maxSize: logRotation.maxSize, maxFiles: logRotation.maxFiles };
     if (ctx.deps.volumes) plan.mounts.push(...(await ctx.deps.volumes.planMounts(id, rootfs)));
     // 2. Each isolator, in config order: host-side setup, then its part of the plan.

@@ -52,7 +52,18 @@ export function assertCan(op: ContainerOp, rec: ContainerRecord, opts: Partial<R
 
 /** The process runs (a start, or a restart by policy, succeeded). */
 export function markStarted(rec: ContainerRecord, pid: number, startedAt: string): void {
-  Object.assign(rec.State, { Status: 'running', Running: true, Paused: false, Restarting: false, OOMKilled: false, Pid: pid, ExitCode: 0, Error: '', StartedAt: startedAt, FinishedAt: initialState().FinishedAt });
+  Object.assign(rec.State, {
+    Status: 'running',
+    Running: true,
+    Paused: false,
+    Restarting: false,
+    OOMKilled: false,
+    Pid: pid,
+    ExitCode: 0,
+    Error: '',
+    StartedAt: startedAt,
+    FinishedAt: initialState().FinishedAt,
+  });
 }
 
 /**

@@ -41,7 +41,10 @@ export async function stopContainer(ctx: ContainerContext, ref: string, timeout?
   }
   const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), Math.max(0, t) * 1000).unref());
   if ((await Promise.race([exited, timer])) === 'timeout') {
-    await ctx.runtime().kill(rec.Id, ctx.store.stateDir(rec.Id), 'SIGKILL').catch(() => undefined);
+    await ctx
+      .runtime()
+      .kill(rec.Id, ctx.store.stateDir(rec.Id), 'SIGKILL')
+      .catch(() => undefined);
     await exited;
   }
   ctx.events.emit('stop', rec.Id);

@@ -53,10 +53,13 @@ export function inspectContainer(ctx: ContainerContext, ref: string) {
     AppArmorProfile: '',
     HostConfig: { ...rec.HostConfig, LogConfig: ctx.logConfigOf(rec) },
     GraphDriver: { Name: rec.Driver, Data: null },
-    Mounts: (rec.HostConfig.Binds ?? []).filter((b) => /^\/[^:]*:\//.test(b)).map((b) => {
-      const { source, target, readOnly, propagation } = parseBind(b);
-      return { Type: 'bind', Source: source, Destination: target, Mode: b.split(':')[2] ?? '', RW: !readOnly, Propagation: propagation };
-    }).concat(ctx.deps.volumes?.inspectMounts(rec.Id) ?? []),
+    Mounts: (rec.HostConfig.Binds ?? [])
+      .filter((b) => /^\/[^:]*:\//.test(b))
+      .map((b) => {
+        const { source, target, readOnly, propagation } = parseBind(b);
+        return { Type: 'bind', Source: source, Destination: target, Mode: b.split(':')[2] ?? '', RW: !readOnly, Propagation: propagation };
+      })
+      .concat(ctx.deps.volumes?.inspectMounts(rec.Id) ?? []),
     Config: rec.Config,
     NetworkSettings: ctx.deps.networks?.settings(rec.Id) ?? { Networks: {}, Ports: {}, IPAddress: '', Gateway: '', MacAddress: '' },
   };

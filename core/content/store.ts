@@ -29,13 +29,21 @@ export function sha256Digest(data: Buffer | string): string {
 }
 
 export class DigestMismatchError extends BerthError {
-  constructor(readonly expected: string, readonly actual: string, what = 'blob') {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+    what = 'blob',
+  ) {
     super(`${what} digest mismatch: expected ${expected}, got ${actual}`, 500);
   }
 }
 
 export class SizeMismatchError extends BerthError {
-  constructor(readonly digest: string, readonly expected: number, readonly actual: number) {
+  constructor(
+    readonly digest: string,
+    readonly expected: number,
+    readonly actual: number,
+  ) {
     super(`blob ${digest} size mismatch: expected ${expected} bytes, got ${actual}${actual > expected ? ' or more' : ''}`, 500);
   }
 }
@@ -48,7 +56,10 @@ export class SizeMismatchError extends BerthError {
 export class VerifyingStream extends Transform {
   private readonly hash = createHash('sha256');
   bytes = 0;
-  constructor(private readonly expected: { digest: string; size?: number }, private readonly what = 'blob') {
+  constructor(
+    private readonly expected: { digest: string; size?: number },
+    private readonly what = 'blob',
+  ) {
     super();
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {

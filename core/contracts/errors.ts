@@ -96,7 +96,11 @@ export type StartFailureReason = keyof typeof START_FAILURE_EXIT_CODES;
 export class StartFailure extends BerthError {
   override readonly kind: ErrorKind = 'StartFailure';
 
-  constructor(message: string, readonly reason: StartFailureReason, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly reason: StartFailureReason,
+    options?: { cause?: unknown },
+  ) {
     super(message, HTTP_STATUS.StartFailure, options);
   }
 }
@@ -144,7 +148,11 @@ export class TimeoutError extends BerthError {
 
 /** Bad configuration: names the file (when known) and the key. */
 export class ConfigError extends BerthError {
-  constructor(readonly key: string, message: string, readonly file?: string) {
+  constructor(
+    readonly key: string,
+    message: string,
+    readonly file?: string,
+  ) {
     super(`${file ? `${file}: ` : ''}${key}: ${message}`);
   }
 }

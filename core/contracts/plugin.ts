@@ -50,9 +50,7 @@ export interface PluginManifest<Config = unknown, Impl = unknown> {
 }
 
 /** Identity helper that gives a manifest its types. */
-export function definePlugin<Config = Record<string, unknown>, Impl = unknown>(
-  manifest: PluginManifest<Config, Impl>,
-): PluginManifest<Config, Impl> {
+export function definePlugin<Config = Record<string, unknown>, Impl = unknown>(manifest: PluginManifest<Config, Impl>): PluginManifest<Config, Impl> {
   return manifest;
 }
 

@@ -54,7 +54,9 @@ export class PodCni {
     if (!runner) return { reason: 'no CNI runner: the isolator.network plugin is not loaded' };
     let files: string[];
     try {
-      files = readdirSync(dir).filter((f) => CONF_EXTENSIONS.includes(path.extname(f))).sort();
+      files = readdirSync(dir)
+        .filter((f) => CONF_EXTENSIONS.includes(path.extname(f)))
+        .sort();
     } catch {
       return { reason: `cni config uninitialized: cannot read the CNI conf dir ${dir}` };
     }
@@ -140,9 +142,7 @@ export function takesPortMappings(config: Conflist): boolean {
 
 /** libcni's runtimeConfig: plugins that declare the portMappings capability get the pod's. */
 function withRuntimeConfig(config: Conflist, ports: PortMapping[]): Conflist {
-  const mappings = ports
-    .filter((p) => p.host_port)
-    .map((p) => ({ hostPort: p.host_port, containerPort: p.container_port, protocol: (p.protocol ?? 'TCP').toLowerCase(), hostIP: p.host_ip ?? '' }));
+  const mappings = ports.filter((p) => p.host_port).map((p) => ({ hostPort: p.host_port, containerPort: p.container_port, protocol: (p.protocol ?? 'TCP').toLowerCase(), hostIP: p.host_ip ?? '' }));
   const plugins = (config.plugins ?? []).map((p) => {
     const caps = p.capabilities as Record<string, boolean> | undefined;
     return caps?.portMappings && mappings.length ? { ...p, runtimeConfig: { ...(p.runtimeConfig as object), portMappings: mappings } } : p;

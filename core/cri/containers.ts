@@ -125,8 +125,10 @@ export class CriContainers {
     const pidMode = pid === 'NODE' ? 'host' : pid === 'POD' ? share : '';
     const pod = sandbox.view.metadata as { name?: string; namespace?: string; uid?: string };
     const mounts = (config!.mounts ?? []).map((m) => {
-      if (!m.host_path?.startsWith('/') || !m.container_path?.startsWith('/')) throw new InvalidArgumentError(`mounts: host_path and container_path must be absolute (got ${JSON.stringify(m.host_path)} -> ${JSON.stringify(m.container_path)})`);
-      if (m.propagation === UNSUPPORTED_PROPAGATION) throw new NotImplementedError(`mounts: ${m.container_path}: ${UNSUPPORTED_PROPAGATION} is not supported: berth's launcher keeps container mounts from propagating to the host`);
+      if (!m.host_path?.startsWith('/') || !m.container_path?.startsWith('/'))
+        throw new InvalidArgumentError(`mounts: host_path and container_path must be absolute (got ${JSON.stringify(m.host_path)} -> ${JSON.stringify(m.container_path)})`);
+      if (m.propagation === UNSUPPORTED_PROPAGATION)
+        throw new NotImplementedError(`mounts: ${m.container_path}: ${UNSUPPORTED_PROPAGATION} is not supported: berth's launcher keeps container mounts from propagating to the host`);
       return `${m.host_path}:${m.container_path}:${m.readonly ? 'ro' : 'rw'},${PROPAGATION[m.propagation ?? 'PROPAGATION_PRIVATE'] ?? 'rprivate'}`;
     });
     const { Id } = await this.engine.containers.create(

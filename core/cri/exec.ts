@@ -67,9 +67,7 @@ export class CriExec {
       });
     });
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = timeout > 0
-      ? new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeout * 1000)))
-      : new Promise<never>(() => undefined);
+    const timedOut = timeout > 0 ? new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeout * 1000))) : new Promise<never>(() => undefined);
     try {
       const result = await Promise.race([started.exited, timedOut]);
       if (result === 'timeout') {
@@ -98,7 +96,11 @@ export class CriExec {
     const cmd = req.cmd;
     const tty = !!req.tty;
     const url = this.streamingServer().command({
-      kind: 'exec', stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr, tty,
+      kind: 'exec',
+      stdin: !!req.stdin,
+      stdout: !!req.stdout,
+      stderr: !!req.stderr,
+      tty,
       run: async (streams) => {
         const execId = this.engine.containers.execCreate(rec.Id, { Cmd: cmd, Tty: tty, AttachStdin: !!streams.stdin, AttachStdout: true, AttachStderr: true });
         let relayed: Promise<void> = Promise.resolve();
@@ -119,7 +121,11 @@ export class CriExec {
     if (req.stdin && !rec.Config.OpenStdin) throw new InvalidArgumentError(`container ${rec.Id} was created without stdin: it cannot be attached with stdin`);
     if (!!req.tty !== !!rec.Config.Tty) throw new InvalidArgumentError(`tty=${!!req.tty} does not match container ${rec.Id}, created with tty=${!!rec.Config.Tty}`);
     const url = this.streamingServer().command({
-      kind: 'attach', stdin: !!req.stdin, stdout: !!req.stdout, stderr: !!req.stderr, tty: !!req.tty,
+      kind: 'attach',
+      stdin: !!req.stdin,
+      stdout: !!req.stdout,
+      stderr: !!req.stderr,
+      tty: !!req.tty,
       run: async (streams) => {
         const monitor = this.engine.containers.connectAttach(rec.Id);
         if (!monitor) throw new ConflictError(`container ${rec.Id} is not running`);

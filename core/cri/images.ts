@@ -94,12 +94,14 @@ export function imageHandlers(engine: Engine) {
       const usage = storage ? await storage.usage() : { layers: {} as Record<string, number> };
       const used = Object.values(usage.layers).reduce((a, b) => a + b, 0);
       return {
-        image_filesystems: [{
-          timestamp: nanos(Date.now()),
-          fs_id: { mountpoint: path.join(engine.config.root, 'layers') },
-          used_bytes: { value: used },
-          inodes_used: { value: 0 },
-        }],
+        image_filesystems: [
+          {
+            timestamp: nanos(Date.now()),
+            fs_id: { mountpoint: path.join(engine.config.root, 'layers') },
+            used_bytes: { value: used },
+            inodes_used: { value: 0 },
+          },
+        ],
       };
     },
   };

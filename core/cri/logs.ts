@@ -34,7 +34,11 @@ export class CriLogFollower {
   private timer?: NodeJS.Timeout;
   private queue: Promise<void> = Promise.resolve();
 
-  constructor(private readonly source: string, private readonly targetPath: string, private readonly offsetFile: string) {}
+  constructor(
+    private readonly source: string,
+    private readonly targetPath: string,
+    private readonly offsetFile: string,
+  ) {}
 
   async start(): Promise<void> {
     this.offset = Number(await fs.readFile(this.offsetFile, 'utf8').catch(() => '0')) || 0;

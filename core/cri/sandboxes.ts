@@ -49,7 +49,8 @@ export class CriSandboxes {
     for (const { rec } of this.objects.all('sandbox')) {
       const ports = JSON.parse(rec.Config.Labels?.[CRI_LABEL.hostPorts] || '[]') as PortMapping[];
       const ip = this.cni.ips(rec.Id)[0];
-      if (rec.State.Running && ports.length && ip) await this.hostPorts.start(rec.Id, ip, ports).catch((err) => this.engine.log.warn('CRI: a pod host port could not be opened again', { pod: rec.Id, error: (err as Error).message }));
+      if (rec.State.Running && ports.length && ip)
+        await this.hostPorts.start(rec.Id, ip, ports).catch((err) => this.engine.log.warn('CRI: a pod host port could not be opened again', { pod: rec.Id, error: (err as Error).message }));
     }
   }
 
@@ -198,7 +199,9 @@ export class CriSandboxes {
   ips(rec: ContainerRecord): string[] {
     if (rec.Config.Labels?.[CRI_LABEL.cniNetwork] !== undefined) return this.cni.ips(rec.Id);
     const settings = this.engine.networks.settings(rec.Id) as { Networks: Record<string, { IPAddress?: string }> };
-    return Object.values(settings.Networks ?? {}).map((n) => n.IPAddress).filter((ip): ip is string => !!ip);
+    return Object.values(settings.Networks ?? {})
+      .map((n) => n.IPAddress)
+      .filter((ip): ip is string => !!ip);
   }
 
   private sandboxMessage(rec: ContainerRecord, view: CriView) {

@@ -42,8 +42,16 @@ export function criServices(version: 'v1' | 'v1alpha2'): { runtime: grpc.Service
 function grpcError(err: unknown): grpc.ServiceError {
   const e = err as BerthError;
   const code =
-    { 400: grpc.status.INVALID_ARGUMENT, 401: grpc.status.UNAUTHENTICATED, 403: grpc.status.PERMISSION_DENIED, 404: grpc.status.NOT_FOUND, 409: grpc.status.FAILED_PRECONDITION, 499: grpc.status.CANCELLED, 501: grpc.status.UNIMPLEMENTED, 504: grpc.status.DEADLINE_EXCEEDED }[e?.status ?? 0] ??
-    grpc.status.UNKNOWN;
+    {
+      400: grpc.status.INVALID_ARGUMENT,
+      401: grpc.status.UNAUTHENTICATED,
+      403: grpc.status.PERMISSION_DENIED,
+      404: grpc.status.NOT_FOUND,
+      409: grpc.status.FAILED_PRECONDITION,
+      499: grpc.status.CANCELLED,
+      501: grpc.status.UNIMPLEMENTED,
+      504: grpc.status.DEADLINE_EXCEEDED,
+    }[e?.status ?? 0] ?? grpc.status.UNKNOWN;
   return Object.assign(new Error(e?.message ?? String(err)), { code, details: e?.message ?? String(err), metadata: new grpc.Metadata() });
 }
 

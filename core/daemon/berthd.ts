@@ -104,7 +104,13 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     process.stderr.write(`berthd: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  log.info('berthd ready', { root: config.root, socket: config.socket, ...(cri ? { cri: config.cri.socket } : {}), storage: engine.storage()?.name ?? 'none', config: config.configFile ?? 'defaults' });
+  log.info('berthd ready', {
+    root: config.root,
+    socket: config.socket,
+    ...(cri ? { cri: config.cri.socket } : {}),
+    storage: engine.storage()?.name ?? 'none',
+    config: config.configFile ?? 'defaults',
+  });
 
   let stopping = false;
   const shutdown = async (signal: string) => {

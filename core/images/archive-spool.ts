@@ -70,7 +70,10 @@ export async function spool(input: Readable, dir: string): Promise<SpooledArchiv
   // The entry event with its `next` callback (not the async iterator, whose end can race the
   // last entry of a small archive that arrived in one chunk).
   extract.on('entry', (header, entry, next) => {
-    onEntry(header, entry as unknown as Readable).then(() => next(), (err: Error) => next(err));
+    onEntry(header, entry as unknown as Readable).then(
+      () => next(),
+      (err: Error) => next(err),
+    );
   });
   try {
     await pipeline(input, extract);

@@ -140,7 +140,7 @@ export function mergeCommitConfig(user: ContainerConfig, ctr: CommitSource['Conf
     out.Cmd = user.Cmd ?? null;
   } else {
     out.Entrypoint = user.Entrypoint === undefined ? (ctr.Entrypoint?.length ? ctr.Entrypoint : (image.Entrypoint ?? null)) : null;
-    out.Cmd = user.Cmd?.length ? user.Cmd : (ctr.Cmd?.length ? ctr.Cmd : (image.Cmd ?? null));
+    out.Cmd = user.Cmd?.length ? user.Cmd : ctr.Cmd?.length ? ctr.Cmd : (image.Cmd ?? null);
   }
   return out;
 }

@@ -155,9 +155,7 @@ export function applyChanges(base: ContainerConfig, changes: string[]): Containe
         break;
       }
       default:
-        throw new InvalidArgumentError(
-          `${what}: ${instruction} is not a supported change instruction (one of ${CHANGE_INSTRUCTIONS.join(', ')})`,
-        );
+        throw new InvalidArgumentError(`${what}: ${instruction} is not a supported change instruction (one of ${CHANGE_INSTRUCTIONS.join(', ')})`);
     }
   }
   return cfg;

@@ -33,7 +33,15 @@ export function matchLabels(wanted: string[] | undefined, labels: Record<string,
 
 /** docker's reference.FamiliarMatch: a shell pattern against `name:tag`, or against the name alone. */
 export function matchReference(tag: string, pattern: string): boolean {
-  const re = (p: string) => new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*') + '$');
+  const re = (p: string) =>
+    new RegExp(
+      '^' +
+        p
+          .split('*')
+          .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+          .join('[^/]*') +
+        '$',
+    );
   return re(pattern).test(tag) || re(pattern).test(tag.slice(0, tag.lastIndexOf(':')));
 }
 

@@ -42,11 +42,11 @@ export async function decompressIfNeeded(input: Readable, what: string): Promise
     return gunzip;
   }
   if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) throw new InvalidArgumentError(`${what} is zstd-compressed, which berth cannot read: decompress it first`);
-  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) throw new InvalidArgumentError(`${what} is xz-compressed, which berth cannot read: decompress it first`);
+  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
+    throw new InvalidArgumentError(`${what} is xz-compressed, which berth cannot read: decompress it first`);
   if (head.length >= 3 && head.subarray(0, 3).toString('latin1') === 'BZh') throw new InvalidArgumentError(`${what} is bzip2-compressed, which berth cannot read: decompress it first`);
   return stream;
 }
-
 
 export class ImageImporter {
   constructor(private readonly deps: { content: ContentStore; images: ImageService; unpacker: () => LayerUnpacker | undefined; maxLayerSize?: number }) {}

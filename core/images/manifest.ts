@@ -98,9 +98,7 @@ export function formatPlatform(p: Platform): string {
 
 /** Pick the manifest for `want` from an index; throws NotFoundError listing what the index has. */
 export function selectPlatform(index: ImageIndex, want: Platform, what: string): Descriptor {
-  const candidates = index.manifests.filter(
-    (m) => m.platform && m.platform.os !== 'unknown' && m.platform.architecture !== 'unknown' && !isIndexMediaType(m.mediaType),
-  );
+  const candidates = index.manifests.filter((m) => m.platform && m.platform.os !== 'unknown' && m.platform.architecture !== 'unknown' && !isIndexMediaType(m.mediaType));
   const matches = candidates.filter((m) => m.platform!.os === want.os && m.platform!.architecture === want.architecture);
   const defaultVariant = want.architecture === 'arm64' ? 'v8' : undefined;
   const wantVariant = want.variant ?? defaultVariant;

@@ -135,9 +135,7 @@ export class Puller {
 
     const unpacker = this.unpacker();
     const ids = manifest.layers.map((l) => shortId(l.digest));
-    const present = await Promise.all(
-      manifest.layers.map(async (l, i) => (unpacker ? unpacker.has(chains[i]) : this.content.has(l.digest))),
-    );
+    const present = await Promise.all(manifest.layers.map(async (l, i) => (unpacker ? unpacker.has(chains[i]) : this.content.has(l.digest))));
     manifest.layers.forEach((_, i) => progress({ id: ids[i], status: present[i] ? 'Already exists' : 'Pulling fs layer' }));
 
     const todo = manifest.layers.map((blob, i) => ({ blob, diffId: config.rootfs.diff_ids[i], chainId: chains[i], parent: i ? chains[i - 1] : null }));

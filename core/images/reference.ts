@@ -70,11 +70,7 @@ export function parseReference(input: string, opts: { defaultTag?: boolean; defa
   if (domain === DEFAULT_DOMAIN && !path.includes('/')) path = OFFICIAL_PREFIX + path;
   for (const component of path.split('/')) {
     if (!PATH_COMPONENT.test(component)) {
-      throw bad(
-        component.toLowerCase() === component
-          ? `repository name component "${component}" is not valid`
-          : 'repository name must be lowercase',
-      );
+      throw bad(component.toLowerCase() === component ? `repository name component "${component}" is not valid` : 'repository name must be lowercase');
     }
   }
   if (domain.length + 1 + path.length > MAX_NAME) throw bad(`repository name longer than ${MAX_NAME} characters`);

@@ -52,7 +52,11 @@ export class ImageService {
   /** Counts store changes, so a row built across one is not cached. */
   private storeChanges = 0;
 
-  constructor(private readonly content: ContentStore, readonly store: ImageStore, private readonly puller: Puller) {
+  constructor(
+    private readonly content: ContentStore,
+    readonly store: ImageStore,
+    private readonly puller: Puller,
+  ) {
     store.onChange = (ids) => {
       this.storeChanges++;
       for (const id of ids) this.summaries.delete(id);

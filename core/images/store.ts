@@ -106,7 +106,9 @@ export class ImageStore {
 
   /** Fully qualified tags pointing at an image, e.g. `docker.io/library/busybox:latest`. */
   tagsOf(id: string): string[] {
-    return Object.keys(this.tags).filter((t) => this.tags[t] === id).sort();
+    return Object.keys(this.tags)
+      .filter((t) => this.tags[t] === id)
+      .sort();
   }
 
   /** The image a tag reference points to, if any. */
@@ -160,9 +162,7 @@ export class ImageStore {
     digestHex(record.id);
     await this.lock.run(async () => {
       const prior = this.records.get(record.id);
-      const merged: ImageRecord = prior
-        ? { ...record, repoDigests: [...new Set([...prior.repoDigests, ...record.repoDigests])], size: record.size || prior.size }
-        : record;
+      const merged: ImageRecord = prior ? { ...record, repoDigests: [...new Set([...prior.repoDigests, ...record.repoDigests])], size: record.size || prior.size } : record;
       await writeJsonAtomic(this.recordPath(record.id), merged);
       this.records.set(record.id, merged);
       this.onChange([record.id]);

@@ -60,7 +60,11 @@ export class Engine {
   /** Unpacks layers into the configured storage driver; absent when no driver initialised. */
   unpacker?: StorageUnpacker;
 
-  constructor(readonly config: BerthConfig, readonly log: Logger, container: DependencyContainer = rootContainer.createChildContainer()) {
+  constructor(
+    readonly config: BerthConfig,
+    readonly log: Logger,
+    container: DependencyContainer = rootContainer.createChildContainer(),
+  ) {
     this.container = container;
     this.content = new ContentStore(config.root);
     this.imageStore = new ImageStore(config.root);
@@ -72,7 +76,11 @@ export class Engine {
     );
     this.images = new ImageService(this.content, this.imageStore, puller);
     const store = new ContainerStore(config.root);
-    const nameOf = (id: string) => this.containers.list().find((c) => c.Id === id)?.Name.replace(/^\//, '');
+    const nameOf = (id: string) =>
+      this.containers
+        .list()
+        .find((c) => c.Id === id)
+        ?.Name.replace(/^\//, '');
     this.networks = new NetworkManager({
       root: config.root,
       log: log.child('networks'),
@@ -129,7 +137,12 @@ export class Engine {
     }
     await this.containers.recover();
     // Running containers get their published ports and DNS names back; stale bridges go.
-    await this.networks.recover(this.containers.list().filter((c) => c.State.Running).map((c) => c.Id));
+    await this.networks.recover(
+      this.containers
+        .list()
+        .filter((c) => c.State.Running)
+        .map((c) => c.Id),
+    );
   }
 
   /** Container lifecycle events, with the attributes docker clients show and filter on. */

@@ -110,8 +110,7 @@ export function resolvePluginSpecifier(entry: string, configDir: string): string
 /** Order plugins so that each comes after what it requires; a cycle is an error naming it. */
 export function orderPlugins<T extends { uri: string; manifest: { type: string; requires?: string[] } }>(plugins: T[]): T[] {
   const byUri = new Map(plugins.map((p) => [p.uri, p]));
-  const deps = (p: T) =>
-    (p.manifest.requires ?? []).flatMap((r) => (r.includes('.') ? (byUri.has(r) ? [byUri.get(r)!] : []) : plugins.filter((q) => q.manifest.type === r && q !== p)));
+  const deps = (p: T) => (p.manifest.requires ?? []).flatMap((r) => (r.includes('.') ? (byUri.has(r) ? [byUri.get(r)!] : []) : plugins.filter((q) => q.manifest.type === r && q !== p)));
   const state = new Map<string, 'visiting' | 'done'>();
   const out: T[] = [];
   const visit = (p: T, trail: string[]) => {
@@ -233,7 +232,11 @@ export async function loadPlugins({ config, container, log, builtins }: LoadPlug
   }
   // Specific registries are consulted before the catch-all one.
   const regs = byType.get('registry');
-  if (regs) byType.set('registry', [...regs].sort((a, b) => Number((impls.get(a) as any)?.fallback ?? false) - Number((impls.get(b) as any)?.fallback ?? false)));
+  if (regs)
+    byType.set(
+      'registry',
+      [...regs].sort((a, b) => Number((impls.get(a) as any)?.fallback ?? false) - Number((impls.get(b) as any)?.fallback ?? false)),
+    );
   // Each extension point's implementations under its token, in slot order: what core resolves.
   for (const slot of SLOTS) {
     const chosen = slot.cardinality === 'single' ? [api.getSingle(slot.type)].filter((i) => i !== undefined) : api.getAll(slot.type);

@@ -10,9 +10,22 @@ export const PLAN_VERSION = 1;
 
 /** getrlimit(2) resource numbers on Linux (x86_64 and arm64 agree). */
 export const RLIMITS: Readonly<Record<string, number>> = {
-  RLIMIT_CPU: 0, RLIMIT_FSIZE: 1, RLIMIT_DATA: 2, RLIMIT_STACK: 3, RLIMIT_CORE: 4, RLIMIT_RSS: 5,
-  RLIMIT_NPROC: 6, RLIMIT_NOFILE: 7, RLIMIT_MEMLOCK: 8, RLIMIT_AS: 9, RLIMIT_LOCKS: 10,
-  RLIMIT_SIGPENDING: 11, RLIMIT_MSGQUEUE: 12, RLIMIT_NICE: 13, RLIMIT_RTPRIO: 14, RLIMIT_RTTIME: 15,
+  RLIMIT_CPU: 0,
+  RLIMIT_FSIZE: 1,
+  RLIMIT_DATA: 2,
+  RLIMIT_STACK: 3,
+  RLIMIT_CORE: 4,
+  RLIMIT_RSS: 5,
+  RLIMIT_NPROC: 6,
+  RLIMIT_NOFILE: 7,
+  RLIMIT_MEMLOCK: 8,
+  RLIMIT_AS: 9,
+  RLIMIT_LOCKS: 10,
+  RLIMIT_SIGPENDING: 11,
+  RLIMIT_MSGQUEUE: 12,
+  RLIMIT_NICE: 13,
+  RLIMIT_RTPRIO: 14,
+  RLIMIT_RTTIME: 15,
 };
 
 const NAMESPACES = new Set(['pid', 'mount', 'mnt', 'uts', 'ipc', 'net', 'network', 'cgroup', 'user']);
@@ -70,8 +83,7 @@ function limit(n: number): string {
 
 export function serializePlan(plan: LaunchPlan, opts: SerializeOptions): string {
   const lines: string[] = [`berth-plan ${PLAN_VERSION}`];
-  const put = (key: string, ...values: (string | number)[]) =>
-    lines.push(values.length ? `${key} ${values.map((v) => field(key, v)).join('\t')}` : key);
+  const put = (key: string, ...values: (string | number)[]) => lines.push(values.length ? `${key} ${values.map((v) => field(key, v)).join('\t')}` : key);
 
   put('state-dir', absolute('stateDir', opts.stateDir));
   if (plan.logPath) put('log', absolute('logPath', plan.logPath));

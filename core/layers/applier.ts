@@ -45,7 +45,10 @@ export class Applier {
   /** Cached parents forgotten while an entry may still use one: closed once the entry is done. */
   private retired: PinnedDir[] = [];
 
-  constructor(private readonly root: string, private readonly opts: ApplyOptions) {
+  constructor(
+    private readonly root: string,
+    private readonly opts: ApplyOptions,
+  ) {
     this.sys = opts.syscalls ?? defaultSyscalls;
     this.chown = opts.chown ?? process.getuid?.() === 0;
     this.rootDir = pinRoot(root);
@@ -329,7 +332,7 @@ async function writeFileEntry(fd: number, body: Readable, size: number): Promise
   const chunks: Buffer[] = [];
   for await (const chunk of body) chunks.push(chunk as Buffer);
   const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-  for (let off = 0; off < data.length; ) off += fsSync.writeSync(fd, data, off);
+  for (let off = 0; off < data.length;) off += fsSync.writeSync(fd, data, off);
 }
 
 function lstatOrNullSync(p: string) {

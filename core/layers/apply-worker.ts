@@ -22,10 +22,7 @@ import { InvalidLayerError } from './errors';
 import { syscalls as defaultSyscalls } from '../sys/syscalls';
 
 export type ToApplier = { type: 'chunk'; data: Uint8Array } | { type: 'end' } | { type: 'abort'; message: string };
-export type FromApplier =
-  | { type: 'ack'; n: number }
-  | { type: 'done'; result: ApplyResult }
-  | { type: 'error'; name: string; message: string; code?: string };
+export type FromApplier = { type: 'ack'; n: number } | { type: 'done'; result: ApplyResult } | { type: 'error'; name: string; message: string; code?: string };
 
 /** Chunks posted and not yet read by the worker's applier. */
 const MAX_IN_FLIGHT = 16;

@@ -91,7 +91,7 @@ async function applyWith(applier: Applier, source: Readable): Promise<ApplyResul
       entries++;
       current = entry as unknown as Readable;
       currentName = header.name;
-      currentEnd = (header.byteOffset ?? 0) + (header.type === 'directory' ? 0 : header.size ?? 0);
+      currentEnd = (header.byteOffset ?? 0) + (header.type === 'directory' ? 0 : (header.size ?? 0));
       const truncated = checkTruncated();
       if (truncated) throw truncated;
       try {
@@ -100,7 +100,7 @@ async function applyWith(applier: Applier, source: Readable): Promise<ApplyResul
         current.resume();
         current = null;
       }
-      const size = header.type === 'directory' ? 0 : header.size ?? 0;
+      const size = header.type === 'directory' ? 0 : (header.size ?? 0);
       lastEntryEnd = (header.byteOffset ?? 0) + Math.ceil(size / BLOCK) * BLOCK;
     }
   })();

@@ -66,9 +66,7 @@ function openDecompressed(blob: Readable, mediaType: string): Readable {
   if (compression === 'none') return blob;
   if (compression === 'zstd') {
     blob.destroy();
-    throw new InvalidLayerError(
-      `zstd-compressed layers (${mediaType}) are not supported: Node ${process.version} has no zstd decompressor`,
-    );
+    throw new InvalidLayerError(`zstd-compressed layers (${mediaType}) are not supported: Node ${process.version} has no zstd decompressor`);
   }
   let compressedBytes = 0;
   const counter = new Transform({

@@ -19,10 +19,7 @@ import { lstatIn, pinRoot, type PinnedDir } from '../sys/inroot';
 import { syscalls as defaultSyscalls, type Syscalls } from '../sys/syscalls';
 
 /** One thing an OCI layer tar carries: an entry read from the tree, or a whiteout. */
-export type LayerItem =
-  | { kind: 'entry'; path: string }
-  | { kind: 'whiteout'; path: string }
-  | { kind: 'opaque'; path: string };
+export type LayerItem = { kind: 'entry'; path: string } | { kind: 'whiteout'; path: string } | { kind: 'opaque'; path: string };
 
 export interface TreeDiff {
   changes: Change[];

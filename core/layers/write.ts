@@ -96,13 +96,7 @@ export function writeLayerTar(rootPath: string, items: LayerItem[], sys: Syscall
 }
 
 /** A regular file's entry from its open fd (closed here), or a hardlink to an earlier entry of `linkSources` (inode -> name). */
-export async function addFile(
-  pack: tar.Pack,
-  header: Partial<tar.Header> & { name: string },
-  opened: { fd: number; st: Stats },
-  name: string,
-  linkSources: Map<string, string>,
-): Promise<void> {
+export async function addFile(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, opened: { fd: number; st: Stats }, name: string, linkSources: Map<string, string>): Promise<void> {
   const { fd, st } = opened;
   const key = `${st.dev}:${st.ino}`;
   const first = st.nlink > 1 ? linkSources.get(key) : undefined;

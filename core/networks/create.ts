@@ -68,7 +68,9 @@ export async function ensureDefaultNetwork(store: NetworkStore, ipam: Ipam): Pro
 }
 
 function newRecord(name: string, subnet: Subnet4, gateway: string | undefined, labels: Record<string, string>, bridge?: string): NetworkRecord {
-  const id = createHash('sha256').update(`${name}\0${randomBytes(16).toString('hex')}`).digest('hex');
+  const id = createHash('sha256')
+    .update(`${name}\0${randomBytes(16).toString('hex')}`)
+    .digest('hex');
   return {
     Name: name,
     Id: id,

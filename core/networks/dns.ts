@@ -15,7 +15,10 @@ export class DnsResponder {
   private socket?: dgram.Socket;
 
   /** `lookup(name, from)` returns the IPv4 addresses of a lower-case name asked by `from`, or undefined when unknown. */
-  constructor(private readonly address: string, private readonly lookup: (name: string, from: string) => string[] | undefined) {}
+  constructor(
+    private readonly address: string,
+    private readonly lookup: (name: string, from: string) => string[] | undefined,
+  ) {}
 
   async start(): Promise<void> {
     const socket = dgram.createSocket({ type: 'udp4', reuseAddr: true });

@@ -35,7 +35,12 @@ function bridgeReady(dev: string): boolean {
 /** Every link of berthd's network namespace (`ip link`), for the checks at start and stop. */
 export async function linkNames(): Promise<Set<string>> {
   const out = await ip(['-o', 'link', 'show']);
-  return new Set(out.split('\n').map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1]).filter((n): n is string => !!n));
+  return new Set(
+    out
+      .split('\n')
+      .map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1])
+      .filter((n): n is string => !!n),
+  );
 }
 
 /** Create (or repair) the bridge: present, gateway addresses set, forwarding off, up. */
@@ -119,7 +124,7 @@ export function parseCidr(cidr: string): { network: number; len: number } | unde
 
 export function overlaps(a: [number, number], b: [number, number]): boolean {
   const len = Math.min(a[1], b[1]);
-  return ((a[0] & maskOf(len)) >>> 0) === ((b[0] & maskOf(len)) >>> 0);
+  return (a[0] & maskOf(len)) >>> 0 === (b[0] & maskOf(len)) >>> 0;
 }
 
 /** An IPv6 address as a 128-bit number (`::` and embedded IPv4 accepted); undefined when malformed. */
@@ -146,7 +151,7 @@ export function formatIPv6(n: bigint): string {
   const groups = Array.from({ length: 8 }, (_, i) => Number((n >> BigInt(112 - 16 * i)) & 0xffffn).toString(16));
   // The longest run of two or more zero groups becomes "::" (RFC 5952).
   let best = [-1, 0];
-  for (let i = 0; i < 8; ) {
+  for (let i = 0; i < 8;) {
     let j = i;
     while (j < 8 && groups[j] === '0') j++;
     if (j - i > best[1]) best = [i, j - i];

@@ -88,7 +88,7 @@ export class Ipam {
       if (route) throw new ConflictError(`subnet ${pool4.Subnet} overlaps a route of the host (${formatIPv4(route[0])}/${route[1]})`);
       if (pool4.IPRange) {
         const range = parseCidr(pool4.IPRange);
-        if (!range || range.len < subnet.len || ((range.network & maskOf(subnet.len)) >>> 0) !== subnet.network) {
+        if (!range || range.len < subnet.len || (range.network & maskOf(subnet.len)) >>> 0 !== subnet.network) {
           throw new InvalidArgumentError(`invalid IPRange ${JSON.stringify(pool4.IPRange)}: not a range inside ${pool4.Subnet}`);
         }
       }
@@ -97,7 +97,7 @@ export class Ipam {
     }
     const inSubnet = (addr: string) => {
       const g = parseIPv4(addr);
-      return g !== undefined && ((g & maskOf(subnet.len)) >>> 0) === subnet.network && g !== subnet.network;
+      return g !== undefined && (g & maskOf(subnet.len)) >>> 0 === subnet.network && g !== subnet.network;
     };
     if (pool4?.Gateway && !inSubnet(pool4.Gateway)) {
       throw new InvalidArgumentError(`invalid gateway ${JSON.stringify(pool4.Gateway)}: not a host address in ${formatIPv4(subnet.network)}/${subnet.len}`);
@@ -146,15 +146,14 @@ export class Ipam {
    */
   requestedAddresses(net: NetworkRecord, req: EndpointRequest, nameOf: (id: string) => string | undefined, self?: string): { IPv4Address?: string; IPv6Address?: string } {
     const out: { IPv4Address?: string; IPv6Address?: string } = {};
-    const holder = (key: 'IPv4Address' | 'IPv6Address', ip: string): ContainerNet | undefined =>
-      this.store.allContainers().find((o) => o.Id !== self && o.Networks[net.Name]?.[key] === ip);
+    const holder = (key: 'IPv4Address' | 'IPv6Address', ip: string): ContainerNet | undefined => this.store.allContainers().find((o) => o.Id !== self && o.Networks[net.Name]?.[key] === ip);
     const ip4 = req.IPAMConfig?.IPv4Address;
     if (ip4) {
       if (net.Name === DEFAULT_NETWORK) throw new InvalidArgumentError('user specified IP address is supported on user defined networks only');
       const n = parseIPv4(ip4);
       const c = parseCidr(net.Subnet)!;
       const broadcast = (c.network | ~maskOf(c.len)) >>> 0;
-      if (n === undefined || ((n & maskOf(c.len)) >>> 0) !== c.network || n === c.network || n === broadcast || ip4 === net.Gateway) {
+      if (n === undefined || (n & maskOf(c.len)) >>> 0 !== c.network || n === c.network || n === broadcast || ip4 === net.Gateway) {
         throw new InvalidArgumentError(`invalid IP address ${JSON.stringify(ip4)} for network ${net.Name}: not a free host address in ${net.Subnet}`);
       }
       const other = holder('IPv4Address', ip4);

@@ -18,7 +18,8 @@ export class PortPublisher {
   /** Fixed host ports must not be in use by a running container or anything else on the host. */
   async check(id: string, cfg: ContainerNet): Promise<void> {
     const wanted = Object.entries(cfg.PortBindings).flatMap(([key, list]) =>
-      list.filter((b) => b.HostPort && b.HostPort !== '0').map((b) => ({ key, proto: parsePortKey(key).proto, hostIp: b.HostIp || '0.0.0.0', hostPort: Number(b.HostPort) })));
+      list.filter((b) => b.HostPort && b.HostPort !== '0').map((b) => ({ key, proto: parsePortKey(key).proto, hostIp: b.HostIp || '0.0.0.0', hostPort: Number(b.HostPort) })),
+    );
     const seen = new Set<string>();
     for (const w of wanted) {
       const label = `${w.hostIp}:${w.hostPort}/${w.proto}`;

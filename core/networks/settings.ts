@@ -25,13 +25,7 @@ export class ContainerSettings {
    * until save(). Port conflicts with running containers (or anything else holding the port)
    * are refused here, so a conflicting container is never created.
    */
-  async configure(
-    id: string,
-    hostConfig: Record<string, unknown>,
-    endpoints: Record<string, EndpointRequest> | undefined,
-    exposedPorts: string[],
-    containerMac?: string,
-  ): Promise<ContainerNet> {
+  async configure(id: string, hostConfig: Record<string, unknown>, endpoints: Record<string, EndpointRequest> | undefined, exposedPorts: string[], containerMac?: string): Promise<ContainerNet> {
     const rawMode = (hostConfig.NetworkMode as string | undefined) || 'default';
     const mode = rawMode === 'default' ? DEFAULT_NETWORK : rawMode;
     const cfg: ContainerNet = { Id: id, Mode: mode, Networks: {}, PortBindings: {}, PublishAllPorts: hostConfig.PublishAllPorts === true, ExposedPorts: [] };

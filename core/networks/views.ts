@@ -51,7 +51,11 @@ export function networkSettings(id: string, c: ContainerNet | undefined, store: 
       const ep = c.Endpoints?.find((e) => e.network === name);
       const [ip, len] = ep ? ep.address.split('/') : ['', '0'];
       const [ip6, len6] = ep?.address6 ? ep.address6.split('/') : ['', '0'];
-      const ipam = { ...(cfg.IPv4Address ? { IPv4Address: cfg.IPv4Address } : {}), ...(cfg.IPv6Address ? { IPv6Address: cfg.IPv6Address } : {}), ...(cfg.LinkLocalIPs ? { LinkLocalIPs: cfg.LinkLocalIPs } : {}) };
+      const ipam = {
+        ...(cfg.IPv4Address ? { IPv4Address: cfg.IPv4Address } : {}),
+        ...(cfg.IPv6Address ? { IPv6Address: cfg.IPv6Address } : {}),
+        ...(cfg.LinkLocalIPs ? { LinkLocalIPs: cfg.LinkLocalIPs } : {}),
+      };
       networks[name] = {
         IPAMConfig: Object.keys(ipam).length ? ipam : null,
         Links: cfg.Links ?? null,
@@ -80,7 +84,7 @@ export function networkSettings(id: string, c: ContainerNet | undefined, store: 
     Ports: ports,
     IPAddress: ip,
     IPPrefixLen: Number(len),
-    Gateway: primary?.gateway ?? (primary ? store.byName(primary.network)?.Gateway ?? '' : ''),
+    Gateway: primary?.gateway ?? (primary ? (store.byName(primary.network)?.Gateway ?? '') : ''),
     GlobalIPv6Address: ip6,
     GlobalIPv6PrefixLen: Number(len6),
     IPv6Gateway: primary?.address6 ? (store.byName(primary.network)?.Gateway6 ?? '') : '',
@@ -91,7 +95,12 @@ export function networkSettings(id: string, c: ContainerNet | undefined, store: 
 /** Ports of `GET /containers/json`. */
 export function summaryPorts(c: ContainerNet | undefined): { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[] {
   if (!c) return [];
-  const out: { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[] = (c.Ports ?? []).map((p) => ({ IP: p.hostIp, PrivatePort: p.containerPort, PublicPort: p.hostPort, Type: p.proto }));
+  const out: { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[] = (c.Ports ?? []).map((p) => ({
+    IP: p.hostIp,
+    PrivatePort: p.containerPort,
+    PublicPort: p.hostPort,
+    Type: p.proto,
+  }));
   for (const key of c.ExposedPorts) {
     const { port, proto } = parsePortKey(key);
     if (!out.some((o) => o.PrivatePort === port && o.Type === proto)) out.push({ PrivatePort: port, Type: proto });

@@ -150,7 +150,12 @@ export const syscalls: Syscalls = {
     for (let size = 1024; ; size *= 4) {
       const buf = Buffer.alloc(size);
       const n = Number(c.llistxattr(path, buf, size));
-      if (n >= 0) return buf.subarray(0, n).toString('utf8').split('\0').filter((name) => name !== '');
+      if (n >= 0)
+        return buf
+          .subarray(0, n)
+          .toString('utf8')
+          .split('\0')
+          .filter((name) => name !== '');
       const errno = c.errno();
       if (errno === ENOTSUP) return [];
       if (errno !== ERANGE || size > 1 << 20) throw errnoError('llistxattr', errno, path);

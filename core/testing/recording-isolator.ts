@@ -9,7 +9,10 @@ import type { LaunchPlan } from '../contracts/launch';
 
 export class RecordingIsolator implements Isolator {
   /** Every call, across all instances that share the log: `name phase containerId`. */
-  constructor(readonly name: string, readonly log: string[] = []) {}
+  constructor(
+    readonly name: string,
+    readonly log: string[] = [],
+  ) {}
   /** Make this phase throw, with this message. */
   failIn?: { phase: IsolatorPhase; message: string };
 

@@ -97,8 +97,15 @@ export class VolumeManager {
     const driver = this.driver(driverName);
     const info = await driver.create({ name, options: req.DriverOpts ?? {} });
     const rec: VolumeRecord = {
-      Name: name, Driver: driverName, Mountpoint: info.mountpoint, CreatedAt: new Date().toISOString(),
-      Labels: req.Labels ?? {}, Options: req.DriverOpts ?? {}, Scope: 'local', Anonymous: anonymous, Seeded: false,
+      Name: name,
+      Driver: driverName,
+      Mountpoint: info.mountpoint,
+      CreatedAt: new Date().toISOString(),
+      Labels: req.Labels ?? {},
+      Options: req.DriverOpts ?? {},
+      Scope: 'local',
+      Anonymous: anonymous,
+      Seeded: false,
     };
     await this.saveRecord(rec);
     return rec;
@@ -237,9 +244,9 @@ export class VolumeManager {
       return {
         Type: m.Type,
         ...(m.Type === 'volume' ? { Name: m.Source } : {}),
-        Source: m.Type === 'volume' ? rec?.Mountpoint ?? '' : m.Source,
+        Source: m.Type === 'volume' ? (rec?.Mountpoint ?? '') : m.Source,
         Destination: m.Target,
-        Driver: m.Type === 'volume' ? rec?.Driver ?? 'local' : undefined,
+        Driver: m.Type === 'volume' ? (rec?.Driver ?? 'local') : undefined,
         Mode: m.ReadOnly ? 'ro' : '',
         RW: !m.ReadOnly,
         Propagation: m.Type === 'bind' ? m.Options[0] || 'rprivate' : '',
@@ -250,8 +257,14 @@ export class VolumeManager {
   /** Docker's volume shape (`GET /volumes`, `/volumes/{name}`); Size is measured only for `system df`, as dockerd does. */
   view(rec: VolumeRecord, size = -1) {
     return {
-      Name: rec.Name, Driver: rec.Driver, Mountpoint: rec.Mountpoint, CreatedAt: rec.CreatedAt, Labels: rec.Labels,
-      Options: rec.Options, Scope: rec.Scope, UsageData: { RefCount: this.usersOf(rec.Name).length, Size: size },
+      Name: rec.Name,
+      Driver: rec.Driver,
+      Mountpoint: rec.Mountpoint,
+      CreatedAt: rec.CreatedAt,
+      Labels: rec.Labels,
+      Options: rec.Options,
+      Scope: rec.Scope,
+      UsageData: { RefCount: this.usersOf(rec.Name).length, Size: size },
     };
   }
 

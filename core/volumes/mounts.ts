@@ -59,7 +59,8 @@ export function parseMounts(hostConfig: Record<string, unknown>, imageVolumes: s
       continue;
     }
     const [name, target, opts = ''] = parts;
-    if (parts.length > 3 || !VOLUME_NAME.test(name)) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(b)}: expected NAME:/container/path[:ro] or /host/path:/container/path[:ro] (volume names: [a-zA-Z0-9][a-zA-Z0-9_.-])`);
+    if (parts.length > 3 || !VOLUME_NAME.test(name))
+      throw new InvalidArgumentError(`invalid volume ${JSON.stringify(b)}: expected NAME:/container/path[:ro] or /host/path:/container/path[:ro] (volume names: [a-zA-Z0-9][a-zA-Z0-9_.-])`);
     const flags = opts ? opts.split(',') : [];
     for (const f of flags) if (!['ro', 'rw', 'nocopy', 'z', 'Z'].includes(f)) throw new InvalidArgumentError(`invalid volume ${JSON.stringify(b)}: unknown option ${JSON.stringify(f)}`);
     mounts.push({ Type: 'volume', Source: name, Target: checkTarget(`invalid volume ${JSON.stringify(b)}`, target), ReadOnly: flags.includes('ro'), Options: [], NoCopy: flags.includes('nocopy') });
@@ -94,10 +95,13 @@ export function parseMounts(hostConfig: Record<string, unknown>, imageVolumes: s
   const tmpfs = hostConfig.Tmpfs;
   if (tmpfs !== undefined && tmpfs !== null && (typeof tmpfs !== 'object' || Array.isArray(tmpfs))) throw new InvalidArgumentError('HostConfig.Tmpfs: expected {"/path": "options"}');
   for (const [target, opts] of Object.entries((tmpfs as Record<string, string>) ?? {})) {
-    const options = String(opts ?? '').split(',').filter(Boolean);
-    for (const o of options) if (!/^(size=\d+[kmgKMG%]?|mode=[0-7]{3,4}|uid=\d+|gid=\d+|nr_inodes=\d+[kmg]?|ro|rw|exec|noexec|suid|nosuid|dev|nodev)$/.test(o)) {
-      throw new InvalidArgumentError(`HostConfig.Tmpfs[${JSON.stringify(target)}]: unknown option ${JSON.stringify(o)}`);
-    }
+    const options = String(opts ?? '')
+      .split(',')
+      .filter(Boolean);
+    for (const o of options)
+      if (!/^(size=\d+[kmgKMG%]?|mode=[0-7]{3,4}|uid=\d+|gid=\d+|nr_inodes=\d+[kmg]?|ro|rw|exec|noexec|suid|nosuid|dev|nodev)$/.test(o)) {
+        throw new InvalidArgumentError(`HostConfig.Tmpfs[${JSON.stringify(target)}]: unknown option ${JSON.stringify(o)}`);
+      }
     mounts.push({ Type: 'tmpfs', Source: '', Target: checkTarget(`HostConfig.Tmpfs`, target), ReadOnly: options.includes('ro'), Options: options.filter((o) => o !== 'ro' && o !== 'rw') });
   }
   const targets = new Set<string>();

@@ -47,9 +47,7 @@ export class LayoutRegistry implements Registry {
       throw new Error(`layout: cannot read ${indexFile}: ${(err as Error).message}`);
     }
     const entries = index.manifests ?? [];
-    const desc = DIGEST.test(reference)
-      ? (entries.find((m) => m.digest === reference) ?? { digest: reference, mediaType: '' })
-      : entries.find((m) => m.annotations?.[REF_NAME] === reference);
+    const desc = DIGEST.test(reference) ? (entries.find((m) => m.digest === reference) ?? { digest: reference, mediaType: '' }) : entries.find((m) => m.annotations?.[REF_NAME] === reference);
     if (!desc) {
       const tags = entries.map((m) => m.annotations?.[REF_NAME]).filter(Boolean);
       throw new NotFoundError(`manifest unknown: ${where} (tags in ${indexFile}: ${tags.join(', ') || 'none'})`);

@@ -19,7 +19,10 @@ export interface StartTiming {
 export class TimedRuntime implements Runtime {
   readonly name: string;
 
-  constructor(private readonly inner: Runtime, private readonly timingsFile: string) {
+  constructor(
+    private readonly inner: Runtime,
+    private readonly timingsFile: string,
+  ) {
     this.name = `timed(${inner.name})`;
   }
 

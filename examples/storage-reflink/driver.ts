@@ -20,7 +20,11 @@ import {
 } from 'berth/plugin';
 
 const execFileP = promisify(execFile);
-const exists = (p: string) => fs.access(p).then(() => true, () => false);
+const exists = (p: string) =>
+  fs.access(p).then(
+    () => true,
+    () => false,
+  );
 
 /**
  * vfs, copying with `cp -a --reflink=auto`: every layer and container is a full tree, but on a

@@ -87,7 +87,11 @@ export function readKeyed(fs: CgroupFs, file: string): Record<string, number> {
 
 export function readPids(fs: CgroupFs, dir: string): number[] {
   const text = readTrimmed(fs, `${dir}/cgroup.procs`) ?? '';
-  return text.split('\n').filter(Boolean).map(Number).filter((n) => Number.isInteger(n) && n > 0);
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map(Number)
+    .filter((n) => Number.isInteger(n) && n > 0);
 }
 
 /** One of a container's cgroup directories. */

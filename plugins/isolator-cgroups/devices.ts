@@ -5,27 +5,7 @@
  */
 import { lstatSync, readdirSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
-import {
-  InvalidArgumentError,
-  and32Imm,
-  exit,
-  jneImm,
-  jneReg,
-  loadWord,
-  mov32Imm,
-  mov32Reg,
-  R0,
-  R1,
-  R2,
-  R3,
-  R4,
-  R5,
-  rsh32Imm,
-  MAX_MAJOR,
-  MAX_MINOR,
-  splitDev,
-  type BpfInsn,
-} from '../../core/plugin';
+import { InvalidArgumentError, and32Imm, exit, jneImm, jneReg, loadWord, mov32Imm, mov32Reg, R0, R1, R2, R3, R4, R5, rsh32Imm, MAX_MAJOR, MAX_MINOR, splitDev, type BpfInsn } from '../../core/plugin';
 import { type CgroupFs, writeControl } from './cgfs';
 
 /**
@@ -123,7 +103,7 @@ function mappedDeviceRules(devices: unknown): DeviceRule[] {
       out.push(rule);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      const why = e.code === 'ENOENT' ? 'no such file or directory' : e.code ?? e.message;
+      const why = e.code === 'ENOENT' ? 'no such file or directory' : (e.code ?? e.message);
       throw new InvalidArgumentError(`error gathering device information while adding custom device ${JSON.stringify(d.PathOnHost)}: ${why}`);
     }
   });
@@ -199,13 +179,6 @@ function ruleBlock(r: DeviceRule): BpfInsn[] {
  */
 export function deviceProgram(policy: DevicePolicy): BpfInsn[] {
   if (policy.allowAll) return [mov32Imm(R0, 1), exit()];
-  const prelude = [
-    loadWord(R2, R1, 0),
-    and32Imm(R2, 0xffff),
-    loadWord(R3, R1, 0),
-    rsh32Imm(R3, 16),
-    loadWord(R4, R1, 4),
-    loadWord(R5, R1, 8),
-  ];
+  const prelude = [loadWord(R2, R1, 0), and32Imm(R2, 0xffff), loadWord(R3, R1, 0), rsh32Imm(R3, 16), loadWord(R4, R1, 4), loadWord(R5, R1, 8)];
   return [...prelude, ...policy.rules.flatMap(ruleBlock), mov32Imm(R0, 0), exit()];
 }

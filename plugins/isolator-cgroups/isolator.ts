@@ -150,7 +150,9 @@ export class CgroupsIsolator implements Isolator {
       for (const { controller, key } of neededControllers(r)) {
         const names = ALIASES[controller] ?? [controller];
         if (!names.some((c) => dirWith(dirs, c))) {
-          throw new InvalidArgumentError(`${RESOURCE_FLAGS[key]} needs the ${controller} cgroup controller, which is not enabled for berth's cgroups (HostConfig.${key})${this.enableError ? `: ${this.enableError}` : ''}`);
+          throw new InvalidArgumentError(
+            `${RESOURCE_FLAGS[key]} needs the ${controller} cgroup controller, which is not enabled for berth's cgroups (HostConfig.${key})${this.enableError ? `: ${this.enableError}` : ''}`,
+          );
         }
       }
       this.apply(dirs, r);

@@ -36,8 +36,9 @@ export function applyMemoryV1(fs: CgroupFs, dir: string, r: Resources): void {
   // runc: lifting the memory limit without a word on swap lifts the swap limit too.
   if (r.memory === -1 && swap === undefined && haveSwapAccounting) swap = -1;
   if (swap !== undefined && !haveSwapAccounting) {
-    if (r.memorySwapImplied || swap === -1) swap = undefined; // Docker: "Memory limited without swap."
-    else throw new InvalidArgumentError('--memory-swap needs swap accounting (memory.memsw.limit_in_bytes), which this host\'s kernel does not offer');
+    if (r.memorySwapImplied || swap === -1)
+      swap = undefined; // Docker: "Memory limited without swap."
+    else throw new InvalidArgumentError("--memory-swap needs swap accounting (memory.memsw.limit_in_bytes), which this host's kernel does not offer");
   }
   if (r.memory !== undefined && swap !== undefined) {
     // The kernel keeps limit <= memsw limit at every step: order the two writes accordingly.

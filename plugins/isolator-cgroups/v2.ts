@@ -27,7 +27,7 @@ export function enableSubtreeControllers(fs: CgroupFs, dir: string, wanted: stri
     throw new BerthError(
       code === 'EBUSY'
         ? `cgroup: cannot enable ${missing.join(', ')} for the cgroups below ${dir}: it holds processes (cgroup v2 allows controllers only below cgroups without processes). ` +
-          `Set pluginConfig['isolator.cgroups'].parent to a cgroup path without processes, e.g. "/berth"`
+            `Set pluginConfig['isolator.cgroups'].parent to a cgroup path without processes, e.g. "/berth"`
         : `cgroup: cannot enable ${missing.join(', ')} in ${dir}/cgroup.subtree_control: ${code ?? (err as Error).message}`,
       HTTP_STATUS.Internal,
       { cause: err },
@@ -37,7 +37,7 @@ export function enableSubtreeControllers(fs: CgroupFs, dir: string, wanted: stri
 
 /** memory.max, memory.swap.max (swap only, not memory + swap as in v1), memory.low. */
 export function applyMemoryV2(fs: CgroupFs, dir: string, r: Resources): void {
-  if (r.memorySwappiness !== undefined) throw new InvalidArgumentError('--memory-swappiness needs cgroup v1\'s memory controller: cgroup v2 has no per-cgroup swappiness (HostConfig.MemorySwappiness)');
+  if (r.memorySwappiness !== undefined) throw new InvalidArgumentError("--memory-swappiness needs cgroup v1's memory controller: cgroup v2 has no per-cgroup swappiness (HostConfig.MemorySwappiness)");
   if (r.memory !== undefined) writeControl(fs, `${dir}/memory.max`, r.memory < 0 ? 'max' : r.memory);
   let swap = r.memorySwap;
   if (r.memory === -1 && swap === undefined) swap = -1;
@@ -45,7 +45,7 @@ export function applyMemoryV2(fs: CgroupFs, dir: string, r: Resources): void {
   if (swapMax !== undefined) {
     if (fs.exists(`${dir}/memory.swap.max`)) writeControl(fs, `${dir}/memory.swap.max`, swapMax);
     else if (!r.memorySwapImplied && swap !== -1) {
-      throw new InvalidArgumentError('--memory-swap needs swap accounting (memory.swap.max), which this host\'s kernel does not offer');
+      throw new InvalidArgumentError("--memory-swap needs swap accounting (memory.swap.max), which this host's kernel does not offer");
     }
   }
   if (r.memoryReservation !== undefined) writeControl(fs, `${dir}/memory.low`, r.memoryReservation);

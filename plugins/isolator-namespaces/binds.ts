@@ -24,7 +24,8 @@ export function parseBind(bind: string): MountSpec {
   for (const opt of opts ? opts.split(',') : []) {
     if (opt === 'ro' || opt === 'rw') options.push(opt);
     else if (PROPAGATIONS.has(opt)) propagation = opt;
-    else if (opt === 'z' || opt === 'Z' || opt === 'nocopy') continue; // SELinux labels / volume copy: nothing to do here
+    else if (opt === 'z' || opt === 'Z' || opt === 'nocopy')
+      continue; // SELinux labels / volume copy: nothing to do here
     else throw new InvalidArgumentError(`invalid bind mount ${JSON.stringify(bind)}: unknown option ${JSON.stringify(opt)}`);
   }
   options.push(propagation);

@@ -3,20 +3,38 @@ import type { DeviceSpec, MountSpec, SymlinkSpec } from '../../core/plugin';
 
 /** The 14 capabilities Docker keeps: CapBnd 00000000a80425fb. */
 export const DEFAULT_CAPABILITIES: readonly string[] = [
-  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID',
-  'CAP_SETUID', 'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL',
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
   'CAP_AUDIT_WRITE',
 ];
 
 export const DEFAULT_MASKED_PATHS: readonly string[] = [
-  '/proc/acpi', '/proc/asound', '/proc/interrupts', '/proc/kcore', '/proc/keys', '/proc/latency_stats',
-  '/proc/sched_debug', '/proc/scsi', '/proc/timer_list', '/proc/timer_stats',
-  '/sys/devices/virtual/powercap', '/sys/firmware',
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/interrupts',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/sys/devices/virtual/powercap',
+  '/sys/firmware',
 ];
 
-export const DEFAULT_READONLY_PATHS: readonly string[] = [
-  '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger',
-];
+export const DEFAULT_READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 /**
  * /proc, /sys (read-only unless privileged), /dev and its sub-mounts, in mount order. /dev/shm is
@@ -40,8 +58,12 @@ const dev = (path: string, major: number, minor: number): DeviceSpec => ({ path,
 
 /** The device nodes every container gets (runc's default allowed devices). */
 export const DEFAULT_DEVICES: readonly DeviceSpec[] = [
-  dev('/dev/null', 1, 3), dev('/dev/zero', 1, 5), dev('/dev/full', 1, 7), dev('/dev/random', 1, 8),
-  dev('/dev/urandom', 1, 9), dev('/dev/tty', 5, 0),
+  dev('/dev/null', 1, 3),
+  dev('/dev/zero', 1, 5),
+  dev('/dev/full', 1, 7),
+  dev('/dev/random', 1, 8),
+  dev('/dev/urandom', 1, 9),
+  dev('/dev/tty', 5, 0),
 ];
 
 export const DEFAULT_SYMLINKS: readonly SymlinkSpec[] = [

@@ -4,8 +4,10 @@ import { NamespacesIsolator, type NamespacesConfig } from './isolator';
 export { DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_DEVICES } from './defaults';
 
 function idMaps(key: string, v: unknown): IdMapping[] {
-  const ok = Array.isArray(v) && v.length > 0 && v.every((m) =>
-    m && typeof m === 'object' && ['containerID', 'hostID', 'size'].every((k) => Number.isInteger((m as Record<string, unknown>)[k]) && (m as Record<string, number>)[k] >= 0));
+  const ok =
+    Array.isArray(v) &&
+    v.length > 0 &&
+    v.every((m) => m && typeof m === 'object' && ['containerID', 'hostID', 'size'].every((k) => Number.isInteger((m as Record<string, unknown>)[k]) && (m as Record<string, number>)[k] >= 0));
   if (!ok) throw new ConfigError(key, 'expected a non-empty list of {containerID, hostID, size} with non-negative integers');
   return v as IdMapping[];
 }

@@ -23,10 +23,7 @@ import {
   type HostDevice,
 } from '../../core/plugin';
 import { parseBind } from './binds';
-import {
-  DEFAULT_CAPABILITIES, DEFAULT_DEVICES, DEFAULT_HOSTS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS,
-  DEFAULT_SYMLINKS, defaultMounts,
-} from './defaults';
+import { DEFAULT_CAPABILITIES, DEFAULT_DEVICES, DEFAULT_HOSTS, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_SYMLINKS, defaultMounts } from './defaults';
 
 export interface NamespacesConfig {
   /** Give containers a user namespace with these maps (written from the host side in attach). */
@@ -115,7 +112,16 @@ export function parseHostConfig(hc: Record<string, unknown>): Settings {
     dnsOptions: stringList(hc, 'DnsOptions'),
     extraHosts: stringList(hc, 'ExtraHosts'),
     hostNamespaces: new Set(
-      ([['pid', 'PidMode'], ['ipc', 'IpcMode'], ['uts', 'UTSMode'], ['cgroup', 'CgroupnsMode']] as const).filter(([, key]) => hc[key] === 'host').map(([ns]) => ns),
+      (
+        [
+          ['pid', 'PidMode'],
+          ['ipc', 'IpcMode'],
+          ['uts', 'UTSMode'],
+          ['cgroup', 'CgroupnsMode'],
+        ] as const
+      )
+        .filter(([, key]) => hc[key] === 'host')
+        .map(([ns]) => ns),
     ),
     ulimits: ((hc.Ulimits ?? []) as { Name: string; Soft: number; Hard: number }[]).map((u) => ({ type: u.Name, soft: u.Soft, hard: u.Hard })),
     shmSize: typeof hc.ShmSize === 'number' ? hc.ShmSize : 0,
@@ -302,7 +308,9 @@ export class NamespacesIsolator implements Isolator {
       ? s.dns
       : this.config.dns?.length
         ? this.config.dns
-        : keep('nameserver').map((l) => l.trim().split(/\s+/)[1]).filter((ip) => ip && !/^127\.|^::1$/.test(ip));
+        : keep('nameserver')
+            .map((l) => l.trim().split(/\s+/)[1])
+            .filter((ip) => ip && !/^127\.|^::1$/.test(ip));
     const out: string[] = [];
     if (s.dnsSearch.length) out.push(`search ${s.dnsSearch.join(' ')}`);
     else out.push(...keep('search'), ...keep('domain'));

@@ -27,7 +27,11 @@ export interface CniResult {
 }
 
 export class CniError extends Error {
-  constructor(readonly plugin: string, readonly code: number | undefined, message: string) {
+  constructor(
+    readonly plugin: string,
+    readonly code: number | undefined,
+    message: string,
+  ) {
     super(`CNI plugin ${plugin}: ${message}`);
   }
 }

@@ -8,15 +8,7 @@
  */
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import type {
-  IsolationTarget,
-  Isolator,
-  NetworkAttacher,
-  NetworkEndpoint,
-  NetworkJoin,
-  NetworkService,
-  RunningNetns,
-} from '../../core/plugin';
+import type { IsolationTarget, Isolator, NetworkAttacher, NetworkEndpoint, NetworkJoin, NetworkService, RunningNetns } from '../../core/plugin';
 import type { CniResult, CniRuntime } from './cni';
 
 interface CacheEntry {
@@ -30,7 +22,10 @@ interface CacheEntry {
 export class NetworkIsolator implements Isolator, NetworkAttacher {
   readonly name = 'network';
 
-  constructor(private readonly cni: CniRuntime, private readonly service: NetworkService) {
+  constructor(
+    private readonly cni: CniRuntime,
+    private readonly service: NetworkService,
+  ) {
     service.useAttacher?.(this);
   }
 
@@ -74,7 +69,10 @@ export class NetworkIsolator implements Isolator, NetworkAttacher {
     const cacheDir = path.join(target.stateDir, 'cni');
     const files = await fs.readdir(cacheDir).catch(() => [] as string[]);
     let first: Error | undefined;
-    for (const f of files.filter((n) => n.endsWith('.json')).sort().reverse()) {
+    for (const f of files
+      .filter((n) => n.endsWith('.json'))
+      .sort()
+      .reverse()) {
       const file = path.join(cacheDir, f);
       try {
         const entry = JSON.parse(await fs.readFile(file, 'utf8')) as CacheEntry;

@@ -15,12 +15,26 @@ import type { SeccompAction, SeccompArch, SeccompArg, SeccompProfile, SeccompRul
 import { ABI_NR_BASE, syscallTable, type Abi } from './syscalls';
 
 // linux/bpf_common.h
-const LD_W_ABS = 0x20, ALU_AND_K = 0x54, JA = 0x05, JEQ_K = 0x15, JGT_K = 0x25, JGE_K = 0x35, RET_K = 0x06;
+const LD_W_ABS = 0x20,
+  ALU_AND_K = 0x54,
+  JA = 0x05,
+  JEQ_K = 0x15,
+  JGT_K = 0x25,
+  JGE_K = 0x35,
+  RET_K = 0x06;
 // struct seccomp_data { int nr; __u32 arch; __u64 instruction_pointer; __u64 args[6]; }
-const OFFSET_NR = 0, OFFSET_ARCH = 4, OFFSET_ARGS = 16;
+const OFFSET_NR = 0,
+  OFFSET_ARCH = 4,
+  OFFSET_ARGS = 16;
 // linux/seccomp.h
 export const SECCOMP_RET = {
-  KILL_PROCESS: 0x80000000, KILL_THREAD: 0, TRAP: 0x00030000, ERRNO: 0x00050000, TRACE: 0x7ff00000, LOG: 0x7ffc0000, ALLOW: 0x7fff0000,
+  KILL_PROCESS: 0x80000000,
+  KILL_THREAD: 0,
+  TRAP: 0x00030000,
+  ERRNO: 0x00050000,
+  TRACE: 0x7ff00000,
+  LOG: 0x7ffc0000,
+  ALLOW: 0x7fff0000,
 } as const;
 export const EPERM = 1;
 export const ENOSYS = 38;
@@ -94,14 +108,21 @@ function applies(rule: SeccompRule, target: CompileTarget): boolean {
 
 function actionValue(action: SeccompAction, errno: number | undefined): number {
   switch (action) {
-    case 'SCMP_ACT_ALLOW': return SECCOMP_RET.ALLOW;
-    case 'SCMP_ACT_ERRNO': return (SECCOMP_RET.ERRNO | (errno ?? EPERM)) >>> 0;
-    case 'SCMP_ACT_TRACE': return (SECCOMP_RET.TRACE | (errno ?? EPERM)) >>> 0;
-    case 'SCMP_ACT_LOG': return SECCOMP_RET.LOG;
-    case 'SCMP_ACT_TRAP': return SECCOMP_RET.TRAP;
-    case 'SCMP_ACT_KILL_PROCESS': return SECCOMP_RET.KILL_PROCESS;
+    case 'SCMP_ACT_ALLOW':
+      return SECCOMP_RET.ALLOW;
+    case 'SCMP_ACT_ERRNO':
+      return (SECCOMP_RET.ERRNO | (errno ?? EPERM)) >>> 0;
+    case 'SCMP_ACT_TRACE':
+      return (SECCOMP_RET.TRACE | (errno ?? EPERM)) >>> 0;
+    case 'SCMP_ACT_LOG':
+      return SECCOMP_RET.LOG;
+    case 'SCMP_ACT_TRAP':
+      return SECCOMP_RET.TRAP;
+    case 'SCMP_ACT_KILL_PROCESS':
+      return SECCOMP_RET.KILL_PROCESS;
     case 'SCMP_ACT_KILL':
-    case 'SCMP_ACT_KILL_THREAD': return SECCOMP_RET.KILL_THREAD;
+    case 'SCMP_ACT_KILL_THREAD':
+      return SECCOMP_RET.KILL_THREAD;
   }
 }
 
@@ -154,7 +175,8 @@ class Program {
         return l.at - i - 1;
       };
       if (ins.code === JA) return { code: JA, jt: 0, jf: 0, k: dist(ins.jt) };
-      const jt = dist(ins.jt), jf = dist(ins.jf);
+      const jt = dist(ins.jt),
+        jf = dist(ins.jf);
       if (jt > 255 || jf > 255) throw new Error('seccomp: a syscall has too many argument rules for one BPF jump (255 instructions)');
       return { code: ins.code, jt, jf, k: ins.k >>> 0 };
     });
@@ -166,9 +188,12 @@ interface Label {
 
 /** One comparison; falls through when it holds, jumps to `fail` when not. */
 function compare(p: Program, arg: SeccompArg, halves: 1 | 2, fail: Label): void {
-  const lo = OFFSET_ARGS + 8 * arg.index, hi = lo + 4; // little-endian u64
-  const v = BigInt(arg.value), v2 = BigInt(arg.valueTwo);
-  const high = (n: bigint) => Number((n >> 32n) & 0xffffffffn), low = (n: bigint) => Number(n & 0xffffffffn);
+  const lo = OFFSET_ARGS + 8 * arg.index,
+    hi = lo + 4; // little-endian u64
+  const v = BigInt(arg.value),
+    v2 = BigInt(arg.valueTwo);
+  const high = (n: bigint) => Number((n >> 32n) & 0xffffffffn),
+    low = (n: bigint) => Number(n & 0xffffffffn);
   const pass = p.label();
   switch (arg.op) {
     case 'SCMP_CMP_EQ':
@@ -197,7 +222,8 @@ function compare(p: Program, arg: SeccompArg, halves: 1 | 2, fail: Label): void 
       // GT/GE directly; LT is "not GE", LE is "not GT".
       const strict = arg.op === 'SCMP_CMP_GT' || arg.op === 'SCMP_CMP_LE';
       const negate = arg.op === 'SCMP_CMP_LT' || arg.op === 'SCMP_CMP_LE';
-      const yes = negate ? fail : pass, no = negate ? pass : fail;
+      const yes = negate ? fail : pass,
+        no = negate ? pass : fail;
       if (halves === 2) {
         const lowHalf = p.label();
         p.ld(hi);
@@ -243,7 +269,8 @@ function emitSearch(p: Program, nrs: number[], rules: Map<number, Choice[]>, abi
     return;
   }
   const mid = Math.floor(nrs.length / 2);
-  const left = p.label(), right = p.label();
+  const left = p.label(),
+    right = p.label();
   p.jump(JGE_K, nrs[mid], undefined, left);
   p.ja(right); // the upper half may be further than a conditional jump reaches
   p.here(left);
@@ -254,9 +281,7 @@ function emitSearch(p: Program, nrs: number[], rules: Map<number, Choice[]>, abi
 
 /** The ABIs this profile's filter covers on the host: the native one always, as libseccomp does. */
 function abisFor(profile: SeccompProfile, native: CompileTarget['abi']): Abi[] {
-  const named = profile.architectures.length
-    ? profile.architectures
-    : profile.archMap.filter((m) => ABI_OF[m.architecture] === native).flatMap((m) => [m.architecture, ...m.subArchitectures]);
+  const named = profile.architectures.length ? profile.architectures : profile.archMap.filter((m) => ABI_OF[m.architecture] === native).flatMap((m) => [m.architecture, ...m.subArchitectures]);
   const runnable = RUNNABLE[native]!;
   const out = new Set<Abi>([native]);
   for (const a of named) {

@@ -14,7 +14,10 @@ export class SeccompIsolator implements Isolator {
   /** The default profile compiled per capability set: most containers share one or two. */
   private readonly defaults = new Map<string, CompiledFilter>();
 
-  constructor(private readonly abi: CompileTarget['abi'], private readonly kernel: string = os.release()) {}
+  constructor(
+    private readonly abi: CompileTarget['abi'],
+    private readonly kernel: string = os.release(),
+  ) {}
 
   plan(target: IsolationTarget, plan: LaunchPlan): void {
     const choice = seccompChoice(target.hostConfig.SecurityOpt);

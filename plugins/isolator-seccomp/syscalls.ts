@@ -305,10 +305,12 @@ const parsed = new Map<Abi, ReadonlyMap<string, number>>();
 export function syscallTable(abi: Abi): ReadonlyMap<string, number> {
   let table = parsed.get(abi);
   if (!table) {
-    table = new Map(TABLES[abi].split(' ').map((pair) => {
-      const [name, nr] = pair.split(':');
-      return [name, Number(nr)] as const;
-    }));
+    table = new Map(
+      TABLES[abi].split(' ').map((pair) => {
+        const [name, nr] = pair.split(':');
+        return [name, Number(nr)] as const;
+      }),
+    );
     parsed.set(abi, table);
   }
   return table;

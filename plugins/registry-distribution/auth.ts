@@ -63,14 +63,7 @@ export class TokenCache {
     this.tokens.delete(this.key(challenge, scopes, creds));
   }
 
-  async get(
-    registry: string,
-    challenge: Challenge,
-    scopes: string[],
-    creds: RegistryCredentials | undefined,
-    signal?: AbortSignal,
-    opts: { fresh?: boolean } = {},
-  ): Promise<string> {
+  async get(registry: string, challenge: Challenge, scopes: string[], creds: RegistryCredentials | undefined, signal?: AbortSignal, opts: { fresh?: boolean } = {}): Promise<string> {
     const key = this.key(challenge, scopes, creds);
     if (!opts.fresh) {
       const cached = this.tokens.get(key);
@@ -78,12 +71,10 @@ export class TokenCache {
       const pending = this.inflight.get(key);
       if (pending) return pending;
     }
-    const promise = this.fetch(registry, challenge, scopes, creds, signal).then(
-      ({ token, lifetimeMs }) => {
-        this.tokens.set(key, { token, expiresAt: Date.now() + lifetimeMs - EXPIRY_MARGIN_MS });
-        return token;
-      },
-    );
+    const promise = this.fetch(registry, challenge, scopes, creds, signal).then(({ token, lifetimeMs }) => {
+      this.tokens.set(key, { token, expiresAt: Date.now() + lifetimeMs - EXPIRY_MARGIN_MS });
+      return token;
+    });
     this.inflight.set(key, promise);
     try {
       return await promise;
@@ -92,13 +83,7 @@ export class TokenCache {
     }
   }
 
-  private async fetch(
-    registry: string,
-    challenge: Challenge,
-    scopes: string[],
-    creds: RegistryCredentials | undefined,
-    signal?: AbortSignal,
-  ): Promise<{ token: string; lifetimeMs: number }> {
+  private async fetch(registry: string, challenge: Challenge, scopes: string[], creds: RegistryCredentials | undefined, signal?: AbortSignal): Promise<{ token: string; lifetimeMs: number }> {
     const realmText = challenge.params.realm;
     let realm: URL;
     try {

@@ -4,17 +4,7 @@
  * what every request goes through (endpoints, ping, auth, retries, redirects) is session.ts.
  */
 import type { Readable } from 'node:stream';
-import type {
-  BlobRequestOptions,
-  CredentialStore,
-  Descriptor,
-  FetchedManifest,
-  ImageRef,
-  Logger,
-  Registry,
-  RegistryCredentials,
-  RegistryRequestOptions,
-} from '../../core/plugin';
+import type { BlobRequestOptions, CredentialStore, Descriptor, FetchedManifest, ImageRef, Logger, Registry, RegistryCredentials, RegistryRequestOptions } from '../../core/plugin';
 import { isValidHost, type DistributionConfig } from './config';
 import { login } from './login';
 import { getBlob, getManifest } from './pull';

@@ -25,7 +25,11 @@ export interface RawRequest {
 
 /** A connection-level failure (refused, reset, DNS, TLS, timeout): retryable. */
 export class TransportError extends Error {
-  constructor(message: string, readonly code: string | undefined, options?: { cause?: unknown }) {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+    options?: { cause?: unknown },
+  ) {
     super(message, options);
     this.name = 'TransportError';
   }

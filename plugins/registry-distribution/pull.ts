@@ -36,10 +36,7 @@ export async function getManifest(session: RegistrySession, ref: ImageRef, refer
     const bytes = await readCapped(res, what);
     const mediaType = manifestMediaType(res.headers['content-type'], bytes);
     if (SCHEMA1.has(mediaType)) {
-      throw new RegistryError(
-        `unsupported manifest: ${what} uses Docker image manifest schema 1 (${mediaType}), which berth does not support; push the image again with a current client`,
-        400,
-      );
+      throw new RegistryError(`unsupported manifest: ${what} uses Docker image manifest schema 1 (${mediaType}), which berth does not support; push the image again with a current client`, 400);
     }
     if (reference.startsWith('sha256:')) {
       const actual = `sha256:${crypto.createHash('sha256').update(bytes).digest('hex')}`;
@@ -80,8 +77,7 @@ export async function getBlob(session: RegistrySession, ref: ImageRef, desc: Des
 
 /** Read a manifest body, refusing it once it passes MAX_MANIFEST_BYTES (the rest is not read). */
 async function readCapped(res: IncomingMessage, what: string): Promise<Buffer> {
-  const tooLarge = () =>
-    new RegistryError(`manifest ${what} is larger than the ${MAX_MANIFEST_BYTES / (1024 * 1024)} MiB limit (${MAX_MANIFEST_BYTES} bytes)`, 400);
+  const tooLarge = () => new RegistryError(`manifest ${what} is larger than the ${MAX_MANIFEST_BYTES / (1024 * 1024)} MiB limit (${MAX_MANIFEST_BYTES} bytes)`, 400);
   const declared = Number(res.headers['content-length']);
   if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) {
     res.destroy();

@@ -120,7 +120,10 @@ export class RegistrySession {
     const candidates: { scheme: 'http' | 'https'; insecureTls: boolean }[] = ep.scheme
       ? [{ scheme: ep.scheme, insecureTls: ep.insecure }]
       : ep.insecure
-        ? [{ scheme: 'https', insecureTls: true }, { scheme: 'http', insecureTls: false }]
+        ? [
+            { scheme: 'https', insecureTls: true },
+            { scheme: 'http', insecureTls: false },
+          ]
         : isLoopbackHost(ep.host)
           ? [{ scheme: 'http', insecureTls: false }]
           : [{ scheme: 'https', insecureTls: false }];
@@ -150,10 +153,7 @@ export class RegistrySession {
         return { base, insecureTls, challenges: status === 401 ? parseWwwAuthenticate(res.headers['www-authenticate']) : [] };
       }
       const detail = await errorDetail(res);
-      throw new RegistryError(
-        `registry ${ep.display} does not answer the distribution API: GET /v2/ gave ${status}${detail ? ` (${detail})` : ''}`,
-        502,
-      );
+      throw new RegistryError(`registry ${ep.display} does not answer the distribution API: GET /v2/ gave ${status}${detail ? ` (${detail})` : ''}`, 502);
     }
   }
 
@@ -211,13 +211,7 @@ export class RegistrySession {
     }
   }
 
-  private async authorization(
-    ep: Endpoint,
-    ping: PingState,
-    scopes: string[],
-    creds: RegistryCredentials | undefined,
-    signal?: AbortSignal,
-  ): Promise<string | undefined> {
+  private async authorization(ep: Endpoint, ping: PingState, scopes: string[], creds: RegistryCredentials | undefined, signal?: AbortSignal): Promise<string | undefined> {
     if (ping.challenges.length === 0) return undefined;
     if (creds?.registrytoken) return `Bearer ${creds.registrytoken}`;
     const bearer = ping.challenges.find((c) => c.scheme === 'bearer' && c.params.realm);
@@ -255,12 +249,7 @@ export class RegistrySession {
   }
 
   /** Sends with retries on connection failures and retryable statuses (ping, token requests). */
-  async withRetries(
-    host: string,
-    signal: AbortSignal | undefined,
-    send: () => Promise<IncomingMessage>,
-    retries = this.config.retries,
-  ): Promise<IncomingMessage> {
+  async withRetries(host: string, signal: AbortSignal | undefined, send: () => Promise<IncomingMessage>, retries = this.config.retries): Promise<IncomingMessage> {
     for (let attempt = 0; ; attempt++) {
       let res: IncomingMessage;
       try {

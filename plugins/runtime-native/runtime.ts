@@ -76,7 +76,9 @@ export class NativeRuntime implements Runtime {
     const binary = this.config.launcher ?? launcherBinary();
     // Shared namespaces (container:<id> modes): the launcher runs inside them, so its clone inherits them.
     // A shared pid namespace is the plan's (pid-namespace): entered here, the monitor would be in it too.
-    const enter = Object.entries(plan.enterNamespaces ?? {}).filter(([type]) => type !== 'pid').map(([type, path]) => `--${type}=${path}`);
+    const enter = Object.entries(plan.enterNamespaces ?? {})
+      .filter(([type]) => type !== 'pid')
+      .map(([type, path]) => `--${type}=${path}`);
     const [program, args] = enter.length ? ['nsenter', [...enter, '--', binary, planFile]] : [binary, [planFile]];
     const child = spawn(program, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
     const status = child.stdio[3] as unknown as Duplex;
@@ -144,7 +146,8 @@ export class NativeRuntime implements Runtime {
       status.on('error', () => undefined);
       status.on('close', () => {
         // The monitor closes the channel after `started`/`error`; closing before means it died.
-        queue = queue.then(() => new Promise((r) => stderr.destroyed ? r(undefined) : stderr.once('close', r).once('error', r)))
+        queue = queue
+          .then(() => new Promise((r) => (stderr.destroyed ? r(undefined) : stderr.once('close', r).once('error', r))))
           .then(() => finish(failure(`launcher exited before the process started${stderrText ? `: ${stderrText.trim()}` : ''}`)));
       });
       child.on('error', (err) => finish(failure(`cannot run the launcher ${binary}: ${err.message}`)));
@@ -243,11 +246,7 @@ export class NativeRuntime implements Runtime {
   async delete(containerId: string, stateDir: string): Promise<void> {
     const state = await this.state(containerId, stateDir);
     if (state.status === 'running') throw new ConflictError(`container ${containerId} is still running: kill it first`);
-    await Promise.all(
-      [PLAN_FILE, RUNTIME_FILE, EXIT_FILE, ATTACH_SOCKET, `.${RUNTIME_FILE}.tmp`, `.${EXIT_FILE}.tmp`].map((f) =>
-        rm(join(stateDir, f), { force: true }),
-      ),
-    );
+    await Promise.all([PLAN_FILE, RUNTIME_FILE, EXIT_FILE, ATTACH_SOCKET, `.${RUNTIME_FILE}.tmp`, `.${EXIT_FILE}.tmp`].map((f) => rm(join(stateDir, f), { force: true })));
   }
 }
 

@@ -28,7 +28,10 @@ export class LogPump extends EventEmitter {
   private running: Promise<void> = Promise.resolve();
   private loaded = false;
 
-  constructor(private readonly stateDir: string, private readonly logPath: string) {
+  constructor(
+    private readonly stateDir: string,
+    private readonly logPath: string,
+  ) {
     super();
     this.setMaxListeners(0);
   }
@@ -69,7 +72,10 @@ export class LogPump extends EventEmitter {
   private async pumpOnce(final: boolean): Promise<void> {
     if (!this.loaded) {
       this.loaded = true;
-      const saved = await readFile(join(this.stateDir, OFFSETS), 'utf8').then((t) => JSON.parse(t) as Record<Stream, number>, () => undefined);
+      const saved = await readFile(join(this.stateDir, OFFSETS), 'utf8').then(
+        (t) => JSON.parse(t) as Record<Stream, number>,
+        () => undefined,
+      );
       if (saved) this.offsets = { stdout: saved.stdout | 0, stderr: saved.stderr | 0 };
     }
     let moved = false;
@@ -82,7 +88,10 @@ export class LogPump extends EventEmitter {
       if (!cut) continue;
       const complete = text.subarray(0, cut);
       const time = new Date().toISOString();
-      const lines = complete.toString('utf8').split(/(?<=\n)/).filter(Boolean);
+      const lines = complete
+        .toString('utf8')
+        .split(/(?<=\n)/)
+        .filter(Boolean);
       await appendFile(this.logPath, lines.map((log) => JSON.stringify({ log, stream, time }) + '\n').join(''));
       this.emit('data', stream, complete);
     }

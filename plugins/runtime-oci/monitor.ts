@@ -39,14 +39,15 @@ export interface StartRecord {
   startedAt: string;
 }
 
-export const exists = (file: string) => readFile(file).then(() => true, () => false);
+export const exists = (file: string) =>
+  readFile(file).then(
+    () => true,
+    () => false,
+  );
 
 /** The runtime state from the state dir alone (a restarted berthd re-adopts with it). */
 export async function readRuntimeState(stateDir: string): Promise<RuntimeState> {
-  const [recordText, exitText] = await Promise.all([
-    readFile(join(stateDir, RECORD), 'utf8').catch(() => undefined),
-    readFile(join(stateDir, EXIT), 'utf8').catch(() => undefined),
-  ]);
+  const [recordText, exitText] = await Promise.all([readFile(join(stateDir, RECORD), 'utf8').catch(() => undefined), readFile(join(stateDir, EXIT), 'utf8').catch(() => undefined)]);
   const record = recordText ? (JSON.parse(recordText) as StartRecord) : undefined;
   const base = record ? { pid: record.pid, monitorPid: record.monitorPid, startedAt: record.startedAt } : {};
   if (exitText) {

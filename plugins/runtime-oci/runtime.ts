@@ -38,23 +38,7 @@ import {
 } from '../../core/plugin';
 import { AttachServers } from './attach-server';
 import { RAW_STDERR, RAW_STDOUT } from './logs';
-import {
-  BUNDLE_DIR,
-  CREATED,
-  CREATE_HOOK,
-  EXIT,
-  GO_FIFO,
-  MONITOR_SCRIPT,
-  RECORD,
-  RUNC_LOG,
-  STARTED,
-  START_HOOK,
-  answerHook,
-  exists,
-  readRuntimeState,
-  waitForFile,
-  type StartRecord,
-} from './monitor';
+import { BUNDLE_DIR, CREATED, CREATE_HOOK, EXIT, GO_FIFO, MONITOR_SCRIPT, RECORD, RUNC_LOG, STARTED, START_HOOK, answerHook, exists, readRuntimeState, waitForFile, type StartRecord } from './monitor';
 import { buildSpec, cgroupsPathFor, unsupportedParts } from './spec';
 
 const execFileP = promisify(execFile);
@@ -72,7 +56,11 @@ export class OciRuntime implements Runtime {
   readonly name = 'oci';
   private readonly attach = new AttachServers();
 
-  constructor(private readonly config: OciRuntimeConfig, private readonly pluginDir: string, private readonly log?: Logger) {}
+  constructor(
+    private readonly config: OciRuntimeConfig,
+    private readonly pluginDir: string,
+    private readonly log?: Logger,
+  ) {}
 
   private runc(args: string[]): Promise<{ stdout: string; stderr: string }> {
     return execFileP(this.config.binary, ['--root', this.config.root, ...args], { maxBuffer: 8 << 20 });
@@ -170,13 +158,17 @@ export class OciRuntime implements Runtime {
   /** The last error runc logged (its log is JSON lines), trimmed to the part a person needs. */
   private async runcError(stateDir: string): Promise<string | undefined> {
     const text = await readFile(join(stateDir, RUNC_LOG), 'utf8').catch(() => '');
-    const errors = text.split('\n').filter(Boolean).map((l) => {
-      try {
-        return JSON.parse(l) as { level?: string; msg?: string };
-      } catch {
-        return {};
-      }
-    }).filter((e) => e.level === 'error' || e.level === 'fatal');
+    const errors = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => {
+        try {
+          return JSON.parse(l) as { level?: string; msg?: string };
+        } catch {
+          return {};
+        }
+      })
+      .filter((e) => e.level === 'error' || e.level === 'fatal');
     const msg = errors.at(-1)?.msg;
     if (!msg) return undefined;
     const exec = msg.indexOf('exec: ');
@@ -189,7 +181,10 @@ export class OciRuntime implements Runtime {
 
   private containerIdOf(stateDir: string): Promise<string | undefined> {
     // runc names the container by the id berth gave it; the created record has it.
-    return readFile(join(stateDir, CREATED), 'utf8').then((t) => (JSON.parse(t) as { id?: string }).id, () => undefined);
+    return readFile(join(stateDir, CREATED), 'utf8').then(
+      (t) => (JSON.parse(t) as { id?: string }).id,
+      () => undefined,
+    );
   }
 
   private async killByStateDir(stateDir: string, signal: number): Promise<void> {

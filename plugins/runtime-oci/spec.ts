@@ -54,7 +54,15 @@ export interface OciSpec {
 
 /** berth's namespace names -> the OCI ones. */
 const NAMESPACE_TYPES: Record<string, string> = {
-  pid: 'pid', mount: 'mount', mnt: 'mount', uts: 'uts', ipc: 'ipc', net: 'network', network: 'network', cgroup: 'cgroup', user: 'user',
+  pid: 'pid',
+  mount: 'mount',
+  mnt: 'mount',
+  uts: 'uts',
+  ipc: 'ipc',
+  net: 'network',
+  network: 'network',
+  cgroup: 'cgroup',
+  user: 'user',
 };
 
 /** Symlinks every OCI runtime makes in /dev by itself (runtime-spec "Default Devices" + runc). */
@@ -79,7 +87,16 @@ function deviceRules(plan: LaunchPlan): DeviceRule[] {
     { allow: false, access: 'rwm' },
     { allow: true, type: 'c', access: 'm' },
     { allow: true, type: 'b', access: 'm' },
-    c(1, 3), c(1, 5), c(1, 7), c(1, 8), c(1, 9), c(5, 0), c(5, 1), c(5, 2), c(136, undefined), c(10, 200),
+    c(1, 3),
+    c(1, 5),
+    c(1, 7),
+    c(1, 8),
+    c(1, 9),
+    c(5, 0),
+    c(5, 1),
+    c(5, 2),
+    c(136, undefined),
+    c(10, 200),
   ];
   for (const d of plan.devices ?? []) rules.push({ allow: true, type: d.type, major: d.major, minor: d.minor, access: 'rwm' });
   return rules;
@@ -95,11 +112,15 @@ export function buildSpec(plan: LaunchPlan, opts: BuildSpecOptions = {}): OciSpe
   const p = plan.process;
   if (!p.args.length) throw new Error('launch plan: process.args is empty (no command to run)');
   if (!plan.rootfs?.startsWith('/')) throw new Error(`launch plan: rootfs must be an absolute path, got ${JSON.stringify(plan.rootfs)}`);
-  const namespaces = [...new Set(plan.namespaces.map((n) => {
-    const t = NAMESPACE_TYPES[n];
-    if (!t) throw new Error(`launch plan: unknown namespace ${JSON.stringify(n)}`);
-    return t;
-  }))].map((type): { type: string; path?: string } => ({ type }));
+  const namespaces = [
+    ...new Set(
+      plan.namespaces.map((n) => {
+        const t = NAMESPACE_TYPES[n];
+        if (!t) throw new Error(`launch plan: unknown namespace ${JSON.stringify(n)}`);
+        return t;
+      }),
+    ),
+  ].map((type): { type: string; path?: string } => ({ type }));
   // Shared namespaces (container:<id> modes): OCI joins a namespace given by path.
   for (const [n, path] of Object.entries(plan.enterNamespaces ?? {})) {
     const type = NAMESPACE_TYPES[n];
@@ -129,9 +150,7 @@ export function buildSpec(plan: LaunchPlan, opts: BuildSpecOptions = {}): OciSpe
       namespaces,
       ...(plan.uidMappings?.length ? { uidMappings: plan.uidMappings.map((m) => ({ ...m })) } : {}),
       ...(plan.gidMappings?.length ? { gidMappings: plan.gidMappings.map((m) => ({ ...m })) } : {}),
-      ...(plan.devices?.length
-        ? { devices: plan.devices.map((d) => ({ path: d.path, type: d.type, major: d.major, minor: d.minor, fileMode: d.fileMode & 0o7777, uid: d.uid, gid: d.gid })) }
-        : {}),
+      ...(plan.devices?.length ? { devices: plan.devices.map((d) => ({ path: d.path, type: d.type, major: d.major, minor: d.minor, fileMode: d.fileMode & 0o7777, uid: d.uid, gid: d.gid })) } : {}),
       maskedPaths: [...plan.maskedPaths],
       readonlyPaths: [...plan.readonlyPaths],
       // runc rewrites the devices cgroup from this list (deny all, then allow): give it what
@@ -186,16 +205,17 @@ export function cgroupsPathFor(dirs: string[] | undefined, procSelf = { mountinf
   const mountinfo = procSelf.mountinfo || readFileSync('/proc/self/mountinfo', 'utf8');
   const cgroup = procSelf.cgroup || readFileSync('/proc/self/cgroup', 'utf8');
   const mounts = cgroupMounts(mountinfo);
-  const own = cgroup.split('\n').filter(Boolean).map((l) => {
-    const [, controllers, ...rest] = l.split(':');
-    return { controllers: controllers ? controllers.split(',') : [], path: rest.join(':') };
-  });
+  const own = cgroup
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [, controllers, ...rest] = l.split(':');
+      return { controllers: controllers ? controllers.split(',') : [], path: rest.join(':') };
+    });
   const relatives = new Set<string>();
   const absolutes = new Set<string>();
   for (const dir of dirs) {
-    const mount = mounts
-      .filter((m) => dir === m.mountPoint || dir.startsWith(m.mountPoint + '/'))
-      .sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
+    const mount = mounts.filter((m) => dir === m.mountPoint || dir.startsWith(m.mountPoint + '/')).sort((a, b) => b.mountPoint.length - a.mountPoint.length)[0];
     if (!mount) return undefined;
     const inHierarchy = '/' + posix.relative(mount.mountPoint, dir);
     absolutes.add(inHierarchy);

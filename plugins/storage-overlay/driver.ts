@@ -229,10 +229,7 @@ export class OverlayDriver implements StorageDriver {
       const tmp = await fs.mkdtemp(path.join(this.containersDir, 'tmp-'));
       try {
         await Promise.all(['upper', 'work', 'merged', ...(lowers.length === 0 ? ['empty'] : [])].map((d) => fs.mkdir(path.join(tmp, d), 0o755)));
-        await Promise.all([
-          fs.writeFile(path.join(tmp, 'lower'), lowers.join(':')),
-          fs.writeFile(path.join(tmp, 'image'), topChainId ?? ''),
-        ]);
+        await Promise.all([fs.writeFile(path.join(tmp, 'lower'), lowers.join(':')), fs.writeFile(path.join(tmp, 'image'), topChainId ?? '')]);
         await fs.rename(tmp, dir);
       } catch (err) {
         await removeTree(tmp);
@@ -347,7 +344,6 @@ export class OverlayDriver implements StorageDriver {
     };
   }
 
-
   async recover(liveContainers: string[]): Promise<void> {
     const live = new Set(liveContainers);
     const prefix = this.containersDir + path.sep;
@@ -357,9 +353,7 @@ export class OverlayDriver implements StorageDriver {
       if (sub !== 'merged' || rest.length > 0) continue;
       if (live.has(id)) this.mounts.set(id, Math.max(1, this.mounts.get(id) ?? 0));
       else {
-        await this.umount(point).catch((err) =>
-          this.quarantine.log?.warn('could not unmount a stale container rootfs', { path: point, error: (err as Error).message }),
-        );
+        await this.umount(point).catch((err) => this.quarantine.log?.warn('could not unmount a stale container rootfs', { path: point, error: (err as Error).message }));
       }
     }
     for (const dir of [this.layersDir, this.containersDir]) {

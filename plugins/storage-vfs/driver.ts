@@ -189,7 +189,6 @@ export class VfsDriver implements StorageDriver {
     };
   }
 
-
   async recover(): Promise<void> {
     for (const dir of [this.layersDir, this.containersDir]) {
       for (const name of await fs.readdir(dir)) {

@@ -37,7 +37,13 @@ export class LocalVolumeDriver implements VolumeDriver {
     for (const n of names) {
       if (!/^[a-zA-Z0-9]/.test(n)) continue;
       const mp = path.join(this.root, 'volumes', n, '_data');
-      if (await fs.stat(mp).then((s) => s.isDirectory(), () => false)) out.push({ name: n, mountpoint: mp });
+      if (
+        await fs.stat(mp).then(
+          (s) => s.isDirectory(),
+          () => false,
+        )
+      )
+        out.push({ name: n, mountpoint: mp });
     }
     return out;
   }

@@ -62,7 +62,10 @@ export async function startBerthd(dir: string, opts: { storageDriver?: string } 
       await removeTree(dir);
       throw new Error(`berthd exited at start: ${output.trim().split('\n').slice(-5).join(' | ')}`);
     }
-    const ok = await apiRequest(socket, '/_ping').then((r) => r.status === 200, () => false);
+    const ok = await apiRequest(socket, '/_ping').then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ok) break;
     if (Date.now() > deadline) {
       await stop();
@@ -91,12 +94,7 @@ export function expectStatus(res: ApiResponse, what: string, ...ok: number[]): A
  * create + start + wait of `cmd` in `image` through a Docker-shaped API (berthd, or dockerd with
  * prefix `/v1.41`); returns the exit code and the container id (not removed).
  */
-export async function apiRunOnce(
-  api: (p: string, i?: ApiInit) => Promise<ApiResponse>,
-  image: string,
-  cmd: string[],
-  prefix = '',
-): Promise<{ id: string; exitCode: number }> {
+export async function apiRunOnce(api: (p: string, i?: ApiInit) => Promise<ApiResponse>, image: string, cmd: string[], prefix = ''): Promise<{ id: string; exitCode: number }> {
   const created = expectStatus(await api(`${prefix}/containers/create`, { method: 'POST', body: { Image: image, Cmd: cmd, HostConfig: { NetworkMode: 'none' } } }), 'create', 201);
   const id = created.json.Id as string;
   expectStatus(await api(`${prefix}/containers/${id}/start`, { method: 'POST' }), 'start', 204);

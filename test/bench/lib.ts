@@ -93,7 +93,6 @@ export function which(cmd: string): string | undefined {
   return undefined;
 }
 
-
 /** Resident set size of a process in MB, from /proc/PID/status VmRSS (NaN when gone). */
 export function rssMB(pid: number): number {
   try {
@@ -179,7 +178,6 @@ export async function removeTree(dir: string): Promise<void> {
   unmountUnder(dir);
   await fs.rm(dir, { recursive: true, force: true });
 }
-
 
 /** Pids of long-lived processes the bench started (daemons, registry); checked gone at the end. */
 export const trackedPids = new Set<number>();

@@ -38,13 +38,22 @@ export async function startDockerd(dir: string): Promise<Dockerd> {
   const configFile = path.join(dir, 'daemon.json');
   await fs.writeFile(configFile, '{}\n');
   const args = [
-    '--config-file', configFile,
-    '--data-root', path.join(dir, 'data'),
-    '--exec-root', path.join(dir, 'exec'),
-    '--pidfile', path.join(dir, 'docker.pid'),
-    '-H', `unix://${socket}`,
-    '--iptables=false', '--ip6tables=false', '--ip-masq=false', '--bridge=none',
-    '--storage-driver', 'overlay2',
+    '--config-file',
+    configFile,
+    '--data-root',
+    path.join(dir, 'data'),
+    '--exec-root',
+    path.join(dir, 'exec'),
+    '--pidfile',
+    path.join(dir, 'docker.pid'),
+    '-H',
+    `unix://${socket}`,
+    '--iptables=false',
+    '--ip6tables=false',
+    '--ip-masq=false',
+    '--bridge=none',
+    '--storage-driver',
+    'overlay2',
   ];
   let output = '';
   const child = spawn('dockerd', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, DOCKER_CONFIG: path.join(dir, 'cfg') } });
@@ -82,7 +91,13 @@ export async function startDockerd(dir: string): Promise<Dockerd> {
       await removeTree(dir);
       throw new Error(`dockerd exited at start: ${lastLines(output)}`);
     }
-    if (await api('/_ping').then((r) => r.status === 200, () => false)) break;
+    if (
+      await api('/_ping').then(
+        (r) => r.status === 200,
+        () => false,
+      )
+    )
+      break;
     if (Date.now() > deadline) {
       await stop();
       throw new Error(`dockerd did not answer /_ping within 40 s: ${lastLines(output)}`);
@@ -136,12 +151,25 @@ export async function podmanInstance(dir: string): Promise<Podman> {
   const storageConf = path.join(dir, 'storage.conf');
   const registriesConf = path.join(dir, 'registries.conf');
   const policy = path.join(dir, 'policy.json');
-  await fs.writeFile(conf, [
-    '[containers]', 'default_ulimits = []', 'netns = "none"', '',
-    '[engine]', 'cgroup_manager = "cgroupfs"', 'events_logger = "file"', `tmp_dir = "${tmpdir}"`, 'runtime = "runc"', '',
-    // Network config and locks in the temp dir, not /etc/containers/networks or /etc/cni/net.d.
-    '[network]', `network_config_dir = "${path.join(dir, 'net')}"`, '',
-  ].join('\n'));
+  await fs.writeFile(
+    conf,
+    [
+      '[containers]',
+      'default_ulimits = []',
+      'netns = "none"',
+      '',
+      '[engine]',
+      'cgroup_manager = "cgroupfs"',
+      'events_logger = "file"',
+      `tmp_dir = "${tmpdir}"`,
+      'runtime = "runc"',
+      '',
+      // Network config and locks in the temp dir, not /etc/containers/networks or /etc/cni/net.d.
+      '[network]',
+      `network_config_dir = "${path.join(dir, 'net')}"`,
+      '',
+    ].join('\n'),
+  );
   await fs.writeFile(storageConf, ['[storage]', 'driver = "overlay"', `graphroot = "${root}"`, `runroot = "${runroot}"`, ''].join('\n'));
   await fs.writeFile(registriesConf, 'unqualified-search-registries = []\nshort-name-mode = "disabled"\n');
   await fs.writeFile(policy, JSON.stringify({ default: [{ type: 'insecureAcceptAnything' }] }));

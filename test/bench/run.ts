@@ -357,11 +357,38 @@ async function benchRun(ctx: Ctx): Promise<void> {
   let bundle: Awaited<ReturnType<typeof runcBundle>> | undefined;
   let runcCount = 0;
   await contest(S, what, ctx.n.run, 2, [
-    { tool: 'berth', id: 'run.berth', label: 'berth run --rm', unit: 's', prepare: async () => void (berth = await berthMain(ctx)), once: async () => ok(await berth!.cli(['run', '--rm', '--network', 'none', img, 'true']), 'berth run').seconds },
-    { tool: 'podman', id: 'run.podman', label: 'podman --runtime runc run --rm', unit: 's', missing: ctx.podmanWhy, prepare: async () => void (podman = await podmanMain(ctx)), once: async () => ok(await podman!.run(['run', '--rm', '--network', 'none', img, 'true']), 'podman run').seconds },
-    { tool: 'docker', id: 'run.docker', label: 'docker run --rm', unit: 's', missing: ctx.dockerWhy, prepare: async () => void (docker = await dockerMain(ctx)), once: async () => ok(await docker!.cli(['run', '--rm', '--network', 'none', img, 'true']), 'docker run').seconds },
     {
-      tool: 'runc', id: 'run.runc', label: 'runc run (ready bundle, floor)', unit: 's', missing: ctx.runcWhy,
+      tool: 'berth',
+      id: 'run.berth',
+      label: 'berth run --rm',
+      unit: 's',
+      prepare: async () => void (berth = await berthMain(ctx)),
+      once: async () => ok(await berth!.cli(['run', '--rm', '--network', 'none', img, 'true']), 'berth run').seconds,
+    },
+    {
+      tool: 'podman',
+      id: 'run.podman',
+      label: 'podman --runtime runc run --rm',
+      unit: 's',
+      missing: ctx.podmanWhy,
+      prepare: async () => void (podman = await podmanMain(ctx)),
+      once: async () => ok(await podman!.run(['run', '--rm', '--network', 'none', img, 'true']), 'podman run').seconds,
+    },
+    {
+      tool: 'docker',
+      id: 'run.docker',
+      label: 'docker run --rm',
+      unit: 's',
+      missing: ctx.dockerWhy,
+      prepare: async () => void (docker = await dockerMain(ctx)),
+      once: async () => ok(await docker!.cli(['run', '--rm', '--network', 'none', img, 'true']), 'docker run').seconds,
+    },
+    {
+      tool: 'runc',
+      id: 'run.runc',
+      label: 'runc run (ready bundle, floor)',
+      unit: 's',
+      missing: ctx.runcWhy,
       prepare: async () => {
         const dir = dirFor(ctx, 'runc');
         ctx.cleanup.add('remove runc bundle', () => removeTree(dir));
@@ -384,7 +411,15 @@ async function benchRun(ctx: Ctx): Promise<void> {
   };
   await contest(S, whatApi, ctx.n.run, 2, [
     { tool: 'berth', id: 'runapi.berth', label: 'berthd API', unit: 'ms', prepare: async () => void (berth = await berthMain(ctx)), once: () => apiOnce(berth!.api, '') },
-    { tool: 'docker', id: 'runapi.docker', label: 'dockerd API v1.41', unit: 'ms', missing: ctx.dockerWhy, prepare: async () => void (docker = await dockerMain(ctx)), once: () => apiOnce(docker!.api, '/v1.41') },
+    {
+      tool: 'docker',
+      id: 'runapi.docker',
+      label: 'dockerd API v1.41',
+      unit: 'ms',
+      missing: ctx.dockerWhy,
+      prepare: async () => void (docker = await dockerMain(ctx)),
+      once: () => apiOnce(docker!.api, '/v1.41'),
+    },
   ]);
   compare({ section: S, what: whatApi, berth: 'runapi.berth', peer: 'runapi.docker' });
 
@@ -412,7 +447,10 @@ async function benchExec(ctx: Ctx): Promise<void> {
   const ids: Record<string, string> = {};
   await contest(S, what, ctx.n.exec, 2, [
     {
-      tool: 'berth', id: 'exec.berth', label: 'berth exec', unit: 's',
+      tool: 'berth',
+      id: 'exec.berth',
+      label: 'berth exec',
+      unit: 's',
       prepare: async () => {
         berth = await berthMain(ctx);
         ids.berth = ok(await berth.cli(['run', '-d', '--network', 'none', img, 'sleep', '3600']), 'berth run -d').stdout.trim();
@@ -421,7 +459,11 @@ async function benchExec(ctx: Ctx): Promise<void> {
       teardown: async () => void ok(await berth!.cli(['rm', '-f', ids.berth]), 'berth rm -f'),
     },
     {
-      tool: 'podman', id: 'exec.podman', label: 'podman exec', unit: 's', missing: ctx.podmanWhy,
+      tool: 'podman',
+      id: 'exec.podman',
+      label: 'podman exec',
+      unit: 's',
+      missing: ctx.podmanWhy,
       prepare: async () => {
         podman = await podmanMain(ctx);
         ids.podman = ok(await podman.run(['run', '-d', '--network', 'none', img, 'sleep', '3600']), 'podman run -d').stdout.trim();
@@ -430,7 +472,11 @@ async function benchExec(ctx: Ctx): Promise<void> {
       teardown: async () => void ok(await podman!.run(['rm', '-f', '-t', '0', ids.podman]), 'podman rm -f'),
     },
     {
-      tool: 'docker', id: 'exec.docker', label: 'docker exec', unit: 's', missing: ctx.dockerWhy,
+      tool: 'docker',
+      id: 'exec.docker',
+      label: 'docker exec',
+      unit: 's',
+      missing: ctx.dockerWhy,
       prepare: async () => {
         docker = await dockerMain(ctx);
         ids.docker = ok(await docker.cli(['run', '-d', '--network', 'none', img, 'sleep', '3600']), 'docker run -d').stdout.trim();
@@ -464,7 +510,10 @@ async function benchCommit(ctx: Ctx): Promise<void> {
   };
   await contest(S, what, ctx.n.commit, 1, [
     {
-      tool: 'berth', id: 'commit.berth', label: 'berth commit', unit: 's',
+      tool: 'berth',
+      id: 'commit.berth',
+      label: 'berth commit',
+      unit: 's',
       prepare: async () => {
         berth = await berthMain(ctx);
         ids.berth = ok(await berth.cli(['create', '--network', 'none', img, ...write]), 'berth create').stdout.trim();
@@ -474,7 +523,11 @@ async function benchCommit(ctx: Ctx): Promise<void> {
       teardown: async () => void ok(await berth!.cli(['rm', '-f', ids.berth]), 'berth rm -f'),
     },
     {
-      tool: 'podman', id: 'commit.podman', label: 'podman commit', unit: 's', missing: ctx.podmanWhy,
+      tool: 'podman',
+      id: 'commit.podman',
+      label: 'podman commit',
+      unit: 's',
+      missing: ctx.podmanWhy,
       prepare: async () => {
         podman = await podmanMain(ctx);
         ids.podman = ok(await podman.run(['create', '--network', 'none', img, ...write]), 'podman create').stdout.trim();
@@ -484,7 +537,11 @@ async function benchCommit(ctx: Ctx): Promise<void> {
       teardown: async () => void ok(await podman!.run(['rm', '-f', ids.podman]), 'podman rm -f'),
     },
     {
-      tool: 'docker', id: 'commit.docker', label: 'docker commit', unit: 's', missing: ctx.dockerWhy,
+      tool: 'docker',
+      id: 'commit.docker',
+      label: 'docker commit',
+      unit: 's',
+      missing: ctx.dockerWhy,
       prepare: async () => {
         docker = await dockerMain(ctx);
         ids.docker = ok(await docker.cli(['create', '--network', 'none', img, ...write]), 'docker create').stdout.trim();
@@ -583,8 +640,14 @@ async function overlayDriverTiming(ctx: Ctx, d: Berthd): Promise<void> {
     const noop = () => undefined;
     const logger: Logger = { debug: noop, info: noop, warn: noop, error: noop, child: () => logger };
     const driver = await manifest.init({
-      uri: 'storage.overlay', config: manifest.parseConfig!({}), root: d.root, stateDir, container: undefined as never, log: logger,
-      getSingle: () => undefined, getAll: () => [],
+      uri: 'storage.overlay',
+      config: manifest.parseConfig!({}),
+      root: d.root,
+      stateDir,
+      container: undefined as never,
+      log: logger,
+      getSingle: () => undefined,
+      getAll: () => [],
     });
     const images = expectStatus(await d.api('/images/json'), 'images', 200).json as { RepoTags?: string[]; Id: string }[];
     if (!images.some((i) => i.RepoTags?.includes(ctx.images.big))) throw new Error(`${ctx.images.big} not in berthd's image list`);
@@ -691,9 +754,11 @@ async function settledAnonKiB(pid: number): Promise<number> {
 /** Run `tasks` with `limit` at once. */
 async function inBatches<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: limit }, async () => {
-    while (next < items.length) await fn(items[next++]);
-  }));
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
 }
 
 async function benchScale(ctx: Ctx): Promise<void> {
@@ -720,10 +785,14 @@ async function benchScale(ctx: Ctx): Promise<void> {
     const anonIdle = await settledAnonKiB(d.pid);
     record('scale.anon.idle', S, 'berthd anonymous RSS (RssAnon), idle', 'berthd', 'MB', [anonIdle / 1024]);
     absolute({ section: S, what: 'berthd anonymous RSS (RssAnon), idle', measure: 'scale.anon.idle', max: 30 });
-    await inBatches(Array.from({ length: RUNNING }, (_, i) => i), 4, async () => {
-      const id = await create(['sleep', '600']);
-      expectStatus(await d.api(`/containers/${id}/start`, { method: 'POST' }), 'start', 204);
-    });
+    await inBatches(
+      Array.from({ length: RUNNING }, (_, i) => i),
+      4,
+      async () => {
+        const id = await create(['sleep', '600']);
+        expectStatus(await d.api(`/containers/${id}/start`, { method: 'POST' }), 'start', 204);
+      },
+    );
     const anonBusy = await settledAnonKiB(d.pid);
     const perContainer = (anonBusy - anonIdle) / RUNNING;
     record('scale.anon.per', S, `berthd anonymous RSS added per running container (${RUNNING} running)`, 'berthd', 'KiB', [perContainer]);
@@ -740,7 +809,11 @@ async function benchScale(ctx: Ctx): Promise<void> {
     }
 
     // Listing: CONTAINERS containers (the running ones plus created ones), then IMAGES images.
-    await inBatches(Array.from({ length: CONTAINERS - RUNNING }, (_, i) => i), 4, async () => void (await create(['true'])));
+    await inBatches(
+      Array.from({ length: CONTAINERS - RUNNING }, (_, i) => i),
+      4,
+      async () => void (await create(['true'])),
+    );
     const listTimes = async (urlPath: string, expect: number) => {
       const samples: number[] = [];
       for (let i = 0; i < 10; i++) {
@@ -756,10 +829,14 @@ async function benchScale(ctx: Ctx): Promise<void> {
     absolute({ section: S, what: whatPs, measure: 'scale.ps', max: 50 });
 
     // Distinct images, each one file of its own (docker import of a tiny tar).
-    await inBatches(Array.from({ length: IMAGES }, (_, i) => i), 4, async (i) => {
-      const tar = await tarOfFile(`image-${i}`, `${i}\n`);
-      expectStatus(await d.api(`/images/create?fromSrc=-&repo=scale/img${i}&tag=latest`, { method: 'POST', body: tar, headers: { 'content-type': 'application/x-tar' } }), `import ${i}`, 200);
-    });
+    await inBatches(
+      Array.from({ length: IMAGES }, (_, i) => i),
+      4,
+      async (i) => {
+        const tar = await tarOfFile(`image-${i}`, `${i}\n`);
+        expectStatus(await d.api(`/images/create?fromSrc=-&repo=scale/img${i}&tag=latest`, { method: 'POST', body: tar, headers: { 'content-type': 'application/x-tar' } }), `import ${i}`, 200);
+      },
+    );
     const whatImages = `GET /images/json with ${IMAGES} images`;
     record('scale.images', S, whatImages, 'berthd', 'ms', await listTimes('/images/json', IMAGES));
     absolute({ section: S, what: whatImages, measure: 'scale.images', max: 50 });
@@ -827,11 +904,21 @@ function buildRows(): { rows: Row[]; targetResults: { what: string; against: str
         verdict,
       });
       shownBerth.add(c.berth);
-      if (c.target !== undefined) targetResults.push({ what: c.what, against: peerTool, value: Number.isNaN(ratio) ? null : ratio, target: `<= ${c.target}x`, met: Number.isNaN(ratio) ? null : ratio <= c.target });
+      if (c.target !== undefined)
+        targetResults.push({ what: c.what, against: peerTool, value: Number.isNaN(ratio) ? null : ratio, target: `<= ${c.target}x`, met: Number.isNaN(ratio) ? null : ratio <= c.target });
     } else if (t) {
       const m = measures.get(t.measure);
       const met = m ? m.median <= t.max : null;
-      rows.push({ section: t.section, what: t.what, berth: fmt(m), peerTool: '(absolute target)', peer: '', ratio: '', target: `<= ${t.max} ${m?.unit ?? 'ms'}`, verdict: met === null ? 'n/a' : met ? 'met' : 'MISSED' });
+      rows.push({
+        section: t.section,
+        what: t.what,
+        berth: fmt(m),
+        peerTool: '(absolute target)',
+        peer: '',
+        ratio: '',
+        target: `<= ${t.max} ${m?.unit ?? 'ms'}`,
+        verdict: met === null ? 'n/a' : met ? 'met' : 'MISSED',
+      });
       targetResults.push({ what: t.what, against: 'absolute', value: m?.median ?? null, target: `<= ${t.max} ${m?.unit ?? 'ms'}`, met });
     }
   }
@@ -842,7 +929,11 @@ function printTable(rows: Row[]): void {
   const header: Row = { section: 'section', what: 'what', berth: 'berth', peerTool: 'peer', peer: 'peer median', ratio: 'berth/peer', target: 'target', verdict: '' };
   const cols: (keyof Row)[] = ['section', 'what', 'berth', 'peerTool', 'peer', 'ratio', 'target', 'verdict'];
   const width = Object.fromEntries(cols.map((c) => [c, Math.max(...[header, ...rows].map((r) => r[c].length))])) as Record<keyof Row, number>;
-  const line = (r: Row) => cols.map((c) => (c === 'berth' || c === 'peer' || c === 'ratio' ? r[c].padStart(width[c]) : r[c].padEnd(width[c]))).join('  ').trimEnd();
+  const line = (r: Row) =>
+    cols
+      .map((c) => (c === 'berth' || c === 'peer' || c === 'ratio' ? r[c].padStart(width[c]) : r[c].padEnd(width[c])))
+      .join('  ')
+      .trimEnd();
   console.log(line(header));
   console.log(cols.map((c) => '-'.repeat(width[c])).join('  '));
   let section = '';
@@ -890,9 +981,7 @@ async function main(): Promise<number> {
   for (const tool of ['umoci', 'skopeo', 'docker-registry']) if (!which(tool)) throw new Error(`${tool} is needed to build and serve the bench images, and is not installed`);
 
   const quick = values.quick!;
-  const n = quick
-    ? { pull: 1, run: 5, exec: 5, commit: 2, create: 10, vfs: 1, burst: 50 }
-    : { pull: 5, run: 15, exec: 15, commit: 5, create: 30, vfs: 3, burst: 50 };
+  const n = quick ? { pull: 1, run: 5, exec: 5, commit: 2, create: 10, vfs: 1, burst: 50 } : { pull: 5, run: 15, exec: 15, commit: 5, create: 30, vfs: 3, burst: 50 };
   if (values.pulls !== undefined) {
     n.pull = Number(values.pulls);
     if (!Number.isInteger(n.pull) || n.pull < 1) throw new Error(`--pulls: expected a whole number >= 1, got "${values.pulls}"`);
@@ -971,7 +1060,15 @@ async function main(): Promise<number> {
     if (ctx.dockerWhy) log(`docker: skipped (${ctx.dockerWhy})`);
     if (ctx.podmanWhy) log(`podman: skipped (${ctx.podmanWhy})`);
 
-    const sections: Record<(typeof SECTIONS)[number], (c: Ctx) => Promise<void>> = { pull: benchPull, run: benchRun, exec: benchExec, commit: benchCommit, storage: benchStorage, burst: benchBurst, scale: benchScale };
+    const sections: Record<(typeof SECTIONS)[number], (c: Ctx) => Promise<void>> = {
+      pull: benchPull,
+      run: benchRun,
+      exec: benchExec,
+      commit: benchCommit,
+      storage: benchStorage,
+      burst: benchBurst,
+      scale: benchScale,
+    };
     for (const s of SECTIONS) {
       if (!only.includes(s)) continue;
       const t = await timed(() => sections[s](ctx));
@@ -1012,9 +1109,15 @@ async function main(): Promise<number> {
 
   const { rows, targetResults } = buildRows();
   console.log(`\nberth bench (${quick ? 'quick' : 'full'}), medians; ratio = berth / peer (lower is better for berth)`);
-  console.log(Object.entries(versions).map(([k, v]) => `${k}: ${v}`).join('; '));
+  console.log(
+    Object.entries(versions)
+      .map(([k, v]) => `${k}: ${v}`)
+      .join('; '),
+  );
   const loadEnd = os.loadavg();
-  console.log(`load average (1 min) at start ${loadStart[0].toFixed(2)}, at end ${loadEnd[0].toFixed(2)} on ${os.cpus().length} CPUs: other work on the machine skews every figure, the ratios less so (tools are interleaved)`);
+  console.log(
+    `load average (1 min) at start ${loadStart[0].toFixed(2)}, at end ${loadEnd[0].toFixed(2)} on ${os.cpus().length} CPUs: other work on the machine skews every figure, the ratios less so (tools are interleaved)`,
+  );
   console.log('');
   printTable(rows);
   const notes = [...measures.values()].filter((m) => m.note);
@@ -1031,7 +1134,9 @@ async function main(): Promise<number> {
     console.log('\nskipped:');
     for (const s of skips) console.log(`  ${s.section}: ${s.tool}: ${s.reason}`);
   }
-  console.log(`\ncleanup: ${clean ? 'no mounts (checked /proc/self/mountinfo), processes or temp dirs left' : 'INCOMPLETE (see above)'}${residue.removed.length ? `; removed peer leftovers outside the work dir: ${summarisePaths(residue.removed)}` : ''}; total ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log(
+    `\ncleanup: ${clean ? 'no mounts (checked /proc/self/mountinfo), processes or temp dirs left' : 'INCOMPLETE (see above)'}${residue.removed.length ? `; removed peer leftovers outside the work dir: ${summarisePaths(residue.removed)}` : ''}; total ${((Date.now() - started) / 1000).toFixed(0)} s`,
+  );
 
   const out = {
     date: new Date().toISOString(),
@@ -1062,4 +1167,3 @@ main().then(
     process.exit(1);
   },
 );
-

@@ -60,7 +60,10 @@ export function runtimeConformance(name: string, makeRuntime: (dir: string) => P
     });
 
     const logLines = async (id: string, stateDir: string) =>
-      (await fs.readFile(runtime.logPath(id, stateDir), 'utf8')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as { log: string; stream: string; time: string });
+      (await fs.readFile(runtime.logPath(id, stateDir), 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { log: string; stream: string; time: string });
 
     it('has a name, and a state dir never started is absent', async () => {
       expect(typeof runtime.name).toBe('string');
@@ -77,8 +80,18 @@ export function runtimeConformance(name: string, makeRuntime: (dir: string) => P
       expect(exit.exitCode).toBe(3);
       expect(exit.oomKilled).toBe(false);
       const lines = await logLines(id, stateDir);
-      expect(lines.filter((l) => l.stream === 'stdout').map((l) => l.log).join('')).toBe('out\nconformance\n');
-      expect(lines.filter((l) => l.stream === 'stderr').map((l) => l.log).join('')).toBe('err\n');
+      expect(
+        lines
+          .filter((l) => l.stream === 'stdout')
+          .map((l) => l.log)
+          .join(''),
+      ).toBe('out\nconformance\n');
+      expect(
+        lines
+          .filter((l) => l.stream === 'stderr')
+          .map((l) => l.log)
+          .join(''),
+      ).toBe('err\n');
       for (const l of lines) expect(Number.isNaN(Date.parse(l.time))).toBe(false);
       const state = await runtime.state(id, stateDir);
       expect(state.status).toBe('exited');

@@ -79,11 +79,7 @@ export function storageConformance(name: string, makeDriver: (stateDir: string) 
     const applyAll = async () => {
       // Parallel when the driver says it can, as the core does.
       const apply = (i: number) =>
-        driver.applyLayer(
-          chains[i],
-          i === 0 ? null : chains[i - 1],
-          verifyDiffId(openLayerStream(createReadStream(image.layers[i].blob), image.layers[i].mediaType), image.layers[i].diffId),
-        );
+        driver.applyLayer(chains[i], i === 0 ? null : chains[i - 1], verifyDiffId(openLayerStream(createReadStream(image.layers[i].blob), image.layers[i].mediaType), image.layers[i].diffId));
       if (driver.parallelApply) await Promise.all(image.layers.map((_l, i) => apply(i)));
       else for (let i = 0; i < image.layers.length; i++) await apply(i);
     };

@@ -16,7 +16,10 @@ import type { CgroupsIsolator } from '../../plugins/isolator-cgroups/isolator';
 import { ContainerHarness, type RunOptions, type RunResult, readLog } from './rootfs';
 
 const quietLog: Logger = {
-  debug() {}, info() {}, warn() {}, error() {},
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
   child() {
     return quietLog;
   },
@@ -76,9 +79,18 @@ export class CgroupsHarness extends ContainerHarness {
     await this.cleanup(target);
     const log = readLog(this.runtime.logPath(id, stateDir));
     return {
-      id, stateDir, exit, log,
-      stdout: log.filter((l) => l.stream === 'stdout').map((l) => l.log).join(''),
-      stderr: log.filter((l) => l.stream === 'stderr').map((l) => l.log).join(''),
+      id,
+      stateDir,
+      exit,
+      log,
+      stdout: log
+        .filter((l) => l.stream === 'stdout')
+        .map((l) => l.log)
+        .join(''),
+      stderr: log
+        .filter((l) => l.stream === 'stderr')
+        .map((l) => l.log)
+        .join(''),
     };
   }
 }

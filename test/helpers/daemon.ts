@@ -87,11 +87,7 @@ export interface RunningDaemon {
 }
 
 /** Run a program to completion, collecting output; stdin gets `input` (or is closed). */
-export function runProgram(
-  program: string,
-  args: string[],
-  opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {},
-): Promise<CliResult> {
+export function runProgram(program: string, args: string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(program, args, { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -255,9 +251,7 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
   });
   child.stdout!.on('data', (c) => (output += c));
   child.stderr!.on('data', (c) => (output += c));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   let dead = false;
   void exited.then(() => (dead = true));
 

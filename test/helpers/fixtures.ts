@@ -14,8 +14,29 @@ const execFileP = promisify(execFile);
 
 /** Applets linked to busybox in /bin of every fixture image. */
 export const BUSYBOX_APPLETS = [
-  'sh', 'ls', 'echo', 'cat', 'true', 'false', 'sleep', 'env', 'id', 'mkdir', 'rm', 'touch',
-  'hostname', 'ps', 'pwd', 'test', 'grep', 'wc', 'head', 'stat', 'readlink', 'mount', 'uname',
+  'sh',
+  'ls',
+  'echo',
+  'cat',
+  'true',
+  'false',
+  'sleep',
+  'env',
+  'id',
+  'mkdir',
+  'rm',
+  'touch',
+  'hostname',
+  'ps',
+  'pwd',
+  'test',
+  'grep',
+  'wc',
+  'head',
+  'stat',
+  'readlink',
+  'mount',
+  'uname',
 ];
 
 export interface BusyboxLayoutOptions {
@@ -80,7 +101,10 @@ export async function buildBusyboxLayout(dir: string, opts: BusyboxLayoutOptions
   const layers = opts.layers ?? 1;
   if (layers < 1) throw new Error('buildBusyboxLayout: layers must be >= 1');
   const image = `${dir}:${tag}`;
-  const exists = await fs.stat(path.join(dir, 'index.json')).then(() => true, () => false);
+  const exists = await fs.stat(path.join(dir, 'index.json')).then(
+    () => true,
+    () => false,
+  );
   if (!exists) await umoci(['init', '--layout', dir]);
   await umoci(['new', '--image', image]);
   const rootless = isRoot ? [] : ['--rootless'];
@@ -114,8 +138,7 @@ export async function buildBusyboxLayout(dir: string, opts: BusyboxLayoutOptions
   } finally {
     await fs.rm(work, { recursive: true, force: true });
   }
-  const configArgs = ['config', '--image', image, '--os', 'linux', '--architecture', opts.architecture ?? 'amd64',
-    '--config.env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+  const configArgs = ['config', '--image', image, '--os', 'linux', '--architecture', opts.architecture ?? 'amd64', '--config.env', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
   for (const e of opts.env ?? []) configArgs.push('--config.env', e);
   for (const c of opts.cmd ?? ['sh']) configArgs.push('--config.cmd', c);
   await umoci(configArgs);
@@ -258,11 +281,7 @@ export async function skopeoInspect(imageRef: string, opts: { raw?: boolean; cre
 }
 
 /** Build a one-layer busybox image and push it: the usual first step of a registry test. */
-export async function pushBusybox(
-  registryHost: string,
-  destRef: string,
-  opts: BusyboxLayoutOptions & PushOptions = {},
-): Promise<{ digest: string; layout: BuiltLayout }> {
+export async function pushBusybox(registryHost: string, destRef: string, opts: BusyboxLayoutOptions & PushOptions = {}): Promise<{ digest: string; layout: BuiltLayout }> {
   const dir = await makeTempDir('berth-layout-');
   try {
     const layout = await buildBusyboxLayout(path.join(dir, 'layout'), opts);

@@ -83,12 +83,7 @@ export async function startRegistry(opts: StartRegistryOptions = {}): Promise<Ru
   }
 }
 
-async function launch(
-  tempDir: string,
-  dataDir: string,
-  port: number,
-  auth: Record<string, unknown> | undefined,
-): Promise<RunningRegistry> {
+async function launch(tempDir: string, dataDir: string, port: number, auth: Record<string, unknown> | undefined): Promise<RunningRegistry> {
   // YAML is a superset of JSON, so the config is written as JSON.
   const config = {
     version: 0.1,

@@ -17,7 +17,10 @@ import nativePlugin from '../../plugins/runtime-native/index';
 import { buildBusyboxRootfs } from './busybox-rootfs';
 
 const quietLog: Logger = {
-  debug() {}, info() {}, warn() {}, error() {},
+  debug() {},
+  info() {},
+  warn() {},
+  error() {},
   child() {
     return quietLog;
   },
@@ -71,8 +74,14 @@ export class ContainerHarness {
 
   basePlan(args: string[], process: Partial<ProcessSpec> = {}): LaunchPlan {
     return newLaunchPlan(this.rootfs, {
-      args, env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root'],
-      cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false, ...process,
+      args,
+      env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'HOME=/root'],
+      cwd: '/',
+      uid: 0,
+      gid: 0,
+      additionalGids: [],
+      terminal: false,
+      ...process,
     });
   }
 
@@ -96,15 +105,26 @@ export class ContainerHarness {
     await this.isolator.cleanup?.(target);
     const log = readLog(this.runtime.logPath(id, stateDir));
     return {
-      id, stateDir, exit, log,
-      stdout: log.filter((l) => l.stream === 'stdout').map((l) => l.log).join(''),
-      stderr: log.filter((l) => l.stream === 'stderr').map((l) => l.log).join(''),
+      id,
+      stateDir,
+      exit,
+      log,
+      stdout: log
+        .filter((l) => l.stream === 'stdout')
+        .map((l) => l.log)
+        .join(''),
+      stderr: log
+        .filter((l) => l.stream === 'stderr')
+        .map((l) => l.log)
+        .join(''),
     };
   }
 
   /** Mount points under this harness's temp dir (there must be none after a container exits). */
   leftoverMounts(): string[] {
-    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(this.base));
+    return readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .filter((l) => l.includes(this.base));
   }
 
   dispose(): void {
@@ -114,5 +134,8 @@ export class ContainerHarness {
 
 export function readLog(file: string): { log: string; stream: string; time: string }[] {
   if (!existsSync(file)) return [];
-  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
 }

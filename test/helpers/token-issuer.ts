@@ -54,10 +54,7 @@ export async function startTokenIssuer(opts: TokenIssuerOptions = {}): Promise<T
   const keyFile = path.join(dir, 'key.pem');
   const certFile = path.join(dir, 'cert.pem');
   try {
-    await execFileP('openssl', [
-      'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile,
-      '-days', '2', '-subj', '/CN=berth-test-token-issuer',
-    ]);
+    await execFileP('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=berth-test-token-issuer']);
   } catch (err) {
     await fs.rm(dir, { recursive: true, force: true });
     throw err;
@@ -158,7 +155,10 @@ function parseScope(raw: string, pullOnly: boolean): { type: string; name: strin
       if (first < 0 || last === first) return [];
       const type = scope.slice(0, first);
       const name = scope.slice(first + 1, last);
-      let actions = scope.slice(last + 1).split(',').filter(Boolean);
+      let actions = scope
+        .slice(last + 1)
+        .split(',')
+        .filter(Boolean);
       if (pullOnly) actions = actions.filter((a) => a === 'pull');
       return [{ type, name, actions }];
     });

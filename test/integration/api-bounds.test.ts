@@ -67,7 +67,7 @@ async function postChunked(socketPath: string, urlPath: string, size: number, ch
   const prefix = Buffer.from('{"Image":"none","Labels":{"pad":"');
   const suffix = Buffer.from('"}}');
   const pad = Buffer.alloc(chunk, 0x61);
-  for (let sent = 0; sent < size && !answered && !statusOf(conn.text()); ) {
+  for (let sent = 0; sent < size && !answered && !statusOf(conn.text());) {
     const piece = sent === 0 ? Buffer.concat([prefix, pad.subarray(prefix.length)]) : size - sent <= chunk ? Buffer.concat([pad.subarray(0, size - sent - suffix.length), suffix]) : pad;
     sent += piece.length;
     if (!conn.sock.writable) break;
@@ -142,7 +142,9 @@ describe.skipIf(!isRoot)(`API bounds (${rootReason})`, () => {
       for (const st of statuses) counts[st] = (counts[st] ?? 0) + 1;
       await new Promise((r) => setTimeout(r, 1000));
       const after = rssMB(daemon.pid);
-      console.log(`[figures] berthd RSS with 500 concurrent 4 MiB JSON bodies: ${before.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB, ${after.toFixed(0)} MB 1 s after; answers ${JSON.stringify(counts)}`);
+      console.log(
+        `[figures] berthd RSS with 500 concurrent 4 MiB JSON bodies: ${before.toFixed(0)} MB before, peak ${peak.toFixed(0)} MB, ${after.toFixed(0)} MB 1 s after; answers ${JSON.stringify(counts)}`,
+      );
       for (const st of statuses) expect([413, 503]).toContain(st);
       // Before the bounds the bodies were all buffered: 2 GB and more. What remains is the first
       // socket read of each refused client, which V8 collects lazily (so the figure varies).
@@ -201,9 +203,19 @@ describe.skipIf(!isRoot)(`API bounds (${rootReason})`, () => {
       const attach = rawConnection(q(), `POST /containers/${id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\nContent-Length: 0\r\n\r\n`);
       await until('101', () => statusOf(attach.text()) === 101, 5000);
       expect((await quick.api(`/containers/${id}/start`, { method: 'POST' })).status).toBe(204);
-      await until('the late output on attach', () => attach.text().includes('late'), 10 * TIMEOUT_MS, () => attach.text());
+      await until(
+        'the late output on attach',
+        () => attach.text().includes('late'),
+        10 * TIMEOUT_MS,
+        () => attach.text(),
+      );
       expect((await quick.api(`/images/${img}/tag?repo=bounds/retagged&tag=v1`, { method: 'POST' })).status).toBe(201);
-      await until('the tag event', () => events.join('').includes('bounds/retagged'), 5000, () => events.join(''));
+      await until(
+        'the tag event',
+        () => events.join('').includes('bounds/retagged'),
+        5000,
+        () => events.join(''),
+      );
       req.destroy();
       attach.sock.destroy();
       await quick.api(`/containers/${id}?force=1`, { method: 'DELETE' });
@@ -253,7 +265,15 @@ describe.skipIf(!isRoot)(`API bounds (${rootReason})`, () => {
     const entries = [{ name: 'layer.tar', content: layer }];
     const manifest = [];
     for (let i = 0; i < LISTED_IMAGES; i++) {
-      const config = Buffer.from(JSON.stringify({ architecture: ARCH[process.arch] ?? process.arch, os: 'linux', created: new Date(1_700_000_000_000 + i * 1000).toISOString(), config: { Labels: { index: String(i) } }, rootfs: { type: 'layers', diff_ids: [diffId] } }));
+      const config = Buffer.from(
+        JSON.stringify({
+          architecture: ARCH[process.arch] ?? process.arch,
+          os: 'linux',
+          created: new Date(1_700_000_000_000 + i * 1000).toISOString(),
+          config: { Labels: { index: String(i) } },
+          rootfs: { type: 'layers', diff_ids: [diffId] },
+        }),
+      );
       const name = `${createHash('sha256').update(config).digest('hex')}.json`;
       entries.push({ name, content: config });
       manifest.push({ Config: name, RepoTags: [`bulk/img:${i}`], Layers: ['layer.tar'] });
@@ -296,7 +316,9 @@ describe.skipIf(!isRoot)(`API bounds (${rootReason})`, () => {
     const timings: number[] = [];
     for (let i = 0; i < 5; i++) timings.push((await list()).ms);
     timings.sort((a, b) => a - b);
-    console.log(`[figures] GET /images/json with ${first.res.json.length} images: first ${first.ms.toFixed(0)} ms (reads every config), then median ${timings[2].toFixed(1)} ms; load of the archive ${loadMs} ms`);
+    console.log(
+      `[figures] GET /images/json with ${first.res.json.length} images: first ${first.ms.toFixed(0)} ms (reads every config), then median ${timings[2].toFixed(1)} ms; load of the archive ${loadMs} ms`,
+    );
 
     // The cache follows the store: a new tag, a removed tag and a deleted image show at once.
     expect((await daemon.api('/images/bulk/img:7/tag?repo=bulk/renamed&tag=seven', { method: 'POST' })).status).toBe(201);

@@ -56,8 +56,7 @@ function request(socket: string, path: string, init: { method?: string; body?: s
   });
 }
 
-const post = (socket: string, path: string, body?: unknown) =>
-  request(socket, path, { method: 'POST', body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+const post = (socket: string, path: string, body?: unknown) => request(socket, path, { method: 'POST', body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
 
 function rssKiB(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -71,7 +70,11 @@ async function makeTar(entries: TarEntry[]): Promise<Buffer> {
   const pack = tar.pack();
   for (const e of entries) {
     await new Promise<void>((resolve, reject) =>
-      pack.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644) }, e.type && e.type !== 'file' ? undefined : e.body ?? '', (err) => (err ? reject(err) : resolve())),
+      pack.entry(
+        { name: e.name, type: e.type ?? 'file', linkname: e.linkname, mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644) },
+        e.type && e.type !== 'file' ? undefined : (e.body ?? ''),
+        (err) => (err ? reject(err) : resolve()),
+      ),
     );
   }
   pack.finalize();
@@ -108,24 +111,104 @@ async function mountsSettle(root: string, id: string, timeoutMs = 3000): Promise
   return left;
 }
 
-
 const CREATE_FIELDS = [
-  'Hostname', 'Domainname', 'User', 'AttachStdin', 'AttachStdout', 'AttachStderr', 'ExposedPorts', 'Tty', 'OpenStdin', 'StdinOnce',
-  'Env', 'Cmd', 'Healthcheck', 'ArgsEscaped', 'Image', 'Volumes', 'WorkingDir', 'Entrypoint', 'NetworkDisabled', 'MacAddress',
-  'OnBuild', 'Labels', 'StopSignal', 'StopTimeout', 'Shell', 'HostConfig', 'NetworkingConfig',
+  'Hostname',
+  'Domainname',
+  'User',
+  'AttachStdin',
+  'AttachStdout',
+  'AttachStderr',
+  'ExposedPorts',
+  'Tty',
+  'OpenStdin',
+  'StdinOnce',
+  'Env',
+  'Cmd',
+  'Healthcheck',
+  'ArgsEscaped',
+  'Image',
+  'Volumes',
+  'WorkingDir',
+  'Entrypoint',
+  'NetworkDisabled',
+  'MacAddress',
+  'OnBuild',
+  'Labels',
+  'StopSignal',
+  'StopTimeout',
+  'Shell',
+  'HostConfig',
+  'NetworkingConfig',
 ];
 const HOST_FIELDS = [
-  'Binds', 'NetworkMode', 'PortBindings', 'RestartPolicy', 'AutoRemove', 'CapAdd', 'CapDrop', 'Dns', 'ExtraHosts', 'GroupAdd',
-  'IpcMode', 'PidMode', 'Privileged', 'ReadonlyRootfs', 'SecurityOpt', 'Tmpfs', 'UTSMode', 'UsernsMode', 'ShmSize', 'Sysctls',
-  'Runtime', 'Mounts', 'Memory', 'MemorySwap', 'NanoCpus', 'CpuShares', 'CpuQuota', 'CpuPeriod', 'CpusetCpus', 'PidsLimit',
-  'Ulimits', 'Devices', 'Init', 'LogConfig', 'OomKillDisable', 'BlkioWeight', 'MaskedPaths', 'ReadonlyPaths', 'ConsoleSize',
+  'Binds',
+  'NetworkMode',
+  'PortBindings',
+  'RestartPolicy',
+  'AutoRemove',
+  'CapAdd',
+  'CapDrop',
+  'Dns',
+  'ExtraHosts',
+  'GroupAdd',
+  'IpcMode',
+  'PidMode',
+  'Privileged',
+  'ReadonlyRootfs',
+  'SecurityOpt',
+  'Tmpfs',
+  'UTSMode',
+  'UsernsMode',
+  'ShmSize',
+  'Sysctls',
+  'Runtime',
+  'Mounts',
+  'Memory',
+  'MemorySwap',
+  'NanoCpus',
+  'CpuShares',
+  'CpuQuota',
+  'CpuPeriod',
+  'CpusetCpus',
+  'PidsLimit',
+  'Ulimits',
+  'Devices',
+  'Init',
+  'LogConfig',
+  'OomKillDisable',
+  'BlkioWeight',
+  'MaskedPaths',
+  'ReadonlyPaths',
+  'ConsoleSize',
 ];
 const EXEC_FIELDS = ['Cmd', 'Env', 'User', 'WorkingDir', 'Tty', 'Privileged', 'AttachStdin', 'AttachStdout', 'AttachStderr', 'Detach', 'DetachKeys', 'ConsoleSize'];
 
 /** Random JSON values, weighted towards the shapes that break naive code. */
 function jsonGen(rand: () => number) {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)];
-  const strings = ['', 'a', 'x'.repeat(300), '/', '../../etc/passwd', 'sh', 'true', 'A=B', '=', '🙂', '\u0000nul', 'null', '0', '-1', 'none', 'host', 'default', '/tmp:/tmp', 'SIGKILL', 'root', '1000:1000'];
+  const strings = [
+    '',
+    'a',
+    'x'.repeat(300),
+    '/',
+    '../../etc/passwd',
+    'sh',
+    'true',
+    'A=B',
+    '=',
+    '🙂',
+    '\u0000nul',
+    'null',
+    '0',
+    '-1',
+    'none',
+    'host',
+    'default',
+    '/tmp:/tmp',
+    'SIGKILL',
+    'root',
+    '1000:1000',
+  ];
   const value = (depth: number): unknown => {
     const r = rand();
     if (r < 0.12) return null;
@@ -353,7 +436,7 @@ describe.skipIf(!isRoot)(`API robustness (${isRoot ? 'root' : rootReason})`, () 
       const head = await request(s(), `/containers/${stopped}/archive?path=/tmp/cp-dir/link`, { method: 'HEAD' });
       const stat = JSON.parse(Buffer.from(String(head.headers['x-docker-container-path-stat']), 'base64').toString('utf8'));
       expect(stat).toMatchObject({ name: 'link', linkTarget: '/tmp/cp-dir/a.txt' });
-      expect(stat.mode & 2 ** 27).toBeTruthy(); // os.ModeSymlink
+      expect(stat.mode & (2 ** 27)).toBeTruthy(); // os.ModeSymlink
       // `path/.` names the directory's contents, as docker cp uses it.
       const contents = await readTar((await get(stopped, '/tmp/cp-dir/.')).tar);
       expect(contents['./a.txt']).toBe('alpha\n');
@@ -412,8 +495,8 @@ describe.skipIf(!isRoot)(`API robustness (${isRoot ? 'root' : rootReason})`, () 
       expect(dirOverFile.status).toBe(400);
       expect(dirOverFile.json.message).toMatch(/cannot overwrite non-directory "\/etc\/passwd" with directory/);
       // Both are intact.
-      expect((await get(stopped, '/etc')).stat.mode & 2 ** 31).toBeTruthy();
-      expect((await get(stopped, '/etc/passwd')).stat.mode & 2 ** 31).toBe(0);
+      expect((await get(stopped, '/etc')).stat.mode & (2 ** 31)).toBeTruthy();
+      expect((await get(stopped, '/etc/passwd')).stat.mode & (2 ** 31)).toBe(0);
       // Plain files over plain files are fine with the flag.
       const ok = await put(stopped, '/tmp', await makeTar([{ name: 'cp-dir/a.txt', body: 'replaced\n' }]), '&noOverwriteDirNonDir=1');
       expect(ok.status).toBe(200);
@@ -434,11 +517,7 @@ describe.skipIf(!isRoot)(`API robustness (${isRoot ? 'root' : rootReason})`, () 
   describe('clients that go away', () => {
     it('mid-attach: the container runs on, the daemon answers, nothing leaks', async () => {
       for (let i = 0; i < 20; i++) {
-        const { sock, seen } = await rawConnect(
-          s(),
-          `POST /containers/${running}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`,
-          /tick/,
-        );
+        const { sock, seen } = await rawConnect(s(), `POST /containers/${running}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`, /tick/);
         expect(seen).toMatch(/^HTTP\/1.1 101/);
         sock.destroy();
       }

@@ -151,11 +151,15 @@ describe.skipIf(!isRoot)(`archive, export and commit against a racing container 
         const files = SHARED_NAMES.map((n) => `/w/d/${n}`).join(' ');
         const script = `mkdir -p /w/d && for f in ${files}; do printf '${CONTAINER_CONTENT.trim()}\\n' > $f; done && ln -s ${victimDir} /w/l && touch /w/ready && exec /tools/swap /w/d /w/l`;
         id = expectOk(await d.cli(['run', '-d', '-v', `${toolsDir}:/tools:ro`, img, 'sh', '-c', script])).stdout.trim();
-        await until('the swapper to run', async () => {
-          const res = await rawRequest(d.socket, `/containers/${id}/archive?path=/w/ready`, { method: 'HEAD' });
-          const top = JSON.parse((await d.api(`/containers/${id}/top`)).body || '{}');
-          return res.status === 200 && JSON.stringify(top).includes('/tools/swap');
-        }, 20_000);
+        await until(
+          'the swapper to run',
+          async () => {
+            const res = await rawRequest(d.socket, `/containers/${id}/archive?path=/w/ready`, { method: 'HEAD' });
+            const top = JSON.parse((await d.api(`/containers/${id}/top`)).body || '{}');
+            return res.status === 200 && JSON.stringify(top).includes('/tools/swap');
+          },
+          20_000,
+        );
       }, 120_000);
 
       /** What a round of racing requests did: leaks first, then failures the race caused. */
@@ -163,7 +167,15 @@ describe.skipIf(!isRoot)(`archive, export and commit against a racing container 
       const report = (what: string, t: ReturnType<typeof tally>) => {
         console.log(`${driver} ${what}: ${JSON.stringify({ ...t, errors: t.errors.slice(0, 3) })}`);
         expect.soft(t.leaked, `${what}: results holding the host victim`).toBe(0);
-        expect.soft(t.serverErrors + t.broken, `${what}: failed requests (${t.errors.filter((e) => !e.startsWith('4')).slice(0, 3).join('; ')})`).toBe(0);
+        expect
+          .soft(
+            t.serverErrors + t.broken,
+            `${what}: failed requests (${t.errors
+              .filter((e) => !e.startsWith('4'))
+              .slice(0, 3)
+              .join('; ')})`,
+          )
+          .toBe(0);
       };
       /** One request of a round: counted, never thrown (a broken stream is a finding, not the end of the round). */
       const attempt = async (t: ReturnType<typeof tally>, fn: () => Promise<{ status: number; body: Buffer }>) => {

@@ -26,8 +26,7 @@ function vmRssMiB(pid: number): number {
   return Number(m[1]) / 1024;
 }
 
-const attachRequest = (id: string) =>
-  `POST /containers/${id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`;
+const attachRequest = (id: string) => `POST /containers/${id}/attach?stream=1&stdout=1&stderr=1 HTTP/1.1\r\nHost: berth\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n`;
 
 describe.skipIf(!isRoot)(`attach and log streams stay bounded (${isRoot ? 'root' : rootReason})`, () => {
   let registry: RunningRegistry;
@@ -134,11 +133,15 @@ describe.skipIf(!isRoot)(`attach and log streams stay bounded (${isRoot ? 'root'
       expect(refused.seen).toMatch(/already has 1024 attached clients/);
       // One leaves, and the next one is served again.
       held.pop()!.destroy();
-      const again = await until('a freed place', async () => {
-        const r = await rawConnect(daemon.socket, attachRequest(id), /cap-marker|attached clients[^]*\}/, 20_000);
-        r.sock.destroy();
-        return /cap-marker/.test(r.seen) && r;
-      }, 30_000);
+      const again = await until(
+        'a freed place',
+        async () => {
+          const r = await rawConnect(daemon.socket, attachRequest(id), /cap-marker|attached clients[^]*\}/, 20_000);
+          r.sock.destroy();
+          return /cap-marker/.test(r.seen) && r;
+        },
+        30_000,
+      );
       expect(again.seen).toMatch(/^HTTP\/1.1 101/);
     } finally {
       for (const s of held) s.destroy();

@@ -38,7 +38,10 @@ describe.skipIf(!isRoot)(`build bounds (${rootReason})`, () => {
   const build = async (dockerfile: string, query = '') => {
     const context = await tarOf([{ name: 'Dockerfile', content: dockerfile }]);
     const res = await daemon.api(`/build?rm=1${query}`, { method: 'POST', body: context, headers: { 'Content-Type': 'application/x-tar' } });
-    const msgs: { stream?: string; error?: string; aux?: { ID: string } }[] = res.body.split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l));
+    const msgs: { stream?: string; error?: string; aux?: { ID: string } }[] = res.body
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => JSON.parse(l));
     return { status: res.status, msgs, error: msgs.find((m) => m.error)?.error ?? (res.status >= 400 ? res.json?.message : undefined), id: msgs.find((m) => m.aux)?.aux?.ID };
   };
   const imageCount = async () => (await daemon.api('/images/json?all=1')).json.length;

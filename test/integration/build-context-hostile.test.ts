@@ -65,8 +65,7 @@ describe.skipIf(!isRoot)(`hostile build contexts (${isRoot ? 'root' : rootReason
     if (work) await fs.rm(work, { recursive: true, force: true });
   });
 
-  const build = (body: Buffer, tag: string): Promise<ApiResponse> =>
-    daemon.api(`/build?t=${tag}`, { method: 'POST', body, headers: { 'Content-Type': 'application/x-tar' } });
+  const build = (body: Buffer, tag: string): Promise<ApiResponse> => daemon.api(`/build?t=${tag}`, { method: 'POST', body, headers: { 'Content-Type': 'application/x-tar' } });
   const expectNoSecret = (...texts: string[]) => {
     for (const t of texts) expect(t).not.toContain(secret);
   };

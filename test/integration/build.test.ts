@@ -21,7 +21,6 @@ import { startRegistry, type RunningRegistry } from '../helpers/registry';
 const execFileP = promisify(execFile);
 const DOCKER = '/usr/local/bin/docker';
 
-
 async function writeTree(dir: string, files: Record<string, string>): Promise<void> {
   for (const [rel, content] of Object.entries(files)) {
     await fs.mkdir(path.dirname(path.join(dir, rel)), { recursive: true });
@@ -41,7 +40,10 @@ async function tarOf(files: Record<string, string>): Promise<Buffer> {
 
 /** The JSON messages of a build response. */
 function messages(body: string): any[] {
-  return body.split(/\r?\n/).filter((l) => l.trim()).map((l) => JSON.parse(l));
+  return body
+    .split(/\r?\n/)
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l));
 }
 
 describe.skipIf(!isRoot)(`berth build (${isRoot ? 'root' : rootReason})`, () => {
@@ -66,7 +68,7 @@ describe.skipIf(!isRoot)(`berth build (${isRoot ? 'root' : rootReason})`, () => 
       // Multiplexed frames: 8-byte header (stream, 0, 0, 0, size) then the payload.
       const raw = Buffer.from(logs.body, 'latin1');
       let text = '';
-      for (let pos = 0; pos + 8 <= raw.length; ) {
+      for (let pos = 0; pos + 8 <= raw.length;) {
         const size = raw.readUInt32BE(pos + 4);
         text += raw.subarray(pos + 8, pos + 8 + size).toString('utf8');
         pos += 8 + size;
@@ -267,7 +269,10 @@ CMD ["sh", "-c", "cat /app/message.txt /app/run.txt /app/data/a.txt; id -u; pwd"
     const archive = await tarOf({ 'pkg/bin/tool': 'tool\n', 'pkg/README': 'readme\n' });
     await fs.writeFile(path.join(ctx, 'bundle.tar.gz'), zlib.gzipSync(archive));
     await fs.writeFile(path.join(ctx, 'plain.txt'), 'plain\n');
-    await fs.writeFile(path.join(ctx, 'Dockerfile'), `FROM ${base}\nADD bundle.tar.gz /opt/\nADD plain.txt /opt/plain.txt\nCMD ["sh", "-c", "cat /opt/pkg/bin/tool /opt/pkg/README /opt/plain.txt; ls /opt"]\n`);
+    await fs.writeFile(
+      path.join(ctx, 'Dockerfile'),
+      `FROM ${base}\nADD bundle.tar.gz /opt/\nADD plain.txt /opt/plain.txt\nCMD ["sh", "-c", "cat /opt/pkg/bin/tool /opt/pkg/README /opt/plain.txt; ls /opt"]\n`,
+    );
     expectOk(await cli(['build', '-t', 'add:v1', ctx]));
     expect(expectOk(await cli(['run', '--rm', 'add:v1'])).stdout).toBe('tool\nreadme\nplain\npkg\nplain.txt\n');
 

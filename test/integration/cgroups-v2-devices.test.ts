@@ -37,7 +37,9 @@ const FORBIDDEN: [string, 'c' | 'b', number, number][] = [
  */
 function probeScript(devices: typeof FORBIDDEN): string {
   return devices
-    .map(([name, type, major, minor]) => `busybox mknod /tmp/${name} ${type} ${major} ${minor}; if (exec 3< /tmp/${name}) 2>/tmp/err; then echo "${name}: open"; else echo "${name}: $(cat /tmp/err)"; fi`)
+    .map(
+      ([name, type, major, minor]) => `busybox mknod /tmp/${name} ${type} ${major} ${minor}; if (exec 3< /tmp/${name}) 2>/tmp/err; then echo "${name}: open"; else echo "${name}: $(cat /tmp/err)"; fi`,
+    )
     .join('\n');
 }
 
@@ -87,7 +89,7 @@ describe.skipIf(!!skipReason)(`device filter on cgroup v2 (BPF)${skipReason ? ` 
     return join(v2Mount!.mountPoint, own.path);
   }
 
-  it('reports cgroup v2 and puts the container below berthd\'s own v2 cgroup with one device program', async () => {
+  it("reports cgroup v2 and puts the container below berthd's own v2 cgroup with one device program", async () => {
     const info = (await daemon.api('/info')).json;
     expect(info.CgroupVersion).toBe('2');
     const id = expectOk(await daemon.cli(['run', '-d', img, 'sleep', '30'])).stdout.trim();
@@ -103,15 +105,18 @@ describe.skipIf(!!skipReason)(`device filter on cgroup v2 (BPF)${skipReason ? ` 
   });
 
   it('refuses host devices to a default container; null, zero, urandom, tty and pts work', async () => {
-    const out = await runWith({}, [
-      probeScript(FORBIDDEN),
-      'echo data > /dev/null && echo "null: ok"',
-      'test "$(head -c 3 /dev/zero | wc -c)" = 3 && echo "zero: ok"',
-      'test "$(head -c 3 /dev/urandom | wc -c)" = 3 && echo "urandom: ok"',
-      // No controlling terminal here: the driver answers ENXIO, which means the filter let it through.
-      'if (exec 3<> /dev/tty) 2>/tmp/err; then echo "tty: ok"; else echo "tty: $(cat /tmp/err)"; fi',
-      '(exec 3<> /dev/ptmx && ls /dev/pts | grep -qx 0) && echo "pts: ok"',
-    ].join('\n'));
+    const out = await runWith(
+      {},
+      [
+        probeScript(FORBIDDEN),
+        'echo data > /dev/null && echo "null: ok"',
+        'test "$(head -c 3 /dev/zero | wc -c)" = 3 && echo "zero: ok"',
+        'test "$(head -c 3 /dev/urandom | wc -c)" = 3 && echo "urandom: ok"',
+        // No controlling terminal here: the driver answers ENXIO, which means the filter let it through.
+        'if (exec 3<> /dev/tty) 2>/tmp/err; then echo "tty: ok"; else echo "tty: $(cat /tmp/err)"; fi',
+        '(exec 3<> /dev/ptmx && ls /dev/pts | grep -qx 0) && echo "pts: ok"',
+      ].join('\n'),
+    );
     for (const [name] of FORBIDDEN) expect(out).toMatch(deniedLine(name));
     for (const name of ['null', 'zero', 'urandom', 'pts']) expect(out).toContain(`${name}: ok`);
     expect(out).toMatch(/^tty: (ok|.*No such device or address)$/m);
@@ -125,7 +130,10 @@ describe.skipIf(!!skipReason)(`device filter on cgroup v2 (BPF)${skipReason ? ` 
 
   it('refuses a --device that is not a device node, naming it, and creates nothing', async () => {
     const before = (await daemon.api('/containers/json?all=1')).json.length;
-    const created = await daemon.api('/containers/create', { method: 'POST', body: { Image: img, Cmd: ['true'], HostConfig: { Devices: [{ PathOnHost: '/etc/hostname', PathInContainer: '/dev/x', CgroupPermissions: 'rwm' }] } } });
+    const created = await daemon.api('/containers/create', {
+      method: 'POST',
+      body: { Image: img, Cmd: ['true'], HostConfig: { Devices: [{ PathOnHost: '/etc/hostname', PathInContainer: '/dev/x', CgroupPermissions: 'rwm' }] } },
+    });
     expect(created.status).toBe(400);
     expect(created.json.message).toMatch(/custom device "\/etc\/hostname": not a device node/);
     expect((await daemon.api('/containers/json?all=1')).json.length).toBe(before);

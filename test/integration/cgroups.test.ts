@@ -209,7 +209,7 @@ describe.skipIf(!isRoot)(`isolator.cgroups on the real kernel${isRoot ? '' : ` (
     }
   });
 
-  it('keeps Docker\'s device rules: no access to host memory devices, /dev/null works', async () => {
+  it("keeps Docker's device rules: no access to host memory devices, /dev/null works", async () => {
     const r = await h.run(['sh', '-c', 'echo ok > /dev/null && echo null-ok; mknod /tmp/kmem c 1 1 && cat /tmp/kmem > /dev/null; echo "rc=$?"']);
     ids.push(r.id);
     expect(r.stdout).toContain('null-ok');
@@ -217,7 +217,7 @@ describe.skipIf(!isRoot)(`isolator.cgroups on the real kernel${isRoot ? '' : ` (
     expect(r.stderr).toMatch(/Operation not permitted/);
   });
 
-  it('refuses bad limits with Docker\'s messages before anything starts', async () => {
+  it("refuses bad limits with Docker's messages before anything starts", async () => {
     await expect(h.start(['true'], { hostConfig: { Memory: 1024 } })).rejects.toThrow(/Minimum memory limit allowed is 6MB/);
     await expect(h.start(['true'], { hostConfig: { CpusetCpus: '0-4095' } })).rejects.toThrow(/Requested CPUs are not available/);
     await expect(h.start(['true'], { hostConfig: { NanoCpus: 0.5e9, CpuQuota: 50000 } })).rejects.toThrow(/Conflicting options/);
@@ -267,7 +267,9 @@ describe.skipIf(!isRoot)(`isolator.cgroups on the real kernel${isRoot ? '' : ` (
     }
     times.sort((a, b) => a - b);
     const median = times[times.length >> 1];
-    console.log(`cgroup setup+teardown per container: median ${median.toFixed(2)} ms, max ${times[times.length - 1].toFixed(2)} ms (${h.cgroups.dirsFor({ containerId: 'x', stateDir: '/nonexistent', hostConfig: {} }).length} hierarchies)`);
+    console.log(
+      `cgroup setup+teardown per container: median ${median.toFixed(2)} ms, max ${times[times.length - 1].toFixed(2)} ms (${h.cgroups.dirsFor({ containerId: 'x', stateDir: '/nonexistent', hostConfig: {} }).length} hierarchies)`,
+    );
     expect(median).toBeLessThan(50); // generous: a regression guard, not the target (5 ms)
   });
 });

@@ -68,15 +68,19 @@ describe.skipIf(!isRoot)(`CLI shapes (${isRoot ? 'root' : rootReason})`, () => {
       '{{truncate .Id 12}} {{pad .Name 1 1}}',
     ];
 
-    it.skipIf(!existsSync(DOCKER))('inspect -f prints what docker inspect -f prints for the same container', async () => {
-      for (const c of ['done3', 'live']) {
-        for (const t of templates) {
-          const mine = await cli(['inspect', '-f', t, c]);
-          const theirs = await docker(['inspect', '-f', t, c]);
-          expect({ t, c, code: mine.code, out: mine.stdout }).toEqual({ t, c, code: theirs.code, out: theirs.stdout });
+    it.skipIf(!existsSync(DOCKER))(
+      'inspect -f prints what docker inspect -f prints for the same container',
+      async () => {
+        for (const c of ['done3', 'live']) {
+          for (const t of templates) {
+            const mine = await cli(['inspect', '-f', t, c]);
+            const theirs = await docker(['inspect', '-f', t, c]);
+            expect({ t, c, code: mine.code, out: mine.stdout }).toEqual({ t, c, code: theirs.code, out: theirs.stdout });
+          }
         }
-      }
-    }, 240_000); // two CLIs per template and container: minutes on a loaded machine
+      },
+      240_000,
+    ); // two CLIs per template and container: minutes on a loaded machine
 
     it('inspect -f on a field that is not there, and a template that does not parse', async () => {
       expect(await ok(['inspect', '-f', '{{.Nope}}', 'live'])).toBe('<no value>\n');
@@ -87,7 +91,7 @@ describe.skipIf(!isRoot)(`CLI shapes (${isRoot ? 'root' : rootReason})`, () => {
       expect(img1).toBe(`${img} linux\n`);
     });
 
-    it.skipIf(!existsSync(DOCKER))('ps and images tables: docker\'s headers and column alignment', async () => {
+    it.skipIf(!existsSync(DOCKER))("ps and images tables: docker's headers and column alignment", async () => {
       for (const args of [
         ['ps', '-a', '--format', 'table {{.ID}}\\t{{.Image}}\\t{{.Names}}\\t{{.Label "tier"}}\\t{{.State}}'],
         ['ps', '-a', '--format', 'table {{.Names}}\\t{{.Mounts}}\\t{{.Networks}}\\t{{.Command}}\\t{{.Ports}}'],
@@ -149,7 +153,7 @@ describe.skipIf(!isRoot)(`CLI shapes (${isRoot ? 'root' : rootReason})`, () => {
       expect(await ok(['ps', '--filter', 'status=exited', '--format', '{{.Names}}'])).toBe('done3\n');
     });
 
-    it('an unknown key or value is a 400 in dockerd\'s words', async () => {
+    it("an unknown key or value is a 400 in dockerd's words", async () => {
       const bad = await cli(['ps', '--filter', 'colour=red']);
       expect(bad.code).toBe(1);
       expect(bad.stderr).toBe("Error response from daemon: invalid filter 'colour'\n");
@@ -204,7 +208,7 @@ describe.skipIf(!isRoot)(`CLI shapes (${isRoot ? 'root' : rootReason})`, () => {
       expect((await cli(['run', '--rm', img, '/etc'])).code).toBe(126);
     });
 
-    it('flag checks: docker\'s messages, exit 125, nothing created', async () => {
+    it("flag checks: docker's messages, exit 125, nothing created", async () => {
       const before = await ok(['ps', '-aq']);
       const cases: [string[], string][] = [
         [['run', '--cpus', 'abc', img], 'invalid argument "abc" for "--cpus" flag: failed to parse abc as a rational number\nSee \'berth run --help\'.\n'],
@@ -228,7 +232,33 @@ describe.skipIf(!isRoot)(`CLI shapes (${isRoot ? 'root' : rootReason})`, () => {
     it('--help lists every flag of a command', async () => {
       const help = await ok(['run', '--help']);
       expect(help).toMatch(/^Usage: {2}berth run \[OPTIONS\] IMAGE \[COMMAND\] \[ARG\.\.\.\]\n\nCreate and run a new container from an image\n\nOptions:\n/);
-      for (const flag of ['--add-host list', '--dns list', '--dns-search list', '--dns-option list', '--ulimit list', '--device list', '--pid string', '--shm-size string', '--group-add list', '--health-cmd string', '--health-interval string', '--health-timeout string', '--health-retries string', '--health-start-period string', '--no-healthcheck', '--volumes-from list', '--log-opt list', '--log-driver string', '--mac-address string', '-l, --label list', '--label-file list', '-m, --memory string', '--cpus string', '--restart string', '-h, --hostname string']) {
+      for (const flag of [
+        '--add-host list',
+        '--dns list',
+        '--dns-search list',
+        '--dns-option list',
+        '--ulimit list',
+        '--device list',
+        '--pid string',
+        '--shm-size string',
+        '--group-add list',
+        '--health-cmd string',
+        '--health-interval string',
+        '--health-timeout string',
+        '--health-retries string',
+        '--health-start-period string',
+        '--no-healthcheck',
+        '--volumes-from list',
+        '--log-opt list',
+        '--log-driver string',
+        '--mac-address string',
+        '-l, --label list',
+        '--label-file list',
+        '-m, --memory string',
+        '--cpus string',
+        '--restart string',
+        '-h, --hostname string',
+      ]) {
         expect(help).toContain(flag);
       }
       const ps = await ok(['ps', '--help']);
@@ -243,10 +273,53 @@ describe.skipIf(!isRoot)(`CLI shapes (${isRoot ? 'root' : rootReason})`, () => {
     it('HostConfig and Config fields', async () => {
       const labels = path.join(work, 'labels');
       await fs.writeFile(labels, '# a comment\nfrom.file=1\ntier=file\n');
-      const res = await cli(['create', '--name', 'flags', '--add-host', 'db.local:10.0.0.5', '--dns', '10.0.0.53', '--dns-search', 'example.test', '--dns-option', 'ndots:2',
-        '--ulimit', 'nofile=1024:2048', '--pid', 'host', '--shm-size', '128m', '--group-add', '1234', '--volumes-from', 'done3', '--log-opt', 'max-size=1m', '--log-driver', 'json-file',
-        '--label-file', labels, '--label', 'tier=flag', '--memory', '64m', '--cpus', '1.5', '--restart', 'on-failure:3', '--health-cmd', 'true', '--health-interval', '5s', '--health-retries', '2',
-        '--mac-address', '02:42:ac:11:00:09', img, 'true']);
+      const res = await cli([
+        'create',
+        '--name',
+        'flags',
+        '--add-host',
+        'db.local:10.0.0.5',
+        '--dns',
+        '10.0.0.53',
+        '--dns-search',
+        'example.test',
+        '--dns-option',
+        'ndots:2',
+        '--ulimit',
+        'nofile=1024:2048',
+        '--pid',
+        'host',
+        '--shm-size',
+        '128m',
+        '--group-add',
+        '1234',
+        '--volumes-from',
+        'done3',
+        '--log-opt',
+        'max-size=1m',
+        '--log-driver',
+        'json-file',
+        '--label-file',
+        labels,
+        '--label',
+        'tier=flag',
+        '--memory',
+        '64m',
+        '--cpus',
+        '1.5',
+        '--restart',
+        'on-failure:3',
+        '--health-cmd',
+        'true',
+        '--health-interval',
+        '5s',
+        '--health-retries',
+        '2',
+        '--mac-address',
+        '02:42:ac:11:00:09',
+        img,
+        'true',
+      ]);
       // berthd may refuse a field it does not honour yet; what was sent is what docker sends.
       if (res.code !== 0) {
         expect(res.code).toBe(125);
@@ -254,7 +327,21 @@ describe.skipIf(!isRoot)(`CLI shapes (${isRoot ? 'root' : rootReason})`, () => {
         return;
       }
       const hc = JSON.parse(await ok(['inspect', '-f', '{{json .HostConfig}}', 'flags']));
-      expect(hc).toMatchObject({ ExtraHosts: ['db.local:10.0.0.5'], Dns: ['10.0.0.53'], DnsSearch: ['example.test'], DnsOptions: ['ndots:2'], Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 2048 }], PidMode: 'host', ShmSize: 128 * 1024 * 1024, GroupAdd: ['1234'], VolumesFrom: ['done3'], LogConfig: { Type: 'json-file', Config: { 'max-size': '1m' } }, Memory: 64 * 1024 * 1024, NanoCpus: 1.5e9, RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 } });
+      expect(hc).toMatchObject({
+        ExtraHosts: ['db.local:10.0.0.5'],
+        Dns: ['10.0.0.53'],
+        DnsSearch: ['example.test'],
+        DnsOptions: ['ndots:2'],
+        Ulimits: [{ Name: 'nofile', Soft: 1024, Hard: 2048 }],
+        PidMode: 'host',
+        ShmSize: 128 * 1024 * 1024,
+        GroupAdd: ['1234'],
+        VolumesFrom: ['done3'],
+        LogConfig: { Type: 'json-file', Config: { 'max-size': '1m' } },
+        Memory: 64 * 1024 * 1024,
+        NanoCpus: 1.5e9,
+        RestartPolicy: { Name: 'on-failure', MaximumRetryCount: 3 },
+      });
       const cfg = JSON.parse(await ok(['inspect', '-f', '{{json .Config}}', 'flags']));
       expect(cfg.Labels).toEqual({ 'from.file': '1', tier: 'flag' });
       await ok(['rm', 'flags']);
@@ -293,7 +380,13 @@ describe.skipIf(!isRoot)(`CLI shapes (${isRoot ? 'root' : rootReason})`, () => {
       expect(await fs.readlink(path.join(host, 'kept-link'))).toBe('/tmp/c.txt');
       expect(await fs.readFile(path.join(host, 'followed'), 'utf8')).toBe('from-c\n');
       const tarOut = await runProgram('sh', ['-c', `node ${CLI_JS} -H unix://${daemon.socket} cp live:/tmp/d - | tar -tf -`]);
-      expect(tarOut.stdout.split('\n').filter(Boolean).map((n) => n.replace(/\/$/, '')).sort()).toEqual(['d', 'd/e', 'd/e/x']);
+      expect(
+        tarOut.stdout
+          .split('\n')
+          .filter(Boolean)
+          .map((n) => n.replace(/\/$/, ''))
+          .sort(),
+      ).toEqual(['d', 'd/e', 'd/e/x']);
       await fs.writeFile(path.join(host, 'streamed.txt'), 'streamed\n');
       const tarIn = await runProgram('sh', ['-c', `cd ${host} && tar -cf - streamed.txt | node ${CLI_JS} -H unix://${daemon.socket} cp - live:/tmp`]);
       expect(tarIn.code, tarIn.stderr).toBe(0);
@@ -311,7 +404,9 @@ describe.skipIf(!isRoot)(`CLI shapes (${isRoot ? 'root' : rootReason})`, () => {
       await ok(['create', '--name', 'evt', '-l', 'tier=evt', img, 'true']);
       await ok(['rm', 'evt']);
       const until = Math.floor(Date.now() / 1000) + 1;
-      const lines = (await ok(['events', '--since', String(since), '--until', String(until), '--filter', 'container=evt', '--format', '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}'])).split('\n').filter(Boolean);
+      const lines = (await ok(['events', '--since', String(since), '--until', String(until), '--filter', 'container=evt', '--format', '{{.Type}} {{.Action}} {{.Actor.Attributes.name}}']))
+        .split('\n')
+        .filter(Boolean);
       expect(lines).toEqual(['container create evt', 'container destroy evt']);
       const plain = (await ok(['events', '--since', String(since), '--until', String(until), '--filter', 'event=create', '--filter', 'container=evt'])).trim();
       expect(plain).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z container create [0-9a-f]{64} \(.*name=evt.*tier=evt\)$/);

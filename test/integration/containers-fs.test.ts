@@ -13,7 +13,6 @@ import { isRoot, rootReason } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-
 interface TarEntry {
   name: string;
   type: string;
@@ -148,7 +147,9 @@ describe.skipIf(!isRoot)(`container filesystems through berthd (${isRoot ? 'root
         expect(tree.has('etc/passwd')).toBe(true);
         expect([...tree.keys()].some((n) => n.includes('.wh.'))).toBe(false);
 
-        const diff = expectOk(await cli(['diff', 'a'])).stdout.split('\n').filter(Boolean);
+        const diff = expectOk(await cli(['diff', 'a']))
+          .stdout.split('\n')
+          .filter(Boolean);
         expect(diff).toContain('A /newfile');
         expect(diff).toContain('D /etc/motd');
         expect(diff).toContain('C /etc');

@@ -30,7 +30,6 @@ function launchersOf(root: string): number[] {
   return pids;
 }
 
-
 /** berthd's open descriptors by kind (`socket`, `anon_inode:inotify`, a file path ...). */
 function openFds(pid: number): Record<string, number> {
   const kinds: Record<string, number> = {};

@@ -11,10 +11,12 @@ import { isRoot, rootReason, until } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-
-
 /** The tick numbers in a log, in order. */
-const ticks = (text: string) => text.split('\n').filter(Boolean).map((l) => Number(/^tick (\d+)$/.exec(l)?.[1] ?? NaN));
+const ticks = (text: string) =>
+  text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => Number(/^tick (\d+)$/.exec(l)?.[1] ?? NaN));
 
 const TICKER = 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done';
 
@@ -53,8 +55,13 @@ describe.skipIf(!isRoot)(`containers across a berthd restart (${isRoot ? 'root' 
     const pid: number = before.State.Pid;
 
     await first.kill9();
-    const lastBefore = ticks((await fs.readFile(path.join(first.root, 'containers', ticker, 'container.log'), 'utf8'))
-      .split('\n').filter(Boolean).map((l) => JSON.parse(l).log).join('')).at(-1)!;
+    const lastBefore = ticks(
+      (await fs.readFile(path.join(first.root, 'containers', ticker, 'container.log'), 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l).log)
+        .join(''),
+    ).at(-1)!;
     // Long enough for `seven` to exit and for the ticker to log some lines with no daemon around.
     await new Promise((r) => setTimeout(r, 2000));
     expect(existsSync(`/proc/${pid}`), 'the container process outlived berthd').toBe(true);

@@ -12,7 +12,6 @@ import { isRoot, rootReason, until } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-
 const PASSWD = 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n';
 const GROUP = 'root:x:0:\napp:x:1000:\nnobody:x:65534:\n';
 
@@ -197,7 +196,12 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
       expect(info.Config.Cmd).toEqual(['sh', '-c', script]);
       expect(info.Name).toBe('/talker');
 
-      await until('the first lines in the log', async () => (await cli(['logs', 'talker'])).stdout.includes('two'), 10_000, () => cli(['logs', 'talker']));
+      await until(
+        'the first lines in the log',
+        async () => (await cli(['logs', 'talker'])).stdout.includes('two'),
+        10_000,
+        () => cli(['logs', 'talker']),
+      );
       const logs = expectOk(await cli(['logs', 'talker']));
       expect(logs.stdout).toBe('one\ntwo\n');
       expect(logs.stderr).toBe('three\n');
@@ -338,7 +342,11 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
 
     it('has only lo in its network namespace with --network none', async () => {
       const res = expectOk(await run(['--network', 'none', img, 'cat', '/proc/net/dev']));
-      const ifaces = res.stdout.split('\n').slice(2).filter(Boolean).map((l) => l.trim().split(':')[0]);
+      const ifaces = res.stdout
+        .split('\n')
+        .slice(2)
+        .filter(Boolean)
+        .map((l) => l.trim().split(':')[0]);
       expect(ifaces).toEqual(['lo']);
     });
 

@@ -108,10 +108,14 @@ describe.skipIf(!isRoot || !hasCni)(`CRI pods on a CNI bridge from the conf dir 
     const sender = await run(pods[1], 'sender', ['sleep', '3600']);
     const sent = await cri.runtime.ExecSync({ container_id: sender, cmd: ['sh', '-c', `until echo bytes-from-b | nc ${pods[0].ip} ${PORT}; do sleep 0.2; done`], timeout: 60 });
     expect(sent.exit_code).toBe(0);
-    await until('the bytes in pod A', async () => {
-      const got = await cri.runtime.ExecSync({ container_id: listener, cmd: ['cat', '/received'], timeout: 10 });
-      return got.stdout.toString() === 'bytes-from-b\n' || undefined;
-    }, 30_000);
+    await until(
+      'the bytes in pod A',
+      async () => {
+        const got = await cri.runtime.ExecSync({ container_id: listener, cmd: ['cat', '/received'], timeout: 10 });
+        return got.stdout.toString() === 'bytes-from-b\n' || undefined;
+      },
+      30_000,
+    );
 
     const reserved = () => fs.readdir(path.join(ipamDir, 'berth-cri-test')).then((f) => f.filter((n) => /^\d+\.\d+\.\d+\.\d+$/.test(n)).sort());
     expect(await reserved()).toEqual(pods.map((p) => p.ip).sort());
@@ -153,15 +157,19 @@ describe.skipIf(!isRoot || !hasCni)(`CRI pods on a CNI bridge from the conf dir 
     });
     await cri.runtime.StartContainer({ container_id });
     // Until the listener is up, the proxy's connection to the pod is refused and the client's closes.
-    await until('the bytes through the host port', async () => {
-      await new Promise<void>((resolve) => {
-        const c = net.connect({ host: '127.0.0.1', port: hostPort }, () => c.end('via the host port\n'));
-        c.on('close', () => resolve());
-        c.on('error', () => undefined);
-      });
-      const got = await cri.runtime.ExecSync({ container_id, cmd: ['cat', '/received'], timeout: 10 });
-      return got.stdout.toString() === 'via the host port\n' || undefined;
-    }, 30_000);
+    await until(
+      'the bytes through the host port',
+      async () => {
+        await new Promise<void>((resolve) => {
+          const c = net.connect({ host: '127.0.0.1', port: hostPort }, () => c.end('via the host port\n'));
+          c.on('close', () => resolve());
+          c.on('error', () => undefined);
+        });
+        const got = await cri.runtime.ExecSync({ container_id, cmd: ['cat', '/received'], timeout: 10 });
+        return got.stdout.toString() === 'via the host port\n' || undefined;
+      },
+      30_000,
+    );
     await cri.runtime.StopPodSandbox({ pod_sandbox_id: id });
     const refused = await new Promise<string>((resolve) => {
       const c = net.connect({ host: '127.0.0.1', port: hostPort }, () => (c.destroy(), resolve('connected')));

@@ -19,7 +19,10 @@ const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/hos
 
 /** A process's memory cgroup and where that hierarchy is mounted (v1's memory line, else v2's). */
 function memoryCgroup(pid: number): { path: string; mount: string } {
-  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n').filter(Boolean).map((l) => l.split(':'));
+  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => l.split(':'));
   const v1 = lines.find(([, ctrls]) => ctrls.split(',').includes('memory'));
   if (v1) return { path: v1[2], mount: '/sys/fs/cgroup/memory' };
   return { path: lines.find(([id]) => id === '0')![2], mount: '/sys/fs/cgroup' };
@@ -127,7 +130,10 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (
 
   it('a WebSocket offering none of v5/v4.channel.k8s.io is refused by name, and the URL stays unused', async () => {
     const { url } = await cri.runtime.Exec({ container_id: echoId, cmd: ['/bin/busybox', 'echo', 'still here'], stdout: true });
-    await expect(channelWebSocket(url, ['channel.k8s.io'])).rejects.toMatchObject({ status: 403, body: expect.stringMatching(/offered WebSocket subprotocols \(channel\.k8s\.io\) is v5\.channel\.k8s\.io or v4\.channel\.k8s\.io/) });
+    await expect(channelWebSocket(url, ['channel.k8s.io'])).rejects.toMatchObject({
+      status: 403,
+      body: expect.stringMatching(/offered WebSocket subprotocols \(channel\.k8s\.io\) is v5\.channel\.k8s\.io or v4\.channel\.k8s\.io/),
+    });
     const ws = await channelWebSocket(url, ['v4.channel.k8s.io']);
     const got = await ws.done;
     expect(got[1]).toBe('still here\n');
@@ -212,7 +218,7 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (
     expect(all.stats.map((s: any) => s.attributes.id)).toContain(sandboxId);
   });
 
-  it('cgroup_parent: the pod and its containers get cgroups in it, below berthd\'s own; the removed pod leaves none', async () => {
+  it("cgroup_parent: the pod and its containers get cgroups in it, below berthd's own; the removed pod leaves none", async () => {
     const parent = '/kubepods/burstable/podcg';
     const podConfig = { metadata: { name: 'cgpod', uid: 'uid-cgpod', namespace: 'default', attempt: 0 }, linux: { cgroup_parent: parent } };
     const pod = (await cri.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
@@ -246,7 +252,13 @@ describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (
       const run = async (name: string, pid: string) => {
         const { container_id } = await cri.runtime.CreateContainer({
           pod_sandbox_id: pod,
-          config: { metadata: { name, attempt: 0 }, image: { image }, command: ['/bin/busybox'], args: ['sleep', `${name === 'shared' ? 3600 : 3601}`], linux: { security_context: { namespace_options: { pid } } } },
+          config: {
+            metadata: { name, attempt: 0 },
+            image: { image },
+            command: ['/bin/busybox'],
+            args: ['sleep', `${name === 'shared' ? 3600 : 3601}`],
+            linux: { security_context: { namespace_options: { pid } } },
+          },
           sandbox_config: podConfig,
         });
         await cri.runtime.StartContainer({ container_id });

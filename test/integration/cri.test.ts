@@ -21,7 +21,9 @@ const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/hos
 
 /** Processes whose command line names this test's root (monitors, pause, containers). */
 function processesUnder(root: string, except: number): string[] {
-  return execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(root) && Number(l.trim().split(' ')[0]) !== except);
+  return execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => l.includes(root) && Number(l.trim().split(' ')[0]) !== except);
 }
 
 describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
@@ -98,7 +100,10 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     const conds = Object.fromEntries(st.status.conditions.map((c: any) => [c.type, c.status]));
     expect(conds).toEqual({ RuntimeReady: true, NetworkReady: false });
     // containerd's words for a conf dir without a network config.
-    expect(st.status.conditions[1]).toMatchObject({ reason: 'NetworkPluginNotReady', message: expect.stringContaining(`cni config uninitialized: no network config (.conf, .conflist, .json) in ${criDir}`) });
+    expect(st.status.conditions[1]).toMatchObject({
+      reason: 'NetworkPluginNotReady',
+      message: expect.stringContaining(`cni config uninitialized: no network config (.conf, .conflist, .json) in ${criDir}`),
+    });
     expect(await daemon.cli(['info'])).toMatchObject({ code: 0 });
     expect((await daemon.cli(['info'])).stdout).toContain(`CRI: ${socket}`);
   });
@@ -115,8 +120,14 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
   });
 
   it('refuses bad requests with a clear error and keeps serving', async () => {
-    await expect(cri.runtime.RunPodSandbox({ config: { hostname: 'x' } })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/config\.metadata: name, uid and namespace/) });
-    await expect(cri.runtime.CreateContainer({ pod_sandbox_id: 'nope', config: {} })).rejects.toMatchObject({ code: grpc.status.NOT_FOUND, details: expect.stringMatching(/pod sandbox nope not found/) });
+    await expect(cri.runtime.RunPodSandbox({ config: { hostname: 'x' } })).rejects.toMatchObject({
+      code: grpc.status.INVALID_ARGUMENT,
+      details: expect.stringMatching(/config\.metadata: name, uid and namespace/),
+    });
+    await expect(cri.runtime.CreateContainer({ pod_sandbox_id: 'nope', config: {} })).rejects.toMatchObject({
+      code: grpc.status.NOT_FOUND,
+      details: expect.stringMatching(/pod sandbox nope not found/),
+    });
     await expect(cri.runtime.ContainerStatus({ container_id: '' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
     await expect(cri.image.PullImage({ image: { image: 'UPPER/Case' } })).rejects.toMatchObject({ details: expect.stringMatching(/UPPER\/Case/) });
     expect(await cri.runtime.Version({})).toMatchObject({ runtime_name: 'berth' });
@@ -146,11 +157,13 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
   it('runs a pod whose containers share localhost and hostname, with its IP, DNS and CRI logs', async () => {
     const t0 = performance.now();
     sandboxId = (await cri.runtime.RunPodSandbox({ config: podConfig('web') })).pod_sandbox_id;
-    serverId = (await cri.runtime.CreateContainer({
-      pod_sandbox_id: sandboxId,
-      config: containerConfig('server', ['sh', '-c', 'echo serving; echo oops >&2; nc -l -p 8080 -e echo hello-from-server; sleep 3600'], { role: 'server' }),
-      sandbox_config: podConfig('web'),
-    })).container_id;
+    serverId = (
+      await cri.runtime.CreateContainer({
+        pod_sandbox_id: sandboxId,
+        config: containerConfig('server', ['sh', '-c', 'echo serving; echo oops >&2; nc -l -p 8080 -e echo hello-from-server; sleep 3600'], { role: 'server' }),
+        sandbox_config: podConfig('web'),
+      })
+    ).container_id;
     await cri.runtime.StartContainer({ container_id: serverId });
     timings.push(performance.now() - t0);
 
@@ -159,16 +172,24 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     expect(pod.status.metadata).toMatchObject({ name: 'web', uid: 'uid-web', namespace: 'default' });
     expect(pod.status.network.ip).toMatch(/^\d+\.\d+\.\d+\.\d+$/);
 
-    clientId = (await cri.runtime.CreateContainer({
-      pod_sandbox_id: sandboxId,
-      config: containerConfig('client', ['sleep', '3600'], { role: 'client' }),
-      sandbox_config: podConfig('web'),
-    })).container_id;
+    clientId = (
+      await cri.runtime.CreateContainer({
+        pod_sandbox_id: sandboxId,
+        config: containerConfig('client', ['sleep', '3600'], { role: 'client' }),
+        sandbox_config: podConfig('web'),
+      })
+    ).container_id;
     expect((await cri.runtime.ContainerStatus({ container_id: clientId })).status.state).toBe('CONTAINER_CREATED');
     await cri.runtime.StartContainer({ container_id: clientId });
 
     const st = await cri.runtime.ContainerStatus({ container_id: clientId, verbose: true });
-    expect(st.status).toMatchObject({ id: clientId, state: 'CONTAINER_RUNNING', labels: { container: 'client', role: 'client' }, image_id: imageId, log_path: path.join(logDir, 'web', 'client/0.log') });
+    expect(st.status).toMatchObject({
+      id: clientId,
+      state: 'CONTAINER_RUNNING',
+      labels: { container: 'client', role: 'client' },
+      image_id: imageId,
+      log_path: path.join(logDir, 'web', 'client/0.log'),
+    });
     expect(BigInt(st.status.started_at)).toBeGreaterThan(0n);
 
     // Both containers are in the sandbox's network, IPC and UTS namespaces (not the host's).
@@ -276,7 +297,12 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni
     const pods = (await cri.runtime.ListPodSandbox({ filter: { label_selector: { app: 'web' } } })).items;
     expect(pods.map((p: any) => [p.id, p.state])).toEqual([[sandboxId, 'SANDBOX_READY']]);
     const ctrs = (await cri.runtime.ListContainers({ filter: { pod_sandbox_id: sandboxId } })).containers;
-    expect(ctrs.map((c: any) => [c.id, c.state]).sort()).toEqual([[serverId, 'CONTAINER_RUNNING'], [clientId, 'CONTAINER_RUNNING']].sort());
+    expect(ctrs.map((c: any) => [c.id, c.state]).sort()).toEqual(
+      [
+        [serverId, 'CONTAINER_RUNNING'],
+        [clientId, 'CONTAINER_RUNNING'],
+      ].sort(),
+    );
     expect((await cri.runtime.ContainerStatus({ container_id: clientId })).status.metadata).toMatchObject({ name: 'client' });
     // Output after the restart reaches the CRI log once.
     await cri.runtime.ExecSync({ container_id: serverId, cmd: ['sh', '-c', 'echo after-restart > /proc/1/fd/1'], timeout: 5 });
@@ -348,8 +374,11 @@ describe('shared namespaces in the OCI runtime spec', () => {
     plan.namespaces = ['mount', 'pid'];
     plan.enterNamespaces = { net: '/proc/42/ns/net', ipc: '/proc/42/ns/ipc', uts: '/proc/42/ns/uts' };
     expect(buildSpec(plan).linux.namespaces).toEqual([
-      { type: 'mount' }, { type: 'pid' },
-      { type: 'network', path: '/proc/42/ns/net' }, { type: 'ipc', path: '/proc/42/ns/ipc' }, { type: 'uts', path: '/proc/42/ns/uts' },
+      { type: 'mount' },
+      { type: 'pid' },
+      { type: 'network', path: '/proc/42/ns/net' },
+      { type: 'ipc', path: '/proc/42/ns/ipc' },
+      { type: 'uts', path: '/proc/42/ns/uts' },
     ]);
   });
 });

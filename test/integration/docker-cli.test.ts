@@ -21,7 +21,11 @@ function dockerClients(): { bin: string; version: string }[] {
   for (const bin of CANDIDATES) {
     if (!existsSync(bin)) continue;
     try {
-      const version = execFileSync(bin, ['version', '--format', '{{.Client.Version}}'], { env: { ...process.env, DOCKER_HOST: 'unix:///nonexistent.sock' }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+      const version = execFileSync(bin, ['version', '--format', '{{.Client.Version}}'], {
+        env: { ...process.env, DOCKER_HOST: 'unix:///nonexistent.sock' },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
       if (version && !out.some((c) => c.version === version)) out.push({ bin, version });
     } catch (err) {
       // `docker version` exits 1 when it cannot reach the daemon but still prints the client part.
@@ -34,8 +38,6 @@ function dockerClients(): { bin: string; version: string }[] {
 
 const clients = dockerClients();
 const skipReason = !isRoot ? rootReason : !clients.length ? `no docker CLI found (looked for ${CANDIDATES.join(', ')}); apt-get install docker.io brings one` : '';
-
-
 
 describe.skipIf(!!skipReason)(`the docker CLI against berthd${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   let registry: RunningRegistry;
@@ -226,12 +228,36 @@ describe.skipIf(!!skipReason)(`the docker CLI against berthd${skipReason ? ` (sk
       await docker(['run', '--name', c, img, 'sh', '-c', 'exit 2']);
       const until = Math.floor(Date.now() / 1000) + 1;
       await new Promise((r) => setTimeout(r, 1100)); // --until must be in the past for the command to end
-      const res = await ok(['events', '--since', String(since), '--until', String(until), '--filter', `container=${c}`, '--filter', 'type=container', '--format', '{{.Action}} {{.Actor.Attributes.name}}']);
+      const res = await ok([
+        'events',
+        '--since',
+        String(since),
+        '--until',
+        String(until),
+        '--filter',
+        `container=${c}`,
+        '--filter',
+        'type=container',
+        '--format',
+        '{{.Action}} {{.Actor.Attributes.name}}',
+      ]);
       const actions = res.stdout.trim().split('\n');
       expect(actions).toEqual(expect.arrayContaining([`create ${c}`, `start ${c}`, `die ${c}`]));
       // The filter kept other containers' events out.
       for (const line of actions) expect(line).toMatch(new RegExp(` ${c}$`));
-      const dieOnly = await ok(['events', '--since', String(since), '--until', String(until), '--filter', `container=${c}`, '--filter', 'event=die', '--format', '{{.Action}} {{index .Actor.Attributes "exitCode"}}']);
+      const dieOnly = await ok([
+        'events',
+        '--since',
+        String(since),
+        '--until',
+        String(until),
+        '--filter',
+        `container=${c}`,
+        '--filter',
+        'event=die',
+        '--format',
+        '{{.Action}} {{index .Actor.Attributes "exitCode"}}',
+      ]);
       expect(dieOnly.stdout.trim()).toBe('die 2');
       await ok(['rm', c]);
     });

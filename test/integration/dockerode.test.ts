@@ -43,7 +43,11 @@ describe.skipIf(!isRoot)(`dockerode against berthd (${isRoot ? 'root' : rootReas
     const events: { status?: string; id?: string }[] = [];
     const stream = await docker.pull(img);
     const output = await new Promise<unknown[]>((resolve, reject) =>
-      docker.modem.followProgress(stream, (err: Error | null, out: unknown[]) => (err ? reject(err) : resolve(out)), (e: { status?: string; id?: string }) => events.push(e)),
+      docker.modem.followProgress(
+        stream,
+        (err: Error | null, out: unknown[]) => (err ? reject(err) : resolve(out)),
+        (e: { status?: string; id?: string }) => events.push(e),
+      ),
     );
     expect(output.length).toBe(events.length);
     expect(events.some((e) => e.status === 'Pull complete')).toBe(true);
@@ -140,7 +144,10 @@ describe.skipIf(!isRoot)(`dockerode against berthd (${isRoot ? 'root' : rootReas
       stream.on('data', (c: Buffer) => (s += c.toString()));
       stream.on('end', () => resolve(s));
     });
-    const actions = text.trim().split('\n').map((l) => JSON.parse(l).Action);
+    const actions = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).Action);
     expect(actions).toEqual(expect.arrayContaining(['create', 'start', 'die', 'destroy']));
     expect(actions.indexOf('create')).toBeLessThan(actions.indexOf('die'));
   });
@@ -194,4 +201,3 @@ function bufferStream(buf: Buffer): PassThrough {
   s.end(buf);
   return s;
 }
-

@@ -72,24 +72,22 @@ function manyEntriesLayer(files: number, dirs: number): { gz: Buffer; diffId: st
 /** An OCI layout archive (what `berth save` writes) of one image with one gzip layer. */
 async function ociArchive(layer: { gz: Buffer; diffId: string }): Promise<Buffer> {
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: {}, rootfs: { type: 'layers', diff_ids: [layer.diffId] } }));
-  const manifest = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    mediaType: 'application/vnd.oci.image.manifest.v1+json',
-    config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
-    layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(layer.gz), size: layer.gz.length }],
-  }));
-  const index = Buffer.from(JSON.stringify({
-    schemaVersion: 2,
-    manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length }],
-  }));
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha256(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: sha256(layer.gz), size: layer.gz.length }],
+    }),
+  );
+  const index = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: sha256(manifest), size: manifest.length }],
+    }),
+  );
   const blob = (b: Buffer) => ({ name: `blobs/sha256/${sha256(b).slice(7)}`, content: b });
-  return tarOf([
-    { name: 'oci-layout', content: '{"imageLayoutVersion":"1.0.0"}' },
-    { name: 'index.json', content: index },
-    blob(manifest),
-    blob(config),
-    blob(layer.gz),
-  ]);
+  return tarOf([{ name: 'oci-layout', content: '{"imageLayoutVersion":"1.0.0"}' }, { name: 'index.json', content: index }, blob(manifest), blob(config), blob(layer.gz)]);
 }
 
 /** kB lines of /proc/PID/status as bytes. */
@@ -159,7 +157,14 @@ describe.skipIf(!isRoot)(`extraction bounds and clean failures (${isRoot ? 'root
   };
 
   afterAll(async () => {
-    if (daemon && (await daemon.api('/_ping').then(() => true, () => false))) await daemon.removeAllContainers();
+    if (
+      daemon &&
+      (await daemon.api('/_ping').then(
+        () => true,
+        () => false,
+      ))
+    )
+      await daemon.removeAllContainers();
     await daemon?.stop();
     if (work) await removeTree(work);
   });
@@ -197,7 +202,11 @@ describe.skipIf(!isRoot)(`extraction bounds and clean failures (${isRoot ? 'root
     const imagesBefore = (await daemon.api('/images/json')).json.length;
     // As dockerd does, a load reports its error in the progress stream (an errorDetail message).
     const res = await daemon.api('/images/load', { method: 'POST', body: await ociArchive(layer) });
-    const failure = res.body.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((m) => m.errorDetail);
+    const failure = res.body
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l))
+      .find((m) => m.errorDetail);
     expect(failure?.error).toContain(`layer ${sha256(layer.gz)}`);
     expect(failure?.error).toMatch(/more than .*134217728 bytes.*maxLayerSize/);
     expect((await daemon.api('/images/json')).json.length).toBe(imagesBefore);

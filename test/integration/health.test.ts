@@ -71,7 +71,10 @@ describe.skipIf(!isRoot)(`healthchecks (${isRoot ? 'root' : rootReason})`, () =>
 
     const until_ = Math.ceil(Date.now() / 1000) + 1;
     const events = (await daemon.api(`/events?since=${since}&until=${until_}&filters=${encodeURIComponent(JSON.stringify({ container: [id] }))}`)).body
-      .split('\n').filter(Boolean).map((l) => JSON.parse(l).Action).filter((a: string) => a.startsWith('health_status'));
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l).Action)
+      .filter((a: string) => a.startsWith('health_status'));
     expect(events).toEqual(['health_status: unhealthy', 'health_status: healthy']);
   });
 

@@ -51,19 +51,36 @@ const cases: Case[] = [
   { name: 'absolute name lands under the root', layers: async (s) => [await t([{ name: `${s}/file`, content: 'pwned' }])], expect: 'contained' },
   {
     name: 'absolute symlink, then a file through it (same layer)',
-    layers: async (s) => [await t([{ name: 'a', type: 'symlink', linkname: s }, { name: 'a/file', content: 'pwned' }, { name: 'a/new', content: 'pwned' }])],
+    layers: async (s) => [
+      await t([
+        { name: 'a', type: 'symlink', linkname: s },
+        { name: 'a/file', content: 'pwned' },
+        { name: 'a/new', content: 'pwned' },
+      ]),
+    ],
     expect: 'contained',
   },
   {
     name: 'relative symlink escape, then a file through it (same layer)',
-    layers: async (s) => [await t([{ name: 'a', type: 'symlink', linkname: `${up}${s}` }, { name: 'a/new', content: 'pwned' }])],
+    layers: async (s) => [
+      await t([
+        { name: 'a', type: 'symlink', linkname: `${up}${s}` },
+        { name: 'a/new', content: 'pwned' },
+      ]),
+    ],
     expect: 'contained',
   },
   {
     name: 'symlink escape, then a file through it in a later layer',
     layers: async (s) => [
-      await t([{ name: 'a', type: 'symlink', linkname: `${up}${s}` }, { name: 'b', type: 'symlink', linkname: s }]),
-      await t([{ name: 'a/new', content: 'pwned' }, { name: 'b/file', content: 'pwned' }]),
+      await t([
+        { name: 'a', type: 'symlink', linkname: `${up}${s}` },
+        { name: 'b', type: 'symlink', linkname: s },
+      ]),
+      await t([
+        { name: 'a/new', content: 'pwned' },
+        { name: 'b/file', content: 'pwned' },
+      ]),
     ],
     expect: 'contained',
   },
@@ -84,7 +101,12 @@ const cases: Case[] = [
   { name: 'hardlink to an absolute path', layers: async (s) => [await t([{ name: 'h', type: 'link', linkname: `${s}/file` }])], expect: /points to missing/ },
   {
     name: 'hardlink through a symlink',
-    layers: async (s) => [await t([{ name: 's', type: 'symlink', linkname: s }, { name: 'h', type: 'link', linkname: 's/file' }])],
+    layers: async (s) => [
+      await t([
+        { name: 's', type: 'symlink', linkname: s },
+        { name: 'h', type: 'link', linkname: 's/file' },
+      ]),
+    ],
     expect: /points to missing/,
   },
   {
@@ -105,10 +127,7 @@ const cases: Case[] = [
   { name: 'whiteout escaping with ..', layers: async () => [await t([{ name: '../.wh.sentinel' }])], expect: /escapes the root/ },
   {
     name: 'whiteout and opaque marker through a symlink',
-    layers: async (s) => [
-      await t([{ name: 'w', type: 'symlink', linkname: s }]),
-      await t([{ name: 'w/.wh.file' }, { name: 'w/.wh..wh..opq' }]),
-    ],
+    layers: async (s) => [await t([{ name: 'w', type: 'symlink', linkname: s }]), await t([{ name: 'w/.wh.file' }, { name: 'w/.wh..wh..opq' }])],
     expect: 'contained',
   },
   {
@@ -128,7 +147,16 @@ const cases: Case[] = [
     expect: /out-of-range number 1:2097151/,
   },
   { name: 'char device 0:0 (a fake whiteout)', layers: async () => [await t([{ name: 'dev', type: 'character-device', devmajor: 0, devminor: 0 }])], expect: /reserved for overlay whiteouts/ },
-  { name: 'symlink loop', layers: async () => [await t([{ name: 'a', type: 'symlink', linkname: 'a' }, { name: 'a/x', content: 'x' }])], expect: /too many symlinks/ },
+  {
+    name: 'symlink loop',
+    layers: async () => [
+      await t([
+        { name: 'a', type: 'symlink', linkname: 'a' },
+        { name: 'a/x', content: 'x' },
+      ]),
+    ],
+    expect: /too many symlinks/,
+  },
   {
     name: 'tar truncated inside an entry',
     layers: async () => [(await t([{ name: 'f', content: 'y'.repeat(5000) }])).subarray(0, 3000)],
@@ -258,7 +286,7 @@ describe.skipIf(!isRoot)(`hostile layers (${rootReason})`, () => {
       const layerDirs = (await fs.readdir(path.join(stateDir, 'layers'))).sort();
       expect(layerDirs.filter((n) => n.startsWith('tmp-'))).toEqual([]);
       expect(await snapshotTree(sentinel)).toEqual(before);
-      expect((await fs.readFile(path.join(sentinel, 'file'), 'utf8'))).toBe('precious\n');
+      expect(await fs.readFile(path.join(sentinel, 'file'), 'utf8')).toBe('precious\n');
       expect(await fs.readdir(sentinel)).toEqual(['dir', 'file']);
       await fs.rm(stateDir, { recursive: true, force: true });
     });

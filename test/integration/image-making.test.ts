@@ -31,7 +31,6 @@ async function sh(cmd: string, args: string[]): Promise<string> {
   }
 }
 
-
 /** Path -> type and size (and link target): what two unpackings of one image must agree on. */
 async function treeShape(root: string): Promise<Record<string, string>> {
   const snap = await snapshotTree(root);
@@ -109,7 +108,9 @@ describe.skipIf(!isRoot)(`making images: commit, push, save, load, import (${isR
     expect(probe.stdout).toBe('gone\n');
 
     // history: one more row, newest first, with the command, author's comment and the image ID.
-    const baseHistory = expectOk(await cli(['history', '-q', base])).stdout.trim().split('\n');
+    const baseHistory = expectOk(await cli(['history', '-q', base]))
+      .stdout.trim()
+      .split('\n');
     const history = JSON.parse((await daemon.api(`/images/${encodeURIComponent(committed)}/history`)).body);
     expect(history).toHaveLength(baseHistory.length + 1);
     expect(history[0].Id).toBe(id);
@@ -366,7 +367,10 @@ describe.skipIf(!isRoot)(`making images: commit, push, save, load, import (${isR
     expectOk(await cli(['create', '--name', 'unchanged', committed]));
     const first = expectOk(await cli(['commit', 'unchanged', 'unchanged:1'])).stdout.trim();
     const second = expectOk(await cli(['commit', 'unchanged', 'unchanged:2'])).stdout.trim();
-    for (const [tag, id] of [['unchanged:1', first], ['unchanged:2', second]]) {
+    for (const [tag, id] of [
+      ['unchanged:1', first],
+      ['unchanged:2', second],
+    ]) {
       const img = await inspect(tag);
       expect(img.Id).toBe(id);
       expect(img.RootFS.Layers).toHaveLength(baseLayers + 2);

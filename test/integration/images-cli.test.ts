@@ -11,7 +11,6 @@ import { expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { buildBusyboxLayout, makeTempDir, pushImage } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-
 /** Table rows split on runs of 3+ spaces (the CLI pads columns with at least three). */
 function tableRows(stdout: string): string[][] {
   return stdout

@@ -75,7 +75,7 @@ describe.skipIf(!isRoot)(`isolation probes through runtime.native + isolator.nam
   it('applies CapAdd / CapDrop and lifts everything for Privileged', async () => {
     const r1 = await sh('grep CapBnd /proc/self/status', { hostConfig: { CapDrop: ['NET_RAW', 'MKNOD'], CapAdd: ['SYS_ADMIN'] } });
     // a80425fb - NET_RAW(13) - MKNOD(27) + SYS_ADMIN(21)
-    expect(r1.stdout.trim()).toBe(`CapBnd:\t${(0xa80425fbn & ~(1n << 13n) & ~(1n << 27n) | (1n << 21n)).toString(16).padStart(16, '0')}`);
+    expect(r1.stdout.trim()).toBe(`CapBnd:\t${((0xa80425fbn & ~(1n << 13n) & ~(1n << 27n)) | (1n << 21n)).toString(16).padStart(16, '0')}`);
     const r2 = await sh('wc -c < /proc/kcore > /dev/null; grep -c kcore /proc/self/mountinfo; grep CapBnd /proc/self/status', { hostConfig: { Privileged: true } });
     expect(r2.stdout.split('\n')[0]).toBe('0'); // /proc/kcore not masked
     const host = readFileSync('/proc/self/status', 'utf8').match(/CapBnd:\t(\w+)/)![1];
@@ -83,9 +83,18 @@ describe.skipIf(!isRoot)(`isolation probes through runtime.native + isolator.nam
   });
 
   it('creates the device nodes and /dev links', async () => {
-    const r = await sh('for d in null zero full random urandom tty; do stat -c "%n %F %t:%T %a" /dev/$d; done; for l in ptmx fd stdin; do readlink /dev/$l; done; test -d /dev/pts && test -d /dev/shm && test -d /dev/mqueue && echo dirs-ok; head -c 4 /dev/zero | od -An -tx1; echo x > /dev/null && echo null-ok');
+    const r = await sh(
+      'for d in null zero full random urandom tty; do stat -c "%n %F %t:%T %a" /dev/$d; done; for l in ptmx fd stdin; do readlink /dev/$l; done; test -d /dev/pts && test -d /dev/shm && test -d /dev/mqueue && echo dirs-ok; head -c 4 /dev/zero | od -An -tx1; echo x > /dev/null && echo null-ok',
+    );
     expect(r.exit.exitCode).toBe(0);
-    for (const [d, maj, min] of [['null', 1, 3], ['zero', 1, 5], ['full', 1, 7], ['random', 1, 8], ['urandom', 1, 9], ['tty', 5, 0]]) {
+    for (const [d, maj, min] of [
+      ['null', 1, 3],
+      ['zero', 1, 5],
+      ['full', 1, 7],
+      ['random', 1, 8],
+      ['urandom', 1, 9],
+      ['tty', 5, 0],
+    ]) {
       expect(r.stdout).toContain(`/dev/${d} character special file ${maj.toString(16)}:${min.toString(16)} 666`);
     }
     expect(r.stdout).toContain('pts/ptmx\n/proc/self/fd\n/proc/self/fd/0');
@@ -126,7 +135,13 @@ describe.skipIf(!isRoot)(`isolation probes through runtime.native + isolator.nam
   it('leaks no fds beyond 0-2 into the container', async () => {
     const r = await h.run(['ls', '/proc/self/fd']);
     // ls itself opens one fd to read the directory
-    expect(r.stdout.trim().split('\n').map(Number).filter((fd) => fd > 2).length).toBeLessThanOrEqual(1);
+    expect(
+      r.stdout
+        .trim()
+        .split('\n')
+        .map(Number)
+        .filter((fd) => fd > 2).length,
+    ).toBeLessThanOrEqual(1);
     // pid 1 is the exec'd shell; list its fds from a child (ls's own dir fd is not pid 1's)
     const r2 = await sh('ls /proc/1/fd; true');
     expect(r2.stdout.trim().split('\n').sort()).toEqual(['0', '1', '2']);

@@ -6,7 +6,12 @@ import { effectiveCapabilities } from '../../plugins/isolator-namespaces/isolato
 
 // No root needed: the plan format and the capability masks (the C reader: test/unit/launch-plan.test.ts).
 const plan = (over: Partial<LaunchPlan> = {}): LaunchPlan => ({
-  namespaces: ['pid', 'mount'], rootfs: '/r', mounts: [], maskedPaths: [], readonlyPaths: [], capabilities: [],
+  namespaces: ['pid', 'mount'],
+  rootfs: '/r',
+  mounts: [],
+  maskedPaths: [],
+  readonlyPaths: [],
+  capabilities: [],
   noNewPrivileges: false,
   process: { args: ['sh'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false },
   ...over,

@@ -4,9 +4,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LaunchPlan } from '../../core/contracts/launch';
-import {
-  FrameDecoder, MonitorFrame, closeStdinFrame, launcherBinary, processStartTime, resizeFrame, serializePlan, stdinFrame,
-} from '../../core/launcher/index';
+import { FrameDecoder, MonitorFrame, closeStdinFrame, launcherBinary, processStartTime, resizeFrame, serializePlan, stdinFrame } from '../../core/launcher/index';
 import { isRoot, rootReason } from '../helpers/env';
 import { ContainerHarness } from '../helpers/rootfs';
 
@@ -176,7 +174,12 @@ describe.skipIf(!isRoot)(`launcher + monitor through runtime.native (${rootReaso
     client.sock.write(stdinFrame('abc\r'));
     await client.closed;
     const output = readFileSync(h.runtime.logPath(id, stateDir), 'utf8');
-    const text = output.trim().split('\n').map((l) => JSON.parse(l)).map((l) => l.log).join('');
+    const text = output
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+      .map((l) => l.log)
+      .join('');
     expect(text).toContain('/dev/pts/0\r\n');
     expect(text).toContain('is-a-tty\r\n');
     expect(text).toContain('30 100\r\n');
@@ -186,7 +189,7 @@ describe.skipIf(!isRoot)(`launcher + monitor through runtime.native (${rootReaso
     expect((await h.runtime.wait(id, stateDir)).exitCode).toBe(0);
   });
 
-  it('joins a running container\'s namespaces (exec mode)', async () => {
+  it("joins a running container's namespaces (exec mode)", async () => {
     const c = await h.start(['sleep', '60']);
     monitors.push(c.proc.monitorPid!);
     const execDir = join(c.stateDir, 'exec-1');
@@ -200,7 +203,11 @@ describe.skipIf(!isRoot)(`launcher + monitor through runtime.native (${rootReaso
     monitors.push(p.monitorPid!);
     const exit = await h.runtime.wait('exec-1', execDir);
     expect(exit.exitCode).toBe(0);
-    const out = readFileSync(h.runtime.logPath('exec-1', execDir), 'utf8').trim().split('\n').map((l) => JSON.parse(l).log).join('');
+    const out = readFileSync(h.runtime.logPath('exec-1', execDir), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).log)
+      .join('');
     expect(out).toBe(`${c.id.slice(0, 12)}\nsleep 60 \nCapBnd:\t0000000000000001\n`);
     await h.runtime.kill(c.id, c.stateDir, 'KILL');
     await h.runtime.wait(c.id, c.stateDir);

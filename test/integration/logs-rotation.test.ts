@@ -14,7 +14,7 @@ import { startRegistry, type RunningRegistry } from '../helpers/registry';
 /** Decode Docker's multiplexed stream into its payload text. */
 function demux(body: Buffer): string {
   let out = '';
-  for (let i = 0; i + 8 <= body.length; ) {
+  for (let i = 0; i + 8 <= body.length;) {
     const n = body.readUInt32BE(i + 4);
     out += body.subarray(i + 8, i + 8 + n).toString('utf8');
     i += 8 + n;
@@ -56,17 +56,22 @@ describe.skipIf(!isRoot)(`json-file log rotation (${isRoot ? 'root' : rootReason
   };
   const logFiles = (id: string) => {
     const dir = path.join(daemon.root, 'containers', id);
-    return readdirSync(dir).filter((n) => n.startsWith('container.log')).sort().map((n) => ({ name: n, size: statSync(path.join(dir, n)).size }));
+    return readdirSync(dir)
+      .filter((n) => n.startsWith('container.log'))
+      .sort()
+      .map((n) => ({ name: n, size: statSync(path.join(dir, n)).size }));
   };
   const logs = async (id: string, query: string) => {
     const chunks: Buffer[] = [];
     await new Promise<void>((resolve, reject) => {
       import('node:http').then(({ default: http }) => {
-        http.get({ socketPath: daemon.socket, path: `/containers/${id}/logs?stdout=1&stderr=1&${query}` }, (res) => {
-          res.on('data', (c) => chunks.push(c));
-          res.on('end', resolve);
-          res.on('error', reject);
-        }).on('error', reject);
+        http
+          .get({ socketPath: daemon.socket, path: `/containers/${id}/logs?stdout=1&stderr=1&${query}` }, (res) => {
+            res.on('data', (c) => chunks.push(c));
+            res.on('end', resolve);
+            res.on('error', reject);
+          })
+          .on('error', reject);
       }, reject);
     });
     return demux(Buffer.concat(chunks));
@@ -120,7 +125,7 @@ describe.skipIf(!isRoot)(`json-file log rotation (${isRoot ? 'root' : rootReason
       [{ Config: { 'max-size': '0' } }, /max-size must be a positive number/],
       [{ Config: { 'max-file': '0' } }, /max-file cannot be less than 1/],
       [{ Config: { 'max-file': 'two' } }, /max-file.*'two'/],
-      [{ Type: 'json-file', Config: { 'mode': 'non-blocking' } }, /unknown log opt 'mode' for json-file log driver/],
+      [{ Type: 'json-file', Config: { mode: 'non-blocking' } }, /unknown log opt 'mode' for json-file log driver/],
       [{ Type: 'syslog', Config: {} }, /no log driver named 'syslog'/],
       [{ Type: 'none', Config: { 'max-size': '1m' } }, /none log driver takes no options/],
     ] as const) {
@@ -153,4 +158,3 @@ describe.skipIf(!isRoot)(`json-file log rotation (${isRoot ? 'root' : rootReason
     }
   }, 60_000);
 });
-

@@ -55,7 +55,12 @@ describe.skipIf(!isRoot || !hasCni)(`network hot-plug, IPAM and compose's connec
     daemon.api(`/networks/${encodeURIComponent(net)}/connect`, { method: 'POST', body: { Container: container, EndpointConfig: endpoint } });
   const disconnect = (net: string, container: string) => daemon.api(`/networks/${encodeURIComponent(net)}/disconnect`, { method: 'POST', body: { Container: container } });
   const interfaces = async (container: string) =>
-    expectOk(await cli(['exec', container, 'cat', '/proc/net/dev'])).stdout.split('\n').slice(2).map((l) => l.trim().split(':')[0]).filter(Boolean).sort();
+    expectOk(await cli(['exec', container, 'cat', '/proc/net/dev']))
+      .stdout.split('\n')
+      .slice(2)
+      .map((l) => l.trim().split(':')[0])
+      .filter(Boolean)
+      .sort();
 
   it('a created container disconnected from its network and connected again runs on it (docker-compose)', async () => {
     await createNetwork({ Name: 'compose_default' });
@@ -116,7 +121,11 @@ describe.skipIf(!isRoot || !hasCni)(`network hot-plug, IPAM and compose's connec
       IPAM: { Driver: 'default', Config: [{ Subnet: '10.209.240.0/24', IPRange: '10.209.240.128/25', Gateway: '10.209.240.254', AuxiliaryAddresses: { a: '10.209.240.129' } }] },
     });
     const net = (await daemon.api(`/networks/${netId}`)).json;
-    expect(net.IPAM).toEqual({ Driver: 'default', Options: null, Config: [{ Subnet: '10.209.240.0/24', IPRange: '10.209.240.128/25', Gateway: '10.209.240.254', AuxiliaryAddresses: { a: '10.209.240.129' } }] });
+    expect(net.IPAM).toEqual({
+      Driver: 'default',
+      Options: null,
+      Config: [{ Subnet: '10.209.240.0/24', IPRange: '10.209.240.128/25', Gateway: '10.209.240.254', AuxiliaryAddresses: { a: '10.209.240.129' } }],
+    });
     expectOk(await cli(['run', '-d', '--name', 'p1', '--network', 'pools', img]));
     const ip = (await inspect('p1')).NetworkSettings.Networks.pools.IPAddress as string;
     const last = Number(ip.split('.')[3]);
@@ -144,7 +153,10 @@ describe.skipIf(!isRoot || !hasCni)(`network hot-plug, IPAM and compose's connec
     expect(ep.IPv6Gateway).toBe('fd00:b0b::ffff');
     expect(expectOk(await cli(['exec', 'v6', 'cat', '/proc/net/if_inet6'])).stdout).toContain('fd000b0b00000000000000000000f00d');
     expectOk(await cli(['rm', '-f', 'v6']));
-    const outside = await daemon.api('/containers/create', { method: 'POST', body: { Image: img, HostConfig: { NetworkMode: 'six' }, NetworkingConfig: { EndpointsConfig: { six: { IPAMConfig: { IPv6Address: 'fd00:dead::1' } } } } } });
+    const outside = await daemon.api('/containers/create', {
+      method: 'POST',
+      body: { Image: img, HostConfig: { NetworkMode: 'six' }, NetworkingConfig: { EndpointsConfig: { six: { IPAMConfig: { IPv6Address: 'fd00:dead::1' } } } } },
+    });
     expect(outside.status).toBe(400);
 
     await createNetwork({ Name: 'test 01' });
@@ -201,7 +213,7 @@ describe.skipIf(!isRoot || !hasCni)(`network hot-plug, IPAM and compose's connec
     expect(bridgeLinks().has(bridge)).toBe(false);
   });
 
-  it('a berthd in its own network namespace, with the host\'s /sys, starts containers on a bridge again and again', async () => {
+  it("a berthd in its own network namespace, with the host's /sys, starts containers on a bridge again and again", async () => {
     const inNetns = await startDaemon({ wrapper: ['unshare', '--net', '--'] });
     try {
       expectOk(await inNetns.cli(['load', '-i', archive]));

@@ -19,7 +19,6 @@ import { freePort, startRegistry, type RunningRegistry } from '../helpers/regist
 const run = promisify(execFile);
 const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
 
-
 function httpGet(port: number, host = '127.0.0.1'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host, port, path: '/', timeout: 5000 }, (res) => {
@@ -32,7 +31,6 @@ function httpGet(port: number, host = '127.0.0.1'): Promise<{ status: number; bo
   });
 }
 
-
 /** Links of a type as name -> master (or ''). */
 function links(type: string): Map<string, string> {
   const out = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'type', type], { encoding: 'utf8' }) || '[]') as { ifname: string; master?: string }[];
@@ -41,7 +39,10 @@ function links(type: string): Map<string, string> {
 
 const hostState = () => ({
   netns: execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' }),
-  iptables: execFileSync('iptables-save', { encoding: 'utf8' }).split('\n').filter((l) => !l.startsWith('#')).join('\n'),
+  iptables: execFileSync('iptables-save', { encoding: 'utf8' })
+    .split('\n')
+    .filter((l) => !l.startsWith('#'))
+    .join('\n'),
 });
 
 describe.skipIf(!isRoot || !hasCni)(`networks, published ports and DNS (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
@@ -119,11 +120,17 @@ describe.skipIf(!isRoot || !hasCni)(`networks, published ports and DNS (${!isRoo
 
   it('refuses a second container on the same host port and leaves no second container', async () => {
     const port = Number(JSON.parse(expectOk(await cli(['inspect', 'web'])).stdout)[0].NetworkSettings.Ports['80/tcp'][0].HostPort);
-    const count = expectOk(await cli(['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean).length;
+    const count = expectOk(await cli(['ps', '-a', '-q']))
+      .stdout.split('\n')
+      .filter(Boolean).length;
     const res = await cli(['run', '-d', '--name', 'web2', '-p', `127.0.0.1:${port}:80`, img]);
     expect(res.code).not.toBe(0);
     expect(res.stderr).toMatch(new RegExp(`127\\.0\\.0\\.1:${port}.*already allocated.*web`));
-    expect(expectOk(await cli(['ps', '-a', '-q'])).stdout.split('\n').filter(Boolean).length).toBe(count);
+    expect(
+      expectOk(await cli(['ps', '-a', '-q']))
+        .stdout.split('\n')
+        .filter(Boolean).length,
+    ).toBe(count);
     expect((await cli(['inspect', 'web2'])).code).not.toBe(0);
   });
 
@@ -200,10 +207,15 @@ describe.skipIf(!isRoot || !hasCni)(`networks, published ports and DNS (${!isRoo
 
   it('--network none has only lo; bad network names are clear errors', async () => {
     const res = expectOk(await cli(['run', '--rm', '--network', 'none', img, 'cat', '/proc/net/dev']));
-    expect(res.stdout.split('\n').slice(2).filter(Boolean).map((l) => l.trim().split(':')[0])).toEqual(['lo']);
+    expect(
+      res.stdout
+        .split('\n')
+        .slice(2)
+        .filter(Boolean)
+        .map((l) => l.trim().split(':')[0]),
+    ).toEqual(['lo']);
     const bad = await cli(['run', '--rm', '--network', 'nosuchnet', img, 'true']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('network nosuchnet not found');
   });
-
 });

@@ -18,7 +18,6 @@ import { buildBusyboxLayout, makeTempDir } from '../helpers/fixtures';
 const execFileP = promisify(execFile);
 const EXAMPLES = ['registry-layout', 'isolator-readonly', 'storage-reflink', 'runtime-timed'];
 
-
 /** The examples compile with the root build (tsconfig includes examples/); rebuild when stale. */
 function ensureExamplesBuilt(): void {
   const stale = EXAMPLES.some((name) => {
@@ -115,8 +114,18 @@ describe.skipIf(!isRoot)(`example plugins in a real berthd (${isRoot ? 'root' : 
     const run = expectOk(await d.cli(['run', '--rm', 'layout.local/busybox:v1']));
     expect(run.stdout).toBe('from-layout\n');
     // The read-only rootfs holds, with tmpfs at /tmp and /run, under namespaces and cgroups.
-    const probe = expectOk(await d.cli(['run', '--rm', '--memory', '64m', 'layout.local/busybox:v1', 'sh', '-c',
-      'touch /x 2>/dev/null && echo rootfs-writable || echo rootfs-ro; touch /tmp/x /run/x && echo tmp-ok; grep " /tmp " /proc/mounts; echo pid=$$']));
+    const probe = expectOk(
+      await d.cli([
+        'run',
+        '--rm',
+        '--memory',
+        '64m',
+        'layout.local/busybox:v1',
+        'sh',
+        '-c',
+        'touch /x 2>/dev/null && echo rootfs-writable || echo rootfs-ro; touch /tmp/x /run/x && echo tmp-ok; grep " /tmp " /proc/mounts; echo pid=$$',
+      ]),
+    );
     expect(probe.stdout).toContain('rootfs-ro');
     expect(probe.stdout).toContain('tmp-ok');
     expect(probe.stdout).toMatch(/tmpfs \/tmp tmpfs/);
@@ -151,7 +160,10 @@ describe.skipIf(!isRoot)(`example plugins in a real berthd (${isRoot ? 'root' : 
     expectOk(await d.cli(['rm', id]));
     expect(existsSync(path.join(d.root, 'plugins', 'storage.reflink', 'containers', id))).toBe(false);
     // Each start went through the timing wrapper.
-    const timings = readFileSync(path.join(d.root, 'plugins', 'runtime.timed', 'timings.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const timings = readFileSync(path.join(d.root, 'plugins', 'runtime.timed', 'timings.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(timings.length).toBe(2);
     expect(timings.map((t) => t.container)).toContain(id);
     for (const t of timings) expect(t.totalMs).toBeGreaterThanOrEqual(t.spawnMs + t.attachMs);

@@ -119,7 +119,6 @@ function layerLines(res: CliResult, status: string): string[] {
     .map((l) => l.slice(0, l.indexOf(':')));
 }
 
-
 describe('berth pull from a real registry', () => {
   let registry: RunningRegistry;
   let daemon: RunningDaemon;

@@ -14,28 +14,11 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { container as rootContainer, type DependencyContainer } from 'tsyringe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  CredentialStore,
-  MediaTypes,
-  NotFoundError,
-  RegistryError,
-  type Descriptor,
-  type ImageRef,
-  type Logger,
-  type PluginContext,
-} from '../../core/contracts';
+import { CredentialStore, MediaTypes, NotFoundError, RegistryError, type Descriptor, type ImageRef, type Logger, type PluginContext } from '../../core/contracts';
 import type { DistributionRegistry } from '../../plugins/registry-distribution/client';
 import type { DistributionConfig } from '../../plugins/registry-distribution/config';
 import manifest from '../../plugins/registry-distribution/index';
-import {
-  buildBusyboxLayout,
-  buildMultiPlatformLayout,
-  makeTempDir,
-  pushBusybox,
-  pushImage,
-  skopeoInspect,
-  type MultiPlatformLayout,
-} from '../helpers/fixtures';
+import { buildBusyboxLayout, buildMultiPlatformLayout, makeTempDir, pushBusybox, pushImage, skopeoInspect, type MultiPlatformLayout } from '../helpers/fixtures';
 import { freePort, startRegistry, startTestServer, type RunningRegistry, type TestServer } from '../helpers/registry';
 import { startTokenIssuer, type TokenIssuer } from '../helpers/token-issuer';
 
@@ -156,11 +139,7 @@ describe('registry.distribution against a real registry (anonymous)', () => {
     expect(sha256(index.bytes)).toBe(multiDigest);
     expect(multiDigest).toBe(multi.indexDigest);
     const parsed = JSON.parse(index.bytes.toString());
-    expect(parsed.manifests.map((m: Descriptor) => `${m.platform?.os}/${m.platform?.architecture}`)).toEqual([
-      'linux/amd64',
-      'linux/arm64',
-      'unknown/unknown',
-    ]);
+    expect(parsed.manifests.map((m: Descriptor) => `${m.platform?.os}/${m.platform?.architecture}`)).toEqual(['linux/amd64', 'linux/arm64', 'unknown/unknown']);
     const arm = await plugin.registry.getManifest(ref('test/multi'), multi.arm64.digest);
     expect(sha256(arm.bytes)).toBe(multi.arm64.digest);
   });
@@ -175,13 +154,9 @@ describe('registry.distribution against a real registry (anonymous)', () => {
     const missingTag = plugin.registry.getManifest(ref('test/busybox'), 'nope');
     await expect(missingTag).rejects.toSatisfy(isNotFound);
     await expect(missingTag).rejects.toThrow(`manifest unknown: ${registry.host}/test/busybox:nope`);
-    await expect(plugin.registry.getManifest(ref('test/absent'), 'latest')).rejects.toThrow(
-      `manifest unknown: ${registry.host}/test/absent:latest`,
-    );
+    await expect(plugin.registry.getManifest(ref('test/absent'), 'latest')).rejects.toThrow(`manifest unknown: ${registry.host}/test/absent:latest`);
     const digest = `sha256:${'0'.repeat(64)}`;
-    await expect(plugin.registry.getManifest(ref('test/busybox'), digest)).rejects.toThrow(
-      `manifest unknown: ${registry.host}/test/busybox@${digest}`,
-    );
+    await expect(plugin.registry.getManifest(ref('test/busybox'), digest)).rejects.toThrow(`manifest unknown: ${registry.host}/test/busybox@${digest}`);
   });
 
   it('refuses a malformed reference before any request, naming it', async () => {
@@ -198,9 +173,7 @@ describe('registry.distribution against a real registry (anonymous)', () => {
     const tail = await readAll(await plugin.registry.getBlob(ref('test/busybox'), layer, { offset: 1000 }));
     expect(tail.equals(whole.subarray(1000))).toBe(true);
     const missing = { ...layer, digest: `sha256:${'1'.repeat(64)}` };
-    await expect(plugin.registry.getBlob(ref('test/busybox'), missing)).rejects.toThrow(
-      `blob unknown: ${registry.host}/test/busybox@${missing.digest}`,
-    );
+    await expect(plugin.registry.getBlob(ref('test/busybox'), missing)).rejects.toThrow(`blob unknown: ${registry.host}/test/busybox@${missing.digest}`);
   });
 
   it('pushes blobs and a manifest that skopeo can read back, and mounts across repositories', async () => {
@@ -258,9 +231,7 @@ describe('registry.distribution with Basic auth (htpasswd)', () => {
   });
 
   it('refuses anonymous access and a wrong password with clear errors', async () => {
-    await expect(plugin.registry.getManifest(ref(), 'v1')).rejects.toThrow(
-      `unauthorized: authentication required for ${registry.host} (accessing ${registry.host}/private/busybox:v1)`,
-    );
+    await expect(plugin.registry.getManifest(ref(), 'v1')).rejects.toThrow(`unauthorized: authentication required for ${registry.host} (accessing ${registry.host}/private/busybox:v1)`);
     const wrong = plugin.registry.getManifest(ref(), 'v1', { credentials: { username: 'alice', password: 'nope' } });
     await expect(wrong).rejects.toThrow(`unauthorized: incorrect username or password for ${registry.host}`);
     await expect(wrong).rejects.toSatisfy((e: unknown) => e instanceof RegistryError && e.status === 401);
@@ -282,9 +253,7 @@ describe('registry.distribution with Basic auth (htpasswd)', () => {
       expect(sha256(m.bytes)).toBe(digest);
       expect(asked).toContain(registry.host);
       // Per-request credentials win over stored ones.
-      await expect(
-        withStore.registry.getManifest(ref(), 'v1', { credentials: { username: 'alice', password: 'bad' } }),
-      ).rejects.toThrow(/incorrect username or password/);
+      await expect(withStore.registry.getManifest(ref(), 'v1', { credentials: { username: 'alice', password: 'bad' } })).rejects.toThrow(/incorrect username or password/);
     } finally {
       await withStore.dispose();
     }
@@ -292,9 +261,7 @@ describe('registry.distribution with Basic auth (htpasswd)', () => {
 
   it('login checks the password', async () => {
     await plugin.registry.login!(registry.host, { username: 'alice', password: 'wonderland' });
-    await expect(plugin.registry.login!(registry.host, { username: 'alice', password: 'x' })).rejects.toThrow(
-      `unauthorized: incorrect username or password for ${registry.host}`,
-    );
+    await expect(plugin.registry.login!(registry.host, { username: 'alice', password: 'x' })).rejects.toThrow(`unauthorized: incorrect username or password for ${registry.host}`);
     await expect(plugin.registry.login!(`http://${registry.host}/`, { username: 'alice', password: 'wonderland' })).resolves.toBeUndefined();
   });
 });
@@ -342,9 +309,7 @@ describe('registry.distribution with token auth', () => {
   });
 
   it('reports a wrong password and anonymous access clearly', async () => {
-    await expect(plugin.registry.getManifest(ref(), 'v1', { credentials: { username: 'bob', password: 'x' } })).rejects.toThrow(
-      `unauthorized: incorrect username or password for ${registry.host}`,
-    );
+    await expect(plugin.registry.getManifest(ref(), 'v1', { credentials: { username: 'bob', password: 'x' } })).rejects.toThrow(`unauthorized: incorrect username or password for ${registry.host}`);
     await expect(plugin.registry.getManifest(ref(), 'v1')).rejects.toThrow(`unauthorized: authentication required for ${registry.host}`);
   });
 
@@ -352,9 +317,7 @@ describe('registry.distribution with token auth', () => {
     const before = issuer.tokensIssued;
     await plugin.registry.login!(registry.host, credentials);
     expect(issuer.tokensIssued).toBe(before + 1);
-    await expect(plugin.registry.login!(registry.host, { username: 'bob', password: 'x' })).rejects.toThrow(
-      `unauthorized: incorrect username or password for ${registry.host}`,
-    );
+    await expect(plugin.registry.login!(registry.host, { username: 'bob', password: 'x' })).rejects.toThrow(`unauthorized: incorrect username or password for ${registry.host}`);
   });
 
   it('pushes with a pull,push token', async () => {
@@ -398,9 +361,7 @@ describe('registry.distribution transport behaviour (test servers)', () => {
   it('names the host when the registry is down', async () => {
     const port = await freePort();
     const p = await plug({ retries: 1 });
-    await expect(p.registry.getManifest({ domain: `127.0.0.1:${port}`, path: 'x' }, 'latest')).rejects.toThrow(
-      new RegExp(`^cannot reach registry 127\\.0\\.0\\.1:${port}: connect ECONNREFUSED`),
-    );
+    await expect(p.registry.getManifest({ domain: `127.0.0.1:${port}`, path: 'x' }, 'latest')).rejects.toThrow(new RegExp(`^cannot reach registry 127\\.0\\.0\\.1:${port}: connect ECONNREFUSED`));
   });
 
   it('retries a 503 and then succeeds; does not retry a 404', async () => {
@@ -429,9 +390,7 @@ describe('registry.distribution transport behaviour (test servers)', () => {
       res.writeHead(500).end();
     });
     const p = await plug({ retries: 2 });
-    await expect(p.registry.getManifest({ domain: server.host, path: 'x' }, 't')).rejects.toThrow(
-      `registry ${server.host} answered 500 for manifest ${server.host}/x:t`,
-    );
+    await expect(p.registry.getManifest({ domain: server.host, path: 'x' }, 't')).rejects.toThrow(`registry ${server.host} answered 500 for manifest ${server.host}/x:t`);
     expect(server.requests.filter((r) => r.url === '/v2/x/manifests/t')).toHaveLength(3);
   });
 
@@ -458,12 +417,8 @@ describe('registry.distribution transport behaviour (test servers)', () => {
       pump();
     });
     const p = await plug();
-    await expect(p.registry.getManifest({ domain: server.host, path: 'big' }, 'declared')).rejects.toThrow(
-      `manifest ${server.host}/big:declared is larger than the 4 MiB limit (4194304 bytes)`,
-    );
-    await expect(p.registry.getManifest({ domain: server.host, path: 'big' }, 'chunked')).rejects.toThrow(
-      `manifest ${server.host}/big:chunked is larger than the 4 MiB limit`,
-    );
+    await expect(p.registry.getManifest({ domain: server.host, path: 'big' }, 'declared')).rejects.toThrow(`manifest ${server.host}/big:declared is larger than the 4 MiB limit (4194304 bytes)`);
+    await expect(p.registry.getManifest({ domain: server.host, path: 'big' }, 'chunked')).rejects.toThrow(`manifest ${server.host}/big:chunked is larger than the 4 MiB limit`);
     expect(chunkedBytesWritten).toBeLessThan(64 * 1024 * 1024);
   });
 
@@ -472,9 +427,7 @@ describe('registry.distribution transport behaviour (test servers)', () => {
       /* never answers */
     });
     const p = await plug({ retries: 0, timeoutMs: 200 });
-    await expect(p.registry.getManifest({ domain: server.host, path: 'x' }, 't')).rejects.toThrow(
-      `cannot reach registry ${server.host}: timed out after 200 ms`,
-    );
+    await expect(p.registry.getManifest({ domain: server.host, path: 'x' }, 't')).rejects.toThrow(`cannot reach registry ${server.host}: timed out after 200 ms`);
   });
 
   it('stops at once when the caller aborts', async () => {
@@ -496,9 +449,7 @@ describe('registry.distribution transport behaviour (test servers)', () => {
       res.writeHead(200, { 'Content-Type': MediaTypes.dockerSchema1Signed }).end('{"schemaVersion":1,"fsLayers":[]}');
     });
     const p = await plug();
-    await expect(p.registry.getManifest({ domain: server.host, path: 'old' }, 'v1')).rejects.toThrow(
-      `unsupported manifest: ${server.host}/old:v1 uses Docker image manifest schema 1`,
-    );
+    await expect(p.registry.getManifest({ domain: server.host, path: 'old' }, 'v1')).rejects.toThrow(`unsupported manifest: ${server.host}/old:v1 uses Docker image manifest schema 1`);
     expect(server.requests.at(-1)!.headers.accept).toContain(MediaTypes.ociIndex);
   });
 
@@ -522,8 +473,7 @@ describe('registry.distribution transport behaviour (test servers)', () => {
   it('insecure registries: HTTPS without certificate checks, else plain HTTP', async () => {
     const dir = await makeTempDir('berth-tls-');
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`,
-        '-days', '1', '-subj', '/CN=berth-test'], { stdio: 'ignore' });
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${dir}/key.pem`, '-out', `${dir}/cert.pem`, '-days', '1', '-subj', '/CN=berth-test'], { stdio: 'ignore' });
       const tlsServer = https.createServer({ key: await fs.readFile(`${dir}/key.pem`), cert: await fs.readFile(`${dir}/cert.pem`) }, (req, res) => {
         if (req.url === '/v2/') return void res.writeHead(200).end();
         res.writeHead(200, { 'Content-Type': MediaTypes.ociManifest }).end(manifestBody);

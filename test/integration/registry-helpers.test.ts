@@ -5,13 +5,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  buildBusyboxLayout,
-  buildMultiPlatformLayout,
-  makeTempDir,
-  pushImage,
-  skopeoInspect,
-} from '../helpers/fixtures';
+import { buildBusyboxLayout, buildMultiPlatformLayout, makeTempDir, pushImage, skopeoInspect } from '../helpers/fixtures';
 import { pidAlive, startRegistry, type RunningRegistry } from '../helpers/registry';
 import { startTokenIssuer } from '../helpers/token-issuer';
 
@@ -73,11 +67,7 @@ describe('registry test helpers', () => {
       expect(digest).toBe(multi.indexDigest);
       const raw = JSON.parse(await skopeoInspect(`${registry.host}/smoke/multi:latest`, { raw: true }));
       expect(raw.mediaType).toBe('application/vnd.oci.image.index.v1+json');
-      expect(raw.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture)).toEqual([
-        'amd64',
-        'arm64',
-        'unknown',
-      ]);
+      expect(raw.manifests.map((m: { platform: { architecture: string } }) => m.platform.architecture)).toEqual(['amd64', 'arm64', 'unknown']);
     } finally {
       await registry.stop();
     }

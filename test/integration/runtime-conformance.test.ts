@@ -16,8 +16,7 @@ import { initPlugin } from '../helpers/rootfs';
 
 describe.skipIf(!isRoot)(`runtimes (${rootReason})`, () => {
   runtimeConformance('runtime.native', (dir) => initPlugin<unknown, Runtime>(nativePlugin, dir));
-  runtimeConformance('runtime.timed (example, around runtime.native)', async (dir) =>
-    new TimedRuntime(await initPlugin<unknown, Runtime>(nativePlugin, dir), path.join(dir, 'timings.jsonl')));
+  runtimeConformance('runtime.timed (example, around runtime.native)', async (dir) => new TimedRuntime(await initPlugin<unknown, Runtime>(nativePlugin, dir), path.join(dir, 'timings.jsonl')));
   describe.skipIf(!hasCommand('runc'))(`with runc (${hasCommand('runc') ? 'runc found' : 'needs runc: apt-get install runc'})`, () => {
     runtimeConformance('runtime.oci (runc)', (dir) => initPlugin<unknown, Runtime>(ociPlugin, dir));
   });

@@ -13,7 +13,6 @@ import { hasCommand, isRoot, rootReason } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-
 describe('runtime.oci spec translation', () => {
   const plan = {
     namespaces: ['pid', 'mount', 'net', 'uts'],
@@ -44,7 +43,7 @@ describe('runtime.oci spec translation', () => {
     expect(() => buildSpec({ ...plan, namespaces: ['bogus'] })).toThrow(/unknown namespace "bogus"/);
   });
 
-  it('expresses cgroup dirs below berthd\'s own cgroups as one relative cgroupsPath', () => {
+  it("expresses cgroup dirs below berthd's own cgroups as one relative cgroupsPath", () => {
     const mountinfo = [
       '30 25 0:26 / /sys/fs/cgroup/memory rw,nosuid shared:9 - cgroup cgroup rw,memory',
       '31 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid shared:10 - cgroup cgroup rw,cpu,cpuacct',

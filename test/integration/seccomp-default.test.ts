@@ -106,13 +106,24 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
   const run = (args: string[], cmd: string[]) => daemon.cli(['run', '--rm', '--network', 'none', '-v', `${probeDir}:/probe:ro`, ...args, img, ...cmd]);
 
   it('a default container has the filter; unshare, mount, add_key, keyctl and mbind fail with EPERM', async () => {
-    const res = await run([], ['sh', '-c', [
-      'grep "^Seccomp:" /proc/self/status',
-      'unshare -Ur true 2>&1 || echo unshare-refused',
-      'mkdir -p /mnt/t; mount -t tmpfs none /mnt/t 2>&1 || echo mount-refused',
-      '/probe/probe add @u berth-u-' + tag, '/probe/probe add @s berth-s-' + tag, '/probe/probe keyctl', '/probe/probe mbind',
-      '/probe/probe clone3', '/probe/probe personality',
-    ].join('; ')]);
+    const res = await run(
+      [],
+      [
+        'sh',
+        '-c',
+        [
+          'grep "^Seccomp:" /proc/self/status',
+          'unshare -Ur true 2>&1 || echo unshare-refused',
+          'mkdir -p /mnt/t; mount -t tmpfs none /mnt/t 2>&1 || echo mount-refused',
+          '/probe/probe add @u berth-u-' + tag,
+          '/probe/probe add @s berth-s-' + tag,
+          '/probe/probe keyctl',
+          '/probe/probe mbind',
+          '/probe/probe clone3',
+          '/probe/probe personality',
+        ].join('; '),
+      ],
+    );
     expect(res.code).toBe(0);
     expect(seccompField(res.stdout)).toBe('2');
     expect(res.stdout).toMatch(/unshare.*Operation not permitted\nunshare-refused\n/);
@@ -127,10 +138,16 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
   });
 
   it('ordinary programs still work: sh, ls, cat, pipes, a TCP round trip with nc over loopback', async () => {
-    const res = await daemon.cli(['run', '--rm', img, 'sh', '-c',
+    const res = await daemon.cli([
+      'run',
+      '--rm',
+      img,
+      'sh',
+      '-c',
       // The client retries until the listener is up; `wait` lets the server finish writing.
       'ls / | grep -c bin; cat /etc/hostname >/dev/null && echo cat-ok; busybox nc -l -p 7070 > /tmp/got & server=$!; ' +
-      'n=0; until echo over-tcp | busybox nc 127.0.0.1 7070 2>/dev/null || [ $n -ge 100 ]; do n=$((n+1)); sleep 0.05; done; wait $server; cat /tmp/got; id -u']);
+        'n=0; until echo over-tcp | busybox nc 127.0.0.1 7070 2>/dev/null || [ $n -ge 100 ]; do n=$((n+1)); sleep 0.05; done; wait $server; cat /tmp/got; id -u',
+    ]);
     expectOk(res);
     expect(res.stdout).toBe('1\ncat-ok\nover-tcp\n0\n');
   });
@@ -141,7 +158,7 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
     expect(res.stdout).toMatch(/^i386-getpid [1-9]\d*\ni386-mount -1\n$/); // -EPERM
   });
 
-  it('exec sessions get the container\'s filter', async () => {
+  it("exec sessions get the container's filter", async () => {
     const id = expectOk(await daemon.cli(['run', '-d', img, 'sleep', '30'])).stdout.trim();
     const exec = await daemon.cli(['exec', id, 'sh', '-c', 'grep "^Seccomp:" /proc/self/status; unshare -Ur true 2>&1 || echo unshare-refused']);
     expect(seccompField(exec.stdout)).toBe('2');
@@ -163,7 +180,10 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
   it('a profile file: the CLI sends its JSON and the container gets exactly that profile', async () => {
     const file = path.join(work, 'no-mkdir.json');
     await fs.writeFile(file, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] }, null, 2));
-    const res = await run(['--security-opt', `seccomp=${file}`], ['sh', '-c', 'grep "^Seccomp:" /proc/self/status; mkdir /made 2>&1 || echo mkdir-refused; touch /file && echo touch-ok; unshare -Ur true && echo unshared']);
+    const res = await run(
+      ['--security-opt', `seccomp=${file}`],
+      ['sh', '-c', 'grep "^Seccomp:" /proc/self/status; mkdir /made 2>&1 || echo mkdir-refused; touch /file && echo touch-ok; unshare -Ur true && echo unshared'],
+    );
     expectOk(res);
     expect(seccompField(res.stdout)).toBe('2');
     expect(res.stdout).toMatch(/mkdir: can't create directory '\/made': Operation not permitted\nmkdir-refused\ntouch-ok\nunshared\n/);
@@ -173,7 +193,10 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
     const file = path.join(work, 'docker-no-mkdir.json');
     await fs.writeFile(file, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }] }));
     const env = { DOCKER_HOST: `unix://${daemon.socket}`, DOCKER_CONFIG: path.join(work, 'docker-config'), DOCKER_CLI_HINTS: 'false' };
-    const res = expectOk(await runProgram('docker', ['run', '--rm', '--security-opt', `seccomp=${file}`, img, 'sh', '-c', 'mkdir /made 2>/dev/null || echo mkdir-refused; grep "^Seccomp:" /proc/self/status'], { env }), 'docker run');
+    const res = expectOk(
+      await runProgram('docker', ['run', '--rm', '--security-opt', `seccomp=${file}`, img, 'sh', '-c', 'mkdir /made 2>/dev/null || echo mkdir-refused; grep "^Seccomp:" /proc/self/status'], { env }),
+      'docker run',
+    );
     expect(res.stdout).toMatch(/^mkdir-refused\nSeccomp:\s+2\n$/);
     const info = expectOk(await runProgram('docker', ['info', '--format', '{{json .SecurityOptions}}'], { env }), 'docker info');
     expect(JSON.parse(info.stdout)).toContain('name=seccomp,profile=builtin');
@@ -203,7 +226,16 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
     expect(missing.stderr).toMatch(/opening seccomp profile \(.*nope\.json\) failed/);
     // A rule that could never apply is only found when compiling for the container: its start fails, naming it.
     const clash = path.join(work, 'clash.json');
-    await fs.writeFile(clash, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir'], action: 'SCMP_ACT_LOG' }, { names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }] }));
+    await fs.writeFile(
+      clash,
+      JSON.stringify({
+        defaultAction: 'SCMP_ACT_ALLOW',
+        syscalls: [
+          { names: ['mkdir'], action: 'SCMP_ACT_LOG' },
+          { names: ['mkdir'], action: 'SCMP_ACT_ERRNO' },
+        ],
+      }),
+    );
     const started = await run(['--security-opt', `seccomp=${clash}`], ['true']);
     expect(started.code).not.toBe(0);
     expect(started.stderr).toMatch(/isolator\.seccomp.*mkdir has a rule without args already/);
@@ -211,7 +243,9 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
   });
 
   it('each container joins its own session keyring, even unconfined; exec sessions join the same one', async () => {
-    const id = expectOk(await daemon.cli(['run', '-d', '--security-opt', 'seccomp=unconfined', '-v', `${probeDir}:/probe:ro`, img, 'sh', '-c', `/probe/probe add @s berth-c-${tag}; /probe/probe session; sleep 30`])).stdout.trim();
+    const id = expectOk(
+      await daemon.cli(['run', '-d', '--security-opt', 'seccomp=unconfined', '-v', `${probeDir}:/probe:ro`, img, 'sh', '-c', `/probe/probe add @s berth-c-${tag}; /probe/probe session; sleep 30`]),
+    ).stdout.trim();
     const logs = await (async () => {
       for (let i = 0; i < 50; i++) {
         const out = expectOk(await daemon.cli(['logs', id])).stdout;

@@ -28,7 +28,12 @@ import { startRegistry, type RunningRegistry } from '../helpers/registry';
 import { ContainerHarness } from '../helpers/rootfs';
 
 const basePlan = (over: Partial<LaunchPlan> = {}): LaunchPlan => ({
-  namespaces: ['pid', 'mount'], rootfs: '/r', mounts: [], maskedPaths: [], readonlyPaths: [], capabilities: [],
+  namespaces: ['pid', 'mount'],
+  rootfs: '/r',
+  mounts: [],
+  maskedPaths: [],
+  readonlyPaths: [],
+  capabilities: [],
   noNewPrivileges: false,
   process: { args: ['sh'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false },
   ...over,
@@ -38,7 +43,7 @@ describe('seccomp in the launch plan (no root)', () => {
   const filter = compileProfile(DOCKER_DEFAULT_PROFILE, { abi: 'x86_64', capabilities: [], kernel: '6.18.0' });
   const target: IsolationTarget = { containerId: 'c1', stateDir: '/s', hostConfig: {} };
 
-  it('the isolator puts the default profile in the plan, compiled for the plan\'s capabilities', () => {
+  it("the isolator puts the default profile in the plan, compiled for the plan's capabilities", () => {
     const iso = new SeccompIsolator('x86_64', '6.18.0');
     const plan = basePlan();
     iso.plan(target, plan);
@@ -194,7 +199,9 @@ describe.skipIf(!isRoot || !hostAbi())(`seccomp in real containers, no daemon ($
     const res = await withFilter.run(['sh', '-c', 'busybox unshare -r true && echo unshared-r; true']);
     expect(res.stdout).toBe('');
     expect(res.stderr).toMatch(/unshare.*Operation not permitted/);
-    const admin = await withFilter.run(['sh', '-c', 'grep "^Seccomp:" /proc/self/status; mount -t tmpfs none /mnt && echo mounted; busybox unshare -m true && echo unshared-m'], { hostConfig: { CapAdd: ['SYS_ADMIN'] } });
+    const admin = await withFilter.run(['sh', '-c', 'grep "^Seccomp:" /proc/self/status; mount -t tmpfs none /mnt && echo mounted; busybox unshare -m true && echo unshared-m'], {
+      hostConfig: { CapAdd: ['SYS_ADMIN'] },
+    });
     expect(admin.stdout).toMatch(/^Seccomp:\s+2\nmounted\nunshared-m\n$/);
   });
 
@@ -240,7 +247,6 @@ describe.skipIf(!isRoot || !hostAbi())(`seccomp in real containers, no daemon ($
     }
   });
 });
-
 
 describe.skipIf(!isRoot || !hostAbi() || !hasCommand('runc'))(`the default profile through runtime.oci (${isRoot ? (hasCommand('runc') ? 'root' : 'runc not installed') : rootReason})`, () => {
   let registry: RunningRegistry;

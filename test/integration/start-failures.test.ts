@@ -78,7 +78,7 @@ describe.skipIf(!isRoot)(`start failures (${isRoot ? 'root' : rootReason})`, () 
     expect(badOption.code).toBe(125);
   });
 
-  it('the API answers a StartFailure with its kind and reason beside the message; inspect keeps dockerd\'s exit code', async () => {
+  it("the API answers a StartFailure with its kind and reason beside the message; inspect keeps dockerd's exit code", async () => {
     const cases = [
       { cmd: '/nonexistent', reason: 'command-not-found', exitCode: 127 },
       { cmd: '/etc/passwd', reason: 'command-not-executable', exitCode: 126 },

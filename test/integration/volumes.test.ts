@@ -15,7 +15,6 @@ import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
 const run = promisify(execFile);
 
-
 describe.skipIf(!isRoot)(`volumes, --mount and --tmpfs (${isRoot ? 'root' : rootReason})`, () => {
   let registry: RunningRegistry;
   let daemon: RunningDaemon;
@@ -47,7 +46,10 @@ describe.skipIf(!isRoot)(`volumes, --mount and --tmpfs (${isRoot ? 'root' : root
   });
 
   const cli = (args: string[]) => daemon.cli(args);
-  const volumes = async () => expectOk(await cli(['volume', 'ls', '-q'])).stdout.split('\n').filter(Boolean);
+  const volumes = async () =>
+    expectOk(await cli(['volume', 'ls', '-q']))
+      .stdout.split('\n')
+      .filter(Boolean);
 
   it('a named volume is created on first use, seeded from the image, and outlives its container', async () => {
     const out = expectOk(await cli(['run', '--name', 'writer', '-v', 'keep:/data', img, 'sh', '-c', 'cat /data/seed.txt; echo kept > /data/new.txt'])).stdout;
@@ -57,7 +59,18 @@ describe.skipIf(!isRoot)(`volumes, --mount and --tmpfs (${isRoot ? 'root' : root
     const info = JSON.parse(expectOk(await cli(['volume', 'inspect', 'keep'])).stdout)[0];
     expect(info.Mountpoint).toBe(path.join(daemon.root, 'volumes', 'keep', '_data'));
     expect(readFileSync(path.join(info.Mountpoint, 'new.txt'), 'utf8')).toBe('kept\n');
-    const again = expectOk(await cli(['run', '--rm', '--mount', 'type=volume,source=keep,target=/elsewhere,readonly', img, 'sh', '-c', 'cat /elsewhere/new.txt; touch /elsewhere/x 2>/dev/null && echo writable || echo readonly']));
+    const again = expectOk(
+      await cli([
+        'run',
+        '--rm',
+        '--mount',
+        'type=volume,source=keep,target=/elsewhere,readonly',
+        img,
+        'sh',
+        '-c',
+        'cat /elsewhere/new.txt; touch /elsewhere/x 2>/dev/null && echo writable || echo readonly',
+      ]),
+    );
     expect(again.stdout).toBe('kept\nreadonly\n');
   });
 

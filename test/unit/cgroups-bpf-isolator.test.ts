@@ -36,7 +36,7 @@ describe('isolator.cgroups device rules on a fake tree', () => {
 
   const v2Dir = () => tree.path('unified', 'user.slice', 'berthd', 'berth', 'c1');
 
-  it('on v2, attaches the default program to the container\'s cgroup at setup, before the process joins', async () => {
+  it("on v2, attaches the default program to the container's cgroup at setup, before the process joins", async () => {
     const iso = make([V2]);
     await iso.setup(target());
     expect([...tree.devicePrograms.keys()]).toEqual([v2Dir()]);

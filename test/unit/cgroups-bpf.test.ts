@@ -30,14 +30,28 @@ function evaluate(insns: readonly BpfInsn[], type: 'c' | 'b', major: number, min
         expect(i.src).toBe(R1);
         reg[i.dst] = ctx[i.off / 4];
         break;
-      case 0x54: reg[i.dst] = (reg[i.dst] & i.imm) >>> 0; break;
-      case 0x74: reg[i.dst] = reg[i.dst] >>> i.imm; break;
-      case 0xbc: reg[i.dst] = reg[i.src] >>> 0; break;
-      case 0xb4: reg[i.dst] = i.imm >>> 0; break;
-      case 0x55: if (reg[i.dst] !== i.imm) pc += i.off; break;
-      case 0x5d: if (reg[i.dst] !== reg[i.src]) pc += i.off; break;
-      case 0x95: return reg[R0];
-      default: throw new Error(`unexpected opcode 0x${i.code.toString(16)} at ${pc}`);
+      case 0x54:
+        reg[i.dst] = (reg[i.dst] & i.imm) >>> 0;
+        break;
+      case 0x74:
+        reg[i.dst] = reg[i.dst] >>> i.imm;
+        break;
+      case 0xbc:
+        reg[i.dst] = reg[i.src] >>> 0;
+        break;
+      case 0xb4:
+        reg[i.dst] = i.imm >>> 0;
+        break;
+      case 0x55:
+        if (reg[i.dst] !== i.imm) pc += i.off;
+        break;
+      case 0x5d:
+        if (reg[i.dst] !== reg[i.src]) pc += i.off;
+        break;
+      case 0x95:
+        return reg[R0];
+      default:
+        throw new Error(`unexpected opcode 0x${i.code.toString(16)} at ${pc}`);
     }
   }
   throw new Error('ran off the end of the program');
@@ -98,19 +112,40 @@ describe('cgroup device program generator', () => {
   it('emits the prelude, one block per rule with jumps past its accept, and a final deny', () => {
     const insns = deviceProgram({ allowAll: false, rules: ['c *:* m', 'c 1:3 rwm', 'b 8:* r', 'a 4:1 rwm'].map((r) => parseDeviceRule(r, 'x')) });
     expect(insns).toEqual([
-      loadWord(R2, R1, 0), and32Imm(R2, 0xffff), // type
-      loadWord(R3, R1, 0), rsh32Imm(R3, 16), // access
+      loadWord(R2, R1, 0),
+      and32Imm(R2, 0xffff), // type
+      loadWord(R3, R1, 0),
+      rsh32Imm(R3, 16), // access
       loadWord(R4, R1, 4), // major
       loadWord(R5, R1, 8), // minor
       // c *:* m
-      jneImm(R2, 2, 5), mov32Reg(R1, R3), and32Imm(R1, 1), jneReg(R1, R3, 2), mov32Imm(R0, 1), exit(),
+      jneImm(R2, 2, 5),
+      mov32Reg(R1, R3),
+      and32Imm(R1, 1),
+      jneReg(R1, R3, 2),
+      mov32Imm(R0, 1),
+      exit(),
       // c 1:3 rwm: no access check
-      jneImm(R2, 2, 4), jneImm(R4, 1, 3), jneImm(R5, 3, 2), mov32Imm(R0, 1), exit(),
+      jneImm(R2, 2, 4),
+      jneImm(R4, 1, 3),
+      jneImm(R5, 3, 2),
+      mov32Imm(R0, 1),
+      exit(),
       // b 8:* r
-      jneImm(R2, 1, 6), mov32Reg(R1, R3), and32Imm(R1, 2), jneReg(R1, R3, 3), jneImm(R4, 8, 2), mov32Imm(R0, 1), exit(),
+      jneImm(R2, 1, 6),
+      mov32Reg(R1, R3),
+      and32Imm(R1, 2),
+      jneReg(R1, R3, 3),
+      jneImm(R4, 8, 2),
+      mov32Imm(R0, 1),
+      exit(),
       // a 4:1 rwm: no type check
-      jneImm(R4, 4, 3), jneImm(R5, 1, 2), mov32Imm(R0, 1), exit(),
-      mov32Imm(R0, 0), exit(),
+      jneImm(R4, 4, 3),
+      jneImm(R5, 1, 2),
+      mov32Imm(R0, 1),
+      exit(),
+      mov32Imm(R0, 0),
+      exit(),
     ]);
     expect(deviceProgram({ allowAll: true, rules: [] })).toEqual([mov32Imm(R0, 1), exit()]);
   });
@@ -204,7 +239,10 @@ describe.skipIf(!!skipReason)(`cgroup device programs in the kernel${skipReason 
         return `(${open}) 2>&1 | grep -q 'Operation not permitted' && echo deny || echo allow; rm -f ${node}`;
       }),
     ].join('\n');
-    return execFileSync('sh', ['-c', script], { encoding: 'utf8' }).trim().split('\n').map((l) => l === 'allow');
+    return execFileSync('sh', ['-c', script], { encoding: 'utf8' })
+      .trim()
+      .split('\n')
+      .map((l) => l === 'allow');
   }
 
   it('loads and attaches each policy; the kernel decides the table as the interpreter does', () => {

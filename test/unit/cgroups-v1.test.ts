@@ -54,7 +54,7 @@ describe('isolator.cgroups on a fake cgroup v1 / hybrid tree', () => {
     expect(iso.info().cgroups.version).toBe('1');
   });
 
-  it('creates the container cgroup below berthd\'s own cgroup in every hierarchy, the cgroup2 one too', async () => {
+  it("creates the container cgroup below berthd's own cgroup in every hierarchy, the cgroup2 one too", async () => {
     const t = target();
     await iso.setup(t);
     const p = { cgroupPaths: [] } as unknown as LaunchPlan;
@@ -83,7 +83,7 @@ describe('isolator.cgroups on a fake cgroup v1 / hybrid tree', () => {
     expect(tree.read('cpuset', 'berth', 'c1', 'cpuset.mems')).toBe('0');
   });
 
-  it('writes v1 limits with Docker\'s semantics', async () => {
+  it("writes v1 limits with Docker's semantics", async () => {
     await iso.setup(target({ Memory: 64 * MiB, MemoryReservation: 32 * MiB, MemorySwappiness: 40, NanoCpus: 0.5e9, CpuShares: 512, PidsLimit: 20, BlkioWeight: 300, CpusetCpus: '1' }));
     expect(tree.read(...mem('memory.limit_in_bytes'))).toBe(String(64 * MiB));
     expect(tree.read(...mem('memory.swappiness'))).toBe('40');
@@ -99,11 +99,13 @@ describe('isolator.cgroups on a fake cgroup v1 / hybrid tree', () => {
     expect(tree.read('cpuset', 'berth', 'c1', 'cpuset.cpus')).toBe('1');
   });
 
-  it('denies all devices, then allows Docker\'s list; privileged allows all', async () => {
+  it("denies all devices, then allows Docker's list; privileged allows all", async () => {
     await iso.setup(target());
     expect(tree.writesTo('devices.deny')).toEqual(['a']);
     expect(tree.writesTo('devices.allow')).toEqual(DEFAULT_DEVICE_RULES);
-    expect(DEFAULT_DEVICE_RULES).toEqual(expect.arrayContaining(['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm']));
+    expect(DEFAULT_DEVICE_RULES).toEqual(
+      expect.arrayContaining(['c *:* m', 'b *:* m', 'c 1:3 rwm', 'c 1:5 rwm', 'c 1:7 rwm', 'c 1:8 rwm', 'c 1:9 rwm', 'c 5:0 rwm', 'c 5:1 rwm', 'c 5:2 rwm', 'c 136:* rwm']),
+    );
     await iso.cleanup(target());
     tree.writes.length = 0;
     await iso.setup(target({ Privileged: true }));
@@ -165,11 +167,14 @@ describe('isolator.cgroups on a fake cgroup v1 / hybrid tree', () => {
     writeFileSync(tree.path(...mem('memory.stat')), 'cache 4096\nrss 8192\n');
     writeFileSync(tree.path('pids', 'berth', 'c1', 'pids.current'), '4\n');
     writeFileSync(tree.path('blkio', 'berth', 'c1', 'blkio.throttle.io_service_bytes_recursive'), '8:0 Read 4096\n8:0 Write 8192\nTotal 12288\n');
-    const s = await iso.stats(t) as Record<string, Record<string, unknown>>;
+    const s = (await iso.stats(t)) as Record<string, Record<string, unknown>>;
     expect(s.cpu_stats.cpu_usage).toEqual({ total_usage: 123456789, percpu_usage: [100000000, 23456789], usage_in_usermode: 100_000_000, usage_in_kernelmode: 20_000_000 });
     expect(s.memory_stats).toMatchObject({ usage: 2097152, limit: 64 * MiB, stats: { cache: 4096, rss: 8192 } });
     expect(s.pids_stats).toEqual({ current: 4, limit: 9 });
-    expect(s.blkio_stats.io_service_bytes_recursive).toEqual([{ major: 8, minor: 0, op: 'Read', value: 4096 }, { major: 8, minor: 0, op: 'Write', value: 8192 }]);
+    expect(s.blkio_stats.io_service_bytes_recursive).toEqual([
+      { major: 8, minor: 0, op: 'Read', value: 4096 },
+      { major: 8, minor: 0, op: 'Write', value: 8192 },
+    ]);
     expect(iso.oomKilled(t)).toBe(false);
     writeFileSync(tree.path(...mem('memory.oom_control')), 'oom_kill_disable 0\nunder_oom 0\noom_kill 1\n');
     expect(iso.oomKilled(t)).toBe(true);

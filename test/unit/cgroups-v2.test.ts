@@ -10,9 +10,7 @@ import type { LaunchPlan } from '../../core/contracts/launch';
 import cgroupsPlugin from '../../plugins/isolator-cgroups/index';
 import { CgroupsIsolator } from '../../plugins/isolator-cgroups/isolator';
 import { detectLayout, parseCgroupMounts } from '../../plugins/isolator-cgroups/layout';
-import {
-  blkioWeightToIoWeight, cpuMax, memorySwapMax, nanoCpusToQuota, parseResources, sharesToWeight,
-} from '../../plugins/isolator-cgroups/resources';
+import { blkioWeightToIoWeight, cpuMax, memorySwapMax, nanoCpusToQuota, parseResources, sharesToWeight } from '../../plugins/isolator-cgroups/resources';
 import { parseIoStatV2, systemCpu } from '../../plugins/isolator-cgroups/stats';
 import { FakeCgroupTree } from '../helpers/cgroups-fake';
 
@@ -54,7 +52,7 @@ describe('value conversions', () => {
   });
 });
 
-describe('parseResources: Docker\'s rules and messages', () => {
+describe("parseResources: Docker's rules and messages", () => {
   it('defaults MemorySwap to twice Memory at create, not at update', () => {
     expect(parseResources({ Memory: 64 * MiB })).toMatchObject({ memory: 64 * MiB, memorySwap: 128 * MiB, memorySwapImplied: true });
     expect(parseResources({ Memory: 64 * MiB }, 'update')).toEqual({ memory: 64 * MiB });
@@ -83,7 +81,7 @@ describe('parseResources: Docker\'s rules and messages', () => {
     expect(() => parseResources({ BlkioWeight: 5 })).toThrow(/Range of blkio weight is from 10 to 1000/);
   });
 
-  it('treats 0 and -1 PidsLimit as unlimited; CpuShares are clamped to the kernel\'s range', () => {
+  it("treats 0 and -1 PidsLimit as unlimited; CpuShares are clamped to the kernel's range", () => {
     expect(parseResources({ PidsLimit: 0 }).pidsLimit).toBeUndefined();
     expect(parseResources({ PidsLimit: -1 }).pidsLimit).toBeUndefined();
     expect(parseResources({ PidsLimit: 0 }, 'update').pidsLimit).toBe(-1);
@@ -112,7 +110,16 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
   let stateDir: string;
   const own = '/system.slice/berthd.service';
   const target = (hostConfig: Record<string, unknown> = {}, containerId = 'c1'): IsolationTarget => ({ containerId, stateDir, hostConfig });
-  const plan = (): LaunchPlan => ({ namespaces: [], rootfs: '/x', mounts: [], maskedPaths: [], readonlyPaths: [], capabilities: [], noNewPrivileges: false, process: { args: ['true'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false } });
+  const plan = (): LaunchPlan => ({
+    namespaces: [],
+    rootfs: '/x',
+    mounts: [],
+    maskedPaths: [],
+    readonlyPaths: [],
+    capabilities: [],
+    noNewPrivileges: false,
+    process: { args: ['true'], env: [], cwd: '/', uid: 0, gid: 0, additionalGids: [], terminal: false },
+  });
 
   beforeEach(() => {
     tree = new FakeCgroupTree([{ kind: 'v2', controllers: [], own }], ['cpuset', 'cpu', 'io', 'memory', 'pids']);
@@ -179,7 +186,7 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
     expect(tree.read('unified', 'system.slice', 'berthd.service', 'berth', 'c1', 'pids.max')).toBe('10');
   });
 
-  it('explains v2\'s no-internal-processes rule when berthd\'s cgroup holds processes', async () => {
+  it("explains v2's no-internal-processes rule when berthd's cgroup holds processes", async () => {
     tree.failWrites.set('cgroup.subtree_control', 'EBUSY');
     await expect(iso.setup(target({ Memory: 64 * MiB }))).rejects.toThrow(/holds processes.*pluginConfig\['isolator.cgroups'\].parent/);
     expect(existsSync(tree.path('unified', 'system.slice', 'berthd.service', 'berth', 'c1'))).toBe(false);
@@ -194,7 +201,7 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
     expect(tree.read('unified', 'cgroup.subtree_control')).toContain('memory');
   });
 
-  it('refuses cpus the parent does not have, with Docker\'s message, and removes the half-made cgroup', async () => {
+  it("refuses cpus the parent does not have, with Docker's message, and removes the half-made cgroup", async () => {
     await expect(iso.setup(target({ CpusetCpus: '0-3' }))).rejects.toThrow('Requested CPUs are not available - requested 0-3, available: 0-1');
     expect(existsSync(tree.path('unified', 'system.slice', 'berthd.service', 'berth', 'c1'))).toBe(false);
   });
@@ -220,12 +227,15 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
     writeFileSync(join(dir, 'memory.stat'), 'anon 4096\nfile 8192\n');
     writeFileSync(join(dir, 'pids.current'), '3\n');
     writeFileSync(join(dir, 'io.stat'), '8:0 rbytes=100 wbytes=200 rios=1 wios=2 dbytes=0 dios=0\n');
-    const s = await iso.stats(t) as Record<string, Record<string, unknown>>;
+    const s = (await iso.stats(t)) as Record<string, Record<string, unknown>>;
     expect(s.cpu_stats.cpu_usage).toEqual({ total_usage: 5_000_000, usage_in_usermode: 3_000_000, usage_in_kernelmode: 2_000_000 });
     expect(s.cpu_stats.throttling_data).toEqual({ periods: 7, throttled_periods: 2, throttled_time: 10_000 });
     expect(s.memory_stats).toEqual({ usage: 1048576, limit: 64 * MiB, stats: { anon: 4096, file: 8192 } });
     expect(s.pids_stats).toEqual({ current: 3, limit: 30 });
-    expect(s.blkio_stats.io_service_bytes_recursive).toEqual([{ major: 8, minor: 0, op: 'read', value: 100 }, { major: 8, minor: 0, op: 'write', value: 200 }]);
+    expect(s.blkio_stats.io_service_bytes_recursive).toEqual([
+      { major: 8, minor: 0, op: 'read', value: 100 },
+      { major: 8, minor: 0, op: 'write', value: 200 },
+    ]);
   });
 
   it('oomKilled reads oom_kill from memory.events', async () => {
@@ -296,6 +306,9 @@ describe('stats helpers', () => {
     expect(systemCpu('cpu  100 0 50 800 10 0 5 0 0 0\ncpu0 50 0 25 400 5 0 3 0 0 0\ncpu1 50 0 25 400 5 0 2 0 0 0\nintr 1\n')).toEqual({ systemCpuUsage: 965 * 1e7, onlineCpus: 2 });
   });
   it('io.stat lines', () => {
-    expect(parseIoStatV2('259:0 rbytes=1 wbytes=2 rios=3 wios=4\n').ios).toEqual([{ major: 259, minor: 0, op: 'read', value: 3 }, { major: 259, minor: 0, op: 'write', value: 4 }]);
+    expect(parseIoStatV2('259:0 rbytes=1 wbytes=2 rios=3 wios=4\n').ios).toEqual([
+      { major: 259, minor: 0, op: 'read', value: 3 },
+      { major: 259, minor: 0, op: 'write', value: 4 },
+    ]);
   });
 });

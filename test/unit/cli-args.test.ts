@@ -66,7 +66,7 @@ describe('parseFlags', () => {
   });
 });
 
-describe('operand counts, in docker\'s words', () => {
+describe("operand counts, in docker's words", () => {
   it.each([
     [0, { min: 1 }, '"berth rm" requires at least 1 argument.'],
     [1, { min: 2, max: 2 }, '"berth rm" requires exactly 2 arguments.'],
@@ -87,13 +87,9 @@ describe('operand counts, in docker\'s words', () => {
 describe('flagHelp', () => {
   it('lists every flag with its letter, a value name for string flags, sorted, help last', () => {
     expect(flagHelp(FLAGS)).toBe(
-      [
-        '  -a, --all           Show all',
-        '  -e, --env list      Set environment variables',
-        '      --help          Print usage',
-        '  -n, --name string   A name',
-        '  -q, --quiet         Only IDs',
-      ].join('\n'),
+      ['  -a, --all           Show all', '  -e, --env list      Set environment variables', '      --help          Print usage', '  -n, --name string   A name', '  -q, --quiet         Only IDs'].join(
+        '\n',
+      ),
     );
     expect(flagHelp({ pull: { type: 'string', help: 'Pull image', default: '"missing"' } })).toContain('--pull string   Pull image (default "missing")');
   });

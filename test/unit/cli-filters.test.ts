@@ -16,9 +16,20 @@ function container(name: string, over: { status?: string; exit?: number; started
     Created: over.created,
     Image: over.image ?? 'sha256:base',
     Config: { Image: 'busybox', Labels: over.labels ?? {} },
-    State: { Status: over.status ?? 'exited', Running: over.status === 'running', ExitCode: over.exit ?? 0, StartedAt: over.started === false ? '0001-01-01T00:00:00Z' : over.created, ...(over.health ? { Health: { Status: over.health } } : {}) },
+    State: {
+      Status: over.status ?? 'exited',
+      Running: over.status === 'running',
+      ExitCode: over.exit ?? 0,
+      StartedAt: over.started === false ? '0001-01-01T00:00:00Z' : over.created,
+      ...(over.health ? { Health: { Status: over.health } } : {}),
+    },
   } as unknown as ContainerRecord;
-  return { rec, networks: { bridge: { NetworkID: 'abcdef0123' } }, mounts: name === 'web' ? [{ Name: 'data', Destination: '/data' }] : [], ports: name === 'web' ? [{ PrivatePort: 80, PublicPort: 8080, Type: 'tcp' }] : [] };
+  return {
+    rec,
+    networks: { bridge: { NetworkID: 'abcdef0123' } },
+    mounts: name === 'web' ? [{ Name: 'data', Destination: '/data' }] : [],
+    ports: name === 'web' ? [{ PrivatePort: 80, PublicPort: 8080, Type: 'tcp' }] : [],
+  };
 }
 
 const ALL = [

@@ -76,9 +76,16 @@ describe('container lifecycle on fake plugins (no root)', () => {
     expect(await engine.containers.waitFor(id)).toMatchObject({ StatusCode: 3 });
     await until('cleanup', () => phases.length === 10);
     expect(phases.map((p) => p.replace(` ${id}`, ''))).toEqual([
-      'rec-a setup', 'rec-a plan', 'rec-b setup', 'rec-b plan',
-      'rec-a attach', 'rec-b attach', 'rec-a started', 'rec-b started',
-      'rec-b cleanup', 'rec-a cleanup',
+      'rec-a setup',
+      'rec-a plan',
+      'rec-b setup',
+      'rec-b plan',
+      'rec-a attach',
+      'rec-b attach',
+      'rec-a started',
+      'rec-b started',
+      'rec-b cleanup',
+      'rec-a cleanup',
     ]);
     expect(engine.containers.get(id).State).toMatchObject({ Status: 'exited', Running: false, ExitCode: 3, Pid: 0 });
   });

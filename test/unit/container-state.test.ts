@@ -59,7 +59,13 @@ describe('container states', () => {
 
   it('kill, top and exec need a running process', () => {
     const notRunning = `Container ${ID} is not running`;
-    expect(table('kill', { ref: 'web' })).toEqual({ created: `Cannot kill container: web: ${notRunning}`, running: '', paused: '', restarting: `Cannot kill container: web: ${notRunning}`, exited: `Cannot kill container: web: ${notRunning}` });
+    expect(table('kill', { ref: 'web' })).toEqual({
+      created: `Cannot kill container: web: ${notRunning}`,
+      running: '',
+      paused: '',
+      restarting: `Cannot kill container: web: ${notRunning}`,
+      exited: `Cannot kill container: web: ${notRunning}`,
+    });
     for (const op of ['top', 'exec'] as const) expect(table(op)).toEqual({ created: notRunning, running: '', paused: '', restarting: notRunning, exited: notRunning });
   });
 

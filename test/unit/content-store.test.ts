@@ -5,14 +5,7 @@ import * as path from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { InvalidArgumentError, NotFoundError } from '../../core/contracts/errors';
-import {
-  ContentStore,
-  DigestMismatchError,
-  SizeMismatchError,
-  VerifyingStream,
-  digestHex,
-  sha256Digest,
-} from '../../core/content/store';
+import { ContentStore, DigestMismatchError, SizeMismatchError, VerifyingStream, digestHex, sha256Digest } from '../../core/content/store';
 
 const sha = (b: Buffer | string) => 'sha256:' + createHash('sha256').update(b).digest('hex');
 
@@ -86,7 +79,11 @@ describe('ContentStore', () => {
     await expect(store.ingest({ digest: sha(want), size: 1000 }, failing)).rejects.toThrow(/connection reset/);
     expect(blobNames()).toEqual([]);
     expect(ingestDirEntries()).toEqual([]);
-    await expect(store.ingest({ digest: sha(want), size: 1000 }, async () => { throw new Error('no route'); })).rejects.toThrow(/no route/);
+    await expect(
+      store.ingest({ digest: sha(want), size: 1000 }, async () => {
+        throw new Error('no route');
+      }),
+    ).rejects.toThrow(/no route/);
     expect(ingestDirEntries()).toEqual([]);
   });
 
@@ -152,7 +149,10 @@ describe('ContentStore', () => {
     const listed = [];
     for await (const x of store.list()) listed.push(x);
     expect(listed.sort((x, y) => x.digest.localeCompare(y.digest))).toEqual(
-      [{ digest: sha(a), size: a.length }, { digest: sha(b), size: b.length }].sort((x, y) => x.digest.localeCompare(y.digest)),
+      [
+        { digest: sha(a), size: a.length },
+        { digest: sha(b), size: b.length },
+      ].sort((x, y) => x.digest.localeCompare(y.digest)),
     );
     await store.delete(sha(a));
     expect(await store.has(sha(a))).toBe(false);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { DetachWatcher, parseDetachKeys } from '../../core/api/detach-keys';
 
 describe('detach keys', () => {
-  it('parses dockerd\'s spelling', () => {
+  it("parses dockerd's spelling", () => {
     expect([...parseDetachKeys('ctrl-p,ctrl-q')]).toEqual([16, 17]);
     expect([...parseDetachKeys('ctrl-@,ctrl-[,ctrl-\\,ctrl-],ctrl-^,ctrl-_')]).toEqual([0, 27, 28, 29, 30, 31]);
     expect([...parseDetachKeys('a,ctrl-x')]).toEqual([97, 24]);

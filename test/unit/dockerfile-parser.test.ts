@@ -111,7 +111,13 @@ ARG OTHER
     const consumed = new Set<string>();
     const meta = metaArgValues(df, new Map(), consumed);
     expect(baseName(df.stages[0], meta, '\\')).toBe('docker.io/busybox:1.36');
-    const withArgs = metaArgValues(df, new Map([['VERSION', '1.37'], ['REGISTRY', '127.0.0.1:5000']]));
+    const withArgs = metaArgValues(
+      df,
+      new Map([
+        ['VERSION', '1.37'],
+        ['REGISTRY', '127.0.0.1:5000'],
+      ]),
+    );
     expect(baseName(df.stages[0], withArgs, '\\')).toBe('127.0.0.1:5000/busybox:1.37');
     expect(baseName(df.stages[1], withArgs, '\\')).toBe('busybox:1.37');
     expect([...consumed].sort()).toEqual(['REGISTRY', 'VERSION']);
@@ -136,7 +142,10 @@ ARG OTHER
   });
 
   it('ENV wins over an ARG of the same name', () => {
-    const args: ArgValues = new Map([['MODE', 'from-arg'], ['ONLY_ARG', 'a']]);
+    const args: ArgValues = new Map([
+      ['MODE', 'from-arg'],
+      ['ONLY_ARG', 'a'],
+    ]);
     const lookup = stageLookup(['PATH=/bin', 'MODE=from-env'], args);
     expect(processWord('$MODE/${ONLY_ARG}', lookup)).toBe('from-env/a');
   });

@@ -46,7 +46,11 @@ describe('substitution', () => {
   });
 
   it('reads ENV/LABEL pairs in both forms', () => {
-    expect(keyValuePairs('A=1 B="two words" C=$NAME', lookup, '\\', 'ENV')).toEqual([['A', '1'], ['B', 'two words'], ['C', 'berth']]);
+    expect(keyValuePairs('A=1 B="two words" C=$NAME', lookup, '\\', 'ENV')).toEqual([
+      ['A', '1'],
+      ['B', 'two words'],
+      ['C', 'berth'],
+    ]);
     expect(keyValuePairs('LEGACY value with spaces', lookup, '\\', 'ENV')).toEqual([['LEGACY', 'value with spaces']]);
     expect(keyValuePairs('"com.example.label"="x y"', null, '\\', 'LABEL')).toEqual([['com.example.label', 'x y']]);
     expect(() => keyValuePairs('A=1 B', lookup, '\\', 'ENV')).toThrow('ENV: "B" is not KEY=VALUE');

@@ -68,7 +68,7 @@ describe('error kinds', () => {
 });
 
 describe('start failures', () => {
-  it('carry their reason; a plugin\'s own copy of the class is recognised by kind, other errors are not', () => {
+  it("carry their reason; a plugin's own copy of the class is recognised by kind, other errors are not", () => {
     expect(startFailureReason(new StartFailure('exec: "/x"', 'command-not-executable'))).toBe('command-not-executable');
     expect(startFailureReason({ kind: 'StartFailure', status: 400, reason: 'command-not-found', message: 'from a plugin' })).toBe('command-not-found');
     expect(startFailureReason({ kind: 'StartFailure', status: 400, reason: 'something-else' })).toBeUndefined();

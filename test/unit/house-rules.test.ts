@@ -161,9 +161,7 @@ function coreFolderCycles(graph: ImportGraph): string[][] {
     }
   };
   for (const v of edges.keys()) if (!index.has(v)) visit(v);
-  return components.map((c) =>
-    [...edges].filter(([from]) => c.includes(from)).flatMap(([, tos]) => [...tos].filter(([to]) => c.includes(to)).map(([, example]) => example)),
-  );
+  return components.map((c) => [...edges].filter(([from]) => c.includes(from)).flatMap(([, tos]) => [...tos].filter(([to]) => c.includes(to)).map(([, example]) => example)));
 }
 
 /** `new BerthError(msg, <a number written out>)`: a status picked at the throw site instead of a kind. */
@@ -185,12 +183,7 @@ function statusesPickedAtThrow(files: Map<string, string>): string[] {
 }
 
 function fakeGraph(edges: Record<string, string[]>): ImportGraph {
-  return new Map(
-    Object.entries(edges).map(([file, targets]) => [
-      file,
-      { files: targets.filter((t) => /^(core|plugins)\//.test(t)), packages: targets.filter((t) => !/^(core|plugins)\//.test(t)) },
-    ]),
-  );
+  return new Map(Object.entries(edges).map(([file, targets]) => [file, { files: targets.filter((t) => /^(core|plugins)\//.test(t)), packages: targets.filter((t) => !/^(core|plugins)\//.test(t)) }]));
 }
 
 /** Lines a source file may have (core, plugins, examples). */
@@ -249,9 +242,7 @@ describe('house rules', () => {
       'core/kernel/engine.ts': ['core/images/store.ts'],
       'core/images/store.ts': ['core/api/progress.ts', 'core/util/fs.ts'],
     });
-    expect(coreFolderCycles(bad)).toEqual([
-      ['core/api/router.ts -> core/kernel/engine.ts', 'core/kernel/engine.ts -> core/images/store.ts', 'core/images/store.ts -> core/api/progress.ts'],
-    ]);
+    expect(coreFolderCycles(bad)).toEqual([['core/api/router.ts -> core/kernel/engine.ts', 'core/kernel/engine.ts -> core/images/store.ts', 'core/images/store.ts -> core/api/progress.ts']]);
   });
 
   it('errors are thrown as kinds, not with a status picked at the throw', () => {
@@ -266,6 +257,14 @@ describe('house rules', () => {
   it(`no source file is longer than ${MAX_LINES} lines`, () => {
     const files = [...sources, ...tsFiles('examples')];
     expect(oversized(new Map(files.map((f) => [f, fs.readFileSync(path.join(REPO, f), 'utf8')])), MAX_LINES)).toEqual([]);
-    expect(oversized(new Map([['core/a.ts', 'x\n'.repeat(401)], ['core/b.ts', 'x\n'.repeat(400)]]), MAX_LINES)).toEqual(['core/a.ts (401 lines)']);
+    expect(
+      oversized(
+        new Map([
+          ['core/a.ts', 'x\n'.repeat(401)],
+          ['core/b.ts', 'x\n'.repeat(400)],
+        ]),
+        MAX_LINES,
+      ),
+    ).toEqual(['core/a.ts (401 lines)']);
   });
 });

@@ -158,7 +158,12 @@ describe('ImageStore', () => {
     await store.update(A, (r) => (r.size = 777));
     const reopened = new ImageStore(root);
     await reopened.open();
-    expect(reopened.list().map((r) => r.id).sort()).toEqual([A, B].sort());
+    expect(
+      reopened
+        .list()
+        .map((r) => r.id)
+        .sort(),
+    ).toEqual([A, B].sort());
     expect(reopened.resolve('app:1').id).toBe(A);
     expect(reopened.resolve('127.0.0.1:5000/b:2').id).toBe(B);
     expect(reopened.get(A)!.size).toBe(777);
@@ -188,8 +193,16 @@ describe('chainIds', () => {
     const diffIds = [digestOf('layer one'), digestOf('layer two'), digestOf('layer three')];
     // ChainID(L0) = DiffID(L0); ChainID(L0|...|Ln) = SHA256(ChainID(L0|...|Ln-1) + " " + DiffID(Ln))
     const c0 = diffIds[0];
-    const c1 = 'sha256:' + createHash('sha256').update(Buffer.from(`${c0} ${diffIds[1]}`, 'ascii')).digest('hex');
-    const c2 = 'sha256:' + createHash('sha256').update(Buffer.from(`${c1} ${diffIds[2]}`, 'ascii')).digest('hex');
+    const c1 =
+      'sha256:' +
+      createHash('sha256')
+        .update(Buffer.from(`${c0} ${diffIds[1]}`, 'ascii'))
+        .digest('hex');
+    const c2 =
+      'sha256:' +
+      createHash('sha256')
+        .update(Buffer.from(`${c1} ${diffIds[2]}`, 'ascii'))
+        .digest('hex');
     expect(chainIds(diffIds)).toEqual([c0, c1, c2]);
     expect(chainIds([])).toEqual([]);
     // Order matters: the same layers stacked differently are a different chain.
@@ -198,7 +211,9 @@ describe('chainIds', () => {
 
   it('matches a worked example computed independently', () => {
     const diffIds = [`sha256:${'a'.repeat(64)}`, `sha256:${'b'.repeat(64)}`];
-    const expected = createHash('sha256').update(`sha256:${'a'.repeat(64)} sha256:${'b'.repeat(64)}`).digest('hex');
+    const expected = createHash('sha256')
+      .update(`sha256:${'a'.repeat(64)} sha256:${'b'.repeat(64)}`)
+      .digest('hex');
     expect(chainIds(diffIds)[1]).toBe(`sha256:${expected}`);
   });
 });

@@ -46,7 +46,10 @@ const full: LaunchPlan = {
   readonlyPaths: ['/proc/sys'],
   hostname: 'web-1',
   loopbackUp: true,
-  rlimits: [{ type: 'nofile', soft: 1024, hard: 4096 }, { type: 'RLIMIT_CORE', soft: Infinity, hard: -1 }],
+  rlimits: [
+    { type: 'nofile', soft: 1024, hard: 4096 },
+    { type: 'RLIMIT_CORE', soft: Infinity, hard: -1 },
+  ],
   capabilities: ['CAP_CHOWN', 'CAP_NET_BIND_SERVICE', 'CAP_KILL'],
   noNewPrivileges: true,
   seccomp: { bpf: '0600000000000000'.repeat(3) },
@@ -80,14 +83,20 @@ describe('launch plan: plan.ts writes, the C reader reads', () => {
       joins: [],
       rootfs: full.rootfs,
       readonlyRootfs: true,
-      mounts: [['/proc', 'proc', 'proc', 'nosuid,noexec,nodev'], ['/data dir', 'bind', '/srv/da\tta', 'rbind,ro']],
+      mounts: [
+        ['/proc', 'proc', 'proc', 'nosuid,noexec,nodev'],
+        ['/data dir', 'bind', '/srv/da\tta', 'rbind,ro'],
+      ],
       devices: [{ path: '/dev/fuse', type: 'c', major: 10, minor: 229, fileMode: 0o666, uid: 0, gid: 5 }],
       symlinks: [['/proc/self/fd', '/dev/fd']],
       maskedPaths: ['/proc/kcore', '/sys/firmware'],
       readonlyPaths: ['/proc/sys'],
       hostname: 'web-1',
       loopbackUp: true,
-      rlimits: [[RLIMITS.RLIMIT_NOFILE, 1024, 4096], [RLIMITS.RLIMIT_CORE, -1, -1]],
+      rlimits: [
+        [RLIMITS.RLIMIT_NOFILE, 1024, 4096],
+        [RLIMITS.RLIMIT_CORE, -1, -1],
+      ],
       caps: BigInt(`0x${capabilityMask(full.capabilities)}`).toString(16),
       noNewPrivileges: true,
       seccompInstructions: 3,
@@ -108,14 +117,26 @@ describe('launch plan: plan.ts writes, the C reader reads', () => {
   });
 
   it('fills the defaults the C side applies: one log file, cwd /, a PATH when env is empty', () => {
-    const out = parsed({ namespaces: [], rootfs: '/r', mounts: [], maskedPaths: [], readonlyPaths: [], capabilities: [], noNewPrivileges: false, process: { args: ['true'], env: [], cwd: '', uid: 0, gid: 0, additionalGids: [] } } as unknown as LaunchPlan);
+    const out = parsed({
+      namespaces: [],
+      rootfs: '/r',
+      mounts: [],
+      maskedPaths: [],
+      readonlyPaths: [],
+      capabilities: [],
+      noNewPrivileges: false,
+      process: { args: ['true'], env: [], cwd: '', uid: 0, gid: 0, additionalGids: [] },
+    } as unknown as LaunchPlan);
     expect(out).toMatchObject({ logMaxFiles: 1, logMaxSize: 0, cwd: '/', namespaces: [], caps: '0', hostname: null, log: null });
     expect(out.env).toEqual(['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin']);
   });
 
   it('joins the namespaces of another process instead of making new ones', () => {
     const out = parsed({ ...full, joinNamespaces: { net: '/proc/42/ns/net', ipc: '/proc/42/ns/ipc' } });
-    expect(out.joins).toEqual([{ type: 'net', path: '/proc/42/ns/net' }, { type: 'ipc', path: '/proc/42/ns/ipc' }]);
+    expect(out.joins).toEqual([
+      { type: 'net', path: '/proc/42/ns/net' },
+      { type: 'ipc', path: '/proc/42/ns/ipc' },
+    ]);
     expect(out.namespaces).toEqual([]);
   });
 

@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BerthError, InvalidArgumentError, NotFoundError } from '../../core/contracts/errors';
 import { MediaTypes, type Descriptor } from '../../core/contracts/types';
-import {
-  MAX_MANIFEST_BYTES,
-  formatPlatform,
-  hostPlatform,
-  parseManifest,
-  parsePlatform,
-  selectPlatform,
-  type ImageIndex,
-} from '../../core/images/manifest';
+import { MAX_MANIFEST_BYTES, formatPlatform, hostPlatform, parseManifest, parsePlatform, selectPlatform, type ImageIndex } from '../../core/images/manifest';
 
 const d = (c: string) => `sha256:${c.repeat(64)}`;
 const json = (v: unknown) => Buffer.from(JSON.stringify(v));
@@ -70,11 +62,7 @@ describe('parseManifest', () => {
 
   it('parses an OCI index and a Docker manifest list', () => {
     for (const mediaType of [MediaTypes.ociIndex, MediaTypes.dockerManifestList]) {
-      const idx = parseManifest(
-        json({ schemaVersion: 2, mediaType, manifests: [entry({ os: 'linux', architecture: 'amd64' }, d('a'))] }),
-        mediaType,
-        WHAT,
-      );
+      const idx = parseManifest(json({ schemaVersion: 2, mediaType, manifests: [entry({ os: 'linux', architecture: 'amd64' }, d('a'))] }), mediaType, WHAT);
       expect(idx.kind).toBe('index');
       expect(idx.mediaType).toBe(mediaType);
       expect((idx as ImageIndex).manifests[0].platform).toEqual({ os: 'linux', architecture: 'amd64' });
@@ -112,7 +100,11 @@ describe('parseManifest', () => {
     ['an unsupported layer media type', { ...ociManifest, layers: [{ mediaType: 'application/vnd.example.weird', digest: d('1'), size: 1 }] }, /unsupported media type application\/vnd.example.weird/],
     ['layers that are not a list', { ...ociManifest, layers: { 0: 'x' } }, /layers is not a list/],
     ['no config', { schemaVersion: 2, mediaType: MediaTypes.ociManifest, layers: [] }, /has no config/],
-    ['a bad index entry digest', { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [{ mediaType: MediaTypes.ociManifest, digest: 'nope', size: 1 }] }, /manifests\[0\]: unsupported or invalid digest/],
+    [
+      'a bad index entry digest',
+      { schemaVersion: 2, mediaType: MediaTypes.ociIndex, manifests: [{ mediaType: MediaTypes.ociManifest, digest: 'nope', size: 1 }] },
+      /manifests\[0\]: unsupported or invalid digest/,
+    ],
     ['an index without manifests', { schemaVersion: 2, mediaType: MediaTypes.ociIndex }, /no manifests list/],
     ['schemaVersion 3', { ...ociManifest, schemaVersion: 3 }, /unsupported schemaVersion 3/],
     ['not an object', 'just a string', /not a JSON object/],

@@ -67,7 +67,10 @@ interface Harness {
 const harness = globalThis as unknown as { __berthPluginTest: Harness };
 
 /** A plugin module as CommonJS source. `style` picks how the manifest is exported. */
-function pluginSource(m: { type: string; id: string; requires?: string[]; defaults?: object; body?: string; parseConfig?: string; extra?: string }, style: 'module.exports' | 'exports.default' | 'esModule' = 'module.exports'): string {
+function pluginSource(
+  m: { type: string; id: string; requires?: string[]; defaults?: object; body?: string; parseConfig?: string; extra?: string },
+  style: 'module.exports' | 'exports.default' | 'esModule' = 'module.exports',
+): string {
   const manifest = `{
     type: ${JSON.stringify(m.type)},
     id: ${JSON.stringify(m.id)},
@@ -125,8 +128,7 @@ describe('loadPlugins', () => {
     return validateConfig({ root, ...raw }, path.join(configDir, 'berth.config.json'));
   }
 
-  const load = (raw: Record<string, unknown>, builtins: string[] = []) =>
-    loadPlugins({ config: config(raw), container: container.createChildContainer(), log, builtins });
+  const load = (raw: Record<string, unknown>, builtins: string[] = []) => loadPlugins({ config: config(raw), container: container.createChildContainer(), log, builtins });
 
   it('loads plugins by path and by package name, in both export styles, and reports each status', async () => {
     const skip = 'throw new h.SkipPlugin("kernel lacks overlayfs");';
@@ -208,7 +210,8 @@ describe('loadPlugins', () => {
 
   it('registers every initialised plugin under its slot token, in slot order, and closes them in reverse init order', async () => {
     // Each implementation records its close in the shared list.
-    const impl = 'return { uri: ctx.uri, name: ctx.uri.split(".")[1], fallback: ctx.uri === "registry.catchall", close: async () => { h.inits.push("close " + ctx.uri); if (ctx.uri === "isolator.cg") throw new Error("busy"); } };';
+    const impl =
+      'return { uri: ctx.uri, name: ctx.uri.split(".")[1], fallback: ctx.uri === "registry.catchall", close: async () => { h.inits.push("close " + ctx.uri); if (ctx.uri === "isolator.cg") throw new Error("busy"); } };';
     const plugins = [
       writePlugin('mem', pluginSource({ type: 'storage', id: 'mem', body: impl })),
       writePlugin('other', pluginSource({ type: 'storage', id: 'other', body: impl })),
@@ -270,12 +273,15 @@ describe('loadPlugins', () => {
 
   it('a parseConfig ConfigError names pluginConfig.<uri>.<key> and the config file', async () => {
     const plugins = [
-      writePlugin('picky', pluginSource({
-        type: 'runtime',
-        id: 'picky',
-        defaults: { binary: 'runc' },
-        parseConfig: 'if (typeof raw.binary !== "string") throw new h.ConfigError("binary", "expected a string"); return raw;',
-      })),
+      writePlugin(
+        'picky',
+        pluginSource({
+          type: 'runtime',
+          id: 'picky',
+          defaults: { binary: 'runc' },
+          parseConfig: 'if (typeof raw.binary !== "string") throw new h.ConfigError("binary", "expected a string"); return raw;',
+        }),
+      ),
     ];
     const err = await load({ plugins, runtime: 'picky', pluginConfig: { 'runtime.picky': { binary: 7 } } }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
@@ -286,11 +292,14 @@ describe('loadPlugins', () => {
 
   it('a parseConfig ConfigError whose key holds a host:port keeps the whole key and message', async () => {
     const plugins = [
-      writePlugin('reg', pluginSource({
-        type: 'registry',
-        id: 'reg',
-        parseConfig: 'throw new h.ConfigError("registries.[::1]:5000.mirrors[0]", "expected a host: got nothing", "/elsewhere/file.json");',
-      })),
+      writePlugin(
+        'reg',
+        pluginSource({
+          type: 'registry',
+          id: 'reg',
+          parseConfig: 'throw new h.ConfigError("registries.[::1]:5000.mirrors[0]", "expected a host: got nothing", "/elsewhere/file.json");',
+        }),
+      ),
     ];
     const err = (await load({ plugins }).catch((e: unknown) => e)) as ConfigError;
     expect(err).toBeInstanceOf(ConfigError);
@@ -298,9 +307,7 @@ describe('loadPlugins', () => {
   });
 
   it('parseConfig output is what init receives', async () => {
-    const plugins = [
-      writePlugin('parsed', pluginSource({ type: 'misc', id: 'parsed', defaults: { n: '3' }, parseConfig: 'return { n: Number(raw.n) * 2 };' })),
-    ];
+    const plugins = [writePlugin('parsed', pluginSource({ type: 'misc', id: 'parsed', defaults: { n: '3' }, parseConfig: 'return { n: Number(raw.n) * 2 };' }))];
     await load({ plugins });
     expect(harness.__berthPluginTest.contexts['misc.parsed'].config).toEqual({ n: 6 });
   });
@@ -341,10 +348,7 @@ describe('loadPlugins', () => {
   });
 
   it('a plugin dependency cycle stops loading', async () => {
-    const plugins = [
-      writePlugin('x', pluginSource({ type: 'a', id: 'x', requires: ['b.y'] })),
-      writePlugin('y', pluginSource({ type: 'b', id: 'y', requires: ['a.x'] })),
-    ];
+    const plugins = [writePlugin('x', pluginSource({ type: 'a', id: 'x', requires: ['b.y'] })), writePlugin('y', pluginSource({ type: 'b', id: 'y', requires: ['a.x'] }))];
     await expect(load({ plugins })).rejects.toThrow('plugin dependency cycle: a.x -> b.y -> a.x');
     expect(harness.__berthPluginTest.inits).toEqual([]);
   });

@@ -1,13 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { InvalidArgumentError } from '../../core/contracts/errors';
-import {
-  familiarName,
-  familiarReference,
-  formatReference,
-  isDigest,
-  parseReference,
-  repositoryName,
-} from '../../core/images/reference';
+import { familiarName, familiarReference, formatReference, isDigest, parseReference, repositoryName } from '../../core/images/reference';
 
 const HEX = 'dbcc1c35ac38df41fd2f5e4130b32ffdb93ebae8b3dbe638c23575912276fc9c';
 const DIGEST = `sha256:${HEX}`;

@@ -3,11 +3,7 @@ import { parseWwwAuthenticate } from '../../plugins/registry-distribution/www-au
 
 describe('parseWwwAuthenticate', () => {
   it('reads a Docker Hub style Bearer challenge', () => {
-    expect(
-      parseWwwAuthenticate(
-        'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull"',
-      ),
-    ).toEqual([
+    expect(parseWwwAuthenticate('Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull"')).toEqual([
       {
         scheme: 'bearer',
         params: { realm: 'https://auth.docker.io/token', service: 'registry.docker.io', scope: 'repository:library/busybox:pull' },

@@ -11,14 +11,34 @@ import { syscallTable, type Abi } from '../../plugins/isolator-seccomp/syscalls'
 
 const AUDIT = { x86_64: 0xc000003e, x86: 0x40000003, aarch64: 0xc00000b7, arm: 0x40000028 };
 const X32 = 0x40000000;
-const ALLOW = 0x7fff0000, KILL_PROCESS = 0x80000000;
+const ALLOW = 0x7fff0000,
+  KILL_PROCESS = 0x80000000;
 const ERRNO = (e: number) => (0x00050000 | e) >>> 0;
-const EPERM = ERRNO(1), ENOSYS = ERRNO(38);
+const EPERM = ERRNO(1),
+  ENOSYS = ERRNO(38);
 /** Docker's default capability set. */
-const DEFAULT_CAPS = ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
-  'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE'];
+const DEFAULT_CAPS = [
+  'CAP_CHOWN',
+  'CAP_DAC_OVERRIDE',
+  'CAP_FSETID',
+  'CAP_FOWNER',
+  'CAP_MKNOD',
+  'CAP_NET_RAW',
+  'CAP_SETGID',
+  'CAP_SETUID',
+  'CAP_SETFCAP',
+  'CAP_SETPCAP',
+  'CAP_NET_BIND_SERVICE',
+  'CAP_SYS_CHROOT',
+  'CAP_KILL',
+  'CAP_AUDIT_WRITE',
+];
 
-interface Call { nr: number; arch: number; args?: bigint[] }
+interface Call {
+  nr: number;
+  arch: number;
+  args?: bigint[];
+}
 
 /** Classic BPF over struct seccomp_data { int nr; u32 arch; u64 ip; u64 args[6] } (little-endian). */
 function runFilter(prog: Instruction[], call: Call): number {
@@ -35,14 +55,28 @@ function runFilter(prog: Instruction[], call: Call): number {
     if (steps > prog.length) throw new Error('loop');
     const { code, jt, jf, k } = prog[pc];
     switch (code) {
-      case 0x20: a = word(k); break;
-      case 0x54: a = (a & k) >>> 0; break;
-      case 0x05: pc += k; break;
-      case 0x15: pc += a === k >>> 0 ? jt : jf; break;
-      case 0x25: pc += a > k >>> 0 ? jt : jf; break;
-      case 0x35: pc += a >= k >>> 0 ? jt : jf; break;
-      case 0x06: return k >>> 0;
-      default: throw new Error(`instruction ${pc}: opcode 0x${code.toString(16)}`);
+      case 0x20:
+        a = word(k);
+        break;
+      case 0x54:
+        a = (a & k) >>> 0;
+        break;
+      case 0x05:
+        pc += k;
+        break;
+      case 0x15:
+        pc += a === k >>> 0 ? jt : jf;
+        break;
+      case 0x25:
+        pc += a > k >>> 0 ? jt : jf;
+        break;
+      case 0x35:
+        pc += a >= k >>> 0 ? jt : jf;
+        break;
+      case 0x06:
+        return k >>> 0;
+      default:
+        throw new Error(`instruction ${pc}: opcode 0x${code.toString(16)}`);
     }
   }
   throw new Error('fell off the end of the program');
@@ -55,12 +89,12 @@ const nr = (abi: Abi, name: string) => {
   return abi === 'x32' ? X32 + n : n;
 };
 
-describe('Docker\'s default profile compiled for x86_64 (no root)', () => {
+describe("Docker's default profile compiled for x86_64 (no root)", () => {
   const filter = compileProfile(DOCKER_DEFAULT_PROFILE, target());
   const prog = filter.instructions;
   const x86_64 = (name: string, args?: bigint[]) => runFilter(prog, { nr: nr('x86_64', name), arch: AUDIT.x86_64, args });
 
-  it('encodes 8 little-endian bytes per sock_filter, within the kernel\'s 4096, first loading the arch', () => {
+  it("encodes 8 little-endian bytes per sock_filter, within the kernel's 4096, first loading the arch", () => {
     expect(decode(filter.bpf)).toEqual(prog);
     expect(filter.bpf.slice(0, 16)).toBe('2000000004000000'); // ld [4]
     expect(prog.length).toBeLessThan(4096);
@@ -87,14 +121,37 @@ describe('Docker\'s default profile compiled for x86_64 (no root)', () => {
   });
 
   it('refuses the namespace, mount, keyring, NUMA and module calls with EPERM', () => {
-    for (const name of ['unshare', 'setns', 'mount', 'umount2', 'pivot_root', 'open_tree', 'fsopen', 'keyctl', 'add_key', 'request_key',
-      'mbind', 'set_mempolicy', 'bpf', 'init_module', 'kexec_load', 'reboot', 'swapon', 'acct', 'open_by_handle_at', 'kcmp', 'userfaultfd']) {
+    for (const name of [
+      'unshare',
+      'setns',
+      'mount',
+      'umount2',
+      'pivot_root',
+      'open_tree',
+      'fsopen',
+      'keyctl',
+      'add_key',
+      'request_key',
+      'mbind',
+      'set_mempolicy',
+      'bpf',
+      'init_module',
+      'kexec_load',
+      'reboot',
+      'swapon',
+      'acct',
+      'open_by_handle_at',
+      'kcmp',
+      'userfaultfd',
+    ]) {
       expect(x86_64(name), name).toBe(EPERM);
     }
   });
 
   it('filters on arguments: clone without namespace flags, socket but vsock, personality queries', () => {
-    const CLONE_NEWUSER = 0x10000000n, CLONE_NEWNS = 0x20000n, THREAD_FLAGS = 0x3d0f00n;
+    const CLONE_NEWUSER = 0x10000000n,
+      CLONE_NEWNS = 0x20000n,
+      THREAD_FLAGS = 0x3d0f00n;
     expect(x86_64('clone', [THREAD_FLAGS])).toBe(ALLOW);
     expect(x86_64('clone', [0x11n])).toBe(ALLOW); // SIGCHLD: fork
     expect(x86_64('clone', [0x11n | CLONE_NEWUSER])).toBe(EPERM);
@@ -122,7 +179,7 @@ describe('Docker\'s default profile compiled for x86_64 (no root)', () => {
     expect(runFilter(old, { nr: nr('x86_64', 'ptrace'), arch: AUDIT.x86_64 })).toBe(EPERM);
   });
 
-  it('covers i386 and x32 by their own numbers, as Docker\'s archMap asks; a foreign arch is killed', () => {
+  it("covers i386 and x32 by their own numbers, as Docker's archMap asks; a foreign arch is killed", () => {
     const call = (abi: Abi, name: string, arch: number) => runFilter(prog, { nr: nr(abi, name), arch });
     expect(call('x86', 'getpid', AUDIT.x86)).toBe(ALLOW);
     expect(call('x86', 'mount', AUDIT.x86)).toBe(EPERM);
@@ -154,15 +211,19 @@ describe('Docker\'s default profile compiled for x86_64 (no root)', () => {
   });
 });
 
-describe('profiles of one\'s own (no root)', () => {
+describe("profiles of one's own (no root)", () => {
   const profile = (syscalls: unknown[], more: object = {}): SeccompProfile => parseSeccompProfile(JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls, ...more }));
   const run = (p: SeccompProfile, name: string, args?: bigint[]) => runFilter(compileProfile(p, target()).instructions, { nr: nr('x86_64', name), arch: AUDIT.x86_64, args });
 
   it('compares 64-bit arguments with every operator, as unsigned values', () => {
     const values = [0n, 1n, 5n, 0xffffffffn, 0x100000000n, 0x100000005n, 0x1ffffffffn, 0xfffffffffffffn];
     const ops: Record<string, (a: bigint, v: bigint) => boolean> = {
-      SCMP_CMP_EQ: (a, v) => a === v, SCMP_CMP_NE: (a, v) => a !== v, SCMP_CMP_LT: (a, v) => a < v,
-      SCMP_CMP_LE: (a, v) => a <= v, SCMP_CMP_GT: (a, v) => a > v, SCMP_CMP_GE: (a, v) => a >= v,
+      SCMP_CMP_EQ: (a, v) => a === v,
+      SCMP_CMP_NE: (a, v) => a !== v,
+      SCMP_CMP_LT: (a, v) => a < v,
+      SCMP_CMP_LE: (a, v) => a <= v,
+      SCMP_CMP_GT: (a, v) => a > v,
+      SCMP_CMP_GE: (a, v) => a >= v,
     };
     for (const [op, holds] of Object.entries(ops)) {
       for (const v of [5n, 0x100000005n]) {
@@ -175,22 +236,46 @@ describe('profiles of one\'s own (no root)', () => {
   });
 
   it('reads args as runc does: different indexes all hold, one index twice means any of them', () => {
-    const both = profile([{ names: ['write'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }, { index: 2, value: 3, op: 'SCMP_CMP_EQ' }] }]);
+    const both = profile([
+      {
+        names: ['write'],
+        action: 'SCMP_ACT_ERRNO',
+        args: [
+          { index: 0, value: 1, op: 'SCMP_CMP_EQ' },
+          { index: 2, value: 3, op: 'SCMP_CMP_EQ' },
+        ],
+      },
+    ]);
     expect(run(both, 'write', [1n, 0n, 3n])).toBe(EPERM);
     expect(run(both, 'write', [1n, 0n, 4n])).toBe(ALLOW);
-    const either = profile([{ names: ['write'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }, { index: 0, value: 2, op: 'SCMP_CMP_EQ' }] }]);
+    const either = profile([
+      {
+        names: ['write'],
+        action: 'SCMP_ACT_ERRNO',
+        args: [
+          { index: 0, value: 1, op: 'SCMP_CMP_EQ' },
+          { index: 0, value: 2, op: 'SCMP_CMP_EQ' },
+        ],
+      },
+    ]);
     expect(run(either, 'write', [1n])).toBe(EPERM);
     expect(run(either, 'write', [2n])).toBe(EPERM);
     expect(run(either, 'write', [3n])).toBe(ALLOW);
   });
 
   it('maps every action, defaultErrnoRet, the old `name` spelling, and skips names the ABI lacks', () => {
-    const p = profile([
-      { name: 'mkdir', action: 'SCMP_ACT_ERRNO' },
-      { names: ['rmdir'], action: 'SCMP_ACT_KILL_PROCESS' }, { names: ['link'], action: 'SCMP_ACT_KILL' },
-      { names: ['chmod'], action: 'SCMP_ACT_TRAP' }, { names: ['chown'], action: 'SCMP_ACT_LOG' }, { names: ['rename'], action: 'SCMP_ACT_TRACE', errnoRet: 3 },
-      { names: ['no_such_call', 'iopl'], action: 'SCMP_ACT_ERRNO' },
-    ], { defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 13, architectures: ['SCMP_ARCH_X86_64'] });
+    const p = profile(
+      [
+        { name: 'mkdir', action: 'SCMP_ACT_ERRNO' },
+        { names: ['rmdir'], action: 'SCMP_ACT_KILL_PROCESS' },
+        { names: ['link'], action: 'SCMP_ACT_KILL' },
+        { names: ['chmod'], action: 'SCMP_ACT_TRAP' },
+        { names: ['chown'], action: 'SCMP_ACT_LOG' },
+        { names: ['rename'], action: 'SCMP_ACT_TRACE', errnoRet: 3 },
+        { names: ['no_such_call', 'iopl'], action: 'SCMP_ACT_ERRNO' },
+      ],
+      { defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 13, architectures: ['SCMP_ARCH_X86_64'] },
+    );
     expect(run(p, 'mkdir')).toBe(EPERM);
     expect(run(p, 'rmdir')).toBe(KILL_PROCESS);
     expect(run(p, 'link')).toBe(0);
@@ -204,9 +289,21 @@ describe('profiles of one\'s own (no root)', () => {
   });
 
   it('refuses a second rule that could never apply, naming the syscall', () => {
-    const p = profile([{ names: ['read', 'mkdir'], action: 'SCMP_ACT_ALLOW' }, { names: ['mkdir'], action: 'SCMP_ACT_ERRNO' }], { defaultAction: 'SCMP_ACT_ERRNO' });
+    const p = profile(
+      [
+        { names: ['read', 'mkdir'], action: 'SCMP_ACT_ALLOW' },
+        { names: ['mkdir'], action: 'SCMP_ACT_ERRNO' },
+      ],
+      { defaultAction: 'SCMP_ACT_ERRNO' },
+    );
     expect(() => compileProfile(p, target())).toThrow(/seccomp profile: mkdir has a rule without args already, with another action; the second rule \(SCMP_ACT_ERRNO\) would never apply/);
-    const same = profile([{ names: ['mkdir'], action: 'SCMP_ACT_ALLOW' }, { names: ['mkdir'], action: 'SCMP_ACT_ALLOW' }], { defaultAction: 'SCMP_ACT_ERRNO' });
+    const same = profile(
+      [
+        { names: ['mkdir'], action: 'SCMP_ACT_ALLOW' },
+        { names: ['mkdir'], action: 'SCMP_ACT_ALLOW' },
+      ],
+      { defaultAction: 'SCMP_ACT_ERRNO' },
+    );
     expect(run(same, 'mkdir')).toBe(ALLOW);
   });
 
@@ -218,10 +315,14 @@ describe('profiles of one\'s own (no root)', () => {
     expect(bad({ defaultAction: 'SCMP_ACT_NOTIFY' })).toThrow(/defaultAction: unknown value "SCMP_ACT_NOTIFY" \(expected one of SCMP_ACT_KILL/);
     expect(bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'ALLOW' }] })).toThrow(/syscalls\[0\]\.action: unknown value "ALLOW"/);
     expect(bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ action: 'SCMP_ACT_ALLOW' }] })).toThrow(/syscalls\[0\]\.names: expected syscall names/);
-    expect(bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 6, value: 1, op: 'SCMP_CMP_EQ' }] }] })).toThrow(/syscalls\[0\]\.args\[0\]\.index: expected an integer from 0 to 5, got 6/);
+    expect(bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 6, value: 1, op: 'SCMP_CMP_EQ' }] }] })).toThrow(
+      /syscalls\[0\]\.args\[0\]\.index: expected an integer from 0 to 5, got 6/,
+    );
     expect(bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', args: [{ index: 0, value: 1, op: 'EQ' }] }] })).toThrow(/args\[0\]\.op: unknown value "EQ"/);
     expect(bad({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 70000 })).toThrow(/defaultErrnoRet: expected an integer from 0 to 4095/);
-    expect(bad({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], archMap: [{ architecture: 'SCMP_ARCH_X86_64' }] })).toThrow(/architectures: use either architectures or archMap/);
+    expect(bad({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], archMap: [{ architecture: 'SCMP_ARCH_X86_64' }] })).toThrow(
+      /architectures: use either architectures or archMap/,
+    );
     expect(bad({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['x86_64'] })).toThrow(/architectures\[0\]: unknown value "x86_64"/);
     expect(bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ALLOW', includes: { minKernel: 'new' } }] })).toThrow(/syscalls\[0\]\.includes\.minKernel/);
     for (const f of [bad('x'), bad({})]) expect(f).toThrow(expect.objectContaining({ status: 400 }));

@@ -18,13 +18,7 @@ import type { ApiRequest } from '../router';
 import { type Scope, components, openInContainer } from './archive-paths';
 
 /** The PUT body extracted below the scope's root (the rootfs or a volume). */
-export async function extractInto(
-  req: ApiRequest,
-  rec: ContainerRecord,
-  scope: Scope,
-  rootfs: string,
-  o: { rawPath: string; noOverwriteDirNonDir: boolean; copyUIDGID: boolean },
-): Promise<void> {
+export async function extractInto(req: ApiRequest, rec: ContainerRecord, scope: Scope, rootfs: string, o: { rawPath: string; noOverwriteDirNonDir: boolean; copyUIDGID: boolean }): Promise<void> {
   const { rawPath, noOverwriteDirNonDir, copyUIDGID } = o;
   const { root, absPath } = scope;
   if (scope.readOnly) throw new ForbiddenError(`container ${rec.Name.replace(/^\//, '')}: ${rawPath} is on a read-only volume`);

@@ -20,7 +20,6 @@ export interface ContainerPathStat {
   linkTarget: string;
 }
 
-
 /** A container path as Docker reads it: absolute, cleaned, keeping a trailing `/` or `/.`. */
 export function containerAbsPath(raw: string): string {
   const cleaned = path.posix.normalize(path.posix.join('/', raw));
@@ -65,11 +64,16 @@ export function goFileMode(st: Stats): number {
   if (st.mode & 0o4000) mode += 2 ** 23; // ModeSetuid
   if (st.mode & 0o2000) mode += 2 ** 22; // ModeSetgid
   if (st.mode & 0o1000) mode += 2 ** 20; // ModeSticky
-  if (st.isDirectory()) mode += 2 ** 31; // ModeDir
-  else if (st.isSymbolicLink()) mode += 2 ** 27; // ModeSymlink
-  else if (st.isBlockDevice()) mode += 2 ** 26; // ModeDevice
-  else if (st.isCharacterDevice()) mode += 2 ** 26 + 2 ** 21; // ModeDevice | ModeCharDevice
-  else if (st.isFIFO()) mode += 2 ** 25; // ModeNamedPipe
+  if (st.isDirectory())
+    mode += 2 ** 31; // ModeDir
+  else if (st.isSymbolicLink())
+    mode += 2 ** 27; // ModeSymlink
+  else if (st.isBlockDevice())
+    mode += 2 ** 26; // ModeDevice
+  else if (st.isCharacterDevice())
+    mode += 2 ** 26 + 2 ** 21; // ModeDevice | ModeCharDevice
+  else if (st.isFIFO())
+    mode += 2 ** 25; // ModeNamedPipe
   else if (st.isSocket()) mode += 2 ** 24; // ModeSocket
   return mode;
 }

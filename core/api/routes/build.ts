@@ -25,8 +25,10 @@ function jsonParam<T>(q: URLSearchParams, name: string, check: (v: unknown) => v
   return v;
 }
 
-const stringMap = (nullable: boolean) => (v: unknown): v is Record<string, string> =>
-  typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string' || (nullable && x === null));
+const stringMap =
+  (nullable: boolean) =>
+  (v: unknown): v is Record<string, string> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string' || (nullable && x === null));
 
 const stringList = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
 
@@ -38,7 +40,12 @@ function registryConfig(header: string | string[] | undefined): Record<string, R
     if (typeof json !== 'object' || json === null) return undefined;
     const out: Record<string, RegistryCredentials> = {};
     for (const [host, c] of Object.entries(json as Record<string, Record<string, string>>)) {
-      const creds: RegistryCredentials = { username: c?.username || undefined, password: c?.password || undefined, identitytoken: c?.identitytoken || undefined, registrytoken: c?.registrytoken || undefined };
+      const creds: RegistryCredentials = {
+        username: c?.username || undefined,
+        password: c?.password || undefined,
+        identitytoken: c?.identitytoken || undefined,
+        registrytoken: c?.registrytoken || undefined,
+      };
       if (Object.values(creds).some(Boolean)) out[host] = creds;
     }
     return out;
@@ -62,7 +69,11 @@ export function buildRoutes(router: Router, engine: Engine): void {
       forceRm: boolParam(q, 'forcerm'),
       pull: boolParam(q, 'pull'),
       registryConfig: registryConfig(req.raw.headers['x-registry-config']),
-      extraHosts: q.getAll('extrahosts').flatMap((h) => h.split(',')).map((h) => h.trim()).filter(Boolean),
+      extraHosts: q
+        .getAll('extrahosts')
+        .flatMap((h) => h.split(','))
+        .map((h) => h.trim())
+        .filter(Boolean),
       cacheFrom: jsonParam(q, 'cachefrom', stringList),
       networkMode: q.get('networkmode') || undefined,
       signal: req.signal,

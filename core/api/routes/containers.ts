@@ -39,7 +39,11 @@ export function containerRoutes(router: Router, engine: Engine): void {
     const created = new Map(list.map(({ rec }) => [rec, Date.parse(rec.Created)]));
     list.sort((a, b) => created.get(b.rec)! - created.get(a.rec)!);
     const limit = intParam(req.query, 'limit') ?? -1;
-    sendJson(res, 200, (limit > 0 ? list.slice(0, limit) : list).map((c) => c.summary));
+    sendJson(
+      res,
+      200,
+      (limit > 0 ? list.slice(0, limit) : list).map((c) => c.summary),
+    );
   });
 
   router.add('GET', '/containers/{id}/json', (req, res) => sendJson(res, 200, containers.inspect(req.params.id)));
@@ -101,7 +105,11 @@ export function containerRoutes(router: Router, engine: Engine): void {
 
   router.add('GET', '/containers/{id}/changes', async (req, res) => {
     const kinds = { C: 0, A: 1, D: 2 } as const;
-    sendJson(res, 200, (await containers.changes(req.params.id)).map((c) => ({ Path: c.path, Kind: kinds[c.kind] })));
+    sendJson(
+      res,
+      200,
+      (await containers.changes(req.params.id)).map((c) => ({ Path: c.path, Kind: kinds[c.kind] })),
+    );
   });
 
   router.add('GET', '/containers/{id}/export', async (req, res) => {

@@ -13,7 +13,10 @@ import { COMMIT_CONFIG, checkBody } from '../validate';
 
 /** Docker sends `changes` as repeated query parameters; one may also hold several lines. */
 function changesParam(q: URLSearchParams): string[] {
-  return q.getAll('changes').flatMap((c) => c.split('\n')).filter((c) => c.trim());
+  return q
+    .getAll('changes')
+    .flatMap((c) => c.split('\n'))
+    .filter((c) => c.trim());
 }
 
 /**
@@ -100,7 +103,16 @@ export function imageBuildRoutes(router: Router, engine: Engine): void {
     req.signal.addEventListener('abort', () => stream.destroy());
     stream.pipe(res);
   };
-  router.add('GET', '/images/get', (req, res) => save(req, res, req.query.getAll('names').flatMap((n) => n.split(',')).filter(Boolean)));
+  router.add('GET', '/images/get', (req, res) =>
+    save(
+      req,
+      res,
+      req.query
+        .getAll('names')
+        .flatMap((n) => n.split(','))
+        .filter(Boolean),
+    ),
+  );
   router.add('GET', '/images/{name*}/get', (req, res) => save(req, res, [req.params.name]));
 
   // As dockerd: 200 at once, and a bad archive is an error in the stream (docker-py raises ImageLoadError).

@@ -8,9 +8,21 @@ export function networkRoutes(router: Router, engine: Engine): void {
   const containerId = (ref: string) => engine.containers.get(ref).Id;
   /** Docker lists host and none too: they are modes, not records. */
   const pseudo = (name: 'host' | 'none') => ({
-    Name: name, Id: name.padEnd(64, '0'), Created: '0001-01-01T00:00:00Z', Scope: 'local', Driver: name === 'none' ? 'null' : 'host',
-    EnableIPv6: false, IPAM: { Driver: 'default', Options: null, Config: [] }, Internal: false, Attachable: false, Ingress: false,
-    ConfigFrom: { Network: '' }, ConfigOnly: false, Containers: {}, Options: {}, Labels: {},
+    Name: name,
+    Id: name.padEnd(64, '0'),
+    Created: '0001-01-01T00:00:00Z',
+    Scope: 'local',
+    Driver: name === 'none' ? 'null' : 'host',
+    EnableIPv6: false,
+    IPAM: { Driver: 'default', Options: null, Config: [] },
+    Internal: false,
+    Attachable: false,
+    Ingress: false,
+    ConfigFrom: { Network: '' },
+    ConfigOnly: false,
+    Containers: {},
+    Options: {},
+    Labels: {},
   });
 
   router.add('GET', '/networks', (req, res) => {

@@ -13,7 +13,10 @@ const run = promisify(execFile);
 /** Total CPU time of the host in nanoseconds, as Docker's system_cpu_usage. */
 function systemCpuUsage(): number {
   const line = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0];
-  const ticks = line.split(/\s+/).slice(1, 8).reduce((a, b) => a + Number(b), 0);
+  const ticks = line
+    .split(/\s+/)
+    .slice(1, 8)
+    .reduce((a, b) => a + Number(b), 0);
   return (ticks / 100) * 1e9; // USER_HZ is 100 on Linux
 }
 

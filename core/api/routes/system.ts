@@ -197,9 +197,7 @@ export function systemRoutes(router: Router, engine: Engine): void {
   router.add('GET', '/berth/plugins', (_req, res) => sendJson(res, 200, engine.plugins.infos));
 
   // Trees a removal could not delete (see core/layers removeOrQuarantine) are reported with the store.
-  router.add('POST', '/berth/system/check', async (_req, res) =>
-    sendJson(res, 200, { ...(await engine.images.check()), quarantined: await listQuarantined(engine.config.root) }),
-  );
+  router.add('POST', '/berth/system/check', async (_req, res) => sendJson(res, 200, { ...(await engine.images.check()), quarantined: await listQuarantined(engine.config.root) }));
 }
 
 /** Go's GOARCH names, which docker clients expect (amd64, arm64, ...). */
@@ -233,7 +231,12 @@ async function readAll(stream: NodeJS.ReadableStream, max: number, what: string)
 
 /** A stable engine ID per state root (dockerd keeps one in its root, as a key ID). */
 function engineId(root: string): string {
-  return createHash('sha256').update(`berth:${root}`).digest('hex').slice(0, 48).toUpperCase().replace(/(.{4})(?!$)/g, '$1:');
+  return createHash('sha256')
+    .update(`berth:${root}`)
+    .digest('hex')
+    .slice(0, 48)
+    .toUpperCase()
+    .replace(/(.{4})(?!$)/g, '$1:');
 }
 
 /** A small host file's text, or '' when it cannot be read. */

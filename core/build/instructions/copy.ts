@@ -33,7 +33,9 @@ export async function copyStep(ctx: StepContext, state: StageState, ins: Instruc
   const workdir = state.config.config?.WorkingDir || '/';
   const destAbs = path.posix.resolve('/', workdir, dest);
   const destIsDir = dest.endsWith('/') || dest === '.' || dest.endsWith('/.');
-  const text = `${ins.name} ${Object.entries(flags).map(([k, v]) => `--${k}=${v} `).join('')}${sources.join(' ')} ${destAbs}${destIsDir ? '/' : ''}`;
+  const text = `${ins.name} ${Object.entries(flags)
+    .map(([k, v]) => `--${k}=${v} `)
+    .join('')}${sources.join(' ')} ${destAbs}${destIsDir ? '/' : ''}`;
 
   // Where the sources come from: the context, an earlier stage, or an image.
   let fromImage: ImageRecord | undefined;
@@ -74,7 +76,17 @@ export async function copyStep(ctx: StepContext, state: StageState, ins: Instruc
  * Write resolved sources into a new layer over the stage's image. Sources read from a mounted
  * image are copied while it is mounted, so `copyInto` runs inside that mount's callback.
  */
-async function copyInto(ctx: StepContext, state: StageState, ins: Instruction, sources: CopySource[], destAbs: string, destIsDir: boolean, chown: string | undefined, chmod: number | undefined, tree: SourceTree): Promise<StepResult> {
+async function copyInto(
+  ctx: StepContext,
+  state: StageState,
+  ins: Instruction,
+  sources: CopySource[],
+  destAbs: string,
+  destIsDir: boolean,
+  chown: string | undefined,
+  chmod: number | undefined,
+  tree: SourceTree,
+): Promise<StepResult> {
   if (sources.length > 1 && !destIsDir) throw new CopyError(`When using ${ins.name} with more than one source file, the destination must be a directory and end with a /`);
   const destComps = destAbs.split('/').filter(Boolean);
   const scratch = await ctx.layers.withScratchLayer(topChain(state), async (rootfs) => {

@@ -100,11 +100,7 @@ async function runContainer(ctx: StepContext, id: string): Promise<number> {
 /** The container's diff without the mount points the launcher made (Docker keeps those in an init layer). */
 async function runDiff(ctx: StepContext, id: string): Promise<Readable> {
   const storage = ctx.layers.storage();
-  const added = new Set(
-    (await storage.changes(id))
-      .filter((c) => c.kind === 'A' && INIT_PATHS.some((p) => c.path === p || c.path.startsWith(p + '/')))
-      .map((c) => c.path),
-  );
+  const added = new Set((await storage.changes(id)).filter((c) => c.kind === 'A' && INIT_PATHS.some((p) => c.path === p || c.path.startsWith(p + '/'))).map((c) => c.path));
   const diff = await storage.diff(id);
   if (!added.size) return diff;
   return filterTar(diff, (name) => added.has('/' + name.replace(/^\.?\/+/, '').replace(/\/+$/, '')));

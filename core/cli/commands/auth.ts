@@ -33,7 +33,16 @@ async function readLine(prompt: string, hidden: boolean): Promise<string> {
 }
 
 export async function login({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { username: { type: 'string', short: 'u', help: 'Username' }, password: { type: 'string', short: 'p', help: 'Password' }, 'password-stdin': { type: 'boolean', help: 'Take the password from stdin' } }, 'berth login [-u USER] [-p PASS | --password-stdin] [SERVER]', { max: 1 });
+  const { values, positionals } = parse(
+    argv,
+    {
+      username: { type: 'string', short: 'u', help: 'Username' },
+      password: { type: 'string', short: 'p', help: 'Password' },
+      'password-stdin': { type: 'boolean', help: 'Take the password from stdin' },
+    },
+    'berth login [-u USER] [-p PASS | --password-stdin] [SERVER]',
+    { max: 1 },
+  );
   const server = normaliseServer(positionals[0]);
   const username = values.username ?? (await readLine('Username: ', false));
   let password = values.password;

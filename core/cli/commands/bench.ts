@@ -15,13 +15,18 @@ const USAGE = 'berth bench isolation --config FILE [--config FILE ...] --image R
 export async function bench({ argv, out, err }: CommandContext): Promise<number> {
   const kind = argv.shift();
   if (kind !== 'isolation') throw new UsageError(`unknown bench "${kind ?? ''}" (known: isolation)\nUsage: ${USAGE}`);
-  const { values } = parse(argv, {
-    config: { type: 'string', multiple: true, help: 'A berthd config to compare (one per configuration)' },
-    image: { type: 'string', help: "The image each configuration's daemon pulls and runs" },
-    n: { type: 'string', short: 'n', help: 'Runs per configuration', default: '10' },
-    json: { type: 'string', help: 'Write the raw samples to this file' },
-    quiet: { type: 'boolean', short: 'q', help: 'Print only the summary' },
-  }, USAGE, { max: 0 });
+  const { values } = parse(
+    argv,
+    {
+      config: { type: 'string', multiple: true, help: 'A berthd config to compare (one per configuration)' },
+      image: { type: 'string', help: "The image each configuration's daemon pulls and runs" },
+      n: { type: 'string', short: 'n', help: 'Runs per configuration', default: '10' },
+      json: { type: 'string', help: 'Write the raw samples to this file' },
+      quiet: { type: 'boolean', short: 'q', help: 'Print only the summary' },
+    },
+    USAGE,
+    { max: 0 },
+  );
   const configs = values.config ?? [];
   if (!configs.length) throw new UsageError(`give at least one --config FILE\nUsage: ${USAGE}`);
   if (!values.image) throw new UsageError(`--image REF is required (each config's daemon pulls it)\nUsage: ${USAGE}`);

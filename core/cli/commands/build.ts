@@ -94,7 +94,6 @@ function packContext(root: string, paths: string[], extra?: { name: string; data
   return out;
 }
 
-
 /** The context's .dockerignore, if any: a regular file only (O_NONBLOCK: a FIFO must not hang the CLI). */
 function readIgnoreFile(file: string): string | undefined {
   let fd: number;
@@ -132,7 +131,8 @@ export async function build({ client, argv, out, err }: CommandContext): Promise
   );
   const rm = values.rm ?? true;
   const contextArg = positionals[0];
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(contextArg) || contextArg.startsWith('git@')) throw new UsageError(`remote build contexts (${contextArg}) are not supported: clone or download it and build the directory`);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(contextArg) || contextArg.startsWith('git@'))
+    throw new UsageError(`remote build contexts (${contextArg}) are not supported: clone or download it and build the directory`);
 
   const query = new URLSearchParams();
   for (const t of values.tag ?? []) query.append('t', t);

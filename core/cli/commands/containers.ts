@@ -128,7 +128,11 @@ async function attachAndStart(client: Client, id: string, o: { tty: boolean; std
   // socket) while the start request is still in flight, and a stream nobody listens to then
   // leaves nothing to keep the CLI alive, so it would exit 0 without the output or the status.
   const output = o.tty
-    ? new Promise<void>((r) => { socket.pipe(process.stdout, { end: false }); socket.on('close', r); socket.on('end', r); })
+    ? new Promise<void>((r) => {
+        socket.pipe(process.stdout, { end: false });
+        socket.on('close', r);
+        socket.on('end', r);
+      })
     : demux(socket, process.stdout, process.stderr);
   try {
     if (o.start) {
@@ -166,7 +170,12 @@ async function attachAndStart(client: Client, id: string, o: { tty: boolean; std
 }
 
 export async function start({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { attach: { type: 'boolean', short: 'a', help: 'Attach STDOUT/STDERR and forward signals' }, interactive: { type: 'boolean', short: 'i', help: "Attach container's STDIN" } }, 'berth start [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(
+    argv,
+    { attach: { type: 'boolean', short: 'a', help: 'Attach STDOUT/STDERR and forward signals' }, interactive: { type: 'boolean', short: 'i', help: "Attach container's STDIN" } },
+    'berth start [OPTIONS] CONTAINER [CONTAINER...]',
+    { min: 1 },
+  );
   if (values.attach || values.interactive) {
     const info = await client.json(`/containers/${encodeURIComponent(positionals[0])}/json`);
     return attachAndStart(client, info.Id, { tty: !!info.Config.Tty, stdin: !!values.interactive && !!info.Config.OpenStdin, autoRemove: !!info.HostConfig.AutoRemove, start: true });

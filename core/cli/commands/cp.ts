@@ -109,7 +109,10 @@ async function extract(stream: NodeJS.ReadableStream, dir: string, from: string,
         await fs.chmod(target, mode);
         if (header.mtime) await fs.utimes(target, header.mtime, header.mtime);
       } else body.resume();
-    })().then(() => next(), (err) => ex.destroy(err));
+    })().then(
+      () => next(),
+      (err) => ex.destroy(err),
+    );
   });
   await pipeline(stream, ex);
   for (const [d, t] of dirTimes.reverse()) await fs.utimes(d, t, t).catch(() => undefined);
@@ -145,11 +148,16 @@ function packHost(src: string, name: string, followTop: boolean): tar.Pack {
 
 export async function cp({ client, argv, out }: CommandContext): Promise<number> {
   const usage = 'berth cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-  or  berth cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH';
-  const { values, positionals } = parse(argv, {
-    archive: { type: 'boolean', short: 'a', help: 'Archive mode (copy all uid/gid information)' },
-    'follow-link': { type: 'boolean', short: 'L', help: 'Always follow symbol link in SRC_PATH' },
-    quiet: { type: 'boolean', short: 'q', help: 'Suppress progress output during copy' },
-  }, usage, { min: 2, max: 2 });
+  const { values, positionals } = parse(
+    argv,
+    {
+      archive: { type: 'boolean', short: 'a', help: 'Archive mode (copy all uid/gid information)' },
+      'follow-link': { type: 'boolean', short: 'L', help: 'Always follow symbol link in SRC_PATH' },
+      quiet: { type: 'boolean', short: 'q', help: 'Suppress progress output during copy' },
+    },
+    usage,
+    { min: 2, max: 2 },
+  );
   const src = splitCpArg(positionals[0]);
   const dst = splitCpArg(positionals[1]);
   if (src.container && dst.container) throw new UsageError('copying between containers is not supported');
@@ -181,7 +189,9 @@ export async function cp({ client, argv, out }: CommandContext): Promise<number>
     // A tar of one's own goes into a directory that is there already (docker's rule).
     if (!dest) throw new Error(`No such container:path: ${container}:${dst.path}`);
     if (!(dest.mode & MODE_DIR)) throw new Error(`destination "${container}:${dst.path}" must be a directory`);
-    await client.request(`/containers/${encodeURIComponent(container)}/archive`, { method: 'PUT', query, body: process.stdin, headers: { 'Content-Type': 'application/x-tar' } }).then((r) => r.resume());
+    await client
+      .request(`/containers/${encodeURIComponent(container)}/archive`, { method: 'PUT', query, body: process.stdin, headers: { 'Content-Type': 'application/x-tar' } })
+      .then((r) => r.resume());
     return 0;
   }
   const hostSrc = src.path.replace(/\/\.$/, '');

@@ -109,10 +109,7 @@ function networkAndMounts(opts: RunOpts): Record<string, unknown> {
 /** --expose and published ports as Config.ExposedPorts; --network-alias/--ip as NetworkingConfig. */
 function exposedAndEndpoints(opts: RunOpts): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  const exposed = [
-    ...((opts.expose as string[]) ?? []).map((e) => (e.includes('/') ? e : `${e}/tcp`)),
-    ...((opts.publish as string[]) ?? []).map((p) => parsePublish(p).key),
-  ];
+  const exposed = [...((opts.expose as string[]) ?? []).map((e) => (e.includes('/') ? e : `${e}/tcp`)), ...((opts.publish as string[]) ?? []).map((p) => parsePublish(p).key)];
   if (exposed.length) out.ExposedPorts = Object.fromEntries(exposed.map((e) => [e, {}]));
   const aliases = (opts['network-alias'] as string[]) ?? [];
   if (aliases.length || opts.ip) {

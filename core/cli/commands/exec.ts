@@ -30,7 +30,17 @@ export async function exec({ client, argv, out }: CommandContext): Promise<numbe
   }
   const { Id } = await client.json<{ Id: string }>(`/containers/${encodeURIComponent(container)}/exec`, {
     method: 'POST',
-    body: { Cmd: cmd, Env: env, WorkingDir: opts.workdir ?? '', User: opts.user ?? '', Tty: tty, Privileged: !!opts.privileged, AttachStdin: interactive && !opts.detach, AttachStdout: !opts.detach, AttachStderr: !opts.detach },
+    body: {
+      Cmd: cmd,
+      Env: env,
+      WorkingDir: opts.workdir ?? '',
+      User: opts.user ?? '',
+      Tty: tty,
+      Privileged: !!opts.privileged,
+      AttachStdin: interactive && !opts.detach,
+      AttachStdout: !opts.detach,
+      AttachStderr: !opts.detach,
+    },
   });
   if (opts.detach) {
     await client.request(`/exec/${Id}/start`, { method: 'POST', body: { Detach: true, Tty: tty } });
@@ -46,7 +56,12 @@ export async function exec({ client, argv, out }: CommandContext): Promise<numbe
       stdin.pipe(socket);
       stdin.on('end', () => socket.end());
     }
-    if (tty) await new Promise<void>((r) => { socket.pipe(out, { end: false }); socket.on('close', r); socket.on('end', r); });
+    if (tty)
+      await new Promise<void>((r) => {
+        socket.pipe(out, { end: false });
+        socket.on('close', r);
+        socket.on('end', r);
+      });
     else await demux(socket, out, process.stderr);
   } finally {
     if (rawMode) stdin!.setRawMode(false);

@@ -15,7 +15,6 @@ function splitTag(name: string): [string, string | undefined] {
   return colon > name.lastIndexOf('/') ? [name.slice(0, colon), name.slice(colon + 1)] : [name, undefined];
 }
 
-
 /** Read Docker's JSON message stream; returns the error message it carried, if any. */
 async function readMessages(res: http.IncomingMessage, onMessage: (msg: any) => void): Promise<string | undefined> {
   let error: string | undefined;
@@ -61,10 +60,15 @@ export async function commit({ client, argv, out }: CommandContext): Promise<voi
 }
 
 export async function push({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { 'all-tags': { type: 'boolean', short: 'a', help: 'Push all tagged images in the repository' }, quiet: { type: 'boolean', short: 'q', help: 'Suppress verbose output' } }, 'berth push [OPTIONS] NAME[:TAG]', { min: 1, max: 1 });
+  const { values, positionals } = parse(
+    argv,
+    { 'all-tags': { type: 'boolean', short: 'a', help: 'Push all tagged images in the repository' }, quiet: { type: 'boolean', short: 'q', help: 'Suppress verbose output' } },
+    'berth push [OPTIONS] NAME[:TAG]',
+    { min: 1, max: 1 },
+  );
   const [name, givenTag] = splitTag(positionals[0]);
   if (positionals[0].includes('@')) throw new UsageError(`cannot push a digest reference: ${positionals[0]}`);
-  if (values['all-tags'] && givenTag) throw new UsageError('tag can\'t be used with --all-tags/-a');
+  if (values['all-tags'] && givenTag) throw new UsageError("tag can't be used with --all-tags/-a");
   const tag = values['all-tags'] ? undefined : (givenTag ?? 'latest');
   if (!values['all-tags'] && !givenTag && !values.quiet) out.write('Using default tag: latest\n');
   const renderer = new ProgressRenderer(out);
@@ -108,7 +112,12 @@ export async function save({ client, argv, out }: CommandContext): Promise<void>
 }
 
 export async function load({ client, argv, out }: CommandContext): Promise<number> {
-  const { values } = parse(argv, { input: { type: 'string', short: 'i', help: 'Read from tar archive file, instead of STDIN' }, quiet: { type: 'boolean', short: 'q', help: 'Suppress the load output' } }, 'berth load [OPTIONS]', { max: 0 });
+  const { values } = parse(
+    argv,
+    { input: { type: 'string', short: 'i', help: 'Read from tar archive file, instead of STDIN' }, quiet: { type: 'boolean', short: 'q', help: 'Suppress the load output' } },
+    'berth load [OPTIONS]',
+    { max: 0 },
+  );
   const input = openInput(values.input, 'the archive');
   const res = await client.request('/images/load', { method: 'POST', query: { quiet: values.quiet }, body: input, headers: { 'Content-Type': 'application/x-tar' } });
   const error = await readMessages(res, (msg) => {

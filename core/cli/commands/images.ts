@@ -8,7 +8,16 @@ import { printInspected } from '../render';
 import { humanSize } from '../../util/format';
 
 export async function pull({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { quiet: { type: 'boolean', short: 'q', help: 'Suppress verbose output' }, platform: { type: 'string', help: 'Set platform if server is multi-platform capable' }, 'all-tags': { type: 'boolean', short: 'a', help: 'Download all tagged images in the repository' } }, 'berth pull [-q] [--platform os/arch] NAME[:TAG|@DIGEST]', { min: 1, max: 1 });
+  const { values, positionals } = parse(
+    argv,
+    {
+      quiet: { type: 'boolean', short: 'q', help: 'Suppress verbose output' },
+      platform: { type: 'string', help: 'Set platform if server is multi-platform capable' },
+      'all-tags': { type: 'boolean', short: 'a', help: 'Download all tagged images in the repository' },
+    },
+    'berth pull [-q] [--platform os/arch] NAME[:TAG|@DIGEST]',
+    { min: 1, max: 1 },
+  );
   const name = positionals[0];
   const at = name.lastIndexOf('@');
   const colon = name.lastIndexOf(':');
@@ -44,14 +53,19 @@ function qualified(name: string): string {
 }
 
 export async function images({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, {
-    all: { type: 'boolean', short: 'a', help: 'Show all images (default hides intermediate images)' },
-    digests: { type: 'boolean', help: 'Show digests' },
-    filter: { type: 'string', short: 'f', multiple: true, help: 'Filter output based on conditions provided' },
-    format: { type: 'string', help: 'Pretty-print images using a Go template' },
-    'no-trunc': { type: 'boolean', help: "Don't truncate output" },
-    quiet: { type: 'boolean', short: 'q', help: 'Only show image IDs' },
-  }, 'berth images [OPTIONS] [REPOSITORY[:TAG]]', { max: 1 });
+  const { values, positionals } = parse(
+    argv,
+    {
+      all: { type: 'boolean', short: 'a', help: 'Show all images (default hides intermediate images)' },
+      digests: { type: 'boolean', help: 'Show digests' },
+      filter: { type: 'string', short: 'f', multiple: true, help: 'Filter output based on conditions provided' },
+      format: { type: 'string', help: 'Pretty-print images using a Go template' },
+      'no-trunc': { type: 'boolean', help: "Don't truncate output" },
+      quiet: { type: 'boolean', short: 'q', help: 'Only show image IDs' },
+    },
+    'berth images [OPTIONS] [REPOSITORY[:TAG]]',
+    { max: 1 },
+  );
   const filters = [...(values.filter ?? []), ...(positionals[0] ? [`reference=${positionals[0]}`] : [])];
   const list = await client.json<any[]>('/images/json', { query: { all: values.all, filters: filtersQuery(filters) } });
   const trunc = !values['no-trunc'];
@@ -64,7 +78,12 @@ export async function images({ client, argv, out }: CommandContext): Promise<voi
   if (format === 'table') format = values.digests ? IMAGE_TABLE_DIGESTS : IMAGE_TABLE;
   const template = new Format(format);
   const digests = !!values.digests || format.includes('.Digest');
-  out.write(template.render(list.flatMap((img) => imageContexts(img, { trunc, digests })), IMAGE_HEADERS));
+  out.write(
+    template.render(
+      list.flatMap((img) => imageContexts(img, { trunc, digests })),
+      IMAGE_HEADERS,
+    ),
+  );
 }
 
 export async function inspect({ client, argv, out }: CommandContext): Promise<number> {
@@ -84,7 +103,16 @@ export async function inspect({ client, argv, out }: CommandContext): Promise<nu
 }
 
 export async function history({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { 'no-trunc': { type: 'boolean', help: "Don't truncate output" }, quiet: { type: 'boolean', short: 'q', help: 'Only show image IDs' }, human: { type: 'boolean', short: 'H', help: 'Print sizes and dates in human readable format' } }, 'berth history [OPTIONS] IMAGE', { min: 1, max: 1 });
+  const { values, positionals } = parse(
+    argv,
+    {
+      'no-trunc': { type: 'boolean', help: "Don't truncate output" },
+      quiet: { type: 'boolean', short: 'q', help: 'Only show image IDs' },
+      human: { type: 'boolean', short: 'H', help: 'Print sizes and dates in human readable format' },
+    },
+    'berth history [OPTIONS] IMAGE',
+    { min: 1, max: 1 },
+  );
   const rows = await client.json<any[]>(`/images/${encodeURIComponent(positionals[0])}/history`);
   const id = (s: string) => (s === '<missing>' || values['no-trunc'] ? s : shortId(s));
   if (values.quiet) {
@@ -108,7 +136,12 @@ export async function tag({ client, argv }: CommandContext): Promise<void> {
 }
 
 export async function rmi({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f', help: 'Force removal of the image' }, 'no-prune': { type: 'boolean', help: 'Do not delete untagged parents' } }, 'berth rmi [OPTIONS] IMAGE [IMAGE...]', { min: 1 });
+  const { values, positionals } = parse(
+    argv,
+    { force: { type: 'boolean', short: 'f', help: 'Force removal of the image' }, 'no-prune': { type: 'boolean', help: 'Do not delete untagged parents' } },
+    'berth rmi [OPTIONS] IMAGE [IMAGE...]',
+    { min: 1 },
+  );
   let code = 0;
   for (const name of positionals) {
     try {

@@ -4,12 +4,22 @@ import { parse } from '../args';
 import { forEachName as forEach } from '../render';
 
 export async function stop({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't', help: 'Seconds to wait for stop before killing it' }, signal: { type: 'string', short: 's', help: 'Signal to send to the container' } }, 'berth stop [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(
+    argv,
+    { time: { type: 'string', short: 't', help: 'Seconds to wait for stop before killing it' }, signal: { type: 'string', short: 's', help: 'Signal to send to the container' } },
+    'berth stop [OPTIONS] CONTAINER [CONTAINER...]',
+    { min: 1 },
+  );
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/stop`, { method: 'POST', query: { t: values.time, signal: values.signal } }));
 }
 
 export async function restart({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { time: { type: 'string', short: 't', help: 'Seconds to wait for stop before killing the container' } }, 'berth restart [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(
+    argv,
+    { time: { type: 'string', short: 't', help: 'Seconds to wait for stop before killing the container' } },
+    'berth restart [OPTIONS] CONTAINER [CONTAINER...]',
+    { min: 1 },
+  );
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}/restart`, { method: 'POST', query: { t: values.time } }));
 }
 
@@ -19,7 +29,15 @@ export async function kill({ client, argv, out }: CommandContext): Promise<numbe
 }
 
 export async function rm({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { force: { type: 'boolean', short: 'f', help: 'Force the removal of a running container (uses SIGKILL)' }, volumes: { type: 'boolean', short: 'v', help: 'Remove anonymous volumes associated with the container' } }, 'berth rm [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(
+    argv,
+    {
+      force: { type: 'boolean', short: 'f', help: 'Force the removal of a running container (uses SIGKILL)' },
+      volumes: { type: 'boolean', short: 'v', help: 'Remove anonymous volumes associated with the container' },
+    },
+    'berth rm [OPTIONS] CONTAINER [CONTAINER...]',
+    { min: 1 },
+  );
   return forEach(positionals, out, (c) => client.request(`/containers/${encodeURIComponent(c)}`, { method: 'DELETE', query: { force: values.force, v: values.volumes } }));
 }
 

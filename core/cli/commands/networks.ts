@@ -17,9 +17,7 @@ export function parsePublish(spec: string): { key: string; binding: { HostIp: st
 
 /** `ps`'s PORTS column: 127.0.0.1:8080->80/tcp, 80/tcp for exposed-only ports. */
 export function formatPorts(ports: { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[]): string {
-  return (ports ?? [])
-    .map((p) => (p.PublicPort ? `${p.IP ?? '0.0.0.0'}:${p.PublicPort}->${p.PrivatePort}/${p.Type}` : `${p.PrivatePort}/${p.Type}`))
-    .join(', ');
+  return (ports ?? []).map((p) => (p.PublicPort ? `${p.IP ?? '0.0.0.0'}:${p.PublicPort}->${p.PrivatePort}/${p.Type}` : `${p.PrivatePort}/${p.Type}`)).join(', ');
 }
 
 export async function port({ client, argv, out }: CommandContext): Promise<number> {
@@ -41,7 +39,17 @@ export async function port({ client, argv, out }: CommandContext): Promise<numbe
 }
 
 export async function networkCreate({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { subnet: { type: 'string', help: 'Subnet in CIDR format that represents a network segment' }, gateway: { type: 'string', help: 'IPv4 or IPv6 Gateway for the master subnet' }, driver: { type: 'string', short: 'd', help: 'Driver to manage the Network' }, label: { type: 'string', multiple: true, help: 'Set metadata on a network' } }, 'berth network create [--subnet CIDR] [--gateway IP] NAME', { min: 1, max: 1 });
+  const { values, positionals } = parse(
+    argv,
+    {
+      subnet: { type: 'string', help: 'Subnet in CIDR format that represents a network segment' },
+      gateway: { type: 'string', help: 'IPv4 or IPv6 Gateway for the master subnet' },
+      driver: { type: 'string', short: 'd', help: 'Driver to manage the Network' },
+      label: { type: 'string', multiple: true, help: 'Set metadata on a network' },
+    },
+    'berth network create [--subnet CIDR] [--gateway IP] NAME',
+    { min: 1, max: 1 },
+  );
   const labels = Object.fromEntries((values.label ?? []).map((l) => [l.split('=')[0], l.split('=').slice(1).join('=')]));
   const body = {
     Name: positionals[0],
@@ -54,22 +62,37 @@ export async function networkCreate({ client, argv, out }: CommandContext): Prom
 }
 
 export async function networkLs({ client, argv, out }: CommandContext): Promise<void> {
-  const { values } = parse(argv, {
-    filter: { type: 'string', short: 'f', multiple: true, help: "Provide filter values (e.g. 'driver=bridge')" },
-    format: { type: 'string', help: 'Pretty-print networks using a Go template' },
-    'no-trunc': { type: 'boolean', help: 'Do not truncate the output' },
-    quiet: { type: 'boolean', short: 'q', help: 'Only display network IDs' },
-  }, 'berth network ls [OPTIONS]', { max: 0 });
+  const { values } = parse(
+    argv,
+    {
+      filter: { type: 'string', short: 'f', multiple: true, help: "Provide filter values (e.g. 'driver=bridge')" },
+      format: { type: 'string', help: 'Pretty-print networks using a Go template' },
+      'no-trunc': { type: 'boolean', help: 'Do not truncate the output' },
+      quiet: { type: 'boolean', short: 'q', help: 'Only display network IDs' },
+    },
+    'berth network ls [OPTIONS]',
+    { max: 0 },
+  );
   const filters: Record<string, string[]> = {};
   for (const f of values.filter ?? []) (filters[f.split('=')[0]] ??= []).push(f.split('=').slice(1).join('='));
   const list = await client.json<any[]>('/networks', { query: { filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
   let format = values.format ?? 'table';
   if (format === 'table') format = values.quiet ? '{{.ID}}' : NETWORK_TABLE;
-  out.write(new Format(format).render(list.map((n) => networkContext(n, !values['no-trunc'])), NETWORK_HEADERS));
+  out.write(
+    new Format(format).render(
+      list.map((n) => networkContext(n, !values['no-trunc'])),
+      NETWORK_HEADERS,
+    ),
+  );
 }
 
 export async function networkInspect({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } }, 'berth network inspect [OPTIONS] NETWORK [NETWORK...]', { min: 1 });
+  const { values, positionals } = parse(
+    argv,
+    { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } },
+    'berth network inspect [OPTIONS] NETWORK [NETWORK...]',
+    { min: 1 },
+  );
   const found: unknown[] = [];
   let code = 0;
   for (const n of positionals) {
@@ -90,7 +113,12 @@ export async function networkRm({ client, argv, out }: CommandContext): Promise<
 }
 
 export async function networkConnect({ client, argv }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { alias: { type: 'string', multiple: true, help: 'Add network-scoped alias for the container' }, ip: { type: 'string', help: 'IPv4 address (e.g., 172.30.100.104)' } }, 'berth network connect [--alias NAME] [--ip IP] NETWORK CONTAINER (stopped containers only)', { min: 2, max: 2 });
+  const { values, positionals } = parse(
+    argv,
+    { alias: { type: 'string', multiple: true, help: 'Add network-scoped alias for the container' }, ip: { type: 'string', help: 'IPv4 address (e.g., 172.30.100.104)' } },
+    'berth network connect [--alias NAME] [--ip IP] NETWORK CONTAINER (stopped containers only)',
+    { min: 2, max: 2 },
+  );
   await client.request(`/networks/${encodeURIComponent(positionals[0])}/connect`, {
     method: 'POST',
     body: { Container: positionals[1], EndpointConfig: { Aliases: values.alias ?? [], IPAMConfig: values.ip ? { IPv4Address: values.ip } : undefined } },

@@ -51,16 +51,24 @@ function statsRow(s: any): StatsRow {
 }
 
 export async function stats({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, {
-    all: { type: 'boolean', short: 'a', help: 'Show all containers (default shows just running)' },
-    format: { type: 'string', help: 'Pretty-print stats using a Go template' },
-    'no-stream': { type: 'boolean', help: 'Disable streaming stats and only pull the first result' },
-    'no-trunc': { type: 'boolean', help: 'Do not truncate output' },
-  }, 'berth stats [OPTIONS] [CONTAINER...]');
+  const { values, positionals } = parse(
+    argv,
+    {
+      all: { type: 'boolean', short: 'a', help: 'Show all containers (default shows just running)' },
+      format: { type: 'string', help: 'Pretty-print stats using a Go template' },
+      'no-stream': { type: 'boolean', help: 'Disable streaming stats and only pull the first result' },
+      'no-trunc': { type: 'boolean', help: 'Do not truncate output' },
+    },
+    'berth stats [OPTIONS] [CONTAINER...]',
+  );
   const template = new Format(!values.format || values.format === 'table' ? STATS_TABLE : values.format);
   const names = positionals.length ? positionals : (await client.json<any[]>('/containers/json', { query: { all: values.all } })).map((c) => c.Id);
   const sampleAll = () => Promise.all(names.map(async (n) => ({ ...(await client.json(`/containers/${encodeURIComponent(n)}/stats`, { query: { stream: 0 } })), requested: n })));
-  const render = async () => template.render((await sampleAll()).map((s) => statsContext(statsRow(s), !values['no-trunc'])), STATS_HEADERS);
+  const render = async () =>
+    template.render(
+      (await sampleAll()).map((s) => statsContext(statsRow(s), !values['no-trunc'])),
+      STATS_HEADERS,
+    );
   if (values['no-stream']) {
     out.write(await render());
     return;
@@ -74,19 +82,24 @@ export async function stats({ client, argv, out }: CommandContext): Promise<void
 }
 
 export async function update({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    'blkio-weight': { type: 'string', help: 'Block IO (relative weight), between 10 and 1000, or 0 to disable' },
-    'cpu-period': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) period' },
-    'cpu-quota': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) quota' },
-    'cpu-shares': { type: 'string', short: 'c', help: 'CPU shares (relative weight)' },
-    cpus: { type: 'string', help: 'Number of CPUs' },
-    'cpuset-cpus': { type: 'string', help: 'CPUs in which to allow execution (0-3, 0,1)' },
-    memory: { type: 'string', short: 'm', help: 'Memory limit' },
-    'memory-reservation': { type: 'string', help: 'Memory soft limit' },
-    'memory-swap': { type: 'string', help: "Swap limit equal to memory plus swap: '-1' to enable unlimited swap" },
-    'pids-limit': { type: 'string', help: 'Tune container pids limit (set -1 for unlimited)' },
-    restart: { type: 'string', help: 'Restart policy to apply when a container exits' },
-  }, 'berth update [OPTIONS] CONTAINER [CONTAINER...]', { min: 1 });
+  const { values, positionals } = parse(
+    argv,
+    {
+      'blkio-weight': { type: 'string', help: 'Block IO (relative weight), between 10 and 1000, or 0 to disable' },
+      'cpu-period': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) period' },
+      'cpu-quota': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) quota' },
+      'cpu-shares': { type: 'string', short: 'c', help: 'CPU shares (relative weight)' },
+      cpus: { type: 'string', help: 'Number of CPUs' },
+      'cpuset-cpus': { type: 'string', help: 'CPUs in which to allow execution (0-3, 0,1)' },
+      memory: { type: 'string', short: 'm', help: 'Memory limit' },
+      'memory-reservation': { type: 'string', help: 'Memory soft limit' },
+      'memory-swap': { type: 'string', help: "Swap limit equal to memory plus swap: '-1' to enable unlimited swap" },
+      'pids-limit': { type: 'string', help: 'Tune container pids limit (set -1 for unlimited)' },
+      restart: { type: 'string', help: 'Restart policy to apply when a container exits' },
+    },
+    'berth update [OPTIONS] CONTAINER [CONTAINER...]',
+    { min: 1 },
+  );
   const body: Record<string, unknown> = {};
   if (values.memory) body.Memory = parseBytes(values.memory);
   if (values['memory-swap']) body.MemorySwap = values['memory-swap'] === '-1' ? -1 : parseBytes(values['memory-swap']);

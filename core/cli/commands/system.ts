@@ -8,10 +8,26 @@ import { humanSize } from '../../util/format';
 export async function plugins({ client, argv, out }: CommandContext): Promise<void> {
   parse(argv, {}, 'berth plugins', { max: 0 });
   const infos = await client.json<any[]>('/berth/plugins');
-  out.write(table(['URI', 'STATUS', 'SOURCE', 'REASON'], infos.map((p) => [p.uri, p.status, p.source, p.reason ?? ''])));
+  out.write(
+    table(
+      ['URI', 'STATUS', 'SOURCE', 'REASON'],
+      infos.map((p) => [p.uri, p.status, p.source, p.reason ?? '']),
+    ),
+  );
 }
 
-const CLIENT_VERSION = { Version: '0.1.0', ApiVersion: '1.43', DefaultAPIVersion: '1.43', GitCommit: '', GoVersion: process.version, Os: process.platform, Arch: process.arch === 'x64' ? 'amd64' : process.arch, BuildTime: '', Context: 'default', Experimental: true };
+const CLIENT_VERSION = {
+  Version: '0.1.0',
+  ApiVersion: '1.43',
+  DefaultAPIVersion: '1.43',
+  GitCommit: '',
+  GoVersion: process.version,
+  Os: process.platform,
+  Arch: process.arch === 'x64' ? 'amd64' : process.arch,
+  BuildTime: '',
+  Context: 'default',
+  Experimental: true,
+};
 
 export async function version({ client, argv, out }: CommandContext): Promise<void> {
   const { values } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } }, 'berth version [OPTIONS]', { max: 0 });
@@ -22,17 +38,22 @@ export async function version({ client, argv, out }: CommandContext): Promise<vo
   }
   out.write(`Client:\n Version:     ${CLIENT_VERSION.Version}\n API version: ${CLIENT_VERSION.ApiVersion}\n Node:        ${process.version}\n\n`);
   const v = await client.json('/version');
-  out.write(`Server: berthd\n Version:     ${v.Version}\n API version: ${v.ApiVersion} (minimum version ${v.MinAPIVersion})\n Runtime:     ${v.GoVersion}\n OS/Arch:     ${v.Os}/${v.Arch}\n Kernel:      ${v.KernelVersion}\n`);
+  out.write(
+    `Server: berthd\n Version:     ${v.Version}\n API version: ${v.ApiVersion} (minimum version ${v.MinAPIVersion})\n Runtime:     ${v.GoVersion}\n OS/Arch:     ${v.Os}/${v.Arch}\n Kernel:      ${v.KernelVersion}\n`,
+  );
 }
 
 /** `name=seccomp,profile=builtin` as docker info shows it: the name, then each key capitalised. */
 function securityOptions(opts: string[]): string[] {
   if (!opts.length) return [];
-  return ['Security Options:', ...opts.flatMap((opt) => {
-    const fields = opt.split(',').map((kv) => kv.split('='));
-    const name = fields.find(([k]) => k === 'name')?.[1] ?? opt;
-    return [` ${name}`, ...fields.filter(([k]) => k !== 'name').map(([k, v]) => `  ${k.charAt(0).toUpperCase()}${k.slice(1)}: ${v}`)];
-  })];
+  return [
+    'Security Options:',
+    ...opts.flatMap((opt) => {
+      const fields = opt.split(',').map((kv) => kv.split('='));
+      const name = fields.find(([k]) => k === 'name')?.[1] ?? opt;
+      return [` ${name}`, ...fields.filter(([k]) => k !== 'name').map(([k, v]) => `  ${k.charAt(0).toUpperCase()}${k.slice(1)}: ${v}`)];
+    }),
+  ];
 }
 
 export async function info({ client, argv, out }: CommandContext): Promise<void> {
@@ -52,7 +73,13 @@ export async function info({ client, argv, out }: CommandContext): Promise<void>
     ` Paused: ${i.ContainersPaused}`,
     ` Stopped: ${i.ContainersStopped}`,
     `Images: ${i.Images}`,
-    ...(i.CgroupVersion ? [`Cgroup Version: ${i.BerthCgroups?.version ?? i.CgroupVersion}`, `Cgroup Driver: ${i.CgroupDriver ?? 'cgroupfs'}`, ...(i.BerthCgroups ? [` Controllers: ${i.BerthCgroups.controllers.join(' ')}`] : [])] : []),
+    ...(i.CgroupVersion
+      ? [
+          `Cgroup Version: ${i.BerthCgroups?.version ?? i.CgroupVersion}`,
+          `Cgroup Driver: ${i.CgroupDriver ?? 'cgroupfs'}`,
+          ...(i.BerthCgroups ? [` Controllers: ${i.BerthCgroups.controllers.join(' ')}`] : []),
+        ]
+      : []),
     `Default Runtime: ${i.DefaultRuntime}`,
     ...securityOptions(i.SecurityOptions ?? []),
     `CRI: ${i.BerthCri?.enabled ? i.BerthCri.socket : 'disabled'}`,
@@ -83,17 +110,24 @@ export async function check({ client, out }: CommandContext): Promise<number> {
 
 /** `berth inspect NAME`: a container when one has that name or id, else an image (docker's order). */
 export async function inspect({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, {
-    format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' },
-    size: { type: 'boolean', short: 's', help: 'Display total file sizes if the type is container' },
-    type: { type: 'string', help: 'Return JSON for specified type' },
-  }, 'berth inspect [OPTIONS] NAME|ID [NAME|ID...]', { min: 1 });
+  const { values, positionals } = parse(
+    argv,
+    {
+      format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' },
+      size: { type: 'boolean', short: 's', help: 'Display total file sizes if the type is container' },
+      type: { type: 'string', help: 'Return JSON for specified type' },
+    },
+    'berth inspect [OPTIONS] NAME|ID [NAME|ID...]',
+    { min: 1 },
+  );
   const kinds = { container: ['containers'], image: ['images'], volume: ['volumes'], network: ['networks'] } as Record<string, string[]>;
   if (values.type && !kinds[values.type]) throw new UsageError(`"${values.type}" is not a valid value for --type`);
   const found = [];
   let code = 0;
   for (const name of positionals) {
-    const paths = (values.type ? kinds[values.type] : ['containers', 'images']).map((k) => (k === 'containers' || k === 'images' ? `/${k}/${encodeURIComponent(name)}/json${k === 'containers' && values.size ? '?size=1' : ''}` : `/${k}/${encodeURIComponent(name)}`));
+    const paths = (values.type ? kinds[values.type] : ['containers', 'images']).map((k) =>
+      k === 'containers' || k === 'images' ? `/${k}/${encodeURIComponent(name)}/json${k === 'containers' && values.size ? '?size=1' : ''}` : `/${k}/${encodeURIComponent(name)}`,
+    );
     let obj;
     for (const p of paths) {
       obj = await client.json(p).catch((e) => (e.status === 404 ? undefined : Promise.reject(e)));
@@ -128,7 +162,13 @@ export async function df({ client, argv, out }: CommandContext): Promise<void> {
       ['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'],
       [
         ['Images', String(d.Images.length), String(activeImages.length), humanSize(d.LayersSize), humanSize(imagesReclaimable) + pct(imagesReclaimable, d.LayersSize)],
-        ['Containers', String(d.Containers.length), String(d.Containers.filter((c: any) => c.State === 'running').length), humanSize(containersSize), humanSize(stoppedSize) + pct(stoppedSize, containersSize)],
+        [
+          'Containers',
+          String(d.Containers.length),
+          String(d.Containers.filter((c: any) => c.State === 'running').length),
+          humanSize(containersSize),
+          humanSize(stoppedSize) + pct(stoppedSize, containersSize),
+        ],
         ['Local Volumes', String(volumes.length), String(activeVolumes.length), humanSize(volumesSize), humanSize(unusedVolumesSize) + pct(unusedVolumesSize, volumesSize)],
         ['Build Cache', '0', '0', '0B', '0B'],
       ],
@@ -139,16 +179,28 @@ export async function df({ client, argv, out }: CommandContext): Promise<void> {
     out.write(
       table(
         ['REPOSITORY', 'TAG', 'IMAGE ID', 'SIZE', 'SHARED SIZE', 'UNIQUE SIZE', 'CONTAINERS'],
-        d.Images.flatMap((i: any) => (i.RepoTags.length ? i.RepoTags : ['<none>:<none>']).map((t: string) => {
-          const k = t.lastIndexOf(':');
-          return [t.slice(0, k), t.slice(k + 1), i.Id.replace('sha256:', '').slice(0, 12), humanSize(i.Size), humanSize(i.SharedSize), humanSize(i.Size - i.SharedSize), String(i.Containers)];
-        })),
+        d.Images.flatMap((i: any) =>
+          (i.RepoTags.length ? i.RepoTags : ['<none>:<none>']).map((t: string) => {
+            const k = t.lastIndexOf(':');
+            return [t.slice(0, k), t.slice(k + 1), i.Id.replace('sha256:', '').slice(0, 12), humanSize(i.Size), humanSize(i.SharedSize), humanSize(i.Size - i.SharedSize), String(i.Containers)];
+          }),
+        ),
       ),
     );
     out.write('\nContainers space usage:\n\n');
-    out.write(table(['CONTAINER ID', 'IMAGE', 'SIZE', 'STATUS', 'NAMES'], d.Containers.map((c: any) => [c.Id.slice(0, 12), c.Image, humanSize(c.SizeRw), c.Status, c.Names[0].replace(/^\//, '')])));
+    out.write(
+      table(
+        ['CONTAINER ID', 'IMAGE', 'SIZE', 'STATUS', 'NAMES'],
+        d.Containers.map((c: any) => [c.Id.slice(0, 12), c.Image, humanSize(c.SizeRw), c.Status, c.Names[0].replace(/^\//, '')]),
+      ),
+    );
     out.write('\nLocal Volumes space usage:\n\n');
-    out.write(table(['VOLUME NAME', 'LINKS', 'SIZE'], volumes.map((v) => [v.Name, String(v.UsageData.RefCount), humanSize(Math.max(0, v.UsageData.Size))])));
+    out.write(
+      table(
+        ['VOLUME NAME', 'LINKS', 'SIZE'],
+        volumes.map((v) => [v.Name, String(v.UsageData.RefCount), humanSize(Math.max(0, v.UsageData.Size))]),
+      ),
+    );
   }
 }
 
@@ -184,7 +236,12 @@ async function printContainerPrune(client: CommandContext['client'], out: NodeJS
 }
 
 export async function prune({ client, argv, out }: CommandContext): Promise<number> {
-  const { values } = parse(argv, { all: { type: 'boolean', short: 'a', help: 'Remove all unused images not just dangling ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth system prune [OPTIONS]', { max: 0 });
+  const { values } = parse(
+    argv,
+    { all: { type: 'boolean', short: 'a', help: 'Remove all unused images not just dangling ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } },
+    'berth system prune [OPTIONS]',
+    { max: 0 },
+  );
   const what = `WARNING! This will remove:\n  - all stopped containers\n  - ${values.all ? 'all images without at least one container associated to them' : 'all dangling images'}`;
   if (!(await confirm(what, values.force))) return 1;
   const reclaimed = (await printContainerPrune(client, out)) + (await printImagePrune(client, !!values.all, out));
@@ -193,7 +250,12 @@ export async function prune({ client, argv, out }: CommandContext): Promise<numb
 }
 
 export async function imagePrune({ client, argv, out }: CommandContext): Promise<number> {
-  const { values } = parse(argv, { all: { type: 'boolean', short: 'a', help: 'Remove all unused images, not just dangling ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth image prune [OPTIONS]', { max: 0 });
+  const { values } = parse(
+    argv,
+    { all: { type: 'boolean', short: 'a', help: 'Remove all unused images, not just dangling ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } },
+    'berth image prune [OPTIONS]',
+    { max: 0 },
+  );
   const what = values.all ? 'WARNING! This will remove all images without at least one container associated to them.' : 'WARNING! This will remove all dangling images.';
   if (!(await confirm(what, values.force))) return 1;
   out.write(`Total reclaimed space: ${humanSize(await printImagePrune(client, !!values.all, out))}\n`);
@@ -211,17 +273,24 @@ export async function containerPrune({ client, argv, out }: CommandContext): Pro
 function eventLine(ev: any): string {
   const ns = BigInt(ev.timeNano ?? ev.time * 1e9);
   const date = new Date(Number(ns / 1_000_000n)).toISOString().slice(0, 19);
-  const attrs = Object.entries(ev.Actor?.Attributes ?? {}).sort(([a], [b]) => a.localeCompare(b)).map(([k, v]) => `${k}=${v}`);
+  const attrs = Object.entries(ev.Actor?.Attributes ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, v]) => `${k}=${v}`);
   return `${date}.${String(ns % 1_000_000_000n).padStart(9, '0')}Z ${ev.Type} ${ev.Action} ${ev.Actor?.ID ?? ''}${attrs.length ? ` (${attrs.join(', ')})` : ''}`;
 }
 
 export async function events({ client, argv, out }: CommandContext): Promise<void> {
-  const { values } = parse(argv, {
-    filter: { type: 'string', short: 'f', multiple: true, help: 'Filter output based on conditions provided' },
-    format: { type: 'string', help: 'Format the output using the given Go template' },
-    since: { type: 'string', help: 'Show all events created since timestamp' },
-    until: { type: 'string', help: 'Stream events until this timestamp' },
-  }, 'berth events [OPTIONS]', { max: 0 });
+  const { values } = parse(
+    argv,
+    {
+      filter: { type: 'string', short: 'f', multiple: true, help: 'Filter output based on conditions provided' },
+      format: { type: 'string', help: 'Format the output using the given Go template' },
+      since: { type: 'string', help: 'Show all events created since timestamp' },
+      until: { type: 'string', help: 'Stream events until this timestamp' },
+    },
+    'berth events [OPTIONS]',
+    { max: 0 },
+  );
   const template = values.format ? new Format(values.format) : undefined;
   const query = { since: parseTimestamp(values.since), until: parseTimestamp(values.until), filters: filtersQuery(values.filter) };
   await client.stream('/events', { query }, (ev) => out.write(template ? template.render([ev]) : eventLine(ev) + '\n'));

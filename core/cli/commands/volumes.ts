@@ -57,18 +57,36 @@ export function parseTmpfsFlag(spec: string): [string, string] {
 }
 
 export async function volumeCreate({ client, argv, out }: CommandContext): Promise<void> {
-  const { values, positionals } = parse(argv, { driver: { type: 'string', short: 'd', help: 'Specify volume driver name' }, opt: { type: 'string', short: 'o', multiple: true, help: 'Set driver specific options' }, label: { type: 'string', multiple: true, help: 'Set metadata for a volume' }, name: { type: 'string', help: 'Specify volume name' } }, 'berth volume create [-d DRIVER] [-o KEY=VALUE] [NAME]', { max: 1 });
+  const { values, positionals } = parse(
+    argv,
+    {
+      driver: { type: 'string', short: 'd', help: 'Specify volume driver name' },
+      opt: { type: 'string', short: 'o', multiple: true, help: 'Set driver specific options' },
+      label: { type: 'string', multiple: true, help: 'Set metadata for a volume' },
+      name: { type: 'string', help: 'Specify volume name' },
+    },
+    'berth volume create [-d DRIVER] [-o KEY=VALUE] [NAME]',
+    { max: 1 },
+  );
   const kv = (list: string[] | undefined) => Object.fromEntries((list ?? []).map((l) => [l.split('=')[0], l.split('=').slice(1).join('=')]));
-  const res = await client.json('/volumes/create', { method: 'POST', body: { Name: positionals[0] ?? values.name ?? '', Driver: values.driver ?? 'local', DriverOpts: kv(values.opt), Labels: kv(values.label) } });
+  const res = await client.json('/volumes/create', {
+    method: 'POST',
+    body: { Name: positionals[0] ?? values.name ?? '', Driver: values.driver ?? 'local', DriverOpts: kv(values.opt), Labels: kv(values.label) },
+  });
   out.write(`${res.Name}\n`);
 }
 
 export async function volumeLs({ client, argv, out }: CommandContext): Promise<void> {
-  const { values } = parse(argv, {
-    filter: { type: 'string', short: 'f', multiple: true, help: "Provide filter values (e.g. 'dangling=true')" },
-    format: { type: 'string', help: 'Pretty-print volumes using a Go template' },
-    quiet: { type: 'boolean', short: 'q', help: 'Only display volume names' },
-  }, 'berth volume ls [OPTIONS]', { max: 0 });
+  const { values } = parse(
+    argv,
+    {
+      filter: { type: 'string', short: 'f', multiple: true, help: "Provide filter values (e.g. 'dangling=true')" },
+      format: { type: 'string', help: 'Pretty-print volumes using a Go template' },
+      quiet: { type: 'boolean', short: 'q', help: 'Only display volume names' },
+    },
+    'berth volume ls [OPTIONS]',
+    { max: 0 },
+  );
   const filters: Record<string, string[]> = {};
   for (const f of values.filter ?? []) (filters[f.split('=')[0]] ??= []).push(f.split('=').slice(1).join('='));
   const res = await client.json('/volumes', { query: { filters: Object.keys(filters).length ? JSON.stringify(filters) : undefined } });
@@ -78,7 +96,9 @@ export async function volumeLs({ client, argv, out }: CommandContext): Promise<v
 }
 
 export async function volumeInspect({ client, argv, out }: CommandContext): Promise<number> {
-  const { values, positionals } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } }, 'berth volume inspect [OPTIONS] VOLUME [VOLUME...]', { min: 1 });
+  const { values, positionals } = parse(argv, { format: { type: 'string', short: 'f', help: 'Format the output using the given Go template' } }, 'berth volume inspect [OPTIONS] VOLUME [VOLUME...]', {
+    min: 1,
+  });
   const found: unknown[] = [];
   let code = 0;
   for (const n of positionals) {
@@ -99,7 +119,12 @@ export async function volumeRm({ client, argv, out }: CommandContext): Promise<n
 }
 
 export async function volumePrune({ client, argv, out }: CommandContext): Promise<void> {
-  const { values } = parse(argv, { all: { type: 'boolean', short: 'a', help: 'Remove all unused volumes, not just anonymous ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } }, 'berth volume prune [OPTIONS]', { max: 0 });
+  const { values } = parse(
+    argv,
+    { all: { type: 'boolean', short: 'a', help: 'Remove all unused volumes, not just anonymous ones' }, force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' } },
+    'berth volume prune [OPTIONS]',
+    { max: 0 },
+  );
   const res = await client.json('/volumes/prune', { method: 'POST', query: { filters: values.all ? JSON.stringify({ all: ['true'] }) : undefined } });
   if (res.VolumesDeleted?.length) out.write(`Deleted Volumes:\n${res.VolumesDeleted.join('\n')}\n`);
   out.write(`\nTotal reclaimed space: ${res.SpaceReclaimed ?? 0}B\n`);

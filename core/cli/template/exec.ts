@@ -18,7 +18,11 @@ class State {
   private vars: { name: string; value: Value }[];
   private depth = 0;
 
-  constructor(private readonly t: Parsed, private readonly funcs: Record<string, TemplateFunc>, root: Value) {
+  constructor(
+    private readonly t: Parsed,
+    private readonly funcs: Record<string, TemplateFunc>,
+    root: Value,
+  ) {
     this.vars = [{ name: '$', value: root }];
   }
 
@@ -93,7 +97,9 @@ class State {
     const entries: [Value, Value][] = Array.isArray(v)
       ? v.map((e, i) => [i, e])
       : isMap(v)
-        ? Object.keys(v).sort().map((k) => [k, v[k]])
+        ? Object.keys(v)
+            .sort()
+            .map((k) => [k, v[k]])
         : typeof v === 'number' && Number.isInteger(v)
           ? Array.from({ length: Math.max(0, v) }, (_, i) => [i, i])
           : v === null || v === undefined

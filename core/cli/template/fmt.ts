@@ -56,7 +56,7 @@ export function printValue(v: Value): string {
   if (typeof v === 'function') return '<func>';
   const obj = v as Record<string, Value>;
   if ((obj as { [STRUCT]?: string })[STRUCT]) {
-    const plain = typeof (obj as { toJSON?: () => unknown }).toJSON === 'function' ? ((obj as { toJSON: () => Record<string, Value> }).toJSON()) : obj;
+    const plain = typeof (obj as { toJSON?: () => unknown }).toJSON === 'function' ? (obj as { toJSON: () => Record<string, Value> }).toJSON() : obj;
     return `{${Object.values(plain).map(printValue).join(' ')}}`;
   }
   const keys = Object.keys(obj).sort();
@@ -175,7 +175,14 @@ export function sprintf(format: string, args: Value[]): string {
     const sign = (n: number, body: string) => (n < 0 ? '-' : plus ? '+' : space ? ' ' : '') + body;
     switch (verb) {
       case 'v':
-        s = typeof v === 'number' && !Number.isInteger(v) ? sign(v, formatFloat(Math.abs(v), 'g', prec)) : typeof v === 'number' && plus && v >= 0 ? `+${v}` : sharp && typeof v === 'string' ? goQuote(v) : printValue(v);
+        s =
+          typeof v === 'number' && !Number.isInteger(v)
+            ? sign(v, formatFloat(Math.abs(v), 'g', prec))
+            : typeof v === 'number' && plus && v >= 0
+              ? `+${v}`
+              : sharp && typeof v === 'string'
+                ? goQuote(v)
+                : printValue(v);
         break;
       case 's':
         if (typeof v === 'string') s = prec !== undefined ? [...v].slice(0, prec).join('') : v;
@@ -183,7 +190,14 @@ export function sprintf(format: string, args: Value[]): string {
         else s = bad(verb, v);
         break;
       case 'q':
-        s = typeof v === 'string' ? goQuote(v) : typeof v === 'number' && Number.isInteger(v) ? `'${String.fromCodePoint(v)}'` : Array.isArray(v) ? `[${v.map((e) => (typeof e === 'string' ? goQuote(e) : printValue(e))).join(' ')}]` : bad(verb, v);
+        s =
+          typeof v === 'string'
+            ? goQuote(v)
+            : typeof v === 'number' && Number.isInteger(v)
+              ? `'${String.fromCodePoint(v)}'`
+              : Array.isArray(v)
+                ? `[${v.map((e) => (typeof e === 'string' ? goQuote(e) : printValue(e))).join(' ')}]`
+                : bad(verb, v);
         break;
       case 'd':
         s = typeof v === 'number' && Number.isInteger(v) ? sign(v, String(Math.abs(v))) : Array.isArray(v) ? printValue(v) : bad(verb, v);
@@ -226,6 +240,10 @@ export function sprintf(format: string, args: Value[]): string {
     }
     out += pad(s, width, minus, zero && verb !== 's' && verb !== 'v' && verb !== 'q' && verb !== 'T');
   }
-  if (argi < args.length) out += `%!(EXTRA ${args.slice(argi).map((a) => `${goType(a)}=${printValue(a)}`).join(', ')})`;
+  if (argi < args.length)
+    out += `%!(EXTRA ${args
+      .slice(argi)
+      .map((a) => `${goType(a)}=${printValue(a)}`)
+      .join(', ')})`;
   return out;
 }

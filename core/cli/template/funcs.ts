@@ -150,7 +150,10 @@ export const BUILTINS: Record<string, TemplateFunc> = {
   ge: (a, b) => ordered(a, b) >= 0,
   html: (...a) => htmlEscape(sprint(a)),
   js: (...a) => jsEscape(sprint(a)),
-  urlquery: (...a) => encodeURIComponent(sprint(a)).replace(/%20/g, '+').replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
+  urlquery: (...a) =>
+    encodeURIComponent(sprint(a))
+      .replace(/%20/g, '+')
+      .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
   call: (fn, ...a) => {
     if (typeof fn !== 'function') throw new Error(`non-function of type ${goType(fn)}`);
     return (fn as TemplateFunc)(...a);

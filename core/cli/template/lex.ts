@@ -128,7 +128,15 @@ export function lex(src: string): Token[] {
         const clean = text.replace(/_/g, '');
         const neg = clean.startsWith('-');
         const body = clean.replace(/^[-+]/, '');
-        const value = /^0[bB]/.test(body) ? parseInt(body.slice(2), 2) : /^0[oO]/.test(body) ? parseInt(body.slice(2), 8) : /^0[xX]/.test(body) ? parseInt(body.slice(2), 16) : /^0\d+$/.test(body) ? parseInt(body, 8) : Number(body);
+        const value = /^0[bB]/.test(body)
+          ? parseInt(body.slice(2), 2)
+          : /^0[oO]/.test(body)
+            ? parseInt(body.slice(2), 8)
+            : /^0[xX]/.test(body)
+              ? parseInt(body.slice(2), 16)
+              : /^0\d+$/.test(body)
+                ? parseInt(body, 8)
+                : Number(body);
         if (Number.isNaN(value)) fail(i, `bad number syntax: "${text}"`);
         out.push({ t: 'number', value: neg ? -value : value, text, pos: i });
         i += text.length;

@@ -11,7 +11,11 @@ class Parser {
   private i = 0;
   readonly defines = new Map<string, Node[]>();
 
-  constructor(private readonly src: string, private readonly toks: Token[], private readonly funcs: Set<string>) {}
+  constructor(
+    private readonly src: string,
+    private readonly toks: Token[],
+    private readonly funcs: Set<string>,
+  ) {}
 
   private fail(pos: number, msg: string): never {
     throw new TemplateError(`template: :${lineOf(this.src, pos)}: ${msg}`);
@@ -261,7 +265,8 @@ class Parser {
     if (this.peek().t === 'field') {
       const names: string[] = [];
       while (this.peek().t === 'field') names.push((this.next() as { text: string }).text);
-      if (node.kind === 'bool' || node.kind === 'string' || node.kind === 'number' || node.kind === 'nil') this.fail(t.pos, `unexpected . after term "${this.src.slice(t.pos, this.toks[this.i - names.length].pos)}"`);
+      if (node.kind === 'bool' || node.kind === 'string' || node.kind === 'number' || node.kind === 'nil')
+        this.fail(t.pos, `unexpected . after term "${this.src.slice(t.pos, this.toks[this.i - names.length].pos)}"`);
       return { kind: 'chain', node, names, pos: t.pos };
     }
     return node;

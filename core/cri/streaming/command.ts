@@ -30,7 +30,13 @@ export async function commandStatus(request: CommandRequest, streams: CommandStr
     const code = await request.run(streams);
     return code === 0
       ? { metadata: {}, status: 'Success' }
-      : { metadata: {}, status: 'Failure', message: `command terminated with non-zero exit code: ${code}`, reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: String(code) }] } };
+      : {
+          metadata: {},
+          status: 'Failure',
+          message: `command terminated with non-zero exit code: ${code}`,
+          reason: 'NonZeroExitCode',
+          details: { causes: [{ reason: 'ExitCode', message: String(code) }] },
+        };
   } catch (err) {
     return { metadata: {}, status: 'Failure', message: (err as Error).message, reason: 'InternalError' };
   }

@@ -96,7 +96,9 @@ export class StreamingServer {
       return this.websockets.serve(req, socket, head, p);
     }
     if (upgrade !== 'spdy/3.1') return refuse(400, `CRI streaming: unsupported upgrade ${JSON.stringify(req.headers.upgrade)} (this server speaks SPDY/3.1 and WebSocket)`);
-    const offered = String(req.headers['x-stream-protocol-version'] ?? '').split(',').map((s) => s.trim());
+    const offered = String(req.headers['x-stream-protocol-version'] ?? '')
+      .split(',')
+      .map((s) => s.trim());
     const protocol = p.kind === 'portforward' ? PORTFORWARD : REMOTECOMMAND;
     if (!offered.includes(protocol)) return refuse(403, `CRI streaming: none of the offered protocols (${offered.join(', ')}) is ${protocol}`);
     this.pending.delete(token);
@@ -135,7 +137,12 @@ export class StreamingServer {
     });
     if (!(await allThere)) return session.close();
     const errorStream = streams.get('error')!;
-    const status = await commandStatus(request, { stdin: streams.get('stdin'), stdout: streams.get('stdout'), stderr: streams.get('stderr'), onResize: (l) => (resizeListeners.push(l), lastSize && l(lastSize)) });
+    const status = await commandStatus(request, {
+      stdin: streams.get('stdin'),
+      stdout: streams.get('stdout'),
+      stderr: streams.get('stderr'),
+      onResize: (l) => (resizeListeners.push(l), lastSize && l(lastSize)),
+    });
     errorStream.write(JSON.stringify(status));
     for (const s of streams.values()) s.end();
     session.goAway();

@@ -23,7 +23,10 @@ const FORWARD_PROTOCOLS = ['v4.channel.k8s.io', 'portforward.k8s.io'];
 const CHANNEL = { stdin: 0, stdout: 1, stderr: 2, error: 3, resize: 4, close: 255 } as const;
 
 function offered(req: http.IncomingMessage): string[] {
-  return String(req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+  return String(req.headers['sec-websocket-protocol'] ?? '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean);
 }
 
 /** `?ports=8080,9090`, as kubectl sends them; undefined when absent. */
