@@ -13,7 +13,7 @@ import type { RuntimeProcess } from '../../core/contracts/runtime';
 import type { Logger } from '../../core/contracts/types';
 import cgroupsPlugin from '../../plugins/isolator-cgroups/index';
 import type { CgroupsIsolator } from '../../plugins/isolator-cgroups/isolator';
-import { ContainerHarness, type RunOptions, type RunResult, readLog } from './rootfs';
+import { ContainerHarness, type RunOptions } from './rootfs';
 
 const quietLog: Logger = {
   debug() {},
@@ -66,32 +66,10 @@ export class CgroupsHarness extends ContainerHarness {
     }
   }
 
-  async cleanup(target: IsolationTarget): Promise<void> {
+  override async cleanup(target: IsolationTarget): Promise<void> {
     const errors: Error[] = [];
     await IsolatorChain.of(this.isolators).cleanup(target, (err) => errors.push(err));
     if (errors.length) throw errors[0];
-  }
-
-  override async run(args: string[], opts: RunOptions = {}): Promise<RunResult> {
-    const { id, stateDir, proc, target } = await this.start(args, opts);
-    await opts.afterStart?.(proc, stateDir, id);
-    const exit = await this.runtime.wait(id, stateDir);
-    await this.cleanup(target);
-    const log = readLog(this.runtime.logPath(id, stateDir));
-    return {
-      id,
-      stateDir,
-      exit,
-      log,
-      stdout: log
-        .filter((l) => l.stream === 'stdout')
-        .map((l) => l.log)
-        .join(''),
-      stderr: log
-        .filter((l) => l.stream === 'stderr')
-        .map((l) => l.log)
-        .join(''),
-    };
   }
 }
 

@@ -98,11 +98,16 @@ export class ContainerHarness {
     return { id, stateDir, proc, target };
   }
 
+  /** The isolators' cleanup phase for a container `start` made. */
+  async cleanup(target: IsolationTarget): Promise<void> {
+    await this.isolator.cleanup?.(target);
+  }
+
   async run(args: string[], opts: RunOptions = {}): Promise<RunResult> {
     const { id, stateDir, proc, target } = await this.start(args, opts);
     await opts.afterStart?.(proc, stateDir, id);
     const exit = await this.runtime.wait(id, stateDir);
-    await this.isolator.cleanup?.(target);
+    await this.cleanup(target);
     const log = readLog(this.runtime.logPath(id, stateDir));
     return {
       id,

@@ -8,6 +8,7 @@ import { checkSecurityOpt } from '../../core/api/validate';
 import { parseSeccompProfile, seccompChoice, type SeccompProfile } from '../../core/seccomp/profile';
 import { compileProfile, decode, DOCKER_DEFAULT_PROFILE, type CompileTarget, type Instruction } from '../../plugins/isolator-seccomp/index';
 import { syscallTable, type Abi } from '../../plugins/isolator-seccomp/syscalls';
+import { DEFAULT_CAPABILITIES } from '../../plugins/isolator-namespaces/defaults';
 
 const AUDIT = { x86_64: 0xc000003e, x86: 0x40000003, aarch64: 0xc00000b7, arm: 0x40000028 };
 const X32 = 0x40000000;
@@ -16,23 +17,6 @@ const ALLOW = 0x7fff0000,
 const ERRNO = (e: number) => (0x00050000 | e) >>> 0;
 const EPERM = ERRNO(1),
   ENOSYS = ERRNO(38);
-/** Docker's default capability set. */
-const DEFAULT_CAPS = [
-  'CAP_CHOWN',
-  'CAP_DAC_OVERRIDE',
-  'CAP_FSETID',
-  'CAP_FOWNER',
-  'CAP_MKNOD',
-  'CAP_NET_RAW',
-  'CAP_SETGID',
-  'CAP_SETUID',
-  'CAP_SETFCAP',
-  'CAP_SETPCAP',
-  'CAP_NET_BIND_SERVICE',
-  'CAP_SYS_CHROOT',
-  'CAP_KILL',
-  'CAP_AUDIT_WRITE',
-];
 
 interface Call {
   nr: number;
@@ -82,7 +66,7 @@ function runFilter(prog: Instruction[], call: Call): number {
   throw new Error('fell off the end of the program');
 }
 
-const target = (over: Partial<CompileTarget> = {}): CompileTarget => ({ abi: 'x86_64', capabilities: DEFAULT_CAPS, kernel: '6.18.0', ...over });
+const target = (over: Partial<CompileTarget> = {}): CompileTarget => ({ abi: 'x86_64', capabilities: [...DEFAULT_CAPABILITIES], kernel: '6.18.0', ...over });
 const nr = (abi: Abi, name: string) => {
   const n = syscallTable(abi).get(name);
   if (n === undefined) throw new Error(`${name} is not a ${abi} syscall`);
@@ -166,7 +150,7 @@ describe("Docker's default profile compiled for x86_64 (no root)", () => {
   });
 
   it('opens calls to the capabilities that guard them, and ptrace only on kernels from 4.8', () => {
-    const admin = compileProfile(DOCKER_DEFAULT_PROFILE, target({ capabilities: [...DEFAULT_CAPS, 'CAP_SYS_ADMIN'] })).instructions;
+    const admin = compileProfile(DOCKER_DEFAULT_PROFILE, target({ capabilities: [...DEFAULT_CAPABILITIES, 'CAP_SYS_ADMIN'] })).instructions;
     for (const name of ['mount', 'unshare', 'setns', 'umount2', 'clone3']) expect(runFilter(admin, { nr: nr('x86_64', name), arch: AUDIT.x86_64 }), name).toBe(ALLOW);
     expect(runFilter(admin, { nr: nr('x86_64', 'clone'), arch: AUDIT.x86_64, args: [0x10000011n] })).toBe(ALLOW);
     expect(runFilter(admin, { nr: nr('x86_64', 'keyctl'), arch: AUDIT.x86_64 })).toBe(EPERM); // no capability opens keyrings
