@@ -1,8 +1,13 @@
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 
 /** True when the tests run as root (CI does); root-only suites skip with a visible reason otherwise. */
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 export const rootReason = 'needs root (real mounts, namespaces, cgroups); CI runs as root';
+/** CNI's bridge and host-local plugins, where Debian's containernetworking-plugins puts them. */
+export const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
+/** Why a test of bridge networks runs (root) or skips (no root, no CNI plugins). */
+export const cniReason = !isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)';
 
 /** True when `cmd` is on PATH. */
 export function hasCommand(cmd: string): boolean {

@@ -13,11 +13,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { criClient } from '../helpers/cri';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason, until } from '../helpers/env';
+import { isRoot, until, hasCni, cniReason } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
 const BRIDGE = 'bcricni0';
 const PORT = 7777;
 
@@ -26,7 +25,7 @@ function bridgePorts(): string[] {
   return execFileSync('ip', ['-o', 'link', 'show', 'master', BRIDGE], { encoding: 'utf8' }).split('\n').filter(Boolean);
 }
 
-describe.skipIf(!isRoot || !hasCni)(`CRI pods on a CNI bridge from the conf dir (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
+describe.skipIf(!isRoot || !hasCni)(`CRI pods on a CNI bridge from the conf dir (${cniReason})`, () => {
   let registry: RunningRegistry;
   let daemon: RunningDaemon;
   let cri: ReturnType<typeof criClient>;

@@ -5,19 +5,17 @@
  * refused by name (the launcher keeps container mounts from reaching the host).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { criClient } from '../helpers/cri';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason } from '../helpers/env';
+import { isRoot, hasCni, cniReason } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
-const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
-
-describe.skipIf(!isRoot || !hasCni)(`CRI mount propagation (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
+describe.skipIf(!isRoot || !hasCni)(`CRI mount propagation (${cniReason})`, () => {
   let registry: RunningRegistry;
   let daemon: RunningDaemon;
   let cri: ReturnType<typeof criClient>;

@@ -11,11 +11,9 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { channelWebSocket, collect, criClient, upgradeToSpdy } from '../helpers/cri';
 import { startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason, until } from '../helpers/env';
+import { isRoot, until, hasCni, cniReason } from '../helpers/env';
 import { pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
-
-const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
 
 /** A process's memory cgroup and where that hierarchy is mounted (v1's memory line, else v2's). */
 function memoryCgroup(pid: number): { path: string; mount: string } {
@@ -28,7 +26,7 @@ function memoryCgroup(pid: number): { path: string; mount: string } {
   return { path: lines.find(([id]) => id === '0')![2], mount: '/sys/fs/cgroup' };
 }
 
-describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
+describe.skipIf(!isRoot || !hasCni)(`CRI streaming, stats, pid=POD and sysctls (${cniReason})`, () => {
   let registry: RunningRegistry;
   let daemon: RunningDaemon;
   let cri: ReturnType<typeof criClient>;

@@ -13,11 +13,9 @@ import { newLaunchPlan } from '../../core/launcher/plan';
 import { buildSpec } from '../../plugins/runtime-oci/spec';
 import { criClient } from '../helpers/cri';
 import { mountsUnder, startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason, until } from '../helpers/env';
+import { isRoot, until, hasCni, cniReason } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
-
-const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
 
 /** Processes whose command line names this test's root (monitors, pause, containers). */
 function processesUnder(root: string, except: number): string[] {
@@ -26,7 +24,7 @@ function processesUnder(root: string, except: number): string[] {
     .filter((l) => l.includes(root) && Number(l.trim().split(' ')[0]) !== except);
 }
 
-describe.skipIf(!isRoot || !hasCni)(`CRI server (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
+describe.skipIf(!isRoot || !hasCni)(`CRI server (${cniReason})`, () => {
   let registry: RunningRegistry;
   let first: RunningDaemon;
   let daemon: RunningDaemon;

@@ -7,14 +7,13 @@
  * traffic stays inside the bridges and namespaces this test makes.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bridgeOfRecord, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason, until } from '../helpers/env';
+import { isRoot, until, hasCni, cniReason } from '../helpers/env';
 import { busyboxArchive, makeTempDir } from '../helpers/fixtures';
 
-const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
-const reason = !isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)';
+const reason = cniReason;
 
 function bridgeLinks(): Set<string> {
   const out = JSON.parse(execFileSync('ip', ['-j', 'link', 'show', 'type', 'bridge'], { encoding: 'utf8' }) || '[]') as { ifname: string }[];

@@ -5,19 +5,18 @@
  * containers this test starts.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bridgeOfRecord, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { isRoot, rootReason, until } from '../helpers/env';
+import { isRoot, until, hasCni, cniReason } from '../helpers/env';
 import { buildBusyboxLayout, makeTempDir, pushImage } from '../helpers/fixtures';
 import { freePort, startRegistry, type RunningRegistry } from '../helpers/registry';
 
 const run = promisify(execFile);
-const hasCni = existsSync('/usr/lib/cni/bridge') && existsSync('/usr/lib/cni/host-local');
 
 function httpGet(port: number, host = '127.0.0.1'): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -45,7 +44,7 @@ const hostState = () => ({
     .join('\n'),
 });
 
-describe.skipIf(!isRoot || !hasCni)(`networks, published ports and DNS (${!isRoot ? rootReason : hasCni ? 'root' : 'needs /usr/lib/cni (containernetworking-plugins)'})`, () => {
+describe.skipIf(!isRoot || !hasCni)(`networks, published ports and DNS (${cniReason})`, () => {
   let registry: RunningRegistry;
   let daemon: RunningDaemon;
   let img: string;
