@@ -95,9 +95,14 @@ export function which(cmd: string): string | undefined {
 
 /** Resident set size of a process in MB, from /proc/PID/status VmRSS (NaN when gone). */
 export function rssMB(pid: number): number {
+  return statusKiB(pid, 'VmRSS') / 1024;
+}
+
+/** A field of /proc/PID/status in KiB (VmRSS, RssAnon ...); NaN once the process is gone. */
+export function statusKiB(pid: number, field: string): number {
   try {
-    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    return m ? Number(m[1]) / 1024 : NaN;
+    const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : NaN;
   } catch {
     return NaN;
   }

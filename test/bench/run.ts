@@ -15,14 +15,33 @@ import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import * as tarStream from 'tar-stream';
 import overlayPlugin from '../../plugins/storage-overlay/index';
 import type { Logger } from '../../core/contracts/types';
+import { tarOf } from '../helpers/layer-fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 import { apiRemove, apiRunOnce, type Berthd, CLI_COMMAND, expectStatus, startBerthd } from './berth';
 import { buildAndPushImages, type BenchImages, DEFAULT_BIG, type BigImageShape } from './images';
 import { hostResidueBefore, removeHostResidue } from './residue';
-import { BERTHD_JS, CLI_JS, Cleanup, commOf, processesMentioning, trackedPids, type CmdResult, median, mountsUnder, mustRun, pidAlive, removeTree, rssMB, runCmd, sleep, timed, which } from './lib';
+import {
+  BERTHD_JS,
+  CLI_JS,
+  Cleanup,
+  commOf,
+  processesMentioning,
+  trackedPids,
+  type CmdResult,
+  median,
+  mountsUnder,
+  mustRun,
+  pidAlive,
+  removeTree,
+  rssMB,
+  runCmd,
+  statusKiB,
+  sleep,
+  timed,
+  which,
+} from './lib';
 import { dockerMissing, type Dockerd, podmanInstance, podmanMissing, runcBundle, startDockerd } from './peers';
 
 // ---- results -------------------------------------------------------------------------------------
@@ -730,12 +749,6 @@ async function benchBurst(ctx: Ctx): Promise<void> {
 
 // ---- 7. scale: many containers and images, memory per container ----------------------------------
 
-/** A field of /proc/PID/status in KiB (VmRSS, RssAnon ...). */
-function statusKiB(pid: number, field: string): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
-
 /**
  * Anonymous RSS once it settles: the least of samples over a few seconds. V8 grows its young
  * generation under allocation bursts and gives the pages back only once idle, so one reading right
@@ -801,7 +814,7 @@ async function benchScale(ctx: Ctx): Promise<void> {
     for (const id of ids) {
       const pid = (await d.api(`/containers/${id}/json`)).json?.State?.Pid as number;
       const ppid = Number(/^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]);
-      if (commOf(ppid).startsWith('berth-launch')) monitors.push(statusKiB(ppid, 'VmRSS') / 1024);
+      if (commOf(ppid).startsWith('berth-launch')) monitors.push(rssMB(ppid));
     }
     if (monitors.length) {
       record('scale.monitor', S, 'monitor (berth-launch) RSS per running container', 'berth-launch', 'MB', monitors);
@@ -833,7 +846,7 @@ async function benchScale(ctx: Ctx): Promise<void> {
       Array.from({ length: IMAGES }, (_, i) => i),
       4,
       async (i) => {
-        const tar = await tarOfFile(`image-${i}`, `${i}\n`);
+        const tar = await tarOf([{ name: `image-${i}`, content: `${i}\n` }]);
         expectStatus(await d.api(`/images/create?fromSrc=-&repo=scale/img${i}&tag=latest`, { method: 'POST', body: tar, headers: { 'content-type': 'application/x-tar' } }), `import ${i}`, 200);
       },
     );
@@ -841,16 +854,6 @@ async function benchScale(ctx: Ctx): Promise<void> {
     record('scale.images', S, whatImages, 'berthd', 'ms', await listTimes('/images/json', IMAGES));
     absolute({ section: S, what: whatImages, measure: 'scale.images', max: 50 });
   });
-}
-
-/** A tar of one regular file (512-byte header, data padded, two zero blocks). */
-async function tarOfFile(name: string, content: string): Promise<Buffer> {
-  const pack = tarStream.pack();
-  pack.entry({ name, mode: 0o644, mtime: new Date(0) }, content);
-  pack.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of pack) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
 }
 
 // ---- report --------------------------------------------------------------------------------------
