@@ -55,7 +55,7 @@ export {
   LOCK_UN,
 } from './sys/syscalls';
 // Layer stores mark their folders so ext4 spreads the trees below them (see sys/fsflags.ts).
-export { markTopDir, isTopDir } from './sys/fsflags';
+export { markTopDir } from './sys/fsflags';
 
 // eBPF programs (cgroup v2 device filters): the bpf(2) calls and an instruction builder.
 export { type Bpf, type BpfInsn, bpf, encodeInsns, R0, R1, R2, R3, R4, R5, loadWord, and32Imm, rsh32Imm, mov32Reg, mov32Imm, jneImm, jneReg, exit } from './sys/bpf';

@@ -39,33 +39,28 @@ function flagCalls(): FlagCalls {
   return calls;
 }
 
-/**
- * Mark `dir` as the top of unrelated directory trees (chattr +T). Best effort: false where the
- * filesystem has no such flag (xfs, btrfs, tmpfs) or the call is refused; nothing else changes.
- */
-export function markTopDir(dir: string): boolean {
+/** `use(fd, flags)` on `dir`'s inode flags, or `otherwise` when the folder or its flags cannot be read. */
+function withFlags<T>(dir: string, otherwise: T, use: (c: FlagCalls, fd: number, flags: number) => T): T {
   const c = flagCalls();
   const fd = c.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
+  if (fd < 0) return otherwise;
   try {
     const flags = [0];
-    if (c.ioctlGet(fd, FS_IOC_GETFLAGS, flags) !== 0) return false;
-    if (flags[0] & FS_TOPDIR_FL) return true;
-    return c.ioctlSet(fd, FS_IOC_SETFLAGS, [flags[0] | FS_TOPDIR_FL]) === 0;
+    return c.ioctlGet(fd, FS_IOC_GETFLAGS, flags) === 0 ? use(c, fd, flags[0]) : otherwise;
   } finally {
     c.close(fd);
   }
 }
 
-/** Whether `dir` carries FS_TOPDIR_FL (for tests and `berth info`). */
+/**
+ * Mark `dir` as the top of unrelated directory trees (chattr +T). Best effort: false where the
+ * filesystem has no such flag (xfs, btrfs, tmpfs) or the call is refused; nothing else changes.
+ */
+export function markTopDir(dir: string): boolean {
+  return withFlags(dir, false, (c, fd, flags) => (flags & FS_TOPDIR_FL) !== 0 || c.ioctlSet(fd, FS_IOC_SETFLAGS, [flags | FS_TOPDIR_FL]) === 0);
+}
+
+/** Whether `dir` carries FS_TOPDIR_FL. */
 export function isTopDir(dir: string): boolean {
-  const c = flagCalls();
-  const fd = c.open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return false;
-  try {
-    const flags = [0];
-    return c.ioctlGet(fd, FS_IOC_GETFLAGS, flags) === 0 && (flags[0] & FS_TOPDIR_FL) !== 0;
-  } finally {
-    c.close(fd);
-  }
+  return withFlags(dir, false, (_c, _fd, flags) => (flags & FS_TOPDIR_FL) !== 0);
 }
