@@ -40,8 +40,6 @@ const UNSUPPORTED: { field: string; why: string; unset?: (v: unknown) => boolean
   { field: 'CpuPercent', why: 'Windows only' },
   { field: 'IOMaximumIOps', why: 'Windows only' },
   { field: 'IOMaximumBandwidth', why: 'Windows only' },
-  { field: 'CpuRealtimePeriod', why: 'berth does not set real-time CPU limits' },
-  { field: 'CpuRealtimeRuntime', why: 'berth does not set real-time CPU limits' },
   { field: 'KernelMemory', why: 'kernel memory limits are deprecated and not set by berth' },
   { field: 'KernelMemoryTCP', why: 'kernel memory limits are deprecated and not set by berth' },
   { field: 'OomKillDisable', why: 'berth does not disable the OOM killer' },

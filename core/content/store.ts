@@ -203,6 +203,7 @@ export class ContentStore implements BlobReader {
     const tmp = path.join(this.ingestDir, `${digestHex(expected.digest)}-${randomBytes(4).toString('hex')}`);
     const verify = new VerifyingStream(expected);
     let received = 0;
+    let out: fs.WriteStream | undefined;
     try {
       const input = await source();
       const counter = new Transform({
@@ -224,12 +225,16 @@ export class ContentStore implements BlobReader {
         },
       });
       // flush: fsync before close, so a renamed blob is on disk whatever happens next.
-      await pipeline(input, counter, verify, new Coalesce(), fs.createWriteStream(tmp, { mode: 0o600, flush: true }));
+      out = fs.createWriteStream(tmp, { mode: 0o600, flush: true });
+      await pipeline(input, counter, verify, new Coalesce(), out);
       await fs.promises.chmod(tmp, 0o444);
       await fs.promises.rename(tmp, final);
       await fsyncDir(this.blobsDir);
       opts.tap?.end();
     } catch (err) {
+      // A failed pipeline does not wait for the file's open to finish: remove it once closed, or
+      // an open that lands after the rm leaves an ingest file behind.
+      if (out && !out.closed) await new Promise<void>((resolve) => out!.once('close', () => resolve()));
       await fs.promises.rm(tmp, { force: true });
       opts.tap?.destroy(err as Error);
       throw err;

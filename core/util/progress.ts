@@ -35,3 +35,19 @@ export function progressStream(res: ServerResponse) {
     end: () => res.end(),
   };
 }
+
+/**
+ * A progress stream whose 200 header is only sent with the first message, so an error before any
+ * output (no such image, a bad Dockerfile) still gets its own status code, as dockerd sends it.
+ */
+export function lazyProgressStream(res: ServerResponse) {
+  let stream: ReturnType<typeof progressStream> | undefined;
+  const open = () => (stream ??= progressStream(res));
+  return {
+    progress: (e: ProgressEvent) => open().progress(e),
+    raw: (obj: unknown) => open().raw(obj),
+    started: () => stream !== undefined,
+    error: (err: unknown) => open().error(err),
+    end: () => open().end(),
+  };
+}

@@ -16,7 +16,7 @@ const HIERARCHIES = ['auto', 'v1', 'v2'] as const;
 export default definePlugin<CgroupsConfig, CgroupsIsolator>({
   type: 'isolator',
   id: 'cgroups',
-  defaults: { parent: 'berth', hierarchy: 'auto' },
+  defaults: { parent: 'berth', hierarchy: 'auto', cpuRtRuntime: 0 },
   parseConfig(raw) {
     const parent = raw.parent ?? 'berth';
     if (typeof parent !== 'string' || !parent.trim() || parent.split('/').some((p) => p === '..' || p === '.')) {
@@ -26,7 +26,11 @@ export default definePlugin<CgroupsConfig, CgroupsIsolator>({
     if (!HIERARCHIES.includes(hierarchy as never)) {
       throw new ConfigError('hierarchy', `expected "auto" (every cgroup hierarchy mounted), "v1" or "v2" (only those), got ${JSON.stringify(hierarchy)}`);
     }
-    return { parent: parent.trim().replace(/\/+$/, '') || '/', hierarchy: hierarchy as CgroupsConfig['hierarchy'] };
+    const cpuRtRuntime = raw.cpuRtRuntime ?? 0;
+    if (typeof cpuRtRuntime !== 'number' || !Number.isSafeInteger(cpuRtRuntime) || cpuRtRuntime < 0) {
+      throw new ConfigError('cpuRtRuntime', `expected the microseconds of real-time CPU time per period for berth's parent cgroup (0: none, as dockerd's --cpu-rt-runtime), got ${JSON.stringify(cpuRtRuntime)}`);
+    }
+    return { parent: parent.trim().replace(/\/+$/, '') || '/', hierarchy: hierarchy as CgroupsConfig['hierarchy'], cpuRtRuntime };
   },
   init(ctx) {
     let layout;

@@ -12,10 +12,10 @@ import { InvalidArgumentError, bpf as hostBpf, type IsolationTarget, type Isolat
 import { type CgroupDir, type CgroupFs, dirWith, nodeCgroupFs, readKeyed, readPids, readTrimmed, writeControl } from './cgfs';
 import { applyDevicesV1, devicePolicy, deviceProgram, updateDevicesV1 } from './devices';
 import { freeze, isFrozen, thaw } from './freezer';
-import { type CgroupLayout, type CgroupVersion, controllerNames, detectLayout, type Hierarchy, type HierarchyChoice } from './layout';
+import { type CgroupLayout, type CgroupVersion, cgroupSubParent, controllerNames, detectLayout, type Hierarchy, type HierarchyChoice } from './layout';
 import { neededControllers, parseResources, RESOURCE_FLAGS, type Resources } from './resources';
 import { readStats } from './stats';
-import { applyBlkioV1, applyCpusetV1, applyCpuV1, applyMemoryV1, applyPids, inheritCpusetV1 } from './v1';
+import { applyBlkioV1, applyCpusetV1, applyCpuV1, applyMemoryV1, applyPids, grantRtRuntimeV1, inheritCpusetV1 } from './v1';
 import { applyCpusetV2, applyCpuV2, applyIoV2, applyMemoryV2, enableSubtreeControllers } from './v2';
 
 export interface CgroupsConfig {
@@ -29,6 +29,11 @@ export interface CgroupsConfig {
    * also on a hybrid host: devices are then filtered by a BPF program, as on a v2-only host.
    */
   hierarchy?: HierarchyChoice;
+  /**
+   * Real-time CPU time (µs per period) given to berth's parent cgroups on cgroup v1, so that
+   * containers can ask for some with --cpu-rt-runtime (dockerd's --cpu-rt-runtime). 0: none.
+   */
+  cpuRtRuntime?: number;
 }
 
 export interface CgroupsInfo {
@@ -41,23 +46,6 @@ export interface CgroupsInfo {
 export const STATE_FILE = 'cgroups.json';
 
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-const CGROUP_NAME = /^[A-Za-z0-9_.:@-]{1,255}$/;
-
-/**
- * HostConfig.CgroupParent (the CRI's cgroup_parent, e.g. /kubepods/besteffort/pod<uid>): a path
- * taken below berth's own parent whether written absolute or not, so a container never lands
- * outside the cgroup berthd was started in.
- */
-export function cgroupSubParent(hostConfig: Record<string, unknown> | undefined): string[] {
-  const raw = hostConfig?.CgroupParent;
-  if (raw === undefined || raw === null || raw === '') return [];
-  const parts = typeof raw === 'string' ? raw.split('/').filter(Boolean) : [];
-  if (!parts.length || parts.some((p) => p === '.' || p === '..' || !CGROUP_NAME.test(p))) {
-    throw new InvalidArgumentError(`HostConfig.CgroupParent: expected a cgroup path like /kubepods/pod1 (names of letters, digits and _.:@-, no . or ..), got ${JSON.stringify(raw)}`);
-  }
-  return parts;
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** The update body's fields that change which devices the container may use. */
@@ -89,7 +77,12 @@ export class CgroupsIsolator implements Isolator {
 
   /** Where containers' cgroups are put in hierarchy `h`. */
   parentDir(h: Hierarchy): string {
-    return this.config.parent.startsWith('/') ? join(h.mountPoint, this.config.parent) : join(h.ownDir, this.config.parent);
+    return join(this.topDir(h), this.config.parent);
+  }
+
+  /** Where berth's parent path starts: the hierarchy's root (absolute parent) or berthd's own cgroup. */
+  private topDir(h: Hierarchy): string {
+    return this.config.parent.startsWith('/') ? h.mountPoint : h.ownDir;
   }
 
   /** The dirs a container gets (or got): one per hierarchy. */
@@ -198,7 +191,7 @@ export class CgroupsIsolator implements Isolator {
   close(): void {
     for (const h of this.layout.hierarchies) {
       const parts = this.config.parent.split('/').filter(Boolean);
-      const top = this.config.parent.startsWith('/') ? h.mountPoint : h.ownDir;
+      const top = this.topDir(h);
       for (let n = parts.length; n > 0; n--) {
         try {
           this.fs.rmdir(join(top, ...parts.slice(0, n)));
@@ -211,7 +204,7 @@ export class CgroupsIsolator implements Isolator {
 
   /** Create the parent chain (e.g. `<own>/berth`), with cpuset and v2 controllers passed down; returns its last dir. */
   private makeParents(h: Hierarchy): string {
-    const top = this.config.parent.startsWith('/') ? h.mountPoint : h.ownDir;
+    const top = this.topDir(h);
     let dir = top;
     try {
       // Without v2 controllers a container still gets a cgroup (pids, freezing, cleanup): a
@@ -243,6 +236,7 @@ export class CgroupsIsolator implements Isolator {
     const mem = dirWith(dirs, 'memory');
     if (mem) (mem.kind === 'v1' ? applyMemoryV1 : applyMemoryV2)(this.fs, mem.dir, r);
     const cpu = dirWith(dirs, 'cpu');
+    if (cpu?.kind === 'v1' && r.cpuRtRuntime && this.config.cpuRtRuntime) grantRtRuntimeV1(this.fs, this.topDir(this.layout.byController.get('cpu')!), cpu.dir, this.config.cpuRtRuntime);
     if (cpu) (cpu.kind === 'v1' ? applyCpuV1 : applyCpuV2)(this.fs, cpu.dir, r);
     const cpuset = dirWith(dirs, 'cpuset');
     if (cpuset) (cpuset.kind === 'v1' ? applyCpusetV1 : applyCpusetV2)(this.fs, cpuset.dir, posix.dirname(cpuset.dir), r);

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { InvalidArgumentError } from '../../core/plugin';
 
 export type CgroupVersion = '1' | '2' | 'hybrid';
 
@@ -147,4 +148,21 @@ export function detectLayout(src: LayoutSource = hostLayoutSource(), fromRoot = 
 /** Sorted names of the controllers berth can use on this host (v2's freezing is built in). */
 export function controllerNames(layout: CgroupLayout): string[] {
   return [...layout.byController.keys()].sort();
+}
+
+const CGROUP_NAME = /^[A-Za-z0-9_.:@-]{1,255}$/;
+
+/**
+ * HostConfig.CgroupParent (the CRI's cgroup_parent, e.g. /kubepods/besteffort/pod<uid>): a path
+ * taken below berth's own parent whether written absolute or not, so a container never lands
+ * outside the cgroup berthd was started in.
+ */
+export function cgroupSubParent(hostConfig: Record<string, unknown> | undefined): string[] {
+  const raw = hostConfig?.CgroupParent;
+  if (raw === undefined || raw === null || raw === '') return [];
+  const parts = typeof raw === 'string' ? raw.split('/').filter(Boolean) : [];
+  if (!parts.length || parts.some((p) => p === '.' || p === '..' || !CGROUP_NAME.test(p))) {
+    throw new InvalidArgumentError(`HostConfig.CgroupParent: expected a cgroup path like /kubepods/pod1 (names of letters, digits and _.:@-, no . or ..), got ${JSON.stringify(raw)}`);
+  }
+  return parts;
 }

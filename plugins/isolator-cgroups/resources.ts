@@ -28,6 +28,9 @@ export interface Resources {
   cpuPeriod?: number;
   /** Which HostConfig key set the CFS limit (for error messages). */
   cpuLimitKey?: 'NanoCpus' | 'CpuQuota' | 'CpuPeriod';
+  /** Real-time scheduling period and runtime in µs (cgroup v1 with CONFIG_RT_GROUP_SCHED). */
+  cpuRtPeriod?: number;
+  cpuRtRuntime?: number;
   cpusetCpus?: string;
   cpusetMems?: string;
   /** -1 = unlimited. */
@@ -45,6 +48,8 @@ export const RESOURCE_FLAGS: Record<string, string> = {
   CpuShares: '--cpu-shares',
   CpuQuota: '--cpu-quota',
   CpuPeriod: '--cpu-period',
+  CpuRealtimePeriod: '--cpu-rt-period',
+  CpuRealtimeRuntime: '--cpu-rt-runtime',
   CpusetCpus: '--cpuset-cpus',
   CpusetMems: '--cpuset-mems',
   PidsLimit: '--pids-limit',
@@ -148,6 +153,17 @@ export function parseResources(hc: Record<string, unknown>, mode: 'create' | 'up
       r.cpuLimitKey = 'CpuQuota';
     }
   }
+  const rtPeriod = int(hc, 'CpuRealtimePeriod');
+  const rtRuntime = int(hc, 'CpuRealtimeRuntime');
+  if (rtPeriod !== undefined && rtPeriod !== 0) {
+    if (rtPeriod < 1) throw new InvalidArgumentError(`HostConfig.CpuRealtimePeriod: must be a positive number of microseconds (${rtPeriod})`);
+    r.cpuRtPeriod = rtPeriod;
+  }
+  if (rtRuntime !== undefined && rtRuntime !== 0) {
+    if (rtRuntime < -1) throw new InvalidArgumentError(`HostConfig.CpuRealtimeRuntime: must be microseconds, or -1 for no limit (${rtRuntime})`);
+    if (r.cpuRtPeriod && rtRuntime > r.cpuRtPeriod) throw new InvalidArgumentError('cpu-rt-runtime can not be greater than cpu-rt-period');
+    r.cpuRtRuntime = rtRuntime;
+  }
   const cpusetCpus = str(hc, 'CpusetCpus');
   if (cpusetCpus !== undefined) {
     parseCpuList(cpusetCpus, 'CpusetCpus');
@@ -216,6 +232,8 @@ export function neededControllers(r: Resources): { controller: string; key: stri
   if (r.memorySwappiness !== undefined) out.push({ controller: 'memory', key: 'MemorySwappiness' });
   if (r.cpuShares !== undefined) out.push({ controller: 'cpu', key: 'CpuShares' });
   if (r.cpuQuota !== undefined || r.cpuPeriod !== undefined) out.push({ controller: 'cpu', key: r.cpuLimitKey ?? 'CpuQuota' });
+  if (r.cpuRtPeriod !== undefined) out.push({ controller: 'cpu', key: 'CpuRealtimePeriod' });
+  if (r.cpuRtRuntime !== undefined) out.push({ controller: 'cpu', key: 'CpuRealtimeRuntime' });
   if (r.cpusetCpus !== undefined) out.push({ controller: 'cpuset', key: 'CpusetCpus' });
   if (r.cpusetMems !== undefined) out.push({ controller: 'cpuset', key: 'CpusetMems' });
   if (r.pidsLimit !== undefined) out.push({ controller: 'pids', key: 'PidsLimit' });

@@ -1,9 +1,10 @@
 /**
  * cgroup v1 driver: one directory per hierarchy, each controller with its own file names.
  */
+import { posix } from 'node:path';
 import { InvalidArgumentError } from '../../core/plugin';
 import { type CgroupFs, readNumber, readTrimmed, writeControl } from './cgfs';
-import { parseCpuList, type Resources } from './resources';
+import { parseCpuList, RESOURCE_FLAGS, type Resources } from './resources';
 
 /** A new v1 cpuset cgroup starts with empty cpus/mems and refuses tasks: copy them from the parent. */
 export function inheritCpusetV1(fs: CgroupFs, dir: string, parent: string): void {
@@ -78,6 +79,40 @@ export function applyCpuV1(fs: CgroupFs, dir: string, r: Resources): void {
     // A new period can be refused against the old quota (or the reverse): try the other order.
     if (writes.length < 2 || !isEinval(err)) throw err;
     for (const [f, v] of [...writes].reverse()) writeControl(fs, f, v);
+  }
+  applyCpuRtV1(fs, dir, r);
+}
+
+/**
+ * cpu.rt_period_us, cpu.rt_runtime_us: files only kernels with CONFIG_RT_GROUP_SCHED have. A
+ * runtime is refused (EINVAL) past what the parent has left to hand down.
+ */
+export function applyCpuRtV1(fs: CgroupFs, dir: string, r: Resources): void {
+  for (const [key, file, value] of [
+    ['CpuRealtimePeriod', 'cpu.rt_period_us', r.cpuRtPeriod],
+    ['CpuRealtimeRuntime', 'cpu.rt_runtime_us', r.cpuRtRuntime],
+  ] as const) {
+    if (value === undefined) continue;
+    const path = `${dir}/${file}`;
+    if (!fs.exists(path)) throw new InvalidArgumentError(`${RESOURCE_FLAGS[key]}: this kernel has no real-time group scheduling (no ${file}; CONFIG_RT_GROUP_SCHED) (HostConfig.${key})`);
+    try {
+      writeControl(fs, path, value);
+    } catch (err) {
+      if (!isEinval(err)) throw err;
+      const parent = posix.dirname(dir);
+      throw new InvalidArgumentError(
+        `${RESOURCE_FLAGS[key]} ${value}: the kernel refused it for ${path}: the parent cgroup has ${readTrimmed(fs, `${parent}/cpu.rt_runtime_us`) ?? '?'} µs of real-time runtime per ${readTrimmed(fs, `${parent}/cpu.rt_period_us`) ?? '?'} µs to hand down (pluginConfig['isolator.cgroups'].cpuRtRuntime gives berth's parent cgroups a budget, as dockerd's --cpu-rt-runtime does) (HostConfig.${key})`,
+      );
+    }
+  }
+}
+
+/** Give each level from `top` (exclusive) down to the container's parent the real-time budget where it has none. */
+export function grantRtRuntimeV1(fs: CgroupFs, top: string, containerDir: string, budget: number): void {
+  let dir = top;
+  for (const part of posix.relative(top, posix.dirname(containerDir)).split('/').filter(Boolean)) {
+    dir = posix.join(dir, part);
+    if (readTrimmed(fs, `${dir}/cpu.rt_runtime_us`) === '0') writeControl(fs, `${dir}/cpu.rt_runtime_us`, budget);
   }
 }
 

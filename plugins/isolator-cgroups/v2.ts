@@ -5,7 +5,7 @@
 import { BerthError, HTTP_STATUS, InvalidArgumentError } from '../../core/plugin';
 import { type CgroupFs, readTrimmed, writeControl } from './cgfs';
 import { checkCpusetAvailable } from './v1';
-import { blkioWeightToIoWeight, cpuMax, DEFAULT_CFS_PERIOD, memorySwapMax, type Resources, sharesToWeight } from './resources';
+import { blkioWeightToIoWeight, cpuMax, DEFAULT_CFS_PERIOD, memorySwapMax, RESOURCE_FLAGS, type Resources, sharesToWeight } from './resources';
 
 /** Controllers berth turns on for the cgroups below it, where the parent offers them. */
 export const V2_CONTROLLERS = ['cpu', 'cpuset', 'io', 'memory', 'pids'];
@@ -53,6 +53,8 @@ export function applyMemoryV2(fs: CgroupFs, dir: string, r: Resources): void {
 
 /** cpu.weight from shares, cpu.max `QUOTA PERIOD` (keeping the half that is not changed). */
 export function applyCpuV2(fs: CgroupFs, dir: string, r: Resources): void {
+  const rtKey = r.cpuRtRuntime !== undefined ? 'CpuRealtimeRuntime' : r.cpuRtPeriod !== undefined ? 'CpuRealtimePeriod' : undefined;
+  if (rtKey) throw new InvalidArgumentError(`${RESOURCE_FLAGS[rtKey]} needs cgroup v1's cpu controller: cgroup v2 has no real-time group scheduling (HostConfig.${rtKey})`);
   if (r.cpuShares !== undefined) writeControl(fs, `${dir}/cpu.weight`, sharesToWeight(r.cpuShares));
   if (r.cpuQuota === undefined && r.cpuPeriod === undefined) return;
   const [curQuota, curPeriod] = (readTrimmed(fs, `${dir}/cpu.max`) ?? `max ${DEFAULT_CFS_PERIOD}`).split(/\s+/);

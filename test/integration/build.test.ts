@@ -335,9 +335,17 @@ CMD ["sh", "-c", "cat /app/message.txt /app/run.txt /app/data/a.txt; id -u; pwd"
     const labels = (await daemon.api('/images/api-built:v1/json')).json.Config.Labels;
     expect(labels).toEqual({ from: 'api', extra: 'label' });
 
-    // A Dockerfile error arrives in the stream with the file and line.
+    // A Dockerfile error comes before any output: a plain 400 naming the file and line, as dockerd
+    // answers (docker-py raises APIError on it); an empty Dockerfile too.
     const bad = await daemon.api('/build', { method: 'POST', body: await tarOf({ Dockerfile: `FROM ${base}\nRUNN echo\n` }) });
-    expect(messages(bad.body).find((m) => m.error)?.error).toBe('Dockerfile:2: unknown instruction: RUNN');
+    expect([bad.status, bad.json?.message]).toEqual([400, 'Dockerfile:2: unknown instruction: RUNN']);
+    const empty = await daemon.api('/build', { method: 'POST', body: await tarOf({ Dockerfile: '' }) });
+    expect(empty.status).toBe(400);
+    expect(empty.json?.message).toMatch(/^Dockerfile/);
+    // A failure once the build has started stays in the 200 stream, after the steps so far.
+    const failed = await daemon.api('/build', { method: 'POST', body: await tarOf({ Dockerfile: `FROM ${base}\nRUN exit 3\n` }) });
+    expect(failed.status).toBe(200);
+    expect(messages(failed.body).find((m) => m.error)?.errorDetail).toEqual({ code: 3, message: "The command '/bin/sh -c exit 3' returned a non-zero code: 3" });
   });
 
   it.skipIf(!existsSync(DOCKER))('the real docker CLI builds with the classic builder against berthd', async () => {

@@ -2,7 +2,7 @@
  * isolator.cgroups against the real kernel: real containers through runtime.native,
  * isolator.namespaces and isolator.cgroups (no daemon), limits checked by their effect.
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IsolationTarget } from '../../core/contracts/isolator';
@@ -240,6 +240,48 @@ describe.skipIf(!isRoot)(`isolator.cgroups on the real kernel${isRoot ? '' : ` (
       expect(readFileSync(join(dir, file), 'utf8')).toMatch(file === 'io.weight' ? /default 5000/ : /\b500\b/);
     } finally {
       await c.stop();
+    }
+  });
+
+  it('real-time CPU limits on v1: refused without a budget, applied with cpuRtRuntime, refused on v2', async () => {
+    const rt = { CpuRealtimePeriod: 100_000, CpuRealtimeRuntime: 1000 };
+    await expect(h.start(['true'], { hostConfig: { CpuRealtimePeriod: 1000, CpuRealtimeRuntime: 2000 } })).rejects.toThrow('cpu-rt-runtime can not be greater than cpu-rt-period');
+    const cpu = h.cgroups.layout.byController.get('cpu');
+    if (cpu?.kind !== 'v1') {
+      await expect(h.start(['true'], { hostConfig: rt })).rejects.toThrow(/--cpu-rt-runtime needs cgroup v1's cpu controller/);
+      return;
+    }
+    if (!existsSync(join(cpu.ownDir, 'cpu.rt_runtime_us'))) {
+      await expect(h.start(['true'], { hostConfig: rt })).rejects.toThrow(/no real-time group scheduling/);
+      return;
+    }
+    // berth's parent cgroup has no real-time budget of its own: the kernel refuses, and the error says what gives one.
+    await expect(h.start(['true'], { hostConfig: rt })).rejects.toThrow(/--cpu-rt-runtime 1000: the kernel refused it .* has 0 µs .*cpuRtRuntime/);
+    const budgeted = await new CgroupsHarness().init({}, { cpuRtRuntime: 20_000 });
+    const parent = budgeted.cgroups.parentDir(cpu);
+    try {
+      const c = await budgeted.start(['sleep', '30'], { hostConfig: rt });
+      try {
+        const dir = budgeted.cgroups.dirsFor(c.target).find((d) => d.controllers.includes('cpu'))!.dir;
+        expect([readFileSync(join(dir, 'cpu.rt_period_us'), 'utf8').trim(), readFileSync(join(dir, 'cpu.rt_runtime_us'), 'utf8').trim()]).toEqual(['100000', '1000']);
+        expect(readFileSync(join(parent, 'cpu.rt_runtime_us'), 'utf8').trim()).toBe('20000');
+      } finally {
+        await budgeted.runtime.kill(c.id, c.stateDir, 'SIGKILL').catch(() => undefined);
+        await budgeted.runtime.wait(c.id, c.stateDir);
+        await budgeted.cleanup(c.target);
+      }
+    } finally {
+      // Leave the budget as it was. The kernel counts a removed child's share until it has freed
+      // the group (after an RCU grace period), so the parent may refuse 0 for a moment.
+      await until('the parent to give its real-time budget back', () => {
+        try {
+          if (existsSync(join(parent, 'cpu.rt_runtime_us'))) writeFileSync(join(parent, 'cpu.rt_runtime_us'), '0');
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      budgeted.dispose();
     }
   });
 

@@ -187,7 +187,7 @@ describe('cgroup device program generator', () => {
 
   it('validates the hierarchy key and keeps only the hierarchies asked for', () => {
     expect(() => cgroupsPlugin.parseConfig!({ hierarchy: 'v3' })).toThrow(/hierarchy: expected "auto".*got "v3"/);
-    expect(cgroupsPlugin.parseConfig!({ hierarchy: 'v2' })).toEqual({ parent: 'berth', hierarchy: 'v2' });
+    expect(cgroupsPlugin.parseConfig!({ hierarchy: 'v2' })).toEqual({ parent: 'berth', hierarchy: 'v2', cpuRtRuntime: 0 });
     const src = {
       mountinfo: '32 31 0:29 / /sys/fs/cgroup/devices rw - cgroup cgroup rw,devices\n41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n',
       selfCgroup: '5:devices:/\n0::/user.slice/x\n',

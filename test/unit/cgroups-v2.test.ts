@@ -294,10 +294,12 @@ describe('isolator.cgroups on a fake cgroup v2 tree', () => {
 
 describe('plugin manifest', () => {
   it('validates the parent key', () => {
-    expect(cgroupsPlugin.parseConfig!({ parent: 'berth' })).toEqual({ parent: 'berth', hierarchy: 'auto' });
-    expect(cgroupsPlugin.parseConfig!({ parent: '/berth/' })).toEqual({ parent: '/berth', hierarchy: 'auto' });
+    expect(cgroupsPlugin.parseConfig!({ parent: 'berth' })).toEqual({ parent: 'berth', hierarchy: 'auto', cpuRtRuntime: 0 });
+    expect(cgroupsPlugin.parseConfig!({ parent: '/berth/' })).toEqual({ parent: '/berth', hierarchy: 'auto', cpuRtRuntime: 0 });
     expect(() => cgroupsPlugin.parseConfig!({ parent: '../up' })).toThrow(/parent: expected a cgroup path/);
     expect(() => cgroupsPlugin.parseConfig!({ parent: 5 })).toThrow(/parent/);
+    expect(cgroupsPlugin.parseConfig!({ cpuRtRuntime: 950000 }).cpuRtRuntime).toBe(950000);
+    expect(() => cgroupsPlugin.parseConfig!({ cpuRtRuntime: -1 })).toThrow(/cpuRtRuntime: expected the microseconds/);
   });
 });
 

@@ -2,14 +2,15 @@
  * POST /build: Docker's classic (legacy) builder API, which `DOCKER_BUILDKIT=0 docker build`
  * speaks: the context as a (plain or gzip) tar body, options as query parameters, and the output
  * as JSON messages (`{"stream": "Step 1/3 : FROM busybox\n"}`, `{"aux": {"ID": "sha256:..."}}`,
- * errors as `{"errorDetail": {"message": ...}, "error": ...}`). Bad parameters get a plain HTTP
- * error; once the build has started, failures arrive in the stream, as Docker sends them.
+ * errors as `{"errorDetail": {"message": ...}, "error": ...}`). Bad parameters, and failures before
+ * any output (a bad Dockerfile, an unreadable context), get a plain HTTP error; once the build has
+ * started, failures arrive in the stream, as dockerd sends them.
  */
 import type { RegistryCredentials } from '../../contracts/registry';
 import { InvalidArgumentError } from '../../contracts/errors';
 import type { Engine } from '../../kernel/engine';
 import { type BuildOptions, BuildError } from '../../build/builder';
-import { progressStream } from '../../util/progress';
+import { lazyProgressStream } from '../../util/progress';
 import { type Router, boolParam } from '../router';
 
 function jsonParam<T>(q: URLSearchParams, name: string, check: (v: unknown) => v is T): T | undefined {
@@ -79,7 +80,7 @@ export function buildRoutes(router: Router, engine: Engine): void {
       signal: req.signal,
     };
     const quiet = boolParam(q, 'q');
-    const out = progressStream(res);
+    const out = lazyProgressStream(res);
     // Quiet: the output is held back and only shown when the build fails (docker build -q does so).
     const held: string[] = [];
     try {
@@ -95,6 +96,8 @@ export function buildRoutes(router: Router, engine: Engine): void {
       // A build that failed early leaves part of the context unread: take it, so the client's upload ends cleanly.
       req.raw.resume();
       if (quiet && held.length) out.raw({ stream: held.join('') });
+      // Nothing sent yet (a bad Dockerfile, an unreadable context): an HTTP error, as dockerd answers.
+      if (!out.started()) throw err;
       const message = err instanceof Error ? err.message : String(err);
       const code = err instanceof BuildError && err.code !== undefined ? err.code : undefined;
       out.raw({ errorDetail: code === undefined ? { message } : { code, message }, error: message });

@@ -3,10 +3,10 @@
  * Shapes follow the Docker Engine API, so the docker CLI drives them unchanged.
  */
 import type { ServerResponse } from 'node:http';
-import type { ContainerConfig, ProgressEvent } from '../../contracts/types';
+import type { ContainerConfig } from '../../contracts/types';
 import { InvalidArgumentError } from '../../contracts/errors';
 import type { Engine } from '../../kernel/engine';
-import { progressStream } from '../../util/progress';
+import { lazyProgressStream, progressStream } from '../../util/progress';
 import { type ApiRequest, Router, boolParam, readJsonBody, sendJson } from '../router';
 import { imageRoutes, registryAuth } from './images';
 import { COMMIT_CONFIG, checkBody } from '../validate';
@@ -17,22 +17,6 @@ function changesParam(q: URLSearchParams): string[] {
     .getAll('changes')
     .flatMap((c) => c.split('\n'))
     .filter((c) => c.trim());
-}
-
-/**
- * A progress stream whose 200 header is only sent with the first message, so an error before any
- * progress (no such image, bad name) still gets its own status code.
- */
-function lazyProgress(res: ServerResponse) {
-  let stream: ReturnType<typeof progressStream> | undefined;
-  const open = () => (stream ??= progressStream(res));
-  return {
-    progress: (e: ProgressEvent) => open().progress(e),
-    raw: (obj: unknown) => open().raw(obj),
-    started: () => stream !== undefined,
-    error: (err: unknown) => open().error(err),
-    end: () => open().end(),
-  };
 }
 
 export function imageBuildRoutes(router: Router, engine: Engine): void {
@@ -80,7 +64,7 @@ export function imageBuildRoutes(router: Router, engine: Engine): void {
   });
 
   router.add('POST', '/images/{name*}/push', async (req, res) => {
-    const out = lazyProgress(res);
+    const out = lazyProgressStream(res);
     try {
       const pushed = await engine.pusher.push(req.params.name, {
         tag: req.query.get('tag') || undefined,

@@ -130,6 +130,8 @@ function resources(opts: RunOpts): Record<string, unknown> {
   if (str('cpu-shares')) out.CpuShares = Number(str('cpu-shares'));
   if (str('cpu-quota')) out.CpuQuota = Number(str('cpu-quota'));
   if (str('cpu-period')) out.CpuPeriod = Number(str('cpu-period'));
+  if (str('cpu-rt-period')) out.CpuRealtimePeriod = Number(str('cpu-rt-period'));
+  if (str('cpu-rt-runtime')) out.CpuRealtimeRuntime = Number(str('cpu-rt-runtime'));
   if (str('cpuset-cpus')) out.CpusetCpus = str('cpuset-cpus')!;
   if (str('pids-limit')) out.PidsLimit = Number(str('pids-limit'));
   if (opts.ulimit) out.Ulimits = (opts.ulimit as string[]).map(parseUlimit);

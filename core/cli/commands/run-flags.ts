@@ -14,6 +14,8 @@ const RUN_FLAGS: Flags = {
   'cap-drop': { type: 'string', multiple: true, help: 'Drop Linux capabilities' },
   'cpu-period': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) period' },
   'cpu-quota': { type: 'string', help: 'Limit CPU CFS (Completely Fair Scheduler) quota' },
+  'cpu-rt-period': { type: 'string', help: 'Limit CPU real-time period in microseconds' },
+  'cpu-rt-runtime': { type: 'string', help: 'Limit CPU real-time runtime in microseconds' },
   'cpu-shares': { type: 'string', short: 'c', help: 'CPU shares (relative weight)' },
   cpus: { type: 'string', help: 'Number of CPUs' },
   'cpuset-cpus': { type: 'string', help: 'CPUs in which to allow execution (0-3, 0,1)' },
