@@ -28,7 +28,10 @@ export default definePlugin<CgroupsConfig, CgroupsIsolator>({
     }
     const cpuRtRuntime = raw.cpuRtRuntime ?? 0;
     if (typeof cpuRtRuntime !== 'number' || !Number.isSafeInteger(cpuRtRuntime) || cpuRtRuntime < 0) {
-      throw new ConfigError('cpuRtRuntime', `expected the microseconds of real-time CPU time per period for berth's parent cgroup (0: none, as dockerd's --cpu-rt-runtime), got ${JSON.stringify(cpuRtRuntime)}`);
+      throw new ConfigError(
+        'cpuRtRuntime',
+        `expected the microseconds of real-time CPU time per period for berth's parent cgroup (0: none, as dockerd's --cpu-rt-runtime), got ${JSON.stringify(cpuRtRuntime)}`,
+      );
     }
     return { parent: parent.trim().replace(/\/+$/, '') || '/', hierarchy: hierarchy as CgroupsConfig['hierarchy'], cpuRtRuntime };
   },
