@@ -215,11 +215,18 @@ void setup_rootfs(void) {
   do_mounts(rootfd);
   do_devices(rootfd);
   do_symlinks(rootfd);
+  int oldroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (oldroot < 0) child_fail("open /");
   if (chdir(P.rootfs) < 0) child_fail("chdir rootfs %s", P.rootfs);
   if (syscall(SYS_pivot_root, ".", ".") < 0) child_fail("pivot_root %s", P.rootfs);
-  /* The old root now sits on top of the new one; detach it, never letting it propagate. */
+  /* The old root now sits on top of the new one. "." is still the new root below it (mount(2)
+   * does not cross mounts on "."), so go to the old root itself: make it and everything under it
+   * a slave, so its detach cannot propagate unmounts to the host, then detach it. The new root's
+   * own mounts keep their propagation (an rshared bind stays a peer of the host's mount). */
+  if (fchdir(oldroot) < 0) child_fail("chdir old root");
   if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) child_fail("make old root slave");
   if (umount2(".", MNT_DETACH) < 0) child_fail("detach old root");
+  close(oldroot);
   if (chdir("/") < 0) child_fail("chdir /");
   close(rootfd);
 
