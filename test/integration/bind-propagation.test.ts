@@ -29,7 +29,9 @@ describe.skipIf(!isRoot)(`bind propagation through the Docker API (${isRoot ? 'r
     shared = await makeTempDir('berth-bind-prop-');
     execFileSync('mount', ['--bind', shared, shared]);
     execFileSync('mount', ['--make-shared', shared]);
+    // And one that is not shared, whatever the host's / is.
     plain = await makeTempDir('berth-bind-plain-');
+    execFileSync('mount', ['--bind', '--make-private', plain, plain]);
     daemon = await startDaemon();
     expectOk(await daemon.cli(['pull', '-q', img]));
   }, 120_000);
@@ -47,7 +49,10 @@ describe.skipIf(!isRoot)(`bind propagation through the Docker API (${isRoot ? 'r
       expect(mountsUnder(shared)).toEqual([]);
       await fs.rm(shared, { recursive: true, force: true });
     }
-    if (plain) await fs.rm(plain, { recursive: true, force: true });
+    if (plain) {
+      unmountUnder(plain);
+      await fs.rm(plain, { recursive: true, force: true });
+    }
   });
 
   const cli = (args: string[]) => daemon.cli(args);
@@ -90,6 +95,6 @@ describe.skipIf(!isRoot)(`bind propagation through the Docker API (${isRoot ? 'r
   it('refuses rshared on a source that is not on a shared mount, naming it', async () => {
     const res = await cli(['run', '--rm', '-v', `${plain}:/s:rshared`, img, 'true']);
     expect(res.code).not.toBe(0);
-    expect(res.stderr).toMatch(new RegExp(`mount /s: .*${plain} is mounted on / but it is not a shared mount`));
+    expect(res.stderr).toMatch(new RegExp(`mount /s: .*${plain} is mounted on ${plain} but it is not a shared mount`));
   }, 60_000);
 });
