@@ -204,7 +204,8 @@ static void refuse_symlink(int rootfd, const char *name) {
 }
 
 void setup_rootfs(void) {
-  /* Nothing we mount may propagate back to the host. */
+  /* Nothing we mount may propagate back to the host. A shared bind still does what it asks: the
+   * monitor's open_tree clone of its source is a peer of the source's mount (see main.c). */
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail("make / private");
   /* pivot_root needs the new root to be a mount point. */
   if (mount(P.rootfs, P.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail("bind rootfs %s", P.rootfs);
