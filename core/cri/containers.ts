@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { ConflictError, InvalidArgumentError, NotFoundError, NotImplementedError } from '../contracts/errors';
+import { ConflictError, InvalidArgumentError, NotFoundError } from '../contracts/errors';
 import type { ContainerRecord } from '../containers/record';
 import type { Engine } from '../kernel/engine';
 import { findImage } from './images';
@@ -16,14 +16,12 @@ import type { CriObjects } from './objects';
 import type { CriStats } from './stats';
 import type { ContainerConfig, Labels, Resources, SandboxConfig, SecurityContext } from './types';
 
-const PROPAGATION: Record<string, string> = { PROPAGATION_PRIVATE: 'rprivate', PROPAGATION_HOST_TO_CONTAINER: 'rslave', PROPAGATION_BIDIRECTIONAL: 'rshared' };
-
 /**
- * The launcher makes the container's / rprivate before its binds (nothing it mounts may reach the
- * host), so an rshared bind would get a peer group of its own and send nothing back: refused
- * rather than silently one-way (the fix is runc's: a private parent of the rootfs instead).
+ * CRI mount propagation as Docker bind modes (what containerd gives runc): BIDIRECTIONAL is an
+ * rshared bind, a peer of the host mount's group (the launcher refuses it when the host path is
+ * not on a shared mount, and in a user namespace).
  */
-const UNSUPPORTED_PROPAGATION = 'PROPAGATION_BIDIRECTIONAL';
+const PROPAGATION: Record<string, string> = { PROPAGATION_PRIVATE: 'rprivate', PROPAGATION_HOST_TO_CONTAINER: 'rslave', PROPAGATION_BIDIRECTIONAL: 'rshared' };
 
 /**
  * Docker SecurityOpt for the CRI's seccomp choice: the `seccomp` profile, else the older
@@ -127,8 +125,6 @@ export class CriContainers {
     const mounts = (config!.mounts ?? []).map((m) => {
       if (!m.host_path?.startsWith('/') || !m.container_path?.startsWith('/'))
         throw new InvalidArgumentError(`mounts: host_path and container_path must be absolute (got ${JSON.stringify(m.host_path)} -> ${JSON.stringify(m.container_path)})`);
-      if (m.propagation === UNSUPPORTED_PROPAGATION)
-        throw new NotImplementedError(`mounts: ${m.container_path}: ${UNSUPPORTED_PROPAGATION} is not supported: berth's launcher keeps container mounts from propagating to the host`);
       return `${m.host_path}:${m.container_path}:${m.readonly ? 'ro' : 'rw'},${PROPAGATION[m.propagation ?? 'PROPAGATION_PRIVATE'] ?? 'rprivate'}`;
     });
     const { Id } = await this.engine.containers.create(

@@ -47,6 +47,8 @@ export interface OciSpec {
     readonlyPaths: string[];
     resources?: Record<string, unknown>;
     cgroupsPath?: string;
+    /** Set as dockerd sets it: `shared` when a bind asks shared/rshared, else `rslave` when one asks slave. */
+    rootfsPropagation?: string;
     /** OCI LinuxSeccomp (defaultAction, architectures, syscalls), as the isolator wrote it. */
     seccomp?: Record<string, unknown>;
   };
@@ -157,11 +159,24 @@ export function buildSpec(plan: LaunchPlan, opts: BuildSpecOptions = {}): OciSpe
       // the cgroup isolator allows too, or the container cannot even open /dev/null.
       resources: { devices: deviceRules(plan) },
       ...(opts.cgroupsPath ? { cgroupsPath: opts.cgroupsPath } : {}),
+      ...rootfsPropagation(plan),
       // The BPF program is for berth's launcher; runc builds its own from the OCI form.
       ...(plan.seccomp?.oci ? { seccomp: structuredClone(plan.seccomp.oci) } : {}),
     },
   };
   return spec;
+}
+
+/**
+ * dockerd's rule (daemon/oci_linux.go): runc makes the container's / rslave unless told otherwise,
+ * and a bind of a slave copy cannot send mounts back to the host, so a shared bind needs the root
+ * `shared`; a slave bind needs it to be at least rslave.
+ */
+function rootfsPropagation(plan: LaunchPlan): { rootfsPropagation?: string } {
+  const modes = plan.mounts.filter((m) => m.type === 'bind').flatMap((m) => m.options);
+  if (modes.some((o) => o === 'shared' || o === 'rshared')) return { rootfsPropagation: 'shared' };
+  if (modes.some((o) => o === 'slave' || o === 'rslave')) return { rootfsPropagation: 'rslave' };
+  return {};
 }
 
 /** Parts of the plan an OCI runtime cannot carry out, for a warning (empty when all translate). */

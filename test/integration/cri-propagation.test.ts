@@ -1,16 +1,17 @@
 /**
  * CRI mount propagation (root): on a host dir that is a shared mount, a mount made on the host
  * after the containers started shows in a PROPAGATION_HOST_TO_CONTAINER (rslave) mount and not in
- * a PROPAGATION_PRIVATE one; ContainerStatus reports each mode. PROPAGATION_BIDIRECTIONAL is
- * refused by name (the launcher keeps container mounts from reaching the host).
+ * a PROPAGATION_PRIVATE one; a mount a (privileged, as critest's) PROPAGATION_BIDIRECTIONAL
+ * container makes below its mount point shows on the host, and from there in the rslave one;
+ * ContainerStatus reports each mode. What propagated to the host outlives the container (as with
+ * containerd): the test unmounts it.
  */
 import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { criClient } from '../helpers/cri';
-import { startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { mountsUnder, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, hasCni, cniReason } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -52,7 +53,7 @@ describe.skipIf(!isRoot || !hasCni)(`CRI mount propagation (${cniReason})`, () =
     if (criDir) await fs.rm(criDir, { recursive: true, force: true });
   });
 
-  it('carries host mounts into HOST_TO_CONTAINER mounts, not into PRIVATE ones; refuses BIDIRECTIONAL', async () => {
+  it('carries host mounts into HOST_TO_CONTAINER mounts, not into PRIVATE ones; BIDIRECTIONAL both ways', async () => {
     const podConfig = { metadata: { name: 'prop', uid: 'uid-prop', namespace: 'default', attempt: 0 }, linux: {} };
     const pod = (await cri.runtime.RunPodSandbox({ config: podConfig })).pod_sandbox_id;
     const start = async (name: string, propagation: string, privileged = false) => {
@@ -87,11 +88,45 @@ describe.skipIf(!isRoot || !hasCni)(`CRI mount propagation (${cniReason})`, () =
     // The directory is there (one filesystem); the mount on it is not.
     expect((await run(privateId, 'ls /shared')).stdout.toString()).toBe('from-host\n');
 
-    await expect(start('bidi', 'PROPAGATION_BIDIRECTIONAL', true)).rejects.toMatchObject({
-      code: grpc.status.UNIMPLEMENTED,
-      details: expect.stringMatching(/mounts: \/shared: PROPAGATION_BIDIRECTIONAL is not supported/),
-    });
+    // Both ways: what the BIDIRECTIONAL container mounts reaches the host, and the host's mounts it.
+    const bidiId = await start('bidi', 'PROPAGATION_BIDIRECTIONAL', true);
+    expect((await run(bidiId, 'cat /shared/from-host/marker')).stdout.toString()).toBe('host side\n');
+    await fs.mkdir(path.join(shared, 'from-ctr'));
+    const mounted = await run(bidiId, 'mount -t tmpfs -o size=1m tmpfs /shared/from-ctr && echo container side > /shared/from-ctr/marker');
+    expect([mounted.exit_code, mounted.stderr.toString()]).toEqual([0, '']);
+    expect(mountsUnder(shared)).toContain(path.join(shared, 'from-ctr'));
+    expect(await fs.readFile(path.join(shared, 'from-ctr', 'marker'), 'utf8')).toBe('container side\n');
+    expect((await run(slaveId, 'cat /shared/from-ctr/marker')).stdout.toString()).toBe('container side\n');
+    expect((await run(privateId, 'cat /shared/from-ctr/marker')).exit_code).not.toBe(0);
+
+    // On a host path that is not a shared mount nothing could propagate: refused, as containerd does.
+    const plain = path.join(criDir, 'plain');
+    await fs.mkdir(plain);
+    execFileSync('mount', ['--bind', '--make-private', plain, plain]);
+    try {
+      const { container_id } = await cri.runtime.CreateContainer({
+        pod_sandbox_id: pod,
+        config: {
+          metadata: { name: 'bidi-plain', attempt: 0 },
+          image: { image },
+          command: ['/bin/busybox'],
+          args: ['true'],
+          mounts: [{ host_path: plain, container_path: '/plain', propagation: 'PROPAGATION_BIDIRECTIONAL' }],
+        },
+        sandbox_config: podConfig,
+      });
+      await expect(cri.runtime.StartContainer({ container_id })).rejects.toMatchObject({
+        details: expect.stringContaining(`mount /plain: shared propagation: path ${plain} is mounted on ${plain} but it is not a shared mount`),
+      });
+    } finally {
+      execFileSync('umount', [plain]);
+    }
+
     await cri.runtime.StopPodSandbox({ pod_sandbox_id: pod });
     await cri.runtime.RemovePodSandbox({ pod_sandbox_id: pod });
+    // The container is gone; its tmpfs stays on the host until unmounted there.
+    expect(mountsUnder(shared)).toContain(path.join(shared, 'from-ctr'));
+    for (const d of ['from-ctr', 'from-host']) execFileSync('umount', [path.join(shared, d)]);
+    expect(mountsUnder(shared)).toEqual([shared]);
   }, 120_000);
 });

@@ -166,7 +166,7 @@ describe.skipIf(!isRoot)(`isolation probes through runtime.native + isolator.nam
     }
   });
 
-  it('runs in a user namespace with the configured maps (root inside, uid 100000 outside)', async () => {
+  it('runs in a user namespace with the configured maps (root inside, uid 100000 outside), refusing shared binds', async () => {
     const map = [{ containerID: 0, hostID: 100000, size: 65536 }];
     const hu = await new ContainerHarness().init({ userNamespace: { uidMappings: map, gidMappings: map } });
     try {
@@ -177,6 +177,8 @@ describe.skipIf(!isRoot)(`isolation probes through runtime.native + isolator.nam
       expect(r.exit.exitCode).toBe(0);
       expect(r.stdout).toMatch(/^0\n\s+0\s+100000\s+65536\nwrote\n[0-9a-f]{12}\nmount=[1-9]/);
       expect(statSync(`${hu.rootfs}/tmp/x`).uid).toBe(100000); // host view of what "root" wrote
+      // A shared bind would let the namespace's root mount on the host: refused, naming the mount.
+      await expect(hu.run(['true'], { hostConfig: { Binds: [`${hu.base}:/s:rshared`] } })).rejects.toThrow(/mount \/s: shared propagation is not supported with a user namespace/);
       expect(hu.leftoverMounts()).toEqual([]);
     } finally {
       hu.dispose();

@@ -4,13 +4,14 @@
  * isolator puts the process in its cgroup before exec), output in the json-file log and through
  * attach, exit codes, kill, OOM, and that nothing is left behind (runc state, cgroups, sockets).
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fs, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSpec, cgroupsPathFor } from '../../plugins/runtime-oci/spec';
-import { expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
-import { hasCommand, isRoot, rootReason } from '../helpers/env';
-import { pushBusybox } from '../helpers/fixtures';
+import { expectOk, mountsUnder, startDaemon, unmountUnder, type RunningDaemon } from '../helpers/daemon';
+import { hasCommand, isRoot, rootReason, until } from '../helpers/env';
+import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 
 describe('runtime.oci spec translation', () => {
@@ -41,6 +42,14 @@ describe('runtime.oci spec translation', () => {
     expect(spec.linux.cgroupsPath).toBe('berth/x');
     expect(spec.linux.maskedPaths).toEqual(['/proc/kcore']);
     expect(() => buildSpec({ ...plan, namespaces: ['bogus'] })).toThrow(/unknown namespace "bogus"/);
+    expect(spec.linux.rootfsPropagation).toBeUndefined();
+  });
+
+  it("sets the root's propagation as dockerd does when a bind asks shared or slave", () => {
+    const bind = (mode: string) => ({ destination: `/${mode}`, type: 'bind', source: '/h', options: ['rbind', 'rw', mode] });
+    expect(buildSpec({ ...plan, mounts: [bind('rprivate'), bind('rshared'), bind('rslave')] }).linux.rootfsPropagation).toBe('shared');
+    expect(buildSpec({ ...plan, mounts: [bind('rprivate'), bind('rslave')] }).linux.rootfsPropagation).toBe('rslave');
+    expect(buildSpec({ ...plan, mounts: [bind('rprivate')] }).linux.rootfsPropagation).toBeUndefined();
   });
 
   it("expresses cgroup dirs below berthd's own cgroups as one relative cgroupsPath", () => {
@@ -136,5 +145,24 @@ describe.skipIf(!isRoot || !hasCommand('runc'))(`runtime.oci with runc (${!isRoo
     expect(code).toBe(137);
     expect(state.OOMKilled).toBe(true);
     expectOk(await daemon.cli(['rm', id]));
+  });
+
+  it('-v src:dst:rshared carries a container mount to the host through runc', async () => {
+    const shared = await makeTempDir('berth-oci-prop-');
+    try {
+      execFileSync('mount', ['--bind', '--make-shared', shared, shared]);
+      await fs.mkdir(path.join(shared, 'from-ctr'));
+      // runtime.oci has no exec sessions: the container's own process mounts, then waits.
+      const script = 'mount -t tmpfs -o size=1m tmpfs /s/from-ctr && echo container side > /s/from-ctr/marker; sleep 300';
+      const id = expectOk(await daemon.cli(['run', '-d', '--cap-add', 'SYS_ADMIN', '-v', `${shared}:/s:rshared`, img, 'sh', '-c', script])).stdout.trim();
+      await until('the container tmpfs on the host', () => existsSync(path.join(shared, 'from-ctr', 'marker')));
+      expect(mountsUnder(shared)).toContain(path.join(shared, 'from-ctr'));
+      expect(await fs.readFile(path.join(shared, 'from-ctr', 'marker'), 'utf8')).toBe('container side\n');
+      expectOk(await daemon.cli(['rm', '-f', id]));
+    } finally {
+      unmountUnder(shared);
+      expect(mountsUnder(shared)).toEqual([]);
+      await fs.rm(shared, { recursive: true, force: true });
+    }
   });
 });

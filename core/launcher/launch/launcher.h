@@ -106,6 +106,9 @@
 #ifndef MOVE_MOUNT_T_EMPTY_PATH
 #define MOVE_MOUNT_T_EMPTY_PATH 0x00000040
 #endif
+#ifndef STATX_MNT_ID
+#define STATX_MNT_ID 0x00001000U
+#endif
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
 #endif
@@ -171,6 +174,7 @@ unsigned long long proc_start_time(pid_t pid);
 int write_atomic(const char *dir, const char *name, const char *content);
 long oom_kills(const char *dir);
 int read_line(int fd, char *buf, size_t size);
+int on_shared_mount(const char *path, char *point, size_t size);
 
 /* child.c: runs in the cloned child, never returns */
 /* Why a start failed (the CODE of the status channel's `reason` line). */

@@ -1,6 +1,21 @@
 /* berth-launch's entry: read the plan, double-fork into the monitor, clone the child, report. */
 #include "launcher.h"
 
+/* A shared bind (rshared, as CRI's PROPAGATION_BIDIRECTIONAL asks) joins the peer group of its
+ * source's mount, as runc's and dockerd's do: mounts made below it in the container reach the
+ * host, and the host's reach the container. Refused, as dockerd refuses it, when the source's mount
+ * is not shared (nothing could propagate), and in a new user namespace: the kernel reduces shared
+ * mounts it copies into a less privileged namespace to slaves so that such a namespace cannot
+ * mount on the host, and a peer handed in here would undo that. */
+static void check_shared_bind(const struct mountspec *m) {
+  if (P.clone_flags & CLONE_NEWUSER)
+    die("mount %s: shared propagation is not supported with a user namespace (its mounts must not reach the host): use rslave", m->dest);
+  char point[PATH_MAX];
+  int shared = on_shared_mount(m->src, point, sizeof point);
+  if (shared < 0) die("mount %s: bind source %s: %s", m->dest, m->src, strerror(errno));
+  if (!shared) die("mount %s: shared propagation: path %s is mounted on %s but it is not a shared mount", m->dest, m->src, point);
+}
+
 int main(int argc, char **argv) {
   if (argc == 3 && !strcmp(argv[1], "--print-plan")) {
     parse_plan(argv[2]);
@@ -53,6 +68,7 @@ int main(int argc, char **argv) {
     snprintf(opts, sizeof opts, "%s", P.mounts[i].opts);
     parse_mount_opts(opts, &flags, &prop, data, sizeof data);
     if (!(flags & MS_BIND)) continue;
+    if (prop & MS_SHARED) check_shared_bind(&P.mounts[i]);
     P.mounts[i].srcfd = (int)syscall(SYS_open_tree, AT_FDCWD, P.mounts[i].src,
                                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (flags & MS_REC ? AT_RECURSIVE : 0));
     if (P.mounts[i].srcfd < 0) die("mount %s: bind source %s: %s", P.mounts[i].dest, P.mounts[i].src, strerror(errno));

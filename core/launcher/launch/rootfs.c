@@ -204,7 +204,8 @@ static void refuse_symlink(int rootfd, const char *name) {
 }
 
 void setup_rootfs(void) {
-  /* Nothing we mount may propagate back to the host. */
+  /* Nothing we mount may propagate back to the host. A shared bind still does what it asks: the
+   * monitor's open_tree clone of its source is a peer of the source's mount (see main.c). */
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) child_fail("make / private");
   /* pivot_root needs the new root to be a mount point. */
   if (mount(P.rootfs, P.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0) child_fail("bind rootfs %s", P.rootfs);
@@ -215,11 +216,18 @@ void setup_rootfs(void) {
   do_mounts(rootfd);
   do_devices(rootfd);
   do_symlinks(rootfd);
+  int oldroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (oldroot < 0) child_fail("open /");
   if (chdir(P.rootfs) < 0) child_fail("chdir rootfs %s", P.rootfs);
   if (syscall(SYS_pivot_root, ".", ".") < 0) child_fail("pivot_root %s", P.rootfs);
-  /* The old root now sits on top of the new one; detach it, never letting it propagate. */
+  /* The old root now sits on top of the new one. "." is still the new root below it (mount(2)
+   * does not cross mounts on "."), so go to the old root itself: make it and everything under it
+   * a slave, so its detach cannot propagate unmounts to the host, then detach it. The new root's
+   * own mounts keep their propagation (an rshared bind stays a peer of the host's mount). */
+  if (fchdir(oldroot) < 0) child_fail("chdir old root");
   if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0) child_fail("make old root slave");
   if (umount2(".", MNT_DETACH) < 0) child_fail("detach old root");
+  close(oldroot);
   if (chdir("/") < 0) child_fail("chdir /");
   close(rootfd);
 

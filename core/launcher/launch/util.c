@@ -125,3 +125,31 @@ int read_line(int fd, char *buf, size_t size) {
   buf[n] = 0;
   return (int)n;
 }
+
+/* Whether PATH is on a mount with shared propagation (a `shared:N` tag in /proc/self/mountinfo):
+ * 1 or 0, with that mount's mount point (mountinfo's escapes kept) in POINT; -1 when it cannot
+ * tell (errno set). */
+int on_shared_mount(const char *path, char *point, size_t size) {
+  struct statx stx;
+  if (statx(AT_FDCWD, path, 0, STATX_MNT_ID, &stx) < 0) return -1;
+  if (!(stx.stx_mask & STATX_MNT_ID)) return errno = ENOSYS, -1;
+  FILE *f = fopen("/proc/self/mountinfo", "re");
+  if (!f) return -1;
+  char *line = NULL;
+  size_t cap = 0;
+  int found = -1;
+  while (found < 0 && getline(&line, &cap, f) > 0) {
+    unsigned long long id;
+    char mp[PATH_MAX];
+    if (sscanf(line, "%llu %*u %*s %*s %4095s", &id, mp) != 2 || id != stx.stx_mnt_id) continue;
+    snprintf(point, size, "%s", mp);
+    /* The optional fields come before " - "; paths are escaped (no spaces), so " shared:" is one. */
+    char *sep = strstr(line, " - ");
+    if (sep) *sep = 0;
+    found = strstr(line, " shared:") != NULL;
+  }
+  free(line);
+  fclose(f);
+  if (found < 0) errno = ENOENT;
+  return found;
+}
