@@ -97,7 +97,8 @@ export async function startNow(ctx: ContainerContext, id: string): Promise<void>
     ctx.startTimings.set(id, { ...chain.timings, 'total start': performance.now() - startedAt });
     // Exec sessions join with the same capabilities, env and cgroups: keep the plan.
     ctx.plans.set(id, plan);
-    await writeJsonAtomic(ctx.launchPlanPath(id), plan);
+    // Only for this run (exec sessions after a berthd restart): a reboot ends the container anyway.
+    await writeJsonAtomic(ctx.launchPlanPath(id), plan, 'atomic');
     markStarted(rec, proc.pid, proc.startedAt);
     ctx.health.arm(rec, true);
     await ctx.store.save(rec);

@@ -68,13 +68,20 @@ function absolute(name: string, p: string): string {
 /** BPF_MAXINSNS: the kernel refuses longer classic-BPF programs. */
 const MAX_BPF_INSNS = 4096;
 
+/** Filters already checked: containers share a few (the default profile's), each tens of KiB of hex. */
+const checkedFilters = new Map<string, string>();
+
 /** A seccomp program as hex, checked so a bad filter names itself here rather than in the child. */
 function seccompHex(bpf: unknown): string {
+  const known = typeof bpf === 'string' ? checkedFilters.get(bpf) : undefined;
+  if (known) return known;
   if (typeof bpf !== 'string' || !/^(?:[0-9a-f]{16})+$/i.test(bpf)) {
     throw new Error('launch plan: seccomp.bpf must be hex, 16 digits (8 bytes) per sock_filter instruction');
   }
   if (bpf.length / 16 > MAX_BPF_INSNS) throw new Error(`launch plan: seccomp.bpf has ${bpf.length / 16} instructions, more than ${MAX_BPF_INSNS}`);
-  return bpf.toLowerCase();
+  if (checkedFilters.size >= 16) checkedFilters.clear();
+  checkedFilters.set(bpf, bpf.toLowerCase());
+  return checkedFilters.get(bpf)!;
 }
 
 function limit(n: number): string {

@@ -102,15 +102,9 @@ export class NetworkStore {
     this.containers.set(cfg.Id, cfg);
   }
 
-  /**
-   * Runtime state (endpoints, host ports) on the start path: replaced by rename but not fsynced,
-   * which costs milliseconds per start; after a host crash no container runs anyway.
-   */
+  /** Runtime state (endpoints, host ports) on the start path: a reboot ends every container anyway. */
   async saveRuntime(cfg: ContainerNet): Promise<void> {
-    const file = path.join(this.dir, 'containers', `${cfg.Id}.json`);
-    const tmp = `${file}.${process.pid}.tmp`;
-    await fs.promises.writeFile(tmp, JSON.stringify(cfg, null, 2), { mode: 0o600 });
-    await fs.promises.rename(tmp, file);
+    await writeJsonAtomic(path.join(this.dir, 'containers', `${cfg.Id}.json`), cfg, 'atomic');
   }
 
   async forget(id: string): Promise<void> {

@@ -166,7 +166,9 @@ export class VolumeManager {
           resolved.push({ ...m, Source: rec.Name });
         } else resolved.push(m);
       }
-      await writeJsonAtomic(path.join(this.usesDir, `${containerId}.json`), resolved);
+      // No file for a container without mounts: its absence reads as none (saves two fsyncs a create).
+      if (resolved.length) await writeJsonAtomic(path.join(this.usesDir, `${containerId}.json`), resolved);
+      else await fs.promises.rm(path.join(this.usesDir, `${containerId}.json`), { force: true });
       this.uses.set(containerId, resolved);
       return resolved;
     } catch (err) {
