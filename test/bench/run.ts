@@ -375,6 +375,7 @@ async function benchRun(ctx: Ctx): Promise<void> {
   let docker: Dockerd | undefined;
   let bundle: Awaited<ReturnType<typeof runcBundle>> | undefined;
   let runcCount = 0;
+  let dockerViaBerth: ((args: string[]) => ReturnType<typeof runCmd>) | undefined;
   await contest(S, what, ctx.n.run, 2, [
     {
       tool: 'berth',
@@ -403,6 +404,21 @@ async function benchRun(ctx: Ctx): Promise<void> {
       once: async () => ok(await docker!.cli(['run', '--rm', '--network', 'none', img, 'true']), 'docker run').seconds,
     },
     {
+      // The docker CLI itself, pointed at berthd: what a Docker user switching to berth gets.
+      tool: 'docker',
+      id: 'run.dockercli-berth',
+      label: 'docker run --rm, through berthd',
+      unit: 's',
+      missing: ctx.dockerWhy,
+      prepare: async () => {
+        berth = await berthMain(ctx);
+        const dir = dirFor(ctx, 'docker-cli-config');
+        await fs.mkdir(dir, { recursive: true });
+        dockerViaBerth = (args) => runCmd('docker', args, { env: { ...process.env, DOCKER_HOST: `unix://${berth!.socket}`, DOCKER_CONFIG: dir, DOCKER_CLI_HINTS: 'false' } });
+      },
+      once: async () => ok(await dockerViaBerth!(['run', '--rm', '--network', 'none', img, 'true']), 'docker run through berthd').seconds,
+    },
+    {
       tool: 'runc',
       id: 'run.runc',
       label: 'runc run (ready bundle, floor)',
@@ -419,6 +435,7 @@ async function benchRun(ctx: Ctx): Promise<void> {
   compare({ section: S, what, berth: 'run.berth', peer: 'run.podman', target: 0.5 });
   compare({ section: S, what, berth: 'run.berth', peer: 'run.docker', target: 0.35 });
   compare({ section: S, what, berth: 'run.berth', peer: 'run.runc' });
+  compare({ section: S, what, berth: 'run.dockercli-berth', peer: 'run.docker', target: 0.25 });
 
   // Daemon side: create + start + wait over the API socket, no CLI start-up in it.
   const whatApi = 'API create+start+wait of `true` (daemon side)';
