@@ -11,21 +11,27 @@ import { formatReference, parseReference } from '../images/reference';
 import type { ImageRecord } from '../images/store';
 import { nanos } from './labels';
 
+/** berth's own pod sandbox image (berth-pause in one layer), made at the first pod start. */
+export const PAUSE_REPO = 'berth.local/pause';
+
 /** The CRI `Image` message of one record. */
 export async function criImage(engine: Engine, rec: ImageRecord) {
   const cfg = await engine.images.config(rec);
+  const tags = engine.imageStore.tagsOf(rec.id);
   const user = cfg.config?.User ?? '';
   const [name] = user.split(':');
   const numeric = /^\d+$/.test(name);
   return {
     id: rec.id,
-    repo_tags: engine.imageStore.tagsOf(rec.id),
+    repo_tags: tags,
     repo_digests: rec.repoDigests.map((d) => formatReference(parseReference(d))),
     size: rec.size,
     // The CRI's rule: a numeric user is a uid, anything else a name (kubelet's runAsNonRoot check).
     ...(numeric ? { uid: { value: Number(name) } } : {}),
     username: numeric ? '' : name,
     spec: { image: rec.id },
+    // As containerd pins its sandbox image: kubelet's image garbage collection leaves it alone.
+    pinned: tags.some((t) => t.startsWith(`${PAUSE_REPO}:`)),
   };
 }
 

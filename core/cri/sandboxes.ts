@@ -14,6 +14,7 @@ import tar from 'tar-stream';
 import { InvalidArgumentError } from '../contracts/errors';
 import type { ContainerRecord } from '../containers/record';
 import type { Engine } from '../kernel/engine';
+import { PAUSE_REPO } from './images';
 import { pauseBinary } from '../launcher/binary';
 import { PodCni, takesPortMappings } from './cni';
 import type { CriContainers } from './containers';
@@ -68,14 +69,14 @@ export class CriSandboxes {
       this.pause = { binary, tag: createHash('sha256').update(binary).digest('hex').slice(0, 12) };
     }
     const { binary, tag } = this.pause;
-    const ref = `berth.local/pause:${tag}`;
+    const ref = `${PAUSE_REPO}:${tag}`;
     if (this.engine.imageStore.find(ref)) return ref;
     // Pods started together share one import.
     this.pauseImport ??= (async () => {
       const pack = tar.pack();
       pack.entry({ name: 'pause', mode: 0o755, uid: 0, gid: 0 }, binary);
       pack.finalize();
-      await this.engine.importer.import(Readable.from(pack), { repo: 'berth.local/pause', tag, message: 'berth pod sandbox' });
+      await this.engine.importer.import(Readable.from(pack), { repo: PAUSE_REPO, tag, message: 'berth pod sandbox' });
     })().finally(() => (this.pauseImport = undefined));
     await this.pauseImport;
     return ref;

@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ApiServer } from '../api/server';
+import { collectWhenIdle } from './idle-gc';
 import { buildRouter } from '../api/routes';
 import { BerthError } from '../contracts/errors';
 import { LOCK_EX, LOCK_NB, syscalls } from '../sys/syscalls';
@@ -104,6 +105,7 @@ export async function main(argv = process.argv.slice(2)): Promise<void> {
     process.stderr.write(`berthd: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
+  collectWhenIdle();
   log.info('berthd ready', {
     root: config.root,
     socket: config.socket,

@@ -70,6 +70,7 @@ function loadLibc() {
     lgetxattr: lib.func('intptr_t lgetxattr(const char *path, const char *name, _Out_ uint8_t *value, size_t size)'),
     llistxattr: lib.func('intptr_t llistxattr(const char *path, _Out_ uint8_t *list, size_t size)'),
     lremovexattr: lib.func('int lremovexattr(const char *path, const char *name)'),
+    mallocTrim: lib.func('int malloc_trim(size_t pad)'),
     errno: () => koffi.errno(),
   };
 }
@@ -89,6 +90,11 @@ export function errnoError(call: string, errno: number, path?: string): NodeJS.E
   err.syscall = call;
   if (path) err.path = path;
   return err;
+}
+
+/** glibc's malloc_trim(3): give the free pages of every malloc arena back to the kernel. */
+export function mallocTrim(): void {
+  libcCalls().mallocTrim(0);
 }
 
 export const syscalls: Syscalls = {

@@ -140,6 +140,7 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${cniReason})`, () => {
     expect(mine.repo_tags).toContain(`${registry.host}/test/busybox:latest`);
     expect(mine.repo_digests[0]).toMatch(new RegExp(`^${registry.host}/test/busybox@sha256:`));
     expect(Number(mine.size)).toBeGreaterThan(0);
+    expect(mine.pinned).toBe(false);
     const filtered = await cri.image.ListImages({ filter: { image: { image } } });
     expect(filtered.images.map((i: any) => i.id)).toEqual([imageId]);
     const status = await cri.image.ImageStatus({ image: { image: imageId }, verbose: true });
@@ -267,6 +268,9 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${cniReason})`, () => {
       const c = (await cri.runtime.CreateContainer({ pod_sandbox_id: other, config: containerConfig('idle', ['sleep', '60']), sandbox_config: podConfig('other') })).container_id;
       await cri.runtime.StartContainer({ container_id: c });
       timings.push(performance.now() - t0);
+      // The sandbox image is pinned, as containerd's is, so kubelet's image GC keeps it.
+      const pause = (await cri.image.ListImages({})).images.find((i: any) => i.repo_tags.some((t: string) => t.startsWith('berth.local/pause:')));
+      expect(pause?.pinned).toBe(true);
       const pods = async (filter: object) => (await cri.runtime.ListPodSandbox({ filter })).items.map((p: any) => p.id).sort();
       expect(await pods({ label_selector: { app: 'web' } })).toEqual([sandboxId]);
       expect(await pods({ label_selector: { tier: 'test' } })).toEqual([sandboxId, other].sort());

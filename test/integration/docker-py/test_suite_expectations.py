@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import socket
+import subprocess
 import tarfile
 import tempfile
 
@@ -62,12 +63,20 @@ def test_volumes_from_shares_volumes_and_binds_with_their_modes(client, run, ima
 
 
 def test_bind_propagation_is_reported(client, run):
-    # VolumeBindTest.test_create_with_binds_rw_rshared
+    # VolumeBindTest.test_create_with_binds_rw_rshared: dockerd refuses an rshared bind whose
+    # source is not on a shared mount, with this message; on a shared one it runs and reports it.
     with tempfile.TemporaryDirectory() as host_dir:
-        c = run(['true'], host_config=client.create_host_config(binds={host_dir: {'bind': '/mnt', 'mode': 'rw,rshared'}}))
-        wait_exit(client, c)
-        mount = [m for m in client.inspect_container(c)['Mounts'] if m['Destination'] == '/mnt'][0]
-        assert (mount['Source'], mount['RW'], mount['Propagation']) == (host_dir, True, 'rshared')
+        with pytest.raises(docker.errors.APIError, match=f'path {host_dir} is mounted on .* but it is not a shared mount'):
+            run(['true'], host_config=client.create_host_config(binds={host_dir: {'bind': '/mnt', 'mode': 'rw,rshared'}}))
+        subprocess.run(['mount', '--bind', host_dir, host_dir], check=True)
+        try:
+            subprocess.run(['mount', '--make-shared', host_dir], check=True)
+            c = run(['true'], host_config=client.create_host_config(binds={host_dir: {'bind': '/mnt', 'mode': 'rw,rshared'}}))
+            assert wait_exit(client, c) == 0
+            mount = [m for m in client.inspect_container(c)['Mounts'] if m['Destination'] == '/mnt'][0]
+            assert (mount['Source'], mount['RW'], mount['Propagation']) == (host_dir, True, 'rshared')
+        finally:
+            subprocess.run(['umount', '--recursive', host_dir], check=True)
 
 
 def test_uts_mode_host_shares_the_hostname_and_never_sets_it(client, run):
