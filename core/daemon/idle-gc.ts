@@ -9,12 +9,14 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { mallocTrim } from '../sys/syscalls';
 
-/** How often the daemon looks at its CPU time. */
+/** How often the daemon looks at its CPU time and heap. */
 const CHECK_MS = 2000;
-/** CPU time since the last collection that makes one worth it (a collection of this heap costs a few ms). */
-const WORK_MS = 50;
 /** CPU time in the last interval under which the daemon counts as idle. */
 const IDLE_MS = 20;
+/** Growth of the resident set since the last collection that makes one worth it. */
+const GROWN_BYTES = 2 * 1024 * 1024;
+/** CPU time since the last collection that makes one worth it even when the resident set did not grow. */
+const WORK_MS = 1000;
 
 /** Starts the check; its timer never keeps the process alive. */
 export function collectWhenIdle(): void {
@@ -26,18 +28,21 @@ export function collectWhenIdle(): void {
   };
   let last = cpuMs();
   let sinceCollection = 0;
+  let rssAfter = process.memoryUsage.rss();
   const timer = setInterval(() => {
     const now = cpuMs();
     const spent = now - last;
     last = now;
     sinceCollection += spent;
-    if (spent >= IDLE_MS || sinceCollection < WORK_MS) return;
+    if (spent >= IDLE_MS) return;
+    if (process.memoryUsage.rss() < rssAfter + GROWN_BYTES && sinceCollection < WORK_MS) return;
     // Twice: the first collection promotes what survives the young generation, the second frees
     // the old pages it left and lets V8 shrink the heap.
     gc();
     gc();
     // Worker threads (layer unpacking) and zlib free into malloc arenas that keep their pages.
     mallocTrim();
+    rssAfter = process.memoryUsage.rss();
     last = cpuMs();
     sinceCollection = 0;
   }, CHECK_MS);

@@ -61,6 +61,9 @@ export function signalNumber(signal: string | number): number {
   throw new InvalidArgumentError(`invalid signal: ${JSON.stringify(signal)}`);
 }
 
+/** How often a watched wait looks for a monitor that died without recording an exit. */
+const VANISHED_MONITOR_POLL_MS = 5000;
+
 export class NativeRuntime implements Runtime {
   readonly name = 'native';
 
@@ -211,7 +214,10 @@ export class NativeRuntime implements Runtime {
       } catch {
         // No inotify: the poll below still gets there.
       }
-      timer = setInterval(() => void check(), this.config.pollIntervalMs);
+      // With the watch, the poll only finds a monitor that vanished without writing an exit (a
+      // SIGKILL): polling every running container 4 times a second cost an idle berthd 17% of a
+      // core and 16 MB of young-generation churn with 100 of them.
+      timer = setInterval(() => void check(), watcher ? Math.max(this.config.pollIntervalMs, VANISHED_MONITOR_POLL_MS) : this.config.pollIntervalMs);
       void check();
     });
   }

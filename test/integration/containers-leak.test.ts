@@ -2,7 +2,7 @@
  * Many containers through berthd's API leave nothing behind: after 200 create/start/wait/remove
  * cycles and 50 containers started at once there is no mount under the root, no monitor or
  * launcher process, no container state dir, no cgroup of theirs, and berthd holds no more file
- * descriptors than before.
+ * descriptors than before. Running containers cost an idle berthd almost no CPU.
  */
 import { promises as fs, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
@@ -116,6 +116,28 @@ describe.skipIf(!isRoot)(`container resources are released (${isRoot ? 'root' : 
     }
     await expectClean(fdsBefore);
   }, 300_000);
+
+  it('an idle berthd with 40 running containers spends almost no CPU on them', async () => {
+    const ids: string[] = [];
+    try {
+      for (let i = 0; i < 40; i++) {
+        const { Id } = ok(await d.api('/containers/create', { method: 'POST', body: { Image: img, Cmd: ['sleep', '600'], HostConfig: { NetworkMode: 'none' } } }), `create #${i}`).json;
+        made.add(Id);
+        ids.push(Id);
+        ok(await d.api(`/containers/${Id}/start`, { method: 'POST' }), `start #${i}`);
+      }
+      await new Promise((r) => setTimeout(r, 6000)); // the starts' own work settles (the idle collection after it among it)
+      const cpuTicks = () => readFileSync(`/proc/${d.pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 13).map(Number).reduce((a, b) => a + b, 0);
+      const before = cpuTicks();
+      await new Promise((r) => setTimeout(r, 5000));
+      const usedMs = (cpuTicks() - before) * 10;
+      console.log(`[figures] berthd CPU over 5 s with 40 idle containers: ${usedMs} ms`);
+      // Polling each wait 4 times a second cost ~350 ms here (17% of a core with 100 containers).
+      expect(usedMs).toBeLessThan(100);
+    } finally {
+      for (const id of ids) await d.api(`/containers/${id}?force=1`, { method: 'DELETE' });
+    }
+  }, 120_000);
 
   it('50 containers started at once all run and all exit', async () => {
     const fdsBefore = openFds(d.pid);
