@@ -127,7 +127,13 @@ describe.skipIf(!isRoot)(`container resources are released (${isRoot ? 'root' : 
         ok(await d.api(`/containers/${Id}/start`, { method: 'POST' }), `start #${i}`);
       }
       await new Promise((r) => setTimeout(r, 6000)); // the starts' own work settles (the idle collection after it among it)
-      const cpuTicks = () => readFileSync(`/proc/${d.pid}/stat`, 'utf8').split(') ')[1].split(' ').slice(11, 13).map(Number).reduce((a, b) => a + b, 0);
+      const cpuTicks = () =>
+        readFileSync(`/proc/${d.pid}/stat`, 'utf8')
+          .split(') ')[1]
+          .split(' ')
+          .slice(11, 13)
+          .map(Number)
+          .reduce((a, b) => a + b, 0);
       const before = cpuTicks();
       await new Promise((r) => setTimeout(r, 5000));
       const usedMs = (cpuTicks() - before) * 10;
