@@ -107,6 +107,7 @@ export class NativeRuntime implements Runtime {
       const failure = (message: string) => new BerthError(`container ${containerId}: ${message}`);
       /** Why the command cannot run, from the launcher's `reason CODE` line (docker run's 127, 126) before its `error`. */
       let reason: StartFailureReason | undefined;
+      let startError: Error | undefined;
 
       const onLine = async (line: string) => {
         const space = line.indexOf(' ');
@@ -132,7 +133,9 @@ export class NativeRuntime implements Runtime {
         } else if (word === 'reason') {
           reason = (Object.keys(START_FAILURE_EXIT_CODES) as StartFailureReason[]).find((r) => START_FAILURE_EXIT_CODES[r] === Number(rest));
         } else if (word === 'error') {
-          finish(reason ? new StartFailure(`container ${containerId}: ${rest}`, reason) : failure(rest));
+          // Settled at the channel's close: the launcher still writes the exit record after this
+          // line, and a caller that cleans up at once would race it for the state dir.
+          startError = reason ? new StartFailure(`container ${containerId}: ${rest}`, reason) : failure(rest);
         }
       };
       // Lines are handled one after another; the close handler queues behind them.
@@ -151,7 +154,7 @@ export class NativeRuntime implements Runtime {
         // The monitor closes the channel after `started`/`error`; closing before means it died.
         queue = queue
           .then(() => new Promise((r) => (stderr.destroyed ? r(undefined) : stderr.once('close', r).once('error', r))))
-          .then(() => finish(failure(`launcher exited before the process started${stderrText ? `: ${stderrText.trim()}` : ''}`)));
+          .then(() => finish(startError ?? failure(`launcher exited before the process started${stderrText ? `: ${stderrText.trim()}` : ''}`)));
       });
       child.on('error', (err) => finish(failure(`cannot run the launcher ${binary}: ${err.message}`)));
     });

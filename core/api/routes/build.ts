@@ -96,8 +96,13 @@ export function buildRoutes(router: Router, engine: Engine): void {
       // A build that failed early leaves part of the context unread: take it, so the client's upload ends cleanly.
       req.raw.resume();
       if (quiet && held.length) out.raw({ stream: held.join('') });
-      // Nothing sent yet (a bad Dockerfile, an unreadable context): an HTTP error, as dockerd answers.
-      if (!out.started()) throw err;
+      // Nothing sent yet (a bad Dockerfile, an unreadable context): an HTTP error, as dockerd
+      // answers. A client still sending its context must not reuse this connection for another
+      // request before the rest has arrived: it ends with the answer.
+      if (!out.started()) {
+        if (!req.raw.complete) res.setHeader('Connection', 'close');
+        throw err;
+      }
       const message = err instanceof Error ? err.message : String(err);
       const code = err instanceof BuildError && err.code !== undefined ? err.code : undefined;
       out.raw({ errorDetail: code === undefined ? { message } : { code, message }, error: message });
