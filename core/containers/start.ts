@@ -52,6 +52,7 @@ export async function startNow(ctx: ContainerContext, id: string): Promise<void>
     // 1. The storage driver prepares the rootfs.
     const rootfs = await storage.mount(id);
     mounted = true;
+    const mountedAt = performance.now();
     const user = await resolveUser(rootfs, rec.Config.User, (rec.HostConfig.GroupAdd as string[] | null) ?? []);
     await ensureWorkingDir(rootfs, rec.Process.cwd || '/');
     const plan = newLaunchPlan(
@@ -85,6 +86,7 @@ export async function startNow(ctx: ContainerContext, id: string): Promise<void>
       plan.process.args = ['/dev/init', '--', ...plan.process.args];
     }
     // 3-5. The launcher clones the child; while it waits, isolators attach; then it execs.
+    const launchAt = performance.now();
     const proc = await runtime.start(id, stateDir, plan, {
       attach: async (pid) => {
         await chain.attach(target, pid);
@@ -94,7 +96,8 @@ export async function startNow(ctx: ContainerContext, id: string): Promise<void>
       },
     });
     await chain.started(target, proc.pid);
-    ctx.startTimings.set(id, { ...chain.timings, 'total start': performance.now() - startedAt });
+    const done = performance.now();
+    ctx.startTimings.set(id, { 'storage mount': mountedAt - startedAt, 'plan and setup': launchAt - mountedAt, ...chain.timings, 'runtime start': done - launchAt, 'total start': done - startedAt });
     // Exec sessions join with the same capabilities, env and cgroups: keep the plan.
     ctx.plans.set(id, plan);
     // Only for this run (exec sessions after a berthd restart): a reboot ends the container anyway.

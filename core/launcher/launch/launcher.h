@@ -171,7 +171,7 @@ void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 int write_all(int fd, const void *buf, size_t len);
 void rfc3339nano(char *out, size_t size);
 unsigned long long proc_start_time(pid_t pid);
-int write_atomic(const char *dir, const char *name, const char *content);
+int write_atomic(const char *dir, const char *name, const char *content, int durable);
 long oom_kills(const char *dir);
 int read_line(int fd, char *buf, size_t size);
 int on_shared_mount(const char *path, char *point, size_t size);

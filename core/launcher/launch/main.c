@@ -178,7 +178,8 @@ int main(int argc, char **argv) {
   snprintf(json, sizeof json,
            "{\"pid\":%d,\"monitorPid\":%d,\"pidStartTime\":%llu,\"monitorStartTime\":%llu,\"startedAt\":\"%s\"}\n",
            (int)pid, (int)getpid(), proc_start_time(pid), proc_start_time(getpid()), now);
-  if (write_atomic(P.state_dir, "runtime.json", json) < 0) die("write runtime.json: %s", strerror(errno));
+  /* Describes a live process: nothing to keep across a reboot, and the start waits for it. */
+  if (write_atomic(P.state_dir, "runtime.json", json, 0) < 0) die("write runtime.json: %s", strerror(errno));
   status_line("started %d", (int)pid);
   if (status_fd >= 0) close(status_fd);
   status_fd = -1;

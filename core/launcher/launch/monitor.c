@@ -229,7 +229,7 @@ void write_exit(int status, int have_status, long oom_before, const char *error)
   }
   snprintf(json, sizeof json, "{\"exitCode\":%d,\"signal\":%s,\"oomKilled\":%s,\"finishedAt\":\"%s\",\"error\":%s}\n",
            code, sig, oom ? "true" : "false", now, err);
-  if (write_atomic(P.state_dir, "exit", json) < 0) fprintf(stderr, "berth-launch: write exit: %s\n", strerror(errno));
+  if (write_atomic(P.state_dir, "exit", json, 1) < 0) fprintf(stderr, "berth-launch: write exit: %s\n", strerror(errno));
   /* Last words to every client, flushed together for up to a second; slow ones are let go. */
   for (int i = n_clients - 1; i >= 0; i--)
     if (client_frame(&clients[i], FRAME_EXIT, json, strlen(json), 0) < 0 || client_flush(&clients[i]) < 0) drop_client(i);

@@ -80,15 +80,16 @@ unsigned long long proc_start_time(pid_t pid) {
   return p ? strtoull(p, NULL, 10) : 0;
 }
 
-/* Write a file atomically: tmp + fsync + rename, so readers never see half of it. */
-int write_atomic(const char *dir, const char *name, const char *content) {
+/* Write a file atomically: tmp + rename, so readers never see half of it; `durable` fsyncs the
+ * data first, for what must outlive a power loss. */
+int write_atomic(const char *dir, const char *name, const char *content, int durable) {
   char tmp[PATH_MAX], final[PATH_MAX];
   snprintf(tmp, sizeof tmp, "%s/.%s.tmp", dir, name);
   snprintf(final, sizeof final, "%s/%s", dir, name);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return -1;
   int rc = write_all(fd, content, strlen(content));
-  if (fsync(fd) < 0) rc = -1;
+  if (durable && fsync(fd) < 0) rc = -1;
   close(fd);
   if (rc == 0) rc = rename(tmp, final);
   return rc;
