@@ -9,7 +9,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { mallocTrim } from '../sys/syscalls';
 
-/** How often the daemon looks at its CPU time and heap. */
+/** How often the daemon looks at its CPU time and resident set. */
 const CHECK_MS = 2000;
 /** CPU time in the last interval under which the daemon counts as idle (100 running containers cost it ~10-20 ms). */
 const IDLE_MS = 50;
