@@ -80,8 +80,9 @@ function seccompHex(bpf: unknown): string {
   }
   if (bpf.length / 16 > MAX_BPF_INSNS) throw new Error(`launch plan: seccomp.bpf has ${bpf.length / 16} instructions, more than ${MAX_BPF_INSNS}`);
   if (checkedFilters.size >= 16) checkedFilters.clear();
-  checkedFilters.set(bpf, bpf.toLowerCase());
-  return checkedFilters.get(bpf)!;
+  const hex = bpf.toLowerCase();
+  checkedFilters.set(bpf, hex);
+  return hex;
 }
 
 function limit(n: number): string {

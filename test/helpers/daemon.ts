@@ -198,6 +198,16 @@ export async function fdsSettle(pid: number, limit: number, timeoutMs = 15_000):
 }
 
 /** Mount points at or below `dir`, deepest first (from /proc/self/mountinfo, octal escapes decoded). */
+/**
+ * The end of a suite's daemon: remove every container, stop berthd, and return the mounts still
+ * under its root (there must be none).
+ */
+export async function removeAllAndStop(daemon: RunningDaemon): Promise<string[]> {
+  await daemon.removeAllContainers();
+  await daemon.stop();
+  return mountsUnder(daemon.root);
+}
+
 export function mountsUnder(dir: string): string[] {
   let text: string;
   try {

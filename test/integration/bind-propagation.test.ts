@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectOk, mountsUnder, startDaemon, unmountUnder, type RunningDaemon } from '../helpers/daemon';
+import { expectOk, mountsUnder, removeAllAndStop, startDaemon, unmountUnder, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -37,12 +37,7 @@ describe.skipIf(!isRoot)(`bind propagation through the Docker API (${isRoot ? 'r
   }, 120_000);
 
   afterAll(async () => {
-    if (daemon) {
-      await daemon.removeAllContainers();
-      const root = daemon.root;
-      await daemon.stop();
-      expect(mountsUnder(root)).toEqual([]);
-    }
+    if (daemon) expect(await removeAllAndStop(daemon)).toEqual([]);
     await registry?.stop();
     if (shared) {
       unmountUnder(shared);

@@ -12,7 +12,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import koffi from 'koffi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { expectOk, mountsUnder, runProgram, startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { expectOk, removeAllAndStop, runProgram, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { hasCommand, isRoot, rootReason } from '../helpers/env';
 import { makeTempDir, pushBusybox } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -93,12 +93,7 @@ describe.skipIf(!isRoot || !SYS_KEYCTL[process.arch])(`Docker's default seccomp 
   }, 120_000);
 
   afterAll(async () => {
-    if (daemon) {
-      await daemon.removeAllContainers();
-      const root = daemon.root;
-      await daemon.stop();
-      expect(mountsUnder(root)).toEqual([]);
-    }
+    if (daemon) expect(await removeAllAndStop(daemon)).toEqual([]);
     await registry?.stop();
     if (work) await fs.rm(work, { recursive: true, force: true });
   });

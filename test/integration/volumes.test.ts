@@ -8,7 +8,7 @@ import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mountsUnder, expectOk, startDaemon, type RunningDaemon } from '../helpers/daemon';
+import { expectOk, removeAllAndStop, startDaemon, type RunningDaemon } from '../helpers/daemon';
 import { isRoot, rootReason } from '../helpers/env';
 import { buildBusyboxLayout, makeTempDir, pushImage } from '../helpers/fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
@@ -35,12 +35,7 @@ describe.skipIf(!isRoot)(`volumes, --mount and --tmpfs (${isRoot ? 'root' : root
   });
 
   afterAll(async () => {
-    if (daemon) {
-      await daemon.removeAllContainers();
-      const root = daemon.root;
-      await daemon.stop();
-      expect(mountsUnder(root)).toEqual([]);
-    }
+    if (daemon) expect(await removeAllAndStop(daemon)).toEqual([]);
     await registry?.stop();
     if (work) await fs.rm(work, { recursive: true, force: true });
   });
