@@ -2,6 +2,7 @@
  * The CLI's API client: plain HTTP over berthd's Unix socket, nothing else loaded.
  */
 import * as http from 'node:http';
+import * as net from 'node:net';
 
 export const API_PREFIX = '/v1.43';
 export const DEFAULT_SOCKET = '/run/berth/berth.sock';
@@ -42,6 +43,14 @@ export class Client {
     throw new Error(`unsupported host "${host}": berth speaks to berthd over unix:///path/to/berth.sock`);
   }
 
+  /**
+   * http.request's options for one fresh connection to the socket. An own connection, not an
+   * agent: the agent's first request compiles Node's IPv6 regex (~7 ms of a ~90 ms `berth run`).
+   */
+  connection(): Pick<http.RequestOptions, 'createConnection'> {
+    return { createConnection: () => net.connect(this.socketPath) };
+  }
+
   url(path: string, query?: RequestOptions['query']): string {
     const q = new URLSearchParams();
     for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== false) q.set(k, String(v));
@@ -56,8 +65,7 @@ export class Client {
     return new Promise((resolve, reject) => {
       const req = http.request(
         {
-          socketPath: this.socketPath,
-          agent: false,
+          ...this.connection(),
           path: this.url(path, opts.query),
           method: opts.method ?? 'GET',
           headers: {

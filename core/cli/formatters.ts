@@ -5,7 +5,6 @@
  */
 import { STRUCT } from './template';
 import { humanDuration, humanSize } from '../util/format';
-import { formatPorts } from './commands/networks';
 
 /** Go's time.Time.String() in the local zone: 2026-12-03 08:04:22 +0000 UTC. */
 export function goTimeString(unixSeconds: number): string {
@@ -241,4 +240,9 @@ export function statsContext(s: StatsRow, trunc: boolean) {
     BlockIO: () => s.block,
     PIDs: () => s.pids,
   });
+}
+
+/** `ps`'s PORTS column: 127.0.0.1:8080->80/tcp, 80/tcp for exposed-only ports. */
+export function formatPorts(ports: { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[]): string {
+  return (ports ?? []).map((p) => (p.PublicPort ? `${p.IP ?? '0.0.0.0'}:${p.PublicPort}->${p.PrivatePort}/${p.Type}` : `${p.PrivatePort}/${p.Type}`)).join(', ');
 }

@@ -9,8 +9,7 @@ export function hijack(client: Client, path: string, query: Record<string, strin
   const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = http.request({
-      socketPath: client.socketPath,
-      agent: false,
+      ...client.connection(),
       path: client.url(path, query),
       method: 'POST',
       headers: { Connection: 'Upgrade', Upgrade: 'tcp', ...(data ? { 'Content-Type': 'application/json', 'Content-Length': data.length } : {}) },

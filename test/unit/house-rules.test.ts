@@ -117,6 +117,24 @@ function cliLoadsEngineCode(graph: ImportGraph): string[] {
   return out;
 }
 
+/** The files `from` loads with it: its top-level value imports, followed (lazy requires and type imports are not). */
+function eagerlyLoaded(from: string): Set<string> {
+  const seen = new Set<string>();
+  const queue = [from];
+  while (queue.length) {
+    const file = queue.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    const source = ts.createSourceFile(file, fs.readFileSync(path.join(REPO, file), 'utf8'), ts.ScriptTarget.Latest);
+    for (const st of source.statements) {
+      const isValueImport = ts.isImportDeclaration(st) && !st.importClause?.isTypeOnly;
+      const spec = isValueImport || (ts.isExportDeclaration(st) && !st.isTypeOnly) ? st.moduleSpecifier : undefined;
+      if (spec && ts.isStringLiteral(spec) && spec.text.startsWith('.')) queue.push(resolveRelative(file, spec.text));
+    }
+  }
+  return seen;
+}
+
 /** Cycles between core folders: each strongly connected component of the folder graph, with the edges inside it. */
 function coreFolderCycles(graph: ImportGraph): string[][] {
   const edges = new Map<string, Map<string, string>>(); // folder -> folder -> one example file edge
@@ -233,6 +251,14 @@ describe('house rules', () => {
       'core/util/format.ts': [],
     });
     expect(cliLoadsEngineCode(bad)).toEqual(['core/cli/client.ts -> core/kernel/config.ts', 'core/cli/client.ts -> tsyringe']);
+  });
+
+  // `berth run` is the latency the bench measures: the template engine is a third of the CLI's
+  // module load, and only the commands that print through templates load it (render.ts, lazily).
+  it('berth run loads no template engine', () => {
+    const loaded = [...eagerlyLoaded('core/cli/main.ts'), ...eagerlyLoaded('core/cli/commands/containers.ts')];
+    expect(loaded.filter((f) => f.startsWith('core/cli/template/') && f !== 'core/cli/template/errors.ts')).toEqual([]);
+    expect(loaded).toContain('core/cli/commands/run-flags.ts');
   });
 
   it('core folders form no cycle', () => {

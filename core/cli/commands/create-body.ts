@@ -3,9 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UsageError } from '../main';
 import { parseBytes } from '../args';
-import { envFrom, healthcheck, labelsFrom, parseDevice, parseUlimit, restartPolicy, type RunOpts } from './run-flags';
-import { parsePublish } from './networks';
-import { parseMountFlag, parseTmpfsFlag } from './volumes';
+import { envFrom, healthcheck, labelsFrom, parseDevice, parseMountFlag, parsePublish, parseTmpfsFlag, parseUlimit, restartPolicy, type RunOpts } from './run-flags';
 
 export function createBody(opts: RunOpts, image: string, cmd: string[]) {
   const interactive = !!opts.interactive;

@@ -1,24 +1,9 @@
 /** `berth network ...` and `berth port`, plus the parsing of `run -p`. */
 import type { CommandContext } from '../main';
-import { UsageError } from '../main';
 import { parse } from '../args';
 import { forEachName, printInspected } from '../render';
 import { NETWORK_HEADERS, NETWORK_TABLE, networkContext } from '../formatters';
 import { Format } from '../template';
-
-/** `-p [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]` -> Docker's PortBindings entries. */
-export function parsePublish(spec: string): { key: string; binding: { HostIp: string; HostPort: string } } {
-  const m = /^(?:(?:(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d{0,5}):)?(\d{1,5})(?:\/(tcp|udp))?$/.exec(spec);
-  if (!m) throw new UsageError(`invalid publish spec ${JSON.stringify(spec)}: expected [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]`);
-  const [, hostIp = '', hostPort = '', port, proto = 'tcp'] = m;
-  if (Number(port) < 1 || Number(port) > 65535 || (hostPort && Number(hostPort) > 65535)) throw new UsageError(`invalid port in ${JSON.stringify(spec)}: ports run from 1 to 65535`);
-  return { key: `${port}/${proto}`, binding: { HostIp: hostIp, HostPort: hostPort } };
-}
-
-/** `ps`'s PORTS column: 127.0.0.1:8080->80/tcp, 80/tcp for exposed-only ports. */
-export function formatPorts(ports: { IP?: string; PrivatePort: number; PublicPort?: number; Type: string }[]): string {
-  return (ports ?? []).map((p) => (p.PublicPort ? `${p.IP ?? '0.0.0.0'}:${p.PublicPort}->${p.PrivatePort}/${p.Type}` : `${p.PrivatePort}/${p.Type}`)).join(', ');
-}
 
 export async function port({ client, argv, out }: CommandContext): Promise<number> {
   const { positionals } = parse(argv, {}, 'berth port CONTAINER [PRIVATE_PORT[/PROTO]]', { min: 1, max: 2 });

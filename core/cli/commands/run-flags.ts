@@ -4,7 +4,7 @@
  */
 import * as fs from 'node:fs';
 import { UsageError } from '../main';
-import { type Flags, checkArgCount, parseFlags } from '../args';
+import { type Flags, checkArgCount, parseBytes, parseFlags } from '../args';
 
 /** Flags of `run`/`create`, one a line (docker's names, letters and help). */
 const RUN_FLAGS: Flags = {
@@ -231,4 +231,63 @@ export function envFrom(opts: RunOpts): string[] {
   }
   for (const e of (opts.env as string[]) ?? []) env.push(e.includes('=') ? e : `${e}=${process.env[e] ?? ''}`);
   return env;
+}
+
+/** `-p [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]` -> Docker's PortBindings entries. */
+export function parsePublish(spec: string): { key: string; binding: { HostIp: string; HostPort: string } } {
+  const m = /^(?:(?:(\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(\d{0,5}):)?(\d{1,5})(?:\/(tcp|udp))?$/.exec(spec);
+  if (!m) throw new UsageError(`invalid publish spec ${JSON.stringify(spec)}: expected [HOSTIP:][HOSTPORT:]CONTAINERPORT[/tcp|udp]`);
+  const [, hostIp = '', hostPort = '', port, proto = 'tcp'] = m;
+  if (Number(port) < 1 || Number(port) > 65535 || (hostPort && Number(hostPort) > 65535)) throw new UsageError(`invalid port in ${JSON.stringify(spec)}: ports run from 1 to 65535`);
+  return { key: `${port}/${proto}`, binding: { HostIp: hostIp, HostPort: hostPort } };
+}
+
+/** `--mount type=volume|bind|tmpfs,source=,target=,readonly[,tmpfs-size=,tmpfs-mode=]` -> a HostConfig.Mounts entry. */
+export function parseMountFlag(spec: string): Record<string, unknown> {
+  const m: Record<string, any> = { Type: 'volume' };
+  for (const field of spec.split(',')) {
+    const eq = field.indexOf('=');
+    const key = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase();
+    const value = eq < 0 ? undefined : field.slice(eq + 1);
+    switch (key) {
+      case 'type':
+        m.Type = value;
+        break;
+      case 'source':
+      case 'src':
+        m.Source = value;
+        break;
+      case 'target':
+      case 'destination':
+      case 'dst':
+        m.Target = value;
+        break;
+      case 'readonly':
+      case 'ro':
+        m.ReadOnly = value === undefined || value === 'true' || value === '1';
+        break;
+      case 'volume-nocopy':
+        m.VolumeOptions = { NoCopy: value === undefined || value === 'true' };
+        break;
+      case 'bind-propagation':
+        m.BindOptions = { Propagation: value };
+        break;
+      case 'tmpfs-size':
+        m.TmpfsOptions = { ...(m.TmpfsOptions ?? {}), SizeBytes: parseBytes(value ?? '') };
+        break;
+      case 'tmpfs-mode':
+        m.TmpfsOptions = { ...(m.TmpfsOptions ?? {}), Mode: parseInt(value ?? '', 8) };
+        break;
+      default:
+        throw new UsageError(`invalid --mount field ${JSON.stringify(key)} in ${JSON.stringify(spec)} (type, source, target, readonly, volume-nocopy, bind-propagation, tmpfs-size, tmpfs-mode)`);
+    }
+  }
+  if (!m.Target) throw new UsageError(`invalid --mount ${JSON.stringify(spec)}: target is required`);
+  return m;
+}
+
+/** `--tmpfs /path[:opts]` -> [path, opts]. */
+export function parseTmpfsFlag(spec: string): [string, string] {
+  const i = spec.indexOf(':');
+  return i < 0 ? [spec, ''] : [spec.slice(0, i), spec.slice(i + 1)];
 }

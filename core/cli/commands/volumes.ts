@@ -1,60 +1,9 @@
 /** `berth volume ...`, plus the parsing of `run --mount` and `--tmpfs`. */
 import type { CommandContext } from '../main';
-import { UsageError } from '../main';
-import { parse, parseBytes } from '../args';
+import { parse } from '../args';
 import { forEachName, printInspected } from '../render';
 import { VOLUME_HEADERS, VOLUME_TABLE, volumeContext } from '../formatters';
 import { Format } from '../template';
-
-/** `--mount type=volume|bind|tmpfs,source=,target=,readonly[,tmpfs-size=,tmpfs-mode=]` -> a HostConfig.Mounts entry. */
-export function parseMountFlag(spec: string): Record<string, unknown> {
-  const m: Record<string, any> = { Type: 'volume' };
-  for (const field of spec.split(',')) {
-    const eq = field.indexOf('=');
-    const key = (eq < 0 ? field : field.slice(0, eq)).trim().toLowerCase();
-    const value = eq < 0 ? undefined : field.slice(eq + 1);
-    switch (key) {
-      case 'type':
-        m.Type = value;
-        break;
-      case 'source':
-      case 'src':
-        m.Source = value;
-        break;
-      case 'target':
-      case 'destination':
-      case 'dst':
-        m.Target = value;
-        break;
-      case 'readonly':
-      case 'ro':
-        m.ReadOnly = value === undefined || value === 'true' || value === '1';
-        break;
-      case 'volume-nocopy':
-        m.VolumeOptions = { NoCopy: value === undefined || value === 'true' };
-        break;
-      case 'bind-propagation':
-        m.BindOptions = { Propagation: value };
-        break;
-      case 'tmpfs-size':
-        m.TmpfsOptions = { ...(m.TmpfsOptions ?? {}), SizeBytes: parseBytes(value ?? '') };
-        break;
-      case 'tmpfs-mode':
-        m.TmpfsOptions = { ...(m.TmpfsOptions ?? {}), Mode: parseInt(value ?? '', 8) };
-        break;
-      default:
-        throw new UsageError(`invalid --mount field ${JSON.stringify(key)} in ${JSON.stringify(spec)} (type, source, target, readonly, volume-nocopy, bind-propagation, tmpfs-size, tmpfs-mode)`);
-    }
-  }
-  if (!m.Target) throw new UsageError(`invalid --mount ${JSON.stringify(spec)}: target is required`);
-  return m;
-}
-
-/** `--tmpfs /path[:opts]` -> [path, opts]. */
-export function parseTmpfsFlag(spec: string): [string, string] {
-  const i = spec.indexOf(':');
-  return i < 0 ? [spec, ''] : [spec.slice(0, i), spec.slice(i + 1)];
-}
 
 export async function volumeCreate({ client, argv, out }: CommandContext): Promise<void> {
   const { values, positionals } = parse(
