@@ -108,6 +108,9 @@ const NAME = /^\/?[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 const ADJECTIVES = ['brave', 'calm', 'eager', 'fond', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nifty', 'proud', 'quiet', 'sharp', 'sunny', 'witty'];
 const NOUNS = ['anchor', 'buoy', 'capstan', 'dinghy', 'ferry', 'galley', 'harbor', 'jetty', 'keel', 'lighthouse', 'mooring', 'pier', 'quay', 'rudder', 'schooner', 'wharf'];
 
+/** The prefix of a removed container's state dir while it is being deleted. */
+const REMOVED = 'removed-';
+
 export class ContainerStore {
   readonly dir: string;
   private readonly byId = new Map<string, ContainerRecord>();
@@ -123,6 +126,7 @@ export class ContainerStore {
   async open(): Promise<void> {
     await ensureDir(this.dir);
     for (const name of await fs.promises.readdir(this.dir)) {
+      if (name.startsWith(REMOVED)) await fs.promises.rm(path.join(this.dir, name), { recursive: true, force: true });
       if (!/^[a-f0-9]{64}$/.test(name)) continue;
       const rec = await readJson<ContainerRecord>(path.join(this.dir, name, 'config.json'));
       if (rec) this.byId.set(rec.Id, rec);
@@ -239,6 +243,15 @@ export class ContainerStore {
   async delete(id: string): Promise<void> {
     this.byId.delete(id);
     await this.writes.get(id)?.catch(() => undefined); // a write landing after the rm would leave the dir behind
-    await fs.promises.rm(this.stateDir(id), { recursive: true, force: true });
+    // Renamed away, then deleted unawaited: the removal answers without a trip through the
+    // thread pool per file. A crash in between leaves a `removed-` dir for open() to delete.
+    const doomed = path.join(this.dir, REMOVED + id);
+    try {
+      await fs.promises.rename(this.stateDir(id), doomed);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    void fs.promises.rm(doomed, { recursive: true, force: true }).catch(() => undefined);
   }
 }

@@ -11,4 +11,4 @@ export { applyLayerTarThreaded } from './apply-worker';
 export { openLayerStream, layerCompression, type LayerCompression } from './compression';
 export { diffTrees, overlayUpperChanges, existsInLowers, isOverlayWhiteout, sameContent, type LayerItem, type TreeDiff } from './tree';
 export { writeLayerTar } from './write';
-export { diskUsage, drain, listQuarantined, quarantineDir, removeOrQuarantine, removeTree, usageByEntry, walkTree, type Quarantine, type WalkVisitor } from './util';
+export { BackgroundRemover, diskUsage, drain, listQuarantined, quarantineDir, removeOrQuarantine, removeTree, usageByEntry, walkTree, type Quarantine, type WalkVisitor } from './util';

@@ -169,6 +169,30 @@ export async function removeOrQuarantine(target: string, quarantine: Quarantine)
   }
 }
 
+/**
+ * Trees already renamed out of the way (a driver's tmp-rm-*), deleted after the call that
+ * discarded them has returned: `rm` and `run --rm` answer once the writable layer is renamed,
+ * not once each of its files is unlinked (under disk load that took tens of milliseconds of the
+ * event loop). What a crash leaves behind is the next recover()'s, as before.
+ */
+export class BackgroundRemover {
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(private readonly quarantine: Quarantine) {}
+
+  discard(doomed: string): void {
+    const job: Promise<void> = removeOrQuarantine(doomed, this.quarantine)
+      .catch((err) => this.quarantine.log?.warn('could not remove or quarantine a tree', { path: doomed, error: (err as Error).message }))
+      .finally(() => this.pending.delete(job));
+    this.pending.add(job);
+  }
+
+  /** Every discarded tree is gone (or quarantined). */
+  async settled(): Promise<void> {
+    while (this.pending.size) await Promise.all(this.pending);
+  }
+}
+
 /** Bytes a tree occupies on disk (allocated blocks; each hardlinked inode counted once). */
 export async function diskUsage(root: string): Promise<number> {
   // Only inodes with more than one link can be met twice: the others need no memory.

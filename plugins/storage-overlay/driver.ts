@@ -23,6 +23,7 @@ import {
   InvalidArgumentError,
   NotFoundError,
   applyLayerTarThreaded,
+  BackgroundRemover,
   chainIdHex,
   checkContainerId,
   diskUsage,
@@ -62,6 +63,7 @@ export class OverlayDriver implements StorageDriver {
   private readonly containersDir: string;
   private readonly mounts = new Map<string, number>();
   private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly remover: BackgroundRemover;
 
   /**
    * `quarantine`: where recover() moves what it cannot remove (`<root>/quarantine`), so nothing a
@@ -76,6 +78,7 @@ export class OverlayDriver implements StorageDriver {
     this.layersDir = path.join(stateDir, 'layers');
     this.linksDir = path.join(stateDir, 'l');
     this.containersDir = path.join(stateDir, 'containers');
+    this.remover = new BackgroundRemover(quarantine);
   }
 
   async init(): Promise<void> {
@@ -312,11 +315,11 @@ export class OverlayDriver implements StorageDriver {
     return this.withLock(containerId, async () => {
       this.mounts.delete(containerId);
       if (!(await exists(dir))) return;
-      const merged = path.join(dir, 'merged');
-      if ((await mountPoints()).includes(merged)) await this.umount(merged);
+      // Not mounted is fine (umount says EINVAL): cheaper than reading mountinfo to know first.
+      await this.umount(path.join(dir, 'merged'));
       const doomed = path.join(this.containersDir, `tmp-rm-${containerId}`);
       await fs.rename(dir, doomed);
-      await removeOrQuarantine(doomed, this.quarantine);
+      this.remover.discard(doomed);
     });
   }
 
@@ -374,6 +377,7 @@ export class OverlayDriver implements StorageDriver {
 
   async close(): Promise<void> {
     // Mounts of running containers stay: a restarted berthd adopts them through recover().
+    await this.remover.settled();
   }
 }
 

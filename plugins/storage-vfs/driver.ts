@@ -13,6 +13,7 @@ import {
   ConflictError,
   NotFoundError,
   applyLayerTarThreaded,
+  BackgroundRemover,
   chainIdHex,
   checkContainerId,
   diffTrees,
@@ -42,6 +43,7 @@ export class VfsDriver implements StorageDriver {
   private readonly layersDir: string;
   private readonly containersDir: string;
   private readonly mounts = new Map<string, number>();
+  private readonly remover: BackgroundRemover;
 
   /** `quarantine`: where what cannot be removed goes (`<root>/quarantine`), so removal and start go on. */
   constructor(
@@ -52,6 +54,7 @@ export class VfsDriver implements StorageDriver {
   ) {
     this.layersDir = path.join(stateDir, 'layers');
     this.containersDir = path.join(stateDir, 'containers');
+    this.remover = new BackgroundRemover(quarantine);
   }
 
   async init(): Promise<void> {
@@ -162,7 +165,7 @@ export class VfsDriver implements StorageDriver {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
       throw err;
     }
-    await removeOrQuarantine(doomed, this.quarantine);
+    this.remover.discard(doomed);
   }
 
   private async treeDiff(containerId: string) {
@@ -195,6 +198,10 @@ export class VfsDriver implements StorageDriver {
         if (name.startsWith('tmp-')) await removeOrQuarantine(path.join(dir, name), this.quarantine);
       }
     }
+  }
+
+  async close(): Promise<void> {
+    await this.remover.settled();
   }
 }
 
