@@ -54,6 +54,8 @@ export {
   LOCK_NB,
   LOCK_UN,
 } from './sys/syscalls';
+// Runtimes start their launcher with posix_spawn: its cost does not grow with berthd's memory.
+export { spawnWithChannel, type SpawnedChild } from './sys/spawn';
 // Layer stores mark their folders so ext4 spreads the trees below them (see sys/fsflags.ts).
 export { markTopDir } from './sys/fsflags';
 

@@ -115,6 +115,8 @@ export async function startCriServer(engine: Engine, socket: string, log: Logger
     ListPodSandboxStats: (r) => stats.listPodSandboxStats(r.filter),
     // The pod CIDR is the CNI config's business (its IPAM); kubelet's is accepted and not used.
     UpdateRuntimeConfig: () => ({}),
+    // berth writes pod cgroups itself (cgroupfs), below its own parent; kubelet must not expect systemd slices.
+    RuntimeConfig: () => ({ linux: { cgroup_driver: 'CGROUPFS' } }),
   });
 
   const server = new grpc.Server();

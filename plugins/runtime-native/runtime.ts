@@ -8,10 +8,8 @@
  * (kill, wait, state) goes through the state dir and the monitor's attach socket, so a restarted
  * berthd needs nothing from the berthd that started the container.
  */
-import { spawn } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import type { Duplex } from 'node:stream';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -33,6 +31,8 @@ import {
   readMonitorRecord,
   serializePlan,
   signalFrame,
+  spawnWithChannel,
+  type SpawnedChild,
   type LaunchPlan,
   type ExitStatus,
   type Runtime,
@@ -83,9 +83,13 @@ export class NativeRuntime implements Runtime {
       .filter(([type]) => type !== 'pid')
       .map(([type, path]) => `--${type}=${path}`);
     const [program, args] = enter.length ? ['nsenter', [...enter, '--', binary, planFile]] : [binary, [planFile]];
-    const child = spawn(program, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe', 'pipe'] });
-    const status = child.stdio[3] as unknown as Duplex;
-    const stderr = child.stdio[2]!;
+    let child: SpawnedChild;
+    try {
+      child = spawnWithChannel(program, args);
+    } catch (err) {
+      throw new BerthError(`container ${containerId}: cannot run the launcher ${binary}: ${(err as Error).message}`);
+    }
+    const { channel: status, stderr } = child;
     let stderrText = '';
     stderr.on('data', (d: Buffer) => {
       if (stderrText.length < 4096) stderrText += d.toString();
@@ -100,7 +104,6 @@ export class NativeRuntime implements Runtime {
         settled = true;
         status.destroy();
         stderr.destroy();
-        child.unref();
         if (err) reject(err);
         else resolve(value!);
       };
@@ -156,7 +159,6 @@ export class NativeRuntime implements Runtime {
           .then(() => new Promise((r) => (stderr.destroyed ? r(undefined) : stderr.once('close', r).once('error', r))))
           .then(() => finish(startError ?? failure(`launcher exited before the process started${stderrText ? `: ${stderrText.trim()}` : ''}`)));
       });
-      child.on('error', (err) => finish(failure(`cannot run the launcher ${binary}: ${err.message}`)));
     });
   }
 

@@ -386,6 +386,14 @@ async function benchRun(ctx: Ctx): Promise<void> {
       once: async () => ok(await berth!.cli(['run', '--rm', '--network', 'none', img, 'true']), 'berth run').seconds,
     },
     {
+      tool: 'berth',
+      id: 'run.berth-bridge',
+      label: 'berth run --rm, default bridge network',
+      unit: 's',
+      prepare: async () => void (berth = await berthMain(ctx)),
+      once: async () => ok(await berth!.cli(['run', '--rm', img, 'true']), 'berth run (bridge)').seconds,
+    },
+    {
       tool: 'podman',
       id: 'run.podman',
       label: 'podman --runtime runc run --rm',
@@ -436,6 +444,12 @@ async function benchRun(ctx: Ctx): Promise<void> {
   compare({ section: S, what, berth: 'run.berth', peer: 'run.docker', target: 0.35 });
   compare({ section: S, what, berth: 'run.berth', peer: 'run.runc' });
   compare({ section: S, what, berth: 'run.dockercli-berth', peer: 'run.docker', target: 0.25 });
+  const [none, bridged] = [measures.get('run.berth'), measures.get('run.berth-bridge')];
+  if (none && bridged) {
+    const whatBridge = 'what the default bridge adds to `berth run --rm IMG true` (medians)';
+    record('run.bridge-added', S, whatBridge, 'berth', 'ms', [(bridged.median - none.median) * 1000]);
+    absolute({ section: S, what: whatBridge, measure: 'run.bridge-added', max: 15 });
+  }
 
   // Daemon side: create + start + wait over the API socket, no CLI start-up in it.
   const whatApi = 'API create+start+wait of `true` (daemon side)';
@@ -458,6 +472,7 @@ async function benchRun(ctx: Ctx): Promise<void> {
     },
   ]);
   compare({ section: S, what: whatApi, berth: 'runapi.berth', peer: 'runapi.docker' });
+  absolute({ section: S, what: whatApi, measure: 'runapi.berth', max: 30 });
 
   // Idle RSS: a second of quiet after the runs, then VmRSS.
   await sleep(1000);

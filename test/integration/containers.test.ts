@@ -355,6 +355,11 @@ describe.skipIf(!isRoot)(`containers through berthd and the CLI (${isRoot ? 'roo
       expect(res.stdout.trim()).toBe('CapBnd:\t00000000a80425fb');
     });
 
+    it('starts the process with no signal ignored or blocked (berthd ignores SIGPIPE; posix_spawn leaves 32 and 33 ignored)', async () => {
+      const res = expectOk(await run([img, 'grep', '-E', 'Sig(Ign|Blk)', '/proc/self/status']));
+      expect(res.stdout.trim().split('\n')).toEqual(['SigBlk:\t0000000000000000', 'SigIgn:\t0000000000000000']);
+    });
+
     it('--privileged keeps every capability', async () => {
       const host = readFileSync('/proc/self/status', 'utf8').match(/CapBnd:\s*(\w+)/)![1];
       const res = expectOk(await run(['--privileged', img, 'grep', 'CapBnd', '/proc/self/status']));

@@ -104,6 +104,8 @@ describe.skipIf(!isRoot || !hasCni)(`CRI server (${cniReason})`, () => {
     });
     expect(await daemon.cli(['info'])).toMatchObject({ code: 0 });
     expect((await daemon.cli(['info'])).stdout).toContain(`CRI: ${socket}`);
+    // CRI 1.28's RuntimeConfig: kubelet takes its cgroup driver from here.
+    expect(await cri.runtime.RuntimeConfig({})).toEqual({ linux: { cgroup_driver: 'CGROUPFS' } });
   });
 
   it('serves clients that send the socket path as :authority (gRPC-Go before 1.53: crictl, kubelet 1.26)', async () => {

@@ -209,6 +209,14 @@ void child_main(int sync_rd, int pid_wr, int console_sock, int in_fd, int out_fd
   sigset_t none;
   sigemptyset(&none);
   for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+  /* glibc's own signals (32 up to SIGRTMIN), which signal() refuses, arrive ignored from posix_spawn. */
+  struct {
+    void *handler;
+    unsigned long flags;
+    void *restorer;
+    unsigned long mask;
+  } dfl = {SIG_DFL, 0, NULL, 0};
+  for (int s = 32; s < SIGRTMIN; s++) syscall(SYS_rt_sigaction, s, &dfl, NULL, sizeof dfl.mask);
   sigprocmask(SIG_SETMASK, &none, NULL);
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); /* until exec: die with a monitor that dies early */
   umask(0);
