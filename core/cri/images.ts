@@ -3,6 +3,7 @@
  * Docker API are the same records. The CRI names them by full references
  * (`docker.io/library/busybox:latest`, `docker.io/library/busybox@sha256:...`) and by image ID.
  */
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import type { RegistryCredentials } from '../contracts/registry';
 import { InvalidArgumentError } from '../contracts/errors';
@@ -13,6 +14,13 @@ import { nanos } from './labels';
 
 /** berth's own pod sandbox image (berth-pause in one layer), made at the first pod start. */
 export const PAUSE_REPO = 'berth.local/pause';
+
+/** Where the image layers are: the storage plugin's state directory (`<root>/plugins/<uri>`), else the root. */
+function imageFsDir(engine: Engine): string {
+  const uri = engine.storage() && engine.plugins.uriOf(engine.storage());
+  const dir = uri ? path.join(engine.config.root, 'plugins', uri) : engine.config.root;
+  return existsSync(dir) ? dir : engine.config.root;
+}
 
 /** The CRI `Image` message of one record. */
 export async function criImage(engine: Engine, rec: ImageRecord) {
@@ -103,7 +111,9 @@ export function imageHandlers(engine: Engine) {
         image_filesystems: [
           {
             timestamp: nanos(Date.now()),
-            fs_id: { mountpoint: path.join(engine.config.root, 'layers') },
+            // A directory that exists (kubelet asks cAdvisor for its filesystem's capacity): the
+            // storage driver's state directory, where the layers are, else berth's root.
+            fs_id: { mountpoint: imageFsDir(engine) },
             used_bytes: { value: used },
             inodes_used: { value: 0 },
           },

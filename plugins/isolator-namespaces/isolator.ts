@@ -3,7 +3,7 @@
  * and read-only paths, capabilities, and the per-container /etc/hostname, /etc/hosts and
  * /etc/resolv.conf. It decides; the launcher only carries the plan out.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname as hostHostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
@@ -192,8 +192,15 @@ export class NamespacesIsolator implements Isolator {
 
   async setup(target: IsolationTarget): Promise<void> {
     const s = parseHostConfig(target.hostConfig); // refuse bad input before anything exists
-    // Docker creates a missing bind source directory.
-    for (const b of s.binds) await mkdir(b.source, { recursive: true });
+    // Docker creates a missing bind source directory; an existing source (a file too, as kubelet's
+    // etc-hosts and termination-log) is bound as it is.
+    for (const b of s.binds) {
+      const missing = await stat(b.source).then(
+        () => false,
+        (err: NodeJS.ErrnoException) => err.code === 'ENOENT',
+      );
+      if (missing) await mkdir(b.source, { recursive: true });
+    }
   }
 
   async plan(target: IsolationTarget, plan: LaunchPlan): Promise<void> {
