@@ -9,6 +9,7 @@ import * as fsSync from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { spawnWithChannel, type SpawnedChild } from '../sys/spawn';
 import type { Logger } from '../contracts/types';
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW } = fsSync.constants;
@@ -172,18 +173,25 @@ export async function removeOrQuarantine(target: string, quarantine: Quarantine)
 /**
  * Trees already renamed out of the way (a driver's tmp-rm-*), deleted after the call that
  * discarded them has returned: `rm` and `run --rm` answer once the writable layer is renamed,
- * not once each of its files is unlinked (under disk load that took tens of milliseconds of the
- * event loop). What a crash leaves behind is the next recover()'s, as before.
+ * not once each of its files is unlinked. The deleting is GNU rm's, in a process of its own (up
+ * to RM_PROCESSES at once), so berthd's event loop does none of it: with the walk below in
+ * berthd, each removal held the loop for 1-3 ms, and tens of ms under disk load. rm walks with
+ * fts the way removeTree does (descriptor-relative, never following a symlink, any depth); what
+ * it cannot delete goes through removeOrQuarantine. A crash before the end leaves the tree to
+ * the next recover().
  */
 export class BackgroundRemover {
   private readonly pending = new Set<Promise<void>>();
+  private readonly queue: { tree: string; done: () => void }[] = [];
+  private running = 0;
 
   constructor(private readonly quarantine: Quarantine) {}
 
   discard(doomed: string): void {
-    const job: Promise<void> = removeOrQuarantine(doomed, this.quarantine)
-      .catch((err) => this.quarantine.log?.warn('could not remove or quarantine a tree', { path: doomed, error: (err as Error).message }))
-      .finally(() => this.pending.delete(job));
+    const job: Promise<void> = new Promise<void>((done) => {
+      this.queue.push({ tree: doomed, done });
+      this.next();
+    }).finally(() => this.pending.delete(job));
     this.pending.add(job);
   }
 
@@ -191,6 +199,38 @@ export class BackgroundRemover {
   async settled(): Promise<void> {
     while (this.pending.size) await Promise.all(this.pending);
   }
+
+  private next(): void {
+    while (this.running < RM_PROCESSES && this.queue.length) {
+      const { tree, done } = this.queue.shift()!;
+      this.running++;
+      void rmInOwnProcess(tree)
+        .then((removed) => (removed ? undefined : removeOrQuarantine(tree, this.quarantine)))
+        .catch((err) => this.quarantine.log?.warn('could not remove or quarantine a tree', { path: tree, error: (err as Error).message }))
+        .finally(() => {
+          this.running--;
+          done();
+          this.next();
+        });
+    }
+  }
+}
+
+const RM_PROCESSES = 4;
+
+/** `rm -rf --one-file-system TREE`: true when it is gone (false also when rm cannot be run). */
+async function rmInOwnProcess(tree: string): Promise<boolean> {
+  let child: SpawnedChild;
+  try {
+    child = spawnWithChannel('rm', ['-rf', '--one-file-system', '--', tree]);
+  } catch {
+    return false;
+  }
+  child.channel.destroy();
+  child.stderr.resume();
+  const status = await child.exited;
+  child.stderr.destroy();
+  return status === 0 && !fsSync.existsSync(tree);
 }
 
 /** Bytes a tree occupies on disk (allocated blocks; each hardlinked inode counted once). */

@@ -2,11 +2,13 @@
  * Removals that answer before every file is deleted: the storage drivers' BackgroundRemover and
  * the container store's state dirs. What they leave mid-way (a crash) is deleted at the next open.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { BackgroundRemover } from '../../core/layers/util';
 import { ContainerStore, type ContainerRecord } from '../../core/containers/record';
+import { isRoot, rootReason } from '../helpers/env';
 import { makeTempDir } from '../helpers/fixtures';
 
 let dir: string;
@@ -48,6 +50,26 @@ describe('BackgroundRemover', () => {
     remover.discard(path.join(dir, 'tmp-rm-b'));
     await settled;
     expect(fs.readdirSync(dir)).toEqual([]);
+  });
+
+  it.skipIf(!isRoot)(`quarantines what rm cannot delete (an immutable file)${isRoot ? '' : ` (skipped: ${rootReason})`}`, async () => {
+    const quarantine = path.join(dir, 'quarantine');
+    const remover = new BackgroundRemover({ dir: quarantine });
+    const doomed = path.join(dir, 'tmp-rm-stuck');
+    tree(doomed, 3);
+    const stuck = path.join(doomed, 'd0', 'immutable');
+    fs.writeFileSync(stuck, 'x');
+    execFileSync('chattr', ['+i', stuck]);
+    try {
+      remover.discard(doomed);
+      await remover.settled();
+      expect(fs.existsSync(doomed)).toBe(false);
+      const [moved] = fs.readdirSync(quarantine);
+      expect(moved).toMatch(/^tmp-rm-stuck-/);
+      execFileSync('chattr', ['-i', path.join(quarantine, moved, 'd0', 'immutable')]);
+    } finally {
+      if (fs.existsSync(stuck)) execFileSync('chattr', ['-i', stuck]);
+    }
   });
 });
 
