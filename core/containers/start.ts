@@ -50,7 +50,7 @@ export async function startNow(ctx: ContainerContext, id: string): Promise<void>
   const startedAt = performance.now();
   try {
     // 1. The storage driver prepares the rootfs.
-    const rootfs = await storage.mount(id);
+    const rootfs = await storage.mount(id, { ephemeral: !!rec.HostConfig.AutoRemove });
     mounted = true;
     const mountedAt = performance.now();
     const user = await resolveUser(rootfs, rec.Config.User, (rec.HostConfig.GroupAdd as string[] | null) ?? []);

@@ -18,6 +18,14 @@ export interface StorageUsage {
  * writable layer on top. Layers arrive as OCI changesets (uncompressed tar streams with
  * `.wh.` whiteouts); extraction must treat them as hostile (see DESIGN.md section 4).
  */
+export interface MountOptions {
+  /**
+   * The writable layer dies with the container (`run --rm`): nothing in it must outlive a crash,
+   * so a driver may skip making it durable (overlayfs `volatile`: no syncs, a cheaper unmount).
+   */
+  ephemeral?: boolean;
+}
+
 export interface StorageDriver {
   /** The driver's name, e.g. `overlay`. */
   readonly name: string;
@@ -37,7 +45,7 @@ export interface StorageDriver {
   /** Create the container's writable layer over `topChainId` (null: empty rootfs). Idempotent. */
   create(containerId: string, topChainId: string | null): Promise<void>;
   /** Make the container's root filesystem available and return its path. Counted: pair with unmount. */
-  mount(containerId: string): Promise<string>;
+  mount(containerId: string, opts?: MountOptions): Promise<string>;
   unmount(containerId: string): Promise<void>;
   /** Remove the writable layer (unmounting first). */
   remove(containerId: string): Promise<void>;

@@ -12,12 +12,10 @@
  * even those do not fit, the mount runs in a child process whose cwd is stateDir, with relative
  * paths (Docker's mountFrom), since chdir in the daemon would move every thread.
  */
-import { execFile } from 'node:child_process';
 import { randomInt } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import {
   ConflictError,
   InvalidArgumentError,
@@ -35,6 +33,7 @@ import {
   writeLayerTar,
   MNT_DETACH,
   type Change,
+  type MountOptions,
   type StorageDriver,
   type StorageUsage,
   type Quarantine,
@@ -42,10 +41,8 @@ import {
   markTopDir,
 } from '../../core/plugin';
 import { mountPoints } from './mountinfo';
+import { mountContainerOverlay, overlayOptions } from './mount';
 
-const execFileP = promisify(execFile);
-/** The kernel copies at most one page of mount data, NUL included. */
-const MAX_MOUNT_DATA = 4095;
 /** overlayfs refuses more than 500 lower layers (OVL_MAX_STACK). */
 const MAX_LAYERS = 500;
 const LINK_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
@@ -64,6 +61,8 @@ export class OverlayDriver implements StorageDriver {
   private readonly mounts = new Map<string, number>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly remover: BackgroundRemover;
+  /** Until a mount says otherwise (EINVAL: a kernel before 5.10). */
+  private volatileWorks = true;
 
   /**
    * `quarantine`: where recover() moves what it cannot remove (`<root>/quarantine`), so nothing a
@@ -93,15 +92,11 @@ export class OverlayDriver implements StorageDriver {
     try {
       for (const sub of ['lower', 'upper', 'work', 'merged']) await fs.mkdir(path.join(dir, sub));
       const merged = path.join(dir, 'merged');
-      this.sys.mount('overlay', merged, 'overlay', 0, this.options([path.join(dir, 'lower')], path.join(dir, 'upper'), path.join(dir, 'work')));
+      this.sys.mount('overlay', merged, 'overlay', 0, overlayOptions([path.join(dir, 'lower')], path.join(dir, 'upper'), path.join(dir, 'work'), this.config.mountOptions));
       await this.sys.umount2Async(merged, MNT_DETACH);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }
-  }
-
-  private options(lowers: string[], upper: string, work: string): string {
-    return [`lowerdir=${lowers.join(':')}`, `upperdir=${upper}`, `workdir=${work}`, ...this.config.mountOptions].join(',');
   }
 
   private layerDir(chainId: string): string {
@@ -251,38 +246,30 @@ export class OverlayDriver implements StorageDriver {
     return text === '' ? [] : text.split(':');
   }
 
-  async mount(containerId: string): Promise<string> {
+  async mount(containerId: string, opts: MountOptions = {}): Promise<string> {
     const dir = this.containerDir(containerId);
     const merged = path.join(dir, 'merged');
     return this.withLock(containerId, async () => {
       const count = this.mounts.get(containerId) ?? 0;
       if (count === 0) {
         const links = await this.lowersOf(containerId, dir);
-        await this.mountOverlay(containerId, links);
+        await this.mountOverlay(containerId, links, !!opts.ephemeral);
       }
       this.mounts.set(containerId, count + 1);
       return merged;
     });
   }
 
-  private async mountOverlay(containerId: string, links: string[]): Promise<void> {
-    const rel = path.join('containers', containerId);
-    const abs = (p: string) => path.join(this.stateDir, p);
-    const lowers = links.length === 0 ? [path.join(rel, 'empty')] : links.map((l) => path.join('l', l));
-    const data = this.options(lowers.map(abs), abs(path.join(rel, 'upper')), abs(path.join(rel, 'work')));
-    const merged = abs(path.join(rel, 'merged'));
-    if (data.length <= MAX_MOUNT_DATA) {
-      this.sys.mount('overlay', merged, 'overlay', 0, data);
-      return;
-    }
-    const relData = this.options(lowers, path.join(rel, 'upper'), path.join(rel, 'work'));
-    if (relData.length > MAX_MOUNT_DATA) {
-      throw new InvalidArgumentError(`container ${containerId}: ${links.length} layers do not fit in one page of overlay mount options`);
-    }
+  private async mountOverlay(containerId: string, links: string[], ephemeral: boolean): Promise<void> {
+    // An ephemeral layer (run --rm) is mounted volatile, as podman does: the container's fsyncs
+    // and the unmount's sync of the whole upper filesystem are skipped (1.2 ms -> 0.4 ms here).
+    const volatile = ephemeral && this.volatileWorks;
     try {
-      await execFileP('mount', ['-t', 'overlay', '-o', relData, 'overlay', path.join(rel, 'merged')], { cwd: this.stateDir });
+      await mountContainerOverlay(this.sys, this.stateDir, containerId, links, [...this.config.mountOptions, ...(volatile ? ['volatile'] : [])]);
     } catch (err) {
-      throw new Error(`mounting overlay for container ${containerId} (${links.length} layers): ${(err as { stderr?: string }).stderr?.trim() || String(err)}`);
+      if (!volatile || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      this.volatileWorks = false; // a kernel before 5.10: no volatile, and no more asking
+      await mountContainerOverlay(this.sys, this.stateDir, containerId, links, this.config.mountOptions);
     }
   }
 

@@ -28,13 +28,11 @@ function tree(root: string, depth: number): void {
 }
 
 describe('BackgroundRemover', () => {
-  it('deletes discarded trees after the call returned, and settled() waits for all of them', async () => {
+  it('deletes discarded trees, and settled() waits for all of them', async () => {
     const remover = new BackgroundRemover({ dir: path.join(dir, 'quarantine') });
     const doomed = [0, 1, 2].map((i) => path.join(dir, `tmp-rm-${i}`));
     for (const d of doomed) tree(d, 30);
     for (const d of doomed) remover.discard(d);
-    // discard() only schedules: the trees are there when it returns.
-    expect(doomed.every((d) => fs.existsSync(d))).toBe(true);
     await remover.settled();
     expect(fs.readdirSync(dir)).toEqual([]);
     // Symlinks were unlinked, not followed.
