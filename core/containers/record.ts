@@ -229,7 +229,9 @@ export class ContainerStore {
       .catch(() => undefined)
       .then(async () => {
         await ensureDir(path.dirname(file));
-        await writeFileAtomic(file, json);
+        // A `--rm` container is removed at its exit and never outlives a reboot: its record
+        // needs no fsync, only an atomic replace (three fewer syncs on each `run --rm`).
+        await writeFileAtomic(file, json, 0o600, rec.HostConfig.AutoRemove ? 'atomic' : 'durable');
       });
     this.writes.set(id, done);
     void done
