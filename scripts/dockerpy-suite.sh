@@ -98,7 +98,7 @@ if [ "$ENGINE" = berthd ]; then
   cat > "$WORK/berth.config.json" <<JSON
 { "registries": { "docker.io": { "mirrors": ["127.0.0.1:$PORT"] } } }
 JSON
-  (cd "$WORK" && exec node "${BERTHD_JS:-$REPO_DIR/dist/core/daemon/berthd.js}" --root "$WORK/root" --socket "$SOCK" --config "$WORK/berth.config.json") >"$KEEP/daemon.log" 2>&1 &
+  (cd "$WORK" && exec "${BERTHD_JS:-$REPO_DIR/dist/core/daemon/berthd.js}" --root "$WORK/root" --socket "$SOCK" --config "$WORK/berth.config.json") >"$KEEP/daemon.log" 2>&1 &
   DAEMON_PID=$!
 elif [ "$ENGINE" = dockerd ]; then
   echo '{}' > "$WORK/daemon.json"

@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
+// (V8 grows the young generation to 16 MiB semi-spaces under a burst of starts and never gives
+// them back: 4 MiB ones cut berthd's anonymous RSS per running container from ~170 to ~70 KiB.)
 /**
  * berthd: the daemon. Loads config, takes the root's lock (one daemon per root), starts the
  * engine and serves the API on the Unix socket until SIGTERM/SIGINT.

@@ -37,11 +37,12 @@ export async function startBerthd(dir: string, opts: { storageDriver?: string } 
   const root = path.join(dir, 'root');
   const socket = path.join(dir, 's');
   const env = { ...process.env, DOCKER_CONFIG: path.join(dir, 'docker-config') };
-  const args = [BERTHD_JS, '--root', root, '--socket', socket];
+  const args = ['--root', root, '--socket', socket];
   if (opts.storageDriver) args.push('--storage-driver', opts.storageDriver);
   let output = '';
   // cwd = its own dir, so no berth.config.* of the checkout is picked up.
-  const child = spawn(process.execPath, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // Through its shebang, as a user runs it (its node flags included).
+  const child = spawn(BERTHD_JS, args, { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout.on('data', (c) => (output += c));
   child.stderr.on('data', (c) => (output += c));
   trackedPids.add(child.pid!);

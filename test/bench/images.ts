@@ -23,9 +23,14 @@ export interface BenchImages {
   files: string;
   /** What the many-file image holds: entries and bytes of its host-file layers, and its layers. */
   filesShape: { entries: number; bytes: number; layers: string[] };
+  /** `HOST/bench/layers:latest`: busybox plus MANY_LAYERS - 1 layers of one small file each. */
+  layers: string;
   /** The OCI layout both were built in (kept for the runc bundle). */
   layoutDir: string;
 }
+
+/** Layers of the many-layer image: a pull must cost per layer, not per layer squared. */
+export const MANY_LAYERS = 100;
 
 export interface BigImageShape {
   layers: number;
@@ -124,16 +129,29 @@ export async function buildAndPushImages(workDir: string, registryHost: string, 
     await fs.rm(tarFile, { force: true });
   }
   const filesShape = await buildFilesImage(workDir, layoutDir, 'files');
+  const many = await buildBusyboxLayout(layoutDir, { tag: 'layers', cmd: ['sh'] });
+  for (let layer = 2; layer <= MANY_LAYERS; layer++) {
+    const staging = path.join(workDir, 'staging-many');
+    const tarFile = path.join(workDir, 'many-layer.tar');
+    await fs.mkdir(path.join(staging, 'layers'), { recursive: true });
+    await fs.writeFile(path.join(staging, 'layers', `layer-${layer}`), `${layer}\n`);
+    await mustRun('tar', ['-C', staging, '--numeric-owner', '--owner=0', '--group=0', '-cf', tarFile, 'layers']);
+    await fs.rm(staging, { recursive: true, force: true });
+    await mustRun('umoci', ['raw', 'add-layer', '--image', many.ref, '--history.created_by', `bench layer ${layer}`, tarFile], { timeoutMs: 60_000 });
+    await fs.rm(tarFile, { force: true });
+  }
   await mustRun('umoci', ['gc', '--layout', layoutDir]);
   await pushImage(`${layoutDir}:busybox`, registryHost, 'bench/busybox:latest', { format: 'v2s2' });
   await pushImage(big.ref, registryHost, 'bench/big:latest', { format: 'v2s2' });
   await pushImage(`${layoutDir}:files`, registryHost, 'bench/files:latest', { format: 'v2s2' });
+  await pushImage(many.ref, registryHost, 'bench/layers:latest', { format: 'v2s2' });
   return {
     busybox: `${registryHost}/bench/busybox:latest`,
     big: `${registryHost}/bench/big:latest`,
     bigDataBytes: shape.layers * shape.bytesPerLayer,
     files: `${registryHost}/bench/files:latest`,
     filesShape,
+    layers: `${registryHost}/bench/layers:latest`,
     layoutDir,
   };
 }

@@ -20,7 +20,7 @@ import type { Logger } from '../../core/contracts/types';
 import { tarOf } from '../helpers/layer-fixtures';
 import { startRegistry, type RunningRegistry } from '../helpers/registry';
 import { apiRemove, apiRunOnce, type Berthd, CLI_COMMAND, expectStatus, startBerthd } from './berth';
-import { buildAndPushImages, type BenchImages, DEFAULT_BIG, type BigImageShape } from './images';
+import { buildAndPushImages, type BenchImages, DEFAULT_BIG, type BigImageShape, MANY_LAYERS } from './images';
 import { hostResidueBefore, removeHostResidue } from './residue';
 import {
   BERTHD_JS,
@@ -161,7 +161,7 @@ interface PullCase {
   key: string;
   ref: string;
   what: string;
-  targets: { docker: number; podman: number };
+  targets: { docker?: number; podman?: number };
 }
 
 async function benchPull(ctx: Ctx): Promise<void> {
@@ -175,6 +175,8 @@ async function benchPull(ctx: Ctx): Promise<void> {
       what: `cold pull, many-file image (${files.layers.length + 1} layers: busybox, ${files.entries} host entries, ${Math.round(files.bytes / 1e6)} MB)`,
       targets: { docker: 0.8, podman: 0.8 },
     },
+    // No ratio target: the issue asks for no quadratic step; docker and podman show what linear costs.
+    { key: 'pull100', ref: ctx.images.layers, what: `cold pull, ${MANY_LAYERS} layers (busybox + ${MANY_LAYERS - 1} of one small file)`, targets: {} },
   ];
   for (const c of cases) await pullCase(ctx, c);
 }

@@ -252,7 +252,8 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
   args.push(...(opts.args ?? []));
 
   let output = '';
-  const command = [...(opts.wrapper ?? []), process.execPath, BERTHD_JS, ...args];
+  // Through its shebang, with the node flags berthd is meant to run with.
+  const command = [...(opts.wrapper ?? []), BERTHD_JS, ...args];
   const child: ChildProcess = spawn(command[0], command.slice(1), {
     // cwd = the temp dir, so cosmiconfig's search finds no stray berth.config.* of the checkout.
     cwd: dir,

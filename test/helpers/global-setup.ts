@@ -6,7 +6,7 @@
  * is newer than the launcher.
  */
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync, utimesSync } from 'node:fs';
+import { chmodSync, readdirSync, statSync, utimesSync } from 'node:fs';
 import path from 'node:path';
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..');
@@ -56,6 +56,8 @@ export default function setup(): void {
   if (!mtime(BERTHD_JS)) {
     throw new Error(`npx tsc -p . produced no ${BERTHD_JS}:\n${res.stdout}${res.stderr}`);
   }
+  // The tests run berthd through its shebang (its node flags): a fresh emit is not executable.
+  chmodSync(BERTHD_JS, 0o755);
   // A run that found nothing to emit (sources touched, not changed) still leaves dist/ current:
   // mark it, so the next run does not compile again.
   if (mtime(BUILD_INFO)) utimesSync(BUILD_INFO, new Date(started), new Date(started));
